@@ -1,0 +1,19 @@
+import type { z } from 'zod';
+import type { Operation } from '../lib/http/operation.js';
+import { type ApiResult, createHandler, type RequestContext } from '../lib/http/pipeline.js';
+import { getServices, type Services } from '../lib/services.js';
+
+type Infer<T> = T extends z.ZodType ? z.infer<T> : undefined;
+
+/** Binds an operation of the contract to its handler, with the app's services. */
+export function handle<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+  operation: Operation<P, Q, B>,
+  fn: (ctx: RequestContext<Infer<P>, Infer<Q>, Infer<B>>, services: Services) => Promise<ApiResult>,
+) {
+  return {
+    methods: [operation.method],
+    route: operation.route,
+    authLevel: 'anonymous' as const,
+    handler: createHandler(getServices, operation, async (ctx) => fn(ctx, await getServices())),
+  };
+}

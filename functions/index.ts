@@ -1,0 +1,5 @@
+// The package entry ("main"): the Functions host loads this file, and every function file
+// registers itself with app.* when imported.
+import './platform.js';
+import './orders.js';
+import './audit.js';

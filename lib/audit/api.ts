@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { defineOperation } from '../http/operation.js';
+import { line, pageQuery, problemSchema } from '../http/schemas.js';
+
+export const auditEntrySchema = z
+  .object({
+    stream: z.string(),
+    seq: z.number().int(),
+    at: z.iso.datetime(),
+    event: z.string(),
+    action: z.enum(['C', 'R', 'U', 'D', 'E']),
+    outcome: z.enum(['success', 'failure']),
+    actor: z.object({ type: z.string(), id: z.string(), address: z.string().optional() }),
+    entity: z.object({ type: z.string(), id: z.string() }),
+    patientRef: z.string().optional(),
+    purpose: z.string().optional(),
+    correlationId: z.string().optional(),
+    details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+    prevHash: z.string(),
+    hash: z.string(),
+  })
+  .meta({ id: 'AuditEntry' });
+
+export const auditQuerySchema = z.strictObject({
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  actor: line(128).optional(),
+  action: line(64).optional(),
+  entity: line(128).optional(),
+  ...pageQuery,
+});
+
+export const listAudit = defineOperation({
+  id: 'listAudit',
+  method: 'GET',
+  route: 'audit',
+  tag: 'audit',
+  summary: "The tenant's audit trail, oldest first, paged",
+  access: { permission: 'audit:read' },
+  query: auditQuerySchema,
+  responses: {
+    200: { description: 'A page of entries', schema: z.object({ items: z.array(auditEntrySchema), continuationToken: z.string().optional() }) },
+    400: { description: 'Invalid query', schema: problemSchema },
+    401: { description: 'Missing or invalid credentials', schema: problemSchema },
+    403: { description: 'Not permitted', schema: problemSchema },
+  },
+});
+
+export const verifyAudit = defineOperation({
+  id: 'verifyAudit',
+  method: 'GET',
+  route: 'audit/verify',
+  tag: 'audit',
+  summary: "Verify every hash chain of the tenant's audit trail",
+  access: { permission: 'audit:read' },
+  responses: {
+    200: {
+      description: 'The verification result',
+      schema: z.object({
+        valid: z.boolean(),
+        entries: z.number().int(),
+        streams: z.number().int(),
+        firstBrokenAt: z.object({ stream: z.string(), seq: z.number().int(), reason: z.string() }).optional(),
+      }),
+    },
+    401: { description: 'Missing or invalid credentials', schema: problemSchema },
+    403: { description: 'Not permitted', schema: problemSchema },
+  },
+});
+
+export const auditOperations = [listAudit, verifyAudit];

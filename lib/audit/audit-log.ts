@@ -1,0 +1,313 @@
+import { createHash } from 'node:crypto';
+import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
+import { isNotFound } from '../storage/errors.js';
+import { padSeq, streamOf, tenantPartitionRange } from '../storage/keys.js';
+import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
+import type { AuditEntry, AuditEventInput, ChainBreak, VerifyResult } from './types.js';
+
+const HEAD_ROW = 'audit~head';
+const ENTRY_PREFIX = 'audit~';
+const ENTRY_FROM = 'audit~0';
+const ENTRY_TO = 'audit~:'; // ':' sorts right after '9'
+const MAX_COMMIT_ATTEMPTS = 8;
+
+interface Head {
+  seq: number;
+  hash: string;
+  etag: string | undefined;
+}
+
+type EntryRow = {
+  partitionKey: string;
+  rowKey: string;
+  tenant: string;
+  seq: number;
+  at: string;
+  prevHash: string;
+  hash: string;
+  event: string;
+  action: string;
+  outcome: string;
+  actorType: string;
+  actorId: string;
+  actorAddress?: string;
+  entityType: string;
+  entityId: string;
+  patientRef?: string;
+  purpose?: string;
+  correlationId?: string;
+  details?: string;
+};
+
+export function genesisHash(tenant: string, stream: string): string {
+  return createHash('sha256').update(`labvault-audit-genesis|${tenant}|${stream}`).digest('hex');
+}
+
+/** The hash covers every field of the entry in a fixed order, plus the previous entry's hash. */
+export function entryHash(row: Omit<EntryRow, 'partitionKey' | 'rowKey' | 'hash'> & { stream: string }): string {
+  const canonical = JSON.stringify([
+    1,
+    row.tenant,
+    row.stream,
+    row.seq,
+    row.at,
+    row.event,
+    row.action,
+    row.outcome,
+    row.actorType,
+    row.actorId,
+    row.actorAddress ?? null,
+    row.entityType,
+    row.entityId,
+    row.patientRef ?? null,
+    row.purpose ?? null,
+    row.correlationId ?? null,
+    row.details ?? null,
+  ]);
+  return createHash('sha256').update(row.prevHash).update('\n').update(canonical).digest('hex');
+}
+
+function toEntry(tenant: string, row: EntryRow): AuditEntry {
+  return {
+    tenant,
+    stream: streamOf(tenant, row.partitionKey),
+    seq: row.seq,
+    at: row.at,
+    prevHash: row.prevHash,
+    hash: row.hash,
+    event: row.event,
+    action: row.action as AuditEntry['action'],
+    outcome: row.outcome as AuditEntry['outcome'],
+    actor: { type: row.actorType as AuditEntry['actor']['type'], id: row.actorId, ...(row.actorAddress ? { address: row.actorAddress } : {}) },
+    entity: { type: row.entityType, id: row.entityId },
+    ...(row.patientRef ? { patientRef: row.patientRef } : {}),
+    ...(row.purpose ? { purpose: row.purpose } : {}),
+    ...(row.correlationId ? { correlationId: row.correlationId } : {}),
+    ...(row.details ? { details: JSON.parse(row.details) as AuditEntry['details'] } : {}),
+  };
+}
+
+export interface CommitResult {
+  entries: AuditEntry[];
+  /** ETags of the domain actions' entities, in order (undefined where the service sent none). */
+  domainEtags: (string | undefined)[];
+}
+
+export interface AuditQuery {
+  from?: string;
+  to?: string;
+  actor?: string;
+  event?: string;
+  entity?: string;
+}
+
+export interface AuditLogOptions {
+  clock?: () => Date;
+}
+
+/**
+ * The tenant's append-only, hash-chained audit log.
+ *
+ * Entries live in the same partition as the rows whose change they record, and are committed in the
+ * same entity-group transaction, so a change and its audit record can never be separated. Each
+ * partition therefore carries its own chain (a "stream", with a head row updated under ETag
+ * concurrency); a tenant's log is the union of its streams, ordered by time.
+ */
+export class AuditLog {
+  readonly #table: TableClient;
+  readonly #clock: () => Date;
+  readonly #heads = new Map<string, Head>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(table: TableClient, options: AuditLogOptions = {}) {
+    this.#table = table;
+    this.#clock = options.clock ?? (() => new Date());
+  }
+
+  /**
+   * Commits `domainActions` (all in `partitionKey`) together with audit entries for `events`, in
+   * one transaction. `buildActions` is called again when the chain head moved under us.
+   * A conflict in a domain action is rethrown as TransactionFailedError with its index.
+   */
+  async commit(
+    tenant: string,
+    partitionKey: string,
+    buildActions: () => TransactionAction[] | Promise<TransactionAction[]>,
+    events: readonly AuditEventInput[],
+  ): Promise<CommitResult> {
+    return this.#serialized(partitionKey, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const domainActions = await buildActions();
+        const head = await this.#head(partitionKey);
+        const stream = streamOf(tenant, partitionKey);
+        const rows: EntryRow[] = [];
+        let prev = head.hash;
+        let seq = head.seq;
+        const at = this.#clock().toISOString();
+        for (const event of events) {
+          seq += 1;
+          const row = toRow(tenant, partitionKey, seq, at, prev, event, stream);
+          rows.push(row);
+          prev = row.hash;
+        }
+        const headEntity = { partitionKey, rowKey: HEAD_ROW, seq, hash: prev, updatedAt: at };
+        const headAction: TransactionAction =
+          head.etag === undefined ? ['create', headEntity] : ['update', headEntity, 'Replace', { etag: head.etag }];
+        const actions: TransactionAction[] = [...domainActions, ...rows.map((r): TransactionAction => ['create', r]), headAction];
+        let headEtag: string | undefined;
+        let domainEtags: (string | undefined)[];
+        try {
+          const response = await submitTransaction(this.#table, actions);
+          headEtag = response.subResponses[actions.length - 1]?.etag;
+          domainEtags = domainActions.map((_, i) => response.subResponses[i]?.etag);
+        } catch (error) {
+          if (!(error instanceof TransactionFailedError)) throw error;
+          const failedInDomain = error.failedIndex !== undefined && error.failedIndex < domainActions.length;
+          this.#heads.delete(partitionKey);
+          if (failedInDomain || attempt >= MAX_COMMIT_ATTEMPTS) throw error;
+          if (error.failedIndex === undefined) {
+            // Unknown culprit: retry only if the head really moved; otherwise it was a domain conflict.
+            const fresh = await this.#head(partitionKey);
+            if (fresh.seq === head.seq && fresh.hash === head.hash) throw error;
+          }
+          continue;
+        }
+        if (headEtag) this.#heads.set(partitionKey, { seq, hash: prev, etag: headEtag });
+        else this.#heads.delete(partitionKey);
+        return { entries: rows.map((r) => toEntry(tenant, r)), domainEtags };
+      }
+    });
+  }
+
+  /** Audits events that change nothing else (reads, failed attempts). */
+  async record(tenant: string, partitionKey: string, events: readonly AuditEventInput[]): Promise<AuditEntry[]> {
+    return (await this.commit(tenant, partitionKey, () => [], events)).entries;
+  }
+
+  /** Entries of one tenant matching the query, oldest first. */
+  async *list(tenant: string, query: AuditQuery = {}): AsyncGenerator<AuditEntry> {
+    const { from, to } = tenantPartitionRange(tenant);
+    let filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO}`;
+    if (query.from) filter += ' and ' + odata`at ge ${query.from}`;
+    if (query.to) filter += ' and ' + odata`at lt ${query.to}`;
+    if (query.actor) filter += ' and ' + odata`actorId eq ${query.actor}`;
+    if (query.event) filter += ' and ' + odata`event eq ${query.event}`;
+    if (query.entity) filter += ' and ' + odata`entityId eq ${query.entity}`;
+    const entries: AuditEntry[] = [];
+    for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } })) {
+      entries.push(toEntry(tenant, row));
+    }
+    entries.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.seq - b.seq));
+    yield* entries;
+  }
+
+  /**
+   * Walks every stream of the tenant in sequence order and reports the first entry whose hash,
+   * predecessor or position is wrong, or a head that does not match the last entry.
+   */
+  async verify(tenant: string): Promise<VerifyResult> {
+    const { from, to } = tenantPartitionRange(tenant);
+    const filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey ge ${ENTRY_FROM} and RowKey le ${HEAD_ROW}`;
+    let entries = 0;
+    let streams = 0;
+    let current: { partition: string; stream: string; seq: number; hash: string } | undefined;
+    let firstBrokenAt: ChainBreak | undefined;
+    const broken = (b: ChainBreak): void => {
+      firstBrokenAt ??= b;
+    };
+    const finishWithoutHead = (): void => {
+      if (current) broken({ stream: current.stream, seq: current.seq, reason: 'missing-head' });
+    };
+
+    for await (const row of this.#table.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
+      const partition = row.partitionKey as string;
+      if (current?.partition !== partition) {
+        finishWithoutHead();
+        const stream = streamOf(tenant, partition);
+        current = { partition, stream, seq: 0, hash: genesisHash(tenant, stream) };
+        streams += 1;
+      }
+      if (row.rowKey === HEAD_ROW) {
+        if (row.seq !== current.seq || row.hash !== current.hash) {
+          broken({ stream: current.stream, seq: current.seq + 1, reason: 'head-mismatch' });
+        }
+        current = undefined;
+        continue;
+      }
+      if (!(row.rowKey as string).startsWith(ENTRY_PREFIX)) continue;
+      const entry = row as unknown as EntryRow;
+      entries += 1;
+      const expectedSeq = current.seq + 1;
+      if (entry.seq !== expectedSeq || entry.rowKey !== ENTRY_PREFIX + padSeq(expectedSeq)) {
+        broken({ stream: current.stream, seq: expectedSeq, reason: 'sequence-gap' });
+      } else if (entry.prevHash !== current.hash) {
+        broken({ stream: current.stream, seq: expectedSeq, reason: 'previous-hash-mismatch' });
+      } else if (entryHash({ ...entry, stream: current.stream }) !== entry.hash) {
+        broken({ stream: current.stream, seq: expectedSeq, reason: 'hash-mismatch' });
+      }
+      // Continue from what the row claims, so one break is reported once, at its first entry.
+      current.seq = typeof entry.seq === 'number' ? entry.seq : expectedSeq;
+      current.hash = entry.hash;
+    }
+    finishWithoutHead();
+    return { valid: firstBrokenAt === undefined, entries, streams, ...(firstBrokenAt ? { firstBrokenAt } : {}) };
+  }
+
+  async #head(partitionKey: string): Promise<Head> {
+    const cached = this.#heads.get(partitionKey);
+    if (cached) return cached;
+    try {
+      const row = await this.#table.getEntity<{ seq: number; hash: string }>(partitionKey, HEAD_ROW);
+      const head = { seq: row.seq, hash: row.hash, etag: row.etag };
+      this.#heads.set(partitionKey, head);
+      return head;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      // A stream's first entry: the chain starts from the genesis hash.
+      const [tenant, ...rest] = partitionKey.split('~');
+      return { seq: 0, hash: genesisHash(tenant ?? '', rest.join('~')), etag: undefined };
+    }
+  }
+
+  async #serialized<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(key) ?? Promise.resolve();
+    const run = previous.then(work, work);
+    const tail = run.catch(() => undefined);
+    this.#locks.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.#locks.get(key) === tail) this.#locks.delete(key);
+    }
+  }
+}
+
+function toRow(
+  tenant: string,
+  partitionKey: string,
+  seq: number,
+  at: string,
+  prevHash: string,
+  event: AuditEventInput,
+  stream: string,
+): EntryRow {
+  const base = {
+    tenant,
+    seq,
+    at,
+    prevHash,
+    event: event.event,
+    action: event.action,
+    outcome: event.outcome,
+    actorType: event.actor.type,
+    actorId: event.actor.id,
+    ...(event.actor.address ? { actorAddress: event.actor.address } : {}),
+    entityType: event.entity.type,
+    entityId: event.entity.id,
+    ...(event.patientRef ? { patientRef: event.patientRef } : {}),
+    ...(event.purpose ? { purpose: event.purpose } : {}),
+    ...(event.correlationId ? { correlationId: event.correlationId } : {}),
+    ...(event.details ? { details: JSON.stringify(event.details) } : {}),
+  };
+  return { partitionKey, rowKey: ENTRY_PREFIX + padSeq(seq), ...base, hash: entryHash({ ...base, stream }) };
+}

@@ -1,0 +1,118 @@
+import { z } from 'zod';
+
+/**
+ * Every setting LabVault reads, parsed once at start-up. A missing or invalid setting stops the
+ * process with one line that names it (ConfigError.message), never with a stack of zod output.
+ */
+const environmentSchema = z.enum(['development', 'test', 'production']);
+
+const configSchema = z
+  .object({
+    LABVAULT_ENVIRONMENT: environmentSchema.default('development'),
+    /** Connection string (Azurite, local) or unset when identity-based settings are used. */
+    AzureWebJobsStorage: z.string().min(1).optional(),
+    /** Identity-based connection (production): the account's service URIs or its name. */
+    AzureWebJobsStorage__accountName: z.string().regex(/^[a-z0-9]{3,24}$/).optional(),
+    AzureWebJobsStorage__blobServiceUri: z.url().optional(),
+    AzureWebJobsStorage__queueServiceUri: z.url().optional(),
+    AzureWebJobsStorage__tableServiceUri: z.url().optional(),
+    LABVAULT_KEY_PROVIDER: z.enum(['keyvault', 'local']).default('local'),
+    LABVAULT_KEY_VAULT_URL: z.url().optional(),
+    /** Local key store folder (dev/test only). */
+    LABVAULT_DATA_DIR: z.string().min(1).default('.labvault'),
+    LABVAULT_TASK_HUB: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9]{2,44}$/)
+      .default('labvaultlocal'),
+  })
+  .superRefine((value, ctx) => {
+    const identityBased =
+      value.AzureWebJobsStorage__accountName !== undefined ||
+      value.AzureWebJobsStorage__tableServiceUri !== undefined;
+    if (value.AzureWebJobsStorage === undefined && !identityBased) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AzureWebJobsStorage'],
+        message: 'is required (a connection string, or AzureWebJobsStorage__accountName for identity-based access)',
+      });
+    }
+    if (value.LABVAULT_KEY_PROVIDER === 'keyvault' && value.LABVAULT_KEY_VAULT_URL === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LABVAULT_KEY_VAULT_URL'],
+        message: 'is required when LABVAULT_KEY_PROVIDER is keyvault',
+      });
+    }
+    if (value.LABVAULT_ENVIRONMENT === 'production' && value.LABVAULT_KEY_PROVIDER === 'local') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LABVAULT_KEY_PROVIDER'],
+        message: 'must be keyvault in production (the local key store is for development only)',
+      });
+    }
+    if (value.LABVAULT_ENVIRONMENT === 'production' && value.AzureWebJobsStorage !== undefined && /AccountKey=/i.test(value.AzureWebJobsStorage)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AzureWebJobsStorage'],
+        message: 'must not hold an account key in production (use identity-based AzureWebJobsStorage__* settings)',
+      });
+    }
+  });
+
+export type Environment = z.infer<typeof environmentSchema>;
+
+export type StorageSettings =
+  | { kind: 'connectionString'; connectionString: string }
+  | { kind: 'identity'; blobServiceUri: string; queueServiceUri: string; tableServiceUri: string };
+
+export interface AppConfig {
+  environment: Environment;
+  storage: StorageSettings;
+  keys: { provider: 'keyvault'; vaultUrl: string } | { provider: 'local'; directory: string };
+  dataDir: string;
+  taskHub: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function parseConfig(env: Record<string, string | undefined>): AppConfig {
+  // Empty strings in app settings mean "not set".
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = configSchema.safeParse(present);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const setting = issue?.path.join('.') || 'configuration';
+    // The message names the setting but never echoes its value (it may be a secret).
+    throw new ConfigError(`Invalid setting ${setting}: ${issue?.message ?? 'invalid'}`);
+  }
+  const c = result.data;
+  let storage: StorageSettings;
+  if (c.AzureWebJobsStorage !== undefined) {
+    storage = { kind: 'connectionString', connectionString: c.AzureWebJobsStorage };
+  } else {
+    const account = c.AzureWebJobsStorage__accountName;
+    const uri = (service: string, explicit: string | undefined): string => {
+      if (explicit) return explicit;
+      if (!account) throw new ConfigError(`Invalid setting AzureWebJobsStorage__${service}ServiceUri: is required`);
+      return `https://${account}.${service}.core.windows.net`;
+    };
+    storage = {
+      kind: 'identity',
+      blobServiceUri: uri('blob', c.AzureWebJobsStorage__blobServiceUri),
+      queueServiceUri: uri('queue', c.AzureWebJobsStorage__queueServiceUri),
+      tableServiceUri: uri('table', c.AzureWebJobsStorage__tableServiceUri),
+    };
+  }
+  return {
+    environment: c.LABVAULT_ENVIRONMENT,
+    storage,
+    keys:
+      c.LABVAULT_KEY_PROVIDER === 'keyvault'
+        ? { provider: 'keyvault', vaultUrl: c.LABVAULT_KEY_VAULT_URL as string }
+        : { provider: 'local', directory: `${c.LABVAULT_DATA_DIR}/keys` },
+    dataDir: c.LABVAULT_DATA_DIR,
+    taskHub: c.LABVAULT_TASK_HUB,
+  };
+}

@@ -1,0 +1,43 @@
+import type { z } from 'zod';
+import type { Permission } from '../identity/permissions.js';
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface ResponseSpec {
+  description: string;
+  schema?: z.ZodType;
+  contentType?: string;
+}
+
+/**
+ * One operation of the public contract: its route, who may call it and the zod schemas of its
+ * inputs and outputs. Function files register handlers for these; the OpenAPI document and the
+ * request pipeline are both generated from them, so the two cannot drift apart.
+ */
+export interface Operation<
+  P extends z.ZodType = z.ZodType,
+  Q extends z.ZodType = z.ZodType,
+  B extends z.ZodType = z.ZodType,
+> {
+  /** Function name (unique in the app) and OpenAPI operationId. */
+  id: string;
+  method: HttpMethod;
+  /** Azure Functions route template, without the `api/` prefix. */
+  route: string;
+  summary: string;
+  tag: string;
+  /** `public`: no credentials; `authenticated`: any principal; or a permission. */
+  access: 'public' | 'authenticated' | { permission: Permission };
+  params?: P;
+  query?: Q;
+  body?: B;
+  /** Request headers the operation reads (documented only). */
+  headers?: Record<string, { description: string; required?: boolean }>;
+  responses: Record<number, ResponseSpec>;
+}
+
+export function defineOperation<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+  operation: Operation<P, Q, B>,
+): Operation<P, Q, B> {
+  return operation;
+}

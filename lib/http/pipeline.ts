@@ -1,0 +1,218 @@
+import { randomUUID } from 'node:crypto';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { z } from 'zod';
+import { DecryptionError } from '../crypto/field-cipher.js';
+import type { Principal } from '../identity/permissions.js';
+import { errorFields, type Logger } from '../observability/logger.js';
+import { StorageLimitError, statusOf } from '../storage/errors.js';
+import type { Operation } from './operation.js';
+import {
+  badRequest,
+  forbidden,
+  type FieldError,
+  notFound,
+  payloadTooLarge,
+  ProblemError,
+  problemBody,
+  serviceUnavailable,
+  unauthorized,
+  unsupportedMediaType,
+} from './problem.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface ApiResult {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface Authenticator {
+  /** Resolves the Authorization header to a principal, or throws a 401 ProblemError. */
+  authenticate(authorization: string | null, request: { clientAddress: string | undefined; correlationId: string }): Promise<Principal>;
+}
+
+export interface PipelineServices {
+  authenticator: Authenticator;
+  logger: Logger;
+}
+
+export interface RequestContext<P, Q, B> {
+  principal: Principal;
+  params: P;
+  query: Q;
+  body: B;
+  headers: Headers;
+  correlationId: string;
+  clientAddress: string | undefined;
+}
+
+type Infer<T> = T extends z.ZodType ? z.infer<T> : undefined;
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'Cache-Control': 'no-store',
+  Pragma: 'no-cache',
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'Referrer-Policy': 'no-referrer',
+  'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function issuesToErrors(issues: readonly z.core.$ZodIssue[]): FieldError[] {
+  return issues.map((issue) => ({
+    path: issue.path.length === 0 ? '/' : '/' + issue.path.map(String).join('/'),
+    // zod's messages describe the rule, not the value (we never enable value reporting).
+    message: issue.message,
+  }));
+}
+
+/** JSON.parse that refuses prototype-polluting keys anywhere in the document. */
+export function parseJsonStrict(text: string): unknown {
+  return JSON.parse(text, (key, value: unknown) => {
+    if (FORBIDDEN_KEYS.has(key)) throw new ProblemError(400, 'Bad Request', `The key "${key}" is not allowed in a request body.`);
+    return value;
+  });
+}
+
+async function readBody(request: HttpRequest): Promise<unknown> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw payloadTooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  const bytes = Buffer.from(await request.arrayBuffer());
+  if (bytes.length > MAX_BODY_BYTES) throw payloadTooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  const contentType = (request.headers.get('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (contentType !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(contentType)) {
+    throw unsupportedMediaType('Send the body as application/json.');
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw badRequest('The body is not valid UTF-8.');
+  }
+  try {
+    return parseJsonStrict(text);
+  } catch (error) {
+    if (error instanceof ProblemError) throw error;
+    throw badRequest('The body is not valid JSON.');
+  }
+}
+
+function parseWith<T extends z.ZodType>(schema: T, value: unknown, onError: (errors: FieldError[]) => ProblemError): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw onError(issuesToErrors(result.error.issues));
+  return result.data;
+}
+
+function toProblem(error: unknown, logger: Logger, operationId: string, correlationId: string): ProblemError {
+  if (error instanceof ProblemError) return error;
+  if (error instanceof StorageLimitError) return payloadTooLarge('The data is too large to store.');
+  const status = statusOf(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  if ((status !== undefined && (status >= 500 || status === 408 || status === 429)) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'REQUEST_SEND_ERROR') {
+    logger.log('warn', 'storage.unavailable', { operation: operationId, correlationId, ...errorFields(error) });
+    return serviceUnavailable();
+  }
+  logger.log('error', 'request.failed', {
+    operation: operationId,
+    correlationId,
+    ...errorFields(error),
+    decryption: error instanceof DecryptionError,
+  });
+  return new ProblemError(500, 'Internal Server Error', 'The request failed; quote the correlation id when reporting it.');
+}
+
+function respond(result: ApiResult, correlationId: string): HttpResponseInit {
+  const headers: Record<string, string> = { ...SECURITY_HEADERS, 'x-correlation-id': correlationId, ...(result.headers ?? {}) };
+  if (result.body === undefined) return { status: result.status, headers };
+  if (Buffer.isBuffer(result.body) || result.body instanceof Uint8Array) return { status: result.status, headers, body: result.body };
+  headers['Content-Type'] ??= 'application/json; charset=utf-8';
+  return { status: result.status, headers, body: JSON.stringify(result.body) };
+}
+
+export function problemResponse(problem: ProblemError, correlationId: string): HttpResponseInit {
+  const headers: Record<string, string> = {
+    ...SECURITY_HEADERS,
+    'x-correlation-id': correlationId,
+    'Content-Type': 'application/problem+json; charset=utf-8',
+  };
+  if (problem.extras.retryAfterSeconds !== undefined) headers['Retry-After'] = String(problem.extras.retryAfterSeconds);
+  return {
+    status: problem.status,
+    headers,
+    body: JSON.stringify(problemBody(problem.status, problem.title, problem.detail, correlationId, problem.extras.errors)),
+  };
+}
+
+export function clientAddressOf(request: HttpRequest): string | undefined {
+  const forwarded = request.headers.get('x-forwarded-for')?.split(',')[0]?.trim();
+  return forwarded && /^[0-9a-fA-F.:[\]]{2,64}$/.test(forwarded) ? forwarded : undefined;
+}
+
+/**
+ * Builds the Azure Functions handler of one operation: correlation id, authentication,
+ * authorisation, validation of params, query and body, the domain call, and problem+json for
+ * every failure. Handlers only translate; they never see an invalid input.
+ */
+export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+  services: () => Promise<PipelineServices>,
+  operation: Operation<P, Q, B>,
+  handle: (ctx: RequestContext<Infer<P>, Infer<Q>, Infer<B>>) => Promise<ApiResult>,
+): (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit> {
+  return async (request) => {
+    const sent = request.headers.get('x-correlation-id');
+    const correlationId = sent && CORRELATION_ID.test(sent) ? sent : randomUUID();
+    const started = performance.now();
+    let logger: Logger | undefined;
+    let principalId: string | undefined;
+    let response: HttpResponseInit;
+    try {
+      const svc = await services();
+      logger = svc.logger;
+      const clientAddress = clientAddressOf(request);
+      let principal: Principal | undefined;
+      if (operation.access !== 'public') {
+        principal = await svc.authenticator.authenticate(request.headers.get('authorization'), { clientAddress, correlationId });
+        principalId = principal.id;
+        if (typeof operation.access === 'object' && !principal.permissions.has(operation.access.permission)) throw forbidden();
+      }
+      // A path parameter that cannot be valid names nothing that exists.
+      const params = operation.params ? parseWith(operation.params, { ...request.params }, () => notFound()) : undefined;
+      const query = operation.query
+        ? parseWith(operation.query, Object.fromEntries(request.query.entries()), (errors) => badRequest('The query is invalid.', errors))
+        : undefined;
+      let body: unknown;
+      if (operation.body) {
+        const raw = await readBody(request);
+        body = parseWith(operation.body, raw, (errors) => badRequest('The body does not match the schema.', errors));
+      }
+      const result = await handle({
+        principal: principal ?? (undefined as unknown as Principal),
+        params: params as Infer<P>,
+        query: query as Infer<Q>,
+        body: body as Infer<B>,
+        headers: request.headers as unknown as Headers,
+        correlationId,
+        clientAddress,
+      });
+      response = respond(result, correlationId);
+    } catch (error) {
+      const fallbackLogger: Logger = logger ?? { log: () => undefined };
+      response = problemResponse(toProblem(error, fallbackLogger, operation.id, correlationId), correlationId);
+    }
+    logger?.log('info', 'request', {
+      operation: operation.id,
+      status: response.status ?? 200,
+      ms: Math.round(performance.now() - started),
+      correlationId,
+      principal: principalId,
+    });
+    return response;
+  };
+}
+
+export { unauthorized };

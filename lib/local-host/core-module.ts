@@ -1,0 +1,66 @@
+import Module from 'node:module';
+
+/** A function the app registered, with the binding metadata the real worker would send the host. */
+export interface Registration {
+  name: string;
+  bindings: Record<string, { type: string; direction: string; [key: string]: unknown }>;
+  retryOptions?: unknown;
+  handler: (...args: unknown[]) => unknown;
+}
+
+export interface CoreModule {
+  registrations: Map<string, Registration>;
+  hooks: Map<string, ((...args: unknown[]) => unknown)[]>;
+}
+
+type RequireFn = (this: NodeJS.Module, id: string) => unknown;
+
+let installed: CoreModule | undefined;
+
+/**
+ * Provides `@azure/functions-core` the way the Azure Functions Node worker does: by answering
+ * `require('@azure/functions-core')` with an object whose registerFunction, setProgrammingModel
+ * and registerHook capture what the app registers. Must run before `@azure/functions` is loaded.
+ */
+export function installCoreModule(): CoreModule {
+  if (installed) return installed;
+  const state: CoreModule = { registrations: new Map(), hooks: new Map() };
+  let programmingModel: unknown;
+  const coreApi = {
+    version: '3.10.1',
+    hostVersion: '4.1000.0',
+    registerFunction(metadata: { name: string; bindings: Registration['bindings']; retryOptions?: unknown }, callback: Registration['handler']) {
+      if (state.registrations.has(metadata.name)) throw new Error(`A function named "${metadata.name}" is registered already`);
+      state.registrations.set(metadata.name, { ...metadata, handler: callback });
+      return { dispose: () => state.registrations.delete(metadata.name) };
+    },
+    setProgrammingModel(model: unknown) {
+      programmingModel = model;
+    },
+    getProgrammingModel() {
+      return programmingModel;
+    },
+    registerHook(hookName: string, callback: (...args: unknown[]) => unknown) {
+      const list = state.hooks.get(hookName) ?? [];
+      list.push(callback);
+      state.hooks.set(hookName, list);
+      return { dispose: () => list.splice(list.indexOf(callback), 1) };
+    },
+    // Present on hosts >= 4.28; the library routes its own system logs here.
+    log(_level: string, _category: string, _message: string) {},
+    Disposable: class {
+      constructor(private readonly callOnDispose: () => void) {}
+      dispose() {
+        this.callOnDispose();
+      }
+    },
+  };
+  const proto = Module.prototype as unknown as { require: RequireFn };
+  const original = proto.require;
+  proto.require = function patchedRequire(this: NodeJS.Module, id: string) {
+    if (id === '@azure/functions-core') return coreApi;
+    return original.call(this, id);
+  };
+  installed = state;
+  return state;
+}

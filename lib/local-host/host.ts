@@ -1,0 +1,120 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { ConfigError, parseConfig } from '../config.js';
+import { createLogger, errorFields, type Logger } from '../observability/logger.js';
+import { startAzurite } from './azurite.js';
+import { installCoreModule, type Registration } from './core-module.js';
+import { createHttpServer, type FunctionsLibrary } from './http-server.js';
+
+export interface LocalHostInfo {
+  apiBaseUrl: string;
+  storageConnectionString: string;
+  pid: number;
+  azuritePid?: number;
+}
+
+export interface LocalHost extends LocalHostInfo {
+  registrations: Registration[];
+  close(): Promise<void>;
+}
+
+export interface LocalHostOptions {
+  /** The app's settings; defaults to process.env over local.settings.json's Values. */
+  env?: Record<string, string | undefined>;
+  /** The package entry that imports every function file. */
+  entry?: string;
+  logger?: Logger;
+}
+
+export const LOCAL_HOST_FILE = 'local-host.json';
+
+/** process.env wins over local.settings.json, as with `func start`. */
+export function localSettings(cwd = process.cwd()): Record<string, string | undefined> {
+  const path = join(cwd, 'local.settings.json');
+  const values = existsSync(path) ? ((JSON.parse(readFileSync(path, 'utf8')) as { Values?: Record<string, string> }).Values ?? {}) : {};
+  return { ...values, ...process.env };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts the embedded host: Azurite (unless AzureWebJobsStorage is set), the app's function
+ * registrations through the provided `@azure/functions-core`, and the HTTP server on PORT.
+ * Writes `${LABVAULT_DATA_DIR}/local-host.json` once it serves.
+ */
+export async function startLocalHost(options: LocalHostOptions = {}): Promise<LocalHost> {
+  const env = { ...(options.env ?? localSettings()) };
+  const logger = options.logger ?? createLogger();
+  const dataDir = resolve(env.LABVAULT_DATA_DIR || '.labvault');
+  env.LABVAULT_DATA_DIR = dataDir;
+  env.LABVAULT_KEY_PROVIDER ??= 'local';
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const infoPath = join(dataDir, LOCAL_HOST_FILE);
+
+  // A host killed hard leaves its Azurite behind, holding the data folder: stop it first.
+  try {
+    const previous = JSON.parse(await readFile(infoPath, 'utf8')) as Partial<LocalHostInfo>;
+    if (previous.azuritePid && alive(previous.azuritePid)) process.kill(previous.azuritePid, 'SIGKILL');
+    await rm(infoPath, { force: true });
+  } catch {
+    // no previous run
+  }
+
+  let azurite: Awaited<ReturnType<typeof startAzurite>> | undefined;
+  if (!env.AzureWebJobsStorage && !env.AzureWebJobsStorage__accountName) {
+    azurite = await startAzurite({ location: join(dataDir, 'azurite') });
+    env.AzureWebJobsStorage = azurite.connectionString;
+  }
+  try {
+    parseConfig(env);
+  } catch (error) {
+    await azurite?.stop();
+    throw error;
+  }
+  // The app reads its settings from process.env, as on Azure.
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) process.env[key] = value;
+
+  const core = installCoreModule();
+  // Loaded only now, so the library finds the core module (a static import would run first).
+  const library = createRequire(import.meta.url)('@azure/functions') as FunctionsLibrary;
+  await import(options.entry ?? '../../functions/index.js');
+  const registrations = [...core.registrations.values()];
+
+  const server = createHttpServer(registrations, { logger, library });
+  const port = Number(env.PORT ?? 7071);
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolveListen());
+  });
+  const address = server.address() as AddressInfo;
+  const info: LocalHostInfo = {
+    apiBaseUrl: `http://127.0.0.1:${address.port}/api`,
+    storageConnectionString: env.AzureWebJobsStorage ?? '',
+    pid: process.pid,
+    ...(azurite ? { azuritePid: azurite.pid } : {}),
+  };
+  await writeFile(infoPath, JSON.stringify(info, null, 2), { mode: 0o600 });
+
+  return {
+    ...info,
+    registrations,
+    async close() {
+      await new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await azurite?.stop();
+      await rm(infoPath, { force: true });
+    },
+  };
+}
+
+export { ConfigError, errorFields };

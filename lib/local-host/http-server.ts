@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { HttpResponse, HttpResponseInit } from '@azure/functions';
+import { errorFields, type Logger } from '../observability/logger.js';
+import type { Registration } from './core-module.js';
+import { type CompiledRoute, compareRoutes, compileRoute, matchRoute } from './routes.js';
+
+/** The local host buffers at most this much; the app's own limit (1 MiB) answers below it. */
+const HOST_BODY_LIMIT = 8 * 1024 * 1024;
+
+interface HttpFunction {
+  registration: Registration;
+  route: CompiledRoute;
+  methods: Set<string> | undefined;
+  triggerName: string;
+}
+
+export type ExtraHandler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<boolean>;
+
+/** The `@azure/functions` library, loaded after the core module was provided. */
+export type FunctionsLibrary = typeof import('@azure/functions');
+
+export interface HttpServerOptions {
+  logger: Logger;
+  library: FunctionsLibrary;
+  routePrefix?: string;
+  /** Handles paths outside the route prefix (e.g. the durable extension API); true when handled. */
+  extra?: ExtraHandler;
+}
+
+function hostProblem(res: ServerResponse, status: number, title: string, detail: string): void {
+  const correlationId = randomUUID();
+  res.writeHead(status, {
+    'Content-Type': 'application/problem+json; charset=utf-8',
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    'x-correlation-id': correlationId,
+  });
+  res.end(JSON.stringify({ type: `https://labvault.example/problems/${status}`, title, status, detail, correlationId }));
+}
+
+export function httpFunctions(registrations: Iterable<Registration>): HttpFunction[] {
+  const result: HttpFunction[] = [];
+  for (const registration of registrations) {
+    const trigger = Object.entries(registration.bindings).find(([, b]) => b.type === 'httpTrigger');
+    if (!trigger) continue;
+    const [triggerName, binding] = trigger;
+    const methods = Array.isArray(binding.methods) ? new Set((binding.methods as string[]).map((m) => m.toUpperCase())) : undefined;
+    result.push({ registration, route: compileRoute(typeof binding.route === 'string' ? binding.route : registration.name), methods, triggerName });
+  }
+  return result.sort((a, b) => compareRoutes(a.route, b.route));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > HOST_BODY_LIMIT) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Serves the app's HTTP functions like `func start`: `/{routePrefix}/{route}`, methods from the
+ * binding, the library's own HttpRequest and InvocationContext, and its HttpResponse written back.
+ */
+export function createHttpServer(registrations: Iterable<Registration>, options: HttpServerOptions): Server {
+  const functions = httpFunctions(registrations);
+  const prefix = `/${options.routePrefix ?? 'api'}`;
+  return createServer((req, res) => {
+    void (async () => {
+      const body = await readBody(req);
+      if (body === undefined) {
+        hostProblem(res, 413, 'Payload Too Large', 'The request body exceeds what the host accepts.');
+        req.destroy();
+        return;
+      }
+      const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`);
+      if (options.extra && (await options.extra(req, res, body))) return;
+      if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) {
+        hostProblem(res, 404, 'Not Found', 'No function serves this path.');
+        return;
+      }
+      const path = url.pathname.slice(prefix.length);
+      const method = (req.method ?? 'GET').toUpperCase();
+      let target: { fn: HttpFunction; params: Record<string, string> } | undefined;
+      let pathMatched = false;
+      for (const fn of functions) {
+        const params = matchRoute(fn.route, path);
+        if (!params) continue;
+        pathMatched = true;
+        if (fn.methods && !fn.methods.has(method)) continue;
+        target = { fn, params };
+        break;
+      }
+      if (!target) {
+        if (pathMatched) hostProblem(res, 405, 'Method Not Allowed', 'This path does not accept this method.');
+        else hostProblem(res, 404, 'Not Found', 'No function serves this path.');
+        return;
+      }
+      await invoke(options.library, target.fn, target.params, req, url, body, res, options.logger);
+    })().catch((error: unknown) => {
+      options.logger.log('error', 'host.http.failed', errorFields(error));
+      if (!res.headersSent) hostProblem(res, 500, 'Internal Server Error', 'The host failed to serve the request.');
+      else res.destroy();
+    });
+  });
+}
+
+async function invoke(
+  { HttpRequest, HttpResponse, InvocationContext }: FunctionsLibrary,
+  fn: HttpFunction,
+  params: Record<string, string>,
+  req: IncomingMessage,
+  url: URL,
+  body: Buffer,
+  res: ServerResponse,
+  logger: Logger,
+): Promise<void> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  // Like Azure's front end: the caller's address as the platform saw it, never as the caller says.
+  headers['x-forwarded-for'] = req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
+  const request = new HttpRequest({
+    method: req.method ?? 'GET',
+    url: url.toString(),
+    headers,
+    query: Object.fromEntries(url.searchParams.entries()),
+    params,
+    ...(body.length > 0 ? { body: { bytes: body } } : {}),
+  });
+  const binding = fn.registration.bindings[fn.triggerName];
+  const context = new InvocationContext({
+    invocationId: randomUUID(),
+    functionName: fn.registration.name,
+    triggerMetadata: {},
+    options: { trigger: { ...(binding as { type: string; name?: string }), name: fn.triggerName } as never, extraInputs: [], extraOutputs: [] },
+    logHandler: (level, ...args) => {
+      // App code logs through lib/observability; anything logged via context is reduced to its kind.
+      logger.log(level === 'error' ? 'error' : level === 'warning' ? 'warn' : 'debug', 'function.log', {
+        function: fn.registration.name,
+        items: args.length,
+      });
+    },
+  });
+  const result = (await fn.registration.handler(request, context)) as HttpResponseInit | HttpResponse | undefined;
+  const response = result instanceof HttpResponse ? result : new HttpResponse(result ?? { status: 204 });
+  const out: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    out[name] = value;
+  });
+  const bytes = Buffer.from(await response.arrayBuffer());
+  res.writeHead(response.status, out);
+  res.end(bytes);
+}

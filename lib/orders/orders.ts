@@ -1,0 +1,341 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditActor, AuditEventInput } from '../audit/types.js';
+import type { TenantCrypto } from '../crypto/field-cipher.js';
+import { badRequest, conflict, notFound, preconditionFailed, unprocessable } from '../http/problem.js';
+import { isConflict, isNotFound } from '../storage/errors.js';
+import { shardOf, tenantPartition } from '../storage/keys.js';
+import { TransactionFailedError } from '../storage/transaction.js';
+import { type CreateOrderInput, type ListOrdersQuery, type Order, type OrderStatus, STATUS_TRANSITIONS, type UpdateOrderInput } from './schemas.js';
+
+/**
+ * Orders of a tenant. Rows live in `tenantdata`, spread over 16 partitions per tenant
+ * (`{tenant}~orders~{shard}`), so no partition grows with the tenant. The shard comes from the
+ * order's external id, which makes the uniqueness row, the order, its patient index row and the
+ * audit entry one entity-group transaction. An order id starts with its shard digit.
+ *
+ * Plaintext columns: ids, codes, status, timestamps and keyed pseudonyms. Everything about the
+ * patient, the physician and the specimens is encrypted, bound to tenant + order + field.
+ */
+const AREA = 'orders';
+const IDEMPOTENCY_AREA = 'idempotency';
+
+type OrderRow = {
+  partitionKey: string;
+  rowKey: string;
+  id: string;
+  status: OrderStatus;
+  createdAt: string;
+  updatedAt: string;
+  priority: string;
+  examinations: string;
+  patientRef: string;
+  externalRef: string;
+  requestHash: string;
+  encExternalId: string;
+  encPatient: string;
+  encPhysician: string;
+  encSpecimens: string;
+  encClinicalInformation?: string;
+  encCancellationReason?: string;
+  etag?: string;
+};
+
+export interface StoredOrder {
+  order: Order;
+  etag: string;
+}
+
+export interface OrderCreated extends StoredOrder {
+  /** True when an Idempotency-Key retry answered the first request's result again. */
+  replayed: boolean;
+}
+
+export interface OrderPage {
+  items: Order[];
+  continuationToken?: string;
+}
+
+export interface RequestMeta {
+  actor: AuditActor;
+  correlationId: string;
+}
+
+export interface OrderServiceOptions {
+  clock?: () => Date;
+}
+
+const ORDER_ROW = (id: string) => `order~${id}`;
+const EXTERNAL_ROW = (ref: string) => `external~${ref}`;
+const PATIENT_ROW = (ref: string, id: string) => `patient~${ref}~${id}`;
+
+function sha256(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
+export class OrderService {
+  readonly #table: TableClient;
+  readonly #audit: AuditLog;
+  readonly #crypto: TenantCrypto;
+  readonly #clock: () => Date;
+
+  constructor(table: TableClient, audit: AuditLog, crypto: TenantCrypto, options: OrderServiceOptions = {}) {
+    this.#table = table;
+    this.#audit = audit;
+    this.#crypto = crypto;
+    this.#clock = options.clock ?? (() => new Date());
+  }
+
+  async create(tenant: string, input: CreateOrderInput, meta: RequestMeta, idempotencyKey?: string): Promise<OrderCreated> {
+    const requestHash = sha256(JSON.stringify(input));
+    const externalRef = await this.#crypto.pseudonym(tenant, 'external-id', input.externalId);
+    const shard = shardOf(externalRef);
+    const orderId = idempotencyKey
+      ? await this.#reserveIdempotencyKey(tenant, idempotencyKey, requestHash, shard)
+      : newOrderId(shard);
+    const partitionKey = tenantPartition(tenant, AREA, shard);
+    const patientRef = await this.#crypto.pseudonym(tenant, 'patient-id', input.patient.id);
+    const now = this.#clock().toISOString();
+    const bind = (field: string) => ({ tenant, record: orderId, field });
+
+    const row: OrderRow = {
+      partitionKey,
+      rowKey: ORDER_ROW(orderId),
+      id: orderId,
+      status: 'received',
+      createdAt: now,
+      updatedAt: now,
+      priority: input.priority,
+      examinations: JSON.stringify(input.examinations),
+      patientRef,
+      externalRef,
+      requestHash,
+      encExternalId: await this.#crypto.encryptJson(bind('externalId'), input.externalId),
+      encPatient: await this.#crypto.encryptJson(bind('patient'), input.patient),
+      encPhysician: await this.#crypto.encryptJson(bind('orderingPhysician'), input.orderingPhysician),
+      encSpecimens: await this.#crypto.encryptJson(bind('specimens'), input.specimens),
+      ...(input.clinicalInformation !== undefined
+        ? { encClinicalInformation: await this.#crypto.encryptJson(bind('clinicalInformation'), input.clinicalInformation) }
+        : {}),
+    };
+    const actions: TransactionAction[] = [
+      ['create', { partitionKey, rowKey: EXTERNAL_ROW(externalRef), orderId }],
+      ['create', row],
+      ['create', { partitionKey, rowKey: PATIENT_ROW(patientRef, orderId), orderId }],
+    ];
+    const event: AuditEventInput = {
+      event: 'order.create',
+      action: 'C',
+      outcome: 'success',
+      actor: meta.actor,
+      entity: { type: 'Order', id: orderId },
+      patientRef,
+      purpose: 'order-intake',
+      correlationId: meta.correlationId,
+      details: { specimens: input.specimens.length, idempotent: idempotencyKey !== undefined },
+    };
+    let etag: string | undefined;
+    try {
+      etag = (await this.#audit.commit(tenant, partitionKey, () => actions, [event])).domainEtags[1];
+    } catch (error) {
+      if (!(error instanceof TransactionFailedError) || error.statusCode !== 409) throw error;
+      // The external id is taken: by this very order (a retry) or by another one.
+      const existing = await this.#externalIndex(partitionKey, externalRef);
+      if (existing === orderId) {
+        const stored = await this.get(tenant, orderId, meta, 'order.create.replay');
+        return { ...stored, replayed: true };
+      }
+      throw conflict('An order with this externalId exists already.');
+    }
+    const order = await this.#toOrder(tenant, row);
+    return { order, etag: etag ?? (await this.#etagOf(partitionKey, orderId)), replayed: false };
+  }
+
+  /** Reads one order; the read of patient data is audited before the data is returned. */
+  async get(tenant: string, orderId: string, meta: RequestMeta, event = 'order.read'): Promise<StoredOrder> {
+    const partitionKey = tenantPartition(tenant, AREA, orderId[0]);
+    const row = await this.#row(partitionKey, orderId);
+    if (!row) throw notFound('No such order.');
+    await this.#audit.record(tenant, partitionKey, [this.#readEvent(row, meta, event)]);
+    return { order: await this.#toOrder(tenant, row), etag: row.etag ?? '' };
+  }
+
+  async update(tenant: string, orderId: string, change: UpdateOrderInput, ifMatch: string, meta: RequestMeta): Promise<StoredOrder> {
+    const partitionKey = tenantPartition(tenant, AREA, orderId[0]);
+    const row = await this.#row(partitionKey, orderId);
+    if (!row) throw notFound('No such order.');
+    if (row.etag !== ifMatch) throw preconditionFailed();
+    const next = change.status ?? row.status;
+    if (next !== row.status && !STATUS_TRANSITIONS[row.status].includes(next)) {
+      throw unprocessable(`An order in status "${row.status}" cannot change to "${next}".`, [
+        { path: '/status', message: `allowed: ${STATUS_TRANSITIONS[row.status].join(', ') || 'none (final status)'}` },
+      ]);
+    }
+    const updated: OrderRow = { ...row, status: next, updatedAt: this.#clock().toISOString() };
+    delete updated.etag;
+    if (change.cancellationReason !== undefined) {
+      updated.encCancellationReason = await this.#crypto.encryptJson({ tenant, record: orderId, field: 'cancellationReason' }, change.cancellationReason);
+    }
+    const event: AuditEventInput = {
+      event: next === 'cancelled' && row.status !== 'cancelled' ? 'order.cancel' : 'order.update',
+      action: 'U',
+      outcome: 'success',
+      actor: meta.actor,
+      entity: { type: 'Order', id: orderId },
+      patientRef: row.patientRef,
+      purpose: 'order-processing',
+      correlationId: meta.correlationId,
+      details: { from: row.status, to: next },
+    };
+    let etag: string | undefined;
+    try {
+      etag = (await this.#audit.commit(tenant, partitionKey, () => [['update', updated, 'Replace', { etag: ifMatch }]], [event])).domainEtags[0];
+    } catch (error) {
+      if (error instanceof TransactionFailedError && error.failedIndex === 0 && (error.statusCode === 412 || error.statusCode === 409)) {
+        throw preconditionFailed();
+      }
+      throw error;
+    }
+    return { order: await this.#toOrder(tenant, updated), etag: etag ?? (await this.#etagOf(partitionKey, orderId)) };
+  }
+
+  /** Lists orders (optionally by patient, external id or status), one audited read per order. */
+  async list(tenant: string, query: ListOrdersQuery, meta: RequestMeta): Promise<OrderPage> {
+    let rows: OrderRow[];
+    let continuationToken: string | undefined;
+    if (query.externalId !== undefined) {
+      const externalRef = await this.#crypto.pseudonym(tenant, 'external-id', query.externalId);
+      const partitionKey = tenantPartition(tenant, AREA, shardOf(externalRef));
+      const orderId = await this.#externalIndex(partitionKey, externalRef);
+      const row = orderId ? await this.#row(partitionKey, orderId) : undefined;
+      rows = row && (query.status === undefined || row.status === query.status) ? [row] : [];
+    } else if (query.patientId !== undefined) {
+      const patientRef = await this.#crypto.pseudonym(tenant, 'patient-id', query.patientId);
+      const filter = odata`PartitionKey ge ${tenantPartition(tenant, AREA, '')} and PartitionKey lt ${tenantPartition(tenant, AREA, '~')} and RowKey ge ${`patient~${patientRef}~`} and RowKey lt ${`patient~${patientRef}~~`}`;
+      const page = await this.#page<{ partitionKey: string; orderId: string }>(filter, query.limit, query.continuationToken);
+      continuationToken = page.continuationToken;
+      const found = await Promise.all(page.rows.map((r) => this.#row(r.partitionKey, r.orderId)));
+      rows = found.filter((r): r is OrderRow => r !== undefined && (query.status === undefined || r.status === query.status));
+    } else {
+      let filter = odata`PartitionKey ge ${tenantPartition(tenant, AREA, '')} and PartitionKey lt ${tenantPartition(tenant, AREA, '~')} and RowKey ge ${'order~'} and RowKey lt ${'order~~'}`;
+      if (query.status !== undefined) filter += ' and ' + odata`status eq ${query.status}`;
+      const page = await this.#page<OrderRow>(filter, query.limit, query.continuationToken);
+      continuationToken = page.continuationToken;
+      rows = page.rows;
+    }
+    if (rows.length > 0) {
+      await this.#audit.record(
+        tenant,
+        tenantPartition(tenant, 'access'),
+        rows.map((row) => this.#readEvent(row, meta, 'order.list')),
+      );
+    }
+    const items = await Promise.all(rows.map((row) => this.#toOrder(tenant, row)));
+    return { items, ...(continuationToken ? { continuationToken } : {}) };
+  }
+
+  async #page<T extends object>(filter: string, limit: number, token: string | undefined): Promise<{ rows: (T & { etag?: string })[]; continuationToken?: string }> {
+    let serviceToken: string | undefined;
+    if (token !== undefined) {
+      try {
+        const decoded = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as unknown;
+        if (typeof decoded !== 'object' || decoded === null || typeof (decoded as { t?: unknown }).t !== 'string') throw new Error('shape');
+        serviceToken = (decoded as { t: string }).t;
+      } catch {
+        throw badRequest('The continuation token is invalid.', [{ path: '/continuationToken', message: 'not a token this API issued' }]);
+      }
+    }
+    const iterator = this.#table.listEntities<T>({ queryOptions: { filter } }).byPage({ maxPageSize: limit, ...(serviceToken ? { continuationToken: serviceToken } : {}) });
+    const page = await iterator.next();
+    if (page.done) return { rows: [] };
+    const next = (page.value as { continuationToken?: string }).continuationToken;
+    return {
+      rows: [...page.value],
+      ...(next ? { continuationToken: Buffer.from(JSON.stringify({ t: next })).toString('base64url') } : {}),
+    };
+  }
+
+  #readEvent(row: OrderRow, meta: RequestMeta, event: string): AuditEventInput {
+    return {
+      event,
+      action: 'R',
+      outcome: 'success',
+      actor: meta.actor,
+      entity: { type: 'Order', id: row.id },
+      patientRef: row.patientRef,
+      purpose: 'order-processing',
+      correlationId: meta.correlationId,
+    };
+  }
+
+  async #reserveIdempotencyKey(tenant: string, key: string, requestHash: string, shard: string): Promise<string> {
+    const keyHash = sha256(`${tenant}\u0000${key}`);
+    const partitionKey = tenantPartition(tenant, IDEMPOTENCY_AREA, keyHash[0]);
+    for (;;) {
+      try {
+        const row = await this.#table.getEntity<{ requestHash: string; orderId: string }>(partitionKey, `idem~${keyHash}`);
+        if (row.requestHash !== requestHash) throw conflict('This Idempotency-Key was used with another request body.');
+        return row.orderId;
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+      const orderId = newOrderId(shard);
+      try {
+        await this.#table.createEntity({ partitionKey, rowKey: `idem~${keyHash}`, requestHash, orderId, createdAt: this.#clock().toISOString() });
+        return orderId;
+      } catch (error) {
+        if (!isConflict(error)) throw error; // a concurrent retry reserved it first: read theirs
+      }
+    }
+  }
+
+  async #externalIndex(partitionKey: string, externalRef: string): Promise<string | undefined> {
+    try {
+      return (await this.#table.getEntity<{ orderId: string }>(partitionKey, EXTERNAL_ROW(externalRef))).orderId;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async #row(partitionKey: string, orderId: string): Promise<OrderRow | undefined> {
+    try {
+      return await this.#table.getEntity<OrderRow>(partitionKey, ORDER_ROW(orderId));
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async #etagOf(partitionKey: string, orderId: string): Promise<string> {
+    return (await this.#row(partitionKey, orderId))?.etag ?? '';
+  }
+
+  async #toOrder(tenant: string, row: OrderRow): Promise<Order> {
+    const bind = (field: string) => ({ tenant, record: row.id, field });
+    return {
+      id: row.id,
+      status: row.status,
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+      externalId: await this.#crypto.decryptJson<string>(bind('externalId'), row.encExternalId),
+      patient: await this.#crypto.decryptJson<Order['patient']>(bind('patient'), row.encPatient),
+      orderingPhysician: await this.#crypto.decryptJson<Order['orderingPhysician']>(bind('orderingPhysician'), row.encPhysician),
+      priority: row.priority as Order['priority'],
+      ...(row.encClinicalInformation !== undefined
+        ? { clinicalInformation: await this.#crypto.decryptJson<string>(bind('clinicalInformation'), row.encClinicalInformation) }
+        : {}),
+      specimens: await this.#crypto.decryptJson<Order['specimens']>(bind('specimens'), row.encSpecimens),
+      examinations: JSON.parse(row.examinations) as string[],
+      ...(row.encCancellationReason !== undefined
+        ? { cancellationReason: await this.#crypto.decryptJson<string>(bind('cancellationReason'), row.encCancellationReason) }
+        : {}),
+    };
+  }
+}
+
+/** 32 hex digits; the first is the storage shard. */
+export function newOrderId(shard: string): string {
+  return shard + randomBytes(16).toString('hex').slice(1);
+}

@@ -1,0 +1,77 @@
+import { TableClient, TableServiceClient } from '@azure/data-tables';
+import type { TokenCredential } from '@azure/identity';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { QueueServiceClient } from '@azure/storage-queue';
+import type { StorageSettings } from '../config.js';
+
+/** Names of the tables LabVault owns. Each domain folder owns its partitions inside them. */
+export const TABLES = {
+  /** Tenant-scoped rows of every domain, partitioned `{tenant}~{area}[~{shard}]`. */
+  tenantData: 'tenantdata',
+  /** Rows that belong to no tenant: the tenant directory, operator realm. */
+  platform: 'platform',
+} as const;
+
+export interface StorageClients {
+  table(name: string): TableClient;
+  tableService: TableServiceClient;
+  blobService: BlobServiceClient;
+  queueService: QueueServiceClient;
+}
+
+function parseConnectionString(cs: string): Map<string, string> {
+  const parts = new Map<string, string>();
+  for (const segment of cs.split(';')) {
+    const eq = segment.indexOf('=');
+    if (eq > 0) parts.set(segment.slice(0, eq).toLowerCase(), segment.slice(eq + 1));
+  }
+  return parts;
+}
+
+/**
+ * Builds the storage clients in one place. Connection strings are for Azurite and development;
+ * production uses identity-based service URIs with a token credential.
+ */
+export function createStorageClients(settings: StorageSettings, credential?: TokenCredential): StorageClients {
+  if (settings.kind === 'connectionString') {
+    const cs = settings.connectionString;
+    const tableEndpoint = parseConnectionString(cs).get('tableendpoint') ?? '';
+    const allowInsecureConnection = tableEndpoint.startsWith('http://');
+    const tables = new Map<string, TableClient>();
+    return {
+      table(name) {
+        let client = tables.get(name);
+        if (!client) {
+          client = TableClient.fromConnectionString(cs, name, { allowInsecureConnection });
+          tables.set(name, client);
+        }
+        return client;
+      },
+      tableService: TableServiceClient.fromConnectionString(cs, { allowInsecureConnection }),
+      blobService: BlobServiceClient.fromConnectionString(cs),
+      queueService: QueueServiceClient.fromConnectionString(cs),
+    };
+  }
+  if (!credential) throw new Error('identity-based storage needs a token credential');
+  const tables = new Map<string, TableClient>();
+  return {
+    table(name) {
+      let client = tables.get(name);
+      if (!client) {
+        client = new TableClient(settings.tableServiceUri, name, credential);
+        tables.set(name, client);
+      }
+      return client;
+    },
+    tableService: new TableServiceClient(settings.tableServiceUri, credential),
+    blobService: new BlobServiceClient(settings.blobServiceUri, credential),
+    queueService: new QueueServiceClient(settings.queueServiceUri, credential),
+  };
+}
+
+/** Creates every table LabVault needs; safe to run on every start. */
+export async function ensureTables(clients: StorageClients): Promise<void> {
+  for (const name of Object.values(TABLES)) {
+    await clients.tableService.createTable(name);
+  }
+}

@@ -1,0 +1,84 @@
+import type { TableClient } from '@azure/data-tables';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditActor } from '../audit/types.js';
+import type { TenantKeyring } from '../crypto/keyring.js';
+import { conflict } from '../http/problem.js';
+import { isConflict, isNotFound } from '../storage/errors.js';
+import { tenantPartition } from '../storage/keys.js';
+import { TransactionFailedError } from '../storage/transaction.js';
+
+export interface Tenant {
+  id: string;
+  name: string;
+  status: 'active';
+  createdAt: string;
+}
+
+const DIRECTORY_PARTITION = 'tenant';
+const PROFILE_AREA = 'profile';
+
+/**
+ * The tenant directory (platform table, one row per tenant) and each tenant's profile row in its
+ * own partition of the tenant data table, with the creation audited in the tenant's log.
+ */
+export class TenantService {
+  readonly #platform: TableClient;
+  readonly #tenantData: TableClient;
+  readonly #audit: AuditLog;
+  readonly #keyring: TenantKeyring;
+  readonly #clock: () => Date;
+
+  constructor(platform: TableClient, tenantData: TableClient, audit: AuditLog, keyring: TenantKeyring, clock: () => Date = () => new Date()) {
+    this.#platform = platform;
+    this.#tenantData = tenantData;
+    this.#audit = audit;
+    this.#keyring = keyring;
+    this.#clock = clock;
+  }
+
+  async create(id: string, name: string, actor: AuditActor, correlationId: string): Promise<Tenant> {
+    const tenant: Tenant = { id, name, status: 'active', createdAt: this.#clock().toISOString() };
+    // Keys first: a tenant row without keys would be unusable.
+    await this.#keyring.ensureTenantKeys(id);
+    try {
+      await this.#platform.createEntity({ partitionKey: DIRECTORY_PARTITION, rowKey: id, name, status: tenant.status, createdAt: tenant.createdAt });
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+      // Finish a creation that stopped half-way; refuse a real duplicate.
+      if (await this.#profileExists(id)) throw conflict('A tenant with this id exists already.');
+    }
+    const partitionKey = tenantPartition(id, PROFILE_AREA);
+    try {
+      await this.#audit.commit(
+        id,
+        partitionKey,
+        () => [['create', { partitionKey, rowKey: 'tenant', name, status: tenant.status, createdAt: tenant.createdAt }]],
+        [{ event: 'tenant.create', action: 'C', outcome: 'success', actor, entity: { type: 'Tenant', id }, purpose: 'tenant-administration', correlationId }],
+      );
+    } catch (error) {
+      if (error instanceof TransactionFailedError && error.statusCode === 409) throw conflict('A tenant with this id exists already.');
+      throw error;
+    }
+    return tenant;
+  }
+
+  async get(id: string): Promise<Tenant | undefined> {
+    try {
+      const row = await this.#platform.getEntity<{ name: string; status: 'active'; createdAt: string }>(DIRECTORY_PARTITION, id);
+      return { id, name: row.name, status: row.status, createdAt: row.createdAt };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async #profileExists(id: string): Promise<boolean> {
+    try {
+      await this.#tenantData.getEntity(tenantPartition(id, PROFILE_AREA), 'tenant');
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+}
