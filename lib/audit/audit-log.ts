@@ -9,7 +9,7 @@ const HEAD_ROW = 'audit~head';
 const ENTRY_PREFIX = 'audit~';
 const ENTRY_FROM = 'audit~0';
 const ENTRY_TO = 'audit~:'; // ':' sorts right after '9'
-const MAX_COMMIT_ATTEMPTS = 8;
+const MAX_COMMIT_ATTEMPTS = 40;
 
 interface Head {
   seq: number;
@@ -170,6 +170,8 @@ export class AuditLog {
             const fresh = await this.#head(partitionKey);
             if (fresh.seq === head.seq && fresh.hash === head.hash) throw error;
           }
+          // Another instance appended to this stream: back off a little, with jitter, and retry.
+          await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * attempt)));
           continue;
         }
         if (headEtag) this.#heads.set(partitionKey, { seq, hash: prev, etag: headEtag });

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../lib/config.js';
+
+const azurite = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint=http://127.0.0.1:1/devstoreaccount1';
+
+describe('configuration', () => {
+  it('reads a development configuration with the local key store', () => {
+    const config = parseConfig({ AzureWebJobsStorage: azurite });
+    expect(config.environment).toBe('development');
+    expect(config.keys).toEqual({ provider: 'local', directory: '.labvault/keys' });
+    expect(config.storage.kind).toBe('connectionString');
+  });
+
+  it('names a missing storage setting in one line', () => {
+    expect(() => parseConfig({})).toThrowError(ConfigError);
+    expect(() => parseConfig({})).toThrowError(/^Invalid setting AzureWebJobsStorage: is required/);
+  });
+
+  it('names an invalid value without echoing it', () => {
+    const error = (() => {
+      try {
+        parseConfig({ AzureWebJobsStorage: azurite, LABVAULT_ENVIRONMENT: 'staging-secret-value' });
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    expect(error?.message).toMatch(/^Invalid setting LABVAULT_ENVIRONMENT/);
+    expect(error?.message).not.toContain('staging-secret-value');
+    expect(error?.message.split('\n')).toHaveLength(1);
+  });
+
+  it('refuses the local key store and account keys in production', () => {
+    expect(() => parseConfig({ LABVAULT_ENVIRONMENT: 'production', AzureWebJobsStorage__accountName: 'labvaultprod' })).toThrowError(
+      /LABVAULT_KEY_PROVIDER/,
+    );
+    expect(() =>
+      parseConfig({ LABVAULT_ENVIRONMENT: 'production', LABVAULT_KEY_PROVIDER: 'keyvault', LABVAULT_KEY_VAULT_URL: 'https://v.vault.azure.net', AzureWebJobsStorage: azurite }),
+    ).toThrowError(/AzureWebJobsStorage: must not hold an account key/);
+  });
+
+  it('derives identity-based service URIs from the account name', () => {
+    const config = parseConfig({
+      LABVAULT_ENVIRONMENT: 'production',
+      LABVAULT_KEY_PROVIDER: 'keyvault',
+      LABVAULT_KEY_VAULT_URL: 'https://v.vault.azure.net',
+      AzureWebJobsStorage__accountName: 'labvaultprod',
+    });
+    expect(config.storage).toEqual({
+      kind: 'identity',
+      blobServiceUri: 'https://labvaultprod.blob.core.windows.net',
+      queueServiceUri: 'https://labvaultprod.queue.core.windows.net',
+      tableServiceUri: 'https://labvaultprod.table.core.windows.net',
+    });
+  });
+});

@@ -1,0 +1,129 @@
+import { createRequire } from 'node:module';
+import type { HttpResponseInit } from '@azure/functions';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { defineOperation } from '../../lib/http/operation.js';
+import { createHandler, MAX_BODY_BYTES, type PipelineServices } from '../../lib/http/pipeline.js';
+import { unauthorized } from '../../lib/http/problem.js';
+import { line } from '../../lib/http/schemas.js';
+import type { Principal } from '../../lib/identity/permissions.js';
+import { createLogger } from '../../lib/observability/logger.js';
+
+const { HttpRequest, InvocationContext } = createRequire(import.meta.url)('@azure/functions') as typeof import('@azure/functions');
+
+const principal: Principal = { kind: 'integration', tenant: 't1', id: 'i1', permissions: new Set(['orders:create']) };
+const logLines: string[] = [];
+const services: PipelineServices = {
+  logger: createLogger((l) => logLines.push(l), 'debug'),
+  authenticator: {
+    async authenticate(authorization) {
+      if (authorization === 'ApiKey good') return principal;
+      if (authorization === 'ApiKey readonly') return { ...principal, permissions: new Set(['orders:read']) };
+      throw unauthorized();
+    },
+  },
+};
+
+const echo = defineOperation({
+  id: 'echo',
+  method: 'POST',
+  route: 'echo',
+  tag: 't',
+  summary: 'echo',
+  access: { permission: 'orders:create' },
+  body: z.strictObject({ name: line(20), count: z.number().int().optional(), nested: z.strictObject({ a: z.string() }).optional() }),
+  responses: {},
+});
+
+let calls = 0;
+const handler = createHandler(async () => services, echo, async ({ body }) => {
+  calls++;
+  if (body.name === 'explode') throw new Error('secret detail Mustermann at /srv/app.ts:12');
+  return { status: 200, body };
+});
+
+async function call(body: string | Buffer | undefined, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+  const request = new HttpRequest({
+    method: 'POST',
+    url: 'http://localhost/api/echo',
+    headers: { authorization: 'ApiKey good', 'content-type': 'application/json', ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? { string: body } : { bytes: body } }),
+  });
+  const response: HttpResponseInit = await handler(request, new InvocationContext());
+  const h = new Headers(response.headers as Record<string, string>);
+  return { status: response.status ?? 200, headers: h, json: response.body ? (JSON.parse(response.body as string) as Record<string, unknown>) : {} };
+}
+
+describe('the request pipeline', () => {
+  it('passes a valid body to the handler', async () => {
+    const r = await call('{"name":"ok","count":2}');
+    expect(r.status).toBe(200);
+    expect(r.json).toEqual({ name: 'ok', count: 2 });
+  });
+
+  it.each([
+    ['malformed JSON', '{"name":', 400],
+    ['wrong type', '{"name":5}', 400],
+    ['missing field', '{}', 400],
+    ['unknown field', '{"name":"a","extra":1}', 400],
+    ['__proto__ key', '{"name":"a","__proto__":{"admin":true}}', 400],
+    ['nested constructor key', '{"name":"a","nested":{"a":"x","constructor":{"prototype":{}}}}', 400],
+    ['control character', '{"name":"a\\u0000b"}', 400],
+    ['bidi override', '{"name":"a\\u202eb"}', 400],
+    ['huge string', JSON.stringify({ name: 'x'.repeat(100_000) }), 400],
+    ['not an object', '[1,2]', 400],
+  ])('answers %s with a problem and never calls the handler', async (_label, body, status) => {
+    const before = calls;
+    const r = await call(body);
+    expect(r.status).toBe(status);
+    expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(r.json).toMatchObject({ status, title: expect.any(String), detail: expect.any(String) });
+    expect(calls).toBe(before);
+  });
+
+  it('reports each validation error with its path', async () => {
+    const r = await call('{"name":5,"count":"x"}');
+    expect(r.json.errors).toEqual(expect.arrayContaining([expect.objectContaining({ path: '/name' }), expect.objectContaining({ path: '/count' })]));
+  });
+
+  it('refuses bodies over 1 MiB with 413', async () => {
+    const r = await call(Buffer.alloc(MAX_BODY_BYTES + 1, 0x20));
+    expect(r.status).toBe(413);
+    const declared = await call('{"name":"a"}', { 'content-length': String(2 * 1024 * 1024) });
+    expect(declared.status).toBe(413);
+  });
+
+  it('refuses other media types with 415', async () => {
+    expect((await call('name=a', { 'content-type': 'application/x-www-form-urlencoded' })).status).toBe(415);
+    expect((await call('{"name":"a"}', { 'content-type': 'text/plain' })).status).toBe(415);
+  });
+
+  it('answers 401 without credentials and 403 without the permission', async () => {
+    expect((await call('{"name":"a"}', { authorization: '' })).status).toBe(401);
+    expect((await call('{"name":"a"}', { authorization: 'ApiKey readonly' })).status).toBe(403);
+  });
+
+  it('echoes a sent correlation id and makes one otherwise', async () => {
+    expect((await call('{"name":"a"}', { 'x-correlation-id': 'abc-123' })).headers.get('x-correlation-id')).toBe('abc-123');
+    expect((await call('{"name":"a"}', { 'x-correlation-id': 'bad id <script>' })).headers.get('x-correlation-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('sets no-store and security headers on every answer', async () => {
+    for (const r of [await call('{"name":"a"}'), await call('{')]) {
+      expect(r.headers.get('cache-control')).toBe('no-store');
+      expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(r.headers.get('content-security-policy')).toContain("default-src 'none'");
+    }
+  });
+
+  it('hides unexpected errors behind a 500 without message or stack, and logs no detail', async () => {
+    logLines.length = 0;
+    const r = await call('{"name":"explode"}');
+    expect(r.status).toBe(500);
+    const text = JSON.stringify(r.json) + logLines.join('\n');
+    expect(text).not.toContain('Mustermann');
+    expect(text).not.toContain('app.ts');
+    expect(text).not.toContain('secret detail');
+    expect(logLines.some((l) => l.includes('"errorName":"Error"'))).toBe(true);
+  });
+});
