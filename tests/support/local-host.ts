@@ -1,0 +1,63 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+export interface RunningHost {
+  apiBaseUrl: string;
+  storageConnectionString: string;
+  dataDir: string;
+  /** Everything the host printed (stdout and stderr). */
+  output(): string;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts `scripts/start-local.ts` as `npm start` would, on a free port with its own data folder. */
+export async function startHost(options: { dataDir?: string; env?: Record<string, string> } = {}): Promise<RunningHost> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'labvault-host-'));
+  let output = '';
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+  const infoPath = join(dataDir, 'local-host.json');
+  const deadline = Date.now() + 45_000;
+  while (!existsSync(infoPath)) {
+    if (child.exitCode !== null) throw new Error(`local host exited: ${output}`);
+    if (Date.now() > deadline) throw new Error(`local host did not start: ${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const info = JSON.parse(readFileSync(infoPath, 'utf8')) as { apiBaseUrl: string; storageConnectionString: string };
+  return {
+    ...info,
+    dataDir,
+    output: () => output,
+    kill: (signal = 'SIGTERM') =>
+      new Promise((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once('exit', () => r());
+        child.kill(signal);
+      }),
+  };
+}
+
+/** Runs the admin CLI as `npm run admin -- …` would and parses its one JSON line. */
+export function admin(dataDir: string, args: string[]): { status: number; json: Record<string, unknown> | undefined; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/admin.ts', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test' },
+    encoding: 'utf8',
+  });
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(result.stdout) as Record<string, unknown>;
+  } catch {
+    json = undefined;
+  }
+  return { status: result.status ?? -1, json, stdout: result.stdout, stderr: result.stderr };
+}
