@@ -34,7 +34,7 @@ app.http(
     const isActionCode = action !== undefined && /^[CRUDE]$/.test(action);
     const items: AuditEntry[] = [];
     let more = false;
-    for await (const entry of audit.list(ctx.principal.tenant, {
+    for await (const entry of audit.list(ctx.tenant, {
       ...(cursor ? { from: cursor.at } : filters.from ? { from: filters.from } : {}),
       ...(filters.to ? { to: filters.to } : {}),
       ...(filters.actor ? { actor: filters.actor } : {}),
@@ -57,5 +57,5 @@ app.http(
 
 app.http(
   verifyAudit.id,
-  handle(verifyAudit, async (ctx, { audit }) => ({ status: 200, body: await audit.verify(ctx.principal.tenant) })),
+  handle(verifyAudit, async (ctx, { audit }) => ({ status: 200, body: await audit.verify(ctx.tenant) })),
 );

@@ -1,5 +1,10 @@
 // The package entry ("main"): the Functions host loads this file, and every function file
 // registers itself with app.* when imported.
 import './platform.js';
+import './auth.js';
+import './profile.js';
+import './users.js';
+import './integrations.js';
+import './staff.js';
 import './orders.js';
 import './audit.js';

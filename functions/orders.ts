@@ -3,12 +3,6 @@ import { badRequest, preconditionRequired } from '../lib/http/problem.js';
 import { createOrder, getOrder, idempotencyKeySchema, listOrders, updateOrder } from '../lib/orders/api.js';
 import { handle } from './http.js';
 
-const actorOf = (ctx: { principal: { kind: 'integration' | 'user'; id: string }; clientAddress: string | undefined }) => ({
-  type: ctx.principal.kind,
-  id: ctx.principal.id,
-  ...(ctx.clientAddress ? { address: ctx.clientAddress } : {}),
-});
-
 app.http(
   createOrder.id,
   handle(createOrder, async (ctx, { orders }) => {
@@ -16,7 +10,7 @@ app.http(
     if (key !== null && !idempotencyKeySchema.safeParse(key).success) {
       throw badRequest('The Idempotency-Key header is invalid.', [{ path: '/headers/Idempotency-Key', message: '1-128 visible ASCII characters' }]);
     }
-    const created = await orders.create(ctx.principal.tenant, ctx.body, { actor: actorOf(ctx), correlationId: ctx.correlationId }, key ?? undefined);
+    const created = await orders.create(ctx.tenant, ctx.body, { actor: ctx.actor, correlationId: ctx.correlationId }, key ?? undefined);
     return {
       status: 201,
       body: created.order,
@@ -28,7 +22,7 @@ app.http(
 app.http(
   getOrder.id,
   handle(getOrder, async (ctx, { orders }) => {
-    const stored = await orders.get(ctx.principal.tenant, ctx.params.id, { actor: actorOf(ctx), correlationId: ctx.correlationId });
+    const stored = await orders.get(ctx.tenant, ctx.params.id, { actor: ctx.actor, correlationId: ctx.correlationId });
     return { status: 200, body: stored.order, headers: { ETag: stored.etag } };
   }),
 );
@@ -36,7 +30,7 @@ app.http(
 app.http(
   listOrders.id,
   handle(listOrders, async (ctx, { orders }) => {
-    const page = await orders.list(ctx.principal.tenant, ctx.query, { actor: actorOf(ctx), correlationId: ctx.correlationId });
+    const page = await orders.list(ctx.tenant, ctx.query, { actor: ctx.actor, correlationId: ctx.correlationId });
     return { status: 200, body: page };
   }),
 );
@@ -46,7 +40,7 @@ app.http(
   handle(updateOrder, async (ctx, { orders }) => {
     const ifMatch = ctx.headers.get('if-match');
     if (!ifMatch) throw preconditionRequired('Send If-Match with the ETag of the order as last read.');
-    const stored = await orders.update(ctx.principal.tenant, ctx.params.id, ctx.body, ifMatch, { actor: actorOf(ctx), correlationId: ctx.correlationId });
+    const stored = await orders.update(ctx.tenant, ctx.params.id, ctx.body, ifMatch, { actor: ctx.actor, correlationId: ctx.correlationId });
     return { status: 200, body: stored.order, headers: { ETag: stored.etag } };
   }),
 );

@@ -4,9 +4,15 @@ import { type AppConfig, parseConfig } from './config.js';
 import { TenantCrypto } from './crypto/field-cipher.js';
 import { TenantKeyring } from './crypto/keyring.js';
 import { KeyVaultSecretStore, LocalSecretStore, type SecretStore } from './crypto/secret-store.js';
-import type { Authenticator } from './http/pipeline.js';
-import { unauthorized } from './http/problem.js';
+import type { Authenticator, PipelineServices } from './http/pipeline.js';
+import { AccessRequestService } from './identity/access-requests.js';
+import { AuthService } from './identity/auth.js';
+import { BruteForceGuard } from './identity/brute-force.js';
 import { IntegrationService } from './identity/integrations.js';
+import { SecurityAlertService } from './identity/security-alerts.js';
+import { SessionService } from './identity/sessions.js';
+import { TokenService } from './identity/tokens.js';
+import { UserService } from './identity/users.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { OrderService } from './orders/orders.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
@@ -23,7 +29,15 @@ export interface Services {
   tenants: TenantService;
   integrations: IntegrationService;
   orders: OrderService;
+  users: UserService;
+  sessions: SessionService;
+  tokens: TokenService;
+  guard: BruteForceGuard;
+  alerts: SecurityAlertService;
+  accessRequests: AccessRequestService;
+  auth: AuthService;
   authenticator: Authenticator;
+  recordStaffAccess: PipelineServices['recordStaffAccess'];
 }
 
 export interface ServiceOptions {
@@ -48,13 +62,22 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   const crypto = new TenantCrypto(keyring);
   const tenantData = storage.table(TABLES.tenantData);
   const audit = new AuditLog(tenantData, { clock });
+  const platform = storage.table(TABLES.platform);
+  // The platform's own pseudonym key (brute-force counters) and the operator realm's keys.
+  await keyring.ensureTenantKeys('platform');
+  await keyring.ensureTenantKeys('operator');
   const integrations = new IntegrationService(tenantData, audit, clock);
+  const tenants = new TenantService(platform, tenantData, audit, keyring, clock);
+  const users = new UserService(tenantData, audit, crypto, clock);
+  const sessions = new SessionService(tenantData, clock);
+  const tokens = new TokenService(secrets, clock);
+  const alerts = new SecurityAlertService(platform, logger, clock);
+  const guard = new BruteForceGuard(platform, crypto, alerts, clock);
+  const accessRequests = new AccessRequestService(tenantData, audit, clock);
+  const auth = new AuthService({ users, sessions, tokens, guard, audit, tenants, integrations, accessRequests, logger, clock });
   const authenticator: Authenticator = {
-    async authenticate(authorization, request) {
-      const match = /^ApiKey ([\x21-\x7e]{1,256})$/.exec(authorization ?? '');
-      if (match?.[1]) return integrations.authenticate(match[1], logger, request.correlationId);
-      throw unauthorized();
-    },
+    authenticate: (authorization, request) =>
+      auth.authenticate(authorization, { source: request.clientAddress, correlationId: request.correlationId, tenantHeader: request.tenantHeader }),
   };
   return {
     config,
@@ -64,10 +87,18 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     keyring,
     crypto,
     audit,
-    tenants: new TenantService(storage.table(TABLES.platform), tenantData, audit, keyring, clock),
+    tenants,
     integrations,
     orders: new OrderService(tenantData, audit, crypto, { clock }),
+    users,
+    sessions,
+    tokens,
+    guard,
+    alerts,
+    accessRequests,
+    auth,
     authenticator,
+    recordStaffAccess: (principal, operationId, correlationId, actor) => accessRequests.recordCall(principal, operationId, { actor, correlationId }),
   };
 }
 

@@ -8,13 +8,15 @@ import { z } from 'zod';
 import { ConfigError, parseConfig } from '../lib/config.js';
 import { ProblemError } from '../lib/http/problem.js';
 import { line, tenantId } from '../lib/http/schemas.js';
+import { tenantCreateSchema } from '../lib/identity/api.js';
 import { permissionSchema } from '../lib/identity/permissions.js';
+import { onboardTenant } from '../lib/tenants/onboarding.js';
 import { localSettings } from '../lib/local-host/host.js';
 import { createLogger } from '../lib/observability/logger.js';
 import { createServices } from '../lib/services.js';
 
 const USAGE = `usage:
-  npm run admin -- tenant create --id <id> --name <name>
+  npm run admin -- tenant create --id <id> --name <name> [--admin-username <u> --admin-email <e>]
   npm run admin -- integration create --tenant <id> --name <name> --permissions orders:create,orders:read
   npm run admin -- integration revoke --tenant <id> --id <integration-id>
   npm run admin -- audit verify --tenant <id>`;
@@ -46,7 +48,14 @@ async function main(argv: string[]): Promise<unknown> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { id: { type: 'string' }, name: { type: 'string' }, tenant: { type: 'string' }, permissions: { type: 'string' } },
+    options: {
+      id: { type: 'string' },
+      name: { type: 'string' },
+      tenant: { type: 'string' },
+      permissions: { type: 'string' },
+      'admin-username': { type: 'string' },
+      'admin-email': { type: 'string' },
+    },
   });
   const [area, command] = positionals;
   const services = await createServices(parseConfig(settings()), { logger: createLogger((l) => process.stderr.write(l + '\n'), 'warn') });
@@ -56,7 +65,12 @@ async function main(argv: string[]): Promise<unknown> {
     case 'tenant create': {
       const id = parse(tenantId, values.id, 'id');
       const name = parse(line(200), values.name, 'name');
-      return services.tenants.create(id, name, actor, correlationId);
+      const admin =
+        values['admin-username'] !== undefined
+          ? { username: parse(tenantCreateSchema.shape.admin.shape.username, values['admin-username'], 'admin-username'), email: parse(z.email(), values['admin-email'], 'admin-email') }
+          : undefined;
+      // The same code as POST /api/tenants.
+      return onboardTenant(services, { id, name, ...(admin ? { admin } : {}) }, { actor, correlationId });
     }
     case 'integration create': {
       const tenant = parse(tenantId, values.tenant, 'tenant');

@@ -1,11 +1,18 @@
 import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObject } from 'zod-openapi';
 import { auditOperations } from '../audit/api.js';
+import { identityOperations } from '../identity/api.js';
 import { orderOperations } from '../orders/api.js';
 import type { Operation } from './operation.js';
 import { platformOperations } from './platform-api.js';
 
 /** Every operation of the public API; the OpenAPI document and the route tests read this list. */
-export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...orderOperations, ...auditOperations];
+export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...identityOperations, ...orderOperations, ...auditOperations];
+
+/** The permission an operation requires, tenant or operator vocabulary. */
+export function requiredPermission(op: Operation): string | undefined {
+  if (typeof op.access !== 'object') return undefined;
+  return 'permission' in op.access ? op.access.permission : op.access.operatorPermission;
+}
 
 /** `orders/{id:guid}` → `/orders/{id}` */
 export function openApiPath(route: string): string {
@@ -21,7 +28,7 @@ export function buildOpenApiDocument(operations: readonly Operation[] = ALL_OPER
       summary: op.summary,
       tags: [op.tag],
       ...(op.access === 'public' ? { security: [] } : {}),
-      ...(typeof op.access === 'object' ? { 'x-permission': op.access.permission } : {}),
+      ...(requiredPermission(op) ? { 'x-permission': requiredPermission(op) } : {}),
       requestParams: {
         ...(op.params ? { path: op.params as never } : {}),
         ...(op.query ? { query: op.query as never } : {}),

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { Permission } from '../identity/permissions.js';
+import type { OperatorPermission, Permission, TokenScope } from '../identity/permissions.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -26,8 +26,14 @@ export interface Operation<
   route: string;
   summary: string;
   tag: string;
-  /** `public`: no credentials; `authenticated`: any principal; or a permission. */
-  access: 'public' | 'authenticated' | { permission: Permission };
+  /**
+   * `public`: no credentials; `authenticated`: any principal (its own profile, session);
+   * `{ permission }`: a tenant operation, reaching the data of the principal's tenant;
+   * `{ operatorPermission }`: an operation of the vendor's staff.
+   */
+  access: 'public' | 'authenticated' | { permission: Permission } | { operatorPermission: OperatorPermission };
+  /** Token scopes admitted besides `full` (e.g. the password change of a first login). */
+  scopes?: readonly TokenScope[];
   params?: P;
   query?: Q;
   body?: B;

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import type { z } from 'zod';
 import { DecryptionError } from '../crypto/field-cipher.js';
-import type { Principal } from '../identity/permissions.js';
+import type { AuditActor } from '../audit/types.js';
+import { OPERATOR_REALM, type Principal } from '../identity/permissions.js';
 import { errorFields, type Logger } from '../observability/logger.js';
 import { StorageLimitError, statusOf } from '../storage/errors.js';
 import type { Operation } from './operation.js';
@@ -29,16 +30,24 @@ export interface ApiResult {
 
 export interface Authenticator {
   /** Resolves the Authorization header to a principal, or throws a 401 ProblemError. */
-  authenticate(authorization: string | null, request: { clientAddress: string | undefined; correlationId: string }): Promise<Principal>;
+  authenticate(
+    authorization: string | null,
+    request: { clientAddress: string | undefined; correlationId: string; tenantHeader: string | null },
+  ): Promise<Principal>;
 }
 
 export interface PipelineServices {
   authenticator: Authenticator;
   logger: Logger;
+  /** Records a call made under an operator's access grant in the tenant's audit log (before it runs). */
+  recordStaffAccess(principal: Principal, operationId: string, correlationId: string, actor: AuditActor): Promise<void>;
 }
 
 export interface RequestContext<P, Q, B> {
   principal: Principal;
+  /** The tenant (or the operator realm) whose data this call reaches. */
+  tenant: string;
+  actor: AuditActor;
   params: P;
   query: Q;
   body: B;
@@ -108,6 +117,25 @@ function parseWith<T extends z.ZodType>(schema: T, value: unknown, onError: (err
   return result.data;
 }
 
+/**
+ * Restricted tokens reach only the operations that admit their scope. Tenant operations need a
+ * principal of that tenant (an operator only through a live grant, else the tenant's data does not
+ * exist for them: 404) holding the permission; operator operations need operator permissions.
+ */
+export function authorize(operation: Operation, principal: Principal): void {
+  if (principal.scope !== 'full' && !(operation.scopes ?? []).includes(principal.scope)) {
+    throw forbidden(principal.scope === 'password-change' ? 'Change your password first (POST /api/auth/password).' : 'Enrol a second factor first.');
+  }
+  const access = operation.access;
+  if (typeof access !== 'object') return;
+  if ('permission' in access) {
+    if (principal.tenant === undefined) throw notFound();
+    if (!principal.permissions.has(access.permission)) throw forbidden();
+    return;
+  }
+  if (!principal.operatorPermissions.has(access.operatorPermission)) throw forbidden();
+}
+
 function toProblem(error: unknown, logger: Logger, operationId: string, correlationId: string): ProblemError {
   if (error instanceof ProblemError) return error;
   if (error instanceof StorageLimitError) return payloadTooLarge('The data is too large to store.');
@@ -175,10 +203,13 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
       logger = svc.logger;
       const clientAddress = clientAddressOf(request);
       let principal: Principal | undefined;
+      let actor: AuditActor = { type: 'system', id: 'anonymous', ...(clientAddress ? { address: clientAddress } : {}) };
       if (operation.access !== 'public') {
-        principal = await svc.authenticator.authenticate(request.headers.get('authorization'), { clientAddress, correlationId });
+        principal = await svc.authenticator.authenticate(request.headers.get('authorization'), { clientAddress, correlationId, tenantHeader: request.headers.get('x-labvault-tenant') });
         principalId = principal.id;
-        if (typeof operation.access === 'object' && !principal.permissions.has(operation.access.permission)) throw forbidden();
+        actor = { type: principal.kind, id: principal.id, ...(clientAddress ? { address: clientAddress } : {}) };
+        authorize(operation, principal);
+        if (principal.grant) await svc.recordStaffAccess(principal, operation.id, correlationId, actor);
       }
       // A path parameter that cannot be valid names nothing that exists.
       const params = operation.params ? parseWith(operation.params, { ...request.params }, () => notFound()) : undefined;
@@ -192,6 +223,8 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
       }
       const result = await handle({
         principal: principal ?? (undefined as unknown as Principal),
+        tenant: principal?.tenant ?? OPERATOR_REALM,
+        actor,
         params: params as Infer<P>,
         query: query as Infer<Q>,
         body: body as Infer<B>,

@@ -31,7 +31,7 @@ export const code = (max = 64) =>
 export const tenantId = z
   .string()
   .regex(/^[a-z0-9](?:[a-z0-9-]{1,30}[a-z0-9])$/, '3-32 lowercase letters, digits or dashes, starting and ending with a letter or digit')
-  .refine((s) => s !== 'operator', { message: '"operator" is reserved' });
+  .refine((s) => !['operator', 'platform'].includes(s), { message: 'this id is reserved' });
 
 export const problemSchema = z
   .object({

@@ -124,7 +124,7 @@ export class IntegrationService {
       }
       throw unauthorized();
     }
-    return { kind: 'integration', tenant, id, permissions: new Set(JSON.parse(row.permissions) as Permission[]) };
+    return { kind: 'integration', realm: tenant, tenant, id, permissions: new Set(JSON.parse(row.permissions) as Permission[]), operatorPermissions: new Set(), scope: 'full' };
   }
 
   async #row(tenant: string, id: string): Promise<(IntegrationRow & { etag: string }) | undefined> {

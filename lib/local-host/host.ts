@@ -4,7 +4,9 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ConfigError, parseConfig } from '../config.js';
+import { bootstrapOperator } from '../identity/bootstrap.js';
 import { createLogger, errorFields, type Logger } from '../observability/logger.js';
+import { getServices } from '../services.js';
 import { startAzurite } from './azurite.js';
 import { installCoreModule, type Registration } from './core-module.js';
 import { createHttpServer, type FunctionsLibrary } from './http-server.js';
@@ -89,6 +91,16 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
   const library = createRequire(import.meta.url)('@azure/functions') as FunctionsLibrary;
   await import(options.entry ?? '../../functions/index.js');
   const registrations = [...core.registrations.values()];
+
+  // First start with an empty store: the operator account of the SPEC.
+  const services = await getServices();
+  const bootstrap = await bootstrapOperator(services.users, env.LABVAULT_OPERATOR_INITIAL_PASSWORD || undefined);
+  if (bootstrap.created && bootstrap.generated) {
+    // Printed once, to the console of whoever started the host; it must be changed at first login.
+    process.stdout.write(`Created the operator account "operator" with the one-time password: ${bootstrap.initialPassword}\n`);
+  } else if (bootstrap.created) {
+    process.stdout.write('Created the operator account "operator" with LABVAULT_OPERATOR_INITIAL_PASSWORD.\n');
+  }
 
   const server = createHttpServer(registrations, { logger, library });
   const port = Number(env.PORT ?? 7071);

@@ -36,7 +36,7 @@ export class TenantService {
     this.#clock = clock;
   }
 
-  async create(id: string, name: string, actor: AuditActor, correlationId: string): Promise<Tenant> {
+  async create(id: string, name: string, actor: AuditActor, correlationId: string, options: { retention?: Record<string, number> } = {}): Promise<Tenant> {
     const tenant: Tenant = { id, name, status: 'active', createdAt: this.#clock().toISOString() };
     // Keys first: a tenant row without keys would be unusable.
     await this.#keyring.ensureTenantKeys(id);
@@ -52,7 +52,19 @@ export class TenantService {
       await this.#audit.commit(
         id,
         partitionKey,
-        () => [['create', { partitionKey, rowKey: 'tenant', name, status: tenant.status, createdAt: tenant.createdAt }]],
+        () => [
+          [
+            'create',
+            {
+              partitionKey,
+              rowKey: 'tenant',
+              name,
+              status: tenant.status,
+              createdAt: tenant.createdAt,
+              ...(options.retention ? { retention: JSON.stringify(options.retention) } : {}),
+            },
+          ],
+        ],
         [{ event: 'tenant.create', action: 'C', outcome: 'success', actor, entity: { type: 'Tenant', id }, purpose: 'tenant-administration', correlationId }],
       );
     } catch (error) {

@@ -11,10 +11,11 @@ import { createLogger } from '../../lib/observability/logger.js';
 
 const { HttpRequest, InvocationContext } = createRequire(import.meta.url)('@azure/functions') as typeof import('@azure/functions');
 
-const principal: Principal = { kind: 'integration', tenant: 't1', id: 'i1', permissions: new Set(['orders:create']) };
+const principal: Principal = { kind: 'integration', realm: 't1', tenant: 't1', id: 'i1', permissions: new Set(['orders:create']), operatorPermissions: new Set(), scope: 'full' };
 const logLines: string[] = [];
 const services: PipelineServices = {
   logger: createLogger((l) => logLines.push(l), 'debug'),
+  recordStaffAccess: async () => undefined,
   authenticator: {
     async authenticate(authorization) {
       if (authorization === 'ApiKey good') return principal;

@@ -1,0 +1,55 @@
+import { app } from '@azure/functions';
+import { createAccessRequest, createOperator, createTenant, decideAccessRequest, listAccessRequests, listSecurityAlerts } from '../lib/identity/api.js';
+import { OPERATOR_REALM, type Permission } from '../lib/identity/permissions.js';
+import { notFound } from '../lib/http/problem.js';
+import { onboardTenant } from '../lib/tenants/onboarding.js';
+import { handle } from './http.js';
+
+app.http(
+  createTenant.id,
+  handle(createTenant, async (ctx, services) => {
+    const created = await onboardTenant(services, ctx.body, { actor: ctx.actor, correlationId: ctx.correlationId });
+    return { status: 201, headers: { Location: `/api/tenants/${created.id}` }, body: { id: created.id, name: created.name, admin: created.admin } };
+  }),
+);
+
+app.http(
+  createOperator.id,
+  handle(createOperator, async (ctx, { users }) => {
+    const { roles, ...profile } = ctx.body;
+    const created = await users.create(OPERATOR_REALM, profile, roles, { actor: ctx.actor, correlationId: ctx.correlationId });
+    return { status: 201, body: { id: created.user.id, username: created.user.username, initialPassword: created.initialPassword } };
+  }),
+);
+
+app.http(
+  listSecurityAlerts.id,
+  handle(listSecurityAlerts, async (_ctx, { alerts }) => ({ status: 200, body: { items: await alerts.list() } })),
+);
+
+app.http(
+  createAccessRequest.id,
+  handle(createAccessRequest, async (ctx, { accessRequests, tenants }) => {
+    if (!(await tenants.get(ctx.body.tenant))) throw notFound('No such tenant.');
+    const request = await accessRequests.create(
+      ctx.body.tenant,
+      ctx.principal.id,
+      { reason: ctx.body.reason, minutes: ctx.body.minutes, permissions: ctx.body.permissions as Permission[] },
+      { actor: ctx.actor, correlationId: ctx.correlationId },
+    );
+    return { status: 201, body: request };
+  }),
+);
+
+app.http(
+  listAccessRequests.id,
+  handle(listAccessRequests, async (ctx, { accessRequests }) => ({ status: 200, body: { items: await accessRequests.list(ctx.tenant) } })),
+);
+
+app.http(
+  decideAccessRequest.id,
+  handle(decideAccessRequest, async (ctx, { accessRequests }) => ({
+    status: 200,
+    body: await accessRequests.decide(ctx.tenant, ctx.params.id, ctx.body.approve, ctx.principal, { actor: ctx.actor, correlationId: ctx.correlationId }),
+  })),
+);

@@ -1,0 +1,172 @@
+import { randomBytes } from 'node:crypto';
+import { odata, type TableClient } from '@azure/data-tables';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditActor } from '../audit/types.js';
+import { conflict, forbidden, notFound } from '../http/problem.js';
+import { isNotFound } from '../storage/errors.js';
+import { tenantPartition } from '../storage/keys.js';
+import { TransactionFailedError } from '../storage/transaction.js';
+import type { Permission, Principal, StaffGrant } from './permissions.js';
+
+export interface AccessRequest {
+  id: string;
+  tenant: string;
+  operatorId: string;
+  reason: string;
+  minutes: number;
+  permissions: Permission[];
+  status: 'pending' | 'approved' | 'denied';
+  requestedAt: string;
+  decidedAt?: string;
+  decidedBy?: string;
+  expiresAt?: string;
+}
+
+type RequestRow = Omit<AccessRequest, 'permissions' | 'tenant'> & { partitionKey: string; rowKey: string; permissions: string };
+
+const AREA = 'staff-access';
+const ROW = (id: string) => `request~${id}`;
+
+interface Meta {
+  actor: AuditActor;
+  correlationId: string;
+}
+
+/**
+ * Need-to-know access of the vendor's staff: an operator asks for one tenant, with a reason, for a
+ * number of minutes and a set of permissions; the tenant's admin approves or denies; the grant
+ * expires by itself. Requests, decisions and every call made under a grant are in the tenant's log.
+ */
+export class AccessRequestService {
+  readonly #table: TableClient;
+  readonly #audit: AuditLog;
+  readonly #clock: () => Date;
+
+  constructor(table: TableClient, audit: AuditLog, clock: () => Date = () => new Date()) {
+    this.#table = table;
+    this.#audit = audit;
+    this.#clock = clock;
+  }
+
+  async create(tenant: string, operatorId: string, input: { reason: string; minutes: number; permissions: Permission[] }, meta: Meta): Promise<AccessRequest> {
+    const id = randomBytes(12).toString('hex');
+    const partitionKey = tenantPartition(tenant, AREA);
+    const row: RequestRow = {
+      partitionKey,
+      rowKey: ROW(id),
+      id,
+      operatorId,
+      reason: input.reason,
+      minutes: input.minutes,
+      permissions: JSON.stringify([...new Set(input.permissions)].sort()),
+      status: 'pending',
+      requestedAt: this.#clock().toISOString(),
+    };
+    await this.#audit.commit(tenant, partitionKey, () => [['create', row]], [
+      {
+        event: 'staff-access.request',
+        action: 'C',
+        outcome: 'success',
+        actor: meta.actor,
+        entity: { type: 'AccessRequest', id },
+        purpose: input.reason,
+        correlationId: meta.correlationId,
+        details: { minutes: input.minutes, permissions: row.permissions },
+      },
+    ]);
+    return toRequest(tenant, row);
+  }
+
+  async list(tenant: string): Promise<AccessRequest[]> {
+    const result: AccessRequest[] = [];
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${'request~'} and RowKey lt ${'request~~'}`;
+    for await (const row of this.#table.listEntities<RequestRow>({ queryOptions: { filter } })) result.push(toRequest(tenant, row));
+    return result.sort((a, b) => (a.requestedAt < b.requestedAt ? 1 : -1));
+  }
+
+  async decide(tenant: string, id: string, approve: boolean, decidedBy: Principal, meta: Meta): Promise<AccessRequest> {
+    // Staff never approve their own (or each other's) access, even with a grant.
+    if (decidedBy.kind !== 'user' || decidedBy.realm !== tenant) throw forbidden('Only the tenant’s own people decide on staff access.');
+    const partitionKey = tenantPartition(tenant, AREA);
+    let row: RequestRow & { etag: string };
+    try {
+      row = await this.#table.getEntity<RequestRow>(partitionKey, ROW(id));
+    } catch (error) {
+      if (isNotFound(error)) throw notFound('No such access request.');
+      throw error;
+    }
+    if (row.status !== 'pending') throw conflict(`The request was ${row.status} already.`);
+    const now = this.#clock();
+    const next: RequestRow = {
+      ...row,
+      status: approve ? 'approved' : 'denied',
+      decidedAt: now.toISOString(),
+      decidedBy: decidedBy.id,
+      ...(approve ? { expiresAt: new Date(now.getTime() + row.minutes * 60_000).toISOString() } : {}),
+    };
+    delete (next as Partial<typeof row>).etag;
+    try {
+      await this.#audit.commit(tenant, partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
+        {
+          event: approve ? 'staff-access.approve' : 'staff-access.deny',
+          action: 'U',
+          outcome: 'success',
+          actor: meta.actor,
+          entity: { type: 'AccessRequest', id },
+          purpose: row.reason,
+          correlationId: meta.correlationId,
+          details: { operator: row.operatorId, ...(next.expiresAt ? { expiresAt: next.expiresAt } : {}) },
+        },
+      ]);
+    } catch (error) {
+      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The request changed meanwhile; reload it.');
+      throw error;
+    }
+    return toRequest(tenant, next);
+  }
+
+  /** The operator's live grants for the tenant, merged; undefined when there is none. */
+  async liveGrant(tenant: string, operatorId: string): Promise<(StaffGrant & { permissions: Permission[] }) | undefined> {
+    const now = this.#clock().toISOString();
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and operatorId eq ${operatorId} and status eq ${'approved'} and expiresAt gt ${now}`;
+    let grant: (StaffGrant & { permissions: Permission[] }) | undefined;
+    for await (const row of this.#table.listEntities<RequestRow>({ queryOptions: { filter } })) {
+      const permissions = JSON.parse(row.permissions) as Permission[];
+      if (!grant) grant = { id: row.id, reason: row.reason, expiresAt: row.expiresAt ?? now, permissions };
+      else grant.permissions = [...new Set([...grant.permissions, ...permissions])];
+    }
+    return grant;
+  }
+
+  async recordCall(principal: Principal, operationId: string, meta: Meta): Promise<void> {
+    if (!principal.grant || !principal.tenant) return;
+    await this.#audit.record(principal.tenant, tenantPartition(principal.tenant, AREA), [
+      {
+        event: 'staff-access.call',
+        action: 'E',
+        outcome: 'success',
+        actor: meta.actor,
+        entity: { type: 'Operation', id: operationId },
+        purpose: principal.grant.reason,
+        correlationId: meta.correlationId,
+        details: { grant: principal.grant.id },
+      },
+    ]);
+  }
+}
+
+function toRequest(tenant: string, row: RequestRow): AccessRequest {
+  return {
+    id: row.id,
+    tenant,
+    operatorId: row.operatorId,
+    reason: row.reason,
+    minutes: row.minutes,
+    permissions: JSON.parse(row.permissions) as Permission[],
+    status: row.status,
+    requestedAt: row.requestedAt,
+    ...(row.decidedAt ? { decidedAt: row.decidedAt } : {}),
+    ...(row.decidedBy ? { decidedBy: row.decidedBy } : {}),
+    ...(row.expiresAt ? { expiresAt: row.expiresAt } : {}),
+  };
+}

@@ -1,0 +1,220 @@
+import type { TableClient } from '@azure/data-tables';
+import type { TenantCrypto } from '../crypto/field-cipher.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
+import { shardOf } from '../storage/keys.js';
+import type { SecurityAlert, SecurityAlertService } from './security-alerts.js';
+
+/** The limits of NIST SP 800-63B and the detection thresholds, in one place. */
+export const BRUTE_FORCE_POLICY = {
+  /** Consecutive failures after which an account is disabled until an admin unlocks it. */
+  lockAfterFailures: 100,
+  /** Failures that pass without delay; after them the wait doubles per failure. */
+  freeFailures: 5,
+  maxBackoffSeconds: 60,
+  /** Attempts one source may make per window before 429. */
+  sourceAttemptsPerWindow: 100,
+  windowMs: 10 * 60 * 1000,
+  /** Distinct accounts failing from one source in a window: password spraying. */
+  sprayingAccounts: 10,
+  /** Distinct sources failing on one account in a window: credential stuffing. */
+  stuffingSources: 10,
+} as const;
+
+export type AttemptVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number; reason: 'locked' | 'backoff' | 'source-throttled' };
+
+type AccountRow = {
+  partitionKey: string;
+  rowKey: string;
+  failures: number;
+  lastFailureAt: string;
+  lockedAt?: string;
+  /** JSON [{s: sourceRef, at: iso}] of failures within the window. */
+  recentSources: string;
+  stuffingAlertedAt?: string;
+};
+
+type SourceRow = {
+  partitionKey: string;
+  rowKey: string;
+  attempts: number;
+  /** JSON array of distinct account refs that failed from this source in this window. */
+  failedAccounts: string;
+  sprayingAlerted: boolean;
+};
+
+interface Attempt {
+  realm: string;
+  username: string;
+  source: string | undefined;
+}
+
+/**
+ * Brute-force defence kept in Azure Tables (ETag concurrency), so it holds across instances:
+ * per-account exponential backoff and lock after 100 consecutive failures, per-source throttling,
+ * and detection of password spraying and credential stuffing. Accounts and sources are stored as
+ * keyed pseudonyms, for unknown usernames as for real ones (no enumeration through throttling).
+ */
+export class BruteForceGuard {
+  readonly #table: TableClient;
+  readonly #crypto: TenantCrypto;
+  readonly #alerts: SecurityAlertService;
+  readonly #clock: () => Date;
+
+  constructor(table: TableClient, crypto: TenantCrypto, alerts: SecurityAlertService, clock: () => Date = () => new Date()) {
+    this.#table = table;
+    this.#crypto = crypto;
+    this.#alerts = alerts;
+    this.#clock = clock;
+  }
+
+  async accountRef(realm: string, username: string): Promise<string> {
+    return this.#crypto.pseudonym('platform', 'login-account', `${realm}\u0000${username.normalize('NFKC').toLowerCase()}`);
+  }
+
+  async sourceRef(source: string | undefined): Promise<string> {
+    return this.#crypto.pseudonym('platform', 'login-source', source ?? 'unknown');
+  }
+
+  /** Counts the attempt against its source and says whether it may proceed. */
+  async check(attempt: Attempt): Promise<AttemptVerdict> {
+    const now = this.#clock().getTime();
+    const accountRef = await this.accountRef(attempt.realm, attempt.username);
+    const account = await this.#get<AccountRow>(accountPartition(accountRef), accountRef);
+    if (account?.lockedAt) return { allowed: false, retryAfterSeconds: 3600, reason: 'locked' };
+    if (account && account.failures >= BRUTE_FORCE_POLICY.freeFailures) {
+      const wait = Math.min(2 ** (account.failures - BRUTE_FORCE_POLICY.freeFailures), BRUTE_FORCE_POLICY.maxBackoffSeconds) * 1000;
+      const until = Date.parse(account.lastFailureAt) + wait;
+      if (until > now) return { allowed: false, retryAfterSeconds: Math.ceil((until - now) / 1000), reason: 'backoff' };
+    }
+    const sourceRef = await this.sourceRef(attempt.source);
+    const window = Math.floor(now / BRUTE_FORCE_POLICY.windowMs);
+    let attempts = 0;
+    await this.#update<SourceRow>(sourcePartition(sourceRef), `${sourceRef}~${window}`, (row) => {
+      attempts = (row?.attempts ?? 0) + 1;
+      return { attempts, failedAccounts: row?.failedAccounts ?? '[]', sprayingAlerted: row?.sprayingAlerted ?? false };
+    });
+    if (attempts > BRUTE_FORCE_POLICY.sourceAttemptsPerWindow) {
+      const windowEnd = (window + 1) * BRUTE_FORCE_POLICY.windowMs;
+      return { allowed: false, retryAfterSeconds: Math.ceil((windowEnd - now) / 1000), reason: 'source-throttled' };
+    }
+    return { allowed: true };
+  }
+
+  /** A failed password: counts, locks at the limit, and raises spraying/stuffing alerts. */
+  async recordFailure(attempt: Attempt): Promise<{ locked: boolean; alerts: SecurityAlert[] }> {
+    const now = this.#clock();
+    const nowIso = now.toISOString();
+    const accountRef = await this.accountRef(attempt.realm, attempt.username);
+    const sourceRef = await this.sourceRef(attempt.source);
+    const alerts: SecurityAlert[] = [];
+    let locked = false;
+    let stuffingSources = 0;
+    let raiseStuffing = false;
+    await this.#update<AccountRow>(accountPartition(accountRef), accountRef, (row) => {
+      const failures = (row?.failures ?? 0) + 1;
+      const windowStart = now.getTime() - BRUTE_FORCE_POLICY.windowMs;
+      const recent = (JSON.parse(row?.recentSources ?? '[]') as { s: string; at: string }[]).filter((r) => Date.parse(r.at) >= windowStart && r.s !== sourceRef);
+      recent.push({ s: sourceRef, at: nowIso });
+      const trimmed = recent.slice(-50);
+      stuffingSources = trimmed.length;
+      const alreadyAlerted = row?.stuffingAlertedAt !== undefined && Date.parse(row.stuffingAlertedAt) >= windowStart;
+      raiseStuffing = stuffingSources >= BRUTE_FORCE_POLICY.stuffingSources && !alreadyAlerted;
+      locked = failures >= BRUTE_FORCE_POLICY.lockAfterFailures;
+      return {
+        failures,
+        lastFailureAt: nowIso,
+        recentSources: JSON.stringify(trimmed),
+        ...(locked ? { lockedAt: row?.lockedAt ?? nowIso } : {}),
+        ...(raiseStuffing ? { stuffingAlertedAt: nowIso } : row?.stuffingAlertedAt ? { stuffingAlertedAt: row.stuffingAlertedAt } : {}),
+      };
+    });
+    if (raiseStuffing) {
+      alerts.push(
+        await this.#alerts.raise({
+          kind: 'credential-stuffing',
+          realm: attempt.realm,
+          accountRef,
+          count: stuffingSources,
+          summary: `${stuffingSources} sources failed to log in to one account within 10 minutes`,
+        }),
+      );
+    }
+    if (locked) {
+      alerts.push(await this.#alerts.raise({ kind: 'account-locked', realm: attempt.realm, accountRef, count: BRUTE_FORCE_POLICY.lockAfterFailures, summary: 'account locked after consecutive failed logins' }));
+    }
+    const window = Math.floor(now.getTime() / BRUTE_FORCE_POLICY.windowMs);
+    let raiseSpraying = false;
+    let sprayed = 0;
+    await this.#update<SourceRow>(sourcePartition(sourceRef), `${sourceRef}~${window}`, (row) => {
+      const accounts = new Set(JSON.parse(row?.failedAccounts ?? '[]') as string[]);
+      if (accounts.size < 100) accounts.add(accountRef);
+      sprayed = accounts.size;
+      raiseSpraying = sprayed >= BRUTE_FORCE_POLICY.sprayingAccounts && !(row?.sprayingAlerted ?? false);
+      return { attempts: row?.attempts ?? 1, failedAccounts: JSON.stringify([...accounts]), sprayingAlerted: (row?.sprayingAlerted ?? false) || raiseSpraying };
+    });
+    if (raiseSpraying) {
+      alerts.push(
+        await this.#alerts.raise({
+          kind: 'password-spraying',
+          realm: attempt.realm,
+          sourceRef,
+          count: sprayed,
+          summary: `one source failed to log in to ${sprayed} accounts within 10 minutes`,
+        }),
+      );
+    }
+    return { locked, alerts };
+  }
+
+  /** A successful login resets the account's counter (a lock stays until an admin lifts it). */
+  async recordSuccess(attempt: Pick<Attempt, 'realm' | 'username'>): Promise<void> {
+    const accountRef = await this.accountRef(attempt.realm, attempt.username);
+    const row = await this.#get<AccountRow>(accountPartition(accountRef), accountRef);
+    if (row && !row.lockedAt && row.failures > 0) {
+      await this.#table.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, failures: 0 }, 'Merge');
+    }
+  }
+
+  /** Admin unlock (and the effect of a password reset). */
+  async reset(realm: string, username: string): Promise<void> {
+    const accountRef = await this.accountRef(realm, username);
+    try {
+      await this.#table.deleteEntity(accountPartition(accountRef), accountRef);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  }
+
+  async #get<T extends object>(partitionKey: string, rowKey: string): Promise<(T & { etag: string }) | undefined> {
+    try {
+      return (await this.#table.getEntity<T>(partitionKey, rowKey)) as T & { etag: string };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Read-modify-write under ETag, retried when another instance wrote in between. */
+  async #update<T extends { partitionKey: string; rowKey: string }>(
+    partitionKey: string,
+    rowKey: string,
+    change: (row: (T & { etag: string }) | undefined) => Omit<T, 'partitionKey' | 'rowKey'>,
+  ): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const row = await this.#get<T>(partitionKey, rowKey);
+      const next = { partitionKey, rowKey, ...change(row) };
+      try {
+        if (row) await this.#table.updateEntity(next, 'Replace', { etag: row.etag });
+        else await this.#table.createEntity(next);
+        return;
+      } catch (error) {
+        if (!isPreconditionFailed(error) && !isConflict(error)) throw error;
+        await new Promise((r) => setTimeout(r, Math.random() * 10));
+      }
+    }
+    throw new Error('brute-force counter kept changing under us');
+  }
+}
+
+const accountPartition = (ref: string): string => `throttle~account~${shardOf(ref)}`;
+const sourcePartition = (ref: string): string => `throttle~source~${shardOf(ref)}`;
