@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { TableClient } from '@azure/data-tables';
+import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditActor } from '../audit/types.js';
 import { notFound, unauthorized } from '../http/problem.js';
@@ -92,7 +92,9 @@ export class IntegrationService {
   async list(tenant: string): Promise<Integration[]> {
     const partitionKey = tenantPartition(tenant, AREA);
     const result: Integration[] = [];
-    for await (const row of this.#table.listEntities<IntegrationRow>({ queryOptions: { filter: `PartitionKey eq '${partitionKey}'` } })) {
+    // The partition also holds the integrations' audit stream: only integration rows.
+    const filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${'integration~'} and RowKey lt ${'integration~~'}`;
+    for await (const row of this.#table.listEntities<IntegrationRow>({ queryOptions: { filter } })) {
       result.push(toIntegration(row));
     }
     return result;

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { BLOCKLIST_SIZE, checkPasswordPolicy, generateInitialPassword, hashPassword, needsRehash, verifyPassword } from '../../lib/identity/passwords.js';
+
+const ctx = { username: 'anna.schmidt', tenantId: 'lab-one', tenantName: 'Pathologie Nord', hasSecondFactor: false };
+const messages = (password: string, c = ctx) => checkPasswordPolicy(password, c).map((e) => e.message);
+
+describe('the password policy (NIST SP 800-63B-4)', () => {
+  it('needs 15 code points without a second factor: 14 fails, 15 passes', () => {
+    expect(messages('zq7-vmw4-xk2p-r')).toEqual([]); // 15
+    expect(messages('zq7-vmw4-xk2p-')).toEqual(['must be at least 15 characters (has 14)']);
+  });
+
+  it('needs only 8 code points with a second factor', () => {
+    expect(messages('zq7-vmw4', { ...ctx, hasSecondFactor: true })).toEqual([]);
+    expect(messages('zq7-vmw', { ...ctx, hasSecondFactor: true })).toEqual(['must be at least 8 characters (has 7)']);
+  });
+
+  it('counts code points, so 15 emoji pass although they are 30 UTF-16 units', () => {
+    expect(messages('🐙🦑🐢🦀🐡🐠🐟🐬🐳🐋🦈🐊🦭🦦🪼')).toEqual([]);
+    expect(messages('🐙🦑🐢🦀🐡🐠🐟🐬🐳🐋🦈🐊🦭🦦')).toEqual(['must be at least 15 characters (has 14)']);
+  });
+
+  it('normalises to NFC before counting and hashing', async () => {
+    const decomposed = 'cafe\u0301-cafe\u0301-cafe\u0301'; // 17 code points decomposed, 14 composed
+    expect(messages(decomposed)).toEqual(['must be at least 15 characters (has 14)']);
+    const hash = await hashPassword('caf\u00e9-longer-than-15');
+    expect(await verifyPassword(hash, 'cafe\u0301-longer-than-15')).toBe(true);
+  });
+
+  it('accepts 64 characters and more, up to 256, and never truncates', async () => {
+    const long = 'a-long-and-winding-passphrase-that-keeps-going-on-and-on-for-ever-and-ever';
+    expect([...long].length).toBeGreaterThan(64);
+    expect(messages(long)).toEqual([]);
+    expect(messages('xy'.repeat(129))).toContain('must be at most 256 characters');
+    const hash = await hashPassword(long);
+    expect(await verifyPassword(hash, long.slice(0, 72))).toBe(false);
+  });
+
+  it('refuses a blocklisted password of 16 characters from a list of over 40,000', () => {
+    expect(BLOCKLIST_SIZE).toBeGreaterThanOrEqual(40_000);
+    expect(messages('1qaz2wsx3edc4rfv')).toEqual(['is on the list of common or breached passwords']);
+    expect(messages('1QAZ2WSX3EDC4RFV')).toContain('is on the list of common or breached passwords');
+  });
+
+  it('refuses context words and says which', () => {
+    expect(messages('anna.schmidt-my-secret')).toEqual(['must not contain the username']);
+    expect(messages('welcome-to-lab-one-2026')).toEqual(['must not contain the tenant id']);
+    expect(messages('pathologie nord rocks!')).toEqual(['must not contain the tenant name']);
+    expect(messages('my LabVault password 1')).toEqual(['must not contain the service name']);
+  });
+
+  it('reports every broken rule at once', () => {
+    expect(messages('labvault')).toEqual(['must be at least 15 characters (has 8)', 'must not contain the service name']);
+  });
+
+  it('has no composition rules: lowercase letters and spaces alone are fine', () => {
+    expect(messages('correct horse battery staple')).toEqual([]);
+  });
+});
+
+describe('password hashing', () => {
+  it('uses Argon2id with m=19456 KiB, t=2, p=1 in the PHC string', async () => {
+    const hash = await hashPassword('correct horse battery staple');
+    expect(hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    expect(needsRehash(hash)).toBe(false);
+  });
+
+  it('marks weaker or foreign hashes for an upgrade', async () => {
+    expect(needsRehash(await hashPassword('x', { memoryCost: 4096, timeCost: 1 }))).toBe(true);
+    expect(needsRehash('$2b$10$abcdefghijklmnopqrstuv')).toBe(true);
+  });
+
+  it('makes random initial passwords of 20 characters', () => {
+    const a = generateInitialPassword();
+    expect(a).toMatch(/^[a-zA-Z2-9]{20}$/);
+    expect(new Set(Array.from({ length: 50 }, () => generateInitialPassword())).size).toBe(50);
+  });
+});
