@@ -3,12 +3,17 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ConfigError, parseConfig } from '../config.js';
 import { bootstrapOperator } from '../identity/bootstrap.js';
 import { createLogger, errorFields, type Logger } from '../observability/logger.js';
 import { getServices } from '../services.js';
 import { startAzurite } from './azurite.js';
 import { installCoreModule, type Registration } from './core-module.js';
+import { createStorageClients } from '../storage/clients.js';
+import { createDurableHttpHandler, durableClientBinding } from './durable/http-api.js';
+import { DurableRuntime } from './durable/runtime.js';
+import { TaskHubStore } from './durable/store.js';
 import { createHttpServer, type FunctionsLibrary } from './http-server.js';
 
 export interface LocalHostInfo {
@@ -90,6 +95,8 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
   // Loaded only now, so the library finds the core module (a static import would run first).
   const library = createRequire(import.meta.url)('@azure/functions') as FunctionsLibrary;
   await import(options.entry ?? '../../functions/index.js');
+  // Tests add their own functions (small orchestrations that are not part of the product).
+  if (env.LABVAULT_LOCAL_EXTRA_ENTRY) await import(pathToFileURL(resolve(env.LABVAULT_LOCAL_EXTRA_ENTRY)).href);
   const registrations = [...core.registrations.values()];
 
   // First start with an empty store: the operator account of the SPEC.
@@ -102,13 +109,33 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
     process.stdout.write('Created the operator account "operator" with LABVAULT_OPERATOR_INITIAL_PASSWORD.\n');
   }
 
-  const server = createHttpServer(registrations, { logger, library });
+  const config = parseConfig(env);
+  const storage = createStorageClients(config.storage);
+  const durable = new DurableRuntime({
+    store: new TaskHubStore({ taskHub: config.taskHub, table: storage.table, tableService: storage.tableService, queueService: storage.queueService }),
+    registrations,
+    library,
+    logger,
+    maxConcurrentActivities: Number(env.LABVAULT_DURABLE_MAX_ACTIVITIES || 16),
+    leaseSeconds: Number(env.LABVAULT_DURABLE_LEASE_SECONDS || 30),
+  });
+  let baseUrl = '';
+  const server = createHttpServer(registrations, {
+    logger,
+    library,
+    extra: createDurableHttpHandler(durable, () => baseUrl, config.taskHub),
+    inputBindings: { durableClient: () => durableClientBinding(baseUrl, config.taskHub) },
+  });
   const port = Number(env.PORT ?? 7071);
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolveListen());
   });
   const address = server.address() as AddressInfo;
+  baseUrl = `http://127.0.0.1:${address.port}`;
+  // As on Azure: the SDK keeps the extension's URLs only when it knows the app's host name.
+  process.env.WEBSITE_HOSTNAME = `127.0.0.1:${address.port}`;
+  await durable.start();
   const info: LocalHostInfo = {
     apiBaseUrl: `http://127.0.0.1:${address.port}/api`,
     storageConnectionString: env.AzureWebJobsStorage ?? '',
@@ -121,6 +148,7 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
     ...info,
     registrations,
     async close() {
+      await durable.stop();
       await new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await azurite?.stop();

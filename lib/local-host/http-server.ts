@@ -26,6 +26,8 @@ export interface HttpServerOptions {
   routePrefix?: string;
   /** Handles paths outside the route prefix (e.g. the durable extension API); true when handled. */
   extra?: ExtraHandler;
+  /** Values of input bindings other than the trigger (e.g. the durable client), by binding type. */
+  inputBindings?: Record<string, () => unknown>;
 }
 
 function hostProblem(res: ServerResponse, status: number, title: string, detail: string): void {
@@ -100,7 +102,7 @@ export function createHttpServer(registrations: Iterable<Registration>, options:
         else hostProblem(res, 404, 'Not Found', 'No function serves this path.');
         return;
       }
-      await invoke(options.library, target.fn, target.params, req, url, body, res, options.logger);
+      await invoke(options.library, target.fn, target.params, req, url, body, res, options.logger, options.inputBindings ?? {});
     })().catch((error: unknown) => {
       options.logger.log('error', 'host.http.failed', errorFields(error));
       if (!res.headersSent) hostProblem(res, 500, 'Internal Server Error', 'The host failed to serve the request.');
@@ -118,6 +120,7 @@ async function invoke(
   body: Buffer,
   res: ServerResponse,
   logger: Logger,
+  inputBindings: Record<string, () => unknown>,
 ): Promise<void> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -134,11 +137,14 @@ async function invoke(
     ...(body.length > 0 ? { body: { bytes: body } } : {}),
   });
   const binding = fn.registration.bindings[fn.triggerName];
+  const extraInputs = Object.entries(fn.registration.bindings)
+    .filter(([name, b]) => name !== fn.triggerName && b.direction === 'in')
+    .map(([name, b]) => ({ ...b, name }));
   const context = new InvocationContext({
     invocationId: randomUUID(),
     functionName: fn.registration.name,
     triggerMetadata: {},
-    options: { trigger: { ...(binding as { type: string; name?: string }), name: fn.triggerName } as never, extraInputs: [], extraOutputs: [] },
+    options: { trigger: { ...(binding as { type: string; name?: string }), name: fn.triggerName } as never, extraInputs: extraInputs as never, extraOutputs: [] },
     logHandler: (level, ...args) => {
       // App code logs through lib/observability; anything logged via context is reduced to its kind.
       logger.log(level === 'error' ? 'error' : level === 'warning' ? 'warn' : 'debug', 'function.log', {
@@ -147,6 +153,10 @@ async function invoke(
       });
     },
   });
+  for (const input of extraInputs) {
+    const resolve = inputBindings[input.type];
+    if (resolve) context.extraInputs.set(input.name, resolve());
+  }
   const result = (await fn.registration.handler(request, context)) as HttpResponseInit | HttpResponse | undefined;
   const response = result instanceof HttpResponse ? result : new HttpResponse(result ?? { status: 204 });
   const out: Record<string, string> = {};

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -17,6 +17,9 @@ export interface RunningHost {
 /** Starts `scripts/start-local.ts` as `npm start` would, on a free port with its own data folder. */
 export async function startHost(options: { dataDir?: string; env?: Record<string, string> } = {}): Promise<RunningHost> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'labvault-host-'));
+  const infoPath = join(dataDir, 'local-host.json');
+  // A host killed with -9 leaves its file behind; wait for the new host's own.
+  rmSync(infoPath, { force: true });
   let output = '';
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
     cwd: ROOT,
@@ -25,7 +28,6 @@ export async function startHost(options: { dataDir?: string; env?: Record<string
   });
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
-  const infoPath = join(dataDir, 'local-host.json');
   const deadline = Date.now() + 45_000;
   while (!existsSync(infoPath)) {
     if (child.exitCode !== null) throw new Error(`local host exited: ${output}`);
