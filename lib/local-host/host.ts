@@ -15,6 +15,8 @@ import { createDurableHttpHandler, durableClientBinding } from './durable/http-a
 import { DurableRuntime } from './durable/runtime.js';
 import { TaskHubStore } from './durable/store.js';
 import { createHttpServer, type FunctionsLibrary } from './http-server.js';
+import { BlobWatcher } from './blob-watcher.js';
+import { TimerHost } from './timers.js';
 
 export interface LocalHostInfo {
   apiBaseUrl: string;
@@ -136,6 +138,17 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
   // As on Azure: the SDK keeps the extension's URLs only when it knows the app's host name.
   process.env.WEBSITE_HOSTNAME = `127.0.0.1:${address.port}`;
   await durable.start();
+  const timers = new TimerHost({ registrations, library, logger, table: storage.table(`${config.taskHub}Timers`) });
+  await timers.start();
+  const blobs = new BlobWatcher({
+    registrations,
+    library,
+    logger,
+    blobService: storage.blobService,
+    queueService: storage.queueService,
+    receipts: storage.table(`${config.taskHub}BlobReceipts`),
+  });
+  await blobs.start();
   const info: LocalHostInfo = {
     apiBaseUrl: `http://127.0.0.1:${address.port}/api`,
     storageConnectionString: env.AzureWebJobsStorage ?? '',
@@ -148,6 +161,8 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
     ...info,
     registrations,
     async close() {
+      await blobs.stop();
+      await timers.stop();
       await durable.stop();
       await new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();

@@ -124,3 +124,21 @@ app.http('testStartOrchestration', {
     return client.createCheckStatusResponse(request, instanceId);
   },
 });
+
+// Blob trigger and timer for the local host's own tests.
+app.storageBlob('testBlobEcho', {
+  path: 'test-uploads/{tenant}/{name}',
+  connection: 'AzureWebJobsStorage',
+  handler: (blob: unknown, context: InvocationContext) => {
+    const { tenant, name } = context.triggerMetadata as { tenant: string; name: string };
+    log(`blob ${tenant} ${name} ${(blob as Buffer).length}`);
+    if (name.includes('fail')) throw new Error('this blob always fails');
+  },
+});
+
+app.timer('testTicker', {
+  schedule: '*/3 * * * * *',
+  handler: (timer) => {
+    log(`tick ${timer.isPastDue} ${timer.scheduleStatus?.last ?? ''}`);
+  },
+});
