@@ -71,7 +71,7 @@ async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
 export function createHttpServer(registrations: Iterable<Registration>, options: HttpServerOptions): Server {
   const functions = httpFunctions(registrations);
   const prefix = `/${options.routePrefix ?? 'api'}`;
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     void (async () => {
       const body = await readBody(req);
       if (body === undefined) {
@@ -109,6 +109,10 @@ export function createHttpServer(registrations: Iterable<Registration>, options:
       else res.destroy();
     });
   });
+  // Longer than clients' idle reuse, so a kept-alive socket is not closed under a request in flight.
+  server.keepAliveTimeout = 30_000;
+  server.headersTimeout = 35_000;
+  return server;
 }
 
 async function invoke(
