@@ -7,4 +7,5 @@ import './users.js';
 import './integrations.js';
 import './staff.js';
 import './orders.js';
+import './images.js';
 import './audit.js';

@@ -14,6 +14,7 @@ import { SessionService } from './identity/sessions.js';
 import { TokenService } from './identity/tokens.js';
 import { UserService } from './identity/users.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { ImageService } from './images/images.js';
 import { OrderService } from './orders/orders.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
 import { TenantService } from './tenants/tenants.js';
@@ -29,6 +30,7 @@ export interface Services {
   tenants: TenantService;
   integrations: IntegrationService;
   orders: OrderService;
+  images: ImageService;
   users: UserService;
   sessions: SessionService;
   tokens: TokenService;
@@ -67,6 +69,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   await keyring.ensureTenantKeys('platform');
   await keyring.ensureTenantKeys('operator');
   const integrations = new IntegrationService(tenantData, audit, clock);
+  const orders = new OrderService(tenantData, audit, crypto, { clock });
   const tenants = new TenantService(platform, tenantData, audit, keyring, clock);
   const users = new UserService(tenantData, audit, crypto, clock);
   const sessions = new SessionService(tenantData, clock);
@@ -89,7 +92,8 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     audit,
     tenants,
     integrations,
-    orders: new OrderService(tenantData, audit, crypto, { clock }),
+    orders,
+    images: new ImageService({ table: tenantData, storage, audit, crypto, keyring, orders, logger, clock }),
     users,
     sessions,
     tokens,

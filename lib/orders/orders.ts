@@ -33,6 +33,8 @@ type OrderRow = {
   patientRef: string;
   externalRef: string;
   requestHash: string;
+  /** Specimen ids are the lab's codes (no personal data): plain, so images can check them. */
+  specimenIds?: string;
   encExternalId: string;
   encPatient: string;
   encPhysician: string;
@@ -111,6 +113,7 @@ export class OrderService {
       patientRef,
       externalRef,
       requestHash,
+      specimenIds: JSON.stringify(input.specimens.map((sp) => sp.id)),
       encExternalId: await this.#crypto.encryptJson(bind('externalId'), input.externalId),
       encPatient: await this.#crypto.encryptJson(bind('patient'), input.patient),
       encPhysician: await this.#crypto.encryptJson(bind('orderingPhysician'), input.orderingPhysician),
@@ -150,6 +153,18 @@ export class OrderService {
     }
     const order = await this.#toOrder(tenant, row);
     return { order, etag: etag ?? (await this.#etagOf(partitionKey, orderId)), replayed: false };
+  }
+
+  /** Whether the order exists in the tenant and has this specimen; reads no personal data. */
+  async specimenRef(tenant: string, orderId: string, specimenId: string): Promise<{ partitionKey: string; patientRef: string } | undefined> {
+    if (!/^[0-9a-f]{32}$/.test(orderId)) return undefined;
+    const partitionKey = orderPartition(tenant, orderId);
+    const row = await this.#row(partitionKey, orderId);
+    if (!row) return undefined;
+    const ids = row.specimenIds
+      ? (JSON.parse(row.specimenIds) as string[])
+      : (await this.#crypto.decryptJson<{ id: string }[]>({ tenant, record: orderId, field: 'specimens' }, row.encSpecimens)).map((sp) => sp.id);
+    return ids.includes(specimenId) ? { partitionKey, patientRef: row.patientRef } : undefined;
   }
 
   /** Reads one order; the read of patient data is audited before the data is returned. */
@@ -333,6 +348,11 @@ export class OrderService {
         : {}),
     };
   }
+}
+
+/** The partition of an order (its id's first digit is its shard); other domains keep rows beside it. */
+export function orderPartition(tenant: string, orderId: string): string {
+  return tenantPartition(tenant, AREA, orderId[0]);
 }
 
 /** 32 hex digits; the first is the storage shard. */

@@ -13,6 +13,8 @@ export const TABLES = {
 } as const;
 
 export interface StorageClients {
+  /** Present with a connection string that holds an account key (Azurite, development). */
+  sharedKey?: { accountName: string; accountKey: string };
   table(name: string): TableClient;
   tableService: TableServiceClient;
   blobService: BlobServiceClient;
@@ -38,7 +40,11 @@ export function createStorageClients(settings: StorageSettings, credential?: Tok
     const tableEndpoint = parseConnectionString(cs).get('tableendpoint') ?? '';
     const allowInsecureConnection = tableEndpoint.startsWith('http://');
     const tables = new Map<string, TableClient>();
+    const parts = parseConnectionString(cs);
+    const accountName = parts.get('accountname');
+    const accountKey = parts.get('accountkey');
     return {
+      ...(accountName && accountKey ? { sharedKey: { accountName, accountKey } } : {}),
       table(name) {
         let client = tables.get(name);
         if (!client) {
@@ -69,9 +75,19 @@ export function createStorageClients(settings: StorageSettings, credential?: Tok
   };
 }
 
-/** Creates every table LabVault needs; safe to run on every start. */
+/** Blob containers, each owned by one domain. */
+export const CONTAINERS = {
+  uploads: 'specimen-uploads',
+  images: 'specimen-images',
+  quarantine: 'quarantine',
+} as const;
+
+/** Creates every table and container LabVault needs; safe to run on every start. */
 export async function ensureTables(clients: StorageClients): Promise<void> {
   for (const name of Object.values(TABLES)) {
     await clients.tableService.createTable(name);
+  }
+  for (const name of Object.values(CONTAINERS)) {
+    await clients.blobService.getContainerClient(name).createIfNotExists();
   }
 }

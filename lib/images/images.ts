@@ -1,0 +1,283 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { odata, type TableClient } from '@azure/data-tables';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditActor, AuditEventInput } from '../audit/types.js';
+import { createDecryptStream, createEncryptStream } from '../crypto/chunked.js';
+import type { TenantCrypto } from '../crypto/field-cipher.js';
+import type { TenantKeyring } from '../crypto/keyring.js';
+import { notFound } from '../http/problem.js';
+import type { Logger } from '../observability/logger.js';
+import type { OrderService } from '../orders/orders.js';
+import { CONTAINERS, type StorageClients } from '../storage/clients.js';
+import { isNotFound } from '../storage/errors.js';
+import { blobSasUrl } from '../storage/sas.js';
+import { TransactionFailedError } from '../storage/transaction.js';
+import { inspectAndClean, type RejectionReason } from './processing.js';
+
+export const UPLOAD_URL_MINUTES = 15;
+export const QUARANTINE_DAYS = 7;
+
+export type ImageStatus = 'pending' | 'ready' | 'rejected';
+
+type ImageRow = {
+  partitionKey: string;
+  rowKey: string;
+  imageId: string;
+  orderId: string;
+  specimenId: string;
+  status: ImageStatus;
+  reason?: RejectionReason | 'unreadable';
+  declaredContentType: string;
+  encFileName: string;
+  patientRef: string;
+  createdAt: string;
+  updatedAt: string;
+  contentType?: string;
+  detectedFormat?: string;
+  width?: number;
+  height?: number;
+  uploadBytes?: number;
+  uploadSha256?: string;
+  cleanSha256?: string;
+  imageBytes?: number;
+  thumbnailBytes?: number;
+};
+
+export interface ImageRecord {
+  imageId: string;
+  orderId: string;
+  specimenId: string;
+  status: ImageStatus;
+  reason?: string;
+  fileName: string;
+  declaredContentType: string;
+  contentType?: string;
+  width?: number;
+  height?: number;
+  uploadBytes?: number;
+  uploadSha256?: string;
+  sha256?: string;
+  bytes?: number;
+  thumbnailBytes?: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface Meta {
+  actor: AuditActor;
+  correlationId: string;
+}
+
+const ROW = (orderId: string, specimenId: string, imageId: string) => `image~${orderId}~${specimenId}~${imageId}`;
+export const uploadPath = (tenant: string, orderId: string, specimenId: string, imageId: string) => `${tenant}/${orderId}/${specimenId}/${imageId}`;
+const storedPath = (tenant: string, orderId: string, specimenId: string, imageId: string, kind: 'image' | 'thumbnail') =>
+  `${tenant}/${orderId}/${specimenId}/${imageId}/${kind}`;
+
+export interface ImageServiceDependencies {
+  table: TableClient;
+  storage: StorageClients;
+  audit: AuditLog;
+  crypto: TenantCrypto;
+  keyring: TenantKeyring;
+  orders: OrderService;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+/**
+ * Specimen images: a write-only upload URL per image, the processing of an upload (checks, cleaning,
+ * thumbnail, chunked encryption with the tenant's data key) and the audited reads. Image records sit
+ * in their order's partition, so each change commits with its audit entry.
+ */
+export class ImageService {
+  readonly #d: ImageServiceDependencies;
+  readonly #clock: () => Date;
+
+  constructor(dependencies: ImageServiceDependencies) {
+    this.#d = dependencies;
+    this.#clock = dependencies.clock ?? (() => new Date());
+  }
+
+  async createUpload(tenant: string, orderId: string, specimenId: string, input: { contentType: string; fileName: string }, meta: Meta): Promise<{ imageId: string; uploadUrl: string; expiresAt: string }> {
+    const ref = await this.#d.orders.specimenRef(tenant, orderId, specimenId);
+    if (!ref) throw notFound('No such order or specimen.');
+    const imageId = randomBytes(16).toString('hex');
+    const now = this.#clock();
+    const expiresAt = new Date(now.getTime() + UPLOAD_URL_MINUTES * 60_000);
+    const row: ImageRow = {
+      partitionKey: ref.partitionKey,
+      rowKey: ROW(orderId, specimenId, imageId),
+      imageId,
+      orderId,
+      specimenId,
+      status: 'pending',
+      declaredContentType: input.contentType,
+      // File names often carry a patient's name: encrypted like any personal field.
+      encFileName: await this.#d.crypto.encryptJson({ tenant, record: imageId, field: 'fileName' }, input.fileName),
+      patientRef: ref.patientRef,
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+    };
+    await this.#d.audit.commit(tenant, ref.partitionKey, () => [['create', row]], [this.#event('image.upload-url', 'C', row, meta, { expiresAt: expiresAt.toISOString() })]);
+    const uploadUrl = await blobSasUrl(this.#d.storage, { container: CONTAINERS.uploads, blob: uploadPath(tenant, orderId, specimenId, imageId), permissions: 'cw', expiresOn: expiresAt });
+    return { imageId, uploadUrl, expiresAt: expiresAt.toISOString() };
+  }
+
+  /**
+   * Processes one uploaded blob. Safe to repeat: a record leaves `pending` only after its encrypted
+   * bytes are stored, and a repeat of a finished upload only removes the upload.
+   */
+  async processUpload(path: { tenant: string; orderId: string; specimenId: string; imageId: string }, content: Buffer): Promise<ImageStatus | 'unknown'> {
+    const { tenant, orderId, specimenId, imageId } = path;
+    const upload = this.#d.storage.blobService.getContainerClient(CONTAINERS.uploads).getBlobClient(uploadPath(tenant, orderId, specimenId, imageId));
+    const row = await this.#row(tenant, orderId, specimenId, imageId);
+    if (!row) {
+      // Nothing asked for this upload (no URL was issued): it is not kept.
+      this.#d.logger.log('warn', 'image.upload.unknown', { tenantKnown: false });
+      await upload.deleteIfExists({ deleteSnapshots: 'include' });
+      return 'unknown';
+    }
+    if (row.status !== 'pending') {
+      await upload.deleteIfExists({ deleteSnapshots: 'include' });
+      return row.status;
+    }
+    const meta: Meta = { actor: { type: 'system', id: 'image-processor' }, correlationId: `blob-${imageId}` };
+    const result = await inspectAndClean(content);
+    const now = this.#clock().toISOString();
+    let next: ImageRow;
+    let event: AuditEventInput;
+    if (result.ok) {
+      const img = result.image;
+      await this.#storeEncrypted(tenant, imageId, 'image', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'image'), img.image, img.contentType);
+      await this.#storeEncrypted(tenant, imageId, 'thumbnail', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'thumbnail'), img.thumbnail, 'image/jpeg');
+      next = {
+        ...row,
+        status: 'ready',
+        updatedAt: now,
+        contentType: img.contentType,
+        detectedFormat: img.detectedFormat,
+        width: img.width,
+        height: img.height,
+        uploadBytes: img.uploadBytes,
+        uploadSha256: img.uploadSha256,
+        cleanSha256: img.cleanSha256,
+        imageBytes: img.image.length,
+        thumbnailBytes: img.thumbnail.length,
+      };
+      event = this.#event('image.process', 'U', next, meta, { width: img.width, height: img.height, format: img.detectedFormat });
+    } else {
+      // Quarantined for inspection, encrypted like everything else, and deleted after 7 days.
+      await this.#storeEncrypted(tenant, imageId, 'quarantine', CONTAINERS.quarantine, uploadPath(tenant, orderId, specimenId, imageId), content, 'application/octet-stream');
+      next = { ...row, status: 'rejected', reason: result.reason, updatedAt: now, uploadBytes: content.length };
+      event = { ...this.#event('image.reject', 'U', next, meta, { reason: result.reason }), outcome: 'failure' };
+    }
+    delete (next as Partial<ImageRow & { etag: string }>).etag;
+    try {
+      await this.#d.audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [event]);
+    } catch (error) {
+      // Another run finished first; its record stands.
+      if (!(error instanceof TransactionFailedError && error.failedIndex === 0)) throw error;
+    }
+    await upload.deleteIfExists({ deleteSnapshots: 'include' });
+    return next.status;
+  }
+
+  async list(tenant: string, orderId: string, specimenId: string, meta: Meta): Promise<ImageRecord[]> {
+    const ref = await this.#d.orders.specimenRef(tenant, orderId, specimenId);
+    if (!ref) throw notFound('No such order or specimen.');
+    const prefix = `image~${orderId}~${specimenId}~`;
+    const filter = odata`PartitionKey eq ${ref.partitionKey} and RowKey ge ${prefix} and RowKey lt ${prefix + '~'}`;
+    const rows: ImageRow[] = [];
+    for await (const row of this.#d.table.listEntities<ImageRow>({ queryOptions: { filter } })) rows.push(row);
+    if (rows.length > 0) await this.#d.audit.record(tenant, ref.partitionKey, rows.map((r) => this.#event('image.list', 'R', r, meta)));
+    return Promise.all(rows.map((r) => this.#toRecord(tenant, r)));
+  }
+
+  /** The decrypted image or thumbnail; only ready images, only in the caller's tenant. */
+  async read(tenant: string, ids: { orderId: string; specimenId: string; imageId: string }, kind: 'image' | 'thumbnail', meta: Meta): Promise<{ bytes: Buffer; contentType: string }> {
+    const ref = await this.#d.orders.specimenRef(tenant, ids.orderId, ids.specimenId);
+    const row = ref ? await this.#row(tenant, ids.orderId, ids.specimenId, ids.imageId) : undefined;
+    if (!row || row.status !== 'ready') throw notFound('No such image (or it is not ready).');
+    await this.#d.audit.record(tenant, row.partitionKey, [this.#event(kind === 'image' ? 'image.read' : 'image.thumbnail.read', 'R', row, meta)]);
+    const blob = this.#d.storage.blobService.getContainerClient(CONTAINERS.images).getBlobClient(storedPath(tenant, ids.orderId, ids.specimenId, ids.imageId, kind));
+    const download = await blob.download();
+    const chunks: Buffer[] = [];
+    const decrypt = createDecryptStream((version) => this.#d.keyring.dataKeyVersion(tenant, version), { tenant, record: ids.imageId, field: kind });
+    decrypt.on('data', (c: Buffer) => chunks.push(c));
+    await pipeline(download.readableStreamBody as NodeJS.ReadableStream, decrypt);
+    return { bytes: Buffer.concat(chunks), contentType: kind === 'image' ? (row.contentType ?? 'application/octet-stream') : 'image/jpeg' };
+  }
+
+  /** Deletes quarantined uploads older than 7 days (the timer calls this daily). */
+  async purgeQuarantine(): Promise<number> {
+    const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.quarantine);
+    const cutoff = this.#clock().getTime() - QUARANTINE_DAYS * 24 * 3600 * 1000;
+    let deleted = 0;
+    for await (const blob of container.listBlobsFlat()) {
+      const created = blob.properties.createdOn ?? blob.properties.lastModified;
+      if (created.getTime() < cutoff) {
+        await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
+        deleted++;
+      }
+    }
+    return deleted;
+  }
+
+  async #storeEncrypted(tenant: string, record: string, field: string, container: string, blobName: string, bytes: Buffer, contentType: string): Promise<void> {
+    const key = await this.#d.keyring.currentDataKey(tenant);
+    const encrypt = createEncryptStream(key.key, key.version, { tenant, record, field });
+    const blob = this.#d.storage.blobService.getContainerClient(container).getBlockBlobClient(blobName);
+    Readable.from([bytes]).pipe(encrypt);
+    await blob.uploadStream(encrypt, 4 * 1024 * 1024, 2, {
+      blobHTTPHeaders: { blobContentType: 'application/octet-stream' },
+      // Only what an operator may see: the plaintext content type, never names or hashes.
+      metadata: { encryption: 'labvault-aes256gcm-chunked', plaincontenttype: contentType },
+    });
+  }
+
+  async #row(tenant: string, orderId: string, specimenId: string, imageId: string): Promise<(ImageRow & { etag: string }) | undefined> {
+    if (!/^[0-9a-f]{32}$/.test(orderId) || !/^[0-9a-f]{32}$/.test(imageId)) return undefined;
+    try {
+      return await this.#d.table.getEntity<ImageRow>(`${tenant}~orders~${orderId[0]}`, ROW(orderId, specimenId, imageId));
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async #toRecord(tenant: string, row: ImageRow): Promise<ImageRecord> {
+    return {
+      imageId: row.imageId,
+      orderId: row.orderId,
+      specimenId: row.specimenId,
+      status: row.status,
+      ...(row.reason ? { reason: row.reason } : {}),
+      fileName: await this.#d.crypto.decryptJson<string>({ tenant, record: row.imageId, field: 'fileName' }, row.encFileName),
+      declaredContentType: row.declaredContentType,
+      ...(row.contentType ? { contentType: row.contentType } : {}),
+      ...(row.width ? { width: row.width, height: row.height } : {}),
+      ...(row.uploadBytes !== undefined ? { uploadBytes: row.uploadBytes } : {}),
+      ...(row.uploadSha256 ? { uploadSha256: row.uploadSha256 } : {}),
+      ...(row.cleanSha256 ? { sha256: row.cleanSha256 } : {}),
+      ...(row.imageBytes ? { bytes: row.imageBytes, thumbnailBytes: row.thumbnailBytes } : {}),
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+    };
+  }
+
+  #event(event: string, action: AuditEventInput['action'], row: ImageRow, meta: Meta, details?: AuditEventInput['details']): AuditEventInput {
+    return {
+      event,
+      action,
+      outcome: 'success',
+      actor: meta.actor,
+      entity: { type: 'Media', id: row.imageId },
+      patientRef: row.patientRef,
+      purpose: 'specimen-imaging',
+      correlationId: meta.correlationId,
+      details: { order: row.orderId, specimen: row.specimenId, ...(details ?? {}) },
+    };
+  }
+}
