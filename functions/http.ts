@@ -1,3 +1,4 @@
+import type { FunctionInput } from '@azure/functions';
 import type { z } from 'zod';
 import type { Operation } from '../lib/http/operation.js';
 import { type ApiResult, createHandler, type RequestContext } from '../lib/http/pipeline.js';
@@ -9,8 +10,10 @@ type Infer<T> = T extends z.ZodType ? z.infer<T> : undefined;
 export function handle<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
   operation: Operation<P, Q, B>,
   fn: (ctx: RequestContext<Infer<P>, Infer<Q>, Infer<B>>, services: Services) => Promise<ApiResult>,
+  options: { extraInputs?: FunctionInput[] } = {},
 ) {
   return {
+    ...(options.extraInputs ? { extraInputs: options.extraInputs } : {}),
     methods: [operation.method],
     route: operation.route,
     authLevel: 'anonymous' as const,

@@ -8,4 +8,6 @@ import './integrations.js';
 import './staff.js';
 import './orders.js';
 import './images.js';
+import './exports.js';
+import '../orchestrations/export.js';
 import './audit.js';

@@ -14,6 +14,7 @@ import { SessionService } from './identity/sessions.js';
 import { TokenService } from './identity/tokens.js';
 import { UserService } from './identity/users.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { ExportService } from './exports/exports.js';
 import { ImageService } from './images/images.js';
 import { OrderService } from './orders/orders.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
@@ -31,6 +32,7 @@ export interface Services {
   integrations: IntegrationService;
   orders: OrderService;
   images: ImageService;
+  exports: ExportService;
   users: UserService;
   sessions: SessionService;
   tokens: TokenService;
@@ -70,6 +72,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   await keyring.ensureTenantKeys('operator');
   const integrations = new IntegrationService(tenantData, audit, clock);
   const orders = new OrderService(tenantData, audit, crypto, { clock });
+  const images = new ImageService({ table: tenantData, storage, audit, crypto, keyring, orders, logger, clock });
   const tenants = new TenantService(platform, tenantData, audit, keyring, clock);
   const users = new UserService(tenantData, audit, crypto, clock);
   const sessions = new SessionService(tenantData, clock);
@@ -93,7 +96,8 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     tenants,
     integrations,
     orders,
-    images: new ImageService({ table: tenantData, storage, audit, crypto, keyring, orders, logger, clock }),
+    images,
+    exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, integrations, tenants, logger, clock }),
     users,
     sessions,
     tokens,

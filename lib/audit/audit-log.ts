@@ -203,6 +203,13 @@ export class AuditLog {
     yield* entries;
   }
 
+  /** Every entry of the tenant, stream by stream in chain order, without sorting (for exports). */
+  async *entries(tenant: string): AsyncGenerator<AuditEntry> {
+    const { from, to } = tenantPartitionRange(tenant);
+    const filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO}`;
+    for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } })) yield toEntry(tenant, row);
+  }
+
   /**
    * Walks every stream of the tenant in sequence order and reports the first entry whose hash,
    * predecessor or position is wrong, or a head that does not match the last entry.

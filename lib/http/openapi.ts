@@ -2,12 +2,13 @@ import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObj
 import { auditOperations } from '../audit/api.js';
 import { identityOperations } from '../identity/api.js';
 import { imageOperations } from '../images/api.js';
+import { exportOperations } from '../exports/api.js';
 import { orderOperations } from '../orders/api.js';
 import type { Operation } from './operation.js';
 import { platformOperations } from './platform-api.js';
 
 /** Every operation of the public API; the OpenAPI document and the route tests read this list. */
-export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...identityOperations, ...orderOperations, ...imageOperations, ...auditOperations];
+export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...identityOperations, ...orderOperations, ...imageOperations, ...exportOperations, ...auditOperations];
 
 /** The permission an operation requires, tenant or operator vocabulary. */
 export function requiredPermission(op: Operation): string | undefined {

@@ -54,6 +54,9 @@ export interface RequestContext<P, Q, B> {
   headers: Headers;
   correlationId: string;
   clientAddress: string | undefined;
+  /** The Functions invocation (e.g. for df.getClient). */
+  invocation: InvocationContext;
+  request: HttpRequest;
 }
 
 type Infer<T> = T extends z.ZodType ? z.infer<T> : undefined;
@@ -191,7 +194,7 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
   operation: Operation<P, Q, B>,
   handle: (ctx: RequestContext<Infer<P>, Infer<Q>, Infer<B>>) => Promise<ApiResult>,
 ): (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit> {
-  return async (request) => {
+  return async (request, invocation) => {
     const sent = request.headers.get('x-correlation-id');
     const correlationId = sent && CORRELATION_ID.test(sent) ? sent : randomUUID();
     const started = performance.now();
@@ -231,6 +234,8 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
         headers: request.headers as unknown as Headers,
         correlationId,
         clientAddress,
+        invocation,
+        request,
       });
       response = respond(result, correlationId);
     } catch (error) {

@@ -210,6 +210,22 @@ export class ImageService {
     return { bytes: Buffer.concat(chunks), contentType: kind === 'image' ? (row.contentType ?? 'application/octet-stream') : 'image/jpeg' };
   }
 
+  /** Image records of one order shard, for the tenant's export. */
+  async *exportShard(tenant: string, shard: string): AsyncGenerator<ImageRecord & { patientRef: string }> {
+    const filter = odata`PartitionKey eq ${`${tenant}~orders~${shard}`} and RowKey ge ${'image~'} and RowKey lt ${'image~~'}`;
+    for await (const row of this.#d.table.listEntities<ImageRow>({ queryOptions: { filter } })) {
+      yield { ...(await this.#toRecord(tenant, row)), patientRef: row.patientRef };
+    }
+  }
+
+  /** The decrypted bytes of a ready image or thumbnail as a stream (memory: one chunk). */
+  async openDecrypted(tenant: string, record: { orderId: string; specimenId: string; imageId: string }, kind: 'image' | 'thumbnail'): Promise<NodeJS.ReadableStream> {
+    const blob = this.#d.storage.blobService.getContainerClient(CONTAINERS.images).getBlobClient(storedPath(tenant, record.orderId, record.specimenId, record.imageId, kind));
+    const download = await blob.download();
+    const decrypt = createDecryptStream((version) => this.#d.keyring.dataKeyVersion(tenant, version), { tenant, record: record.imageId, field: kind });
+    return (download.readableStreamBody as NodeJS.ReadableStream).pipe(decrypt);
+  }
+
   /** Deletes quarantined uploads older than 7 days (the timer calls this daily). */
   async purgeQuarantine(): Promise<number> {
     const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.quarantine);

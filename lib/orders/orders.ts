@@ -155,6 +155,17 @@ export class OrderService {
     return { order, etag: etag ?? (await this.#etagOf(partitionKey, orderId)), replayed: false };
   }
 
+  /**
+   * Every order of one shard, decrypted, for the tenant's own export (the export audits it).
+   * Streams page by page, so memory does not grow with the tenant.
+   */
+  async *exportShard(tenant: string, shard: string): AsyncGenerator<Order & { patientRef: string }> {
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA, shard)} and RowKey ge ${'order~'} and RowKey lt ${'order~~'}`;
+    for await (const row of this.#table.listEntities<OrderRow>({ queryOptions: { filter } })) {
+      yield { ...(await this.#toOrder(tenant, row)), patientRef: row.patientRef };
+    }
+  }
+
   /** Whether the order exists in the tenant and has this specimen; reads no personal data. */
   async specimenRef(tenant: string, orderId: string, specimenId: string): Promise<{ partitionKey: string; patientRef: string } | undefined> {
     if (!/^[0-9a-f]{32}$/.test(orderId)) return undefined;

@@ -80,6 +80,7 @@ export const CONTAINERS = {
   uploads: 'specimen-uploads',
   images: 'specimen-images',
   quarantine: 'quarantine',
+  exports: 'exports',
 } as const;
 
 /** Creates every table and container LabVault needs; safe to run on every start. */

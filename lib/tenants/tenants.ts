@@ -84,6 +84,17 @@ export class TenantService {
     }
   }
 
+  /** The tenant's retention policy as recorded in its profile, if any. */
+  async retention(id: string): Promise<Record<string, number> | undefined> {
+    try {
+      const row = await this.#tenantData.getEntity<{ retention?: string }>(tenantPartition(id, PROFILE_AREA), 'tenant');
+      return row.retention ? (JSON.parse(row.retention) as Record<string, number>) : undefined;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
   async #profileExists(id: string): Promise<boolean> {
     try {
       await this.#tenantData.getEntity(tenantPartition(id, PROFILE_AREA), 'tenant');

@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { defineOperation, type ResponseSpec } from '../http/operation.js';
+import { problemSchema } from '../http/schemas.js';
+
+const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
+
+export const exportRequestSchema = z
+  .strictObject({ format: z.enum(['ndjson', 'fhir']), purpose: z.enum(['request', 'contract-end']).optional() })
+  .meta({ id: 'ExportRequest' });
+
+export const exportStatusSchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(['pending', 'running', 'completed', 'failed', 'expired']),
+    format: z.enum(['ndjson', 'fhir']),
+    purpose: z.enum(['request', 'contract-end']),
+    progress: z.object({ phase: z.string(), partsDone: z.number(), partsTotal: z.number() }).optional(),
+    createdAt: z.string(),
+    completedAt: z.string().optional(),
+    availableUntil: z.string().optional(),
+    download: z.object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() }).optional(),
+  })
+  .meta({ id: 'Export' });
+
+export const startExport = defineOperation({
+  id: 'startExport',
+  method: 'POST',
+  route: 'exports',
+  tag: 'exports',
+  summary: "Export all of the tenant's data (one at a time per tenant)",
+  access: { permission: 'exports:start' },
+  body: exportRequestSchema,
+  responses: {
+    202: { description: 'Started; poll Location', schema: z.object({ id: z.string(), status: z.string(), statusQueryGetUri: z.string() }) },
+    400: p('Malformed request'),
+    401: p('Missing or invalid credentials'),
+    403: p('Not permitted'),
+    409: p('An export is running'),
+  },
+});
+
+export const getExport = defineOperation({
+  id: 'getExport',
+  method: 'GET',
+  route: 'exports/{id}',
+  tag: 'exports',
+  summary: 'Export status and progress; the requester gets a fresh 1-hour download link once completed',
+  access: { permission: 'exports:start' },
+  params: z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) }),
+  responses: { 200: { description: 'Status', schema: exportStatusSchema }, 401: p('Missing or invalid credentials'), 403: p('Not permitted'), 404: p('Unknown export') },
+});
+
+export const exportOperations = [startExport, getExport];

