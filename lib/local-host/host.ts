@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { TableServiceClient } from '@azure/data-tables';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -47,6 +48,32 @@ export function localSettings(cwd = process.cwd()): Record<string, string | unde
   return { ...values, ...process.env };
 }
 
+async function reusableAzurite(infoPath: string): Promise<{ connectionString: string; pid: number; stop(): Promise<void> } | undefined> {
+  let previous: Partial<LocalHostInfo>;
+  try {
+    previous = JSON.parse(await readFile(infoPath, 'utf8')) as Partial<LocalHostInfo>;
+  } catch {
+    return undefined;
+  }
+  const pid = previous.azuritePid;
+  if (!pid || !previous.storageConnectionString || !alive(pid)) return undefined;
+  try {
+    await TableServiceClient.fromConnectionString(previous.storageConnectionString, { allowInsecureConnection: true }).getProperties({ abortSignal: AbortSignal.timeout(3000) });
+  } catch {
+    process.kill(pid, 'SIGTERM');
+    return undefined;
+  }
+  return {
+    connectionString: previous.storageConnectionString,
+    pid,
+    async stop() {
+      if (!alive(pid)) return;
+      process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    },
+  };
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -70,20 +97,13 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const infoPath = join(dataDir, LOCAL_HOST_FILE);
 
-  // A host killed hard leaves its Azurite behind, holding the data folder: stop it first.
-  try {
-    const previous = JSON.parse(await readFile(infoPath, 'utf8')) as Partial<LocalHostInfo>;
-    if (previous.azuritePid && alive(previous.azuritePid)) process.kill(previous.azuritePid, 'SIGKILL');
-    await rm(infoPath, { force: true });
-  } catch {
-    // no previous run
-  }
-
-  let azurite: Awaited<ReturnType<typeof startAzurite>> | undefined;
+  // A host killed hard leaves its Azurite running, with the latest data in its memory: reuse it.
+  let azurite: { connectionString: string; pid: number; stop(): Promise<void> } | undefined;
   if (!env.AzureWebJobsStorage && !env.AzureWebJobsStorage__accountName) {
-    azurite = await startAzurite({ location: join(dataDir, 'azurite') });
+    azurite = (await reusableAzurite(infoPath)) ?? (await startAzurite({ location: join(dataDir, 'azurite') }));
     env.AzureWebJobsStorage = azurite.connectionString;
   }
+  await rm(infoPath, { force: true });
   try {
     parseConfig(env);
   } catch (error) {

@@ -174,3 +174,39 @@ describe('data export over HTTP', () => {
     expect(invalid).toEqual([]);
   });
 });
+
+describe('export across a kill -9 of the host', () => {
+  it('completes after a restart with a correct archive', async () => {
+    const env = { LABVAULT_DURABLE_LEASE_SECONDS: '3' };
+    let h = await startHost({ env });
+    try {
+      admin(h.dataDir, ['tenant', 'create', '--id', 'lab-crash', '--name', 'Crash Lab']);
+      const key = `ApiKey ${String(admin(h.dataDir, ['integration', 'create', '--tenant', 'lab-crash', '--name', 'x', '--permissions', 'orders:create,exports:start']).json?.apiKey)}`;
+      const post = (path: string, body: unknown) =>
+        fetch(`${h.apiBaseUrl}${path}`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      for (let i = 0; i < 60; i++) await post('/orders', exampleOrder({ externalId: `CR-${i}` }));
+      const started = (await (await post('/exports', { format: 'ndjson' })).json()) as { id: string };
+      await new Promise((r) => setTimeout(r, 400));
+      const dataDir = h.dataDir;
+      await h.kill('SIGKILL');
+      h = await startHost({ dataDir, env });
+      let status: Record<string, unknown> = {};
+      for (let i = 0; i < 300; i++) {
+        status = (await (await fetch(`${h.apiBaseUrl}/exports/${started.id}`, { headers: { authorization: key } })).json()) as Record<string, unknown>;
+        if (status.status === 'completed' || status.status === 'failed') break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(status.status).toBe('completed');
+      const download = status.download as { url: string; sha256: string };
+      const zip = Buffer.from(await (await fetch(download.url)).arrayBuffer());
+      expect(createHash('sha256').update(zip).digest('hex')).toBe(download.sha256);
+      const files = await unzip(zip);
+      const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as { counts: Record<string, number>; files: { path: string; sha256: string }[] };
+      expect(manifest.counts.order).toBe(60);
+      for (const f of manifest.files) expect(createHash('sha256').update(files.get(f.path) ?? Buffer.alloc(0)).digest('hex')).toBe(f.sha256);
+      expect(new Set(ndjson(files, 'orders/orders-').map((o) => o.externalId)).size).toBe(60);
+    } finally {
+      await h.kill();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -18,8 +18,6 @@ export interface RunningHost {
 export async function startHost(options: { dataDir?: string; env?: Record<string, string> } = {}): Promise<RunningHost> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'labvault-host-'));
   const infoPath = join(dataDir, 'local-host.json');
-  // A host killed with -9 leaves its file behind; wait for the new host's own.
-  rmSync(infoPath, { force: true });
   let output = '';
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
     cwd: ROOT,
@@ -29,7 +27,9 @@ export async function startHost(options: { dataDir?: string; env?: Record<string
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   const deadline = Date.now() + 45_000;
-  while (!existsSync(infoPath)) {
+  // A host killed with -9 leaves its file behind: wait for the one this child writes.
+  const written = (): boolean => existsSync(infoPath) && (JSON.parse(readFileSync(infoPath, 'utf8')) as { pid?: number }).pid === child.pid;
+  while (!written()) {
     if (child.exitCode !== null) throw new Error(`local host exited: ${output}`);
     if (Date.now() > deadline) throw new Error(`local host did not start: ${output}`);
     await new Promise((r) => setTimeout(r, 100));
