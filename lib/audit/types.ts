@@ -27,6 +27,12 @@ export interface AuditEventInput {
   details?: Record<string, string | number | boolean>;
 }
 
+/** Who acts and in which request: what every audited domain call is given. */
+export interface RequestMeta {
+  actor: AuditActor;
+  correlationId: string;
+}
+
 export interface AuditEntry extends AuditEventInput {
   tenant: string;
   stream: string;

@@ -6,7 +6,7 @@ import yazl from 'yazl';
 import { z } from 'zod';
 import { auditEntrySchema } from '../audit/api.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditActor, AuditEventInput } from '../audit/types.js';
+import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import { conflict, notFound } from '../http/problem.js';
 import { integrationSchema, roleSchema, userSchema } from '../identity/api.js';
 import type { IntegrationService } from '../identity/integrations.js';
@@ -72,11 +72,6 @@ export interface PartFile {
   to?: string;
 }
 
-interface Meta {
-  actor: AuditActor;
-  correlationId: string;
-}
-
 const AREA = 'exports';
 const ROW = (id: string) => `export~${id}`;
 const LOCK = 'lock';
@@ -124,7 +119,7 @@ export class ExportService {
   }
 
   /** Records the request; one export runs per tenant at a time (409 otherwise). */
-  async request(tenant: string, format: ExportFormat, purpose: ExportPurpose, requestedBy: string, meta: Meta): Promise<ExportRecord> {
+  async request(tenant: string, format: ExportFormat, purpose: ExportPurpose, requestedBy: string, meta: RequestMeta): Promise<ExportRecord> {
     const id = randomBytes(12).toString('hex');
     const partitionKey = tenantPartition(tenant, AREA);
     const row: ExportRow = { partitionKey, rowKey: ROW(id), id, status: 'pending', format, purpose, requestedBy, createdAt: this.#clock().toISOString() };
@@ -285,7 +280,7 @@ export class ExportService {
     return { bytes, sha256: hash.digest('hex'), files: manifestFiles.length + 1 };
   }
 
-  async complete(tenant: string, id: string, archive: { bytes: number; sha256: string }, meta: Meta): Promise<ExportRecord> {
+  async complete(tenant: string, id: string, archive: { bytes: number; sha256: string }, meta: RequestMeta): Promise<ExportRecord> {
     const row = await this.#row(tenant, id);
     if (row.status === 'completed') return toRecord(row);
     const now = this.#clock();
@@ -302,7 +297,7 @@ export class ExportService {
     return toRecord(next);
   }
 
-  async fail(tenant: string, id: string, reason: string, meta: Meta): Promise<void> {
+  async fail(tenant: string, id: string, reason: string, meta: RequestMeta): Promise<void> {
     const row = await this.#row(tenant, id);
     if (row.status === 'completed' || row.status === 'failed') return;
     const next: ExportRow = { ...row, status: 'failed', completedAt: this.#clock().toISOString(), failure: reason.slice(0, 500) };
@@ -311,7 +306,7 @@ export class ExportService {
   }
 
   /** A read-only link to the archive, valid one hour, for the requester only; every link is audited. */
-  async downloadLink(tenant: string, id: string, principalId: string, meta: Meta): Promise<{ url: string; expiresAt: string } | undefined> {
+  async downloadLink(tenant: string, id: string, principalId: string, meta: RequestMeta): Promise<{ url: string; expiresAt: string } | undefined> {
     const row = await this.#row(tenant, id);
     if (row.status !== 'completed' || row.requestedBy !== principalId) return undefined;
     const expiresOn = new Date(this.#clock().getTime() + DOWNLOAD_LINK_MINUTES * 60_000);
@@ -321,7 +316,7 @@ export class ExportService {
   }
 
   /** Deletes the archive once its retrieval period ends (the orchestration's timer calls this). */
-  async deleteArchive(tenant: string, id: string, meta: Meta): Promise<void> {
+  async deleteArchive(tenant: string, id: string, meta: RequestMeta): Promise<void> {
     const row = await this.#row(tenant, id);
     const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
     for await (const blob of container.listBlobsFlat({ prefix: `${tenant}/${id}/` })) await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
@@ -367,7 +362,7 @@ export class ExportService {
     return result;
   }
 
-  #event(event: string, action: AuditEventInput['action'], id: string, meta: Meta, details?: AuditEventInput['details']): AuditEventInput {
+  #event(event: string, action: AuditEventInput['action'], id: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
     return { event, action, outcome: 'success', actor: meta.actor, entity: { type: 'Export', id }, purpose: 'data-portability', correlationId: meta.correlationId, ...(details ? { details } : {}) };
   }
 }

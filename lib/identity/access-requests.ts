@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditActor } from '../audit/types.js';
+import type { RequestMeta } from '../audit/types.js';
 import { conflict, forbidden, notFound } from '../http/problem.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
@@ -27,11 +27,6 @@ type RequestRow = Omit<AccessRequest, 'permissions' | 'tenant'> & { partitionKey
 const AREA = 'staff-access';
 const ROW = (id: string) => `request~${id}`;
 
-interface Meta {
-  actor: AuditActor;
-  correlationId: string;
-}
-
 /**
  * Need-to-know access of the vendor's staff: an operator asks for one tenant, with a reason, for a
  * number of minutes and a set of permissions; the tenant's admin approves or denies; the grant
@@ -48,7 +43,7 @@ export class AccessRequestService {
     this.#clock = clock;
   }
 
-  async create(tenant: string, operatorId: string, input: { reason: string; minutes: number; permissions: Permission[] }, meta: Meta): Promise<AccessRequest> {
+  async create(tenant: string, operatorId: string, input: { reason: string; minutes: number; permissions: Permission[] }, meta: RequestMeta): Promise<AccessRequest> {
     const id = randomBytes(12).toString('hex');
     const partitionKey = tenantPartition(tenant, AREA);
     const row: RequestRow = {
@@ -84,7 +79,7 @@ export class AccessRequestService {
     return result.sort((a, b) => (a.requestedAt < b.requestedAt ? 1 : -1));
   }
 
-  async decide(tenant: string, id: string, approve: boolean, decidedBy: Principal, meta: Meta): Promise<AccessRequest> {
+  async decide(tenant: string, id: string, approve: boolean, decidedBy: Principal, meta: RequestMeta): Promise<AccessRequest> {
     // Staff never approve their own (or each other's) access, even with a grant.
     if (decidedBy.kind !== 'user' || decidedBy.realm !== tenant) throw forbidden('Only the tenant’s own people decide on staff access.');
     const partitionKey = tenantPartition(tenant, AREA);
@@ -138,7 +133,7 @@ export class AccessRequestService {
     return grant;
   }
 
-  async recordCall(principal: Principal, operationId: string, meta: Meta): Promise<void> {
+  async recordCall(principal: Principal, operationId: string, meta: RequestMeta): Promise<void> {
     if (!principal.grant || !principal.tenant) return;
     await this.#audit.record(principal.tenant, tenantPartition(principal.tenant, AREA), [
       {

@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import * as OTPAuth from 'otpauth';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditActor, AuditEventInput } from '../audit/types.js';
+import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import { conflict, notFound, unprocessable } from '../http/problem.js';
 import { isNotFound } from '../storage/errors.js';
@@ -67,11 +67,6 @@ export interface Role {
   builtIn: boolean;
 }
 
-interface Meta {
-  actor: AuditActor;
-  correlationId: string;
-}
-
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
 
 /**
@@ -101,7 +96,7 @@ export class UserService {
   }
 
   /** Creates an account with a one-time initial password that must be changed at first login. */
-  async create(realm: string, input: NewUser, roles: string[], meta: Meta, options: { initialPassword?: string } = {}): Promise<{ user: User; initialPassword: string }> {
+  async create(realm: string, input: NewUser, roles: string[], meta: RequestMeta, options: { initialPassword?: string } = {}): Promise<{ user: User; initialPassword: string }> {
     await this.#checkRoles(realm, roles);
     const id = randomBytes(12).toString('hex');
     // Only the operator bootstrap may pass a password (LABVAULT_OPERATOR_INITIAL_PASSWORD).
@@ -191,7 +186,7 @@ export class UserService {
     realm: string,
     id: string,
     change: { email?: string; name?: string; roles?: string[]; status?: 'active' | 'deactivated' },
-    meta: Meta,
+    meta: RequestMeta,
   ): Promise<User> {
     const row = await this.row(realm, id);
     if (!row) throw notFound('No such user.');
@@ -225,7 +220,7 @@ export class UserService {
   }
 
   /** A new one-time password chosen by the system (never by the admin), valid 72 hours. */
-  async resetPassword(realm: string, id: string, meta: Meta): Promise<{ user: User; initialPassword: string }> {
+  async resetPassword(realm: string, id: string, meta: RequestMeta): Promise<{ user: User; initialPassword: string }> {
     const row = await this.row(realm, id);
     if (!row) throw notFound('No such user.');
     const initialPassword = generateInitialPassword();
@@ -243,7 +238,7 @@ export class UserService {
   }
 
   /** Stores a new password hash (user's own change, or a transparent rehash at login). */
-  async setPasswordHash(realm: string, row: UserRow & { etag: string }, passwordHash: string, meta: Meta, event: 'user.password.change' | 'user.password.rehash'): Promise<void> {
+  async setPasswordHash(realm: string, row: UserRow & { etag: string }, passwordHash: string, meta: RequestMeta, event: 'user.password.change' | 'user.password.rehash'): Promise<void> {
     const next: UserRow = { ...row, passwordHash, updatedAt: this.#clock().toISOString() };
     delete next.etag;
     if (event === 'user.password.change') {
@@ -255,7 +250,7 @@ export class UserService {
 
   // ---- second factor (TOTP, RFC 6238) ----
 
-  async beginTotp(realm: string, id: string, meta: Meta): Promise<{ otpauthUri: string; secret: string }> {
+  async beginTotp(realm: string, id: string, meta: RequestMeta): Promise<{ otpauthUri: string; secret: string }> {
     const row = await this.row(realm, id);
     if (!row) throw notFound('No such user.');
     const secret = new OTPAuth.Secret({ size: 20 });
@@ -267,7 +262,7 @@ export class UserService {
     return { otpauthUri: totp.toString(), secret: secret.base32 };
   }
 
-  async confirmTotp(realm: string, id: string, code: string, meta: Meta): Promise<{ recoveryCodes: string[] }> {
+  async confirmTotp(realm: string, id: string, code: string, meta: RequestMeta): Promise<{ recoveryCodes: string[] }> {
     const row = await this.row(realm, id);
     if (!row?.encPendingTotpSecret) throw unprocessable('Start the enrolment first (POST /api/me/mfa/totp).');
     const secret = await this.#crypto.decryptJson<string>({ tenant: realm, record: id, field: 'pendingTotp' }, row.encPendingTotpSecret);
@@ -341,7 +336,7 @@ export class UserService {
     return result;
   }
 
-  async putRole(realm: string, name: string, permissions: Permission[], meta: Meta): Promise<{ role: Role; created: boolean }> {
+  async putRole(realm: string, name: string, permissions: Permission[], meta: RequestMeta): Promise<{ role: Role; created: boolean }> {
     if (name in BUILT_IN_ROLES || name in OPERATOR_ROLES) throw unprocessable(`"${name}" is a built-in role and cannot be changed.`);
     const partitionKey = this.partition(realm);
     const existing = (await this.customRoles(realm))[name];
@@ -361,7 +356,7 @@ export class UserService {
     return { role: { name, permissions: sorted, builtIn: false }, created: existing === undefined };
   }
 
-  async deleteRole(realm: string, name: string, meta: Meta): Promise<void> {
+  async deleteRole(realm: string, name: string, meta: RequestMeta): Promise<void> {
     if (name in BUILT_IN_ROLES) throw unprocessable(`"${name}" is a built-in role and cannot be deleted.`);
     if (!(name in (await this.customRoles(realm)))) throw notFound('No such role.');
     const holders = (await this.list(realm)).filter((u) => u.roles.includes(name)).length;
@@ -382,7 +377,7 @@ export class UserService {
     }
   }
 
-  async setPolicy(realm: string, policy: { requireMfa: boolean }, meta: Meta): Promise<void> {
+  async setPolicy(realm: string, policy: { requireMfa: boolean }, meta: RequestMeta): Promise<void> {
     const partitionKey = this.partition(realm);
     await this.#audit.commit(realm, partitionKey, () => [['upsert', { partitionKey, rowKey: POLICY_ROW, requireMfa: policy.requireMfa }, 'Replace']], [
       {
@@ -430,7 +425,7 @@ export class UserService {
     }
   }
 
-  #event(event: string, action: AuditEventInput['action'], userId: string, meta: Meta, details?: AuditEventInput['details']): AuditEventInput {
+  #event(event: string, action: AuditEventInput['action'], userId: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
     return {
       event,
       action,

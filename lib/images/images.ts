@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditActor, AuditEventInput } from '../audit/types.js';
+import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import { createDecryptStream, createEncryptStream } from '../crypto/chunked.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import type { TenantKeyring } from '../crypto/keyring.js';
@@ -65,11 +65,6 @@ export interface ImageRecord {
   updatedAt: string;
 }
 
-interface Meta {
-  actor: AuditActor;
-  correlationId: string;
-}
-
 const ROW = (orderId: string, specimenId: string, imageId: string) => `image~${orderId}~${specimenId}~${imageId}`;
 export const uploadPath = (tenant: string, orderId: string, specimenId: string, imageId: string) => `${tenant}/${orderId}/${specimenId}/${imageId}`;
 const storedPath = (tenant: string, orderId: string, specimenId: string, imageId: string, kind: 'image' | 'thumbnail') =>
@@ -100,7 +95,7 @@ export class ImageService {
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  async createUpload(tenant: string, orderId: string, specimenId: string, input: { contentType: string; fileName: string }, meta: Meta): Promise<{ imageId: string; uploadUrl: string; expiresAt: string }> {
+  async createUpload(tenant: string, orderId: string, specimenId: string, input: { contentType: string; fileName: string }, meta: RequestMeta): Promise<{ imageId: string; uploadUrl: string; expiresAt: string }> {
     const ref = await this.#d.orders.specimenRef(tenant, orderId, specimenId);
     if (!ref) throw notFound('No such order or specimen.');
     const imageId = randomBytes(16).toString('hex');
@@ -143,7 +138,7 @@ export class ImageService {
       await upload.deleteIfExists({ deleteSnapshots: 'include' });
       return row.status;
     }
-    const meta: Meta = { actor: { type: 'system', id: 'image-processor' }, correlationId: `blob-${imageId}` };
+    const meta: RequestMeta = { actor: { type: 'system', id: 'image-processor' }, correlationId: `blob-${imageId}` };
     const result = await inspectAndClean(content);
     const now = this.#clock().toISOString();
     let next: ImageRow;
@@ -184,7 +179,7 @@ export class ImageService {
     return next.status;
   }
 
-  async list(tenant: string, orderId: string, specimenId: string, meta: Meta): Promise<ImageRecord[]> {
+  async list(tenant: string, orderId: string, specimenId: string, meta: RequestMeta): Promise<ImageRecord[]> {
     const ref = await this.#d.orders.specimenRef(tenant, orderId, specimenId);
     if (!ref) throw notFound('No such order or specimen.');
     const prefix = `image~${orderId}~${specimenId}~`;
@@ -196,7 +191,7 @@ export class ImageService {
   }
 
   /** The decrypted image or thumbnail; only ready images, only in the caller's tenant. */
-  async read(tenant: string, ids: { orderId: string; specimenId: string; imageId: string }, kind: 'image' | 'thumbnail', meta: Meta): Promise<{ bytes: Buffer; contentType: string }> {
+  async read(tenant: string, ids: { orderId: string; specimenId: string; imageId: string }, kind: 'image' | 'thumbnail', meta: RequestMeta): Promise<{ bytes: Buffer; contentType: string }> {
     const ref = await this.#d.orders.specimenRef(tenant, ids.orderId, ids.specimenId);
     const row = ref ? await this.#row(tenant, ids.orderId, ids.specimenId, ids.imageId) : undefined;
     if (!row || row.status !== 'ready') throw notFound('No such image (or it is not ready).');
@@ -283,7 +278,7 @@ export class ImageService {
     };
   }
 
-  #event(event: string, action: AuditEventInput['action'], row: ImageRow, meta: Meta, details?: AuditEventInput['details']): AuditEventInput {
+  #event(event: string, action: AuditEventInput['action'], row: ImageRow, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
     return {
       event,
       action,

@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditActor, AuditEventInput } from '../audit/types.js';
+import type { AuditEventInput, RequestMeta } from '../audit/types.js';
+
+export type { RequestMeta };
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import { badRequest, conflict, notFound, preconditionFailed, unprocessable } from '../http/problem.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
@@ -57,11 +59,6 @@ export interface OrderCreated extends StoredOrder {
 export interface OrderPage {
   items: Order[];
   continuationToken?: string;
-}
-
-export interface RequestMeta {
-  actor: AuditActor;
-  correlationId: string;
 }
 
 export interface OrderServiceOptions {

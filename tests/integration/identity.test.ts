@@ -1,12 +1,12 @@
 import * as OTPAuth from 'otpauth';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ProblemError } from '../../lib/http/problem.js';
 import type { TokenPair } from '../../lib/identity/auth.js';
 import { BRUTE_FORCE_POLICY } from '../../lib/identity/brute-force.js';
 import { hashPassword } from '../../lib/identity/passwords.js';
 import type { Principal } from '../../lib/identity/permissions.js';
 import { onboardTenant } from '../../lib/tenants/onboarding.js';
 import { useAzurite } from '../support/azurite.js';
+import { problemOf } from '../support/problems.js';
 import { operatorActor, type TestServices, testServices } from '../support/services.js';
 
 const azurite = useAzurite();
@@ -18,15 +18,6 @@ const advance = (ms: number) => {
 const meta = { actor: operatorActor, correlationId: 'test' };
 const STRONG = 'a quiet meadow under autumn rain';
 
-async function problem(promise: Promise<unknown>): Promise<ProblemError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ProblemError) return error;
-    throw error;
-  }
-  throw new Error('expected a problem');
-}
 
 const login = (tenant: string, username: string, password: string, source = '10.0.0.1', extra: { totp?: string; recoveryCode?: string } = {}) =>
   s.auth.login({ tenant, username, password, ...extra }, { source, correlationId: 'c' });
@@ -55,14 +46,14 @@ describe('identity and access', () => {
     expect(pair.mustChangePassword).toBe(true);
     const principal = await principalOf(pair);
     expect(principal.scope).toBe('password-change');
-    const same = await problem(s.auth.changePassword(principal, created.initialPassword, created.initialPassword, { source: undefined, correlationId: 'c' }));
+    const same = await problemOf(s.auth.changePassword(principal, created.initialPassword, created.initialPassword, { source: undefined, correlationId: 'c' }));
     expect(same.status).toBe(422);
     expect(same.extras.errors?.map((e) => e.message)).toContain('must differ from the current password');
     await s.auth.changePassword(principal, created.initialPassword, STRONG, { source: undefined, correlationId: 'c' });
     const again = await login('lab-id', 'first.login', STRONG);
     expect(again.mustChangePassword).toBe(false);
     expect((await principalOf(again)).scope).toBe('full');
-    expect((await problem(login('lab-id', 'first.login', created.initialPassword))).status).toBe(401);
+    expect((await problemOf(login('lab-id', 'first.login', created.initialPassword))).status).toBe(401);
   });
 
   it('gives a new account only its own profile (privacy by default)', async () => {
@@ -75,7 +66,7 @@ describe('identity and access', () => {
   it('expires initial passwords after 72 hours', async () => {
     const created = await s.users.create('lab-id', { username: 'slowpoke', email: 's@lab.example' }, ['self'], meta);
     advance(72 * 3600 * 1000 + 1000);
-    expect((await problem(login('lab-id', 'slowpoke', created.initialPassword))).status).toBe(401);
+    expect((await problemOf(login('lab-id', 'slowpoke', created.initialPassword))).status).toBe(401);
     const reset = await s.users.resetPassword('lab-id', created.user.id, meta);
     expect(reset.initialPassword).not.toBe(created.initialPassword);
     expect((await login('lab-id', 'slowpoke', reset.initialPassword)).mustChangePassword).toBe(true);
@@ -83,15 +74,15 @@ describe('identity and access', () => {
 
   it('answers an unknown user and a wrong password alike, in status, body and time', async () => {
     await activeUser('lab-id', 'timing');
-    const unknown = await problem(login('lab-id', 'nobody-here', 'whatever-password-1'));
-    const wrong = await problem(login('lab-id', 'timing', 'whatever-password-1'));
-    const noTenant = await problem(login('no-such-lab', 'timing', 'whatever-password-1'));
+    const unknown = await problemOf(login('lab-id', 'nobody-here', 'whatever-password-1'));
+    const wrong = await problemOf(login('lab-id', 'timing', 'whatever-password-1'));
+    const noTenant = await problemOf(login('no-such-lab', 'timing', 'whatever-password-1'));
     for (const p of [unknown, wrong, noTenant]) {
       expect([p.status, p.title, p.detail]).toEqual([401, 'Unauthorized', 'Invalid username or password.']);
     }
     const time = async (username: string) => {
       const started = performance.now();
-      await problem(login('lab-id', username, 'whatever-password-2', `10.9.${Math.floor(Math.random() * 250)}.1`));
+      await problemOf(login('lab-id', username, 'whatever-password-2', `10.9.${Math.floor(Math.random() * 250)}.1`));
       return performance.now() - started;
     };
     const known: number[] = [];
@@ -121,17 +112,17 @@ describe('identity and access', () => {
   it('backs off exponentially, locks after 100 consecutive failures, and a reset unlocks', async () => {
     const { id } = await activeUser('lab-id', 'target');
     for (let i = 1; i <= BRUTE_FORCE_POLICY.lockAfterFailures; i++) {
-      const p = await problem(login('lab-id', 'target', `wrong-password-${i}`, `10.1.${i % 250}.${Math.floor(i / 250)}`));
+      const p = await problemOf(login('lab-id', 'target', `wrong-password-${i}`, `10.1.${i % 250}.${Math.floor(i / 250)}`));
       expect(p.status).toBe(401);
       if (i === BRUTE_FORCE_POLICY.freeFailures) {
         // In backoff now: the next try is refused without checking the password.
-        const throttled = await problem(login('lab-id', 'target', STRONG, '10.2.0.1'));
+        const throttled = await problemOf(login('lab-id', 'target', STRONG, '10.2.0.1'));
         expect(throttled.status).toBe(429);
         expect(throttled.extras.retryAfterSeconds).toBeGreaterThan(0);
       }
       advance(BRUTE_FORCE_POLICY.maxBackoffSeconds * 1000 + 1000);
     }
-    const locked = await problem(login('lab-id', 'target', STRONG, '10.3.0.1'));
+    const locked = await problemOf(login('lab-id', 'target', STRONG, '10.3.0.1'));
     expect(locked.status).toBe(429);
     expect((await s.alerts.list()).some((a) => a.kind === 'account-locked')).toBe(true);
     await s.users.resetPassword('lab-id', id, meta);
@@ -141,14 +132,14 @@ describe('identity and access', () => {
 
   it('resets the counter on success', async () => {
     await activeUser('lab-id', 'forgetful');
-    for (let i = 0; i < 4; i++) await problem(login('lab-id', 'forgetful', `nope-${i}`, '10.4.0.1'));
+    for (let i = 0; i < 4; i++) await problemOf(login('lab-id', 'forgetful', `nope-${i}`, '10.4.0.1'));
     await login('lab-id', 'forgetful', STRONG, '10.4.0.1');
-    for (let i = 0; i < 4; i++) expect((await problem(login('lab-id', 'forgetful', `nope-again-${i}`, '10.4.0.1'))).status).toBe(401);
+    for (let i = 0; i < 4; i++) expect((await problemOf(login('lab-id', 'forgetful', `nope-again-${i}`, '10.4.0.1'))).status).toBe(401);
   });
 
   it('detects password spraying (many accounts, one source) and alerts security officers', async () => {
     advance(BRUTE_FORCE_POLICY.windowMs);
-    for (let i = 0; i < BRUTE_FORCE_POLICY.sprayingAccounts; i++) await problem(login('lab-id', `sprayed-${i}`, 'Summer2026!Summer2026!', '10.66.0.1'));
+    for (let i = 0; i < BRUTE_FORCE_POLICY.sprayingAccounts; i++) await problemOf(login('lab-id', `sprayed-${i}`, 'Summer2026!Summer2026!', '10.66.0.1'));
     const alerts = await s.alerts.list();
     expect(alerts.filter((a) => a.kind === 'password-spraying')).toHaveLength(1);
     expect(JSON.stringify(alerts)).not.toContain('10.66.0.1');
@@ -158,7 +149,7 @@ describe('identity and access', () => {
     advance(BRUTE_FORCE_POLICY.windowMs);
     await activeUser('lab-id', 'stuffed');
     for (let i = 0; i < BRUTE_FORCE_POLICY.stuffingSources; i++) {
-      await problem(login('lab-id', 'stuffed', `leaked-${i}`, `192.0.2.${i + 1}`));
+      await problemOf(login('lab-id', 'stuffed', `leaked-${i}`, `192.0.2.${i + 1}`));
       advance(BRUTE_FORCE_POLICY.maxBackoffSeconds * 1000);
     }
     const account = await s.guard.accountRef('lab-id', 'stuffed');
@@ -167,8 +158,8 @@ describe('identity and access', () => {
 
   it('throttles one source after its budget with 429 and Retry-After', async () => {
     advance(BRUTE_FORCE_POLICY.windowMs);
-    let last: ProblemError | undefined;
-    for (let i = 0; i <= BRUTE_FORCE_POLICY.sourceAttemptsPerWindow; i++) last = await problem(login('lab-two', `flood-${i % 3}`, 'x', '203.0.113.9'));
+    let last: Awaited<ReturnType<typeof problemOf>> | undefined;
+    for (let i = 0; i <= BRUTE_FORCE_POLICY.sourceAttemptsPerWindow; i++) last = await problemOf(login('lab-two', `flood-${i % 3}`, 'x', '203.0.113.9'));
     expect(last?.status).toBe(429);
     expect(last?.extras.retryAfterSeconds).toBeGreaterThan(0);
   });
@@ -176,7 +167,7 @@ describe('identity and access', () => {
   it('audits every login, success and failure, without passwords', async () => {
     advance(BRUTE_FORCE_POLICY.windowMs);
     await activeUser('lab-two', 'audited');
-    await problem(login('lab-two', 'audited', 'not-the-password-1'));
+    await problemOf(login('lab-two', 'audited', 'not-the-password-1'));
     await login('lab-two', 'audited', STRONG);
     const entries = [];
     for await (const e of s.audit.list('lab-two', { event: 'auth.login' })) entries.push(e);
@@ -192,25 +183,25 @@ describe('identity and access', () => {
     const second = await s.auth.refresh(first.refreshToken, { source: undefined, correlationId: 'c' });
     expect(second.refreshToken).not.toBe(first.refreshToken);
     await principalOf(second);
-    expect((await problem(s.auth.refresh(first.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect((await problemOf(s.auth.refresh(first.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
     // The replay killed the whole family: the newer refresh token and access token die too.
-    expect((await problem(s.auth.refresh(second.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
-    expect((await problem(principalOf(second))).status).toBe(401);
+    expect((await problemOf(s.auth.refresh(second.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect((await problemOf(principalOf(second))).status).toBe(401);
   });
 
   it('ends sessions after 1 hour without refresh', async () => {
     await activeUser('lab-two', 'idle');
     const pair = await login('lab-two', 'idle', STRONG);
     advance(61 * 60 * 1000);
-    expect((await problem(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect((await problemOf(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
   });
 
   it('logs out: the refresh token and the access token stop', async () => {
     await activeUser('lab-two', 'leaver');
     const pair = await login('lab-two', 'leaver', STRONG);
     await s.auth.logout(await principalOf(pair), { source: undefined, correlationId: 'c' });
-    expect((await problem(principalOf(pair))).status).toBe(401);
-    expect((await problem(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect((await problemOf(principalOf(pair))).status).toBe(401);
+    expect((await problemOf(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
   });
 
   it('stops a deactivated user at login and their live token at once', async () => {
@@ -218,8 +209,8 @@ describe('identity and access', () => {
     const pair = await login('lab-two', 'deactivated', STRONG);
     await principalOf(pair);
     await s.users.update('lab-two', id, { status: 'deactivated' }, meta);
-    expect((await problem(principalOf(pair))).status).toBe(401);
-    expect((await problem(login('lab-two', 'deactivated', STRONG))).status).toBe(401);
+    expect((await problemOf(principalOf(pair))).status).toBe(401);
+    expect((await problemOf(login('lab-two', 'deactivated', STRONG))).status).toBe(401);
   });
 
   it('enrols TOTP, asks for the code at login, refuses a reused code, and takes each recovery code once', async () => {
@@ -230,19 +221,19 @@ describe('identity and access', () => {
     expect(otpauthUri).toMatch(/^otpauth:\/\/totp\/LabVault:lab-two%3Atwo-factor\?/);
     const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), period: 30, digits: 6 });
     const code = () => totp.generate({ timestamp: now.getTime() });
-    expect((await problem(s.users.confirmTotp('lab-two', principal.id, '000000', meta))).status).toBe(422);
+    expect((await problemOf(s.users.confirmTotp('lab-two', principal.id, '000000', meta))).status).toBe(422);
     const { recoveryCodes } = await s.users.confirmTotp('lab-two', principal.id, code(), meta);
     expect(recoveryCodes).toHaveLength(10);
     advance(31_000);
-    const asked = await problem(login('lab-two', 'two-factor', STRONG));
+    const asked = await problemOf(login('lab-two', 'two-factor', STRONG));
     expect(asked.status).toBe(401);
     expect(asked.extras.errors?.[0]?.path).toBe('/totp');
     const c = code();
     await login('lab-two', 'two-factor', STRONG, '10.0.0.1', { totp: c });
-    expect((await problem(login('lab-two', 'two-factor', STRONG, '10.0.0.1', { totp: c }))).status).toBe(401);
+    expect((await problemOf(login('lab-two', 'two-factor', STRONG, '10.0.0.1', { totp: c }))).status).toBe(401);
     const recovery = recoveryCodes[0] ?? '';
     await login('lab-two', 'two-factor', STRONG, '10.0.0.1', { recoveryCode: recovery });
-    expect((await problem(login('lab-two', 'two-factor', STRONG, '10.0.0.1', { recoveryCode: recovery }))).status).toBe(401);
+    expect((await problemOf(login('lab-two', 'two-factor', STRONG, '10.0.0.1', { recoveryCode: recovery }))).status).toBe(401);
   });
 
   it('lets a tenant require a second factor: tokens of unenrolled users only enrol', async () => {
@@ -260,7 +251,7 @@ describe('identity and access', () => {
     const events = [];
     for await (const e of s.audit.list('lab-two', { entity: id })) events.push(e.event);
     expect(events).toContain('user.roles.change');
-    expect((await problem(s.users.deleteRole('lab-two', 'self', meta))).status).toBe(422);
+    expect((await problemOf(s.users.deleteRole('lab-two', 'self', meta))).status).toBe(422);
   });
 
   it('gives operators nothing of a tenant without a live grant, and logs every call under one', async () => {

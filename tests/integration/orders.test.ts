@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ProblemError } from '../../lib/http/problem.js';
 import type { RequestMeta } from '../../lib/orders/orders.js';
 import { TABLES } from '../../lib/storage/clients.js';
 import { useAzurite } from '../support/azurite.js';
+import { problemOf } from '../support/problems.js';
 import { exampleOrder, PATIENT_STRINGS } from '../support/fixtures.js';
 import { operatorActor, type TestServices, testServices } from '../support/services.js';
 
@@ -10,15 +10,6 @@ const azurite = useAzurite();
 let s: TestServices;
 const meta: RequestMeta = { actor: { type: 'integration', id: 'lis-1' }, correlationId: 'test' };
 
-async function rejects(promise: Promise<unknown>): Promise<ProblemError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ProblemError) return error;
-    throw error;
-  }
-  throw new Error('expected a problem');
-}
 
 async function allRawEntities(): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
@@ -53,13 +44,13 @@ describe('orders', () => {
 
   it('answers an unknown or another tenant’s order id with 404', async () => {
     const created = await s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-ISO' }), meta);
-    expect((await rejects(s.orders.get('lab-b', created.order.id, meta))).status).toBe(404);
-    expect((await rejects(s.orders.get('lab-a', '0'.repeat(32), meta))).status).toBe(404);
+    expect((await problemOf(s.orders.get('lab-b', created.order.id, meta))).status).toBe(404);
+    expect((await problemOf(s.orders.get('lab-a', '0'.repeat(32), meta))).status).toBe(404);
   });
 
   it('refuses a second order with the same externalId (409), per tenant only', async () => {
     await s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-DUP' }), meta);
-    expect((await rejects(s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-DUP' }), meta))).status).toBe(409);
+    expect((await problemOf(s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-DUP' }), meta))).status).toBe(409);
     await expect(s.orders.create('lab-b', exampleOrder({ externalId: 'EXT-DUP' }), meta)).resolves.toBeDefined();
   });
 
@@ -68,7 +59,7 @@ describe('orders', () => {
     const again = await s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-IDEM' }), meta, 'key-1');
     expect(again.replayed).toBe(true);
     expect(again.order).toEqual(first.order);
-    expect((await rejects(s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-OTHER' }), meta, 'key-1'))).status).toBe(409);
+    expect((await problemOf(s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-OTHER' }), meta, 'key-1'))).status).toBe(409);
   });
 
   it('creates exactly one order when the same request races itself', async () => {
@@ -103,18 +94,18 @@ describe('orders', () => {
       token = page.continuationToken;
     } while (token);
     expect(seen.sort()).toEqual(Array.from({ length: 23 }, (_, i) => `PG-${i}`).sort());
-    expect((await rejects(s.orders.list('lab-paging', { limit: 5, continuationToken: 'garbage' }, meta))).status).toBe(400);
+    expect((await problemOf(s.orders.list('lab-paging', { limit: 5, continuationToken: 'garbage' }, meta))).status).toBe(400);
   });
 
   it('changes status only along allowed transitions, under If-Match', async () => {
     const created = await s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-PATCH' }), meta);
     const started = await s.orders.update('lab-a', created.order.id, { status: 'in-progress' }, created.etag, meta);
     expect(started.order.status).toBe('in-progress');
-    expect((await rejects(s.orders.update('lab-a', created.order.id, { status: 'completed' }, created.etag, meta))).status).toBe(412);
+    expect((await problemOf(s.orders.update('lab-a', created.order.id, { status: 'completed' }, created.etag, meta))).status).toBe(412);
     const cancelled = await s.orders.update('lab-a', created.order.id, { status: 'cancelled', cancellationReason: 'duplicate order' }, started.etag, meta);
     expect(cancelled.order).toMatchObject({ status: 'cancelled', cancellationReason: 'duplicate order' });
-    expect((await rejects(s.orders.update('lab-a', created.order.id, { status: 'in-progress' }, cancelled.etag, meta))).status).toBe(422);
-    expect((await rejects(s.orders.update('lab-b', created.order.id, { status: 'completed' }, cancelled.etag, meta))).status).toBe(404);
+    expect((await problemOf(s.orders.update('lab-a', created.order.id, { status: 'in-progress' }, cancelled.etag, meta))).status).toBe(422);
+    expect((await problemOf(s.orders.update('lab-b', created.order.id, { status: 'completed' }, cancelled.etag, meta))).status).toBe(404);
   });
 
   it('audits every create, read and update with ids and pseudonyms only, and the chain verifies', async () => {
