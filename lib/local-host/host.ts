@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { TableServiceClient } from '@azure/data-tables';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -175,7 +175,9 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
     pid: process.pid,
     ...(azurite ? { azuritePid: azurite.pid } : {}),
   };
-  await writeFile(infoPath, JSON.stringify(info, null, 2), { mode: 0o600 });
+  // Written aside and renamed, so a reader never sees half a file.
+  await writeFile(`${infoPath}.tmp`, JSON.stringify(info, null, 2), { mode: 0o600 });
+  await rename(`${infoPath}.tmp`, infoPath);
 
   return {
     ...info,

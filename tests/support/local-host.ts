@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -28,7 +28,13 @@ export async function startHost(options: { dataDir?: string; env?: Record<string
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   const deadline = Date.now() + 45_000;
   // A host killed with -9 leaves its file behind: wait for the one this child writes.
-  const written = (): boolean => existsSync(infoPath) && (JSON.parse(readFileSync(infoPath, 'utf8')) as { pid?: number }).pid === child.pid;
+  const written = (): boolean => {
+    try {
+      return (JSON.parse(readFileSync(infoPath, 'utf8')) as { pid?: number }).pid === child.pid;
+    } catch {
+      return false; // not there yet
+    }
+  };
   while (!written()) {
     if (child.exitCode !== null) throw new Error(`local host exited: ${output}`);
     if (Date.now() > deadline) throw new Error(`local host did not start: ${output}`);

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { DequeuedMessageItem } from '@azure/storage-queue';
 import { errorFields, type Logger } from '../../observability/logger.js';
 import type { Registration } from '../core-module.js';
 import type { FunctionsLibrary } from '../http-server.js';
 import { EventType, type HistoryEvent, isDuplicate, type RuntimeStatus, scheduledIds, TERMINAL } from './history.js';
-import { type ControlMessage, decodeMessage, type InstanceState, type TaskHubStore, type WorkItem } from './store.js';
+import { type ControlMessage, decodeMessage, type HeldMessage, type InstanceState, type TaskHubStore, type WorkItem, type WorkPack } from './store.js';
 
 export interface DurableRuntimeOptions {
   store: TaskHubStore;
@@ -36,6 +35,8 @@ export interface StatusOptions {
 const SCHEMA_VERSION = 2;
 const MAXIMUM_SHORT_TIMER = '6.00:00:00';
 const LONG_TIMER_INTERVAL = '3.00:00:00';
+/** Activities per work-item message. */
+const PACK_SIZE = 50;
 const ACTION = { CallActivity: 0, CallActivityWithRetry: 1, CallSubOrchestrator: 2, CallSubOrchestratorWithRetry: 3, ContinueAsNew: 4, CreateTimer: 5, WaitForExternalEvent: 6 } as const;
 
 interface SdkAction {
@@ -78,10 +79,11 @@ export class DurableRuntime {
   readonly #functions = new Map<string, Registration>();
   readonly #maxActivities: number;
   readonly #lease: number;
-  readonly #inbox = new Map<string, DequeuedMessageItem[]>();
+  readonly #inbox = new Map<string, HeldMessage[]>();
   readonly #running = new Set<string>();
   readonly #cache = new Map<string, { state: InstanceState; history: HistoryEvent[] }>();
   #activeActivities = 0;
+  readonly #slotWaiters: (() => void)[] = [];
   #stopped = false;
   #loops: Promise<void>[] = [];
   #wake: { control?: () => void; work?: () => void } = {};
@@ -243,9 +245,23 @@ export class DurableRuntime {
     };
   }
 
+  /**
+   * Sends a control message. An immediate one is sent hidden for the lease and handed straight to
+   * this host's inbox (no polling, no receive); should this host die, it surfaces for any other.
+   */
   async #send(message: ControlMessage, delaySeconds = 0): Promise<void> {
-    await this.#store.sendControl(message, delaySeconds);
-    if (delaySeconds === 0) this.#wake.control?.();
+    if (delaySeconds > 0) {
+      await this.#store.sendControl(message, delaySeconds);
+      return;
+    }
+    this.#deliver(message.instanceId, await this.#store.sendControl(message, this.#lease));
+  }
+
+  #deliver(instanceId: string, item: HeldMessage): void {
+    const pending = this.#inbox.get(instanceId) ?? [];
+    pending.push(item);
+    this.#inbox.set(instanceId, pending);
+    if (!this.#running.has(instanceId)) void this.#drain(instanceId);
   }
 
   // ---- orchestration steps ----
@@ -255,13 +271,7 @@ export class DurableRuntime {
     while (!this.#stopped) {
       try {
         const { receivedMessageItems } = await this.#store.control.receiveMessages({ numberOfMessages: 32, visibilityTimeout: this.#lease });
-        for (const item of receivedMessageItems) {
-          const message = decodeMessage<ControlMessage>(item.messageText);
-          const pending = this.#inbox.get(message.instanceId) ?? [];
-          pending.push(item);
-          this.#inbox.set(message.instanceId, pending);
-          if (!this.#running.has(message.instanceId)) void this.#drain(message.instanceId);
-        }
+        for (const item of receivedMessageItems) this.#deliver(decodeMessage<ControlMessage>(item.messageText).instanceId, item);
         idle = receivedMessageItems.length > 0 ? 0 : idle + 1;
       } catch (error) {
         this.#logger.log('warn', 'durable.control.receive', errorFields(error));
@@ -318,7 +328,7 @@ export class DurableRuntime {
   }
 
   /** One orchestration step; true when the inbound messages may be deleted. */
-  async #step(instanceId: string, items: DequeuedMessageItem[]): Promise<boolean> {
+  async #step(instanceId: string, items: HeldMessage[]): Promise<boolean> {
     const loaded = await this.#load(instanceId);
     if (!loaded) return true; // purged or never existed: nothing to deliver to
     const { history } = loaded;
@@ -349,16 +359,16 @@ export class DurableRuntime {
         buffer = [];
         continue;
       }
-      const event = message.event;
-      if (!event) continue;
+      for (const event of message.events ?? (message.event ? [message.event] : [])) {
       if (event.EventType === EventType.TimerFired && event.FireAt && Date.parse(event.FireAt) > now.getTime() + 50) {
         // A timer longer than a queue message may hide: send it on again.
-        outbound.push(() => this.#store.sendControl(message, Math.ceil((Date.parse(event.FireAt as string) - Date.now()) / 1000)));
+        outbound.push(() => this.#send(message, Math.max(1, Math.ceil((Date.parse(event.FireAt as string) - Date.now()) / 1000))));
         continue;
       }
       if (isDuplicate(history, event) || isDuplicate(incoming, event) || isDuplicate(buffer, event)) continue;
       if (state.runtimeStatus === 'Suspended') buffer.push(event);
       else incoming.push(event);
+      }
     }
     state.suspendedBuffer = buffer.length > 0 ? JSON.stringify(buffer) : undefined;
 
@@ -390,6 +400,7 @@ export class DurableRuntime {
     if (result.customStatus !== undefined) state.customStatus = json(result.customStatus);
     const continueAsNew = flatten(result.actions).find((a) => a.actionType === ACTION.ContinueAsNew);
 
+    const work: WorkItem[] = [];
     for (const task of openTasks) {
       if (typeof task.id !== 'number' || recorded.has(task.id)) continue;
       const scheduled = this.#schedule(state, task, now);
@@ -400,6 +411,14 @@ export class DurableRuntime {
       }
       newEvents.push(scheduled.event);
       if (scheduled.send) outbound.push(scheduled.send);
+      if (scheduled.work) work.push(scheduled.work);
+    }
+    for (let i = 0; i < work.length; i += PACK_SIZE) {
+      const pack: WorkPack = { id: randomUUID(), instanceId: state.instanceId, executionId: state.executionId, items: work.slice(i, i + PACK_SIZE) };
+      outbound.push(async () => {
+        const held = await this.#store.sendWorkPack(pack, this.#lease);
+        void this.#runPack(held);
+      });
     }
     newEvents.push({ EventType: EventType.OrchestratorCompleted, EventId: -1, Timestamp: now.toISOString() });
     state.lastUpdatedTime = now.toISOString();
@@ -499,7 +518,7 @@ export class DurableRuntime {
   }
 
   /** The history event and outbound message for a task the orchestrator started in this step. */
-  #schedule(state: InstanceState, task: SdkTask, now: Date): { event: HistoryEvent; send?: () => Promise<void> } | { error: string } {
+  #schedule(state: InstanceState, task: SdkTask, now: Date): { event: HistoryEvent; send?: () => Promise<void>; work?: WorkItem } | { error: string } {
     const id = task.id as number;
     const timestamp = now.toISOString();
     // The SDK's NoOpTask carries an action object without a type.
@@ -539,13 +558,9 @@ export class DurableRuntime {
       const name = action.functionName ?? '';
       if (this.kindOf(name) !== 'activityTrigger') return { error: `The activity function '${name}' is not registered.` };
       const input = action.input === undefined ? undefined : json(action.input);
-      const item: WorkItem = { id: randomUUID(), instanceId: state.instanceId, executionId: state.executionId, taskId: id, name, input };
       return {
         event: { EventType: EventType.TaskScheduled, EventId: id, Timestamp: timestamp, Name: name, ...(input !== undefined ? { Input: input } : {}) },
-        send: async () => {
-          await this.#store.sendWorkItem(item);
-          this.#wake.work?.();
-        },
+        work: { taskId: id, name, input },
       };
     }
     if (action.actionType === ACTION.CallSubOrchestrator || action.actionType === ACTION.CallSubOrchestratorWithRetry) {
@@ -569,36 +584,44 @@ export class DurableRuntime {
 
   // ---- activities ----
 
+  /** Picks up packs this host did not send itself: those of a host that died, after their lease. */
   async #workLoop(): Promise<void> {
     let idle = 0;
     while (!this.#stopped) {
-      const capacity = this.#maxActivities - this.#activeActivities;
-      if (capacity <= 0) {
-        await this.#nap('work', 20);
+      if (this.#activeActivities >= this.#maxActivities) {
+        await this.#nap('work', 50);
         continue;
       }
       try {
-        const { receivedMessageItems } = await this.#store.workItems.receiveMessages({ numberOfMessages: Math.min(32, capacity), visibilityTimeout: this.#lease });
-        for (const item of receivedMessageItems) {
-          this.#activeActivities++;
-          void this.#runActivity(item).finally(() => {
-            this.#activeActivities--;
-            this.#wake.work?.();
-          });
-        }
+        const { receivedMessageItems } = await this.#store.workItems.receiveMessages({ numberOfMessages: 4, visibilityTimeout: this.#lease });
+        for (const item of receivedMessageItems) void this.#runPack(item);
         idle = receivedMessageItems.length > 0 ? 0 : idle + 1;
       } catch (error) {
         this.#logger.log('warn', 'durable.work.receive', errorFields(error));
         idle++;
       }
-      if (idle > 0) await this.#nap('work', Math.min(20 * 2 ** idle, 500));
+      if (idle > 0) await this.#nap('work', Math.min(50 * 2 ** idle, 1000));
     }
   }
 
-  async #runActivity(item: DequeuedMessageItem): Promise<void> {
-    const work = decodeMessage<WorkItem>(item.messageText);
+  async #slot(): Promise<void> {
+    while (this.#activeActivities >= this.#maxActivities) await new Promise<void>((r) => this.#slotWaiters.push(r));
+    this.#activeActivities++;
+  }
+
+  #release(): void {
+    this.#activeActivities--;
+    this.#slotWaiters.shift()?.();
+  }
+
+  /**
+   * Runs a pack of activities, at most `maxConcurrentActivities` at once across the host. Each
+   * result is recorded before its completion is sent, so an activity that completed is never run
+   * again after a crash; completions go out in small batches.
+   */
+  async #runPack(item: HeldMessage): Promise<void> {
+    const pack = decodeMessage<WorkPack>(item.messageText);
     let popReceipt = item.popReceipt;
-    // Long activities keep their lease; a crashed host's lease runs out and another run starts.
     const renew = setInterval(() => {
       void this.#store.workItems
         .updateMessage(item.messageId, popReceipt, undefined, this.#lease)
@@ -607,34 +630,58 @@ export class DurableRuntime {
         })
         .catch(() => undefined);
     }, Math.max(1000, (this.#lease * 1000) / 3));
+    let batch: HistoryEvent[] = [];
+    let flushing: Promise<void> = Promise.resolve();
+    const flush = (): Promise<void> => {
+      const events = batch;
+      batch = [];
+      if (events.length === 0) return flushing;
+      flushing = flushing.then(() => this.#send({ id: randomUUID(), instanceId: pack.instanceId, executionId: pack.executionId, kind: 'event', events }));
+      return flushing;
+    };
+    const timer = setInterval(() => void flush(), 25);
     try {
-      // An activity that completed before a crash is not run again: its result is on record.
-      let result = await this.#store.readResult(work.instanceId, work.executionId, work.taskId);
-      if (!result) {
-        result = await this.#invokeActivity(work);
-        await this.#store.writeResult(work.instanceId, work.executionId, work.taskId, result);
-      }
-      const event: HistoryEvent = result.ok
-        ? { EventType: EventType.TaskCompleted, EventId: -1, Timestamp: new Date().toISOString(), TaskScheduledId: work.taskId, Result: result.result ?? 'null' }
-        : { EventType: EventType.TaskFailed, EventId: -1, Timestamp: new Date().toISOString(), TaskScheduledId: work.taskId, Reason: result.reason ?? 'failed', Details: result.details ?? '' };
-      await this.#send({ id: randomUUID(), instanceId: work.instanceId, executionId: work.executionId, kind: 'event', event });
+      await Promise.all(
+        pack.items.map(async (work) => {
+          await this.#slot();
+          try {
+            // A step re-run after a crash sends its packs again: a recorded result is never run twice.
+            let result = await this.#store.readResult(pack.instanceId, pack.executionId, work.taskId);
+            if (!result) {
+              result = await this.#invokeActivity(pack.instanceId, work);
+              await this.#store.writeResult(pack.instanceId, pack.executionId, work.taskId, result);
+            }
+            batch.push(
+              result.ok
+                ? { EventType: EventType.TaskCompleted, EventId: -1, Timestamp: new Date().toISOString(), TaskScheduledId: work.taskId, Result: result.result ?? 'null' }
+                : { EventType: EventType.TaskFailed, EventId: -1, Timestamp: new Date().toISOString(), TaskScheduledId: work.taskId, Reason: result.reason ?? 'failed', Details: result.details ?? '' },
+            );
+            if (pack.items.length === 1) await flush();
+          } finally {
+            this.#release();
+          }
+        }),
+      );
+      clearInterval(timer);
+      await flush();
       clearInterval(renew);
       await this.#store.workItems.deleteMessage(item.messageId, popReceipt);
     } catch (error) {
-      this.#logger.log('error', 'durable.activity.dispatch', { instanceId: work.instanceId, activity: work.name, ...errorFields(error) });
+      this.#logger.log('error', 'durable.activity.dispatch', { instanceId: pack.instanceId, ...errorFields(error) });
     } finally {
+      clearInterval(timer);
       clearInterval(renew);
     }
   }
 
-  async #invokeActivity(work: WorkItem): Promise<{ ok: boolean; result?: string; reason?: string; details?: string }> {
+  async #invokeActivity(instanceId: string, work: WorkItem): Promise<{ ok: boolean; result?: string; reason?: string; details?: string }> {
     const registration = this.#functions.get(work.name);
     if (!registration) return { ok: false, reason: `The activity function '${work.name}' is not registered.`, details: '' };
     const { InvocationContext } = this.#library;
     const context = new InvocationContext({
       invocationId: randomUUID(),
       functionName: work.name,
-      triggerMetadata: { instanceId: work.instanceId },
+      triggerMetadata: { instanceId },
       options: { trigger: { type: 'activityTrigger', name: 'input' } as never, extraInputs: [], extraOutputs: [] },
       logHandler: () => undefined,
     });
@@ -645,7 +692,7 @@ export class DurableRuntime {
       // Only the class and message of the failure travel: activities keep personal data out of errors.
       const name = error instanceof Error ? error.name : 'Error';
       const message = error instanceof Error ? error.message : String(error);
-      this.#logger.log('warn', 'durable.activity.failed', { instanceId: work.instanceId, activity: work.name, errorName: name });
+      this.#logger.log('warn', 'durable.activity.failed', { instanceId, activity: work.name, errorName: name });
       return { ok: false, reason: `Activity function '${work.name}' failed: ${message}`, details: JSON.stringify({ name, message }) };
     }
   }

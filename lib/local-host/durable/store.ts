@@ -30,16 +30,30 @@ export interface ControlMessage {
   executionId?: string;
   kind: 'event' | 'terminate' | 'suspend' | 'resume';
   event?: HistoryEvent;
+  /** Several events at once (completions of a pack of activities). */
+  events?: HistoryEvent[];
   reason?: string;
 }
 
 export interface WorkItem {
-  id: string;
-  instanceId: string;
-  executionId: string;
   taskId: number;
   name: string;
   input: string | undefined;
+}
+
+/** Activities one step scheduled, in one queue message (a fan-out of 1,000 is 20 messages). */
+export interface WorkPack {
+  id: string;
+  instanceId: string;
+  executionId: string;
+  items: WorkItem[];
+}
+
+/** A queue message this host holds (received, or sent hidden and handed over locally). */
+export interface HeldMessage {
+  messageId: string;
+  popReceipt: string;
+  messageText: string;
 }
 
 export interface TaskResult {
@@ -161,16 +175,18 @@ export class TaskHubStore {
     return keys.includes(STATE_ROW);
   }
 
-  async sendControl(message: ControlMessage, visibilityTimeoutSeconds = 0): Promise<void> {
-    await this.control.sendMessage(encodeMessage(message), {
-      ...(visibilityTimeoutSeconds > 0 ? { visibilityTimeout: visibilityTimeoutSeconds } : {}),
-      messageTimeToLive: -1,
-    });
+  /** Sends a message hidden for `visibilityTimeoutSeconds`; the returned handle lets the sender process it. */
+  async sendControl(message: ControlMessage, visibilityTimeoutSeconds = 0): Promise<HeldMessage> {
+    return held(await this.control.sendMessage(encodeMessage(message), { ...(visibilityTimeoutSeconds > 0 ? { visibilityTimeout: visibilityTimeoutSeconds } : {}), messageTimeToLive: -1 }), message);
   }
 
-  async sendWorkItem(item: WorkItem): Promise<void> {
-    await this.workItems.sendMessage(encodeMessage(item), { messageTimeToLive: -1 });
+  async sendWorkPack(pack: WorkPack, visibilityTimeoutSeconds: number): Promise<HeldMessage> {
+    return held(await this.workItems.sendMessage(encodeMessage(pack), { visibilityTimeout: visibilityTimeoutSeconds, messageTimeToLive: -1 }), pack);
   }
+}
+
+function held(response: { messageId: string; popReceipt: string }, value: unknown): HeldMessage {
+  return { messageId: response.messageId, popReceipt: response.popReceipt, messageText: encodeMessage(value) };
 }
 
 function encodeMessage(value: unknown): string {
