@@ -10,4 +10,6 @@ import './orders.js';
 import './images.js';
 import './exports.js';
 import '../orchestrations/export.js';
+import './breaches.js';
+import '../orchestrations/breach.js';
 import './audit.js';

@@ -24,6 +24,15 @@ const configSchema = z
       .string()
       .regex(/^[A-Za-z][A-Za-z0-9]{2,44}$/)
       .default('labvaultlocal'),
+    /** Breach clocks in hours (fractions allowed, so tests can run them in seconds). */
+    LABVAULT_BREACH_PROCESSOR_DEADLINE_HOURS: z.coerce.number().positive().max(72).default(24),
+    LABVAULT_BREACH_REMINDER_HOURS: z
+      .string()
+      .regex(/^\d+(\.\d+)?(,\d+(\.\d+)?)*$/, 'comma-separated hours')
+      .default('12,24'),
+    LABVAULT_BREACH_ESCALATION_HOURS: z.coerce.number().positive().max(72).default(47),
+    LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS: z.coerce.number().positive().default(24),
+    LABVAULT_BREACH_CONTACT: z.string().max(200).default('security-officer@labvault.example'),
   })
   .superRefine((value, ctx) => {
     const identityBased =
@@ -71,6 +80,7 @@ export interface AppConfig {
   keys: { provider: 'keyvault'; vaultUrl: string } | { provider: 'local'; directory: string };
   dataDir: string;
   taskHub: string;
+  breach: { processorDeadlineHours: number; reminderHours: number[]; escalationHours: number; analysisReminderHours: number; contactPoint: string };
 }
 
 export class ConfigError extends Error {
@@ -114,5 +124,12 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
         : { provider: 'local', directory: `${c.LABVAULT_DATA_DIR}/keys` },
     dataDir: c.LABVAULT_DATA_DIR,
     taskHub: c.LABVAULT_TASK_HUB,
+    breach: {
+      processorDeadlineHours: c.LABVAULT_BREACH_PROCESSOR_DEADLINE_HOURS,
+      reminderHours: c.LABVAULT_BREACH_REMINDER_HOURS.split(',').map(Number),
+      escalationHours: c.LABVAULT_BREACH_ESCALATION_HOURS,
+      analysisReminderHours: c.LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS,
+      contactPoint: c.LABVAULT_BREACH_CONTACT,
+    },
   };
 }

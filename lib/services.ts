@@ -14,6 +14,7 @@ import { SessionService } from './identity/sessions.js';
 import { TokenService } from './identity/tokens.js';
 import { UserService } from './identity/users.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { BreachService } from './breaches/breaches.js';
 import { ExportService } from './exports/exports.js';
 import { ImageService } from './images/images.js';
 import { OrderService } from './orders/orders.js';
@@ -33,6 +34,7 @@ export interface Services {
   orders: OrderService;
   images: ImageService;
   exports: ExportService;
+  breaches: BreachService;
   users: UserService;
   sessions: SessionService;
   tokens: TokenService;
@@ -98,6 +100,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     orders,
     images,
     exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, integrations, tenants, logger, clock }),
+    breaches: new BreachService({ platform, tenantData, audit, crypto, tenants, alerts, logger, config: config.breach, clock }),
     users,
     sessions,
     tokens,

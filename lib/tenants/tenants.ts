@@ -84,6 +84,15 @@ export class TenantService {
     }
   }
 
+  /** Every tenant in the directory. */
+  async list(): Promise<Tenant[]> {
+    const tenants: Tenant[] = [];
+    for await (const row of this.#platform.listEntities<{ rowKey: string; name: string; status: 'active'; createdAt: string }>({ queryOptions: { filter: `PartitionKey eq '${DIRECTORY_PARTITION}'` } })) {
+      tenants.push({ id: row.rowKey, name: row.name, status: row.status, createdAt: row.createdAt });
+    }
+    return tenants;
+  }
+
   /** The tenant's retention policy as recorded in its profile, if any. */
   async retention(id: string): Promise<Record<string, number> | undefined> {
     try {

@@ -1,0 +1,164 @@
+import { z } from 'zod';
+import { defineOperation, type ResponseSpec } from '../http/operation.js';
+import { freeText, line, problemSchema, tenantId } from '../http/schemas.js';
+
+const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
+const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
+const id = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
+const natures = z.array(z.enum(['confidentiality', 'integrity', 'availability'])).min(1);
+
+export const breachInputSchema = z
+  .strictObject({
+    detectedAt: z.iso.datetime({ offset: true }),
+    description: freeText(4000),
+    tenants: z.array(tenantId).min(1).max(1000).optional(),
+    suspectedPrincipal: line(128).optional(),
+    window: z.strictObject({ from: z.iso.datetime({ offset: true }), to: z.iso.datetime({ offset: true }) }).optional(),
+    nature: natures.default(['confidentiality']),
+    dataCategories: z.array(line(100)).min(1).max(30),
+    likelyConsequences: freeText(4000),
+    measures: freeText(4000),
+    keysExposed: z.boolean().default(false),
+  })
+  .refine((b) => b.tenants !== undefined || b.suspectedPrincipal !== undefined, { message: 'give the affected tenants, or a suspected principal to derive them from the audit logs' })
+  .meta({ id: 'BreachReport' });
+
+export const breachUpdateSchema = z
+  .strictObject({
+    description: freeText(4000).optional(),
+    nature: natures.optional(),
+    dataCategories: z.array(line(100)).min(1).max(30).optional(),
+    likelyConsequences: freeText(4000).optional(),
+    measures: freeText(4000).optional(),
+    moreToFollow: z.boolean(),
+    lateReason: freeText(1000).optional(),
+  })
+  .meta({ id: 'BreachUpdate' });
+
+export const analysisSchema = z.strictObject({ rootCause: freeText(8000), measures: freeText(8000), lessons: freeText(8000).optional(), closed: z.boolean() }).meta({ id: 'BreachAnalysis' });
+export const decisionSchema = z.strictObject({ notify: z.literal(false), reasoning: freeText(4000) });
+export const webhookSchema = z.strictObject({ url: z.url().max(2000) });
+
+export const reportBreach = defineOperation({
+  id: 'reportBreach',
+  method: 'POST',
+  route: 'breaches',
+  tag: 'breaches',
+  summary: 'Record a breach and start notifying the affected tenants',
+  access: { operatorPermission: 'breaches:manage' },
+  body: breachInputSchema,
+  responses: { 202: { description: 'Recorded; notification started', schema: z.object({ id: z.string() }) }, ...common, 422: p('Unknown tenant') },
+});
+
+export const listBreaches = defineOperation({
+  id: 'listBreaches',
+  method: 'GET',
+  route: 'breaches',
+  tag: 'breaches',
+  summary: 'The breach register',
+  access: { operatorPermission: 'breaches:manage' },
+  responses: { 200: { description: 'Breaches', schema: z.object({ items: z.array(z.record(z.string(), z.unknown())) }) }, ...common },
+});
+
+export const getBreach = defineOperation({
+  id: 'getBreach',
+  method: 'GET',
+  route: 'breaches/{id}',
+  tag: 'breaches',
+  summary: 'Timeline, affected tenants and counts, deadlines, notification and acknowledgement state',
+  access: { operatorPermission: 'breaches:manage' },
+  params: id,
+  responses: { 200: { description: 'Breach', schema: z.record(z.string(), z.unknown()) }, ...common, 404: p('Unknown breach') },
+});
+
+export const updateBreach = defineOperation({
+  id: 'updateBreach',
+  method: 'POST',
+  route: 'breaches/{id}/updates',
+  tag: 'breaches',
+  summary: 'A phased update: the same tenants get the next notification',
+  access: { operatorPermission: 'breaches:manage' },
+  params: id,
+  body: breachUpdateSchema,
+  responses: { 202: { description: 'Update sent', schema: z.object({ sequence: z.number() }) }, ...common, 404: p('Unknown breach'), 409: p('Not open') },
+});
+
+export const recordAnalysis = defineOperation({
+  id: 'recordBreachAnalysis',
+  method: 'POST',
+  route: 'breaches/{id}/analysis',
+  tag: 'breaches',
+  summary: 'Record the internal analysis; with closed: true the breach closes',
+  access: { operatorPermission: 'breaches:manage' },
+  params: id,
+  body: analysisSchema,
+  responses: { 204: { description: 'Recorded' }, ...common, 404: p('Unknown breach'), 409: p('Closed') },
+});
+
+export const confirmDraft = defineOperation({
+  id: 'confirmBreachDraft',
+  method: 'POST',
+  route: 'breaches/{id}/confirmation',
+  tag: 'breaches',
+  summary: 'Confirm a draft: notification starts',
+  access: { operatorPermission: 'breaches:manage' },
+  params: id,
+  responses: { 202: { description: 'Started' }, ...common, 404: p('Unknown breach'), 409: p('Not a draft') },
+});
+
+export const decideBreach = defineOperation({
+  id: 'decideBreach',
+  method: 'POST',
+  route: 'breaches/{id}/decision',
+  tag: 'breaches',
+  summary: 'Close a draft without notification, with the reasoning (kept in the register)',
+  access: { operatorPermission: 'breaches:manage' },
+  params: id,
+  body: decisionSchema,
+  responses: { 204: { description: 'Recorded' }, ...common, 404: p('Unknown breach'), 409: p('Not a draft') },
+});
+
+export const draftFromAlert = defineOperation({
+  id: 'draftBreachFromAlert',
+  method: 'POST',
+  route: 'security/alerts/{alertId}/breach-draft',
+  tag: 'breaches',
+  summary: 'Turn a security alert into a breach draft (never notified automatically)',
+  access: { operatorPermission: 'breaches:manage' },
+  params: z.strictObject({ alertId: z.string().regex(/^[0-9a-f]{16}$/) }),
+  responses: { 201: { description: 'Draft', schema: z.object({ id: z.string() }) }, ...common, 404: p('Unknown alert') },
+});
+
+export const listNotifications = defineOperation({
+  id: 'listBreachNotifications',
+  method: 'GET',
+  route: 'breach-notifications',
+  tag: 'breaches',
+  summary: "The tenant's breach notifications",
+  access: { permission: 'breaches:acknowledge' },
+  responses: { 200: { description: 'Notifications', schema: z.object({ items: z.array(z.record(z.string(), z.unknown())) }) }, ...common },
+});
+
+export const acknowledgeNotification = defineOperation({
+  id: 'acknowledgeBreachNotification',
+  method: 'POST',
+  route: 'breach-notifications/{id}/acknowledgement',
+  tag: 'breaches',
+  summary: "Acknowledge a breach's notifications (id: the breach id); stops reminders for this tenant",
+  access: { permission: 'breaches:acknowledge' },
+  params: id,
+  responses: { 204: { description: 'Acknowledged' }, ...common, 404: p('Unknown notification') },
+});
+
+export const setBreachWebhook = defineOperation({
+  id: 'setBreachWebhook',
+  method: 'PUT',
+  route: 'breach-webhook',
+  tag: 'breaches',
+  summary: 'Where breach notifications are also delivered; the HMAC secret is shown once',
+  access: { permission: 'breaches:acknowledge' },
+  body: webhookSchema,
+  responses: { 200: { description: 'Secret', schema: z.object({ secret: z.string() }) }, ...common, 422: p('Not https') },
+});
+
+export const breachOperations = [reportBreach, listBreaches, getBreach, updateBreach, recordAnalysis, confirmDraft, decideBreach, draftFromAlert, listNotifications, acknowledgeNotification, setBreachWebhook];
