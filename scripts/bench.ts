@@ -1,0 +1,247 @@
+// `npm run bench [-- --quick]`: LabVault against the raw speed of the same storage and libraries,
+// measured in the same run, as ratios. Starts its own local host (with its own Azurite).
+// Writes bench-results.json. Not part of `npm test`.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { TableClient, type TransactionAction } from '@azure/data-tables';
+import sharp from 'sharp';
+
+const quick = process.argv.includes('--quick');
+const ROOT = resolve(import.meta.dirname, '..');
+const SIZES = quick
+  ? { intake: 150, fanOut: 200, chain: 30, images: 2, repetitions: 3 }
+  : { intake: 1000, fanOut: 1000, chain: 100, images: 4, repetitions: 3 };
+
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+const stat = (xs: number[]): Stat => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)] ?? 0, min: s[0] ?? 0, max: s[s.length - 1] ?? 0 };
+};
+const round = (x: number, d = 2) => Number(x.toFixed(d));
+
+/** Runs a scenario once to warm up, then `repetitions` times. */
+async function repeat<T>(run: (i: number) => Promise<T>): Promise<T[]> {
+  await run(-1);
+  const out: T[] = [];
+  for (let i = 0; i < SIZES.repetitions; i++) out.push(await run(i));
+  return out;
+}
+
+async function pool<T>(count: number, concurrency: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = new Array<T>(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      for (let i = next++; i < count; i = next++) results[i] = await task(i);
+    }),
+  );
+  return results;
+}
+
+// ---- the host under test ----
+
+const dataDir = mkdtempSync(join(tmpdir(), 'labvault-bench-'));
+const host: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
+  cwd: ROOT,
+  env: { ...process.env, PORT: '0', LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test', LABVAULT_LOCAL_EXTRA_ENTRY: 'tests/support/durable-app.ts' },
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
+interface HostInfo {
+  apiBaseUrl: string;
+  storageConnectionString: string;
+  pid: number;
+}
+function readInfo(): HostInfo | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as HostInfo;
+    return parsed.pid === host.pid ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+let info = readInfo();
+for (let i = 0; i < 600 && !info; i++) {
+  await new Promise((r) => setTimeout(r, 100));
+  info = readInfo();
+}
+if (!info) throw new Error('the local host did not start');
+const { apiBaseUrl, storageConnectionString } = info;
+const root = apiBaseUrl.replace(/\/api$/, '');
+const admin = (args: string[]) => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/admin.ts', ...args], { cwd: ROOT, env: { ...process.env, LABVAULT_DATA_DIR: dataDir }, encoding: 'utf8' });
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+};
+admin(['tenant', 'create', '--id', 'bench', '--name', 'Bench']);
+const key = `ApiKey ${String(admin(['integration', 'create', '--tenant', 'bench', '--name', 'bench', '--permissions', 'orders:create,orders:read,images:upload,images:read,exports:start']).apiKey)}`;
+
+function rssOfHost(): number {
+  try {
+    const line = readFileSync(`/proc/${host.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+    return Number(line?.replace(/\D+/g, '') ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+const order = (n: string) => ({
+  externalId: n,
+  patient: { id: `P-${n}`, firstName: 'Bench', lastName: 'Patient', birthDate: '1970-01-01', sex: 'female' },
+  orderingPhysician: { name: 'Dr. Bench', lanr: '123456601', bsnr: '031234500' },
+  priority: 'routine',
+  clinicalInformation: 'Benchmark order with a short clinical note',
+  specimens: [{ id: 'S-1', type: 'biopsy', bodySite: 'left forearm', collectedAt: '2026-11-20T09:30:00Z', fixative: 'formalin' }],
+  examinations: ['histology'],
+});
+
+// ---- scenarios ----
+
+const results: Record<string, unknown> = { quick, sizes: SIZES, startedAt: new Date().toISOString() };
+const rows: string[][] = [];
+const row = (name: string, unit: string, s: Stat) => rows.push([name, unit, String(round(s.median)), String(round(s.min)), String(round(s.max))]);
+
+// Intake: POST /api/orders vs the same entity-group transactions straight through the SDK.
+let intakeRun = 0;
+const intake: Record<string, unknown> = {};
+for (const concurrency of [1, 16, 64]) {
+  const runs = await repeat(async () => {
+    const tag = `c${concurrency}-${intakeRun++}`;
+    const latencies: number[] = [];
+    const t0 = performance.now();
+    await pool(SIZES.intake, concurrency, async (i) => {
+      const s = performance.now();
+      const r = await fetch(`${apiBaseUrl}/orders`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify(order(`${tag}-${i}`)) });
+      await r.arrayBuffer();
+      if (r.status !== 201) throw new Error(`intake answered ${r.status}`);
+      latencies.push(performance.now() - s);
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    return { perSec: SIZES.intake / seconds, p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0, p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0 };
+  });
+  // Baseline: one transaction of five entities of the stored sizes per order.
+  const table = TableClient.fromConnectionString(storageConnectionString, 'benchbaseline', { allowInsecureConnection: true });
+  await table.createTable();
+  const filler = 'x'.repeat(700);
+  const baseline = await repeat(async (rep) => {
+    const t0 = performance.now();
+    await pool(SIZES.intake, concurrency, async (i) => {
+      const pk = `b${concurrency}-${rep}-${i % 16}`;
+      const actions: TransactionAction[] = Array.from({ length: 5 }, (_, e) => ['upsert', { partitionKey: pk, rowKey: `${i}-${e}`, a: filler, b: filler }]);
+      await table.submitTransaction(actions);
+    });
+    return SIZES.intake / ((performance.now() - t0) / 1000);
+  });
+  const perSec = stat(runs.map((r) => r.perSec));
+  const raw = stat(baseline);
+  row(`intake c=${concurrency}`, 'orders/s', perSec);
+  row(`  baseline c=${concurrency}`, 'transactions/s', raw);
+  intake[`c${concurrency}`] = { ordersPerSec: perSec, p50ms: stat(runs.map((r) => r.p50)), p99ms: stat(runs.map((r) => r.p99)), baselineTransactionsPerSec: raw, ratio: round(perSec.median / raw.median) };
+}
+results.intake = { ...intake, ratio: (intake.c16 as { ratio: number }).ratio };
+
+// Durable runtime: fan-out and chain of no-op activities.
+async function orchestrate(name: string, input: number): Promise<number> {
+  const t0 = performance.now();
+  const { id } = (await (await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/${name}`, { method: 'POST', body: JSON.stringify(input) })).json()) as { id: string };
+  for (;;) {
+    const s = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/${id}`)).json()) as { runtimeStatus: string };
+    if (s.runtimeStatus === 'Completed') return (performance.now() - t0) / 1000;
+    if (s.runtimeStatus === 'Failed') throw new Error(`${name} failed`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+const fanOut = stat(await repeat(async () => SIZES.fanOut / (await orchestrate('testFanOut', SIZES.fanOut))));
+const chain = stat(await repeat(async () => SIZES.chain / (await orchestrate('testChain', SIZES.chain))));
+row(`durable fan-out ${SIZES.fanOut}`, 'activities/s', fanOut);
+row(`durable chain ${SIZES.chain}`, 'steps/s', chain);
+results.durable = { fanOutPerSec: fanOut, chainPerSec: chain };
+
+// Images: 12-megapixel JPEGs through upload URL, blob trigger and processing, vs plain sharp.
+const noise = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'grey', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
+const photo = await sharp(noise).resize(4000, 3000).jpeg({ quality: 85 }).toBuffer();
+const created = (await (await fetch(`${apiBaseUrl}/orders`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify(order('images-order')) })).json()) as { id: string };
+const images = stat(
+  await repeat(async () => {
+    const t0 = performance.now();
+    await pool(SIZES.images, 2, async () => {
+      const u = (await (
+        await fetch(`${apiBaseUrl}/orders/${created.id}/specimens/S-1/images`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify({ contentType: 'image/jpeg', fileName: 'p.jpg' }) })
+      ).json()) as { imageId: string; uploadUrl: string };
+      await fetch(u.uploadUrl, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: photo });
+      for (;;) {
+        const list = (await (await fetch(`${apiBaseUrl}/orders/${created.id}/specimens/S-1/images`, { headers: { authorization: key } })).json()) as { items: { imageId: string; status: string }[] };
+        if (list.items.find((x) => x.imageId === u.imageId)?.status === 'ready') break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    });
+    return SIZES.images / ((performance.now() - t0) / 1000);
+  }),
+);
+const sharpBaseline = stat(
+  await repeat(async () => {
+    const t0 = performance.now();
+    await pool(SIZES.images, 2, async () => {
+      const clean = await sharp(photo).rotate().jpeg({ quality: 90 }).toBuffer();
+      await sharp(clean).resize(512, 512, { fit: 'inside' }).jpeg({ quality: 80 }).toBuffer();
+    });
+    return SIZES.images / ((performance.now() - t0) / 1000);
+  }),
+);
+row('images 12 MP', 'images/s', images);
+row('  baseline sharp', 'images/s', sharpBaseline);
+results.images = { imagesPerSec: images, baselinePerSec: sharpBaseline, ratio: round(images.median / sharpBaseline.median) };
+
+// Export of everything the intake wrote, vs a raw scan of the same rows.
+const tenantRows = TableClient.fromConnectionString(storageConnectionString, 'tenantdata', { allowInsecureConnection: true });
+const exportRuns = await repeat(async () => {
+  let peak = rssOfHost();
+  const sampler = setInterval(() => (peak = Math.max(peak, rssOfHost())), 50);
+  const t0 = performance.now();
+  const started = (await (await fetch(`${apiBaseUrl}/exports`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify({ format: 'ndjson' }) })).json()) as { id: string };
+  let status: { status: string; download?: { bytes: number } } = { status: 'pending' };
+  while (status.status !== 'completed' && status.status !== 'failed') {
+    await new Promise((r) => setTimeout(r, 100));
+    status = (await (await fetch(`${apiBaseUrl}/exports/${started.id}`, { headers: { authorization: key } })).json()) as typeof status;
+  }
+  clearInterval(sampler);
+  return { seconds: (performance.now() - t0) / 1000, bytes: status.download?.bytes ?? 0, peak };
+});
+let scanned = 0;
+const scan = stat(
+  await repeat(async () => {
+    const t0 = performance.now();
+    let n = 0;
+    for await (const _ of tenantRows.listEntities({ queryOptions: { filter: "PartitionKey ge 'bench~orders~' and PartitionKey lt 'bench~orders~~' and RowKey ge 'order~' and RowKey lt 'order~~'" } })) n++;
+    scanned = n;
+    return n / ((performance.now() - t0) / 1000);
+  }),
+);
+const exportRate = stat(exportRuns.map((r) => scanned / r.seconds));
+row(`export ${scanned} orders`, 'orders/s', exportRate);
+row('  baseline raw scan', 'rows/s', scan);
+results.export = {
+  orders: scanned,
+  ordersPerSec: exportRate,
+  mbPerSec: stat(exportRuns.map((r) => r.bytes / 1048576 / r.seconds)),
+  peakRssMB: stat(exportRuns.map((r) => r.peak / 1048576)),
+  baselineRowsPerSec: scan,
+  ratio: round(exportRate.median / scan.median),
+  rssGrowth: 'measured by scripts/measure-export.ts at 20,000 and 100,000 orders (see README)',
+};
+results.deletion = { status: 'not measured: retention and timed deletion (issue #7) are not built yet' };
+
+// ---- report ----
+const width = [28, 16, 10, 10, 10];
+const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i] ?? 10)).join(' ');
+process.stdout.write(`${line(['scenario', 'unit', 'median', 'min', 'max'])}\n${rows.map(line).join('\n')}\n`);
+process.stdout.write(`ratios: intake(c=16) ${String((results.intake as { ratio: number }).ratio)}, images ${String((results.images as { ratio: number }).ratio)}, export ${String((results.export as { ratio: number }).ratio)}\n`);
+writeFileSync(join(ROOT, 'bench-results.json'), JSON.stringify(results, null, 2));
+host.kill('SIGTERM');
+await new Promise((r) => host.once('exit', r));
+process.exit(0);
