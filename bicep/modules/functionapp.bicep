@@ -1,0 +1,145 @@
+param location string
+param tags object
+param resourceToken string
+param storageAccountName string
+param keyVaultName string
+param keyVaultUri string
+param applicationInsightsConnectionString string
+param logAnalyticsWorkspaceId string
+param maximumInstanceCount int
+
+@description('Second pass, after the code is published: the blob extension key exists only then.')
+param deployEventSubscription bool = false
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: { tier: 'FlexConsumption', name: 'FC1' }
+  properties: { reserved: true }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: 'func-${resourceToken}'
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}app-package'
+          authentication: { type: 'SystemAssignedIdentity' }
+        }
+      }
+      scaleAndConcurrency: { maximumInstanceCount: maximumInstanceCount, instanceMemoryMB: 2048 }
+      runtime: { name: 'node', version: '22' }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // Identity-based connections: no connection strings, no account keys.
+        { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+        { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+        { name: 'AzureWebJobsStorage__blobServiceUri', value: storage.properties.primaryEndpoints.blob }
+        { name: 'AzureWebJobsStorage__queueServiceUri', value: storage.properties.primaryEndpoints.queue }
+        { name: 'AzureWebJobsStorage__tableServiceUri', value: storage.properties.primaryEndpoints.table }
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: applicationInsightsConnectionString }
+        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }
+        // Every setting of lib/config.ts:
+        { name: 'LABVAULT_ENVIRONMENT', value: 'production' }
+        { name: 'LABVAULT_KEY_PROVIDER', value: 'keyvault' }
+        { name: 'LABVAULT_KEY_VAULT_URL', value: keyVaultUri }
+        { name: 'LABVAULT_DATA_DIR', value: '/tmp/labvault' }
+        { name: 'LABVAULT_TASK_HUB', value: 'labvault' }
+        { name: 'LABVAULT_BREACH_PROCESSOR_DEADLINE_HOURS', value: '24' }
+        { name: 'LABVAULT_BREACH_REMINDER_HOURS', value: '12,24' }
+        { name: 'LABVAULT_BREACH_ESCALATION_HOURS', value: '47' }
+        { name: 'LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS', value: '24' }
+        { name: 'LABVAULT_BREACH_CONTACT', value: 'security-officer@labvault.example' }
+      ]
+    }
+  }
+}
+
+// Least privilege for the app's identity: data-plane roles on its own account and vault only.
+var roles = {
+  blobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // blob trigger receipts, user delegation SAS
+  queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // tenant keys: create, rotate, delete, purge
+}
+
+resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in ['blobDataOwner', 'queueDataContributor', 'tableDataContributor']: {
+  name: guid(storage.id, app.id, role)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles[role])
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, app.id, 'keyVaultSecretsOfficer')
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Flex Consumption takes blob triggers from Event Grid: uploads of specimen images.
+resource uploadsTopic 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = {
+  name: 'evgt-uploads-${resourceToken}'
+  location: location
+  tags: tags
+  properties: { source: storage.id, topicType: 'Microsoft.Storage.StorageAccounts' }
+}
+
+resource uploadsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2024-06-01-preview' = if (deployEventSubscription) {
+  parent: uploadsTopic
+  name: 'specimen-uploads-to-function'
+  properties: {
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: 'https://${app.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.processSpecimenImage&code=${listKeys(resourceId('Microsoft.Web/sites/host', app.name, 'default'), '2024-04-01').systemKeys.blobs_extension}'
+      }
+    }
+    filter: {
+      includedEventTypes: ['Microsoft.Storage.BlobCreated']
+      subjectBeginsWith: '/blobServices/default/containers/specimen-uploads/'
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: { maxDeliveryAttempts: 30, eventTimeToLiveInMinutes: 1440 }
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: app
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [{ category: 'FunctionAppLogs', enabled: true }]
+    metrics: [{ category: 'AllMetrics', enabled: true }]
+  }
+}
+
+output name string = app.name
