@@ -12,4 +12,6 @@ import './exports.js';
 import '../orchestrations/export.js';
 import './breaches.js';
 import '../orchestrations/breach.js';
+import './backups.js';
+import '../orchestrations/backup.js';
 import './audit.js';

@@ -14,6 +14,7 @@ import { SessionService } from './identity/sessions.js';
 import { TokenService } from './identity/tokens.js';
 import { UserService } from './identity/users.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { BackupService } from './backups/backups.js';
 import { BreachService } from './breaches/breaches.js';
 import { ExportService } from './exports/exports.js';
 import { ImageService } from './images/images.js';
@@ -35,6 +36,7 @@ export interface Services {
   images: ImageService;
   exports: ExportService;
   breaches: BreachService;
+  backups: BackupService;
   users: UserService;
   sessions: SessionService;
   tokens: TokenService;
@@ -100,6 +102,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     orders,
     images,
     exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, integrations, tenants, logger, clock }),
+    backups: new BackupService(storage, secrets, clock),
     breaches: new BreachService({ platform, tenantData, audit, crypto, tenants, alerts, logger, config: config.breach, clock }),
     users,
     sessions,

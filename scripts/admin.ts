@@ -14,12 +14,15 @@ import { onboardTenant } from '../lib/tenants/onboarding.js';
 import { localSettings } from '../lib/local-host/host.js';
 import { createLogger } from '../lib/observability/logger.js';
 import { createServices } from '../lib/services.js';
+import { createStorageClients } from '../lib/storage/clients.js';
 
 const USAGE = `usage:
   npm run admin -- tenant create --id <id> --name <name> [--admin-username <u> --admin-email <e>]
   npm run admin -- integration create --tenant <id> --name <name> --permissions orders:create,orders:read
   npm run admin -- integration revoke --tenant <id> --id <integration-id>
-  npm run admin -- audit verify --tenant <id>`;
+  npm run admin -- audit verify --tenant <id>
+  npm run admin -- backup create
+  npm run admin -- backup restore <backup-id> --target <connection string of an empty account>`;
 
 class UsageError extends Error {}
 
@@ -55,6 +58,7 @@ async function main(argv: string[]): Promise<unknown> {
       permissions: { type: 'string' },
       'admin-username': { type: 'string' },
       'admin-email': { type: 'string' },
+      target: { type: 'string' },
     },
   });
   const [area, command] = positionals;
@@ -85,6 +89,19 @@ async function main(argv: string[]): Promise<unknown> {
       const id = parse(z.string().regex(/^[0-9a-f]{16}$/), values.id, 'id');
       await services.integrations.revoke(tenant, id, actor, correlationId);
       return { tenant, id, revoked: true };
+    }
+    case 'backup create': {
+      const backupId = services.backups.newBackupId();
+      const tables = [];
+      for (const table of await services.backups.tables()) tables.push(await services.backups.backupTable(backupId, table));
+      return services.backups.writeManifest(backupId, tables);
+    }
+    case 'backup restore': {
+      const backupId = parse(z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/), positionals[2], 'backup-id');
+      const targetSetting = values.target ?? process.env.LABVAULT_RESTORE_TARGET;
+      if (!targetSetting) throw new UsageError('--target: the connection string of the empty account to restore into (or LABVAULT_RESTORE_TARGET)');
+      const target = createStorageClients({ kind: 'connectionString', connectionString: targetSetting });
+      return services.backups.restore(backupId, target);
     }
     case 'audit verify': {
       const tenant = parse(tenantId, values.tenant, 'tenant');

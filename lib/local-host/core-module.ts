@@ -64,3 +64,10 @@ export function installCoreModule(): CoreModule {
   installed = state;
   return state;
 }
+
+/** The registration's input bindings other than its trigger, as InvocationContext options want them. */
+export function extraInputsOf(registration: Registration, triggerName: string): { name: string; type: string; direction: string }[] {
+  return Object.entries(registration.bindings)
+    .filter(([name, b]) => name !== triggerName && b.direction === 'in')
+    .map(([name, b]) => ({ ...b, name }));
+}

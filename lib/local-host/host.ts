@@ -158,7 +158,13 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
   // As on Azure: the SDK keeps the extension's URLs only when it knows the app's host name.
   process.env.WEBSITE_HOSTNAME = `127.0.0.1:${address.port}`;
   await durable.start();
-  const timers = new TimerHost({ registrations, library, logger, table: storage.table(`${config.taskHub}Timers`) });
+  const timers = new TimerHost({
+    registrations,
+    library,
+    logger,
+    table: storage.table(`${config.taskHub}Timers`),
+    inputBindings: { durableClient: () => durableClientBinding(baseUrl, config.taskHub) },
+  });
   await timers.start();
   const blobs = new BlobWatcher({
     registrations,

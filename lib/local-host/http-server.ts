@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { HttpResponse, HttpResponseInit } from '@azure/functions';
 import { errorFields, type Logger } from '../observability/logger.js';
-import type { Registration } from './core-module.js';
+import { extraInputsOf, type Registration } from './core-module.js';
 import { type CompiledRoute, compareRoutes, compileRoute, matchRoute } from './routes.js';
 
 /** The local host buffers at most this much; the app's own limit (1 MiB) answers below it. */
@@ -141,9 +141,7 @@ async function invoke(
     ...(body.length > 0 ? { body: { bytes: body } } : {}),
   });
   const binding = fn.registration.bindings[fn.triggerName];
-  const extraInputs = Object.entries(fn.registration.bindings)
-    .filter(([name, b]) => name !== fn.triggerName && b.direction === 'in')
-    .map(([name, b]) => ({ ...b, name }));
+  const extraInputs = extraInputsOf(fn.registration, fn.triggerName);
   const context = new InvocationContext({
     invocationId: randomUUID(),
     functionName: fn.registration.name,

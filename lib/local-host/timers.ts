@@ -3,7 +3,7 @@ import type { TableClient } from '@azure/data-tables';
 import { CronExpressionParser } from 'cron-parser';
 import { errorFields, type Logger } from '../observability/logger.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
-import type { Registration } from './core-module.js';
+import { extraInputsOf, type Registration } from './core-module.js';
 import type { FunctionsLibrary } from './http-server.js';
 
 /** The next occurrence after `after` of an NCRONTAB expression (6 fields, seconds first, UTC) or a TimeSpan. */
@@ -39,6 +39,8 @@ export interface TimerHostOptions {
   logger: Logger;
   /** Where schedule status lives, as the real host keeps it in its storage account. */
   table: TableClient;
+  /** Values of input bindings (e.g. the durable client), by binding type. */
+  inputBindings?: Record<string, () => unknown>;
   clock?: () => Date;
 }
 
@@ -132,13 +134,19 @@ export class TimerHost {
 
   async #invoke(timer: Timer, status: { last: string; next: string }, isPastDue: boolean): Promise<void> {
     const { InvocationContext } = this.#options.library;
+    const triggerName = Object.entries(timer.registration.bindings).find(([, b]) => b.type === 'timerTrigger')?.[0] ?? 'timer';
+    const extraInputs = extraInputsOf(timer.registration, triggerName);
     const context = new InvocationContext({
       invocationId: randomUUID(),
       functionName: timer.registration.name,
       triggerMetadata: {},
-      options: { trigger: { type: 'timerTrigger', name: 'timer' } as never, extraInputs: [], extraOutputs: [] },
+      options: { trigger: { type: 'timerTrigger', name: triggerName } as never, extraInputs: extraInputs as never, extraOutputs: [] },
       logHandler: () => undefined,
     });
+    for (const input of extraInputs) {
+      const resolve = this.#options.inputBindings?.[input.type];
+      if (resolve) context.extraInputs.set(input.name, resolve());
+    }
     const payload = { schedule: { adjustForDST: false }, scheduleStatus: { last: status.last, next: status.next, lastUpdated: this.#clock().toISOString() }, isPastDue };
     try {
       await timer.registration.handler(payload, context);

@@ -81,6 +81,7 @@ export const CONTAINERS = {
   images: 'specimen-images',
   quarantine: 'quarantine',
   exports: 'exports',
+  backups: 'backups',
 } as const;
 
 /** Creates every table and container LabVault needs; safe to run on every start. */

@@ -10,8 +10,8 @@ export interface TestServices extends Services {
 }
 
 /** Real services against the given storage, with a private key store and captured logs. */
-export async function testServices(connectionString: string, clock?: () => Date): Promise<TestServices> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'labvault-test-'));
+export async function testServices(connectionString: string, clock?: () => Date, keyStoreDir?: string): Promise<TestServices> {
+  const dataDir = keyStoreDir ?? mkdtempSync(join(tmpdir(), 'labvault-test-'));
   const logLines: string[] = [];
   const services = await createServices(
     parseConfig({ AzureWebJobsStorage: connectionString, LABVAULT_ENVIRONMENT: 'test', LABVAULT_DATA_DIR: dataDir }),

@@ -1,0 +1,23 @@
+// Nightly table backup: every table in parallel (each an idempotent activity), then the manifest.
+import * as df from 'durable-functions';
+import type { TableBackup } from '../lib/backups/backups.js';
+import { getServices } from '../lib/services.js';
+
+export const backupInstanceId = (day: string) => `backup-${day}`;
+
+df.app.activity('backupListTables', { handler: async () => (await getServices()).backups.tables() });
+df.app.activity('backupTable', { handler: async (input: { backupId: string; table: string }) => (await getServices()).backups.backupTable(input.backupId, input.table) });
+df.app.activity('backupManifest', {
+  handler: async (input: { backupId: string; tables: TableBackup[] }) => {
+    const manifest = await (await getServices()).backups.writeManifest(input.backupId, input.tables);
+    return { backupId: manifest.backupId, tables: manifest.tables.length, entities: manifest.tables.reduce((n, t) => n + t.entities, 0) };
+  },
+});
+
+df.app.orchestration('tableBackup', function* (context) {
+  const { backupId } = context.df.getInput<{ backupId: string }>();
+  const tables = (yield context.df.callActivity('backupListTables')) as string[];
+  const retry = new df.RetryOptions(5000, 3);
+  const results = (yield context.df.Task.all(tables.map((table) => context.df.callActivityWithRetry('backupTable', retry, { backupId, table })))) as TableBackup[];
+  return yield context.df.callActivity('backupManifest', { backupId, tables: results });
+});
