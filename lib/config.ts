@@ -16,6 +16,8 @@ const configSchema = z
     AzureWebJobsStorage__blobServiceUri: z.url().optional(),
     AzureWebJobsStorage__queueServiceUri: z.url().optional(),
     AzureWebJobsStorage__tableServiceUri: z.url().optional(),
+    /** The read-access secondary: a connection string (development, tests); derived from the account name in production. */
+    LABVAULT_STORAGE_SECONDARY: z.string().min(1).optional(),
     LABVAULT_KEY_PROVIDER: z.enum(['keyvault', 'local']).default('local'),
     LABVAULT_KEY_VAULT_URL: z.url().optional(),
     /** Local key store folder (dev/test only). */
@@ -70,9 +72,13 @@ const configSchema = z
 
 export type Environment = z.infer<typeof environmentSchema>;
 
-export type StorageSettings =
+export type StorageSettings = (
   | { kind: 'connectionString'; connectionString: string }
-  | { kind: 'identity'; blobServiceUri: string; queueServiceUri: string; tableServiceUri: string };
+  | { kind: 'identity'; blobServiceUri: string; queueServiceUri: string; tableServiceUri: string }
+) & {
+  /** Read-access secondary endpoints (RA-GZRS): reads fall back to them, writes never do. */
+  secondary?: { tableServiceUri: string; blobServiceUri: string };
+};
 
 export interface AppConfig {
   environment: Environment;
@@ -87,6 +93,14 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+function endpointsOf(connectionString: string): { tableServiceUri: string; blobServiceUri: string } {
+  const parts = new Map(connectionString.split(';').map((p) => [p.slice(0, p.indexOf('=')).toLowerCase(), p.slice(p.indexOf('=') + 1)]));
+  const table = parts.get('tableendpoint');
+  const blob = parts.get('blobendpoint');
+  if (!table || !blob) throw new ConfigError('Invalid setting LABVAULT_STORAGE_SECONDARY: needs TableEndpoint and BlobEndpoint');
+  return { tableServiceUri: table, blobServiceUri: blob };
+}
+
 export function parseConfig(env: Record<string, string | undefined>): AppConfig {
   // Empty strings in app settings mean "not set".
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -99,8 +113,9 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
   }
   const c = result.data;
   let storage: StorageSettings;
+  const secondary = c.LABVAULT_STORAGE_SECONDARY ? endpointsOf(c.LABVAULT_STORAGE_SECONDARY) : undefined;
   if (c.AzureWebJobsStorage !== undefined) {
-    storage = { kind: 'connectionString', connectionString: c.AzureWebJobsStorage };
+    storage = { kind: 'connectionString', connectionString: c.AzureWebJobsStorage, ...(secondary ? { secondary } : {}) };
   } else {
     const account = c.AzureWebJobsStorage__accountName;
     const uri = (service: string, explicit: string | undefined): string => {
@@ -113,6 +128,8 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
       blobServiceUri: uri('blob', c.AzureWebJobsStorage__blobServiceUri),
       queueServiceUri: uri('queue', c.AzureWebJobsStorage__queueServiceUri),
       tableServiceUri: uri('table', c.AzureWebJobsStorage__tableServiceUri),
+      // RA-GZRS: the secondary is readable at "{account}-secondary".
+      ...(account ? { secondary: { tableServiceUri: `https://${account}-secondary.table.core.windows.net`, blobServiceUri: `https://${account}-secondary.blob.core.windows.net` } } : {}),
     };
   }
   return {

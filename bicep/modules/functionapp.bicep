@@ -63,6 +63,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }
         // Every setting of lib/config.ts:
         { name: 'LABVAULT_ENVIRONMENT', value: 'production' }
+        // Empty: the RA-GZRS secondary is derived from the account name ("{account}-secondary").
+        { name: 'LABVAULT_STORAGE_SECONDARY', value: '' }
         { name: 'LABVAULT_KEY_PROVIDER', value: 'keyvault' }
         { name: 'LABVAULT_KEY_VAULT_URL', value: keyVaultUri }
         { name: 'LABVAULT_DATA_DIR', value: '/tmp/labvault' }

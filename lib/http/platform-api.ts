@@ -10,7 +10,10 @@ export const health = defineOperation({
   summary: 'Liveness and storage reachability',
   access: 'public',
   responses: {
-    200: { description: 'Healthy', schema: z.object({ status: z.literal('ok'), storage: z.literal('ok') }) },
+    200: {
+      description: 'Healthy ("degraded": the primary is down and reads come from the secondary)',
+      schema: z.object({ status: z.enum(['ok', 'degraded']), storage: z.literal('ok'), readEndpoint: z.enum(['primary', 'secondary']) }),
+    },
     503: { description: 'Storage unreachable', schema: problemSchema },
   },
 });

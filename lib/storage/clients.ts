@@ -3,6 +3,7 @@ import type { TokenCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
 import type { StorageSettings } from '../config.js';
+import { type ReadEndpointState, secondaryReadPolicy } from './secondary.js';
 
 /** Names of the tables LabVault owns. Each domain folder owns its partitions inside them. */
 export const TABLES = {
@@ -13,6 +14,8 @@ export const TABLES = {
 } as const;
 
 export interface StorageClients {
+  /** Which endpoint served the last table read (primary, or the RA-GZRS secondary). */
+  readEndpoint: ReadEndpointState;
   /** Present with a connection string that holds an account key (Azurite, development). */
   sharedKey?: { accountName: string; accountKey: string };
   table(name: string): TableClient;
@@ -35,6 +38,11 @@ function parseConnectionString(cs: string): Map<string, string> {
  * production uses identity-based service URIs with a token credential.
  */
 export function createStorageClients(settings: StorageSettings, credential?: TokenCredential): StorageClients {
+  const readEndpoint: ReadEndpointState = { lastRead: 'primary' };
+  const tableOptions = settings.secondary
+    ? { additionalPolicies: [{ policy: secondaryReadPolicy(settings.secondary.tableServiceUri, readEndpoint), position: 'perCall' as const }] }
+    : {};
+  const blobOptions = settings.secondary ? { retryOptions: { secondaryHost: new URL(settings.secondary.blobServiceUri).host, maxTries: 3 } } : {};
   if (settings.kind === 'connectionString') {
     const cs = settings.connectionString;
     const tableEndpoint = parseConnectionString(cs).get('tableendpoint') ?? '';
@@ -44,33 +52,35 @@ export function createStorageClients(settings: StorageSettings, credential?: Tok
     const accountName = parts.get('accountname');
     const accountKey = parts.get('accountkey');
     return {
+      readEndpoint,
       ...(accountName && accountKey ? { sharedKey: { accountName, accountKey } } : {}),
       table(name) {
         let client = tables.get(name);
         if (!client) {
-          client = TableClient.fromConnectionString(cs, name, { allowInsecureConnection });
+          client = TableClient.fromConnectionString(cs, name, { allowInsecureConnection, ...tableOptions });
           tables.set(name, client);
         }
         return client;
       },
-      tableService: TableServiceClient.fromConnectionString(cs, { allowInsecureConnection }),
-      blobService: BlobServiceClient.fromConnectionString(cs),
+      tableService: TableServiceClient.fromConnectionString(cs, { allowInsecureConnection, ...tableOptions }),
+      blobService: BlobServiceClient.fromConnectionString(cs, blobOptions),
       queueService: QueueServiceClient.fromConnectionString(cs),
     };
   }
   if (!credential) throw new Error('identity-based storage needs a token credential');
   const tables = new Map<string, TableClient>();
   return {
+    readEndpoint,
     table(name) {
       let client = tables.get(name);
       if (!client) {
-        client = new TableClient(settings.tableServiceUri, name, credential);
+        client = new TableClient(settings.tableServiceUri, name, credential, tableOptions);
         tables.set(name, client);
       }
       return client;
     },
-    tableService: new TableServiceClient(settings.tableServiceUri, credential),
-    blobService: new BlobServiceClient(settings.blobServiceUri, credential),
+    tableService: new TableServiceClient(settings.tableServiceUri, credential, tableOptions),
+    blobService: new BlobServiceClient(settings.blobServiceUri, credential, blobOptions),
     queueService: new QueueServiceClient(settings.queueServiceUri, credential),
   };
 }
