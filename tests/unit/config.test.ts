@@ -51,6 +51,7 @@ describe('configuration', () => {
       blobServiceUri: 'https://labvaultprod.blob.core.windows.net',
       queueServiceUri: 'https://labvaultprod.queue.core.windows.net',
       tableServiceUri: 'https://labvaultprod.table.core.windows.net',
+      secondary: { tableServiceUri: 'https://labvaultprod-secondary.table.core.windows.net', blobServiceUri: 'https://labvaultprod-secondary.blob.core.windows.net' },
     });
   });
 });
