@@ -374,14 +374,38 @@ export class BreachService {
     const filter = odata`PartitionKey eq ${tenantPartition(tenant, NOTICE_AREA)} and RowKey ge ${'notice~'} and RowKey lt ${'notice~~'}`;
     const result: Record<string, unknown>[] = [];
     for await (const n of this.#tenantData.listEntities<NoticeRow>({ queryOptions: { filter } })) {
-      result.push({ breachId: n.breachId, sequence: n.seq, sentAt: n.sentAt, acknowledgedAt: n.acknowledgedAt ?? null, content: JSON.parse(n.content) as unknown });
+      const reminded = n as NoticeRow & { reminders?: number; lastReminderAt?: string };
+      result.push({
+        breachId: n.breachId,
+        sequence: n.seq,
+        sentAt: n.sentAt,
+        acknowledgedAt: n.acknowledgedAt ?? null,
+        reminders: reminded.reminders ?? 0,
+        ...(reminded.lastReminderAt ? { lastReminderAt: reminded.lastReminderAt } : {}),
+        content: JSON.parse(n.content) as unknown,
+      });
     }
     return result;
   }
 
+  /**
+   * A reminder goes to the tenant (its notices show it, and it is audited in its log); an escalation
+   * goes to the vendor's security officers as an alert.
+   */
   async remind(id: string, tenant: string, kind: 'reminder' | 'escalation', hours: number): Promise<void> {
     if (kind === 'escalation') {
       await this.#alerts.raise({ kind: 'breach-escalation', realm: tenant, count: 1, summary: `breach ${id}: ${tenant} has not acknowledged after ${hours} h` });
+    } else {
+      const partitionKey = tenantPartition(tenant, NOTICE_AREA);
+      const filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${`notice~${id}~`} and RowKey lt ${`notice~${id}~~`}`;
+      let latest: (NoticeRow & { reminders?: number }) | undefined;
+      for await (const n of this.#tenantData.listEntities<NoticeRow & { reminders?: number }>({ queryOptions: { filter } })) latest = n;
+      if (latest && !latest.acknowledgedAt) {
+        const row = latest;
+        await this.#audit.commit(tenant, partitionKey, () => [['update', { partitionKey, rowKey: row.rowKey, reminders: (row.reminders ?? 0) + 1, lastReminderAt: this.#clock().toISOString() }, 'Merge']], [
+          { event: 'breach.reminder', action: 'E', outcome: 'success', actor: { type: 'system', id: 'breach-clock' }, entity: { type: 'Breach', id }, purpose: 'breach-notification', correlationId: `breach-${id}`, details: { hours } },
+        ]);
+      }
     }
     await this.timeline(id, kind, `${kind} after ${hours} h without acknowledgement`, tenant);
   }

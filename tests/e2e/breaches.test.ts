@@ -147,6 +147,11 @@ describe('breach handling over HTTP', () => {
     expect(timeline.filter((e) => e.event === 'escalation').map((e) => e.tenant)).toEqual(['lab-b2']);
     expect((escalated.deliveries as { ok: boolean }[]).map((d) => d.ok)).toEqual([false, false, true]);
     expect(escalated.deadlines).toMatchObject({ processor: expect.any(String), controller: expect.any(String) });
+    // The unacknowledged tenant sees its reminders; the one that acknowledged got none.
+    const remindedB2 = ((await call('GET', '/breach-notifications', admins['lab-b2'] ?? '')).body.items as { breachId: string; reminders: number }[]).find((n) => n.breachId === id);
+    const remindedB1 = ((await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body.items as { breachId: string; reminders: number }[]).find((n) => n.breachId === id);
+    expect(remindedB2?.reminders).toBe(2);
+    expect(remindedB1?.reminders).toBe(0);
     const alerts = (await call('GET', '/security/alerts', officer)).body.items as { kind: string }[];
     expect(alerts.some((a) => a.kind === 'breach-escalation')).toBe(true);
 
