@@ -12,11 +12,23 @@ export interface SecretVersion {
   value: string;
 }
 
+/** What destroying a secret achieved: purged now, or (purge protection) purged by the vault later. */
+export interface DestroyedSecret {
+  name: string;
+  deletedAt: string;
+  /** Set when every copy is gone now. */
+  purgedAt?: string;
+  /** Set when the vault keeps a soft-deleted copy until this date (purge protection). */
+  purgeScheduledAt?: string;
+}
+
 /** Versioned secrets, as Key Vault keeps them: every set makes a new version. */
 export interface SecretStore {
   /** The newest version, or the given one; undefined when the secret does not exist. */
   get(name: string, version?: string): Promise<SecretVersion | undefined>;
   set(name: string, value: string): Promise<SecretVersion>;
+  /** Deletes every version and purges it where the vault allows (crypto-shredding). */
+  destroy(name: string): Promise<DestroyedSecret | undefined>;
 }
 
 export class SecretNameError extends Error {
@@ -32,8 +44,35 @@ function checkName(name: string): void {
 export class KeyVaultSecretStore implements SecretStore {
   readonly #client: SecretClient;
 
-  constructor(vaultUrl: string, credential: TokenCredential) {
-    this.#client = new SecretClient(vaultUrl, credential);
+  constructor(vaultUrl: string, credential: TokenCredential, options: ConstructorParameters<typeof SecretClient>[2] = {}) {
+    this.#client = new SecretClient(vaultUrl, credential, options);
+  }
+
+  async destroy(name: string): Promise<DestroyedSecret | undefined> {
+    checkName(name);
+    let deleted;
+    try {
+      const poller = await this.#client.beginDeleteSecret(name);
+      deleted = await poller.pollUntilDone();
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+      try {
+        deleted = await this.#client.getDeletedSecret(name); // deleted before, not purged yet
+      } catch (inner) {
+        if ((inner as { statusCode?: number }).statusCode === 404) return undefined;
+        throw inner;
+      }
+    }
+    const deletedAt = (deleted.properties.deletedOn ?? new Date()).toISOString();
+    try {
+      await this.#client.purgeDeletedSecret(name);
+      return { name, deletedAt, purgedAt: new Date().toISOString() };
+    } catch (error) {
+      // Purge protection: the vault purges it itself at the end of its soft-delete window.
+      if ((error as { statusCode?: number }).statusCode !== 403) throw error;
+      const scheduled = deleted.properties.scheduledPurgeDate;
+      return { name, deletedAt, ...(scheduled ? { purgeScheduledAt: scheduled.toISOString() } : {}) };
+    }
   }
 
   async get(name: string, version?: string): Promise<SecretVersion | undefined> {
@@ -121,6 +160,13 @@ export class LocalSecretStore implements SecretStore {
   async remove(name: string): Promise<void> {
     checkName(name);
     await rm(join(this.#directory, 'secrets', name), { recursive: true, force: true });
+  }
+
+  async destroy(name: string): Promise<DestroyedSecret | undefined> {
+    if (!(await this.get(name))) return undefined;
+    await this.remove(name);
+    const now = new Date().toISOString();
+    return { name, deletedAt: now, purgedAt: now };
   }
 
   #unwrap(master: Buffer, name: string, stored: StoredVersion): string {
