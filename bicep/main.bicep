@@ -100,6 +100,7 @@ module functionApp 'modules/functionapp.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     maximumInstanceCount: maximumInstanceCount
+    keyVaultSoftDeleteDays: keyVaultSoftDeleteDays
     deployEventSubscription: deployEventSubscription
   }
 }

@@ -14,4 +14,6 @@ import './breaches.js';
 import '../orchestrations/breach.js';
 import './backups.js';
 import '../orchestrations/backup.js';
+import './retention.js';
+import '../orchestrations/retention.js';
 import './audit.js';

@@ -20,6 +20,8 @@ const configSchema = z
     LABVAULT_STORAGE_SECONDARY: z.string().min(1).optional(),
     LABVAULT_KEY_PROVIDER: z.enum(['keyvault', 'local']).default('local'),
     LABVAULT_KEY_VAULT_URL: z.url().optional(),
+    /** The vault's soft-delete retention: destroyed keys are unrecoverable this many days after deletion. */
+    LABVAULT_KEY_VAULT_SOFT_DELETE_DAYS: z.coerce.number().int().min(7).max(90).default(90),
     /** Local key store folder (dev/test only). */
     LABVAULT_DATA_DIR: z.string().min(1).default('.labvault'),
     LABVAULT_TASK_HUB: z
@@ -86,6 +88,7 @@ export interface AppConfig {
   keys: { provider: 'keyvault'; vaultUrl: string } | { provider: 'local'; directory: string };
   dataDir: string;
   taskHub: string;
+  keyVaultSoftDeleteDays: number;
   breach: { processorDeadlineHours: number; reminderHours: number[]; escalationHours: number; analysisReminderHours: number; contactPoint: string };
 }
 
@@ -141,6 +144,7 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
         : { provider: 'local', directory: `${c.LABVAULT_DATA_DIR}/keys` },
     dataDir: c.LABVAULT_DATA_DIR,
     taskHub: c.LABVAULT_TASK_HUB,
+    keyVaultSoftDeleteDays: c.LABVAULT_KEY_VAULT_SOFT_DELETE_DAYS,
     breach: {
       processorDeadlineHours: c.LABVAULT_BREACH_PROCESSOR_DEADLINE_HOURS,
       reminderHours: c.LABVAULT_BREACH_REMINDER_HOURS.split(',').map(Number),

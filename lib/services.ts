@@ -15,6 +15,8 @@ import { TokenService } from './identity/tokens.js';
 import { UserService } from './identity/users.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { BackupService } from './backups/backups.js';
+import { DeletionService } from './retention/deletion.js';
+import { RetentionService } from './retention/retention.js';
 import { BreachService } from './breaches/breaches.js';
 import { ExportService } from './exports/exports.js';
 import { ImageService } from './images/images.js';
@@ -37,6 +39,8 @@ export interface Services {
   exports: ExportService;
   breaches: BreachService;
   backups: BackupService;
+  retention: RetentionService;
+  deletion: DeletionService;
   users: UserService;
   sessions: SessionService;
   tokens: TokenService;
@@ -85,6 +89,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   const guard = new BruteForceGuard(platform, crypto, alerts, clock);
   const accessRequests = new AccessRequestService(tenantData, audit, clock);
   const auth = new AuthService({ users, sessions, tokens, guard, audit, tenants, integrations, accessRequests, logger, clock });
+  const retention = new RetentionService(tenantData, audit, tenants);
   const authenticator: Authenticator = {
     authenticate: (authorization, request) =>
       auth.authenticate(authorization, { source: request.clientAddress, correlationId: request.correlationId, tenantHeader: request.tenantHeader }),
@@ -103,6 +108,21 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     images,
     exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, integrations, tenants, logger, clock }),
     backups: new BackupService(storage, secrets, clock),
+    retention,
+    deletion: new DeletionService({
+      storage,
+      platform,
+      tenantData,
+      audit,
+      orders,
+      images,
+      tenants,
+      retention,
+      secrets,
+      keyring,
+      keyVaultSoftDeleteDays: config.keyVaultSoftDeleteDays,
+      clock,
+    }),
     breaches: new BreachService({ platform, tenantData, audit, crypto, tenants, alerts, logger, config: config.breach, clock }),
     users,
     sessions,

@@ -7,6 +7,7 @@ param keyVaultUri string
 param applicationInsightsConnectionString string
 param logAnalyticsWorkspaceId string
 param maximumInstanceCount int
+param keyVaultSoftDeleteDays int
 
 @description('Second pass, after the code is published: the blob extension key exists only then.')
 param deployEventSubscription bool = false
@@ -67,6 +68,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_STORAGE_SECONDARY', value: '' }
         { name: 'LABVAULT_KEY_PROVIDER', value: 'keyvault' }
         { name: 'LABVAULT_KEY_VAULT_URL', value: keyVaultUri }
+        { name: 'LABVAULT_KEY_VAULT_SOFT_DELETE_DAYS', value: string(keyVaultSoftDeleteDays) }
         { name: 'LABVAULT_DATA_DIR', value: '/tmp/labvault' }
         { name: 'LABVAULT_TASK_HUB', value: 'labvault' }
         { name: 'LABVAULT_BREACH_PROCESSOR_DEADLINE_HOURS', value: '24' }

@@ -4,12 +4,13 @@ import { identityOperations } from '../identity/api.js';
 import { imageOperations } from '../images/api.js';
 import { exportOperations } from '../exports/api.js';
 import { breachOperations } from '../breaches/api.js';
+import { retentionOperations } from '../retention/api.js';
 import { orderOperations } from '../orders/api.js';
 import type { Operation } from './operation.js';
 import { platformOperations } from './platform-api.js';
 
 /** Every operation of the public API; the OpenAPI document and the route tests read this list. */
-export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...identityOperations, ...orderOperations, ...imageOperations, ...exportOperations, ...breachOperations, ...auditOperations];
+export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...identityOperations, ...orderOperations, ...imageOperations, ...exportOperations, ...breachOperations, ...retentionOperations, ...auditOperations];
 
 /** The permission an operation requires, tenant or operator vocabulary. */
 export function requiredPermission(op: Operation): string | undefined {

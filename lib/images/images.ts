@@ -11,7 +11,9 @@ import { notFound } from '../http/problem.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
+import { deleteBlobCompletely } from '../storage/blobs.js';
 import { isNotFound } from '../storage/errors.js';
+import { SHARDS } from '../storage/keys.js';
 import { blobSasUrl } from '../storage/sas.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { inspectAndClean, type RejectionReason } from './processing.js';
@@ -21,7 +23,7 @@ export const QUARANTINE_DAYS = 7;
 
 export type ImageStatus = 'pending' | 'ready' | 'rejected';
 
-type ImageRow = {
+export type ImageRow = {
   partitionKey: string;
   rowKey: string;
   imageId: string;
@@ -219,6 +221,41 @@ export class ImageService {
     const download = await blob.download();
     const decrypt = createDecryptStream((version) => this.#d.keyring.dataKeyVersion(tenant, version), { tenant, record: record.imageId, field: kind });
     return (download.readableStreamBody as NodeJS.ReadableStream).pipe(decrypt);
+  }
+
+  /** Deletes an image: its blobs (every version and snapshot), its record, audited. */
+  async deleteImage(tenant: string, row: ImageRow & { etag?: string }, meta: RequestMeta, reason: string): Promise<{ blobs: number; bytes: number }> {
+    const counts = { blobs: 0, bytes: 0 };
+    const targets: [string, string][] = [
+      [CONTAINERS.images, storedPath(tenant, row.orderId, row.specimenId, row.imageId, 'image')],
+      [CONTAINERS.images, storedPath(tenant, row.orderId, row.specimenId, row.imageId, 'thumbnail')],
+      [CONTAINERS.quarantine, uploadPath(tenant, row.orderId, row.specimenId, row.imageId)],
+      [CONTAINERS.uploads, uploadPath(tenant, row.orderId, row.specimenId, row.imageId)],
+    ];
+    for (const [container, name] of targets) {
+      const r = await deleteBlobCompletely(this.#d.storage.blobService.getContainerClient(container), name);
+      counts.blobs += r.blobs;
+      counts.bytes += r.bytes;
+    }
+    try {
+      await this.#d.audit.commit(tenant, row.partitionKey, () => [['delete', { partitionKey: row.partitionKey, rowKey: row.rowKey }]], [
+        { ...this.#event('image.delete', 'D', row, meta, { reason, blobs: counts.blobs }) },
+      ]);
+    } catch (error) {
+      if (!(error instanceof TransactionFailedError && error.statusCode === 404)) throw error; // deleted already
+    }
+    return counts;
+  }
+
+  /** Images of one order (all), or every image created before `before` (retention). */
+  async *rows(tenant: string, filter: { orderId: string } | { before: string }): AsyncGenerator<ImageRow> {
+    for (const shard of 'orderId' in filter ? [filter.orderId[0] ?? '0'] : SHARDS) {
+      const partitionKey = `${tenant}~orders~${shard}`;
+      const prefix = 'orderId' in filter ? `image~${filter.orderId}~` : 'image~';
+      let query = odata`PartitionKey eq ${partitionKey} and RowKey ge ${prefix} and RowKey lt ${prefix + '~'}`;
+      if ('before' in filter) query += ' and ' + odata`createdAt lt ${filter.before}`;
+      for await (const row of this.#d.table.listEntities<ImageRow>({ queryOptions: { filter: query } })) yield row;
+    }
   }
 
   /** Deletes quarantined uploads older than 7 days (the timer calls this daily). */

@@ -7,7 +7,7 @@ export type { RequestMeta };
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import { badRequest, conflict, notFound, preconditionFailed, unprocessable } from '../http/problem.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
-import { shardOf, tenantPartition } from '../storage/keys.js';
+import { SHARDS, shardOf, tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { type CreateOrderInput, type ListOrdersQuery, type Order, type OrderStatus, STATUS_TRANSITIONS, type UpdateOrderInput } from './schemas.js';
 
@@ -161,6 +161,46 @@ export class OrderService {
     for await (const row of this.#table.listEntities<OrderRow>({ queryOptions: { filter } })) {
       yield { ...(await this.#toOrder(tenant, row)), patientRef: row.patientRef };
     }
+  }
+
+  /** Order ids of orders created before `before`, shard by shard (retention). */
+  async *dueOrders(tenant: string, before: string): AsyncGenerator<string> {
+    for (const shard of SHARDS) {
+      const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA, shard)} and RowKey ge ${'order~'} and RowKey lt ${'order~~'} and createdAt lt ${before}`;
+      for await (const row of this.#table.listEntities<OrderRow>({ queryOptions: { filter, select: ['id'] } })) yield row.id;
+    }
+  }
+
+  /**
+   * Deletes an order with its uniqueness and patient-index rows, in one transaction with its audit
+   * entry (images first, by the images domain). Deleting a deleted order is a no-op.
+   */
+  async deleteOrder(tenant: string, orderId: string, meta: RequestMeta, reason: string): Promise<boolean> {
+    const partitionKey = orderPartition(tenant, orderId);
+    const row = await this.#row(partitionKey, orderId);
+    if (!row) return false;
+    const event: AuditEventInput = {
+      event: 'order.delete',
+      action: 'D',
+      outcome: 'success',
+      actor: meta.actor,
+      entity: { type: 'Order', id: orderId },
+      patientRef: row.patientRef,
+      purpose: 'retention',
+      correlationId: meta.correlationId,
+      details: { reason },
+    };
+    await this.#audit.commit(
+      tenant,
+      partitionKey,
+      () => [
+        ['delete', { partitionKey, rowKey: ORDER_ROW(orderId) }],
+        ['delete', { partitionKey, rowKey: EXTERNAL_ROW(row.externalRef) }],
+        ['delete', { partitionKey, rowKey: PATIENT_ROW(row.patientRef, orderId) }],
+      ],
+      [event],
+    );
+    return true;
   }
 
   /** Whether the order exists in the tenant and has this specimen; reads no personal data. */

@@ -1,0 +1,285 @@
+import { randomBytes } from 'node:crypto';
+import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
+import { CompactSign, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { RequestMeta } from '../audit/types.js';
+import type { TenantKeyring } from '../crypto/keyring.js';
+import type { DestroyedSecret, SecretStore } from '../crypto/secret-store.js';
+import type { ImageService } from '../images/images.js';
+import { conflict, notFound } from '../http/problem.js';
+import type { OrderService } from '../orders/orders.js';
+import { deletePrefixCompletely } from '../storage/blobs.js';
+import { CONTAINERS, type StorageClients, TABLES } from '../storage/clients.js';
+import { isNotFound } from '../storage/errors.js';
+import { tenantPartition, tenantPartitionRange } from '../storage/keys.js';
+import type { TenantService } from '../tenants/tenants.js';
+import type { RetentionService } from './retention.js';
+
+export type DeletionStatus = 'scheduled' | 'on-hold' | 'deleting' | 'completed';
+
+type LifecycleRow = {
+  partitionKey: string;
+  rowKey: string;
+  status: DeletionStatus;
+  contractEndsAt?: string;
+  deleteAt?: string;
+  legalHold: boolean;
+  startedAt?: string;
+  certificate?: string;
+};
+
+export interface DeletionCertificate {
+  certificate: Record<string, unknown>;
+  /** ES256 compact JWS over the certificate, by the operator realm's key (see /api/deletion-certificates/keys). */
+  jws: string;
+}
+
+const PARTITION = 'deletion';
+const SIGNING_SECRET = 'certificate-signing-key';
+const DAY = 24 * 3600 * 1000;
+
+/**
+ * Record-level retention and the deletion of a whole tenant at contract end: every row, every blob
+ * (with versions and snapshots), then its keys destroyed (so copies in geo-replicas and backups stay
+ * unreadable), a verification scan, and a signed certificate without personal data.
+ */
+export class DeletionService {
+  constructor(
+    private readonly d: {
+      storage: StorageClients;
+      platform: TableClient;
+      tenantData: TableClient;
+      audit: AuditLog;
+      orders: OrderService;
+      images: ImageService;
+      tenants: TenantService;
+      retention: RetentionService;
+      secrets: SecretStore;
+      keyring: TenantKeyring;
+      keyVaultSoftDeleteDays: number;
+      clock?: () => Date;
+    },
+  ) {}
+
+  #now(): Date {
+    return this.d.clock?.() ?? new Date();
+  }
+
+  /** Deletes what the tenant's policy says is due: images after imagesDays, orders (with images) after ordersDays. */
+  async deleteDue(tenant: string, asOf: Date, meta: RequestMeta): Promise<{ orders: number; images: number }> {
+    const policy = await this.d.retention.policy(tenant);
+    let images = 0;
+    let orders = 0;
+    const imageCutoff = new Date(asOf.getTime() - policy.imagesDays * DAY).toISOString();
+    for await (const row of this.d.images.rows(tenant, { before: imageCutoff })) {
+      await this.d.images.deleteImage(tenant, row, meta, 'retention');
+      images++;
+    }
+    const orderCutoff = new Date(asOf.getTime() - policy.ordersDays * DAY).toISOString();
+    for await (const orderId of this.d.orders.dueOrders(tenant, orderCutoff)) {
+      for await (const row of this.d.images.rows(tenant, { orderId })) {
+        await this.d.images.deleteImage(tenant, row, meta, 'retention');
+        images++;
+      }
+      if (await this.d.orders.deleteOrder(tenant, orderId, meta, 'retention')) orders++;
+    }
+    return { orders, images };
+  }
+
+  async #row(tenant: string): Promise<(LifecycleRow & { etag: string }) | undefined> {
+    try {
+      return await this.d.platform.getEntity<LifecycleRow>(PARTITION, tenant);
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Records the contract end and the deletion date (contract end + afterContractEndDays, at least 30). */
+  async schedule(tenant: string, contractEndsAt: string, meta: RequestMeta): Promise<{ deleteAt: string }> {
+    if (!(await this.d.tenants.get(tenant))) throw notFound('No such tenant.');
+    const existing = await this.#row(tenant);
+    if (existing?.status === 'deleting' || existing?.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
+    const days = Math.max(30, (await this.d.retention.policy(tenant)).afterContractEndDays);
+    const deleteAt = new Date(Date.parse(contractEndsAt) + days * DAY).toISOString();
+    const row: LifecycleRow = { partitionKey: PARTITION, rowKey: tenant, status: existing?.legalHold ? 'on-hold' : 'scheduled', contractEndsAt, deleteAt, legalHold: existing?.legalHold ?? false };
+    await this.d.platform.upsertEntity(row, 'Replace');
+    await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
+      { event: 'tenant.termination', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { contractEndsAt, deleteAt } },
+    ]);
+    return { deleteAt };
+  }
+
+  async setLegalHold(tenant: string, hold: boolean, meta: RequestMeta): Promise<void> {
+    if (!(await this.d.tenants.get(tenant))) throw notFound('No such tenant.');
+    const existing = await this.#row(tenant);
+    if (existing?.status === 'deleting' || existing?.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
+    const status: DeletionStatus = hold ? 'on-hold' : existing?.deleteAt ? 'scheduled' : 'scheduled';
+    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, legalHold: hold, status, ...(existing?.deleteAt ? { deleteAt: existing.deleteAt, contractEndsAt: existing.contractEndsAt } : {}) }, 'Replace');
+    await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
+      { event: hold ? 'tenant.legal-hold' : 'tenant.legal-hold.lifted', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'legal-hold', correlationId: meta.correlationId },
+    ]);
+  }
+
+  async state(tenant: string): Promise<{ status: DeletionStatus; deleteAt: string | null; contractEndsAt: string | null; legalHold: boolean; certificate?: DeletionCertificate } | undefined> {
+    const row = await this.#row(tenant);
+    if (!row) return undefined;
+    return {
+      status: row.status,
+      deleteAt: row.deleteAt ?? null,
+      contractEndsAt: row.contractEndsAt ?? null,
+      legalHold: row.legalHold,
+      ...(row.certificate ? { certificate: JSON.parse(row.certificate) as DeletionCertificate } : {}),
+    };
+  }
+
+  /** Tells the tenant's admins (a notice in LabVault, audited): the date, and that they can export until then. */
+  async notice(tenant: string, kind: 'scheduled' | 'reminder'): Promise<void> {
+    const row = await this.#row(tenant);
+    if (!row?.deleteAt) return;
+    const partitionKey = tenantPartition(tenant, 'notices');
+    const text =
+      kind === 'scheduled'
+        ? `Your contract ends on ${row.contractEndsAt}. All your data will be deleted irrevocably on ${row.deleteAt}. Until then you can export everything (POST /api/exports).`
+        : `Reminder: all your data will be deleted irrevocably on ${row.deleteAt}. Export it before then if you have not (POST /api/exports).`;
+    await this.d.audit.commit(tenant, partitionKey, () => [['upsert', { partitionKey, rowKey: `deletion-${kind}`, kind, text, at: this.#now().toISOString() }, 'Replace']], [
+      { event: `tenant.deletion.${kind}`, action: 'E', outcome: 'success', actor: { type: 'system', id: 'deletion' }, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: `deletion-${tenant}` },
+    ]);
+  }
+
+  async notices(tenant: string): Promise<{ kind: string; text: string; at: string }[]> {
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, 'notices')} and RowKey ge ${'deletion-'} and RowKey lt ${'deletion-~'}`;
+    const out: { kind: string; text: string; at: string }[] = [];
+    for await (const r of this.d.tenantData.listEntities<{ kind: string; text: string; at: string }>({ queryOptions: { filter } })) out.push({ kind: r.kind, text: r.text, at: r.at });
+    return out;
+  }
+
+  async isHeld(tenant: string): Promise<boolean> {
+    return (await this.#row(tenant))?.legalHold ?? false;
+  }
+
+  async start(tenant: string): Promise<string> {
+    const row = await this.#row(tenant);
+    const startedAt = row?.startedAt ?? this.#now().toISOString();
+    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, status: 'deleting', startedAt }, 'Merge');
+    return startedAt;
+  }
+
+  /** Every table row of the tenant (its key range), counted by area; the directory row last. */
+  async deleteRows(tenant: string): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    const { from, to } = tenantPartitionRange(tenant);
+    const byPartition = new Map<string, string[]>();
+    for await (const row of this.d.tenantData.listEntities({ queryOptions: { filter: odata`PartitionKey ge ${from} and PartitionKey lt ${to}`, select: ['PartitionKey', 'RowKey'] } })) {
+      const list = byPartition.get(row.partitionKey as string) ?? [];
+      list.push(row.rowKey as string);
+      byPartition.set(row.partitionKey as string, list);
+      const kind = (row.rowKey as string).split('~')[0] ?? 'row';
+      counts[kind] = (counts[kind] ?? 0) + 1;
+    }
+    for (const [partitionKey, keys] of byPartition) {
+      for (let i = 0; i < keys.length; i += 100) {
+        await this.d.tenantData.submitTransaction(keys.slice(i, i + 100).map((rowKey): TransactionAction => ['delete', { partitionKey, rowKey }]));
+      }
+    }
+    try {
+      await this.d.platform.deleteEntity('tenant', tenant);
+      counts.directory = 1;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    return counts;
+  }
+
+  async deleteBlobs(tenant: string): Promise<{ blobs: number; bytes: number }> {
+    let blobs = 0;
+    let bytes = 0;
+    for (const name of Object.values(CONTAINERS)) {
+      if (name === CONTAINERS.backups) continue; // immutable; their tenant data is ciphertext under the keys destroyed next
+      const r = await deletePrefixCompletely(this.d.storage.blobService.getContainerClient(name), `${tenant}/`);
+      blobs += r.blobs;
+      bytes += r.bytes;
+    }
+    return { blobs, bytes };
+  }
+
+  async destroyKeys(tenant: string): Promise<DestroyedSecret[]> {
+    const destroyed: DestroyedSecret[] = [];
+    for (const purpose of ['data', 'pseudonym'] as const) {
+      const result = await this.d.secrets.destroy(`tenant-${tenant}-${purpose}`);
+      if (result) destroyed.push(result);
+    }
+    this.d.keyring.forget(tenant);
+    return destroyed;
+  }
+
+  /** Scans every table and container for anything of the tenant. */
+  async verify(tenant: string): Promise<{ tablesScanned: number; containersScanned: number; remainingRows: number; remainingBlobs: number }> {
+    let tablesScanned = 0;
+    let remainingRows = 0;
+    const { from, to } = tenantPartitionRange(tenant);
+    for await (const table of this.d.storage.tableService.listTables()) {
+      tablesScanned++;
+      const client = this.d.storage.table(table.name ?? '');
+      for await (const _ of client.listEntities({ queryOptions: { filter: odata`PartitionKey ge ${from} and PartitionKey lt ${to}`, select: ['PartitionKey'] } })) remainingRows++;
+    }
+    try {
+      await this.d.storage.table(TABLES.platform).getEntity('tenant', tenant);
+      remainingRows++;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    let containersScanned = 0;
+    let remainingBlobs = 0;
+    for await (const container of this.d.storage.blobService.listContainers()) {
+      containersScanned++;
+      if (container.name === CONTAINERS.backups) continue;
+      for await (const _ of this.d.storage.blobService.getContainerClient(container.name).listBlobsFlat({ prefix: `${tenant}/`, includeSnapshots: true, includeVersions: true })) remainingBlobs++;
+    }
+    return { tablesScanned, containersScanned, remainingRows, remainingBlobs };
+  }
+
+  async certify(tenant: string, facts: { startedAt: string; rows: Record<string, number>; blobs: { blobs: number; bytes: number }; keys: DestroyedSecret[]; verification: Awaited<ReturnType<DeletionService['verify']>> }): Promise<DeletionCertificate> {
+    const finishedAt = this.#now().toISOString();
+    const latestPurge = facts.keys.map((k) => k.purgedAt ?? k.purgeScheduledAt ?? finishedAt).sort().at(-1) ?? finishedAt;
+    const certificate = {
+      type: 'labvault-deletion-certificate',
+      version: 1,
+      id: randomBytes(8).toString('hex'),
+      tenant,
+      method: ['physical deletion of rows, blobs, blob versions and snapshots', 'cryptographic erase: destruction of the tenant data and pseudonym keys (AES-256, HMAC-SHA256)'],
+      deleted: { rowsByKind: facts.rows, blobs: facts.blobs.blobs, bytes: facts.blobs.bytes },
+      keysDestroyed: facts.keys.map((k) => ({ key: k.name, deletedAt: k.deletedAt, ...(k.purgedAt ? { purgedAt: k.purgedAt } : { purgeScheduledAt: k.purgeScheduledAt }) })),
+      startedAt: facts.startedAt,
+      finishedAt,
+      verification: { ...facts.verification, passed: facts.verification.remainingRows === 0 && facts.verification.remainingBlobs === 0 },
+      // Soft-deleted copies (blob soft delete, Key Vault soft delete) are gone, at the latest, by then.
+      softDeletedCopiesPurgedBy: new Date(Math.max(Date.parse(latestPurge), Date.parse(finishedAt) + this.d.keyVaultSoftDeleteDays * DAY)).toISOString(),
+    };
+    const { kid, key } = await this.#signingKey();
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(certificate))).setProtectedHeader({ alg: 'ES256', kid, typ: 'labvault-deletion-certificate+jws' }).sign(key);
+    const signed: DeletionCertificate = { certificate, jws };
+    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, status: 'completed', certificate: JSON.stringify(signed), legalHold: false }, 'Merge');
+    return signed;
+  }
+
+  /** The public keys that verify deletion certificates (JWKS). */
+  async verificationKeys(): Promise<{ keys: JWK[] }> {
+    const secret = await this.d.secrets.get(SIGNING_SECRET);
+    if (!secret) return { keys: [] };
+    const { d: _private, ...publicJwk } = JSON.parse(Buffer.from(secret.value, 'base64').toString('utf8')) as JWK;
+    return { keys: [{ ...publicJwk, kid: secret.version, alg: 'ES256', use: 'sig' }] };
+  }
+
+  async #signingKey(): Promise<{ kid: string; key: Awaited<ReturnType<typeof importJWK>> }> {
+    let secret = await this.d.secrets.get(SIGNING_SECRET);
+    if (!secret) {
+      const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+      await this.d.secrets.set(SIGNING_SECRET, Buffer.from(JSON.stringify(await exportJWK(privateKey))).toString('base64'));
+      secret = await this.d.secrets.get(SIGNING_SECRET);
+    }
+    if (!secret) throw new Error('no certificate signing key');
+    const key = await importJWK(JSON.parse(Buffer.from(secret.value, 'base64').toString('utf8')) as JWK, 'ES256');
+    return { kid: secret.version, key };
+  }
+}
