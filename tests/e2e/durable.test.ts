@@ -64,6 +64,11 @@ describe('the durable runtime of the local host', () => {
     expect(types.at(-1)).toBe('ExecutionCompleted');
   });
 
+  it('passes string inputs through unchanged', async () => {
+    const started = await start('testStrings', 'plain text');
+    expect(await waitFor(started.id)).toMatchObject({ output: { echoed: 'a "quoted" string', input: 'plain text' } });
+  });
+
   it('fans out 100 activities and fans in, with custom status', async () => {
     const started = await start('testFanOut', 100);
     expect(await waitFor(started.id)).toMatchObject({ runtimeStatus: 'Completed', output: 5050, customStatus: { done: 100 } });

@@ -35,6 +35,11 @@ df.app.orchestration('testChain', function* (context) {
   return sum;
 });
 
+df.app.orchestration('testStrings', function* (context) {
+  const echoed = (yield context.df.callActivity('testEcho', 'a "quoted" string')) as string;
+  return { echoed, input: context.df.getInput<string>() };
+});
+
 df.app.orchestration('testFanOut', function* (context) {
   const n = context.df.getInput<number>();
   const results = (yield context.df.Task.all(Array.from({ length: n }, (_, i) => context.df.callActivity('testEcho', i + 1)))) as number[];

@@ -429,12 +429,12 @@ export class DurableRuntime {
       const next: InstanceState = {
         ...state,
         runtimeStatus: 'Running',
-        input: json(continueAsNew.input),
+        input: serializedInput(continueAsNew.input) ?? 'null',
         output: null,
         executionId: randomUUID().replaceAll('-', ''),
         historyCount: 0,
       };
-      const first: HistoryEvent = { EventType: EventType.ExecutionStarted, EventId: -1, Timestamp: now.toISOString(), Name: state.name, Input: json(continueAsNew.input) };
+      const first: HistoryEvent = { EventType: EventType.ExecutionStarted, EventId: -1, Timestamp: now.toISOString(), Name: state.name, Input: serializedInput(continueAsNew.input) ?? 'null' };
       for (const send of outbound) await send();
       await this.#send({ id: randomUUID(), instanceId, executionId: next.executionId, kind: 'event', event: first });
       const etag = await this.#store.commit(next, 0, []);
@@ -557,7 +557,7 @@ export class DurableRuntime {
     if (action.actionType === ACTION.CallActivity || action.actionType === ACTION.CallActivityWithRetry) {
       const name = action.functionName ?? '';
       if (this.kindOf(name) !== 'activityTrigger') return { error: `The activity function '${name}' is not registered.` };
-      const input = action.input === undefined ? undefined : json(action.input);
+      const input = serializedInput(action.input);
       return {
         event: { EventType: EventType.TaskScheduled, EventId: id, Timestamp: timestamp, Name: name, ...(input !== undefined ? { Input: input } : {}) },
         work: { taskId: id, name, input },
@@ -696,6 +696,15 @@ export class DurableRuntime {
       return { ok: false, reason: `Activity function '${work.name}' failed: ${message}`, details: JSON.stringify({ name, message }) };
     }
   }
+}
+
+/**
+ * The SDK hands activity and continue-as-new inputs over serialized when they are strings
+ * (Utils.processInput), as the extension expects: such a string is JSON text already.
+ */
+function serializedInput(input: unknown): string | undefined {
+  if (input === undefined) return undefined;
+  return typeof input === 'string' ? input : json(input);
 }
 
 function flatten(actions: unknown[][]): SdkAction[] {
