@@ -11,8 +11,9 @@ import sharp from 'sharp';
 const quick = process.argv.includes('--quick');
 const ROOT = resolve(import.meta.dirname, '..');
 const SIZES = quick
-  ? { intake: 150, fanOut: 200, chain: 30, images: 2, repetitions: 3 }
-  : { intake: 1000, fanOut: 1000, chain: 100, images: 4, repetitions: 3 };
+  ? { intake: 150, fanOut: 200, chain: 30, images: 2, deletionOrders: 300, deletionImages: 5, repetitions: 3 }
+  : { intake: 1000, fanOut: 1000, chain: 100, images: 4, deletionOrders: 20000, deletionImages: 100, repetitions: 3 };
+const OPERATOR_PASSWORD = `bench-${Date.now()}-initial-password`;
 
 interface Stat {
   median: number;
@@ -49,7 +50,7 @@ async function pool<T>(count: number, concurrency: number, task: (i: number) => 
 const dataDir = mkdtempSync(join(tmpdir(), 'labvault-bench-'));
 const host: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
   cwd: ROOT,
-  env: { ...process.env, PORT: '0', LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test', LABVAULT_LOCAL_EXTRA_ENTRY: 'tests/support/durable-app.ts' },
+  env: { ...process.env, PORT: '0', LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test', LABVAULT_LOCAL_EXTRA_ENTRY: 'tests/support/durable-app.ts', LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 interface HostInfo {
@@ -103,7 +104,10 @@ const order = (n: string) => ({
 
 const results: Record<string, unknown> = { quick, sizes: SIZES, startedAt: new Date().toISOString() };
 const rows: string[][] = [];
-const row = (name: string, unit: string, s: Stat) => rows.push([name, unit, String(round(s.median)), String(round(s.min)), String(round(s.max))]);
+const row = (name: string, unit: string, s: Stat) => {
+  rows.push([name, unit, String(round(s.median)), String(round(s.min)), String(round(s.max))]);
+  process.stderr.write(`${name}: ${round(s.median)} ${unit}\n`);
+};
 
 // Intake: POST /api/orders vs the same entity-group transactions straight through the SDK.
 let intakeRun = 0;
@@ -234,13 +238,76 @@ results.export = {
   ratio: round(exportRate.median / scan.median),
   rssGrowth: 'measured by scripts/measure-export.ts at 20,000 and 100,000 orders (see README)',
 };
-results.deletion = { status: 'not measured: retention and timed deletion (issue #7) are not built yet' };
+// Deletion: a terminated tenant (contract ended long ago) until its certificate, vs raw batch deletes.
+const json = async (path: string, init: RequestInit = {}): Promise<Record<string, unknown>> => {
+  const text = await (await fetch(`${apiBaseUrl}${path}`, init)).text();
+  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+};
+const post = (path: string, body: unknown, auth = '') => json(path, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) }, body: JSON.stringify(body) });
+const firstLogin = await post('/auth/login', { tenant: 'operator', username: 'operator', password: OPERATOR_PASSWORD });
+const newPassword = 'a quiet benchmark meadow under autumn rain';
+await post('/auth/password', { currentPassword: OPERATOR_PASSWORD, newPassword }, `Bearer ${String(firstLogin.accessToken)}`);
+const operator = `Bearer ${String((await post('/auth/login', { tenant: 'operator', username: 'operator', password: newPassword })).accessToken)}`;
+let deletionRun = 0;
+const deletions = await repeat(async () => {
+  const tenant = `del-${deletionRun++}`;
+  admin(['tenant', 'create', '--id', tenant, '--name', tenant]);
+  const tenantKey = `ApiKey ${String(admin(['integration', 'create', '--tenant', tenant, '--name', 'x', '--permissions', 'orders:create,images:upload,images:read']).apiKey)}`;
+  const ids = await pool(SIZES.deletionOrders, 16, async (i) => {
+    const r = await fetch(`${apiBaseUrl}/orders`, { method: 'POST', headers: { authorization: tenantKey, 'content-type': 'application/json' }, body: JSON.stringify(order(`${tenant}-${i}`)) });
+    return ((await r.json()) as { id: string }).id;
+  });
+  await pool(SIZES.deletionImages, 4, async (i) => {
+    const u = (await (await fetch(`${apiBaseUrl}/orders/${ids[i]}/specimens/S-1/images`, { method: 'POST', headers: { authorization: tenantKey, 'content-type': 'application/json' }, body: JSON.stringify({ contentType: 'image/png', fileName: 'p.png' }) })).json()) as { uploadUrl: string };
+    await fetch(u.uploadUrl, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: noise });
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // let the blob trigger finish the images
+  const t0 = performance.now();
+  const terminated = await post(`/tenants/${tenant}/termination`, { contractEndsAt: '2020-01-01T00:00:00Z' }, operator);
+  if (!terminated.deleteAt) throw new Error(`termination refused: ${JSON.stringify(terminated)}`);
+  let state: { status?: string; certificate?: { certificate: { deleted: { rowsByKind: Record<string, number>; blobs: number } } } } = {};
+  while (state.status !== 'completed') {
+    if (performance.now() - t0 > 600_000) throw new Error(`deletion of ${tenant} did not complete: ${JSON.stringify(state)}`);
+    await new Promise((r) => setTimeout(r, 100));
+    state = (await json(`/tenants/${tenant}/deletion`, { headers: { authorization: operator } })) as typeof state;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const deleted = state.certificate?.certificate.deleted;
+  const rowsDeleted = Object.values(deleted?.rowsByKind ?? {}).reduce((a, b) => a + b, 0);
+  return { seconds, rows: rowsDeleted, blobs: deleted?.blobs ?? 0 };
+});
+const rawDeletes = stat(
+  await repeat(async (rep) => {
+    const rowsToDelete = deletions[0]?.rows ?? 1000;
+    const table = TableClient.fromConnectionString(storageConnectionString, 'benchdeletebaseline', { allowInsecureConnection: true });
+    await table.createTable();
+    const keysByPartition = new Map<string, string[]>();
+    for (let i = 0; i < rowsToDelete; i++) keysByPartition.set(`r${rep}-${i % 16}`, [...(keysByPartition.get(`r${rep}-${i % 16}`) ?? []), String(i)]);
+    for (const [pk, rks] of keysByPartition) for (let i = 0; i < rks.length; i += 100) await table.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['create', { partitionKey: pk, rowKey: rk, v: 'x' }]));
+    const t0 = performance.now();
+    for (const [pk, rks] of keysByPartition) for (let i = 0; i < rks.length; i += 100) await table.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['delete', { partitionKey: pk, rowKey: rk }]));
+    return rowsToDelete / ((performance.now() - t0) / 1000);
+  }),
+);
+const deletionRows = stat(deletions.map((d) => d.rows / d.seconds));
+row(`deletion ${SIZES.deletionOrders} orders`, 'rows/s (end to end)', deletionRows);
+row('  baseline batch deletes', 'rows/s', rawDeletes);
+results.deletion = {
+  orders: SIZES.deletionOrders,
+  rowsPerSec: deletionRows,
+  blobsPerSec: stat(deletions.map((d) => d.blobs / d.seconds)),
+  baselineRowsPerSec: rawDeletes,
+  ratio: round(deletionRows.median / rawDeletes.median),
+  note: 'end to end: notice, rows, blobs, key destruction, verification scan and signed certificate',
+};
 
 // ---- report ----
-const width = [28, 16, 10, 10, 10];
+const width = [28, 22, 10, 10, 10];
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i] ?? 10)).join(' ');
 process.stdout.write(`${line(['scenario', 'unit', 'median', 'min', 'max'])}\n${rows.map(line).join('\n')}\n`);
-process.stdout.write(`ratios: intake(c=16) ${String((results.intake as { ratio: number }).ratio)}, images ${String((results.images as { ratio: number }).ratio)}, export ${String((results.export as { ratio: number }).ratio)}\n`);
+process.stdout.write(
+  `ratios: intake(c=16) ${String((results.intake as { ratio: number }).ratio)}, images ${String((results.images as { ratio: number }).ratio)}, export ${String((results.export as { ratio: number }).ratio)}, deletion ${String((results.deletion as { ratio: number }).ratio)}\n`,
+);
 writeFileSync(join(ROOT, 'bench-results.json'), JSON.stringify(results, null, 2));
 host.kill('SIGTERM');
 await new Promise((r) => host.once('exit', r));
