@@ -3,9 +3,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleOrder, PATIENT_STRINGS } from '../support/fixtures.js';
+import { call as api, person as login } from '../support/api.js';
 import { type RunningHost, startHost } from '../support/local-host.js';
 
-const STRONG = 'a quiet meadow under autumn rain';
 const SECONDS = (s: number) => String(s / 3600);
 // The clocks in seconds instead of hours: reminders at 3 s and 6 s, escalation at 9 s.
 const env = {
@@ -26,21 +26,9 @@ let failuresLeft = 2;
 let hookServer: Server;
 let hookSecret = '';
 
-async function call(method: string, path: string, auth: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${host.apiBaseUrl}${path}`, {
-    method,
-    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-}
 
-async function person(tenant: string, username: string, initial: string): Promise<string> {
-  const first = await call('POST', '/auth/login', '', { tenant, username, password: initial });
-  await call('POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
-  return `Bearer ${String((await call('POST', '/auth/login', '', { tenant, username, password: STRONG })).body.accessToken)}`;
-}
+const call = (method: string, path: string, auth: string, body?: unknown) => api(host, method, path, auth, body);
+const person = (tenant: string, username: string, initial: string) => login(host, tenant, username, initial);
 
 async function until<T>(check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

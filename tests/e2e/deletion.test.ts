@@ -4,29 +4,17 @@ import { compactVerify, createLocalJWKSet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleOrder } from '../support/fixtures.js';
 import { plainPng } from '../support/images.js';
+import { call as api, person as login, STRONG } from '../support/api.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
 
-const STRONG = 'a quiet meadow under autumn rain';
 const env = { LABVAULT_OPERATOR_INITIAL_PASSWORD: 'first-start-only-password-42', LABVAULT_DURABLE_LEASE_SECONDS: '3' };
 let host: RunningHost;
 let operator: string;
 const YEAR = 365 * 24 * 3600 * 1000;
 
-async function call(method: string, path: string, auth: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${host.apiBaseUrl}${path}`, {
-    method,
-    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-}
 
-async function person(tenant: string, username: string, initial: string): Promise<string> {
-  const first = await call('POST', '/auth/login', '', { tenant, username, password: initial });
-  await call('POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
-  return `Bearer ${String((await call('POST', '/auth/login', '', { tenant, username, password: STRONG })).body.accessToken)}`;
-}
+const call = (method: string, path: string, auth: string, body?: unknown) => api(host, method, path, auth, body);
+const person = (tenant: string, username: string, initial: string) => login(host, tenant, username, initial);
 
 /** A tenant with an admin, an integration key, orders and an image. */
 async function seed(tenant: string, orders = 3): Promise<{ adminAuth: string; key: string }> {
