@@ -26,6 +26,21 @@ async function rejected(token: string): Promise<boolean> {
   }
 }
 
+/** A well-formed token with our kid and claims, signed by a key that is not ours. */
+function forge(privateKey: Parameters<SignJWT['sign']>[0], extraHeader: Record<string, unknown>): Promise<string> {
+  const t = Math.floor(now.getTime() / 1000);
+  return new SignJWT({ realm: 'lab-one', sid: 's1', scope: 'full' })
+    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: decodeProtectedHeader(good).kid as string, ...extraHeader })
+    .setIssuer('https://labvault.example/auth')
+    .setAudience('labvault-api')
+    .setSubject('u1')
+    .setIssuedAt(t)
+    .setNotBefore(t)
+    .setExpirationTime(t + 600)
+    .setJti('x')
+    .sign(privateKey);
+}
+
 describe('access tokens', () => {
   beforeAll(async () => {
     good = (await tokens.issue(claims)).token;
@@ -70,32 +85,14 @@ describe('access tokens', () => {
 
   it('refuse a token signed by another key, even with our kid', async () => {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const forged = await new SignJWT({ realm: 'lab-one', sid: 's1', scope: 'full' })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: decodeProtectedHeader(good).kid as string })
-      .setIssuer('https://labvault.example/auth')
-      .setAudience('labvault-api')
-      .setSubject('u1')
-      .setIssuedAt(Math.floor(now.getTime() / 1000))
-      .setNotBefore(Math.floor(now.getTime() / 1000))
-      .setExpirationTime(Math.floor(now.getTime() / 1000) + 600)
-      .setJti('x')
-      .sign(privateKey);
+    const forged = await forge(privateKey, {});
     expect(await rejected(forged)).toBe(true);
   });
 
   it('refuse jku, jwk and x5u headers that point at an attacker key', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     for (const extra of [{ jku: 'https://evil.example/jwks' }, { jwk: await exportJWK(publicKey) }, { x5u: 'https://evil.example/cert' }]) {
-      const forged = await new SignJWT({ realm: 'lab-one', sid: 's1', scope: 'full' })
-        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: decodeProtectedHeader(good).kid as string, ...extra })
-        .setIssuer('https://labvault.example/auth')
-        .setAudience('labvault-api')
-        .setSubject('u1')
-        .setIssuedAt(Math.floor(now.getTime() / 1000))
-        .setNotBefore(Math.floor(now.getTime() / 1000))
-        .setExpirationTime(Math.floor(now.getTime() / 1000) + 600)
-        .setJti('x')
-        .sign(privateKey);
+      const forged = await forge(privateKey, extra);
       expect(await rejected(forged)).toBe(true);
     }
   });
