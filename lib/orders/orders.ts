@@ -148,7 +148,8 @@ export class OrderService {
       }
       throw conflict('An order with this externalId exists already.');
     }
-    const order = await this.#toOrder(tenant, row);
+    // The answer is what was just stored: built from the validated input, not decrypted back.
+    const order: Order = { id: orderId, status: 'received', createdAt: now, updatedAt: now, ...input };
     return { order, etag: etag ?? (await this.#etagOf(partitionKey, orderId)), replayed: false };
   }
 
