@@ -117,6 +117,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       orders,
       images,
       tenants,
+      integrations,
       retention,
       secrets,
       keyring,

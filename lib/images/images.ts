@@ -147,8 +147,10 @@ export class ImageService {
     let event: AuditEventInput;
     if (result.ok) {
       const img = result.image;
-      await this.#storeEncrypted(tenant, imageId, 'image', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'image'), img.image, img.contentType);
-      await this.#storeEncrypted(tenant, imageId, 'thumbnail', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'thumbnail'), img.thumbnail, 'image/jpeg');
+      await Promise.all([
+        this.#storeEncrypted(tenant, imageId, 'image', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'image'), img.image, img.contentType),
+        this.#storeEncrypted(tenant, imageId, 'thumbnail', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'thumbnail'), img.thumbnail, 'image/jpeg'),
+      ]);
       next = {
         ...row,
         status: 'ready',

@@ -55,6 +55,8 @@ export interface BlobWatcherOptions {
   /** Receipts, as the real host keeps them (per function, blob and ETag). */
   receipts: TableClient;
   pollMs?: number;
+  /** Blobs processed at the same time (image decoding is memory-hungry). */
+  maxConcurrent?: number;
 }
 
 /**
@@ -68,6 +70,7 @@ export class BlobWatcher {
   readonly #options: BlobWatcherOptions;
   readonly #done = new Set<string>();
   readonly #running = new Set<string>();
+  readonly #inFlight = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #tick: Promise<void> = Promise.resolve();
@@ -104,28 +107,34 @@ export class BlobWatcher {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     await this.#tick;
+    await Promise.all([...this.#inFlight]);
   }
 
-  /** One pass over every watched container; blobs are processed concurrently, each once at a time. */
+  /**
+   * One pass over every watched container. New blobs start at once and run in the background (each
+   * blob once at a time, at most `maxConcurrent` together), so a slow blob never delays the next one.
+   */
   async scan(): Promise<void> {
-    const work: Promise<void>[] = [];
+    const limit = this.#options.maxConcurrent ?? 4;
     for (const watch of this.#watches) {
       const container = this.#options.blobService.getContainerClient(watch.path.container);
       for await (const blob of container.listBlobsFlat({ prefix: watch.path.prefix })) {
+        if (this.#inFlight.size >= limit) return; // the rest waits for the next pass
         const match = watch.path.pattern.exec(blob.name);
         const etag = blob.properties.etag ?? '';
         if (!match) continue;
         const key = `${watch.registration.name}|${watch.path.container}/${blob.name}|${etag}`;
         if (this.#done.has(key) || this.#running.has(key)) continue;
         this.#running.add(key);
-        work.push(
-          this.#process(watch, blob.name, etag, match, key).finally(() => {
+        const work: Promise<void> = this.#process(watch, blob.name, etag, match, key)
+          .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.process', errorFields(error)))
+          .finally(() => {
             this.#running.delete(key);
-          }),
-        );
+            this.#inFlight.delete(work);
+          });
+        this.#inFlight.add(work);
       }
     }
-    await Promise.all(work);
   }
 
   async #process(watch: Watch, blobName: string, etag: string, match: RegExpExecArray, key: string): Promise<void> {

@@ -5,6 +5,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
 import type { TenantKeyring } from '../crypto/keyring.js';
 import type { DestroyedSecret, SecretStore } from '../crypto/secret-store.js';
+import type { IntegrationService } from '../identity/integrations.js';
 import type { ImageService } from '../images/images.js';
 import { conflict, notFound } from '../http/problem.js';
 import type { OrderService } from '../orders/orders.js';
@@ -37,6 +38,8 @@ export interface DeletionCertificate {
 const PARTITION = 'deletion';
 const SIGNING_SECRET = 'certificate-signing-key';
 const DAY = 24 * 3600 * 1000;
+/** Partitions deleted at once (entity-group transactions of 100 rows each). */
+export const DELETE_CONCURRENCY = 4;
 
 /**
  * Record-level retention and the deletion of a whole tenant at contract end: every row, every blob
@@ -53,6 +56,8 @@ export class DeletionService {
       orders: OrderService;
       images: ImageService;
       tenants: TenantService;
+      /** Holds verified API keys briefly; told when the tenant's keys are gone. */
+      integrations: Pick<IntegrationService, 'forget'>;
       retention: RetentionService;
       secrets: SecretStore;
       keyring: TenantKeyring;
@@ -177,17 +182,25 @@ export class DeletionService {
       const kind = (row.rowKey as string).split('~')[0] ?? 'row';
       counts[kind] = (counts[kind] ?? 0) + 1;
     }
-    for (const [partitionKey, keys] of byPartition) {
-      for (let i = 0; i < keys.length; i += 100) {
-        await this.d.tenantData.submitTransaction(keys.slice(i, i + 100).map((rowKey): TransactionAction => ['delete', { partitionKey, rowKey }]));
-      }
-    }
+    // Partitions are independent: a few at a time keeps storage busy while each batch is in flight.
+    const partitions = [...byPartition];
+    await Promise.all(
+      Array.from({ length: Math.min(DELETE_CONCURRENCY, partitions.length) }, async () => {
+        for (let next = partitions.shift(); next; next = partitions.shift()) {
+          const [partitionKey, keys] = next;
+          for (let i = 0; i < keys.length; i += 100) {
+            await this.d.tenantData.submitTransaction(keys.slice(i, i + 100).map((rowKey): TransactionAction => ['delete', { partitionKey, rowKey }]));
+          }
+        }
+      }),
+    );
     try {
       await this.d.platform.deleteEntity('tenant', tenant);
       counts.directory = 1;
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
+    this.d.integrations.forget(tenant);
     return counts;
   }
 
