@@ -97,7 +97,7 @@ export class BlobWatcher {
       this.#tick = this.scan()
         .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.scan', errorFields(error)))
         .finally(() => {
-          if (!this.#stopped) this.#timer = setTimeout(loop, this.#options.pollMs ?? 250);
+          if (!this.#stopped) this.#timer = setTimeout(loop, this.#options.pollMs ?? 100);
         });
     };
     loop();
