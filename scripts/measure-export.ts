@@ -1,13 +1,14 @@
 // Measures a data export of a seeded tenant, in this process, against its own Azurite:
 // records per second and the peak RSS. `node --import tsx scripts/measure-export.ts 20000`
 // (the figures in the README's export section come from this script).
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../lib/config.js';
 import { startAzurite } from '../lib/local-host/azurite.js';
 import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
+import type { PartFile } from '../lib/exports/exports.js';
 import { createServices } from '../lib/services.js';
 
 const count = Number(process.argv[2] ?? 20000);
@@ -38,12 +39,27 @@ const seedSeconds = (performance.now() - seedStart) / 1000;
 let peak = process.memoryUsage().rss;
 const baseline = peak;
 const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+const cpuOf = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+const azuriteCpuBefore = cpuOf(azurite.pid);
+const cpuBefore = process.cpuUsage();
 const started = performance.now();
 const record = await services.exports.request('lab-measure', 'ndjson', 'request', 'measure', { actor, correlationId: 'm' });
-const files = [];
-for (const part of services.exports.plan()) files.push(...(await services.exports.writePart('lab-measure', record.id, part, 'ndjson')));
-const archive = await services.exports.assemble('lab-measure', record.id, 'ndjson', files);
+const files: PartFile[] = [];
+const stepSeconds: Record<string, number> = {};
+const timed = async <T>(step: string, run: () => Promise<T>): Promise<T> => {
+  const t0 = performance.now();
+  const result = await run();
+  stepSeconds[step] = (stepSeconds[step] ?? 0) + Number(((performance.now() - t0) / 1000).toFixed(2));
+  return result;
+};
+for (const part of services.exports.plan()) files.push(...(await timed(part.startsWith('shard-') ? 'shards' : part, () => services.exports.writePart('lab-measure', record.id, part, 'ndjson'))));
+const archive = await timed('assemble', () => services.exports.assemble('lab-measure', record.id, 'ndjson', files));
 const seconds = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpuBefore);
+const azuriteCpu = cpuOf(azurite.pid) - azuriteCpuBefore;
 clearInterval(sampler);
 const records = files.reduce((n, f) => n + f.count, 0);
 process.stdout.write(
@@ -57,6 +73,8 @@ process.stdout.write(
     mbPerSec: Number((archive.bytes / 1048576 / seconds).toFixed(2)),
     rssBeforeMB: Math.round(baseline / 1048576),
     peakRssMB: Math.round(peak / 1048576),
+    stepSeconds,
+    cpuSeconds: { labvault: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)), azurite: Number(azuriteCpu.toFixed(1)) },
   }) + '\n',
 );
 await azurite.stop();

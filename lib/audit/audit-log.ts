@@ -204,10 +204,21 @@ export class AuditLog {
   }
 
   /** Every entry of the tenant, stream by stream in chain order, without sorting (for exports). */
-  async *entries(tenant: string): AsyncGenerator<AuditEntry> {
+  /** The audit entry a raw row holds (for the tenant's export, which scans partitions once); else undefined. */
+  entryOfRow(tenant: string, row: Record<string, unknown>): AuditEntry | undefined {
+    const rowKey = row.rowKey;
+    if (typeof rowKey !== 'string' || rowKey < ENTRY_FROM || rowKey >= ENTRY_TO) return undefined;
+    return toEntry(tenant, row as unknown as EntryRow);
+  }
+
+  /** Every entry of the tenant's streams outside the partitions starting `{tenant}~{area}~`. */
+  async *entriesOutside(tenant: string, area: string): AsyncGenerator<AuditEntry> {
     const { from, to } = tenantPartitionRange(tenant);
-    const filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO}`;
-    for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } })) yield toEntry(tenant, row);
+    const excluded = { from: `${tenant}~${area}~`, to: `${tenant}~${area}~~` };
+    for (const range of [{ from, to: excluded.from }, { from: excluded.to, to }]) {
+      const filter = odata`PartitionKey ge ${range.from} and PartitionKey lt ${range.to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO}`;
+      for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } })) yield toEntry(tenant, row);
+    }
   }
 
   /**

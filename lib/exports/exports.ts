@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { PassThrough, Readable } from 'node:stream';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import yazl from 'yazl';
 import { z } from 'zod';
 import { auditEntrySchema } from '../audit/api.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditEventInput, RequestMeta } from '../audit/types.js';
+import type { AuditEntry, AuditEventInput, RequestMeta } from '../audit/types.js';
 import { conflict, notFound } from '../http/problem.js';
 import { integrationSchema, roleSchema, userSchema } from '../identity/api.js';
 import type { IntegrationService } from '../identity/integrations.js';
@@ -14,7 +15,7 @@ import type { UserService } from '../identity/users.js';
 import { imageRecordSchema } from '../images/api.js';
 import type { ImageService } from '../images/images.js';
 import type { Logger } from '../observability/logger.js';
-import type { OrderService } from '../orders/orders.js';
+import { ORDERS_AREA, type OrderService, shardPartition } from '../orders/orders.js';
 import { orderSchema, specimenSchema } from '../orders/schemas.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
 import { isNotFound } from '../storage/errors.js';
@@ -73,6 +74,9 @@ export interface PartFile {
 }
 
 const AREA = 'exports';
+/** A shard part's working list of the ready images to pack into the archive (not itself archived). */
+const PACKING_LIST = 'packing-list';
+type PackedImage = { orderId: string; specimenId: string; imageId: string; contentType: string };
 const ROW = (id: string) => `export~${id}`;
 const LOCK = 'lock';
 
@@ -158,23 +162,38 @@ export class ExportService {
       return w;
     };
     if (part.startsWith('shard-')) {
+      // One pass over the shard's partition: orders, images and the partition's audit stream live
+      // there together, and storage reads a whole partition for any query of it.
       const shard = part.slice('shard-'.length);
-      for await (const order of this.#d.orders.exportShard(tenant, shard)) {
-        if (format === 'fhir') {
-          for (const resource of orderResources(order)) await writer(String(resource.resourceType), `${resource.resourceType}-${shard}.ndjson`).write(resource, order.createdAt);
-        } else {
-          const { patientRef: _ref, ...plain } = order;
-          await writer('order', `orders/orders-${shard}.ndjson`).write(plain, order.createdAt);
-          for (const sp of order.specimens) await writer('specimen', `orders/specimens-${shard}.ndjson`).write({ orderId: order.id, ...sp }, order.createdAt);
+      const filter = odata`PartitionKey eq ${shardPartition(tenant, shard)}`;
+      for await (const row of this.#d.table.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
+        const order = await this.#d.orders.exportRow(tenant, row);
+        if (order) {
+          if (format === 'fhir') {
+            for (const resource of orderResources(order)) await writer(String(resource.resourceType), `${resource.resourceType}-${shard}.ndjson`).write(resource, order.createdAt);
+          } else {
+            const { patientRef: _ref, ...plain } = order;
+            await writer('order', `orders/orders-${shard}.ndjson`).write(plain, order.createdAt);
+            for (const sp of order.specimens) await writer('specimen', `orders/specimens-${shard}.ndjson`).write({ orderId: order.id, ...sp }, order.createdAt);
+          }
+          continue;
         }
-      }
-      for await (const image of this.#d.images.exportShard(tenant, shard)) {
-        if (format === 'fhir') {
-          if (image.status === 'ready') await writer('Media', `Media-${shard}.ndjson`).write(mediaResource(image, imageArchivePath(image)), image.createdAt);
-        } else {
-          const { patientRef: _ref, ...plain } = image;
-          await writer('image', `images/images-${shard}.ndjson`).write(plain, image.createdAt);
+        const image = await this.#d.images.exportRow(tenant, row);
+        if (image) {
+          if (image.status === 'ready') {
+            const file: PackedImage = { orderId: image.orderId, specimenId: image.specimenId, imageId: image.imageId, contentType: image.contentType ?? 'image/jpeg' };
+            await writer(PACKING_LIST, `${PACKING_LIST}-${shard}.ndjson`).write(file);
+          }
+          if (format === 'fhir') {
+            if (image.status === 'ready') await writer('Media', `Media-${shard}.ndjson`).write(mediaResource(image, imageArchivePath(image)), image.createdAt);
+          } else {
+            const { patientRef: _ref, ...plain } = image;
+            await writer('image', `images/images-${shard}.ndjson`).write(plain, image.createdAt);
+          }
+          continue;
         }
+        const entry = this.#d.audit.entryOfRow(tenant, row);
+        if (entry) await this.#writeAuditEntry(writer, format, entry, shard);
       }
     } else if (part === 'identity' && format === 'ndjson') {
       for (const user of await this.#d.users.list(tenant)) await writer('user', 'accounts/users.ndjson').write(user, user.createdAt);
@@ -182,15 +201,22 @@ export class ExportService {
       for (const integration of await this.#d.integrations.list(tenant)) await writer('integration', 'accounts/integrations.ndjson').write(integration, integration.createdAt);
       await writer('retention-policy', 'settings/retention-policy.ndjson').write((await this.#d.tenants.retention(tenant)) ?? {});
     } else if (part === 'audit') {
-      for await (const entry of this.#d.audit.entries(tenant)) {
-        const { tenant: _t, ...plain } = entry;
-        if (format === 'fhir') await writer('AuditEvent', 'AuditEvent.ndjson').write(auditEventResource(entry), entry.at);
-        else await writer('audit-entry', 'audit/audit-log.ndjson').write(plain, entry.at);
-      }
+      // The streams of the order partitions are written by their shard parts.
+      for await (const entry of this.#d.audit.entriesOutside(tenant, ORDERS_AREA)) await this.#writeAuditEntry(writer, format, entry);
     }
     const files: PartFile[] = [];
     for (const w of writers.values()) files.push(await w.close());
     return files;
+  }
+
+  async #writeAuditEntry(writer: (type: string, path: string) => PartWriter, format: ExportFormat, entry: AuditEntry, shard?: string): Promise<void> {
+    const suffix = shard === undefined ? '' : `-${shard}`;
+    if (format === 'fhir') {
+      await writer('AuditEvent', `AuditEvent${suffix}.ndjson`).write(auditEventResource(entry), entry.at);
+    } else {
+      const { tenant: _t, ...plain } = entry;
+      await writer('audit-entry', `audit/audit-log${suffix}.ndjson`).write(plain, entry.at);
+    }
   }
 
   /**
@@ -202,6 +228,7 @@ export class ExportService {
     const zip = new yazl.ZipFile();
     const manifestFiles: { path: string; bytes: number; sha256: string }[] = [];
     for (const part of parts) {
+      if (part.type === PACKING_LIST) continue; // working lists, not part of the archive
       manifestFiles.push({ path: part.path, bytes: part.bytes, sha256: part.sha256 });
       zip.addReadStreamLazy(part.path, { compress: true }, (callback) => {
         container
@@ -217,9 +244,8 @@ export class ExportService {
       zip.addBuffer(text, `schemas/${name}.schema.json`);
     }
     let imageFiles = 0;
-    for (const shard of SHARDS) {
-      for await (const image of this.#d.images.exportShard(tenant, shard)) {
-        if (image.status !== 'ready') continue;
+    for (const list of parts.filter((p) => p.type === PACKING_LIST)) {
+      for await (const image of this.#packedImages(list.blob)) {
         const path = imageArchivePath(image);
         imageFiles++;
         // Images are compressed already: stored as they are.
@@ -243,6 +269,7 @@ export class ExportService {
     let from: string | undefined;
     let to: string | undefined;
     for (const part of parts) {
+      if (part.type === PACKING_LIST) continue;
       counts[part.type] = (counts[part.type] ?? 0) + part.count;
       if (part.from && (!from || part.from < from)) from = part.from;
       if (part.to && (!to || part.to > to)) to = part.to;
@@ -278,6 +305,13 @@ export class ExportService {
     // Only the archive stays: the parts were its working copies.
     for (const part of parts) await container.getBlobClient(part.blob).deleteIfExists({ deleteSnapshots: 'include' });
     return { bytes, sha256: hash.digest('hex'), files: manifestFiles.length + 1 };
+  }
+
+  /** The images a shard part listed for packing, read line by line from its working blob. */
+  async *#packedImages(blob: string): AsyncGenerator<PackedImage> {
+    const download = await this.#d.storage.blobService.getContainerClient(CONTAINERS.exports).getBlobClient(blob).download();
+    const lines = createInterface({ input: download.readableStreamBody as NodeJS.ReadableStream, crlfDelay: Infinity });
+    for await (const line of lines) if (line) yield JSON.parse(line) as PackedImage;
   }
 
   async complete(tenant: string, id: string, archive: { bytes: number; sha256: string }, meta: RequestMeta): Promise<ExportRecord> {

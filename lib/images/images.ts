@@ -210,14 +210,13 @@ export class ImageService {
   }
 
   /** Image records of one order shard, for the tenant's export. */
-  async *exportShard(tenant: string, shard: string): AsyncGenerator<ImageRecord & { patientRef: string }> {
-    const filter = odata`PartitionKey eq ${`${tenant}~orders~${shard}`} and RowKey ge ${'image~'} and RowKey lt ${'image~~'}`;
-    for await (const row of this.#d.table.listEntities<ImageRow>({ queryOptions: { filter } })) {
-      yield { ...(await this.#toRecord(tenant, row)), patientRef: row.patientRef };
-    }
+  /** The image record a raw row of an order partition holds (for the tenant's export); else undefined. */
+  async exportRow(tenant: string, row: Record<string, unknown>): Promise<(ImageRecord & { patientRef: string }) | undefined> {
+    if (typeof row.rowKey !== 'string' || !row.rowKey.startsWith('image~')) return undefined;
+    const image = row as unknown as ImageRow;
+    return { ...(await this.#toRecord(tenant, image)), patientRef: image.patientRef };
   }
 
-  /** The decrypted bytes of a ready image or thumbnail as a stream (memory: one chunk). */
   async openDecrypted(tenant: string, record: { orderId: string; specimenId: string; imageId: string }, kind: 'image' | 'thumbnail'): Promise<NodeJS.ReadableStream> {
     const blob = this.#d.storage.blobService.getContainerClient(CONTAINERS.images).getBlobClient(storedPath(tenant, record.orderId, record.specimenId, record.imageId, kind));
     const download = await blob.download();

@@ -153,15 +153,11 @@ export class OrderService {
     return { order, etag: etag ?? (await this.#etagOf(partitionKey, orderId)), replayed: false };
   }
 
-  /**
-   * Every order of one shard, decrypted, for the tenant's own export (the export audits it).
-   * Streams page by page, so memory does not grow with the tenant.
-   */
-  async *exportShard(tenant: string, shard: string): AsyncGenerator<Order & { patientRef: string }> {
-    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA, shard)} and RowKey ge ${'order~'} and RowKey lt ${'order~~'}`;
-    for await (const row of this.#table.listEntities<OrderRow>({ queryOptions: { filter } })) {
-      yield { ...(await this.#toOrder(tenant, row)), patientRef: row.patientRef };
-    }
+  /** The order a raw row of an order partition holds, decrypted (for the tenant's export); else undefined. */
+  async exportRow(tenant: string, row: Record<string, unknown>): Promise<(Order & { patientRef: string }) | undefined> {
+    if (typeof row.rowKey !== 'string' || !row.rowKey.startsWith(ORDER_ROW(''))) return undefined;
+    const order = row as unknown as OrderRow;
+    return { ...(await this.#toOrder(tenant, order)), patientRef: order.patientRef };
   }
 
   /** Order ids of orders created before `before`, shard by shard (retention). */
@@ -398,6 +394,13 @@ export class OrderService {
     };
   }
 }
+
+/** One of a tenant's order partitions; orders, their index rows, images and audit streams live there. */
+export function shardPartition(tenant: string, shard: string): string {
+  return tenantPartition(tenant, AREA, shard);
+}
+
+export const ORDERS_AREA = AREA;
 
 /** The partition of an order (its id's first digit is its shard); other domains keep rows beside it. */
 export function orderPartition(tenant: string, orderId: string): string {
