@@ -239,13 +239,12 @@ for (const concurrency of [1, 16, 64]) {
   });
   // Baseline: per order the transaction intake commits, with the stored sizes: the order row
   // (~1.5 kB of ciphertext), its audit entry (~0.7 kB), two index rows, and the stream head.
-  const table = TableClient.fromConnectionString(storageConnectionString, 'benchbaseline', { allowInsecureConnection: true });
-  await table.createTable();
   const [orderFiller, auditFiller] = ['o'.repeat(1500), 'a'.repeat(700)];
   const baseline = await repeat(async (rep) => {
     const t0 = performance.now();
     await pool(SIZES.intake, concurrency, async (i) => {
-      const partitionKey = `b${concurrency}-${rep}~orders~${(i % 16).toString(16)}`;
+      // Same table as the orders (Azurite's costs grow with the table), partitions of a fresh prefix.
+      const partitionKey = `zz-intake-baseline-c${concurrency}-${rep + 1}~orders~${(i % 16).toString(16)}`;
       const actions: TransactionAction[] = [
         ['create', { partitionKey, rowKey: `ext~${i}`, orderId: String(i) }],
         ['create', { partitionKey, rowKey: `order~${i}`, data: orderFiller }],
@@ -253,7 +252,7 @@ for (const concurrency of [1, 16, 64]) {
         ['create', { partitionKey, rowKey: `audit~${i}`, data: auditFiller }],
         ['upsert', { partitionKey, rowKey: 'audit~head', seq: i }],
       ];
-      await table.submitTransaction(actions);
+      await tenantRows.submitTransaction(actions);
     });
     return SIZES.intake / ((performance.now() - t0) / 1000);
   });
@@ -361,27 +360,35 @@ const deletions = await repeat(async () => {
   const rowsDeleted = Object.values(deleted?.rowsByKind ?? {}).reduce((a, b) => a + b, 0);
   return { seconds, rows: rowsDeleted, blobs: deleted?.blobs ?? 0 };
 });
+// Baseline: rows of the same count in the same table (Azurite's cost grows with the table), found by
+// a key-only range listing and removed by 100-row batch deletes, DELETE_CONCURRENCY partitions at once.
 const rawDeletes = stat(
   await repeat(async (rep) => {
     const rowsToDelete = deletions[0]?.rows ?? 1000;
-    const table = TableClient.fromConnectionString(storageConnectionString, 'benchdeletebaseline', { allowInsecureConnection: true });
-    await table.createTable();
-    const keysByPartition = new Map<string, string[]>();
+    const prefix = `zz-delete-baseline-${rep + 1}~`;
+    const rowsByPartition = new Map<string, string[]>();
     for (let i = 0; i < rowsToDelete; i++) {
-      const pk = `r${rep}-${(i % 16).toString(16)}`;
-      const list = keysByPartition.get(pk) ?? [];
-      list.push(String(i));
-      keysByPartition.set(pk, list);
+      const pk = `${prefix}${(i % 16).toString(16)}`;
+      const list = rowsByPartition.get(pk) ?? [];
+      list.push(String(i).padStart(8, '0'));
+      rowsByPartition.set(pk, list);
     }
-    const partitions = [...keysByPartition];
-    await pool(partitions.length, DELETE_CONCURRENCY, async (p) => {
-      const [pk, rks] = partitions[p] ?? ['', []];
-      for (let i = 0; i < rks.length; i += 100) await table.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['create', { partitionKey: pk, rowKey: rk, v: 'x' }]));
+    const seeded = [...rowsByPartition];
+    await pool(seeded.length, DELETE_CONCURRENCY, async (p) => {
+      const [pk, rks] = seeded[p] ?? ['', []];
+      for (let i = 0; i < rks.length; i += 100) await tenantRows.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['create', { partitionKey: pk, rowKey: rk, v: 'x'.repeat(200) }]));
     });
     const t0 = performance.now();
+    const found = new Map<string, string[]>();
+    for await (const r of tenantRows.listEntities({ queryOptions: { filter: `PartitionKey ge '${prefix}' and PartitionKey lt '${prefix}~'`, select: ['PartitionKey', 'RowKey'] } })) {
+      const list = found.get(r.partitionKey as string) ?? [];
+      list.push(r.rowKey as string);
+      found.set(r.partitionKey as string, list);
+    }
+    const partitions = [...found];
     await pool(partitions.length, DELETE_CONCURRENCY, async (p) => {
       const [pk, rks] = partitions[p] ?? ['', []];
-      for (let i = 0; i < rks.length; i += 100) await table.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['delete', { partitionKey: pk, rowKey: rk }]));
+      for (let i = 0; i < rks.length; i += 100) await tenantRows.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['delete', { partitionKey: pk, rowKey: rk }]));
     });
     return rowsToDelete / ((performance.now() - t0) / 1000);
   }),
@@ -395,7 +402,7 @@ results.deletion = {
   blobsPerSec: stat(deletions.map((d) => d.blobs / d.seconds)),
   baselineRowsPerSec: rawDeletes,
   ratio: round(deletionRows.median / rawDeletes.median),
-  note: 'raw batch deletes of the same number of rows, DELETE_CONCURRENCY partitions at a time; LabVault end to end: notice, rows, blobs, key destruction, verification scan and signed certificate',
+  note: 'baseline: key-only listing and 100-row batch deletes of the same number of rows in the same table, DELETE_CONCURRENCY partitions at a time; LabVault end to end: notice, rows, blobs, key destruction, verification scan and signed certificate',
 };
 
 // ---- report ----
