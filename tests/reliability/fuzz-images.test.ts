@@ -1,0 +1,99 @@
+import { BlobServiceClient } from '@azure/storage-blob';
+import { QueueClient } from '@azure/storage-queue';
+import fc from 'fast-check';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { POISON_QUEUE } from '../../lib/local-host/blob-watcher.js';
+import { exampleOrder } from '../support/fixtures.js';
+import { jpegWithMetadata, plainPng, pngBombHeader, rotatedJpeg } from '../support/images.js';
+import { admin, type RunningHost, startHost } from '../support/local-host.js';
+import { httpCall, pool, recordFigures } from './support.js';
+
+const CASES = Number(process.env.LABVAULT_IMAGE_FUZZ_CASES ?? 80);
+let host: RunningHost;
+let key: string;
+
+const REASONS = ['empty', 'too-large', 'unsupported-type', 'too-many-pixels', 'corrupt'];
+
+/** Bytes that are almost images: real files with flipped, cut, inserted or overwritten bytes, and noise behind real magic numbers. */
+async function fuzzedUploads(): Promise<Buffer[]> {
+  const seeds = [await jpegWithMetadata(), await plainPng(), await rotatedJpeg(), await sharp({ create: { width: 40, height: 30, channels: 4, background: '#0a0' } }).webp().toBuffer(), await sharp({ create: { width: 40, height: 30, channels: 3, background: '#00a' } }).tiff().toBuffer(), pngBombHeader()];
+  const magic = [Buffer.from([0xff, 0xd8, 0xff]), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('II*\0', 'latin1'), Buffer.from('RIFF\0\0\0\0WEBP', 'latin1')];
+  const mutation = fc.oneof(
+    fc.record({ kind: fc.constant('flip' as const), seed: fc.nat(seeds.length - 1), at: fc.double({ min: 0, max: 1, noNaN: true }), bits: fc.integer({ min: 1, max: 255 }), count: fc.integer({ min: 1, max: 40 }) }),
+    fc.record({ kind: fc.constant('cut' as const), seed: fc.nat(seeds.length - 1), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+    fc.record({ kind: fc.constant('insert' as const), seed: fc.nat(seeds.length - 1), at: fc.double({ min: 0, max: 1, noNaN: true }), bytes: fc.uint8Array({ minLength: 1, maxLength: 512 }) }),
+    fc.record({ kind: fc.constant('magic-noise' as const), seed: fc.nat(magic.length - 1), bytes: fc.uint8Array({ minLength: 0, maxLength: 4096 }) }),
+    fc.record({ kind: fc.constant('noise' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 8192 }) }),
+  );
+  return fc.sample(mutation, { numRuns: CASES, seed: 20261127 }).map((m) => {
+    if (m.kind === 'noise') return Buffer.from(m.bytes);
+    if (m.kind === 'magic-noise') return Buffer.concat([magic[m.seed] ?? Buffer.alloc(0), Buffer.from(m.bytes)]);
+    const source = Buffer.from(seeds[m.seed] ?? Buffer.alloc(1));
+    const at = Math.floor(m.at * source.length);
+    if (m.kind === 'cut') return source.subarray(0, Math.max(1, at));
+    if (m.kind === 'insert') return Buffer.concat([source.subarray(0, at), Buffer.from(m.bytes), source.subarray(at)]);
+    for (let i = 0; i < m.count; i++) {
+      const pos = (at + i * 7919) % source.length;
+      source[pos] = (source[pos] ?? 0) ^ m.bits;
+    }
+    return source;
+  });
+}
+
+describe(`fuzzing the blob trigger with ${CASES} random and mutated image files`, () => {
+  beforeAll(async () => {
+    host = await startHost();
+    admin(host.dataDir, ['tenant', 'create', '--id', 'lab-img-fuzz', '--name', 'Image Fuzz']);
+    key = `ApiKey ${String(admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-img-fuzz', '--name', 'x', '--permissions', 'orders:create,images:upload,images:read']).json?.apiKey)}`;
+  });
+
+  afterAll(async () => {
+    await host?.kill();
+  });
+
+  it('ends every upload ready (with an image that decodes) or rejected with a reason, never stuck, never poison, never a 5xx', async () => {
+    const uploads = await fuzzedUploads();
+    const api = (method: string, path: string, body?: unknown) =>
+      httpCall(`${host.apiBaseUrl}${path}`, { method, headers: { authorization: key, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    const cases = await pool(uploads.length, 4, async (i) => {
+      const order = JSON.parse((await api('POST', '/orders', exampleOrder({ externalId: `IF-${i}` }))).text) as { id: string };
+      const upload = JSON.parse((await api('POST', `/orders/${order.id}/specimens/S-0001/images`, { contentType: i % 2 ? 'image/png' : 'image/jpeg', fileName: `f${i}` })).text) as { uploadUrl: string; imageId: string };
+      const put = await fetch(upload.uploadUrl, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: uploads[i] });
+      expect(put.status).toBe(201);
+      return { orderId: order.id, imageId: upload.imageId };
+    });
+    const outcomes: Record<string, number> = {};
+    await pool(cases.length, 4, async (i) => {
+      const { orderId, imageId } = cases[i] ?? { orderId: '', imageId: '' };
+      let record: { status: string; reason?: string } = { status: 'pending' };
+      for (let attempt = 0; attempt < 300 && record.status === 'pending'; attempt++) {
+        const list = await api('GET', `/orders/${orderId}/specimens/S-0001/images`);
+        expect(list.status).toBe(200);
+        record = (JSON.parse(list.text) as { items: { status: string; reason?: string }[] }).items[0] ?? record;
+        if (record.status === 'pending') await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(record.status, `case ${i}`).not.toBe('pending');
+      const outcome = record.status === 'ready' ? 'ready' : `rejected:${record.reason ?? ''}`;
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      const image = await api('GET', `/orders/${orderId}/specimens/S-0001/images/${imageId}`);
+      if (record.status === 'ready') {
+        expect(image.status).toBe(200);
+        expect((await sharp(image.body).metadata()).width).toBeGreaterThan(0);
+      } else {
+        expect(REASONS).toContain(record.reason);
+        expect(image.status).toBeGreaterThanOrEqual(400);
+        expect(image.status).toBeLessThan(500);
+      }
+    });
+    // A rejected file leaves no image behind; nothing went to the poison queue; nothing logged an error.
+    const blobs = BlobServiceClient.fromConnectionString(host.storageConnectionString);
+    let stored = 0;
+    for await (const _ of blobs.getContainerClient('specimen-images').listBlobsFlat({ prefix: 'lab-img-fuzz/' })) stored++;
+    expect(stored).toBe(2 * (outcomes.ready ?? 0));
+    const poison = new QueueClient(host.storageConnectionString, POISON_QUEUE);
+    expect((await poison.exists()) ? (await poison.peekMessages({ numberOfMessages: 32 })).peekedMessageItems : []).toEqual([]);
+    expect(host.output()).not.toContain('"level":"error"');
+    recordFigures('imageFuzz', { cases: uploads.length, outcomes });
+  });
+});

@@ -1,0 +1,116 @@
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AZURITE_ACCOUNT, AZURITE_KEY } from '../../lib/local-host/azurite.js';
+
+/**
+ * What can go wrong between LabVault and storage:
+ * - `503`, `500`: the service refuses the request (nothing applied);
+ * - `reset`: the connection drops before the request reaches the service (nothing applied);
+ * - `lost-response`: the service applies the request, then the connection drops before the answer
+ *   arrives, so the caller cannot know it succeeded (the case that breaks naive retries);
+ * - `timeout`: no answer for a few seconds, then the connection drops (nothing applied);
+ * - `slow`: the answer arrives, late.
+ */
+export type FaultKind = '503' | '500' | 'reset' | 'lost-response' | 'timeout' | 'slow';
+export const FAULT_KINDS: readonly FaultKind[] = ['503', '500', 'reset', 'lost-response', 'timeout', 'slow'];
+
+export interface FaultSettings {
+  /** Share of requests that get a fault, 0..1. */
+  rate: number;
+  kinds?: readonly FaultKind[];
+  timeoutMs?: number;
+  slowMs?: number;
+}
+
+export interface FaultProxy {
+  /** A connection string to Azurite through the proxy (all three services). */
+  readonly connectionString: string;
+  set(settings: FaultSettings): void;
+  /** Requests seen, and faults injected by kind. */
+  stats(): { requests: number; faults: Record<FaultKind, number> };
+  close(): Promise<void>;
+}
+
+const ERROR_BODY = (status: number) =>
+  `<?xml version="1.0" encoding="utf-8"?><Error><Code>${status === 503 ? 'ServerBusy' : 'InternalError'}</Code><Message>Injected fault.</Message></Error>`;
+
+/**
+ * An HTTP proxy in front of each Azurite service that injects faults into a share of the requests,
+ * chosen at random. Tests start LabVault against `connectionString` and look at storage directly.
+ */
+export async function startFaultProxy(ports: { blob: number; queue: number; table: number }, random: () => number = Math.random): Promise<FaultProxy> {
+  let settings: Required<FaultSettings> = { rate: 0, kinds: FAULT_KINDS, timeoutMs: 3000, slowMs: 400 };
+  let requests = 0;
+  const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
+  const servers: Server[] = [];
+
+  const forward = (upstreamPort: number, req: IncomingMessage, res: ServerResponse, onResponse: (upstream: IncomingMessage) => void): void => {
+    const upstream = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, onResponse);
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  };
+
+  const serve = (upstreamPort: number) => (req: IncomingMessage, res: ServerResponse) => {
+    requests++;
+    const fault = random() < settings.rate ? settings.kinds[Math.floor(random() * settings.kinds.length)] : undefined;
+    if (fault) faults[fault]++;
+    const pass = (upstream: IncomingMessage) => {
+      res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+      upstream.pipe(res);
+    };
+    switch (fault) {
+      case '503':
+      case '500':
+        req.resume();
+        res.writeHead(Number(fault), { 'content-type': 'application/xml', 'x-ms-error-code': fault === '503' ? 'ServerBusy' : 'InternalError' });
+        res.end(ERROR_BODY(Number(fault)));
+        return;
+      case 'reset':
+        req.socket.destroy();
+        return;
+      case 'timeout':
+        req.resume();
+        setTimeout(() => req.socket.destroy(), settings.timeoutMs);
+        return;
+      case 'lost-response':
+        forward(upstreamPort, req, res, (upstream) => {
+          upstream.resume();
+          upstream.on('end', () => req.socket.destroy());
+        });
+        return;
+      case 'slow':
+        forward(upstreamPort, req, res, (upstream) => setTimeout(() => pass(upstream), settings.slowMs * (0.5 + random())));
+        return;
+      default:
+        forward(upstreamPort, req, res, pass);
+    }
+  };
+
+  const listen = async (upstreamPort: number): Promise<number> => {
+    const server = createServer(serve(upstreamPort));
+    server.keepAliveTimeout = 5000;
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as AddressInfo).port;
+  };
+  const proxied = { blob: await listen(ports.blob), queue: await listen(ports.queue), table: await listen(ports.table) };
+  const host = 'http://127.0.0.1';
+  return {
+    connectionString: [
+      'DefaultEndpointsProtocol=http',
+      `AccountName=${AZURITE_ACCOUNT}`,
+      `AccountKey=${AZURITE_KEY}`,
+      `BlobEndpoint=${host}:${proxied.blob}/${AZURITE_ACCOUNT}`,
+      `QueueEndpoint=${host}:${proxied.queue}/${AZURITE_ACCOUNT}`,
+      `TableEndpoint=${host}:${proxied.table}/${AZURITE_ACCOUNT}`,
+    ].join(';'),
+    set(next) {
+      settings = { ...settings, ...next, kinds: next.kinds ?? FAULT_KINDS };
+    },
+    stats: () => ({ requests, faults: { ...faults } }),
+    close: async () => {
+      for (const server of servers) server.closeAllConnections();
+      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    },
+  };
+}
