@@ -134,7 +134,8 @@ describe('canary patient data through every workflow, looked for everywhere it m
     expect((await call('GET', `/orders?patientId=${encodeURIComponent(CANARY.patientId)}`, key)).status).toBe(200);
     expect((await call('GET', `/orders?externalId=${encodeURIComponent(CANARY.lastName)}${'x'.repeat(100)}`, key)).status).toBeLessThan(500);
     await call('PATCH', `/orders/${ids[0] ?? ''}`, key, { status: 'cancelled', cancellationReason: CANARY.clinical }, { 'if-match': '"stale"' });
-    await call('GET', `/orders/${ids[1] ?? ''}`, key);
+    // Control: the tenant's own answer carries the canaries, so the search below can see them.
+    expect(sightings('control', (await call('GET', `/orders/${ids[1] ?? ''}`, key)).text).length).toBeGreaterThanOrEqual(6);
 
     // Images: one with the canary in EXIF, comment and file name; one rejected with the canary in its bytes.
     const photo = withJpegComment(

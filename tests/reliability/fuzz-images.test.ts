@@ -1,11 +1,10 @@
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueClient } from '@azure/storage-queue';
-import fc from 'fast-check';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { POISON_QUEUE } from '../../lib/local-host/blob-watcher.js';
 import { exampleOrder } from '../support/fixtures.js';
-import { jpegWithMetadata, plainPng, pngBombHeader, rotatedJpeg } from '../support/images.js';
+import { fuzzedImageFiles } from '../support/images.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
 import { httpCall, pool, recordFigures } from './support.js';
 
@@ -14,32 +13,6 @@ let host: RunningHost;
 let key: string;
 
 const REASONS = ['empty', 'too-large', 'unsupported-type', 'too-many-pixels', 'corrupt'];
-
-/** Bytes that are almost images: real files with flipped, cut, inserted or overwritten bytes, and noise behind real magic numbers. */
-async function fuzzedUploads(): Promise<Buffer[]> {
-  const seeds = [await jpegWithMetadata(), await plainPng(), await rotatedJpeg(), await sharp({ create: { width: 40, height: 30, channels: 4, background: '#0a0' } }).webp().toBuffer(), await sharp({ create: { width: 40, height: 30, channels: 3, background: '#00a' } }).tiff().toBuffer(), pngBombHeader()];
-  const magic = [Buffer.from([0xff, 0xd8, 0xff]), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('II*\0', 'latin1'), Buffer.from('RIFF\0\0\0\0WEBP', 'latin1')];
-  const mutation = fc.oneof(
-    fc.record({ kind: fc.constant('flip' as const), seed: fc.nat(seeds.length - 1), at: fc.double({ min: 0, max: 1, noNaN: true }), bits: fc.integer({ min: 1, max: 255 }), count: fc.integer({ min: 1, max: 40 }) }),
-    fc.record({ kind: fc.constant('cut' as const), seed: fc.nat(seeds.length - 1), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
-    fc.record({ kind: fc.constant('insert' as const), seed: fc.nat(seeds.length - 1), at: fc.double({ min: 0, max: 1, noNaN: true }), bytes: fc.uint8Array({ minLength: 1, maxLength: 512 }) }),
-    fc.record({ kind: fc.constant('magic-noise' as const), seed: fc.nat(magic.length - 1), bytes: fc.uint8Array({ minLength: 0, maxLength: 4096 }) }),
-    fc.record({ kind: fc.constant('noise' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 8192 }) }),
-  );
-  return fc.sample(mutation, { numRuns: CASES, seed: 20261127 }).map((m) => {
-    if (m.kind === 'noise') return Buffer.from(m.bytes);
-    if (m.kind === 'magic-noise') return Buffer.concat([magic[m.seed] ?? Buffer.alloc(0), Buffer.from(m.bytes)]);
-    const source = Buffer.from(seeds[m.seed] ?? Buffer.alloc(1));
-    const at = Math.floor(m.at * source.length);
-    if (m.kind === 'cut') return source.subarray(0, Math.max(1, at));
-    if (m.kind === 'insert') return Buffer.concat([source.subarray(0, at), Buffer.from(m.bytes), source.subarray(at)]);
-    for (let i = 0; i < m.count; i++) {
-      const pos = (at + i * 7919) % source.length;
-      source[pos] = (source[pos] ?? 0) ^ m.bits;
-    }
-    return source;
-  });
-}
 
 describe(`fuzzing the blob trigger with ${CASES} random and mutated image files`, () => {
   beforeAll(async () => {
@@ -53,7 +26,7 @@ describe(`fuzzing the blob trigger with ${CASES} random and mutated image files`
   });
 
   it('ends every upload ready (with an image that decodes) or rejected with a reason, never stuck, never poison, never a 5xx', async () => {
-    const uploads = await fuzzedUploads();
+    const uploads = await fuzzedImageFiles(CASES);
     const api = (method: string, path: string, body?: unknown) =>
       httpCall(`${host.apiBaseUrl}${path}`, { method, headers: { authorization: key, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
     const cases = await pool(uploads.length, 4, async (i) => {

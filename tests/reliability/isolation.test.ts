@@ -3,6 +3,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_OPERATIONS, openApiPath } from '../../lib/http/openapi.js';
 import type { Operation } from '../../lib/http/operation.js';
+import { type Permission, PERMISSIONS } from '../../lib/identity/permissions.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { plainPng } from '../support/images.js';
 import { type RunningHost, startHost } from '../support/local-host.js';
@@ -14,6 +15,7 @@ let host: RunningHost;
 let adminA: string;
 let adminB: string;
 let keyB: string;
+const KEY_B_PERMISSIONS: Permission[] = ['orders:create', 'orders:read', 'orders:update', 'images:upload', 'images:read', 'exports:start', 'audit:read'];
 /** Real identifiers of lab-a's records, by the path parameter that names them. */
 const idsOfA: Record<string, string> = {};
 
@@ -86,7 +88,7 @@ describe("isolation: another tenant's identifiers in paths, queries and bodies, 
     adminA = await firstLogin('lab-a', 'admin.a', String((tenantA.json.admin as { initialPassword: string }).initialPassword));
     adminB = await firstLogin('lab-b', 'admin.b', String((tenantB.json.admin as { initialPassword: string }).initialPassword));
     const keyA = `ApiKey ${String((await call('POST', '/integrations', adminA, { name: 'LIS A', permissions: ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start'] })).json.apiKey)}`;
-    const integrationB = await call('POST', '/integrations', adminB, { name: 'LIS B', permissions: ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start', 'audit:read'] });
+    const integrationB = await call('POST', '/integrations', adminB, { name: 'LIS B', permissions: KEY_B_PERMISSIONS });
     keyB = `ApiKey ${String(integrationB.json.apiKey)}`;
     idsOfA.integrations = String(((await call('GET', '/integrations', adminA)).json.items as { id: string }[] | undefined)?.[0]?.id);
     idsOfA.users = String((await call('POST', '/users', adminA, { username: 'nora.a', email: 'nora@lab-a.example', name: 'Nora A' })).json.id);
@@ -122,11 +124,14 @@ describe("isolation: another tenant's identifiers in paths, queries and bodies, 
     for (const op of ALL_OPERATIONS) {
       const path = foreignPath(op);
       if (!path || op.id === 'logout') continue;
-      for (const auth of [adminB, keyB]) {
-        const reply = await call(op.method, path, auth, op.body ? (VALID_BODIES[op.id] ?? {}) : undefined);
+      for (const caller of [{ auth: adminB, permissions: PERMISSIONS }, { auth: keyB, permissions: KEY_B_PERMISSIONS }]) {
+        // With the permission, lab-a's record does not exist for lab-b (404); without it, 403 comes first.
+        const access = op.access;
+        const expected = typeof access === 'object' && 'permission' in access ? (caller.permissions.includes(access.permission) ? 404 : 403) : 403;
+        const reply = await call(op.method, path, caller.auth, op.body ? (VALID_BODIES[op.id] ?? {}) : undefined, { 'if-match': '"0x8D000000000000"' });
         calls++;
         refusals[reply.status] = (refusals[reply.status] ?? 0) + 1;
-        if (reply.status < 400 || reply.status >= 500) leaks.push(`${op.id} ${op.method} ${path}: ${reply.status}`);
+        if (reply.status !== expected) leaks.push(`${op.id} ${op.method} ${path}: ${reply.status}, expected ${expected}`);
       }
     }
     expect(leaks).toEqual([]);

@@ -1,4 +1,5 @@
 import { crc32, deflateSync } from 'node:zlib';
+import fc from 'fast-check';
 import sharp from 'sharp';
 
 /** A JPEG full of metadata that must not survive: GPS EXIF, an XMP packet and a comment. */
@@ -60,4 +61,31 @@ export function pngBombHeader(width = 20_000, height = 20_000): Buffer {
   ihdr[9] = 0; // greyscale
   const rows = deflateSync(Buffer.alloc((width + 1) * 4)); // a few rows of zeros; the rest "to follow"
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', rows), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/** Bytes that are almost images: real files with flipped, cut, inserted or overwritten bytes, and noise behind real magic numbers. */
+export async function fuzzedImageFiles(count: number): Promise<Buffer[]> {
+  const seeds = [await jpegWithMetadata(), await plainPng(), await rotatedJpeg(), await sharp({ create: { width: 40, height: 30, channels: 4, background: '#0a0' } }).webp().toBuffer(), await sharp({ create: { width: 40, height: 30, channels: 3, background: '#00a' } }).tiff().toBuffer(), pngBombHeader()];
+  const magic = [Buffer.from([0xff, 0xd8, 0xff]), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('II*\0', 'latin1'), Buffer.from('RIFF\0\0\0\0WEBP', 'latin1')];
+  const mutation = fc.oneof(
+    fc.record({ kind: fc.constant('flip' as const), seed: fc.nat(seeds.length - 1), at: fc.nat(1_000_000), bits: fc.integer({ min: 1, max: 255 }), count: fc.integer({ min: 1, max: 40 }) }),
+    fc.record({ kind: fc.constant('cut' as const), seed: fc.nat(seeds.length - 1), at: fc.nat(1_000_000) }),
+    fc.record({ kind: fc.constant('insert' as const), seed: fc.nat(seeds.length - 1), at: fc.nat(1_000_000), bytes: fc.uint8Array({ minLength: 1, maxLength: 512 }) }),
+    fc.record({ kind: fc.constant('magic-noise' as const), seed: fc.nat(magic.length - 1), bytes: fc.uint8Array({ minLength: 0, maxLength: 4096 }) }),
+    fc.record({ kind: fc.constant('noise' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 8192 }) }),
+  );
+  return fc.sample(mutation, { numRuns: count, seed: 20261127 }).map((m) => {
+    if (m.kind === 'noise') return Buffer.from(m.bytes);
+    if (m.kind === 'magic-noise') return Buffer.concat([magic[m.seed] ?? Buffer.alloc(0), Buffer.from(m.bytes)]);
+    const source = Buffer.from(seeds[m.seed] ?? Buffer.alloc(1));
+    // Past the magic number mostly (fast-check favours small values), so the decoder gets to see it.
+    const at = m.at < 50_000 ? m.at % source.length : 12 + (m.at % Math.max(1, source.length - 12));
+    if (m.kind === 'cut') return source.subarray(0, Math.max(1, at));
+    if (m.kind === 'insert') return Buffer.concat([source.subarray(0, at), Buffer.from(m.bytes), source.subarray(at)]);
+    for (let i = 0; i < m.count; i++) {
+      const pos = (at + i * 7919) % source.length;
+      source[pos] = (source[pos] ?? 0) ^ m.bits;
+    }
+    return source;
+  });
 }
