@@ -1,5 +1,6 @@
 // Nightly table backup: every table in parallel (each an idempotent activity), then the manifest.
 import * as df from 'durable-functions';
+import { storageRetry } from './retry.js';
 import type { TableBackup } from '../lib/backups/backups.js';
 import { getServices } from '../lib/services.js';
 
@@ -16,8 +17,7 @@ df.app.activity('backupManifest', {
 
 df.app.orchestration('tableBackup', function* (context) {
   const { backupId } = context.df.getInput<{ backupId: string }>();
-  const tables = (yield context.df.callActivity('backupListTables')) as string[];
-  const retry = new df.RetryOptions(5000, 3);
-  const results = (yield context.df.Task.all(tables.map((table) => context.df.callActivityWithRetry('backupTable', retry, { backupId, table })))) as TableBackup[];
-  return yield context.df.callActivity('backupManifest', { backupId, tables: results });
+  const tables = (yield context.df.callActivityWithRetry('backupListTables', storageRetry())) as string[];
+  const results = (yield context.df.Task.all(tables.map((table) => context.df.callActivityWithRetry('backupTable', storageRetry(), { backupId, table })))) as TableBackup[];
+  return yield context.df.callActivityWithRetry('backupManifest', storageRetry(), { backupId, tables: results });
 });

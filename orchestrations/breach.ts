@@ -2,6 +2,7 @@
 // escalation), take phased updates and acknowledgements as they come, and close only with the
 // internal analysis. Inputs and outputs are ids, counts and times only.
 import * as df from 'durable-functions';
+import { storageRetry } from './retry.js';
 import type { Task } from 'durable-functions';
 import type { BreachTiming, TenantScope } from '../lib/breaches/breaches.js';
 import { getServices } from '../lib/services.js';
@@ -47,7 +48,7 @@ function* deliver(context: df.OrchestrationContext, input: BreachRun, tenant: st
   try {
     yield context.df.callActivityWithRetry('breachDeliver', new df.RetryOptions(1000, 4), { ...input, tenant, seq });
   } catch {
-    yield context.df.callActivity('breachTimeline', { breachId: input.breachId, event: 'webhook-failed', detail: `notification ${seq}: all attempts failed`, tenant });
+    yield context.df.callActivityWithRetry('breachTimeline', storageRetry(), { breachId: input.breachId, event: 'webhook-failed', detail: `notification ${seq}: all attempts failed`, tenant });
   }
 }
 
@@ -65,7 +66,7 @@ df.app.orchestration('breachTenantWatch', function* (context) {
     const timer = context.df.createTimer(new Date(aware + hours * HOUR));
     const winner = (yield context.df.Task.any([ack, timer])) as Task;
     if (winner === ack) return 'acknowledged';
-    yield context.df.callActivity('breachRemind', { ...input, kind, hours });
+    yield context.df.callActivityWithRetry('breachRemind', storageRetry(), { ...input, kind, hours });
   }
   yield ack;
   return 'acknowledged';
@@ -73,10 +74,10 @@ df.app.orchestration('breachTenantWatch', function* (context) {
 
 df.app.orchestration('breachHandling', function* (context) {
   const input = context.df.getInput<BreachRun>();
-  const scope = (yield context.df.callActivity('breachScope', input)) as TenantScope[];
+  const scope = (yield context.df.callActivityWithRetry('breachScope', storageRetry(), input)) as TenantScope[];
   const tenants = scope.map((s) => s.tenant);
   // At once and in parallel: the processor does not wait for its own risk assessment (Art. 33(2)).
-  yield context.df.Task.all(tenants.map((tenant) => context.df.callActivity('breachNotify', { ...input, tenant, seq: 1 })));
+  yield context.df.Task.all(tenants.map((tenant) => context.df.callActivityWithRetry('breachNotify', storageRetry(), { ...input, tenant, seq: 1 })));
   const watchers = new Set<Task>(tenants.map((tenant) => context.df.callSubOrchestrator('breachTenantWatch', { ...input, tenant }, breachTenantInstanceId(input.breachId, tenant))));
   let analysis = context.df.waitForExternalEvent('analysis');
   let update = context.df.waitForExternalEvent('update');
@@ -88,11 +89,11 @@ df.app.orchestration('breachHandling', function* (context) {
       analysis = context.df.waitForExternalEvent('analysis');
     } else if (winner === update) {
       const seq = (update.result as { seq: number }).seq;
-      yield context.df.Task.all(tenants.map((tenant) => context.df.callActivity('breachNotify', { ...input, tenant, seq })));
+      yield context.df.Task.all(tenants.map((tenant) => context.df.callActivityWithRetry('breachNotify', storageRetry(), { ...input, tenant, seq })));
       for (const tenant of tenants) yield* deliver(context, input, tenant, seq);
       update = context.df.waitForExternalEvent('update');
     } else if (winner === reminder) {
-      yield context.df.callActivity('breachRemindAnalysis', input);
+      yield context.df.callActivityWithRetry('breachRemindAnalysis', storageRetry(), input);
       reminder = context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR));
     } else {
       watchers.delete(winner);

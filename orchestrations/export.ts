@@ -1,6 +1,7 @@
 // Data export: fan out over the tenant's data in parts, fan in to one archive, keep it available
 // for its retrieval period, then delete it. Inputs and outputs are ids and checksums only.
 import * as df from 'durable-functions';
+import { storageRetry } from './retry.js';
 import { ARCHIVE_DAYS, type ExportFormat, type ExportPurpose, type PartFile } from '../lib/exports/exports.js';
 import { getServices } from '../lib/services.js';
 
@@ -51,31 +52,30 @@ df.app.activity('exportDeleteArchive', {
 
 df.app.orchestration('exportTenantData', function* (context) {
   const input = context.df.getInput<ExportInput>();
-  const retry = new df.RetryOptions(2000, 3);
   let archive: { bytes: number; sha256: string; files: number };
   try {
-    const parts = (yield context.df.callActivity('exportPlan', input)) as string[];
+    const parts = (yield context.df.callActivityWithRetry('exportPlan', storageRetry(), input)) as string[];
     const files: PartFile[] = [];
     context.df.setCustomStatus({ phase: 'parts', partsDone: 0, partsTotal: parts.length });
     for (let i = 0; i < parts.length; i += PARALLEL_PARTS) {
       const batch = parts.slice(i, i + PARALLEL_PARTS);
-      const results = (yield context.df.Task.all(batch.map((part) => context.df.callActivityWithRetry('exportPart', retry, { ...input, part })))) as PartFile[][];
+      const results = (yield context.df.Task.all(batch.map((part) => context.df.callActivityWithRetry('exportPart', storageRetry(), { ...input, part })))) as PartFile[][];
       files.push(...results.flat());
       context.df.setCustomStatus({ phase: 'parts', partsDone: Math.min(i + PARALLEL_PARTS, parts.length), partsTotal: parts.length });
     }
     context.df.setCustomStatus({ phase: 'archive', partsDone: parts.length, partsTotal: parts.length });
-    archive = (yield context.df.callActivityWithRetry('exportAssemble', retry, { ...input, files })) as typeof archive;
-    yield context.df.callActivity('exportComplete', { ...input, archive: { bytes: archive.bytes, sha256: archive.sha256 } });
+    archive = (yield context.df.callActivityWithRetry('exportAssemble', storageRetry(), { ...input, files })) as typeof archive;
+    yield context.df.callActivityWithRetry('exportComplete', storageRetry(), { ...input, archive: { bytes: archive.bytes, sha256: archive.sha256 } });
     context.df.setCustomStatus({ phase: 'available', partsDone: parts.length, partsTotal: parts.length });
   } catch (error) {
     const reason = error instanceof Error ? error.message.split('\n')[0] ?? 'failed' : 'failed';
-    yield context.df.callActivity('exportFail', { ...input, reason });
+    yield context.df.callActivityWithRetry('exportFail', storageRetry(), { ...input, reason });
     return { status: 'failed' };
   }
   // The archive stays retrievable for its period (30 days at contract end, else 7), then goes.
   const deleteAt = new Date(context.df.currentUtcDateTime.getTime() + ARCHIVE_DAYS[input.purpose] * 24 * 3600 * 1000);
   yield context.df.createTimer(deleteAt);
-  yield context.df.callActivity('exportDeleteArchive', input);
+  yield context.df.callActivityWithRetry('exportDeleteArchive', storageRetry(), input);
   context.df.setCustomStatus({ phase: 'deleted' });
   return { status: 'expired', archive };
 });

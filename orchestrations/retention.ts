@@ -2,6 +2,7 @@
 // whole tenant at contract end (notice, reminder, wait, legal hold, delete, destroy keys, verify,
 // certify). Inputs and outputs are ids, dates and counts only.
 import * as df from 'durable-functions';
+import { storageRetry } from './retry.js';
 import type { Task } from 'durable-functions';
 import { getServices } from '../lib/services.js';
 
@@ -16,7 +17,7 @@ df.app.activity('retentionDeleteDue', {
 
 df.app.orchestration('retentionRun', function* (context) {
   const input = context.df.getInput<{ tenant: string; asOf: string }>();
-  return yield context.df.callActivity('retentionDeleteDue', input);
+  return yield context.df.callActivityWithRetry('retentionDeleteDue', storageRetry(), input);
 });
 
 df.app.activity('deletionState', { handler: async (tenant: string) => (await getServices()).deletion.state(tenant) });
@@ -41,14 +42,14 @@ df.app.activity('deletionCertify', {
 
 df.app.orchestration('tenantDeletion', function* (context) {
   const tenant = context.df.getInput<string>();
-  const state = (yield context.df.callActivity('deletionState', tenant)) as { deleteAt: string | null } | undefined;
+  const state = (yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as { deleteAt: string | null } | undefined;
   if (!state?.deleteAt) return { status: 'not-scheduled' };
   const deleteAt = new Date(state.deleteAt);
   const reminderAt = new Date(deleteAt.getTime() - 7 * DAY);
-  yield context.df.callActivity('deletionNotice', { tenant, kind: 'scheduled' });
+  yield context.df.callActivityWithRetry('deletionNotice', storageRetry(), { tenant, kind: 'scheduled' });
   let reminded = false;
   for (;;) {
-    if ((yield context.df.callActivity('deletionHeld', tenant)) as boolean) {
+    if ((yield context.df.callActivityWithRetry('deletionHeld', storageRetry(), tenant)) as boolean) {
       // A legal hold blocks deletion until it is lifted, whatever the date.
       yield context.df.waitForExternalEvent('legal-hold-lifted');
       continue;
@@ -65,13 +66,13 @@ df.app.orchestration('tenantDeletion', function* (context) {
     }
     if (next === reminderAt) {
       reminded = true;
-      yield context.df.callActivity('deletionNotice', { tenant, kind: 'reminder' });
+      yield context.df.callActivityWithRetry('deletionNotice', storageRetry(), { tenant, kind: 'reminder' });
     }
   }
-  const startedAt = (yield context.df.callActivity('deletionStart', tenant)) as string;
-  const rows = (yield context.df.callActivity('deletionRows', tenant)) as Record<string, number>;
-  const blobs = (yield context.df.callActivity('deletionBlobs', tenant)) as { blobs: number; bytes: number };
-  const keys = (yield context.df.callActivity('deletionKeys', tenant)) as unknown[];
-  const verification = (yield context.df.callActivity('deletionVerify', tenant)) as Record<string, number>;
-  return yield context.df.callActivity('deletionCertify', { tenant, startedAt, rows, blobs, keys, verification });
+  const startedAt = (yield context.df.callActivityWithRetry('deletionStart', storageRetry(), tenant)) as string;
+  const rows = (yield context.df.callActivityWithRetry('deletionRows', storageRetry(), tenant)) as Record<string, number>;
+  const blobs = (yield context.df.callActivityWithRetry('deletionBlobs', storageRetry(), tenant)) as { blobs: number; bytes: number };
+  const keys = (yield context.df.callActivityWithRetry('deletionKeys', storageRetry(), tenant)) as unknown[];
+  const verification = (yield context.df.callActivityWithRetry('deletionVerify', storageRetry(), tenant)) as Record<string, number>;
+  return yield context.df.callActivityWithRetry('deletionCertify', storageRetry(), { tenant, startedAt, rows, blobs, keys, verification });
 });

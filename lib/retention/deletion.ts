@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
+import type { ContainerClient } from '@azure/storage-blob';
 import { CompactSign, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
@@ -9,10 +10,11 @@ import type { IntegrationService } from '../identity/integrations.js';
 import type { ImageService } from '../images/images.js';
 import { conflict, notFound } from '../http/problem.js';
 import type { OrderService } from '../orders/orders.js';
-import { deletePrefixCompletely } from '../storage/blobs.js';
+import { deleteItems, listPrefixCompletely, type StoredItem } from '../storage/blobs.js';
 import { CONTAINERS, type StorageClients, TABLES } from '../storage/clients.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition, tenantPartitionRange } from '../storage/keys.js';
+import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
 import type { TenantService } from '../tenants/tenants.js';
 import type { RetentionService } from './retention.js';
 
@@ -27,6 +29,10 @@ type LifecycleRow = {
   legalHold: boolean;
   startedAt?: string;
   certificate?: string;
+  /** JSON: the tenant's rows by kind when deletion began. */
+  rowCensus?: string;
+  /** JSON: the tenant's blobs (with versions and snapshots) and bytes when deletion began. */
+  blobCensus?: string;
 };
 
 export interface DeletionCertificate {
@@ -170,7 +176,11 @@ export class DeletionService {
     return startedAt;
   }
 
-  /** Every table row of the tenant (its key range), counted by area; the directory row last. */
+  /**
+   * Every table row of the tenant (its key range); the directory row last. Returns the rows by kind
+   * as they were when deletion began: the count is taken once and kept with the deletion's state, so
+   * a run repeated after a crash or a storage fault reports the same figures as an undisturbed one.
+   */
   async deleteRows(tenant: string): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
     const { from, to } = tenantPartitionRange(tenant);
@@ -182,38 +192,70 @@ export class DeletionService {
       const kind = (row.rowKey as string).split('~')[0] ?? 'row';
       counts[kind] = (counts[kind] ?? 0) + 1;
     }
+    const census = await this.#census(tenant, counts);
     // Partitions are independent: a few at a time keeps storage busy while each batch is in flight.
     const partitions = [...byPartition];
     await Promise.all(
       Array.from({ length: Math.min(DELETE_CONCURRENCY, partitions.length) }, async () => {
         for (let next = partitions.shift(); next; next = partitions.shift()) {
           const [partitionKey, keys] = next;
-          for (let i = 0; i < keys.length; i += 100) {
-            await this.d.tenantData.submitTransaction(keys.slice(i, i + 100).map((rowKey): TransactionAction => ['delete', { partitionKey, rowKey }]));
-          }
+          for (let i = 0; i < keys.length; i += 100) await this.#deleteBatch(partitionKey, keys.slice(i, i + 100));
         }
       }),
     );
     try {
       await this.d.platform.deleteEntity('tenant', tenant);
-      counts.directory = 1;
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
     this.d.integrations.forget(tenant);
-    return counts;
+    return census;
   }
 
+  /** The rows by kind (and the directory row) when deletion began, recorded on the first run. */
+  async #census(tenant: string, counts: Record<string, number>): Promise<Record<string, number>> {
+    const recorded = (await this.#row(tenant))?.rowCensus;
+    if (recorded) return JSON.parse(recorded) as Record<string, number>;
+    let directory = 0;
+    try {
+      await this.d.platform.getEntity('tenant', tenant);
+      directory = 1;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    const census = { ...counts, ...(directory ? { directory } : {}) };
+    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, rowCensus: JSON.stringify(census) }, 'Merge');
+    return census;
+  }
+
+  async #deleteBatch(partitionKey: string, rowKeys: string[]): Promise<void> {
+    try {
+      await submitTransaction(this.d.tenantData, rowKeys.map((rowKey): TransactionAction => ['delete', { partitionKey, rowKey }]));
+    } catch (error) {
+      if (!(error instanceof TransactionFailedError) || error.statusCode !== 404) throw error;
+      // A row is gone already (an earlier attempt of this batch was applied, its answer lost): the rest one by one.
+      for (const rowKey of rowKeys) {
+        await this.d.tenantData.deleteEntity(partitionKey, rowKey).catch((e: unknown) => {
+          if (!isNotFound(e)) throw e;
+        });
+      }
+    }
+  }
+
+  /** Every blob of the tenant with versions and snapshots; like rows, counted once when deletion began. */
   async deleteBlobs(tenant: string): Promise<{ blobs: number; bytes: number }> {
-    let blobs = 0;
-    let bytes = 0;
+    const listed: { container: ContainerClient; items: StoredItem[] }[] = [];
     for (const name of Object.values(CONTAINERS)) {
       if (name === CONTAINERS.backups) continue; // immutable; their tenant data is ciphertext under the keys destroyed next
-      const r = await deletePrefixCompletely(this.d.storage.blobService.getContainerClient(name), `${tenant}/`);
-      blobs += r.blobs;
-      bytes += r.bytes;
+      const container = this.d.storage.blobService.getContainerClient(name);
+      listed.push({ container, items: await listPrefixCompletely(container, `${tenant}/`) });
     }
-    return { blobs, bytes };
+    const all = listed.flatMap((l) => l.items);
+    const recorded = (await this.#row(tenant))?.blobCensus;
+    const census = recorded ? (JSON.parse(recorded) as { blobs: number; bytes: number }) : { blobs: all.length, bytes: all.reduce((n, x) => n + x.bytes, 0) };
+    if (!recorded) await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, blobCensus: JSON.stringify(census) }, 'Merge');
+    for (const { container, items } of listed) await deleteItems(container, items);
+    return census;
   }
 
   async destroyKeys(tenant: string): Promise<DestroyedSecret[]> {

@@ -20,13 +20,26 @@ export async function deleteBlobCompletely(container: ContainerClient, name: str
 }
 
 /** Every blob (with snapshots and versions) under a prefix: one listing, deletes 16 at a time. */
-export async function deletePrefixCompletely(container: ContainerClient, prefix: string): Promise<{ blobs: number; bytes: number }> {
-  const items: { name: string; versionId?: string; snapshot?: string; current: boolean; bytes: number }[] = [];
+export interface StoredItem {
+  name: string;
+  versionId?: string;
+  snapshot?: string;
+  current: boolean;
+  bytes: number;
+}
+
+/** Every blob under a prefix with its versions and snapshots. */
+export async function listPrefixCompletely(container: ContainerClient, prefix: string): Promise<StoredItem[]> {
+  const items: StoredItem[] = [];
   for await (const item of container.listBlobsFlat({ prefix, includeSnapshots: true, includeVersions: true })) {
     items.push({ name: item.name, ...(item.versionId ? { versionId: item.versionId } : {}), ...(item.snapshot ? { snapshot: item.snapshot } : {}), current: item.isCurrentVersion !== false, bytes: item.properties.contentLength ?? 0 });
   }
-  // Snapshots and old versions first, then the blobs themselves.
-  items.sort((a, b) => Number(a.current && !a.snapshot) - Number(b.current && !b.snapshot));
+  return items;
+}
+
+/** Deletes listed blobs (16 at a time): snapshots and old versions first, then the blobs themselves. */
+export async function deleteItems(container: ContainerClient, listed: readonly StoredItem[]): Promise<void> {
+  const items = [...listed].sort((a, b) => Number(a.current && !a.snapshot) - Number(b.current && !b.snapshot));
   let next = 0;
   await Promise.all(
     Array.from({ length: 16 }, async () => {
@@ -40,5 +53,4 @@ export async function deletePrefixCompletely(container: ContainerClient, prefix:
       }
     }),
   );
-  return { blobs: items.length, bytes: items.reduce((n, x) => n + x.bytes, 0) };
 }

@@ -7,9 +7,11 @@ import { type AzuriteInstance, startAzurite } from '../../lib/local-host/azurite
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { photoJpeg, plainPng } from '../support/images.js';
-import { admin, type RunningHost, startHost } from '../support/local-host.js';
+import { adminAsync, type RunningHost, startHost } from '../support/local-host.js';
 import { unzip } from '../support/zip.js';
 import { httpCall, pool, recordFigures, type RawReply, seededRandom } from './support.js';
+
+// This process serves the fault proxy: nothing here may block (spawnSync would stall every storage call).
 
 /** Faults injected into this share of LabVault's storage requests while a workflow runs. */
 const FAULT_RATE = Number(process.env.LABVAULT_FAULT_RATE ?? 0.1);
@@ -52,7 +54,7 @@ async function until<T>(what: string, read: () => Promise<T>, done: (value: T) =
   for (;;) {
     const value = await read();
     if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not finish: ${JSON.stringify(value).slice(0, 500)}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not finish: ${JSON.stringify((value as { json?: unknown }).json ?? value).slice(0, 500)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -88,8 +90,8 @@ const direct = {
 };
 
 async function newTenant(id: string, permissions: string): Promise<string> {
-  admin(host.dataDir, ['tenant', 'create', '--id', id, '--name', id]);
-  return `ApiKey ${String(admin(host.dataDir, ['integration', 'create', '--tenant', id, '--name', 'lis', '--permissions', permissions]).json?.apiKey)}`;
+  await adminAsync(host.dataDir, ['tenant', 'create', '--id', id, '--name', id]);
+  return `ApiKey ${String((await adminAsync(host.dataDir, ['integration', 'create', '--tenant', id, '--name', 'lis', '--permissions', permissions])).json?.apiKey)}`;
 }
 
 describe(`storage faults (${FAULT_RATE * 100}% of requests: 503, 500, resets, lost responses, timeouts, slow answers)`, () => {
@@ -232,7 +234,7 @@ describe(`storage faults (${FAULT_RATE * 100}% of requests: 503, 500, resets, lo
     expect(output.runtimeStatus).toBe('Completed');
     const empty = await startAzurite();
     try {
-      const restored = admin(host.dataDir, ['backup', 'restore', '20261127-faults', '--target', empty.connectionString]);
+      const restored = await adminAsync(host.dataDir, ['backup', 'restore', '20261127-faults', '--target', empty.connectionString]);
       expect(restored.status, restored.stderr).toBe(0);
       const tables = (restored.json?.tables ?? []) as { table: string; entities: number; verified: boolean }[];
       expect(tables.length).toBe(output.output?.tables);

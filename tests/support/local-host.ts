@@ -54,18 +54,40 @@ export async function startHost(options: { dataDir?: string; env?: Record<string
   };
 }
 
-/** Runs the admin CLI as `npm run admin -- …` would and parses its one JSON line. */
-export function admin(dataDir: string, args: string[]): { status: number; json: Record<string, unknown> | undefined; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/admin.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test' },
-    encoding: 'utf8',
-  });
+export interface AdminResult {
+  status: number;
+  json: Record<string, unknown> | undefined;
+  stdout: string;
+  stderr: string;
+}
+
+const adminArgs = (args: string[]) => ['--import', 'tsx', 'scripts/admin.ts', ...args];
+const adminEnv = (dataDir: string) => ({ ...process.env, LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test' });
+function adminResult(status: number | null, stdout: string, stderr: string): AdminResult {
   let json: Record<string, unknown> | undefined;
   try {
-    json = JSON.parse(result.stdout) as Record<string, unknown>;
+    json = JSON.parse(stdout) as Record<string, unknown>;
   } catch {
     json = undefined;
   }
-  return { status: result.status ?? -1, json, stdout: result.stdout, stderr: result.stderr };
+  return { status: status ?? -1, json, stdout, stderr };
+}
+
+/** Runs the admin CLI as `npm run admin -- …` would and parses its one JSON line. */
+export function admin(dataDir: string, args: string[]): AdminResult {
+  const result = spawnSync(process.execPath, adminArgs(args), { cwd: ROOT, env: adminEnv(dataDir), encoding: 'utf8' });
+  return adminResult(result.status, result.stdout, result.stderr);
+}
+
+/** The admin CLI without blocking this process (needed when this process serves storage, e.g. a fault proxy). */
+export function adminAsync(dataDir: string, args: string[]): Promise<AdminResult> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, adminArgs(args), { cwd: ROOT, env: adminEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (status) => resolveRun(adminResult(status, stdout, stderr)));
+  });
 }
