@@ -13,8 +13,9 @@ import { httpCall, pool, recordFigures, type RawReply, seededRandom } from './su
 
 // This process serves the fault proxy: nothing here may block (spawnSync would stall every storage call).
 
-/** Faults injected into this share of LabVault's storage requests while a workflow runs. */
+/** Faults injected into this share of LabVault's storage requests while a workflow runs (intake: the high end). */
 const FAULT_RATE = Number(process.env.LABVAULT_FAULT_RATE ?? 0.1);
+const INTAKE_FAULT_RATE = Number(process.env.LABVAULT_INTAKE_FAULT_RATE ?? 0.2);
 const OPERATOR_PASSWORD = 'faults-first-start-password-42';
 const STRONG = 'a quiet meadow under autumn rain';
 
@@ -60,16 +61,17 @@ async function until<T>(what: string, read: () => Promise<T>, done: (value: T) =
 }
 
 /** Runs `work` with faults injected, and records what the proxy did meanwhile. */
-async function underFaults<T>(scenario: string, work: () => Promise<T>): Promise<T> {
+async function underFaults<T>(scenario: string, work: () => Promise<T>, rate = FAULT_RATE): Promise<T> {
   const before = proxy.stats();
   const answered503 = clientOutcomes.answered503;
-  proxy.set({ rate: FAULT_RATE });
+  proxy.set({ rate });
   try {
     return await work();
   } finally {
     proxy.set({ rate: 0 });
     const after = proxy.stats();
     figures[scenario] = {
+      faultRate: rate,
       storageRequests: after.requests - before.requests,
       faultsInjected: Object.fromEntries(Object.entries(after.faults).map(([k, v]) => [k, v - before.faults[k as keyof typeof before.faults]])),
       answered503: clientOutcomes.answered503 - answered503,
@@ -94,7 +96,7 @@ async function newTenant(id: string, permissions: string): Promise<string> {
   return `ApiKey ${String((await adminAsync(host.dataDir, ['integration', 'create', '--tenant', id, '--name', 'lis', '--permissions', permissions])).json?.apiKey)}`;
 }
 
-describe(`storage faults (${FAULT_RATE * 100}% of requests: 503, 500, resets, lost responses, timeouts, slow answers)`, () => {
+describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake, ${FAULT_RATE * 100}% otherwise: 503, 500, resets, lost responses, timeouts, slow answers)`, () => {
   beforeAll(async () => {
     azurite = await startAzurite();
     proxy = await startFaultProxy(azurite.ports, seededRandom(Number(process.env.LABVAULT_FAULT_SEED ?? 7)));
@@ -106,18 +108,21 @@ describe(`storage faults (${FAULT_RATE * 100}% of requests: 503, 500, resets, lo
     await host?.kill();
     await proxy?.close();
     await azurite?.stop();
-    recordFigures('faults', { faultRate: FAULT_RATE, ...figures, clients: { requests: clientOutcomes.requests, answered503: clientOutcomes.answered503 } });
+    recordFigures('faults', { ...figures, clients: { requests: clientOutcomes.requests, answered503: clientOutcomes.answered503 } });
   });
 
   it('intake: every order is stored once with its audit entry, the chain verifies, and no answer is a 5xx other than 503', async () => {
     const key = await newTenant('lab-faults', 'orders:create,orders:read,audit:read');
     const count = 600;
-    const ids = await underFaults('intake', () =>
-      pool(count, 16, async (i) => {
-        const reply = await call('POST', '/orders', key, exampleOrder({ externalId: `F-${i}` }), { 'idempotency-key': `faults-${i}` });
-        expect(reply.status, reply.text).toBe(201);
-        return String(reply.json.id);
-      }),
+    const ids = await underFaults(
+      'intake',
+      () =>
+        pool(count, 16, async (i) => {
+          const reply = await call('POST', '/orders', key, exampleOrder({ externalId: `F-${i}` }), { 'idempotency-key': `faults-${i}` });
+          expect(reply.status, reply.text).toBe(201);
+          return String(reply.json.id);
+        }),
+      INTAKE_FAULT_RATE,
     );
     expect(new Set(ids).size).toBe(count);
     const orders = new Set<string>();
