@@ -117,7 +117,6 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       orders,
       images,
       tenants,
-      integrations,
       retention,
       secrets,
       keyring,

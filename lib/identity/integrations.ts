@@ -30,12 +30,6 @@ const AREA = 'integrations';
 const ROW = (id: string) => `integration~${id}`;
 /** `lvk_{tenant}_{keyId}_{secret}`: the tenant and key id locate the row; only a hash is stored. */
 const API_KEY = /^lvk_([a-z0-9-]{3,32})_([0-9a-f]{16})_([0-9a-f]{64})$/;
-/**
- * How long a verified key is trusted without reading its row again. Integrations call in bursts, and
- * the row read was a third of each request's storage work. A revocation or tenant deletion on this
- * instance takes effect at once (the entry is dropped); on other instances within this many ms.
- */
-export const API_KEY_CACHE_MS = 5000;
 
 function hashKey(apiKey: string): Buffer {
   return createHash('sha256').update(apiKey).digest();
@@ -49,8 +43,6 @@ export class IntegrationService {
   readonly #table: TableClient;
   readonly #audit: AuditLog;
   readonly #clock: () => Date;
-  /** Verified keys by their SHA-256, with the principal they resolve to; only hashes are held. */
-  readonly #verified = new Map<string, { principal: Principal; until: number }>();
 
   constructor(table: TableClient, audit: AuditLog, clock: () => Date = () => new Date()) {
     this.#table = table;
@@ -91,7 +83,6 @@ export class IntegrationService {
     const row = await this.#row(tenant, id);
     if (!row || row.revokedAt) throw notFound('No such integration.');
     const etag = row.etag;
-    this.forget(tenant);
     const revoked = { partitionKey, rowKey: ROW(id), revokedAt: this.#clock().toISOString() };
     await this.#audit.commit(tenant, partitionKey, () => [['update', revoked, 'Merge', { etag }]], [
       { event: 'integration.revoke', action: 'U', outcome: 'success', actor, entity: { type: 'Integration', id }, purpose: 'access-management', correlationId },
@@ -114,12 +105,9 @@ export class IntegrationService {
     const match = API_KEY.exec(apiKey);
     if (!match) throw unauthorized();
     const [, tenant = '', id = ''] = match;
-    const presented = hashKey(apiKey);
-    const cacheKey = presented.toString('hex');
-    const cached = this.#verified.get(cacheKey);
-    const now = this.#clock().getTime();
-    if (cached && cached.until > now) return { ...cached.principal };
+    // Read on every request, never cached: a revoked key must stop at once on every instance.
     const row = await this.#row(tenant, id);
+    const presented = hashKey(apiKey);
     const valid = row !== undefined && timingSafeEqual(Buffer.from(row.keyHash, 'hex'), presented) && row.revokedAt === undefined;
     if (!row || !valid) {
       logger.log('warn', 'auth.apikey.rejected', { correlationId, reason: !row ? 'unknown' : row.revokedAt ? 'revoked' : 'mismatch' });
@@ -139,15 +127,7 @@ export class IntegrationService {
       }
       throw unauthorized();
     }
-    const principal: Principal = { kind: 'integration', realm: tenant, tenant, id, permissions: new Set(JSON.parse(row.permissions) as Permission[]), operatorPermissions: new Set(), scope: 'full' };
-    if (this.#verified.size >= 10_000) this.#verified.clear(); // bounded: a flood of distinct keys cannot grow it
-    this.#verified.set(cacheKey, { principal, until: now + API_KEY_CACHE_MS });
-    return principal;
-  }
-
-  /** Drops every cached key of a tenant (its keys were revoked or its data deleted). */
-  forget(tenant: string): void {
-    for (const [hash, entry] of this.#verified) if (entry.principal.tenant === tenant) this.#verified.delete(hash);
+    return { kind: 'integration', realm: tenant, tenant, id, permissions: new Set(JSON.parse(row.permissions) as Permission[]), operatorPermissions: new Set(), scope: 'full' };
   }
 
   async #row(tenant: string, id: string): Promise<(IntegrationRow & { etag: string }) | undefined> {

@@ -6,7 +6,6 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
 import type { TenantKeyring } from '../crypto/keyring.js';
 import type { DestroyedSecret, SecretStore } from '../crypto/secret-store.js';
-import type { IntegrationService } from '../identity/integrations.js';
 import type { ImageService } from '../images/images.js';
 import { conflict, notFound } from '../http/problem.js';
 import type { OrderService } from '../orders/orders.js';
@@ -62,8 +61,6 @@ export class DeletionService {
       orders: OrderService;
       images: ImageService;
       tenants: TenantService;
-      /** Holds verified API keys briefly; told when the tenant's keys are gone. */
-      integrations: Pick<IntegrationService, 'forget'>;
       retention: RetentionService;
       secrets: SecretStore;
       keyring: TenantKeyring;
@@ -208,7 +205,6 @@ export class DeletionService {
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
-    this.d.integrations.forget(tenant);
     return census;
   }
 
