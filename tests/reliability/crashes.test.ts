@@ -12,7 +12,16 @@ const OPERATOR_PASSWORD = 'crashes-first-start-password-42';
 const STRONG = 'a quiet meadow under autumn rain';
 const KILLS_PER_WORKFLOW = Number(process.env.LABVAULT_KILLS ?? 3);
 const SEED = Number(process.env.LABVAULT_CRASH_SEED ?? 11);
-const env = { LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD, LABVAULT_DURABLE_LEASE_SECONDS: '2' };
+const HOURS = (seconds: number) => String(seconds / 3600);
+const env = {
+  LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD,
+  LABVAULT_DURABLE_LEASE_SECONDS: '2',
+  // The breach clocks in seconds (12 h, 24 h and 47 h on Azure), so a whole breach runs within the test.
+  LABVAULT_BREACH_REMINDER_HOURS: `${HOURS(4)},${HOURS(8)}`,
+  LABVAULT_BREACH_ESCALATION_HOURS: HOURS(12),
+  LABVAULT_BREACH_PROCESSOR_DEADLINE_HOURS: HOURS(20),
+  LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS: HOURS(30),
+};
 
 let host: RunningHost;
 let dataDir: string;
@@ -182,6 +191,43 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
       expect(await keysOf(empty.connectionString)).toEqual(await keysOf(host.storageConnectionString));
     } finally {
       await empty.stop();
+    }
+  });
+  it('breach: every affected tenant is notified once, reminded twice and escalated once, as without crashes', async () => {
+    const admins: Record<string, string> = {};
+    for (const tenant of ['crash-br-a', 'crash-br-b']) {
+      const created = admin(dataDir, ['tenant', 'create', '--id', tenant, '--name', tenant, '--admin-username', 'admin', '--admin-email', `a@${tenant}.example`]);
+      const initial = String((created.json?.admin as { initialPassword: string }).initialPassword);
+      const first = await call('POST', '/auth/login', '', { tenant, username: 'admin', password: initial });
+      await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
+      admins[tenant] = `Bearer ${String((await call('POST', '/auth/login', '', { tenant, username: 'admin', password: STRONG })).json.accessToken)}`;
+    }
+    const reported = await call('POST', '/breaches', operator, {
+      detectedAt: new Date().toISOString(),
+      description: 'Backup share reachable from the internet',
+      tenants: ['crash-br-a', 'crash-br-b'],
+      nature: ['confidentiality'],
+      dataCategories: ['health data'],
+      likelyConsequences: 'Possible disclosure of lab orders',
+      measures: 'Share closed',
+      keysExposed: false,
+    });
+    expect(reported.status, reported.text).toBe(202);
+    const id = String(reported.json.id);
+    await crashRepeatedly('breach');
+    const breach = await until(
+      'breach escalation',
+      async () => (await call('GET', `/breaches/${id}`, operator)).json,
+      (b) => ((b.timeline as { event: string }[] | undefined) ?? []).filter((e) => e.event === 'escalation').length >= 2,
+      90_000,
+    );
+    await new Promise((r) => setTimeout(r, 3000)); // a duplicate would show by now
+    const timeline = ((await call('GET', `/breaches/${id}`, operator)).json.timeline as { event: string; tenant?: string }[] | undefined) ?? breach.timeline as { event: string; tenant?: string }[];
+    for (const tenant of ['crash-br-a', 'crash-br-b']) {
+      const events = timeline.filter((e) => e.tenant === tenant).map((e) => e.event);
+      expect({ tenant, notified: events.filter((e) => e === 'notified').length, reminders: events.filter((e) => e === 'reminder').length, escalations: events.filter((e) => e === 'escalation').length }).toEqual({ tenant, notified: 1, reminders: 2, escalations: 1 });
+      const notices = ((await call('GET', '/breach-notifications', admins[tenant] ?? '')).json.items as { breachId: string; sequence: number; reminders: number }[]).filter((n) => n.breachId === id);
+      expect(notices.map((n) => ({ sequence: n.sequence, reminders: n.reminders }))).toEqual([{ sequence: 1, reminders: 2 }]);
     }
   });
 });
