@@ -161,6 +161,13 @@ export class AuditLog {
           headEtag = response.subResponses[actions.length - 1]?.etag;
           domainEtags = domainActions.map((_, i) => response.subResponses[i]?.etag);
         } catch (error) {
+          // The answer may have been lost after the transaction was applied (the SDK's retry then
+          // meets its own rows): if this attempt's last entry is stored, the commit happened.
+          const last = rows[rows.length - 1];
+          if (last && (await this.#landed(partitionKey, last.rowKey, last.hash))) {
+            this.#heads.delete(partitionKey);
+            return { entries: rows.map((r) => toEntry(tenant, r)), domainEtags: domainActions.map(() => undefined) };
+          }
           if (!(error instanceof TransactionFailedError)) throw error;
           const failedInDomain = error.failedIndex !== undefined && error.failedIndex < domainActions.length;
           this.#heads.delete(partitionKey);
@@ -179,6 +186,15 @@ export class AuditLog {
         return { entries: rows.map((r) => toEntry(tenant, r)), domainEtags };
       }
     });
+  }
+
+  /** Whether an entry with this row key and hash is stored (its hash is unique to one attempt). */
+  async #landed(partitionKey: string, rowKey: string, hash: string): Promise<boolean> {
+    try {
+      return (await this.#table.getEntity<{ hash: string }>(partitionKey, rowKey)).hash === hash;
+    } catch {
+      return false;
+    }
   }
 
   /** Audits events that change nothing else (reads, failed attempts). */
@@ -203,7 +219,6 @@ export class AuditLog {
     yield* entries;
   }
 
-  /** Every entry of the tenant, stream by stream in chain order, without sorting (for exports). */
   /** The audit entry a raw row holds (for the tenant's export, which scans partitions once); else undefined. */
   entryOfRow(tenant: string, row: Record<string, unknown>): AuditEntry | undefined {
     const rowKey = row.rowKey;

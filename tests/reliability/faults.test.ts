@@ -62,6 +62,7 @@ async function until<T>(what: string, read: () => Promise<T>, done: (value: T) =
 
 /** Runs `work` with faults injected, and records what the proxy did meanwhile. */
 async function underFaults<T>(scenario: string, work: () => Promise<T>, rate = FAULT_RATE): Promise<T> {
+  clientOutcomes.otherErrors.length = 0; // each scenario answers for its own calls
   const before = proxy.stats();
   const answered503 = clientOutcomes.answered503;
   proxy.set({ rate });
@@ -78,6 +79,9 @@ async function underFaults<T>(scenario: string, work: () => Promise<T>, rate = F
     };
   }
 }
+
+/** The host's error log lines, to say why a call failed. */
+const hostErrors = (): string => host.output().split('\n').filter((l) => l.includes('"level":"error"')).slice(-5).join('\n');
 
 async function login(tenant: string, username: string, initial: string): Promise<string> {
   const first = await call('POST', '/auth/login', '', { tenant, username, password: initial });
@@ -136,7 +140,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
     expect([...created.values()].every((n) => n === 1)).toBe(true);
     const verify = await call('GET', '/audit/verify', key);
     expect(verify.json).toMatchObject({ valid: true });
-    expect(clientOutcomes.otherErrors).toEqual([]);
+    expect(clientOutcomes.otherErrors, hostErrors()).toEqual([]);
   });
 
   it('images: every upload ends ready with its bytes stored, or rejected; none is left half-processed', async () => {
@@ -177,7 +181,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
       expect(createHash('sha256').update(bytes).digest('hex')).toBe(record.sha256);
       expect((await sharp(bytes).metadata()).width).toBeGreaterThan(0);
     }
-    expect(clientOutcomes.otherErrors).toEqual([]);
+    expect(clientOutcomes.otherErrors, hostErrors()).toEqual([]);
   });
 
   it('export: the orchestration completes and every file of the archive matches the manifest', async () => {
@@ -200,7 +204,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
     const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as { counts: Record<string, number>; files: { path: string; sha256: string; bytes: number }[] };
     for (const f of manifest.files) expect(createHash('sha256').update(files.get(f.path) ?? Buffer.alloc(0)).digest('hex'), f.path).toBe(f.sha256);
     expect(manifest.counts.order).toBe(200);
-    expect(clientOutcomes.otherErrors).toEqual([]);
+    expect(clientOutcomes.otherErrors, hostErrors()).toEqual([]);
   });
 
   it('deletion: the tenant is deleted completely, with a certificate whose verification passed', async () => {
@@ -222,7 +226,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
       for await (const r of direct.table(t.name ?? '').listEntities()) if (String(r.partitionKey).startsWith('lab-faults-del~')) rows++;
     }
     expect(rows).toBe(0);
-    expect(clientOutcomes.otherErrors).toEqual([]);
+    expect(clientOutcomes.otherErrors, hostErrors()).toEqual([]);
   });
 
   it('backup: the orchestration completes and the backup restores into an empty account with verified checksums', async () => {
