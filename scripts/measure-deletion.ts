@@ -1,7 +1,7 @@
 // Measures the deletion of a seeded tenant in this process against its own Azurite: rows and blobs
 // deleted per second, and raw batch deletes of the same number of rows as the baseline.
 // `node --import tsx scripts/measure-deletion.ts 2000`
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TransactionAction } from '@azure/data-tables';
@@ -38,8 +38,15 @@ await Promise.all(
     }
   }),
 );
+const cpuOf = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+const azuriteCpu0 = cpuOf(azurite.pid);
+const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 const rows = await services.deletion.deleteRows('lab-del');
+const rowsCpu = { labvault: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6, azurite: cpuOf(azurite.pid) - azuriteCpu0 };
 const t1 = performance.now();
 const blobs = await services.deletion.deleteBlobs('lab-del');
 const t2 = performance.now();
@@ -50,6 +57,8 @@ const table = services.storage.table('tenantdata');
 const seeded = Array.from({ length: 16 }, (_, p) => ({ pk: `zz-baseline~${p.toString(16)}`, rows: [] as string[] }));
 for (let i = 0; i < rowCount; i++) seeded[i % 16]?.rows.push(String(i).padStart(8, '0'));
 for (const { pk, rows: rks } of seeded) for (let i = 0; i < rks.length; i += 100) await table.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['create', { partitionKey: pk, rowKey: rk, v: 'x'.repeat(200) }]));
+const baseAzurite0 = cpuOf(azurite.pid);
+const baseCpu0 = process.cpuUsage();
 const b0 = performance.now();
 const found = new Map<string, string[]>();
 for await (const r of table.listEntities({ queryOptions: { filter: "PartitionKey ge 'zz-baseline~' and PartitionKey lt 'zz-baseline~~'", select: ['PartitionKey', 'RowKey'] } })) {
@@ -65,6 +74,7 @@ await Promise.all(
   }),
 );
 const b1 = performance.now();
+const baseCpu = { client: (process.cpuUsage(baseCpu0).user + process.cpuUsage(baseCpu0).system) / 1e6, azurite: cpuOf(azurite.pid) - baseAzurite0 };
 process.stdout.write(
   JSON.stringify({
     orders: count,
@@ -73,6 +83,7 @@ process.stdout.write(
     blobsDeleted: blobs.blobs,
     blobsPerSec: Math.round(blobs.blobs / ((t2 - t1) / 1000)),
     baselineRowsPerSec: Math.round(rowCount / ((b1 - b0) / 1000)),
+    cpuSeconds: { deletion: rowsCpu, baseline: baseCpu },
     ratio: Number((rowCount / ((t1 - t0) / 1000) / (rowCount / ((b1 - b0) / 1000))).toFixed(2)),
   }) + '\n',
 );

@@ -38,7 +38,12 @@ await Promise.all(
 const seedSeconds = (performance.now() - seedStart) / 1000;
 let peak = process.memoryUsage().rss;
 const baseline = peak;
-const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+const peaks = { heapUsed: 0, heapTotal: 0, external: 0, arrayBuffers: 0 };
+const sampler = setInterval(() => {
+  const m = process.memoryUsage();
+  peak = Math.max(peak, m.rss);
+  for (const k of Object.keys(peaks) as (keyof typeof peaks)[]) peaks[k] = Math.max(peaks[k], m[k]);
+}, 50);
 const cpuOf = (pid: number): number => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
@@ -55,7 +60,13 @@ const timed = async <T>(step: string, run: () => Promise<T>): Promise<T> => {
   stepSeconds[step] = (stepSeconds[step] ?? 0) + Number(((performance.now() - t0) / 1000).toFixed(2));
   return result;
 };
-for (const part of services.exports.plan()) files.push(...(await timed(part.startsWith('shard-') ? 'shards' : part, () => services.exports.writePart('lab-measure', record.id, part, 'ndjson'))));
+// Four parts at a time, as the orchestration runs them.
+const parts = services.exports.plan();
+for (let i = 0; i < parts.length; i += 4) {
+  const batch = parts.slice(i, i + 4);
+  const results = await timed('parts', () => Promise.all(batch.map((part) => services.exports.writePart('lab-measure', record.id, part, 'ndjson'))));
+  files.push(...results.flat());
+}
 const archive = await timed('assemble', () => services.exports.assemble('lab-measure', record.id, 'ndjson', files));
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuBefore);
@@ -73,6 +84,7 @@ process.stdout.write(
     mbPerSec: Number((archive.bytes / 1048576 / seconds).toFixed(2)),
     rssBeforeMB: Math.round(baseline / 1048576),
     peakRssMB: Math.round(peak / 1048576),
+    peakMB: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, Math.round(v / 1048576)])),
     stepSeconds,
     cpuSeconds: { labvault: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)), azurite: Number(azuriteCpu.toFixed(1)) },
   }) + '\n',
