@@ -14,6 +14,7 @@ import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
 import { DELETE_CONCURRENCY } from '../lib/retention/deletion.js';
 import { createServices } from '../lib/services.js';
+import { pool } from '../tests/reliability/support.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only=export,intake` runs those scenarios only (intake, durable, images, export, deletion). */
@@ -46,17 +47,6 @@ async function repeat<T>(run: (i: number) => Promise<T>): Promise<T[]> {
   const out: T[] = [];
   for (let i = 0; i < SIZES.repetitions; i++) out.push(await run(i));
   return out;
-}
-
-async function pool<T>(count: number, concurrency: number, task: (i: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = new Array<T>(count);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, count) }, async () => {
-      for (let i = next++; i < count; i = next++) results[i] = await task(i);
-    }),
-  );
-  return results;
 }
 
 // ---- the host under test ----

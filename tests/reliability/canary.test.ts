@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateOrderInput } from '../../lib/orders/schemas.js';
 import { withJpegComment } from '../support/images.js';
 import { type RunningHost, startHost } from '../support/local-host.js';
-import { httpCall, recordFigures } from './support.js';
+import { callJson, type JsonReply, recordFigures, until } from './support.js';
 
 const BOOTSTRAP_PASSWORD = 'canary-first-start-password-42';
 const STRONG = 'a quiet meadow under autumn rain';
@@ -33,21 +33,11 @@ let key: string;
 const errorBodies: string[] = [];
 let requests = 0;
 
-async function call(method: string, path: string, auth: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; text: string; json: Record<string, unknown> }> {
+async function call(method: string, path: string, auth: string, body?: unknown, headers?: Record<string, string>): Promise<JsonReply> {
   requests++;
-  const reply = await httpCall(`${host.apiBaseUrl}${path}`, {
-    method,
-    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-  });
+  const reply = await callJson(host.apiBaseUrl, method, path, auth, body, headers);
   if (reply.status >= 400) errorBodies.push(reply.text);
-  let json: Record<string, unknown> = {};
-  try {
-    json = reply.text ? (JSON.parse(reply.text) as Record<string, unknown>) : {};
-  } catch {
-    // binary answers
-  }
-  return { status: reply.status, text: reply.text, json };
+  return reply;
 }
 
 async function firstLogin(tenant: string, username: string, initial: string): Promise<string> {
@@ -66,14 +56,6 @@ function canaryOrder(n: number): CreateOrderInput {
     specimens: [{ id: 'S-0001', type: 'biopsy', bodySite: CANARY.bodySite, collectedAt: '2026-11-20T09:30:00Z' }],
     examinations: ['histology'],
   };
-}
-
-async function until(what: string, done: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (await done()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${what} did not finish`);
 }
 
 const sightings = (where: string, text: string): string[] => CANARY_VALUES.filter((v) => text.includes(v) || text.toLowerCase().includes(v.toLowerCase())).map((v) => `${where}: ${v}`);
@@ -146,12 +128,12 @@ describe('canary patient data through every workflow, looked for everywhere it m
       const upload = await call('POST', `/orders/${ids[1] ?? ''}/specimens/S-0001/images`, key, { contentType: 'image/jpeg', fileName: CANARY.fileName });
       await fetch(String(upload.json.uploadUrl), { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: bytes });
     }
-    await until('images', async () => ((await call('GET', `/orders/${ids[1] ?? ''}/specimens/S-0001/images`, key)).json.items as { status: string }[]).every((i) => i.status !== 'pending'));
+    await until('images', async () => ((await call('GET', `/orders/${ids[1] ?? ''}/specimens/S-0001/images`, key)).json.items as { status: string }[]).every((i) => i.status !== 'pending'), (done) => done);
 
     // Exports in both formats, a breach with its notification, then the tenant's deletion.
     for (const format of ['ndjson', 'fhir']) {
       const started = await call('POST', '/exports', key, { format });
-      await until(`export ${format}`, async () => (await call('GET', `/exports/${String(started.json.id)}`, key)).json.status === 'completed');
+      await until(`export ${format}`, async () => (await call('GET', `/exports/${String(started.json.id)}`, key)).json.status === 'completed', (done) => done);
     }
     const integrationId = String(((await call('GET', '/integrations', admin)).json.items as { id: string }[])[0]?.id);
     const breach = await call('POST', '/breaches', operator, {
@@ -164,12 +146,12 @@ describe('canary patient data through every workflow, looked for everywhere it m
       measures: 'Key revoked',
     });
     expect(breach.status).toBe(202);
-    await until('breach notification', async () => (((await call('GET', '/breach-notifications', admin)).json.items as unknown[] | undefined) ?? []).length > 0);
+    await until('breach notification', async () => (((await call('GET', '/breach-notifications', admin)).json.items as unknown[] | undefined) ?? []).length > 0, (done) => done);
     await new Promise((r) => setTimeout(r, 4000)); // the reminders (2 s, 4 s) run through the watcher
     await call('POST', `/breaches/${String(breach.json.id)}/analysis`, operator, { rootCause: 'r', measures: 'm', closed: true });
     const found: string[] = await scanStorage('before deletion');
     expect((await call('POST', '/tenants/lab-canary/termination', operator, { contractEndsAt: '2020-01-01T00:00:00Z' })).status).toBe(202);
-    await until('deletion', async () => (await call('GET', '/tenants/lab-canary/deletion', operator)).json.status === 'completed');
+    await until('deletion', async () => (await call('GET', '/tenants/lab-canary/deletion', operator)).json.status === 'completed', (done) => done);
 
     // Every line the host printed: logs, telemetry, warnings.
     found.push(...sightings('host output', host.output()));

@@ -6,7 +6,7 @@ import { exampleOrder } from '../support/fixtures.js';
 import { photoJpeg } from '../support/images.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
 import { unzip } from '../support/zip.js';
-import { httpCall, pool, recordFigures, seededRandom } from './support.js';
+import { callJson, pool, recordFigures, seededRandom, until } from './support.js';
 
 const OPERATOR_PASSWORD = 'crashes-first-start-password-42';
 const STRONG = 'a quiet meadow under autumn rain';
@@ -29,24 +29,7 @@ let operator: string;
 const random = seededRandom(SEED);
 const kills: { workflow: string; afterMs: number }[] = [];
 
-async function call(method: string, path: string, auth: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown>; text: string }> {
-  const reply = await httpCall(`${host.apiBaseUrl}${path}`, {
-    method,
-    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: reply.status, text: reply.text, json: reply.text ? (JSON.parse(reply.text) as Record<string, unknown>) : {} };
-}
-
-async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not finish: ${JSON.stringify((value as { json?: unknown }).json ?? value).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const call = (method: string, path: string, auth: string, body?: unknown, headers?: Record<string, string>) => callJson(host.apiBaseUrl, method, path, auth, body, headers);
 
 /** kill -9 of the host at random moments while `workflow` runs, each time followed by a restart. */
 async function crashRepeatedly(workflow: string): Promise<void> {
@@ -219,7 +202,7 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
       'breach escalation',
       async () => (await call('GET', `/breaches/${id}`, operator)).json,
       (b) => ((b.timeline as { event: string }[] | undefined) ?? []).filter((e) => e.event === 'escalation').length >= 2,
-      90_000,
+      { timeoutMs: 90_000 },
     );
     await new Promise((r) => setTimeout(r, 3000)); // a duplicate would show by now
     const timeline = ((await call('GET', `/breaches/${id}`, operator)).json.timeline as { event: string; tenant?: string }[] | undefined) ?? breach.timeline as { event: string; tenant?: string }[];

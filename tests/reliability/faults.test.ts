@@ -9,7 +9,7 @@ import { exampleOrder } from '../support/fixtures.js';
 import { photoJpeg, plainPng } from '../support/images.js';
 import { adminAsync, type RunningHost, startHost } from '../support/local-host.js';
 import { unzip } from '../support/zip.js';
-import { httpCall, pool, recordFigures, type RawReply, seededRandom } from './support.js';
+import { callJson, httpCall, type JsonReply, pool, recordFigures, seededRandom, until } from './support.js';
 
 // This process serves the fault proxy: nothing here may block (spawnSync would stall every storage call).
 
@@ -25,19 +25,17 @@ let host: RunningHost;
 let operator: string;
 const clientOutcomes = { requests: 0, answered503: 0, otherErrors: [] as string[] };
 const figures: Record<string, unknown> = {};
+/** Workflows under faults take longer: wait up to 3 minutes, polling every 250 ms. */
+const SLOW = { timeoutMs: 180_000, intervalMs: 250 };
 
 /**
  * A client of LabVault under storage faults: every answer must be a success or a retryable 503
  * problem; 503s are retried with the same request (and Idempotency-Key), as the contract says.
  */
-async function call(method: string, path: string, auth: string, body?: unknown, headers: Record<string, string> = {}): Promise<RawReply & { json: Record<string, unknown> }> {
+async function call(method: string, path: string, auth: string, body?: unknown, headers?: Record<string, string>): Promise<JsonReply> {
   for (let attempt = 1; ; attempt++) {
     clientOutcomes.requests++;
-    const reply = await httpCall(`${host.apiBaseUrl}${path}`, {
-      method,
-      headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
+    const reply = await callJson(host.apiBaseUrl, method, path, auth, body, headers);
     if (reply.status === 503) {
       clientOutcomes.answered503++;
       expect(String(reply.headers['content-type'])).toContain('application/problem+json');
@@ -46,17 +44,7 @@ async function call(method: string, path: string, auth: string, body?: unknown, 
       continue;
     }
     if (reply.status >= 500) clientOutcomes.otherErrors.push(`${method} ${path} -> ${reply.status} ${reply.text.slice(0, 200)}`);
-    return { ...reply, json: reply.text ? (JSON.parse(reply.text) as Record<string, unknown>) : {} };
-  }
-}
-
-async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not finish: ${JSON.stringify((value as { json?: unknown }).json ?? value).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 250));
+    return reply;
   }
 }
 
@@ -168,6 +156,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
           `image ${i}`,
           () => call('GET', `/orders/${orderId}/specimens/S-0001/images`, key),
           (r) => ((r.json.items as { status: string }[] | undefined) ?? []).some((x) => x.status !== 'pending'),
+          SLOW,
         );
         return { orderId, record: ((list.json.items as Record<string, unknown>[]) ?? []).find((x) => x.imageId === imageId) ?? {} };
       });
@@ -194,6 +183,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
         'export',
         () => call('GET', `/exports/${String(started.json.id)}`, key),
         (r) => r.json.status === 'completed' || r.json.status === 'failed',
+        SLOW,
       );
     });
     expect(status.json.status).toBe('completed');
@@ -217,6 +207,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
         'deletion',
         () => call('GET', '/tenants/lab-faults-del/deletion', operator),
         (r) => r.json.status === 'completed',
+        SLOW,
       );
     });
     const certificate = (state.json.certificate as { certificate: Record<string, unknown> }).certificate;
@@ -238,6 +229,7 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
         'backup',
         async () => (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/backup-faults`)).json()) as { runtimeStatus: string; output?: { tables: number; entities: number } },
         (s) => s.runtimeStatus === 'Completed' || s.runtimeStatus === 'Failed',
+        SLOW,
       );
     });
     expect(output.runtimeStatus).toBe('Completed');

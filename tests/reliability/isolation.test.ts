@@ -7,7 +7,7 @@ import { type Permission, PERMISSIONS } from '../../lib/identity/permissions.js'
 import { exampleOrder } from '../support/fixtures.js';
 import { plainPng } from '../support/images.js';
 import { type RunningHost, startHost } from '../support/local-host.js';
-import { httpCall, recordFigures } from './support.js';
+import { callJson, recordFigures } from './support.js';
 
 const BOOTSTRAP_PASSWORD = 'isolation-first-start-password-42';
 const STRONG = 'a quiet meadow under autumn rain';
@@ -19,20 +19,7 @@ const KEY_B_PERMISSIONS: Permission[] = ['orders:create', 'orders:read', 'orders
 /** Real identifiers of lab-a's records, by the path parameter that names them. */
 const idsOfA: Record<string, string> = {};
 
-async function call(method: string, path: string, auth: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown>; text: string }> {
-  const reply = await httpCall(`${host.apiBaseUrl}${path}`, {
-    method,
-    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  let json: Record<string, unknown> = {};
-  try {
-    json = reply.text ? (JSON.parse(reply.text) as Record<string, unknown>) : {};
-  } catch {
-    // binary answers (images)
-  }
-  return { status: reply.status, text: reply.text, json };
-}
+const call = (method: string, path: string, auth: string, body?: unknown, headers?: Record<string, string>) => callJson(host.apiBaseUrl, method, path, auth, body, headers);
 
 async function firstLogin(tenant: string, username: string, initial: string): Promise<string> {
   const first = await call('POST', '/auth/login', '', { tenant, username, password: initial });

@@ -50,6 +50,38 @@ export function httpCall(url: string, options: { method?: string; headers?: Reco
   });
 }
 
+export interface JsonReply extends RawReply {
+  /** The parsed body; empty for an empty or non-JSON (binary) answer. */
+  json: Record<string, unknown>;
+}
+
+/** A call to LabVault's API: `auth` as the Authorization header, `body` sent as JSON (a string as it is). */
+export async function callJson(baseUrl: string, method: string, path: string, auth: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonReply> {
+  const reply = await httpCall(`${baseUrl}${path}`, {
+    method,
+    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+  let json: Record<string, unknown> = {};
+  try {
+    json = reply.text ? (JSON.parse(reply.text) as Record<string, unknown>) : {};
+  } catch {
+    // binary answers (images)
+  }
+  return { ...reply, json };
+}
+
+/** Reads until `done` holds, or fails naming `what` and the last value read. */
+export async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 120_000);
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`${what} did not finish: ${JSON.stringify((value as { json?: unknown }).json ?? value).slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 200));
+  }
+}
+
 export async function pool<T>(count: number, concurrency: number, task: (i: number) => Promise<T>): Promise<T[]> {
   const results: T[] = new Array<T>(count);
   let next = 0;
