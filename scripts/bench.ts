@@ -337,28 +337,38 @@ if (scenario('images')) {
   let imageRun = 0;
   const images = stat(
     await repeat(async () => {
-      // One order per image, made beforehand: the client's status polls (each one audited) stay small.
+      // One order per image, made beforehand.
       const run = imageRun++;
       const orderIds = await pool(SIZES.images, 4, async (i) => {
         const r = await fetch(`${apiBaseUrl}/orders`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify(orderInput(`images-${run}-${i}`)) });
         return ((await r.json()) as { id: string }).id;
       });
-      // A batch arrives at once; the time is until the last image is ready. Polls every 250 ms, as a
-      // client would (each poll is an audited read, so faster polling would load the host it measures).
+      // A batch arrives at once; the time is until the last image is ready. Readiness is read from the
+      // image's row in storage (a point read): polling the API's image list instead (an audited query,
+      // which Azurite answers by scanning the whole table) made 16 clients load the host and Azurite
+      // more than the processing measured.
       const t0 = performance.now();
-      await pool(SIZES.images, SIZES.images, async (i) => {
+      const uploaded = await pool(SIZES.images, SIZES.images, async (i) => {
         const orderId = orderIds[i] ?? '';
         const u = (await (
           await fetch(`${apiBaseUrl}/orders/${orderId}/specimens/S-1/images`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify({ contentType: 'image/jpeg', fileName: 'p.jpg' }) })
         ).json()) as { imageId: string; uploadUrl: string };
         await fetch(u.uploadUrl, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: photo });
         for (;;) {
-          const list = (await (await fetch(`${apiBaseUrl}/orders/${orderId}/specimens/S-1/images`, { headers: { authorization: key } })).json()) as { items: { imageId: string; status: string }[] };
-          if (list.items.find((x) => x.imageId === u.imageId)?.status === 'ready') break;
-          await new Promise((r) => setTimeout(r, 250));
+          const stored = await tenantRows.getEntity<{ status: string }>(`images~orders~${orderId[0] ?? ''}`, `image~${orderId}~S-1~${u.imageId}`, { queryOptions: { select: ['status'] } });
+          if (stored.status === 'ready') break;
+          if (stored.status !== 'pending') throw new Error(`image ${stored.status}`);
+          await new Promise((r) => setTimeout(r, 100));
         }
+        return { orderId, imageId: u.imageId };
       });
-      return SIZES.images / ((performance.now() - t0) / 1000);
+      const seconds = (performance.now() - t0) / 1000;
+      // What the client sees agrees (outside the timing).
+      for (const { orderId, imageId } of uploaded) {
+        const list = (await (await fetch(`${apiBaseUrl}/orders/${orderId}/specimens/S-1/images`, { headers: { authorization: key } })).json()) as { items: { imageId: string; status: string }[] };
+        if (list.items.find((x) => x.imageId === imageId)?.status !== 'ready') throw new Error('the API does not show the image ready');
+      }
+      return SIZES.images / seconds;
     }),
   );
   // Each image from its own buffer with libvips' cache off, as the host gets a fresh download each time
