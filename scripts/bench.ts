@@ -2,7 +2,7 @@
 // measured in the same run, as ratios. Starts its own local host (with its own Azurite).
 // Writes bench-results.json. Not part of `npm test`.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -112,6 +112,7 @@ async function startBenchHost(): Promise<BenchHost> {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
       await azurite.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
