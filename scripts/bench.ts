@@ -12,9 +12,9 @@ import { parseConfig } from '../lib/config.js';
 import { startAzurite } from '../lib/local-host/azurite.js';
 import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
-import { DELETE_CONCURRENCY } from '../lib/retention/deletion.js';
 import { createServices } from '../lib/services.js';
 import { pool } from '../tests/reliability/support.js';
+import { deleteBaselineRows, seedBaselineRows } from './baselines.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only=export,intake` runs those scenarios only (intake, durable, images, export, deletion). */
@@ -425,30 +425,9 @@ if (scenario('deletion')) {
     await repeat(async (rep) => {
       const rowsToDelete = deletions[0]?.rows ?? 1000;
       const prefix = `zz-delete-baseline-${rep + 1}~`;
-      const rowsByPartition = new Map<string, string[]>();
-      for (let i = 0; i < rowsToDelete; i++) {
-        const pk = `${prefix}${(i % 16).toString(16)}`;
-        const list = rowsByPartition.get(pk) ?? [];
-        list.push(String(i).padStart(8, '0'));
-        rowsByPartition.set(pk, list);
-      }
-      const seeded = [...rowsByPartition];
-      await pool(seeded.length, DELETE_CONCURRENCY, async (p) => {
-        const [pk, rks] = seeded[p] ?? ['', []];
-        for (let i = 0; i < rks.length; i += 100) await tenantRows.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['create', { partitionKey: pk, rowKey: rk, v: 'x'.repeat(200) }]));
-      });
+      await seedBaselineRows(tenantRows, prefix, rowsToDelete);
       const t0 = performance.now();
-      const found = new Map<string, string[]>();
-      for await (const r of tenantRows.listEntities({ queryOptions: { filter: `PartitionKey ge '${prefix}' and PartitionKey lt '${prefix}~'`, select: ['PartitionKey', 'RowKey'] } })) {
-        const list = found.get(r.partitionKey as string) ?? [];
-        list.push(r.rowKey as string);
-        found.set(r.partitionKey as string, list);
-      }
-      const partitions = [...found];
-      await pool(partitions.length, DELETE_CONCURRENCY, async (p) => {
-        const [pk, rks] = partitions[p] ?? ['', []];
-        for (let i = 0; i < rks.length; i += 100) await tenantRows.submitTransaction(rks.slice(i, i + 100).map((rk): TransactionAction => ['delete', { partitionKey: pk, rowKey: rk }]));
-      });
+      await deleteBaselineRows(tenantRows, prefix);
       return rowsToDelete / ((performance.now() - t0) / 1000);
     }),
   );

@@ -1,7 +1,7 @@
 // Measures a data export of a seeded tenant, in this process, against its own Azurite:
 // records per second and the peak RSS. `node --import tsx scripts/measure-export.ts 20000`
 // (the figures in the README's export section come from this script).
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../lib/config.js';
@@ -10,6 +10,7 @@ import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
 import type { PartFile } from '../lib/exports/exports.js';
 import { createServices } from '../lib/services.js';
+import { cpuSecondsOf } from './baselines.js';
 
 const count = Number(process.argv[2] ?? 20000);
 const azurite = await startAzurite();
@@ -44,11 +45,7 @@ const sampler = setInterval(() => {
   peak = Math.max(peak, m.rss);
   for (const k of Object.keys(peaks) as (keyof typeof peaks)[]) peaks[k] = Math.max(peaks[k], m[k]);
 }, 50);
-const cpuOf = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
-const azuriteCpuBefore = cpuOf(azurite.pid);
+const azuriteCpuBefore = cpuSecondsOf(azurite.pid);
 const cpuBefore = process.cpuUsage();
 const started = performance.now();
 const record = await services.exports.request('lab-measure', 'ndjson', 'request', 'measure', { actor, correlationId: 'm' });
@@ -70,7 +67,7 @@ for (let i = 0; i < parts.length; i += 4) {
 const archive = await timed('assemble', () => services.exports.assemble('lab-measure', record.id, 'ndjson', files));
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuBefore);
-const azuriteCpu = cpuOf(azurite.pid) - azuriteCpuBefore;
+const azuriteCpu = cpuSecondsOf(azurite.pid) - azuriteCpuBefore;
 clearInterval(sampler);
 const records = files.reduce((n, f) => n + f.count, 0);
 process.stdout.write(

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { TableClient } from '@azure/data-tables';
 import sharp from 'sharp';
+import { cpuSecondsOf } from './baselines.js';
 
 const scenario = process.argv[2] === 'images' ? 'images' : 'intake';
 const count = Number(process.argv[3] ?? (scenario === 'images' ? 24 : 1000));
@@ -84,11 +85,6 @@ if (scenario === 'images') {
     }
   };
 }
-/** CPU seconds (user + system, all threads) a process has used. */
-const cpuSeconds = (pid: number | undefined): number => {
-  const fields = readFileSync(`/proc/${String(pid)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
 /** CPU seconds (user and system apart) of a process by thread name (main JS thread, libuv pool, libvips workers, GC helpers). */
 const cpuByThread = (pid: number | undefined): Map<string, number> => {
   const out = new Map<string, number>();
@@ -105,7 +101,7 @@ const cpuByThread = (pid: number | undefined): Map<string, number> => {
   return out;
 };
 const hostThreadsBefore = cpuByThread(host.pid);
-const cpuBefore = { host: cpuSeconds(host.pid), azurite: cpuSeconds(azuritePid), client: process.cpuUsage() };
+const cpuBefore = { host: cpuSecondsOf(host.pid), azurite: cpuSecondsOf(azuritePid), client: process.cpuUsage() };
 const t0 = performance.now();
 await run(work);
 const seconds = (performance.now() - t0) / 1000;
@@ -113,8 +109,8 @@ const clientCpu = process.cpuUsage(cpuBefore.client);
 const perItem = (cpu: number) => `${((1000 * cpu) / count).toFixed(1)} ms CPU per item (${(cpu / seconds).toFixed(2)} cores)`;
 process.stdout.write(
   `${count} ${scenario} at c=${concurrency}: ${(count / seconds).toFixed(1)}/s\n` +
-    `  host:    ${perItem(cpuSeconds(host.pid) - cpuBefore.host)}\n` +
-    `  azurite: ${perItem(cpuSeconds(azuritePid) - cpuBefore.azurite)}\n` +
+    `  host:    ${perItem(cpuSecondsOf(host.pid) - cpuBefore.host)}\n` +
+    `  azurite: ${perItem(cpuSecondsOf(azuritePid) - cpuBefore.azurite)}\n` +
     `  client:  ${perItem((clientCpu.user + clientCpu.system) / 1e6)}\n` +
     `  host by thread: ${[...cpuByThread(host.pid)]
       .map(([name, cpu]) => [name, cpu - (hostThreadsBefore.get(name) ?? 0)] as const)
