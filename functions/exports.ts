@@ -1,15 +1,20 @@
+import { Readable } from 'node:stream';
 import { app } from '@azure/functions';
 import * as df from 'durable-functions';
-import { getExport, startExport } from '../lib/exports/api.js';
+import { createExportLink, downloadExport, getExport, startExport } from '../lib/exports/api.js';
+import { notFound } from '../lib/http/problem.js';
+import type { Principal } from '../lib/identity/permissions.js';
 import { exportInstanceId } from '../orchestrations/export.js';
-import { handle } from './http.js';
+import { handle, metaOf } from './http.js';
+
+const requester = (principal: Principal) => ({ id: principal.id, ...(principal.grant ? { grant: { expiresAt: principal.grant.expiresAt } } : {}) });
 
 app.http(
   startExport.id,
   handle(
     startExport,
     async (ctx, { exports }) => {
-      const record = await exports.request(ctx.tenant, ctx.body.format, ctx.body.purpose ?? 'request', ctx.principal.id, { actor: ctx.actor, correlationId: ctx.correlationId });
+      const record = await exports.request(ctx.tenant, ctx.body.format, ctx.body.purpose ?? 'request', ctx.principal.id, metaOf(ctx));
       const client = df.getClient(ctx.invocation);
       await client.startNew('exportTenantData', {
         instanceId: exportInstanceId(ctx.tenant, record.id),
@@ -37,7 +42,7 @@ app.http(
       } catch {
         // The instance may be purged; the record still answers.
       }
-      const link = record.archive ? await exports.downloadLink(ctx.tenant, record.id, ctx.principal.id, { actor: ctx.actor, correlationId: ctx.correlationId }) : undefined;
+      const link = record.archive ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx)) : undefined;
       return {
         status: 200,
         body: {
@@ -55,4 +60,26 @@ app.http(
     },
     { extraInputs: [df.input.durableClient()] },
   ),
+);
+
+app.http(
+  createExportLink.id,
+  handle(createExportLink, async (ctx, { exports }) => {
+    const record = await exports.get(ctx.tenant, ctx.params.id);
+    const link = record.archive ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx)) : undefined;
+    if (!link || !record.archive) throw notFound('No archive of this export is available to you.');
+    return { status: 201, body: { url: link.url, expiresAt: link.expiresAt, sha256: record.archive.sha256, bytes: record.archive.bytes } };
+  }),
+);
+
+app.http(
+  downloadExport.id,
+  handle(downloadExport, async (ctx, { exports }) => {
+    const archive = await exports.openArchive(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
+    return {
+      status: 200,
+      body: Readable.toWeb(Readable.from(archive.stream as AsyncIterable<Buffer>)) as ReadableStream<Uint8Array>,
+      headers: { 'Content-Type': 'application/zip', 'Content-Length': String(archive.bytes), 'Content-Disposition': `attachment; filename="export-${ctx.params.id}.zip"` },
+    };
+  }),
 );

@@ -17,3 +17,4 @@ import '../orchestrations/backup.js';
 import './retention.js';
 import '../orchestrations/retention.js';
 import './audit.js';
+import './approvals.js';

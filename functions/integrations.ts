@@ -1,6 +1,7 @@
 import { app } from '@azure/functions';
 import { createIntegration, listIntegrations, revokeIntegration } from '../lib/identity/api.js';
-import { handle } from './http.js';
+import { forbidden } from '../lib/http/problem.js';
+import { attemptOf, handle } from './http.js';
 
 app.http(
   listIntegrations.id,
@@ -9,8 +10,11 @@ app.http(
 
 app.http(
   createIntegration.id,
-  handle(createIntegration, async (ctx, { integrations }) => {
-    const created = await integrations.create(ctx.tenant, ctx.body.name, ctx.body.permissions, ctx.actor, ctx.correlationId);
+  handle(createIntegration, async (ctx, { auth, integrations }) => {
+    if (ctx.principal.kind === 'integration') throw forbidden('Integrations do not create API keys; a person with the permissions does.');
+    // A key outlives any session: only the account holder, with their password, makes one.
+    await auth.reauthenticate(ctx.principal, ctx.body.currentPassword, attemptOf(ctx));
+    const created = await integrations.create(ctx.tenant, ctx.body.name, ctx.body.permissions, ctx.actor, ctx.correlationId, ctx.principal);
     return { status: 201, headers: { Location: `/api/integrations/${created.id}` }, body: { id: created.id, apiKey: created.apiKey } };
   }),
 );

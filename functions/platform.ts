@@ -1,8 +1,10 @@
 import { app } from '@azure/functions';
 import { buildOpenApiDocument } from '../lib/http/openapi.js';
-import { health, openApiDocument } from '../lib/http/platform-api.js';
+import * as df from 'durable-functions';
+import { conflict, notFound } from '../lib/http/problem.js';
+import { health, listOrchestrations, openApiDocument, purgeOrchestration } from '../lib/http/platform-api.js';
 import { checkStorageHealth } from '../lib/storage/health.js';
-import { handle } from './http.js';
+import { handle, metaOf } from './http.js';
 
 app.http(
   health.id,
@@ -16,4 +18,43 @@ app.http(
     document ??= buildOpenApiDocument();
     return { status: 200, body: document };
   }),
+);
+
+const TERMINAL = new Set(['Completed', 'Failed', 'Terminated']);
+
+app.http(
+  listOrchestrations.id,
+  handle(
+    listOrchestrations,
+    async (ctx) => {
+      const client = df.getClient(ctx.invocation);
+      const statuses = ctx.query.runtimeStatus ? await client.getStatusBy({ runtimeStatus: [ctx.query.runtimeStatus as df.OrchestrationRuntimeStatus] }) : await client.getStatusAll();
+      // Status only: inputs and outputs stay out of the operator's view.
+      const items = statuses.map((s) => ({
+        name: s.name,
+        instanceId: s.instanceId,
+        runtimeStatus: String(s.runtimeStatus),
+        createdTime: new Date(s.createdTime).toISOString(),
+        lastUpdatedTime: new Date(s.lastUpdatedTime).toISOString(),
+        ...(s.customStatus !== undefined && s.customStatus !== null ? { customStatus: s.customStatus } : {}),
+      }));
+      return { status: 200, body: { items: items.sort((a, b) => b.createdTime.localeCompare(a.createdTime)) } };
+    },
+    { extraInputs: [df.input.durableClient()] },
+  ),
+);
+
+app.http(
+  purgeOrchestration.id,
+  handle(
+    purgeOrchestration,
+    async (ctx, { approvals }) => {
+      const status = await df.getClient(ctx.invocation).getStatus(ctx.params.instanceId).catch(() => undefined);
+      if (!status?.instanceId) throw notFound('No such orchestration.');
+      if (!TERMINAL.has(String(status.runtimeStatus))) throw conflict('The orchestration still runs; only a finished one is purged.');
+      const approval = await approvals.request('orchestration.purge', { target: ctx.params.instanceId, reason: ctx.query.reason ?? 'history no longer needed' }, ctx.principal, metaOf(ctx));
+      return { status: 202, headers: { Location: `/api/approvals/${approval.id}` }, body: approval };
+    },
+    { extraInputs: [df.input.durableClient()] },
+  ),
 );

@@ -1,9 +1,18 @@
 import { app } from '@azure/functions';
-import { createAccessRequest, createOperator, createTenant, decideAccessRequest, listAccessRequests, listSecurityAlerts } from '../lib/identity/api.js';
+import {
+  createAccessRequest,
+  createOperator,
+  createTenant,
+  decideAccessRequest,
+  listAccessRequests,
+  listSecurityAlerts,
+  revokeAccessGrant,
+  unlockOperator,
+} from '../lib/identity/api.js';
 import { OPERATOR_REALM, type Permission } from '../lib/identity/permissions.js';
-import { notFound } from '../lib/http/problem.js';
+import { forbidden, notFound } from '../lib/http/problem.js';
 import { onboardTenant } from '../lib/tenants/onboarding.js';
-import { handle } from './http.js';
+import { handle, metaOf } from './http.js';
 
 app.http(
   createTenant.id,
@@ -17,8 +26,20 @@ app.http(
   createOperator.id,
   handle(createOperator, async (ctx, { users }) => {
     const { roles, ...profile } = ctx.body;
-    const created = await users.create(OPERATOR_REALM, profile, roles, { actor: ctx.actor, correlationId: ctx.correlationId });
+    const created = await users.create(OPERATOR_REALM, profile, roles, metaOf(ctx), { grantor: ctx.principal });
     return { status: 201, body: { id: created.user.id, username: created.user.username, initialPassword: created.initialPassword } };
+  }),
+);
+
+app.http(
+  unlockOperator.id,
+  handle(unlockOperator, async (ctx, { users, guard, audit }) => {
+    // An operator never unlocks themself: a locked account is someone else's to open.
+    if (ctx.params.id === ctx.principal.id) throw forbidden('Another operator unlocks your account.');
+    const user = await users.get(OPERATOR_REALM, ctx.params.id);
+    await guard.reset(OPERATOR_REALM, user.username);
+    await audit.record(OPERATOR_REALM, users.partition(OPERATOR_REALM), [users.event('user.unlock', 'U', user.id, metaOf(ctx))]);
+    return { status: 204 };
   }),
 );
 
@@ -50,6 +71,14 @@ app.http(
   decideAccessRequest.id,
   handle(decideAccessRequest, async (ctx, { accessRequests }) => ({
     status: 200,
-    body: await accessRequests.decide(ctx.tenant, ctx.params.id, ctx.body.approve, ctx.principal, { actor: ctx.actor, correlationId: ctx.correlationId }),
+    body: await accessRequests.decide(ctx.tenant, ctx.params.id, ctx.body.approve, ctx.principal, metaOf(ctx)),
+  })),
+);
+
+app.http(
+  revokeAccessGrant.id,
+  handle(revokeAccessGrant, async (ctx, { accessRequests }) => ({
+    status: 200,
+    body: await accessRequests.revoke(ctx.tenant, ctx.params.id, ctx.principal, metaOf(ctx)),
   })),
 );

@@ -10,9 +10,10 @@ import {
   putRole,
   putSecurityPolicy,
   resetUserPassword,
+  unlockUser,
   updateUser,
 } from '../lib/identity/api.js';
-import { handle } from './http.js';
+import { handle, metaOf } from './http.js';
 
 app.http(
   listUsers.id,
@@ -24,7 +25,7 @@ app.http(
   handle(createUser, async (ctx, { users }) => {
     const { roles, ...profile } = ctx.body;
     // Privacy by default: a new account may only read and edit its own profile.
-    const created = await users.create(ctx.tenant, profile, roles ?? ['self'], { actor: ctx.actor, correlationId: ctx.correlationId });
+    const created = await users.create(ctx.tenant, profile, roles ?? ['self'], metaOf(ctx), { grantor: ctx.principal });
     return {
       status: 201,
       headers: { Location: `/api/users/${created.user.id}` },
@@ -35,21 +36,24 @@ app.http(
 
 app.http(
   getUser.id,
-  handle(getUser, async (ctx, { users }) => ({ status: 200, body: await users.get(ctx.tenant, ctx.params.id) })),
+  handle(getUser, async (ctx, { users, guard }) => {
+    const user = await users.get(ctx.tenant, ctx.params.id);
+    return { status: 200, body: { ...user, locked: await guard.isLocked(ctx.tenant, user.username) } };
+  }),
 );
 
 app.http(
   updateUser.id,
   handle(updateUser, async (ctx, { users }) => ({
     status: 200,
-    body: await users.update(ctx.tenant, ctx.params.id, ctx.body, { actor: ctx.actor, correlationId: ctx.correlationId }),
+    body: await users.update(ctx.tenant, ctx.params.id, ctx.body, metaOf(ctx), ctx.principal),
   })),
 );
 
 app.http(
   deleteUser.id,
   handle(deleteUser, async (ctx, { users }) => {
-    await users.update(ctx.tenant, ctx.params.id, { status: 'deactivated' }, { actor: ctx.actor, correlationId: ctx.correlationId });
+    await users.update(ctx.tenant, ctx.params.id, { status: 'deactivated' }, metaOf(ctx), ctx.principal);
     return { status: 204 };
   }),
 );
@@ -57,42 +61,52 @@ app.http(
 app.http(
   resetUserPassword.id,
   handle(resetUserPassword, async (ctx, { users, guard }) => {
-    const reset = await users.resetPassword(ctx.tenant, ctx.params.id, { actor: ctx.actor, correlationId: ctx.correlationId });
+    const reset = await users.resetPassword(ctx.tenant, ctx.params.id, metaOf(ctx), ctx.principal);
     await guard.reset(ctx.tenant, reset.user.username);
     return { status: 200, body: { id: reset.user.id, username: reset.user.username, initialPassword: reset.initialPassword } };
   }),
 );
 
 app.http(
+  unlockUser.id,
+  handle(unlockUser, async (ctx, { users, guard, audit }) => {
+    const user = await users.get(ctx.tenant, ctx.params.id);
+    await guard.reset(ctx.tenant, user.username);
+    await audit.record(ctx.tenant, users.partition(ctx.tenant), [users.event('user.unlock', 'U', user.id, metaOf(ctx))]);
+    return { status: 204 };
+  }),
+);
+
+app.http(
   getSecurityPolicy.id,
-  handle(getSecurityPolicy, async (ctx, { users }) => ({ status: 200, body: await users.policy(ctx.tenant) })),
+  handle(getSecurityPolicy, async (ctx, { policy }) => ({ status: 200, body: await policy.policy(ctx.tenant) })),
 );
 
 app.http(
   putSecurityPolicy.id,
-  handle(putSecurityPolicy, async (ctx, { users }) => {
-    await users.setPolicy(ctx.tenant, ctx.body, { actor: ctx.actor, correlationId: ctx.correlationId });
+  handle(putSecurityPolicy, async (ctx, { policy }) => {
+    await policy.setPolicy(ctx.tenant, ctx.body, metaOf(ctx));
     return { status: 200, body: ctx.body };
   }),
 );
 
 app.http(
   listRoles.id,
-  handle(listRoles, async (ctx, { users }) => ({ status: 200, body: { items: await users.listRoles(ctx.tenant) } })),
+  handle(listRoles, async (ctx, { roles }) => ({ status: 200, body: { items: await roles.listRoles(ctx.tenant) } })),
 );
 
 app.http(
   putRole.id,
-  handle(putRole, async (ctx, { users }) => {
-    const { role, created } = await users.putRole(ctx.tenant, ctx.params.name, ctx.body.permissions, { actor: ctx.actor, correlationId: ctx.correlationId });
+  handle(putRole, async (ctx, { roles }) => {
+    const { role, created } = await roles.putRole(ctx.tenant, ctx.params.name, ctx.body.permissions, metaOf(ctx), ctx.principal);
     return { status: created ? 201 : 200, body: role };
   }),
 );
 
 app.http(
   deleteRole.id,
-  handle(deleteRole, async (ctx, { users }) => {
-    await users.deleteRole(ctx.tenant, ctx.params.name, { actor: ctx.actor, correlationId: ctx.correlationId });
+  handle(deleteRole, async (ctx, { roles }) => {
+    await roles.deleteRole(ctx.tenant, ctx.params.name, metaOf(ctx), ctx.principal);
     return { status: 204 };
   }),
 );

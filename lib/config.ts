@@ -37,6 +37,17 @@ const configSchema = z
     LABVAULT_BREACH_ESCALATION_HOURS: z.coerce.number().positive().max(72).default(47),
     LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS: z.coerce.number().positive().default(24),
     LABVAULT_BREACH_CONTACT: z.string().max(200).default('security-officer@labvault.example'),
+    /** Days between recording a termination and the earliest deletion (the tenant's notice and export window). */
+    LABVAULT_TERMINATION_NOTICE_DAYS: z.coerce.number().int().min(7, 'at least 7 days').max(365).default(30),
+    /** Hours a download link of an export stays valid for tenant users (a staff grant ends it earlier). */
+    LABVAULT_EXPORT_LINK_HOURS: z.coerce.number().positive().max(24, 'at most 24 hours').default(24),
+    /** Hours a four-eyes approval request stays open before it expires. */
+    LABVAULT_APPROVAL_HOURS: z.coerce.number().positive().max(168).default(24),
+    /** Comma-separated addresses of reverse proxies whose X-Forwarded-For entries are trusted. */
+    LABVAULT_TRUSTED_PROXIES: z
+      .string()
+      .regex(/^[0-9a-fA-F.:]+(,[0-9a-fA-F.:]+)*$/, 'comma-separated IP addresses')
+      .optional(),
   })
   .superRefine((value, ctx) => {
     const identityBased =
@@ -90,6 +101,10 @@ export interface AppConfig {
   taskHub: string;
   keyVaultSoftDeleteDays: number;
   breach: { processorDeadlineHours: number; reminderHours: number[]; escalationHours: number; analysisReminderHours: number; contactPoint: string };
+  terminationNoticeDays: number;
+  exportLinkHours: number;
+  approvalHours: number;
+  trustedProxies: string[];
 }
 
 export class ConfigError extends Error {
@@ -152,5 +167,9 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
       analysisReminderHours: c.LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS,
       contactPoint: c.LABVAULT_BREACH_CONTACT,
     },
+    terminationNoticeDays: c.LABVAULT_TERMINATION_NOTICE_DAYS,
+    exportLinkHours: c.LABVAULT_EXPORT_LINK_HOURS,
+    approvalHours: c.LABVAULT_APPROVAL_HOURS,
+    trustedProxies: c.LABVAULT_TRUSTED_PROXIES ? c.LABVAULT_TRUSTED_PROXIES.split(',') : [],
   };
 }

@@ -5,10 +5,14 @@ import { TenantCrypto } from './crypto/field-cipher.js';
 import { TenantKeyring } from './crypto/keyring.js';
 import { KeyVaultSecretStore, LocalSecretStore, type SecretStore } from './crypto/secret-store.js';
 import type { Authenticator, PipelineServices } from './http/pipeline.js';
+import { ApprovalService } from './approvals/approvals.js';
 import { AccessRequestService } from './identity/access-requests.js';
 import { AuthService } from './identity/auth.js';
 import { BruteForceGuard } from './identity/brute-force.js';
 import { IntegrationService } from './identity/integrations.js';
+import { MfaService } from './identity/mfa.js';
+import { RoleService } from './identity/roles.js';
+import { SecurityPolicyService } from './identity/security-policy.js';
 import { SecurityAlertService } from './identity/security-alerts.js';
 import { SessionService } from './identity/sessions.js';
 import { TokenService } from './identity/tokens.js';
@@ -42,6 +46,10 @@ export interface Services {
   retention: RetentionService;
   deletion: DeletionService;
   users: UserService;
+  roles: RoleService;
+  mfa: MfaService;
+  policy: SecurityPolicyService;
+  approvals: ApprovalService;
   sessions: SessionService;
   tokens: TokenService;
   guard: BruteForceGuard;
@@ -49,6 +57,7 @@ export interface Services {
   accessRequests: AccessRequestService;
   auth: AuthService;
   authenticator: Authenticator;
+  trustedProxies: readonly string[];
   recordStaffAccess: PipelineServices['recordStaffAccess'];
 }
 
@@ -82,13 +91,16 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   const orders = new OrderService(tenantData, audit, crypto, { clock });
   const images = new ImageService({ table: tenantData, storage, audit, crypto, keyring, orders, logger, clock });
   const tenants = new TenantService(platform, tenantData, audit, keyring, clock);
-  const users = new UserService(tenantData, audit, crypto, clock);
+  const roles = new RoleService({ table: tenantData, audit });
+  const users = new UserService({ table: tenantData, audit, crypto, roles, clock });
+  const policy = new SecurityPolicyService({ table: tenantData, audit });
+  const mfa = new MfaService({ table: tenantData, users, policy, crypto, clock });
   const sessions = new SessionService(tenantData, clock);
   const tokens = new TokenService(secrets, clock);
   const alerts = new SecurityAlertService(platform, logger, clock);
   const guard = new BruteForceGuard(platform, crypto, alerts, clock);
   const accessRequests = new AccessRequestService(tenantData, audit, clock);
-  const auth = new AuthService({ users, sessions, tokens, guard, audit, tenants, integrations, accessRequests, logger, clock });
+  const auth = new AuthService({ users, roles, mfa, policy, sessions, tokens, guard, audit, tenants, integrations, accessRequests, logger, clock });
   const retention = new RetentionService(tenantData, audit, tenants);
   const authenticator: Authenticator = {
     authenticate: (authorization, request) =>
@@ -106,7 +118,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     integrations,
     orders,
     images,
-    exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, integrations, tenants, logger, clock }),
+    exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, roles, integrations, tenants, logger, linkHours: config.exportLinkHours, clock }),
     backups: new BackupService(storage, secrets, clock),
     retention,
     deletion: new DeletionService({
@@ -121,10 +133,15 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       secrets,
       keyring,
       keyVaultSoftDeleteDays: config.keyVaultSoftDeleteDays,
+      terminationNoticeDays: config.terminationNoticeDays,
       clock,
     }),
     breaches: new BreachService({ platform, tenantData, audit, crypto, tenants, alerts, logger, config: config.breach, clock }),
     users,
+    roles,
+    mfa,
+    policy,
+    approvals: new ApprovalService({ platform, audit, approvalHours: config.approvalHours, clock }),
     sessions,
     tokens,
     guard,
@@ -132,6 +149,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     accessRequests,
     auth,
     authenticator,
+    trustedProxies: config.trustedProxies,
     recordStaffAccess: (principal, operationId, correlationId, actor) => accessRequests.recordCall(principal, operationId, { actor, correlationId }),
   };
 }

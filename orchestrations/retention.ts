@@ -4,6 +4,7 @@
 import * as df from 'durable-functions';
 import { storageRetry } from './retry.js';
 import type { Task } from 'durable-functions';
+import type { DeletionState } from '../lib/retention/deletion.js';
 import { getServices } from '../lib/services.js';
 
 export const retentionInstanceId = (tenant: string, day: string) => `retention-${tenant}-${day}`;
@@ -21,7 +22,6 @@ df.app.orchestration('retentionRun', function* (context) {
 });
 
 df.app.activity('deletionState', { handler: async (tenant: string) => (await getServices()).deletion.state(tenant) });
-df.app.activity('deletionHeld', { handler: async (tenant: string) => (await getServices()).deletion.isHeld(tenant) });
 df.app.activity('deletionNotice', {
   handler: async (input: { tenant: string; kind: 'scheduled' | 'reminder' }) => {
     await (await getServices()).deletion.notice(input.tenant, input.kind);
@@ -40,27 +40,41 @@ df.app.activity('deletionCertify', {
   },
 });
 
+/** External events of a tenant's deletion: raised by the legal-hold routes and the admin's confirmation. */
+export const DELETION_EVENTS = { hold: 'legal-hold', lifted: 'legal-hold-lifted', confirmed: 'deletion-confirmed' } as const;
+
+/**
+ * A tenant's deletion after termination: it waits for its date (at least the notice period after the
+ * termination was recorded; the notice went out then), reminds the tenant 7 days before, pauses for a
+ * legal hold, and starts at once when the tenant's admin confirms early deletion. A withdrawal
+ * terminates this instance; the start step re-checks the state in any case.
+ */
 df.app.orchestration('tenantDeletion', function* (context) {
   const tenant = context.df.getInput<string>();
-  const state = (yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as { deleteAt: string | null } | undefined;
-  if (!state?.deleteAt) return { status: 'not-scheduled' };
-  const deleteAt = new Date(state.deleteAt);
-  const reminderAt = new Date(deleteAt.getTime() - 7 * DAY);
-  yield context.df.callActivityWithRetry('deletionNotice', storageRetry(), { tenant, kind: 'scheduled' });
   let reminded = false;
   for (;;) {
-    if ((yield context.df.callActivityWithRetry('deletionHeld', storageRetry(), tenant)) as boolean) {
+    const state = (yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as DeletionState | undefined;
+    if (!state?.deleteAt || (state.status !== 'scheduled' && state.status !== 'on-hold' && state.status !== 'deleting')) return { status: state?.status ?? 'not-scheduled' };
+    if (state.status === 'deleting') break; // a deletion under way, resumed after a crash
+    const held = context.df.waitForExternalEvent(DELETION_EVENTS.hold);
+    const confirmed = context.df.waitForExternalEvent(DELETION_EVENTS.confirmed);
+    if (state.legalHold) {
       // A legal hold blocks deletion until it is lifted, whatever the date.
-      yield context.df.waitForExternalEvent('legal-hold-lifted');
+      yield context.df.waitForExternalEvent(DELETION_EVENTS.lifted);
       continue;
     }
     const now = context.df.currentUtcDateTime;
+    const deleteAt = new Date(state.deleteAt);
+    const reminderAt = new Date(deleteAt.getTime() - 7 * DAY);
     const next = !reminded && reminderAt > now ? reminderAt : deleteAt > now ? deleteAt : undefined;
-    if (!next) break;
+    if (!next) {
+      const started = (yield context.df.callActivityWithRetry('deletionStart', storageRetry(), tenant)) as { startedAt: string } | { refused: string };
+      if ('startedAt' in started) break;
+      continue; // held, withdrawn or changed meanwhile: look again
+    }
     const timer = context.df.createTimer(next);
-    const hold = context.df.waitForExternalEvent('legal-hold');
-    const winner = (yield context.df.Task.any([timer, hold])) as Task;
-    if (winner === hold) {
+    const winner = (yield context.df.Task.any([timer, held, confirmed])) as Task;
+    if (winner !== timer) {
       timer.cancel();
       continue;
     }
@@ -69,10 +83,15 @@ df.app.orchestration('tenantDeletion', function* (context) {
       yield context.df.callActivityWithRetry('deletionNotice', storageRetry(), { tenant, kind: 'reminder' });
     }
   }
-  const startedAt = (yield context.df.callActivityWithRetry('deletionStart', storageRetry(), tenant)) as string;
+  const startedAt = ((yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as DeletionState).startedAt as string;
+  context.df.setCustomStatus({ phase: 'rows' });
   const rows = (yield context.df.callActivityWithRetry('deletionRows', storageRetry(), tenant)) as Record<string, number>;
+  context.df.setCustomStatus({ phase: 'blobs', rows: Object.values(rows).reduce((a, b) => a + b, 0) });
   const blobs = (yield context.df.callActivityWithRetry('deletionBlobs', storageRetry(), tenant)) as { blobs: number; bytes: number };
+  context.df.setCustomStatus({ phase: 'keys' });
   const keys = (yield context.df.callActivityWithRetry('deletionKeys', storageRetry(), tenant)) as unknown[];
+  context.df.setCustomStatus({ phase: 'verification' });
   const verification = (yield context.df.callActivityWithRetry('deletionVerify', storageRetry(), tenant)) as Record<string, number>;
+  context.df.setCustomStatus({ phase: 'certificate' });
   return yield context.df.callActivityWithRetry('deletionCertify', storageRetry(), { tenant, startedAt, rows, blobs, keys, verification });
 });

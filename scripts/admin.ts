@@ -9,7 +9,7 @@ import { ConfigError, parseConfig } from '../lib/config.js';
 import { ProblemError } from '../lib/http/problem.js';
 import { line, tenantId } from '../lib/http/schemas.js';
 import { tenantCreateSchema } from '../lib/identity/api.js';
-import { permissionSchema } from '../lib/identity/permissions.js';
+import { OPERATOR_REALM, permissionSchema } from '../lib/identity/permissions.js';
 import { onboardTenant } from '../lib/tenants/onboarding.js';
 import { localSettings } from '../lib/local-host/host.js';
 import { createLogger } from '../lib/observability/logger.js';
@@ -21,6 +21,7 @@ const USAGE = `usage:
   npm run admin -- integration create --tenant <id> --name <name> --permissions orders:create,orders:read
   npm run admin -- integration revoke --tenant <id> --id <integration-id>
   npm run admin -- audit verify --tenant <id>
+  npm run admin -- operator unlock --username <name>
   npm run admin -- backup create
   npm run admin -- backup restore <backup-id> --target <connection string of an empty account>`;
 
@@ -59,6 +60,7 @@ async function main(argv: string[]): Promise<unknown> {
       'admin-username': { type: 'string' },
       'admin-email': { type: 'string' },
       target: { type: 'string' },
+      username: { type: 'string' },
     },
   });
   const [area, command] = positionals;
@@ -102,6 +104,14 @@ async function main(argv: string[]): Promise<unknown> {
       if (!targetSetting) throw new UsageError('--target: the connection string of the empty account to restore into (or LABVAULT_RESTORE_TARGET)');
       const target = createStorageClients({ kind: 'connectionString', connectionString: targetSetting });
       return services.backups.restore(backupId, target);
+    }
+    case 'operator unlock': {
+      const username = parse(z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/), values.username, 'username');
+      const row = await services.users.findByUsername(OPERATOR_REALM, username);
+      if (!row) throw new UsageError(`--username: no operator "${username}"`);
+      await services.guard.reset(OPERATOR_REALM, username);
+      await services.audit.record(OPERATOR_REALM, services.users.partition(OPERATOR_REALM), [services.users.event('user.unlock', 'U', row.id, { actor, correlationId })]);
+      return { username, unlocked: true };
     }
     case 'audit verify': {
       const tenant = parse(tenantId, values.tenant, 'tenant');

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { TableClient, type TransactionAction } from '@azure/data-tables';
 import sharp from 'sharp';
 import { parseConfig } from '../lib/config.js';
+import { hashPassword } from '../lib/identity/passwords.js';
 import { startAzurite } from '../lib/local-host/azurite.js';
 import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
@@ -405,9 +406,17 @@ if (scenario('deletion')) {
   const deletions = await repeat(async () => {
     const tenant = `del-${deletionRun++}`;
     await seedTenant(main, tenant, SIZES.deletionOrders, SIZES.deletionImages);
+    // Deletion before the notice period ends is the tenant admin's decision: an admin with a known password.
+    const created = await main.seeder.users.create(tenant, { username: 'admin', email: 'admin@bench.example' }, ['tenant-admin'], seedMeta);
+    const adminRow = await main.seeder.users.row(tenant, created.user.id);
+    if (!adminRow) throw new Error('no admin row');
+    await main.seeder.users.setPasswordHash(tenant, adminRow, await hashPassword(newPassword), seedMeta, 'user.password.change');
+    const adminAuth = `Bearer ${String((await post('/auth/login', { tenant, username: 'admin', password: newPassword })).accessToken)}`;
     const t0 = performance.now();
     const terminated = await post(`/tenants/${tenant}/termination`, { contractEndsAt: '2020-01-01T00:00:00Z' }, operator);
     if (!terminated.deleteAt) throw new Error(`termination refused: ${JSON.stringify(terminated)}`);
+    const confirmed = await post(`/tenants/${tenant}/deletion/confirmation`, { currentPassword: newPassword }, adminAuth);
+    if (!confirmed.deleteAt) throw new Error(`confirmation refused: ${JSON.stringify(confirmed)}`);
     let state: { status?: string; certificate?: { certificate: { deleted: { rowsByKind: Record<string, number>; blobs: number } } } } = {};
     while (state.status !== 'completed') {
       if (performance.now() - t0 > 600_000) throw new Error(`deletion of ${tenant} did not complete: ${JSON.stringify(state)}`);

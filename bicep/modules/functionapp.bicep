@@ -76,6 +76,11 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_BREACH_ESCALATION_HOURS', value: '47' }
         { name: 'LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS', value: '24' }
         { name: 'LABVAULT_BREACH_CONTACT', value: 'security-officer@labvault.example' }
+        { name: 'LABVAULT_TERMINATION_NOTICE_DAYS', value: '30' }
+        { name: 'LABVAULT_EXPORT_LINK_HOURS', value: '24' }
+        { name: 'LABVAULT_APPROVAL_HOURS', value: '24' }
+        // Empty: the platform's front end is the only proxy, and it appends the client address itself.
+        { name: 'LABVAULT_TRUSTED_PROXIES', value: '' }
       ]
     }
   }

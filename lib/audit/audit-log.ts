@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import { isNotFound } from '../storage/errors.js';
+import { KeyedQueue } from '../storage/keyed-queue.js';
 import { padSeq, streamOf, tenantPartitionRange } from '../storage/keys.js';
 import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
 import type { AuditEntry, AuditEventInput, ChainBreak, VerifyResult } from './types.js';
@@ -117,7 +118,7 @@ export class AuditLog {
   readonly #table: TableClient;
   readonly #clock: () => Date;
   readonly #heads = new Map<string, Head>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #queue = new KeyedQueue();
 
   constructor(table: TableClient, options: AuditLogOptions = {}) {
     this.#table = table;
@@ -135,7 +136,7 @@ export class AuditLog {
     buildActions: () => TransactionAction[] | Promise<TransactionAction[]>,
     events: readonly AuditEventInput[],
   ): Promise<CommitResult> {
-    return this.#serialized(partitionKey, async () => {
+    return this.#queue.run(partitionKey, async () => {
       for (let attempt = 1; ; attempt++) {
         const domainActions = await buildActions();
         const head = await this.#head(partitionKey);
@@ -301,18 +302,6 @@ export class AuditLog {
       // A stream's first entry: the chain starts from the genesis hash.
       const [tenant, ...rest] = partitionKey.split('~');
       return { seq: 0, hash: genesisHash(tenant ?? '', rest.join('~')), etag: undefined };
-    }
-  }
-
-  async #serialized<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(key) ?? Promise.resolve();
-    const run = previous.then(work, work);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
     }
   }
 }

@@ -102,6 +102,33 @@ export class BackupService {
     return manifest;
   }
 
+  /** Every backup with a manifest (finished ones), newest first. */
+  async list(): Promise<{ backupId: string; createdAt: string; tables: number; entities: number }[]> {
+    const container = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER);
+    const out: { backupId: string; createdAt: string; tables: number; entities: number }[] = [];
+    for await (const blob of container.listBlobsFlat()) {
+      if (!blob.name.endsWith('/manifest.json')) continue;
+      const manifest = await this.manifest(blob.name.slice(0, -'/manifest.json'.length));
+      out.push({ backupId: manifest.backupId, createdAt: manifest.createdAt, tables: manifest.tables.length, entities: manifest.tables.reduce((n, t) => n + t.entities, 0) });
+    }
+    return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  /**
+   * Deletes a backup's blobs (runs only after a second operator approved it). In production the
+   * container's time-based immutability policy refuses this until the retention period ends.
+   */
+  async delete(backupId: string): Promise<{ blobs: number }> {
+    await this.manifest(backupId);
+    const container = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER);
+    let blobs = 0;
+    for await (const blob of container.listBlobsFlat({ prefix: `${backupId}/` })) {
+      await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
+      blobs++;
+    }
+    return { blobs };
+  }
+
   async manifest(backupId: string): Promise<BackupManifest> {
     try {
       const buffer = await this.#storage.blobService.getContainerClient(BACKUP_CONTAINER).getBlobClient(`${backupId}/manifest.json`).downloadToBuffer();

@@ -11,6 +11,7 @@ import type { AuditEntry, AuditEventInput, RequestMeta } from '../audit/types.js
 import { conflict, notFound } from '../http/problem.js';
 import { integrationSchema, roleSchema, userSchema } from '../identity/api.js';
 import type { IntegrationService } from '../identity/integrations.js';
+import type { RoleService } from '../identity/roles.js';
 import type { UserService } from '../identity/users.js';
 import { imageRecordSchema } from '../images/api.js';
 import type { ImageService } from '../images/images.js';
@@ -27,7 +28,6 @@ import { auditEventResource, mediaResource, orderResources } from './fhir.js';
 
 export const EXPORT_SCHEMA_VERSION = '1.0';
 export const GENERATOR = { name: 'LabVault', version: '0.1.0' };
-export const DOWNLOAD_LINK_MINUTES = 60;
 export const ARCHIVE_DAYS = { request: 7, 'contract-end': 30 } as const;
 
 export type ExportFormat = 'ndjson' | 'fhir';
@@ -108,9 +108,12 @@ export interface ExportDependencies {
   orders: OrderService;
   images: ImageService;
   users: UserService;
+  roles: RoleService;
   integrations: IntegrationService;
   tenants: TenantService;
   logger: Logger;
+  /** Hours a storage download link stays valid (LABVAULT_EXPORT_LINK_HOURS, at most 24). */
+  linkHours: number;
   clock?: () => Date;
 }
 
@@ -203,7 +206,7 @@ export class ExportService {
       }
     } else if (part === 'identity' && format === 'ndjson') {
       for (const user of await this.#d.users.list(tenant)) await writer('user', 'accounts/users.ndjson').write(user, user.createdAt);
-      for (const role of await this.#d.users.listRoles(tenant)) await writer('role', 'accounts/roles.ndjson').write(role);
+      for (const role of await this.#d.roles.listRoles(tenant)) await writer('role', 'accounts/roles.ndjson').write(role);
       for (const integration of await this.#d.integrations.list(tenant)) await writer('integration', 'accounts/integrations.ndjson').write(integration, integration.createdAt);
       await writer('retention-policy', 'settings/retention-policy.ndjson').write((await this.#d.tenants.retention(tenant)) ?? {});
     } else if (part === 'audit') {
@@ -345,14 +348,36 @@ export class ExportService {
     await this.#finish(tenant, row, next, { ...this.#event('export.fail', 'E', id, meta), outcome: 'failure' });
   }
 
-  /** A read-only link to the archive, valid one hour, for the requester only; every link is audited. */
-  async downloadLink(tenant: string, id: string, principalId: string, meta: RequestMeta): Promise<{ url: string; expiresAt: string } | undefined> {
+  /**
+   * A download link for the requester only, audited. Tenant users and integrations get a read-only
+   * storage link valid `linkHours` (24 at most). An operator under a staff grant gets this API's
+   * own archive route instead: it checks the grant on every call, so the link dies with the grant
+   * (a storage link cannot be revoked before its expiry).
+   */
+  async downloadLink(tenant: string, id: string, requester: { id: string; grant?: { expiresAt: string } }, meta: RequestMeta): Promise<{ url: string; expiresAt: string } | undefined> {
     const row = await this.#row(tenant, id);
-    if (row.status !== 'completed' || row.requestedBy !== principalId) return undefined;
-    const expiresOn = new Date(this.#clock().getTime() + DOWNLOAD_LINK_MINUTES * 60_000);
-    const url = await blobSasUrl(this.#d.storage, { container: CONTAINERS.exports, blob: archiveBlob(tenant, id), permissions: 'r', expiresOn });
-    await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [this.#event('export.link', 'E', id, meta, { expiresAt: expiresOn.toISOString() })]);
-    return { url, expiresAt: expiresOn.toISOString() };
+    if (row.status !== 'completed' || row.requestedBy !== requester.id) return undefined;
+    let url: string;
+    let expiresAt: string;
+    if (requester.grant) {
+      url = `/api/exports/${id}/archive`;
+      expiresAt = requester.grant.expiresAt;
+    } else {
+      const expiresOn = new Date(this.#clock().getTime() + this.#d.linkHours * 3600_000);
+      url = await blobSasUrl(this.#d.storage, { container: CONTAINERS.exports, blob: archiveBlob(tenant, id), permissions: 'r', expiresOn });
+      expiresAt = expiresOn.toISOString();
+    }
+    await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [this.#event('export.link', 'E', id, meta, { expiresAt, viaApi: requester.grant !== undefined })]);
+    return { url, expiresAt };
+  }
+
+  /** The archive's bytes as a stream, for the requester (the route behind an operator's link). */
+  async openArchive(tenant: string, id: string, requesterId: string, meta: RequestMeta): Promise<{ stream: NodeJS.ReadableStream; bytes: number; sha256: string }> {
+    const row = await this.#row(tenant, id);
+    if (row.status !== 'completed' || row.requestedBy !== requesterId || !row.archiveSha256) throw notFound('No such archive.');
+    await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [this.#event('export.download', 'R', id, meta)]);
+    const download = await this.#d.storage.blobService.getContainerClient(CONTAINERS.exports).getBlobClient(archiveBlob(tenant, id)).download();
+    return { stream: download.readableStreamBody as NodeJS.ReadableStream, bytes: row.archiveBytes ?? 0, sha256: row.archiveSha256 };
   }
 
   /** Deletes the archive once its retrieval period ends (the orchestration's timer calls this). */

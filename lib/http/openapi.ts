@@ -1,5 +1,7 @@
 import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObject } from 'zod-openapi';
+import { approvalOperations } from '../approvals/api.js';
 import { auditOperations } from '../audit/api.js';
+import { backupOperations } from '../backups/api.js';
 import { identityOperations } from '../identity/api.js';
 import { imageOperations } from '../images/api.js';
 import { exportOperations } from '../exports/api.js';
@@ -10,7 +12,7 @@ import type { Operation } from './operation.js';
 import { platformOperations } from './platform-api.js';
 
 /** Every operation of the public API; the OpenAPI document and the route tests read this list. */
-export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...identityOperations, ...orderOperations, ...imageOperations, ...exportOperations, ...breachOperations, ...retentionOperations, ...auditOperations];
+export const ALL_OPERATIONS: readonly Operation[] = [...platformOperations, ...identityOperations, ...orderOperations, ...imageOperations, ...exportOperations, ...breachOperations, ...retentionOperations, ...auditOperations, ...approvalOperations, ...backupOperations];
 
 /** The permission an operation requires, tenant or operator vocabulary. */
 export function requiredPermission(op: Operation): string | undefined {

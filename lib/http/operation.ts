@@ -28,10 +28,11 @@ export interface Operation<
   tag: string;
   /**
    * `public`: no credentials; `authenticated`: any principal (its own profile, session);
+   * `operator`: any of the vendor's staff (the handler checks what the action itself needs);
    * `{ permission }`: a tenant operation, reaching the data of the principal's tenant;
    * `{ operatorPermission }`: an operation of the vendor's staff.
    */
-  access: 'public' | 'authenticated' | { permission: Permission } | { operatorPermission: OperatorPermission };
+  access: 'public' | 'authenticated' | 'operator' | { permission: Permission } | { operatorPermission: OperatorPermission };
   /** Token scopes admitted besides `full` (e.g. the password change of a first login). */
   scopes?: readonly TokenScope[];
   params?: P;

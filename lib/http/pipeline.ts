@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import type { z } from 'zod';
 import { DecryptionError } from '../crypto/field-cipher.js';
@@ -39,6 +40,8 @@ export interface Authenticator {
 export interface PipelineServices {
   authenticator: Authenticator;
   logger: Logger;
+  /** Reverse proxies whose X-Forwarded-For entries are trusted (LABVAULT_TRUSTED_PROXIES). */
+  trustedProxies: readonly string[];
   /** Records a call made under an operator's access grant in the tenant's audit log (before it runs). */
   recordStaffAccess(principal: Principal, operationId: string, correlationId: string, actor: AuditActor): Promise<void>;
 }
@@ -130,6 +133,7 @@ export function authorize(operation: Operation, principal: Principal): void {
     throw forbidden(principal.scope === 'password-change' ? 'Change your password first (POST /api/auth/password).' : 'Enrol a second factor first.');
   }
   const access = operation.access;
+  if (access === 'operator' && principal.kind !== 'operator') throw forbidden('Only the vendor’s operators make this call.');
   if (typeof access !== 'object') return;
   if ('permission' in access) {
     if (principal.tenant === undefined) throw notFound();
@@ -161,6 +165,8 @@ function respond(result: ApiResult, correlationId: string): HttpResponseInit {
   const headers: Record<string, string> = { ...SECURITY_HEADERS, 'x-correlation-id': correlationId, ...(result.headers ?? {}) };
   if (result.body === undefined) return { status: result.status, headers };
   if (Buffer.isBuffer(result.body) || result.body instanceof Uint8Array) return { status: result.status, headers, body: result.body };
+  // Large bodies (an export archive) stream through; the handler sets their headers.
+  if (result.body instanceof ReadableStream) return { status: result.status, headers, body: result.body };
   headers['Content-Type'] ??= 'application/json; charset=utf-8';
   return { status: result.status, headers, body: JSON.stringify(result.body) };
 }
@@ -175,13 +181,33 @@ export function problemResponse(problem: ProblemError, correlationId: string): H
   return {
     status: problem.status,
     headers,
-    body: JSON.stringify(problemBody(problem.status, problem.title, problem.detail, correlationId, problem.extras.errors)),
+    body: JSON.stringify(problemBody(problem.status, problem.title, problem.detail, correlationId, problem.extras.errors, problem.extras.members)),
   };
 }
 
-export function clientAddressOf(request: HttpRequest): string | undefined {
-  const forwarded = request.headers.get('x-forwarded-for')?.split(',')[0]?.trim();
-  return forwarded && /^[0-9a-fA-F.:[\]]{2,64}$/.test(forwarded) ? forwarded : undefined;
+/** An X-Forwarded-For entry without its port: `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`. */
+function addressOfEntry(entry: string): string | undefined {
+  const trimmed = entry.trim();
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::\d{1,5})?$/.exec(trimmed);
+  const candidate = bracketed ? bracketed[1] ?? '' : /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(trimmed)?.[1] ?? trimmed;
+  return isIP(candidate) ? candidate.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1').toLowerCase() : undefined;
+}
+
+/**
+ * The caller's address. The platform's front end (or the local host) appends the address of the
+ * connection it accepted to X-Forwarded-For, so the right-most entry is what we saw; entries to its
+ * left are whatever the caller claimed. Only when LABVAULT_TRUSTED_PROXIES lists the proxies in
+ * front do we walk left past them, to the right-most entry no trusted proxy added.
+ */
+export function clientAddressOf(request: HttpRequest, trustedProxies: readonly string[] = []): string | undefined {
+  const entries = (request.headers.get('x-forwarded-for') ?? '').split(',').filter((e) => e.trim() !== '');
+  const trusted = new Set(trustedProxies.map((p) => addressOfEntry(p)).filter((p): p is string => p !== undefined));
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const address = addressOfEntry(entries[i] ?? '');
+    if (address === undefined) return undefined;
+    if (!trusted.has(address) || i === 0) return address;
+  }
+  return undefined;
 }
 
 /**
@@ -204,7 +230,7 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
     try {
       const svc = await services();
       logger = svc.logger;
-      const clientAddress = clientAddressOf(request);
+      const clientAddress = clientAddressOf(request, svc.trustedProxies);
       let principal: Principal | undefined;
       let actor: AuditActor = { type: 'system', id: 'anonymous', ...(clientAddress ? { address: clientAddress } : {}) };
       if (operation.access !== 'public') {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineOperation } from './operation.js';
-import { problemSchema } from './schemas.js';
+import { approvalSchema } from '../approvals/api.js';
+import { line, problemSchema } from './schemas.js';
 
 export const health = defineOperation({
   id: 'health',
@@ -28,4 +29,48 @@ export const openApiDocument = defineOperation({
   responses: { 200: { description: 'The document' } },
 });
 
-export const platformOperations = [health, openApiDocument];
+export const orchestrationSchema = z
+  .object({
+    name: z.string(),
+    instanceId: z.string(),
+    runtimeStatus: z.string(),
+    createdTime: z.string(),
+    lastUpdatedTime: z.string(),
+    customStatus: z.unknown().optional(),
+  })
+  .meta({ id: 'Orchestration' });
+
+export const listOrchestrations = defineOperation({
+  id: 'listOrchestrations',
+  method: 'GET',
+  route: 'orchestrations',
+  tag: 'operations',
+  summary: 'Orchestration instances and their status (never their inputs or outputs)',
+  access: { operatorPermission: 'orchestrations:manage' },
+  query: z.strictObject({ runtimeStatus: z.enum(['Pending', 'Running', 'Completed', 'Failed', 'Terminated', 'Suspended']).optional() }),
+  responses: {
+    200: { description: 'Instances', schema: z.object({ items: z.array(orchestrationSchema) }) },
+    401: { description: 'Missing or invalid credentials', schema: problemSchema },
+    403: { description: 'Not permitted', schema: problemSchema },
+  },
+});
+
+export const purgeOrchestration = defineOperation({
+  id: 'purgeOrchestration',
+  method: 'DELETE',
+  route: 'orchestrations/{instanceId}',
+  tag: 'operations',
+  summary: "Ask to purge a finished orchestration's history: runs once a second operator approves (four-eyes)",
+  access: { operatorPermission: 'orchestrations:manage' },
+  params: z.strictObject({ instanceId: z.string().regex(/^[A-Za-z0-9:_-]{1,200}$/) }),
+  query: z.strictObject({ reason: line(500).optional() }),
+  responses: {
+    202: { description: 'Requested; waits for a second operator', schema: approvalSchema },
+    401: { description: 'Missing or invalid credentials', schema: problemSchema },
+    403: { description: 'Not permitted', schema: problemSchema },
+    404: { description: 'Unknown instance', schema: problemSchema },
+    409: { description: 'Still running', schema: problemSchema },
+  },
+});
+
+export const platformOperations = [health, openApiDocument, listOrchestrations, purgeOrchestration];

@@ -13,7 +13,7 @@ export class ProblemError extends Error {
     readonly status: number,
     readonly title: string,
     readonly detail: string,
-    readonly extras: { errors?: FieldError[]; retryAfterSeconds?: number } = {},
+    readonly extras: { errors?: FieldError[]; retryAfterSeconds?: number; members?: Record<string, unknown> } = {},
   ) {
     super(`${status} ${title}`);
   }
@@ -32,11 +32,19 @@ export const payloadTooLarge = (detail: string): ProblemError => new ProblemErro
 export const unsupportedMediaType = (detail: string): ProblemError => new ProblemError(415, 'Unsupported Media Type', detail);
 export const unprocessable = (detail: string, errors?: FieldError[]): ProblemError =>
   new ProblemError(422, 'Unprocessable Content', detail, errors ? { errors } : {});
+export const tooManyRequests = (detail: string, retryAfterSeconds: number): ProblemError =>
+  new ProblemError(429, 'Too Many Requests', detail, { retryAfterSeconds });
+/** 403 naming the permissions that exceed the caller's own (RFC 9457 extension member). */
+export const exceedsGrantor = (exceeding: readonly string[], detail = 'Nobody grants more than they hold.'): ProblemError =>
+  new ProblemError(403, 'Forbidden', detail, {
+    errors: exceeding.map((p) => ({ path: '/permissions', message: `you do not hold ${p}` })),
+    members: { exceedingPermissions: [...exceeding] },
+  });
 export const preconditionRequired = (detail: string): ProblemError => new ProblemError(428, 'Precondition Required', detail);
 export const serviceUnavailable = (retryAfterSeconds = 5): ProblemError =>
   new ProblemError(503, 'Service Unavailable', 'A backing service is temporarily unavailable; retry later.', { retryAfterSeconds });
 
-export function problemBody(status: number, title: string, detail: string, correlationId: string, errors?: FieldError[]): Record<string, unknown> {
+export function problemBody(status: number, title: string, detail: string, correlationId: string, errors?: FieldError[], members: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     type: `https://labvault.example/problems/${status}`,
     title,
@@ -44,5 +52,6 @@ export function problemBody(status: number, title: string, detail: string, corre
     detail,
     correlationId,
     ...(errors ? { errors } : {}),
+    ...members,
   };
 }

@@ -41,6 +41,8 @@ export const problemSchema = z
     detail: z.string(),
     correlationId: z.string(),
     errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    /** 403 when a caller tries to grant what it does not hold. */
+    exceedingPermissions: z.array(z.string()).optional(),
   })
   .meta({ id: 'Problem' });
 

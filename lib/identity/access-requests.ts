@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
-import { conflict, forbidden, notFound } from '../http/problem.js';
+import { conflict, exceedsGrantor, forbidden, notFound } from '../http/problem.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
-import type { Permission, Principal, StaffGrant } from './permissions.js';
+import { exceedingPermissions, type Permission, type Principal, type StaffGrant } from './permissions.js';
 
 export interface AccessRequest {
   id: string;
@@ -20,6 +20,8 @@ export interface AccessRequest {
   decidedAt?: string;
   decidedBy?: string;
   expiresAt?: string;
+  /** Set when the tenant ended an approved grant before it expired. */
+  revokedAt?: string;
 }
 
 type RequestRow = Omit<AccessRequest, 'permissions' | 'tenant'> & { partitionKey: string; rowKey: string; permissions: string };
@@ -83,14 +85,13 @@ export class AccessRequestService {
     // Staff never approve their own (or each other's) access, even with a grant.
     if (decidedBy.kind !== 'user' || decidedBy.realm !== tenant) throw forbidden('Only the tenant’s own people decide on staff access.');
     const partitionKey = tenantPartition(tenant, AREA);
-    let row: RequestRow & { etag: string };
-    try {
-      row = await this.#table.getEntity<RequestRow>(partitionKey, ROW(id));
-    } catch (error) {
-      if (isNotFound(error)) throw notFound('No such access request.');
-      throw error;
-    }
+    const row = await this.#row(tenant, id);
     if (row.status !== 'pending') throw conflict(`The request was ${row.status} already.`);
+    if (approve) {
+      // Nobody grants more than they hold: the approver must hold every permission asked for.
+      const exceeding = exceedingPermissions(JSON.parse(row.permissions) as Permission[], decidedBy.permissions);
+      if (exceeding.length > 0) throw exceedsGrantor(exceeding);
+    }
     const now = this.#clock();
     const next: RequestRow = {
       ...row,
@@ -118,6 +119,43 @@ export class AccessRequestService {
       throw error;
     }
     return toRequest(tenant, next);
+  }
+
+  /** Ends an approved grant at once (the tenant's decision); links issued under it stop working. */
+  async revoke(tenant: string, id: string, revokedBy: Principal, meta: RequestMeta): Promise<AccessRequest> {
+    if (revokedBy.kind !== 'user' || revokedBy.realm !== tenant) throw forbidden('Only the tenant’s own people end staff access.');
+    const row = await this.#row(tenant, id);
+    const now = this.#clock().toISOString();
+    if (row.status !== 'approved' || row.revokedAt || (row.expiresAt ?? '') <= now) throw conflict('The grant is not live.');
+    const next: RequestRow = { ...row, revokedAt: now, expiresAt: now };
+    delete (next as Partial<typeof row>).etag;
+    try {
+      await this.#audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
+        {
+          event: 'staff-access.revoke',
+          action: 'U',
+          outcome: 'success',
+          actor: meta.actor,
+          entity: { type: 'AccessRequest', id },
+          purpose: row.reason,
+          correlationId: meta.correlationId,
+          details: { operator: row.operatorId },
+        },
+      ]);
+    } catch (error) {
+      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The request changed meanwhile; reload it.');
+      throw error;
+    }
+    return toRequest(tenant, next);
+  }
+
+  async #row(tenant: string, id: string): Promise<RequestRow & { etag: string }> {
+    try {
+      return await this.#table.getEntity<RequestRow>(tenantPartition(tenant, AREA), ROW(id));
+    } catch (error) {
+      if (isNotFound(error)) throw notFound('No such access request.');
+      throw error;
+    }
   }
 
   /** The operator's live grants for the tenant, merged; undefined when there is none. */
@@ -163,5 +201,6 @@ function toRequest(tenant: string, row: RequestRow): AccessRequest {
     ...(row.decidedAt ? { decidedAt: row.decidedAt } : {}),
     ...(row.decidedBy ? { decidedBy: row.decidedBy } : {}),
     ...(row.expiresAt ? { expiresAt: row.expiresAt } : {}),
+    ...(row.revokedAt ? { revokedAt: row.revokedAt } : {}),
   };
 }

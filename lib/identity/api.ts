@@ -40,6 +40,8 @@ export const userSchema = z
     status: z.enum(['active', 'deactivated']),
     mfaEnabled: z.boolean(),
     mustChangePassword: z.boolean(),
+    /** Locked after consecutive failed logins, until unlocked (shown to those who manage users). */
+    locked: z.boolean().optional(),
     createdAt: z.string(),
     updatedAt: z.string(),
   })
@@ -54,9 +56,13 @@ export const userUpdateSchema = z
   .strictObject({ email: emailSchema.optional(), name: line(200).optional(), roles: roleNames.optional(), status: z.enum(['active', 'deactivated']).optional() })
   .refine((b) => Object.keys(b).length > 0, { message: 'nothing to change' })
   .meta({ id: 'UserUpdate' });
+/** The current password: sensitive changes re-authenticate in the same request (a token alone is not enough). */
+const currentPassword = secret(1024);
+
 export const meUpdateSchema = z
-  .strictObject({ email: emailSchema.optional(), name: line(200).optional() })
-  .refine((b) => Object.keys(b).length > 0, { message: 'nothing to change' });
+  .strictObject({ email: emailSchema.optional(), name: line(200).optional(), currentPassword: currentPassword.optional() })
+  .refine((b) => b.email !== undefined || b.name !== undefined, { message: 'nothing to change' })
+  .refine((b) => b.email === undefined || b.currentPassword !== undefined, { message: 'changing the e-mail needs currentPassword', path: ['currentPassword'] });
 export const userParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
 
 export const roleSchema = z.object({ name: z.string(), permissions: z.array(permissionSchema), builtIn: z.boolean() }).meta({ id: 'Role' });
@@ -66,7 +72,7 @@ export const rolePutSchema = z.strictObject({ permissions: z.array(permissionSch
 export const integrationSchema = z
   .object({ id: z.string(), name: z.string(), permissions: z.array(permissionSchema), createdAt: z.string(), revokedAt: z.string().optional() })
   .meta({ id: 'Integration' });
-export const integrationCreateSchema = z.strictObject({ name: line(200), permissions: z.array(permissionSchema).min(1).max(15) });
+export const integrationCreateSchema = z.strictObject({ name: line(200), permissions: z.array(permissionSchema).min(1).max(15), currentPassword });
 export const integrationParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{16}$/) });
 
 export const tenantCreateSchema = z
@@ -91,7 +97,9 @@ export const operatorCreateSchema = z.strictObject({ username: usernameSchema, e
 
 export const securityPolicySchema = z.strictObject({ requireMfa: z.boolean() }).meta({ id: 'SecurityPolicy' });
 export const totpStartSchema = z.object({ otpauthUri: z.string(), secret: z.string() });
-export const totpConfirmSchema = z.strictObject({ code: z.string().regex(/^\d{6}$/) });
+export const reauthSchema = z.strictObject({ currentPassword }).meta({ id: 'Reauthentication' });
+export const totpConfirmSchema = z.strictObject({ code: z.string().regex(/^\d{6}$/), currentPassword });
+const recoveryCodesSchema = z.object({ recoveryCodes: z.array(z.string()) });
 
 export const alertSchema = z
   .object({ id: z.string(), kind: z.string(), detectedAt: z.string(), realm: z.string().optional(), sourceRef: z.string().optional(), accountRef: z.string().optional(), count: z.number(), summary: z.string() })
@@ -116,6 +124,7 @@ export const accessRequestSchema = z
     decidedAt: z.string().optional(),
     decidedBy: z.string().optional(),
     expiresAt: z.string().optional(),
+    revokedAt: z.string().optional(),
   })
   .meta({ id: 'AccessRequest' });
 export const accessRequestParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
@@ -183,10 +192,10 @@ export const updateMe = defineOperation({
   method: 'PATCH',
   route: 'me',
   tag: 'profile',
-  summary: 'Edit the own profile (e-mail, name)',
+  summary: 'Edit the own profile (name; the e-mail with the current password)',
   access: 'authenticated',
   body: meUpdateSchema,
-  responses: { 200: { description: 'Profile', schema: meSchema }, ...common },
+  responses: { 200: { description: 'Profile', schema: meSchema }, ...common, 429: p('Too many wrong passwords') },
 });
 
 export const startTotp = defineOperation({
@@ -194,10 +203,11 @@ export const startTotp = defineOperation({
   method: 'POST',
   route: 'me/mfa/totp',
   tag: 'profile',
-  summary: 'Begin TOTP enrolment: a QR-ready otpauth URI',
+  summary: 'Begin TOTP enrolment or replacement (current password): a QR-ready otpauth URI',
   access: 'authenticated',
   scopes: ['mfa-enrolment'],
-  responses: { 200: { description: 'The secret to scan', schema: totpStartSchema }, ...common },
+  body: reauthSchema,
+  responses: { 200: { description: 'The secret to scan', schema: totpStartSchema }, ...common, 429: p('Too many wrong passwords') },
 });
 
 export const confirmTotp = defineOperation({
@@ -205,11 +215,33 @@ export const confirmTotp = defineOperation({
   method: 'POST',
   route: 'me/mfa/totp/confirmation',
   tag: 'profile',
-  summary: 'Confirm TOTP with a code; returns recovery codes once',
+  summary: "Confirm TOTP with a code (and the current password); returns recovery codes once; the account's other sessions end",
   access: 'authenticated',
   scopes: ['mfa-enrolment'],
   body: totpConfirmSchema,
-  responses: { 200: { description: 'Recovery codes', schema: z.object({ recoveryCodes: z.array(z.string()) }) }, ...common, 422: p('Wrong code') },
+  responses: { 200: { description: 'Recovery codes', schema: recoveryCodesSchema }, ...common, 422: p('Wrong code'), 429: p('Too many wrong passwords') },
+});
+
+export const removeTotp = defineOperation({
+  id: 'removeTotp',
+  method: 'POST',
+  route: 'me/mfa/totp/removal',
+  tag: 'profile',
+  summary: "Remove the second factor (current password; not where the tenant requires one); the account's other sessions end",
+  access: 'authenticated',
+  body: reauthSchema,
+  responses: { 204: { description: 'Removed' }, ...common, 409: p('None enrolled, or required by the tenant'), 422: p('Password too short without a second factor'), 429: p('Too many wrong passwords') },
+});
+
+export const regenerateRecoveryCodes = defineOperation({
+  id: 'regenerateRecoveryCodes',
+  method: 'POST',
+  route: 'me/mfa/recovery-codes',
+  tag: 'profile',
+  summary: 'Ten new recovery codes (current password); the old ones stop working',
+  access: 'authenticated',
+  body: reauthSchema,
+  responses: { 200: { description: 'Recovery codes', schema: recoveryCodesSchema }, ...common, 409: p('No second factor'), 429: p('Too many wrong passwords') },
 });
 
 export const listUsers = defineOperation({
@@ -249,11 +281,11 @@ export const updateUser = defineOperation({
   method: 'PATCH',
   route: 'users/{id}',
   tag: 'users',
-  summary: 'Change e-mail, name, roles or status (audited)',
+  summary: 'Change e-mail, name, roles or status (audited); a change of roles or status ends the account’s sessions',
   access: { permission: 'users:manage' },
   params: userParams,
   body: userUpdateSchema,
-  responses: { 200: { description: 'User', schema: userSchema }, ...common, 404: p('Unknown user'), 422: p('Unknown role') },
+  responses: { 200: { description: 'User', schema: userSchema }, ...common, 404: p('Unknown user'), 409: p('The last active tenant admin'), 422: p('Unknown role') },
 });
 
 export const deleteUser = defineOperation({
@@ -264,7 +296,7 @@ export const deleteUser = defineOperation({
   summary: 'Deactivate a user: no login, live tokens stop at once',
   access: { permission: 'users:manage' },
   params: userParams,
-  responses: { 204: { description: 'Deactivated' }, ...common, 404: p('Unknown user') },
+  responses: { 204: { description: 'Deactivated' }, ...common, 404: p('Unknown user'), 409: p('The last active tenant admin') },
 });
 
 export const resetUserPassword = defineOperation({
@@ -272,10 +304,21 @@ export const resetUserPassword = defineOperation({
   method: 'POST',
   route: 'users/{id}/password-reset',
   tag: 'users',
-  summary: 'A new one-time password (valid 72 h) and unlock',
+  summary: 'A new one-time password (valid 72 h), unlock, and every session of the account ends',
   access: { permission: 'users:manage' },
   params: userParams,
   responses: { 200: { description: 'One-time password', schema: userCreatedSchema }, ...common, 404: p('Unknown user') },
+});
+
+export const unlockUser = defineOperation({
+  id: 'unlockUser',
+  method: 'POST',
+  route: 'users/{id}/unlock',
+  tag: 'users',
+  summary: 'Unlock an account locked after consecutive failed logins',
+  access: { permission: 'users:manage' },
+  params: userParams,
+  responses: { 204: { description: 'Unlocked' }, ...common, 404: p('Unknown user') },
 });
 
 export const getSecurityPolicy = defineOperation({
@@ -347,10 +390,10 @@ export const createIntegration = defineOperation({
   method: 'POST',
   route: 'integrations',
   tag: 'integrations',
-  summary: 'Create an integration; its API key is shown once',
+  summary: 'Create an integration (current password; only permissions the caller holds); its API key is shown once',
   access: { permission: 'integrations:manage' },
   body: integrationCreateSchema,
-  responses: { 201: { description: 'Created', schema: z.object({ id: z.string(), apiKey: z.string() }) }, ...common },
+  responses: { 201: { description: 'Created', schema: z.object({ id: z.string(), apiKey: z.string() }) }, ...common, 429: p('Too many wrong passwords') },
 });
 
 export const revokeIntegration = defineOperation({
@@ -384,6 +427,17 @@ export const createOperator = defineOperation({
   access: { operatorPermission: 'operators:manage' },
   body: operatorCreateSchema,
   responses: { 201: { description: 'Created', schema: userCreatedSchema }, ...common, 409: p('Username taken') },
+});
+
+export const unlockOperator = defineOperation({
+  id: 'unlockOperator',
+  method: 'POST',
+  route: 'operators/{id}/unlock',
+  tag: 'operators',
+  summary: "Unlock another operator's account (never one's own)",
+  access: { operatorPermission: 'operators:manage' },
+  params: userParams,
+  responses: { 204: { description: 'Unlocked' }, ...common, 404: p('Unknown operator') },
 });
 
 export const listSecurityAlerts = defineOperation({
@@ -429,6 +483,17 @@ export const decideAccessRequest = defineOperation({
   responses: { 200: { description: 'Decided', schema: accessRequestSchema }, ...common, 404: p('Unknown request'), 409: p('Decided already') },
 });
 
+export const revokeAccessGrant = defineOperation({
+  id: 'revokeAccessGrant',
+  method: 'POST',
+  route: 'access-requests/{id}/revocation',
+  tag: 'staff-access',
+  summary: 'End an approved staff grant at once (download links issued under it stop working)',
+  access: { permission: 'access-requests:approve' },
+  params: accessRequestParams,
+  responses: { 200: { description: 'Revoked', schema: accessRequestSchema }, ...common, 404: p('Unknown request'), 409: p('Not a live grant') },
+});
+
 export const identityOperations = [
   login,
   changePassword,
@@ -438,12 +503,15 @@ export const identityOperations = [
   updateMe,
   startTotp,
   confirmTotp,
+  removeTotp,
+  regenerateRecoveryCodes,
   listUsers,
   createUser,
   getUser,
   updateUser,
   deleteUser,
   resetUserPassword,
+  unlockUser,
   getSecurityPolicy,
   putSecurityPolicy,
   listRoles,
@@ -454,8 +522,10 @@ export const identityOperations = [
   revokeIntegration,
   createTenant,
   createOperator,
+  unlockOperator,
   listSecurityAlerts,
   createAccessRequest,
   listAccessRequests,
   decideAccessRequest,
+  revokeAccessGrant,
 ];

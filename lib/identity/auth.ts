@@ -1,14 +1,17 @@
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditActor, AuditEventInput } from '../audit/types.js';
-import { ProblemError, unauthorized, unprocessable } from '../http/problem.js';
+import { forbidden, ProblemError, tooManyRequests, unauthorized, unprocessable } from '../http/problem.js';
 import type { Logger } from '../observability/logger.js';
 import { tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
 import type { AccessRequestService } from './access-requests.js';
-import type { BruteForceGuard } from './brute-force.js';
+import type { AttemptVerdict, BruteForceGuard } from './brute-force.js';
 import type { IntegrationService } from './integrations.js';
+import type { MfaService } from './mfa.js';
 import { checkPasswordPolicy, dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from './passwords.js';
-import { OPERATOR_REALM, operatorPermissionsOfRoles, permissionsOfRoles, type Principal, type TokenScope } from './permissions.js';
+import { OPERATOR_REALM, operatorPermissionsOfRoles, type Principal, type TokenScope } from './permissions.js';
+import type { RoleService } from './roles.js';
+import type { SecurityPolicyService } from './security-policy.js';
 import { RefreshReplayError, SessionService } from './sessions.js';
 import type { TokenService } from './tokens.js';
 import type { UserRow, UserService } from './users.js';
@@ -37,6 +40,9 @@ const INVALID_LOGIN = 'Invalid username or password.';
 
 export interface AuthDependencies {
   users: UserService;
+  roles: RoleService;
+  mfa: MfaService;
+  policy: SecurityPolicyService;
   sessions: SessionService;
   tokens: TokenService;
   guard: BruteForceGuard;
@@ -48,10 +54,14 @@ export interface AuthDependencies {
   clock?: () => Date;
 }
 
+const throttled = (verdict: Extract<AttemptVerdict, { allowed: false }>): ProblemError =>
+  tooManyRequests(verdict.reason === 'locked' ? 'The account is locked; ask an administrator to unlock it.' : 'Too many login attempts; wait before trying again.', verdict.retryAfterSeconds);
+
 /**
- * Login, password change, refresh and logout for people, and the resolution of every credential
- * (bearer token or API key) to a principal. Unknown users and wrong passwords take the same path,
- * status, body and work (an Argon2 verification against a dummy hash).
+ * Login, password change, re-authentication, refresh and logout for people, and the resolution of
+ * every credential (bearer token or API key) to a principal. Unknown users and wrong passwords take
+ * the same path, status, body and work (an Argon2 verification against a dummy hash). Every
+ * password check is counted before it is verified, so concurrent guesses cannot outrun the backoff.
  */
 export class AuthService {
   readonly #d: AuthDependencies;
@@ -67,10 +77,10 @@ export class AuthService {
     const attempt = { realm, username, source: request.source };
     const realmExists = realm === OPERATOR_REALM || (await this.#d.tenants.get(realm)) !== undefined;
     const accountRef = await this.#d.guard.accountRef(realm, username);
-    const verdict = await this.#d.guard.check(attempt);
+    const verdict = await this.#d.guard.reserve(attempt);
     if (!verdict.allowed) {
       await this.#auditLogin(realmExists, realm, { type: 'system', id: 'unknown' }, 'failure', request, { reason: verdict.reason, account: accountRef });
-      throw new ProblemError(429, 'Too Many Requests', 'Too many login attempts; wait before trying again.', { retryAfterSeconds: verdict.retryAfterSeconds });
+      throw throttled(verdict);
     }
     const row = realmExists ? await this.#d.users.findByUsername(realm, username) : undefined;
     const passwordOk = await verifyPassword(row?.passwordHash ?? (await dummyPasswordHash()), input.password);
@@ -82,12 +92,14 @@ export class AuthService {
     const user = row as UserRow & { etag: string };
     if (user.mfaEnabled) {
       if (input.totp === undefined && input.recoveryCode === undefined) {
+        // Not a failed guess: the password was right. The reserved attempt is released.
+        await this.#d.guard.recordSuccess(attempt);
         throw new ProblemError(401, 'Unauthorized', 'A one-time code from the authenticator app (or a recovery code) is required.', {
           errors: [{ path: '/totp', message: 'required for this account' }],
         });
       }
       const factor = { ...(input.totp !== undefined ? { totp: input.totp } : {}), ...(input.recoveryCode !== undefined ? { recoveryCode: input.recoveryCode } : {}) };
-      if (!(await this.#d.users.verifySecondFactor(realm, user, factor))) await this.#fail(true, realm, user, attempt, request, 'wrong-second-factor', accountRef);
+      if (!(await this.#d.mfa.verify(realm, user, factor))) await this.#fail(true, realm, user, attempt, request, 'wrong-second-factor', accountRef);
     }
     await this.#d.guard.recordSuccess(attempt);
     if (needsRehash(user.passwordHash)) {
@@ -99,13 +111,50 @@ export class AuthService {
     return pair;
   }
 
-  async changePassword(principal: Principal, currentPassword: string, newPassword: string, request: RequestInfo): Promise<void> {
-    if (principal.kind === 'integration') throw unprocessable('Integrations have no password.');
+  /**
+   * Re-authentication for a sensitive change: the caller's current password, counted like a login
+   * attempt (a stolen access token cannot guess it faster). 403 when wrong, 429 while throttled.
+   */
+  async reauthenticate(principal: Principal, currentPassword: string, request: RequestInfo): Promise<UserRow & { etag: string }> {
+    if (principal.kind === 'integration' || principal.grant) throw forbidden('Only the account holder, with their password, makes this change.');
     const row = await this.#d.users.row(principal.realm, principal.id);
     if (!row) throw unauthorized();
+    const username = (await this.#d.users.toUser(principal.realm, row)).username;
+    const attempt = { realm: principal.realm, username, source: request.source };
+    const verdict = await this.#d.guard.reserve(attempt);
+    if (!verdict.allowed) throw throttled(verdict);
     if (!(await verifyPassword(row.passwordHash, currentPassword))) {
-      await this.#d.guard.recordFailure({ realm: principal.realm, username: principal.id, source: request.source });
-      throw unprocessable('The current password is wrong.', [{ path: '/currentPassword', message: 'does not match' }]);
+      const { locked } = await this.#d.guard.recordFailure(attempt);
+      await this.#auditSecurity(principal.realm, {
+        event: 'auth.reauthenticate',
+        action: 'E',
+        outcome: 'failure',
+        actor: this.#actor(principal.realm, principal.id, request),
+        entity: { type: 'User', id: principal.id },
+        purpose: 'authentication',
+        correlationId: request.correlationId,
+        ...(locked ? { details: { locked: true } } : {}),
+      });
+      throw new ProblemError(403, 'Forbidden', 'The current password is wrong.', { errors: [{ path: '/currentPassword', message: 'does not match' }] });
+    }
+    await this.#d.guard.recordSuccess(attempt);
+    return row;
+  }
+
+  /** The calling session goes on after its own credential change; the account's other sessions have ended. */
+  async keepCallingSession(principal: Principal, epoch: number): Promise<void> {
+    if (principal.sessionId) await this.#d.sessions.carryOver(principal.realm, principal.sessionId, epoch);
+  }
+
+  async changePassword(principal: Principal, currentPassword: string, newPassword: string, request: RequestInfo): Promise<void> {
+    if (principal.kind === 'integration') throw unprocessable('Integrations have no password.');
+    let row: UserRow & { etag: string };
+    try {
+      row = await this.reauthenticate(principal, currentPassword, request);
+    } catch (error) {
+      // The password change has always answered 422 for a wrong current password.
+      if (error instanceof ProblemError && error.status === 403) throw unprocessable('The current password is wrong.', [{ path: '/currentPassword', message: 'does not match' }]);
+      throw error;
     }
     const user = await this.#d.users.toUser(principal.realm, row);
     const tenant = principal.realm === OPERATOR_REALM ? undefined : await this.#d.tenants.get(principal.realm);
@@ -117,7 +166,8 @@ export class AuthService {
     });
     if (await verifyPassword(row.passwordHash, newPassword)) errors.push({ path: '/newPassword', message: 'must differ from the current password' });
     if (errors.length > 0) throw unprocessable('The new password breaks the password policy.', errors);
-    await this.#d.users.setPasswordHash(principal.realm, row, await hashPassword(newPassword), { actor: this.#actor(principal.realm, principal.id, request), correlationId: request.correlationId }, 'user.password.change');
+    const epoch = await this.#d.users.setPasswordHash(principal.realm, row, await hashPassword(newPassword), { actor: this.#actor(principal.realm, principal.id, request), correlationId: request.correlationId }, 'user.password.change');
+    await this.keepCallingSession(principal, epoch);
   }
 
   async refresh(refreshToken: string, request: RequestInfo): Promise<TokenPair> {
@@ -141,8 +191,8 @@ export class AuthService {
       throw error;
     }
     const row = await this.#d.users.row(session.realm, session.userId);
-    if (!row || row.status !== 'active') {
-      await this.#d.sessions.revoke(session.realm, session.familyId, 'inactive-user');
+    if (!row || row.status !== 'active' || (row.sessionEpoch ?? 0) !== session.epoch) {
+      await this.#d.sessions.revoke(session.realm, session.familyId, row?.status === 'active' ? 'credentials-changed' : 'inactive-user');
       throw unauthorized();
     }
     const scope = await this.#scopeOf(session.realm, row);
@@ -171,11 +221,11 @@ export class AuthService {
     const bearer = /^Bearer ([A-Za-z0-9_.-]{1,4096})$/.exec(authorization ?? '');
     if (!bearer?.[1]) throw unauthorized();
     const claims = await this.#d.tokens.verify(bearer[1]);
-    // Deactivation and logout act at once: the session and the account are checked on every call.
-    const [live, row] = await Promise.all([this.#d.sessions.isLive(claims.realm, claims.sid, claims.sub), this.#d.users.row(claims.realm, claims.sub)]);
-    if (!live || !row || row.status !== 'active') throw unauthorized();
+    // Logout, deactivation and every credential change act at once: session, account and epoch are checked on every call.
+    const [session, row] = await Promise.all([this.#d.sessions.row(claims.realm, claims.sid), this.#d.users.row(claims.realm, claims.sub)]);
+    if (!row || row.status !== 'active' || !this.#d.sessions.isLive(session, claims.sub, row.sessionEpoch ?? 0)) throw unauthorized();
     const roles = JSON.parse(row.roles) as string[];
-    const base = { id: row.id, realm: claims.realm, scope: claims.scope, sessionId: claims.sid };
+    const base = { id: row.id, realm: claims.realm, roles, scope: claims.scope, sessionId: claims.sid };
     if (claims.realm === OPERATOR_REALM) {
       const principal: Principal = { ...base, kind: 'operator', tenant: undefined, permissions: new Set(), operatorPermissions: operatorPermissionsOfRoles(roles) };
       const wanted = request.tenantHeader;
@@ -185,20 +235,18 @@ export class AuthService {
       }
       return principal;
     }
-    const builtInOnly = roles.every((r) => r === 'self' || r === 'tenant-admin');
-    const custom = builtInOnly ? {} : await this.#d.users.customRoles(claims.realm);
-    return { ...base, kind: 'user', tenant: claims.realm, permissions: permissionsOfRoles(roles, custom), operatorPermissions: new Set() };
+    return { ...base, kind: 'user', tenant: claims.realm, permissions: await this.#d.roles.permissionsOf(claims.realm, roles), operatorPermissions: new Set() };
   }
 
   async #issue(realm: string, user: UserRow, scope: TokenScope): Promise<TokenPair> {
-    const session = await this.#d.sessions.start(realm, user.id);
+    const session = await this.#d.sessions.start(realm, user.id, user.sessionEpoch ?? 0);
     const access = await this.#d.tokens.issue({ sub: user.id, realm, sid: session.familyId, scope });
     return { accessToken: access.token, refreshToken: session.refreshToken, expiresIn: access.expiresIn, mustChangePassword: user.mustChangePassword };
   }
 
   async #scopeOf(realm: string, user: UserRow): Promise<TokenScope> {
     if (user.mustChangePassword) return 'password-change';
-    if (!user.mfaEnabled && (await this.#d.users.policy(realm)).requireMfa) return 'mfa-enrolment';
+    if (!user.mfaEnabled && (await this.#d.policy.policy(realm)).requireMfa) return 'mfa-enrolment';
     return 'full';
   }
 

@@ -2,11 +2,11 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditActor } from '../audit/types.js';
-import { notFound, unauthorized } from '../http/problem.js';
+import { exceedsGrantor, forbidden, notFound, unauthorized } from '../http/problem.js';
 import type { Logger } from '../observability/logger.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
-import type { Permission, Principal } from './permissions.js';
+import { exceedingPermissions, type Grantor, type Permission, type Principal } from './permissions.js';
 
 export interface Integration {
   id: string;
@@ -50,7 +50,16 @@ export class IntegrationService {
     this.#clock = clock;
   }
 
-  async create(tenant: string, name: string, permissions: Permission[], actor: AuditActor, correlationId: string): Promise<Integration & { apiKey: string }> {
+  /**
+   * A new key with the given permissions. Through the API the grantor is a person who holds every one
+   * of them (re-authenticated by the caller); a key never creates keys.
+   */
+  async create(tenant: string, name: string, permissions: Permission[], actor: AuditActor, correlationId: string, grantor?: Grantor): Promise<Integration & { apiKey: string }> {
+    if (grantor) {
+      if (grantor.kind === 'integration') throw forbidden('Integrations do not create API keys; a person with the permissions does.');
+      const exceeding = exceedingPermissions(permissions, grantor.permissions);
+      if (exceeding.length > 0) throw exceedsGrantor(exceeding);
+    }
     const id = randomBytes(8).toString('hex');
     const apiKey = `lvk_${tenant}_${id}_${randomBytes(32).toString('hex')}`;
     const createdAt = this.#clock().toISOString();
@@ -127,7 +136,7 @@ export class IntegrationService {
       }
       throw unauthorized();
     }
-    return { kind: 'integration', realm: tenant, tenant, id, permissions: new Set(JSON.parse(row.permissions) as Permission[]), operatorPermissions: new Set(), scope: 'full' };
+    return { kind: 'integration', realm: tenant, tenant, id, roles: [], permissions: new Set(JSON.parse(row.permissions) as Permission[]), operatorPermissions: new Set(), scope: 'full' };
   }
 
   async #row(tenant: string, id: string): Promise<(IntegrationRow & { etag: string }) | undefined> {

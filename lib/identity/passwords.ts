@@ -1,10 +1,13 @@
 import { randomInt } from 'node:crypto';
 import { hash, verify } from '@node-rs/argon2';
+import { ZxcvbnFactory } from '@zxcvbn-ts/core';
+import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
+import * as german from '@zxcvbn-ts/language-de';
+import * as english from '@zxcvbn-ts/language-en';
+import type { FieldError } from '../http/problem.js';
 
 // @node-rs/argon2's Algorithm is a const enum; its Argon2id member is 2.
 const ARGON2ID = 2;
-import { dictionary } from '@zxcvbn-ts/language-common';
-import type { FieldError } from '../http/problem.js';
 
 /** OWASP's Argon2id baseline: m = 19 MiB, t = 2, p = 1. */
 export const ARGON2_TARGET = { memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
@@ -59,10 +62,38 @@ export function generateInitialPassword(length = 20): string {
 }
 
 const BLOCKLIST = new Set(dictionary['passwords-common'].map((p) => p.normalize('NFKC').toLowerCase()));
-export const BLOCKLIST_SOURCE = '@zxcvbn-ts/language-common passwords-common';
 export const BLOCKLIST_SIZE = BLOCKLIST.size;
 
 export const PASSWORD_MAX_CODE_POINTS = 256;
+
+/**
+ * Guess estimates below which a password is refused, as log10 of the guesses zxcvbn estimates:
+ * 10^10 without a second factor (zxcvbn's score 4), 10^8 with one (score 3, an 8-character minimum).
+ */
+export const GUESSES_FLOOR_LOG10 = { withoutSecondFactor: 10, withSecondFactor: 8 } as const;
+
+// zxcvbn-ts with the common, English and German dictionaries: it recognises sequences, keyboard
+// walks, repetitions, dates and dictionary words under trivial changes (l33t, case, reversal,
+// padding), which a blocklist alone cannot. Built on first use: ranking the dictionaries takes a while.
+let estimator: ZxcvbnFactory | undefined;
+function strength(): ZxcvbnFactory {
+  estimator ??= new ZxcvbnFactory({
+    dictionary: { ...dictionary, ...english.dictionary, ...german.dictionary },
+    graphs: adjacencyGraphs,
+    translations: english.translations,
+  });
+  return estimator;
+}
+
+/** What each weak zxcvbn pattern means, in the words of the 422 (the rule that failed). */
+const PATTERN_RULES: Record<string, string> = {
+  sequence: 'is built on a character sequence (like "abcdef" or "13579")',
+  spatial: 'is built on a keyboard pattern (like "qwertz" or "asdf")',
+  repeat: 'is built on repetition (like "aaaa" or "abcabc")',
+  dictionary: 'is built on common words or passwords with trivial changes (padding, digits, case, l33t)',
+  date: 'is built on a date',
+  regex: 'is built on a predictable pattern (like a recent year)',
+};
 
 export interface PolicyContext {
   username: string;
@@ -74,8 +105,10 @@ export interface PolicyContext {
 
 /**
  * NIST SP 800-63B-4 password rules: length in code points after NFC (15, or 8 with a second
- * factor), at most 256 accepted (no truncation), no composition rules, and a password is refused
- * when it is on the common-password list or contains a context word. Every broken rule is named.
+ * factor), at most 256 accepted (no truncation), no composition rules; refused when on the
+ * common-password list, when it contains a context word, or when zxcvbn estimates fewer guesses
+ * than the floor (sequences, keyboard walks, repetitions, padded common words). Every broken
+ * rule is named.
  */
 export function checkPasswordPolicy(password: string, context: PolicyContext): FieldError[] {
   const errors: FieldError[] = [];
@@ -85,17 +118,31 @@ export function checkPasswordPolicy(password: string, context: PolicyContext): F
   if (length < minimum) errors.push({ path: '/newPassword', message: `must be at least ${minimum} characters (has ${length})` });
   if (length > PASSWORD_MAX_CODE_POINTS) errors.push({ path: '/newPassword', message: `must be at most ${PASSWORD_MAX_CODE_POINTS} characters` });
   const folded = normalised.normalize('NFKC').toLowerCase();
-  if (BLOCKLIST.has(folded)) errors.push({ path: '/newPassword', message: 'is on the list of common or breached passwords' });
+  const blocklisted = BLOCKLIST.has(folded);
+  if (blocklisted) errors.push({ path: '/newPassword', message: 'is on the list of common or breached passwords' });
   const contextWords = [
     ['the username', context.username],
     ['the tenant id', context.tenantId],
     ['the tenant name', context.tenantName],
     ['the service name', 'labvault'],
   ] as const;
+  let containsContextWord = false;
   for (const [label, word] of contextWords) {
     const w = word?.normalize('NFKC').toLowerCase().trim();
-    if (w && w.length >= 3 && folded.includes(w)) errors.push({ path: '/newPassword', message: `must not contain ${label}` });
+    if (w && w.length >= 3 && folded.includes(w)) {
+      errors.push({ path: '/newPassword', message: `must not contain ${label}` });
+      containsContextWord = true;
+    }
   }
-  if (length >= minimum && new Set(folded).size < 4) errors.push({ path: '/newPassword', message: 'is too repetitive (fewer than 4 different characters)' });
+  // The estimate says something only about passwords that passed the cheaper rules.
+  if (errors.length === 0 && length <= PASSWORD_MAX_CODE_POINTS && !blocklisted && !containsContextWord) {
+    const result = strength().check(normalised);
+    const floor = context.hasSecondFactor ? GUESSES_FLOOR_LOG10.withSecondFactor : GUESSES_FLOOR_LOG10.withoutSecondFactor;
+    if (result.guessesLog10 < floor) {
+      const patterns = [...new Set(result.sequence.map((m) => m.pattern).filter((p) => p in PATTERN_RULES))];
+      if (patterns.length === 0) errors.push({ path: '/newPassword', message: 'is too easy to guess' });
+      for (const pattern of patterns) errors.push({ path: '/newPassword', message: `is too easy to guess: it ${PATTERN_RULES[pattern] ?? 'is predictable'}` });
+    }
+  }
   return errors;
 }

@@ -22,7 +22,7 @@ export type Permission = (typeof PERMISSIONS)[number];
 export const permissionSchema = z.enum(PERMISSIONS);
 
 /** What the vendor's own staff may do; none of it reaches tenant data. */
-export const OPERATOR_PERMISSIONS = ['tenants:manage', 'access-requests:create', 'security:read', 'breaches:manage', 'operators:manage'] as const;
+export const OPERATOR_PERMISSIONS = ['tenants:manage', 'access-requests:create', 'security:read', 'breaches:manage', 'operators:manage', 'backups:manage', 'orchestrations:manage'] as const;
 export type OperatorPermission = (typeof OPERATOR_PERMISSIONS)[number];
 
 export const BUILT_IN_ROLES: Record<string, readonly Permission[]> = {
@@ -31,7 +31,7 @@ export const BUILT_IN_ROLES: Record<string, readonly Permission[]> = {
 };
 
 export const OPERATOR_ROLES: Record<string, readonly OperatorPermission[]> = {
-  operator: ['tenants:manage', 'access-requests:create'],
+  operator: ['tenants:manage', 'access-requests:create', 'backups:manage', 'orchestrations:manage'],
   'security-officer': ['security:read', 'breaches:manage'],
   'operator-admin': ['operators:manage'],
 };
@@ -59,6 +59,8 @@ export interface StaffGrant {
 export interface Principal {
   kind: 'integration' | 'user' | 'operator';
   id: string;
+  /** The roles of a person (users, operators); empty for integrations. */
+  roles: readonly string[];
   /** The principal's home: its tenant, or "operator" for the vendor's staff. */
   realm: string;
   tenant: string | undefined;
@@ -83,3 +85,23 @@ export function operatorPermissionsOfRoles(roles: readonly string[]): Set<Operat
   for (const role of roles) for (const p of OPERATOR_ROLES[role] ?? []) result.add(p);
   return result;
 }
+
+/** Who grants: what the caller holds, the only thing it may hand on (roles, keys, approvals). */
+export interface Grantor {
+  kind: Principal['kind'];
+  roles: readonly string[];
+  permissions: ReadonlySet<Permission>;
+  operatorPermissions: ReadonlySet<OperatorPermission>;
+}
+
+/**
+ * The requested permissions the grantor does not hold, sorted (empty: nothing exceeds). The own
+ * profile (role `self`) reaches nobody else's data: everyone may hand it on.
+ */
+export function exceedingPermissions<P extends string>(requested: Iterable<P>, held: ReadonlySet<P>): P[] {
+  const ownProfile = new Set<string>(BUILT_IN_ROLES.self);
+  return [...new Set(requested)].filter((p) => !held.has(p) && !ownProfile.has(p)).sort();
+}
+
+/** The built-in role that holds every tenant permission; only its holders assign it. */
+export const TENANT_ADMIN_ROLE = 'tenant-admin';

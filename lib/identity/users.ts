@@ -1,23 +1,23 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
-import * as OTPAuth from 'otpauth';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
-import { conflict, notFound, unprocessable } from '../http/problem.js';
+import { conflict, exceedsGrantor, forbidden, notFound, unprocessable } from '../http/problem.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { generateInitialPassword, hashPassword } from './passwords.js';
-import { BUILT_IN_ROLES, OPERATOR_REALM, OPERATOR_ROLES, type Permission } from './permissions.js';
+import { exceedingPermissions, type Grantor, OPERATOR_REALM, OPERATOR_ROLES, operatorPermissionsOfRoles, TENANT_ADMIN_ROLE } from './permissions.js';
+import type { RoleService } from './roles.js';
 
 /** Initial and reset passwords expire after 72 hours. */
 export const INITIAL_PASSWORD_MS = 72 * 60 * 60 * 1000;
 const AREA = 'users';
 const USER_ROW = (id: string) => `user~${id}`;
 const USERNAME_ROW = (ref: string) => `username~${ref}`;
-const ROLE_ROW = (name: string) => `role~${name}`;
-const POLICY_ROW = 'policy';
+/** Changes with every change of who is an active tenant admin: two demotions at once cannot both pass. */
+const ADMIN_CENSUS_ROW = 'admin-census';
 
 export type UserRow = {
   partitionKey: string;
@@ -37,6 +37,11 @@ export type UserRow = {
   encPendingTotpSecret?: string;
   lastTotpStep?: number;
   recoveryCodeHashes?: string;
+  /**
+   * The credential epoch: raised by every change of password, second factor, roles or status.
+   * A session belongs to the epoch it started in; a raise ends every other session at once.
+   */
+  sessionEpoch?: number;
   createdAt: string;
   updatedAt: string;
   etag?: string;
@@ -61,30 +66,38 @@ export interface NewUser {
   name?: string;
 }
 
-export interface Role {
-  name: string;
-  permissions: Permission[];
-  builtIn: boolean;
+export interface UserChange {
+  email?: string;
+  name?: string;
+  roles?: string[];
+  status?: 'active' | 'deactivated';
 }
 
-const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
+export interface UserServiceDependencies {
+  table: TableClient;
+  audit: AuditLog;
+  crypto: TenantCrypto;
+  roles: RoleService;
+  clock?: () => Date;
+}
+
+const rolesOf = (row: Pick<UserRow, 'roles'>): string[] => JSON.parse(row.roles) as string[];
+const isActiveAdmin = (row: Pick<UserRow, 'roles' | 'status'>): boolean => row.status === 'active' && rolesOf(row).includes(TENANT_ADMIN_ROLE);
 
 /**
- * Personal accounts of a realm (a tenant, or "operator" for the vendor's staff), the tenant's own
- * roles and its security policy. Username, e-mail and name are encrypted; logins look the user up
- * through a keyed pseudonym of the username. Every change is audited in the same transaction.
+ * Personal accounts of a realm (a tenant, or "operator" for the vendor's staff). Username, e-mail
+ * and name are encrypted; logins look the user up through a keyed pseudonym of the username. Every
+ * change is audited in the same transaction. Changes made through the API carry their grantor:
+ * nobody assigns roles beyond their own permissions, nobody manages an account that holds more
+ * than they do, and the last active tenant admin stays.
  */
 export class UserService {
-  readonly #table: TableClient;
-  readonly #audit: AuditLog;
-  readonly #crypto: TenantCrypto;
+  readonly #d: UserServiceDependencies;
   readonly #clock: () => Date;
 
-  constructor(table: TableClient, audit: AuditLog, crypto: TenantCrypto, clock: () => Date = () => new Date()) {
-    this.#table = table;
-    this.#audit = audit;
-    this.#crypto = crypto;
-    this.#clock = clock;
+  constructor(dependencies: UserServiceDependencies) {
+    this.#d = dependencies;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   partition(realm: string): string {
@@ -92,12 +105,22 @@ export class UserService {
   }
 
   async usernameRef(realm: string, username: string): Promise<string> {
-    return this.#crypto.pseudonym(realm, 'username', username.normalize('NFKC').toLowerCase());
+    return this.#d.crypto.pseudonym(realm, 'username', username.normalize('NFKC').toLowerCase());
   }
 
-  /** Creates an account with a one-time initial password that must be changed at first login. */
-  async create(realm: string, input: NewUser, roles: string[], meta: RequestMeta, options: { initialPassword?: string } = {}): Promise<{ user: User; initialPassword: string }> {
+  /**
+   * Creates an account with a one-time initial password that must be changed at first login. Without
+   * a grantor (onboarding, the operator bootstrap) the roles are the system's own choice.
+   */
+  async create(
+    realm: string,
+    input: NewUser,
+    roles: string[],
+    meta: RequestMeta,
+    options: { initialPassword?: string; grantor?: Grantor } = {},
+  ): Promise<{ user: User; initialPassword: string }> {
     await this.#checkRoles(realm, roles);
+    if (options.grantor) await this.#checkGrant(realm, roles, options.grantor);
     const id = randomBytes(12).toString('hex');
     // Only the operator bootstrap may pass a password (LABVAULT_OPERATOR_INITIAL_PASSWORD).
     const initialPassword = options.initialPassword ?? generateInitialPassword();
@@ -112,25 +135,26 @@ export class UserService {
       status: 'active',
       roles: JSON.stringify(roles),
       usernameRef,
-      encUsername: await this.#crypto.encryptJson(bind('username'), input.username),
-      encEmail: await this.#crypto.encryptJson(bind('email'), input.email),
-      ...(input.name !== undefined ? { encName: await this.#crypto.encryptJson(bind('name'), input.name) } : {}),
+      encUsername: await this.#d.crypto.encryptJson(bind('username'), input.username),
+      encEmail: await this.#d.crypto.encryptJson(bind('email'), input.email),
+      ...(input.name !== undefined ? { encName: await this.#d.crypto.encryptJson(bind('name'), input.name) } : {}),
       passwordHash: await hashPassword(initialPassword),
       mustChangePassword: true,
       initialPasswordExpiresAt: new Date(now.getTime() + INITIAL_PASSWORD_MS).toISOString(),
       mfaEnabled: false,
+      sessionEpoch: 0,
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     };
     try {
-      await this.#audit.commit(
+      await this.#d.audit.commit(
         realm,
         partitionKey,
         () => [
           ['create', { partitionKey, rowKey: USERNAME_ROW(usernameRef), userId: id }],
           ['create', row],
         ],
-        [this.#event('user.create', 'C', id, meta, { roles: roles.join(',') })],
+        [this.event('user.create', 'C', id, meta, { roles: roles.join(',') })],
       );
     } catch (error) {
       if (error instanceof TransactionFailedError && error.statusCode === 409) throw conflict('This username is taken.');
@@ -142,7 +166,7 @@ export class UserService {
   async count(realm: string): Promise<number> {
     let n = 0;
     const filter = odata`PartitionKey eq ${this.partition(realm)} and RowKey ge ${'user~'} and RowKey lt ${'user~~'}`;
-    for await (const _ of this.#table.listEntities({ queryOptions: { filter, select: ['RowKey'] } })) n++;
+    for await (const _ of this.#d.table.listEntities({ queryOptions: { filter, select: ['RowKey'] } })) n++;
     return n;
   }
 
@@ -150,7 +174,7 @@ export class UserService {
     const partitionKey = this.partition(realm);
     let userId: string;
     try {
-      userId = (await this.#table.getEntity<{ userId: string }>(partitionKey, USERNAME_ROW(await this.usernameRef(realm, username)))).userId;
+      userId = (await this.#d.table.getEntity<{ userId: string }>(partitionKey, USERNAME_ROW(await this.usernameRef(realm, username)))).userId;
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -161,7 +185,7 @@ export class UserService {
   async row(realm: string, id: string): Promise<(UserRow & { etag: string }) | undefined> {
     if (!/^[0-9a-f]{24}$/.test(id)) return undefined;
     try {
-      return await this.#table.getEntity<UserRow>(this.partition(realm), USER_ROW(id));
+      return await this.#d.table.getEntity<UserRow>(this.partition(realm), USER_ROW(id));
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -176,53 +200,67 @@ export class UserService {
 
   async list(realm: string): Promise<User[]> {
     const users: User[] = [];
-    const filter = odata`PartitionKey eq ${this.partition(realm)} and RowKey ge ${'user~'} and RowKey lt ${'user~~'}`;
-    for await (const row of this.#table.listEntities<UserRow>({ queryOptions: { filter } })) users.push(await this.toUser(realm, row));
+    for await (const row of this.#rows(realm)) users.push(await this.toUser(realm, row));
     return users;
   }
 
-  /** Changes profile fields, roles or status; every change is audited with what changed. */
-  async update(
-    realm: string,
-    id: string,
-    change: { email?: string; name?: string; roles?: string[]; status?: 'active' | 'deactivated' },
-    meta: RequestMeta,
-  ): Promise<User> {
-    const row = await this.row(realm, id);
-    if (!row) throw notFound('No such user.');
+  /**
+   * Changes profile fields, roles or status; every change is audited with what changed. A change of
+   * roles or a deactivation raises the credential epoch, ending the account's sessions at once.
+   */
+  async update(realm: string, id: string, change: UserChange, meta: RequestMeta, grantor?: Grantor): Promise<User> {
     if (change.roles) await this.#checkRoles(realm, change.roles);
-    const bind = (field: string) => ({ tenant: realm, record: id, field });
-    const next: UserRow = { ...row, updatedAt: this.#clock().toISOString() };
-    delete next.etag;
-    const events: AuditEventInput[] = [];
-    const fields: string[] = [];
-    if (change.email !== undefined) {
-      next.encEmail = await this.#crypto.encryptJson(bind('email'), change.email);
-      fields.push('email');
+    // Re-read and re-check when another admin change landed in between (the census row moved).
+    for (let attempt = 1; ; attempt++) {
+      const row = await this.row(realm, id);
+      if (!row) throw notFound('No such user.');
+      if (grantor) {
+        await this.checkManageable(realm, row, grantor);
+        if (change.roles) await this.#checkGrant(realm, change.roles, grantor);
+      }
+      const bind = (field: string) => ({ tenant: realm, record: id, field });
+      const next: UserRow = { ...row, updatedAt: this.#clock().toISOString() };
+      delete next.etag;
+      const events: AuditEventInput[] = [];
+      const fields: string[] = [];
+      if (change.email !== undefined) {
+        next.encEmail = await this.#d.crypto.encryptJson(bind('email'), change.email);
+        fields.push('email');
+      }
+      if (change.name !== undefined) {
+        next.encName = await this.#d.crypto.encryptJson(bind('name'), change.name);
+        fields.push('name');
+      }
+      if (fields.length > 0) events.push(this.event('user.update', 'U', id, meta, { fields: fields.join(',') }));
+      let credentialsChanged = false;
+      if (change.roles !== undefined && JSON.stringify(change.roles) !== row.roles) {
+        next.roles = JSON.stringify(change.roles);
+        credentialsChanged = true;
+        events.push(this.event('user.roles.change', 'U', id, meta, { from: rolesOf(row).join(','), to: change.roles.join(',') }));
+      }
+      if (change.status !== undefined && change.status !== row.status) {
+        next.status = change.status;
+        if (change.status === 'deactivated') credentialsChanged = true;
+        events.push(this.event(change.status === 'deactivated' ? 'user.deactivate' : 'user.reactivate', 'U', id, meta));
+      }
+      if (events.length === 0) return this.toUser(realm, row);
+      if (credentialsChanged) next.sessionEpoch = (row.sessionEpoch ?? 0) + 1;
+      const census = isActiveAdmin(row) && !isActiveAdmin(next) ? await this.#lastAdminGuard(realm, id) : [];
+      try {
+        await this.commitRow(realm, next, row.etag, events, census);
+      } catch (error) {
+        if (error instanceof TransactionFailedError && error.failedIndex === 1 && census.length > 0 && attempt < 10) continue;
+        throw error;
+      }
+      return this.toUser(realm, next);
     }
-    if (change.name !== undefined) {
-      next.encName = await this.#crypto.encryptJson(bind('name'), change.name);
-      fields.push('name');
-    }
-    if (fields.length > 0) events.push(this.#event('user.update', 'U', id, meta, { fields: fields.join(',') }));
-    if (change.roles !== undefined) {
-      const before = JSON.parse(row.roles) as string[];
-      next.roles = JSON.stringify(change.roles);
-      events.push(this.#event('user.roles.change', 'U', id, meta, { from: before.join(','), to: change.roles.join(',') }));
-    }
-    if (change.status !== undefined && change.status !== row.status) {
-      next.status = change.status;
-      events.push(this.#event(change.status === 'deactivated' ? 'user.deactivate' : 'user.reactivate', 'U', id, meta));
-    }
-    if (events.length === 0) return this.toUser(realm, row);
-    await this.#commitRow(realm, next, row.etag, events);
-    return this.toUser(realm, next);
   }
 
-  /** A new one-time password chosen by the system (never by the admin), valid 72 hours. */
-  async resetPassword(realm: string, id: string, meta: RequestMeta): Promise<{ user: User; initialPassword: string }> {
+  /** A new one-time password chosen by the system (never by the admin), valid 72 hours; every session ends. */
+  async resetPassword(realm: string, id: string, meta: RequestMeta, grantor?: Grantor): Promise<{ user: User; initialPassword: string }> {
     const row = await this.row(realm, id);
     if (!row) throw notFound('No such user.');
+    if (grantor) await this.checkManageable(realm, row, grantor);
     const initialPassword = generateInitialPassword();
     const now = this.#clock();
     const next: UserRow = {
@@ -230,202 +268,59 @@ export class UserService {
       passwordHash: await hashPassword(initialPassword),
       mustChangePassword: true,
       initialPasswordExpiresAt: new Date(now.getTime() + INITIAL_PASSWORD_MS).toISOString(),
+      sessionEpoch: (row.sessionEpoch ?? 0) + 1,
       updatedAt: now.toISOString(),
     };
     delete next.etag;
-    await this.#commitRow(realm, next, row.etag, [this.#event('user.password.reset', 'U', id, meta)]);
+    await this.commitRow(realm, next, row.etag, [this.event('user.password.reset', 'U', id, meta)]);
     return { user: await this.toUser(realm, next), initialPassword };
   }
 
-  /** Stores a new password hash (user's own change, or a transparent rehash at login). */
-  async setPasswordHash(realm: string, row: UserRow & { etag: string }, passwordHash: string, meta: RequestMeta, event: 'user.password.change' | 'user.password.rehash'): Promise<void> {
+  /**
+   * Stores a new password hash: the user's own change (raises the credential epoch, which it
+   * returns) or a transparent rehash at login (changes nothing else).
+   */
+  async setPasswordHash(realm: string, row: UserRow & { etag: string }, passwordHash: string, meta: RequestMeta, event: 'user.password.change' | 'user.password.rehash'): Promise<number> {
     const next: UserRow = { ...row, passwordHash, updatedAt: this.#clock().toISOString() };
     delete next.etag;
     if (event === 'user.password.change') {
       next.mustChangePassword = false;
       delete next.initialPasswordExpiresAt;
+      next.sessionEpoch = (row.sessionEpoch ?? 0) + 1;
     }
-    await this.#commitRow(realm, next, row.etag, [this.#event(event, 'U', row.id, meta)]);
+    await this.commitRow(realm, next, row.etag, [this.event(event, 'U', row.id, meta)]);
+    return next.sessionEpoch ?? 0;
   }
 
-  // ---- second factor (TOTP, RFC 6238) ----
-
-  async beginTotp(realm: string, id: string, meta: RequestMeta): Promise<{ otpauthUri: string; secret: string }> {
-    const row = await this.row(realm, id);
-    if (!row) throw notFound('No such user.');
-    const secret = new OTPAuth.Secret({ size: 20 });
-    const username = await this.#crypto.decryptJson<string>({ tenant: realm, record: id, field: 'username' }, row.encUsername);
-    const totp = new OTPAuth.TOTP({ issuer: 'LabVault', label: `${realm}:${username}`, algorithm: 'SHA1', digits: 6, period: 30, secret });
-    const next: UserRow = { ...row, encPendingTotpSecret: await this.#crypto.encryptJson({ tenant: realm, record: id, field: 'pendingTotp' }, secret.base32) };
-    delete next.etag;
-    await this.#commitRow(realm, next, row.etag, [this.#event('user.mfa.enrol.start', 'U', id, meta)]);
-    return { otpauthUri: totp.toString(), secret: secret.base32 };
-  }
-
-  async confirmTotp(realm: string, id: string, code: string, meta: RequestMeta): Promise<{ recoveryCodes: string[] }> {
-    const row = await this.row(realm, id);
-    if (!row?.encPendingTotpSecret) throw unprocessable('Start the enrolment first (POST /api/me/mfa/totp).');
-    const secret = await this.#crypto.decryptJson<string>({ tenant: realm, record: id, field: 'pendingTotp' }, row.encPendingTotpSecret);
-    const step = this.#totpStep(secret, code);
-    if (step === undefined) throw unprocessable('The code does not match.', [{ path: '/code', message: 'wrong or expired one-time code' }]);
-    const recoveryCodes = Array.from({ length: 10 }, () => randomBytes(6).toString('hex'));
-    const next: UserRow = {
-      ...row,
-      mfaEnabled: true,
-      encTotpSecret: await this.#crypto.encryptJson({ tenant: realm, record: id, field: 'totp' }, secret),
-      lastTotpStep: step,
-      recoveryCodeHashes: JSON.stringify(recoveryCodes.map(sha256)),
-      updatedAt: this.#clock().toISOString(),
-    };
-    delete next.encPendingTotpSecret;
-    delete next.etag;
-    await this.#commitRow(realm, next, row.etag, [this.#event('user.mfa.enrol', 'U', id, meta)]);
-    return { recoveryCodes };
-  }
-
-  /** Checks a TOTP code (each time step once) or a recovery code (each once); consumes it. */
-  async verifySecondFactor(realm: string, row: UserRow & { etag: string }, factor: { totp?: string; recoveryCode?: string }): Promise<boolean> {
-    if (!row.mfaEnabled || !row.encTotpSecret) return false;
-    const next: UserRow = { ...row };
-    delete next.etag;
-    if (factor.totp !== undefined) {
-      const secret = await this.#crypto.decryptJson<string>({ tenant: realm, record: row.id, field: 'totp' }, row.encTotpSecret);
-      const step = this.#totpStep(secret, factor.totp);
-      if (step === undefined || step <= (row.lastTotpStep ?? -1)) return false;
-      next.lastTotpStep = step;
-    } else if (factor.recoveryCode !== undefined) {
-      const hashes = JSON.parse(row.recoveryCodeHashes ?? '[]') as string[];
-      const presented = Buffer.from(sha256(factor.recoveryCode.trim().toLowerCase()), 'hex');
-      const index = hashes.findIndex((h) => timingSafeEqual(Buffer.from(h, 'hex'), presented));
-      if (index < 0) return false;
-      hashes.splice(index, 1);
-      next.recoveryCodeHashes = JSON.stringify(hashes);
-    } else {
-      return false;
+  /**
+   * Refuses (403) when the account holds a permission the grantor does not, or is a tenant admin
+   * managed by someone who is not: otherwise a user with `users:manage` alone could reset an
+   * admin's password and log in as them.
+   */
+  async checkManageable(realm: string, row: UserRow, grantor: Grantor): Promise<void> {
+    const roles = rolesOf(row);
+    if (roles.includes(TENANT_ADMIN_ROLE) && !grantor.roles.includes(TENANT_ADMIN_ROLE)) {
+      throw forbidden('Only a tenant admin manages a tenant admin.');
     }
-    try {
-      await this.#table.updateEntity(next, 'Replace', { etag: row.etag });
-    } catch {
-      return false; // used concurrently: one of the two wins
-    }
-    return true;
+    const exceeding =
+      realm === OPERATOR_REALM
+        ? exceedingPermissions(operatorPermissionsOfRoles(roles), grantor.operatorPermissions)
+        : exceedingPermissions(await this.#d.roles.permissionsOf(realm, roles), grantor.permissions);
+    if (exceeding.length > 0) throw exceedsGrantor(exceeding, 'This account holds permissions you do not hold; only someone who holds them manages it.');
   }
 
-  #totpStep(secret: string, code: string): number | undefined {
-    if (!/^\d{6}$/.test(code)) return undefined;
-    const totp = new OTPAuth.TOTP({ algorithm: 'SHA1', digits: 6, period: 30, secret: OTPAuth.Secret.fromBase32(secret) });
-    const now = this.#clock().getTime();
-    const delta = totp.validate({ token: code, timestamp: now, window: 1 });
-    return delta === null ? undefined : Math.floor(now / 30_000) + delta;
-  }
-
-  // ---- roles and policy ----
-
-  async listRoles(realm: string): Promise<Role[]> {
-    const roles: Role[] = Object.entries(realm === OPERATOR_REALM ? {} : BUILT_IN_ROLES).map(([name, permissions]) => ({ name, permissions: [...permissions], builtIn: true }));
-    for (const [name, permissions] of Object.entries(await this.customRoles(realm))) roles.push({ name, permissions: [...permissions], builtIn: false });
-    return roles;
-  }
-
-  async customRoles(realm: string): Promise<Record<string, Permission[]>> {
-    const result: Record<string, Permission[]> = {};
-    const filter = odata`PartitionKey eq ${this.partition(realm)} and RowKey ge ${'role~'} and RowKey lt ${'role~~'}`;
-    for await (const row of this.#table.listEntities<{ rowKey: string; permissions: string }>({ queryOptions: { filter } })) {
-      result[row.rowKey.slice('role~'.length)] = JSON.parse(row.permissions) as Permission[];
-    }
-    return result;
-  }
-
-  async putRole(realm: string, name: string, permissions: Permission[], meta: RequestMeta): Promise<{ role: Role; created: boolean }> {
-    if (name in BUILT_IN_ROLES || name in OPERATOR_ROLES) throw unprocessable(`"${name}" is a built-in role and cannot be changed.`);
-    const partitionKey = this.partition(realm);
-    const existing = (await this.customRoles(realm))[name];
-    const sorted = [...new Set(permissions)].sort();
-    await this.#audit.commit(realm, partitionKey, () => [['upsert', { partitionKey, rowKey: ROLE_ROW(name), permissions: JSON.stringify(sorted) }, 'Replace']], [
-      {
-        event: existing ? 'role.change' : 'role.create',
-        action: existing ? 'U' : 'C',
-        outcome: 'success',
-        actor: meta.actor,
-        entity: { type: 'Role', id: name },
-        purpose: 'access-management',
-        correlationId: meta.correlationId,
-        details: { from: (existing ?? []).join(','), to: sorted.join(',') },
-      },
-    ]);
-    return { role: { name, permissions: sorted, builtIn: false }, created: existing === undefined };
-  }
-
-  async deleteRole(realm: string, name: string, meta: RequestMeta): Promise<void> {
-    if (name in BUILT_IN_ROLES) throw unprocessable(`"${name}" is a built-in role and cannot be deleted.`);
-    if (!(name in (await this.customRoles(realm)))) throw notFound('No such role.');
-    const holders = (await this.list(realm)).filter((u) => u.roles.includes(name)).length;
-    if (holders > 0) throw conflict(`The role is held by ${holders} user(s); take it away from them first.`);
-    const partitionKey = this.partition(realm);
-    await this.#audit.commit(realm, partitionKey, () => [['delete', { partitionKey, rowKey: ROLE_ROW(name) }]], [
-      { event: 'role.delete', action: 'D', outcome: 'success', actor: meta.actor, entity: { type: 'Role', id: name }, purpose: 'access-management', correlationId: meta.correlationId },
-    ]);
-  }
-
-  async policy(realm: string): Promise<{ requireMfa: boolean }> {
-    try {
-      const row = await this.#table.getEntity<{ requireMfa: boolean }>(this.partition(realm), POLICY_ROW);
-      return { requireMfa: row.requireMfa };
-    } catch (error) {
-      if (isNotFound(error)) return { requireMfa: false };
-      throw error;
-    }
-  }
-
-  async setPolicy(realm: string, policy: { requireMfa: boolean }, meta: RequestMeta): Promise<void> {
-    const partitionKey = this.partition(realm);
-    await this.#audit.commit(realm, partitionKey, () => [['upsert', { partitionKey, rowKey: POLICY_ROW, requireMfa: policy.requireMfa }, 'Replace']], [
-      {
-        event: 'security-policy.change',
-        action: 'U',
-        outcome: 'success',
-        actor: meta.actor,
-        entity: { type: 'SecurityPolicy', id: realm },
-        purpose: 'access-management',
-        correlationId: meta.correlationId,
-        details: { requireMfa: policy.requireMfa },
-      },
-    ]);
-  }
-
-  async toUser(realm: string, row: UserRow): Promise<User> {
-    const bind = (field: string) => ({ tenant: realm, record: row.id, field });
-    return {
-      id: row.id,
-      username: await this.#crypto.decryptJson<string>(bind('username'), row.encUsername),
-      email: await this.#crypto.decryptJson<string>(bind('email'), row.encEmail),
-      ...(row.encName ? { name: await this.#crypto.decryptJson<string>(bind('name'), row.encName) } : {}),
-      roles: JSON.parse(row.roles) as string[],
-      status: row.status,
-      mfaEnabled: row.mfaEnabled,
-      mustChangePassword: row.mustChangePassword,
-      createdAt: row.createdAt,
-      updatedAt: row.updatedAt,
-    };
-  }
-
-  async #checkRoles(realm: string, roles: string[]): Promise<void> {
-    const known = realm === OPERATOR_REALM ? Object.keys(OPERATOR_ROLES) : [...Object.keys(BUILT_IN_ROLES), ...Object.keys(await this.customRoles(realm))];
-    const unknown = roles.filter((r) => !known.includes(r));
-    if (unknown.length > 0) throw unprocessable('Unknown role.', unknown.map((r) => ({ path: '/roles', message: `no role "${r}"` })));
-  }
-
-  async #commitRow(realm: string, next: UserRow, etag: string, events: AuditEventInput[]): Promise<void> {
+  /** Commits a changed user row (and any extra actions of its partition) with its audit entries. */
+  async commitRow(realm: string, next: UserRow, etag: string, events: AuditEventInput[], extra: TransactionAction[] = []): Promise<void> {
     const action: TransactionAction = ['update', next, 'Replace', { etag }];
     try {
-      await this.#audit.commit(realm, next.partitionKey, () => [action], events);
+      await this.#d.audit.commit(realm, next.partitionKey, () => [action, ...extra], events);
     } catch (error) {
       if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The account changed meanwhile; retry.');
       throw error;
     }
   }
 
-  #event(event: string, action: AuditEventInput['action'], userId: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
+  event(event: string, action: AuditEventInput['action'], userId: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
     return {
       event,
       action,
@@ -436,5 +331,65 @@ export class UserService {
       correlationId: meta.correlationId,
       ...(details ? { details } : {}),
     };
+  }
+
+  async toUser(realm: string, row: UserRow): Promise<User> {
+    const bind = (field: string) => ({ tenant: realm, record: row.id, field });
+    return {
+      id: row.id,
+      username: await this.#d.crypto.decryptJson<string>(bind('username'), row.encUsername),
+      email: await this.#d.crypto.decryptJson<string>(bind('email'), row.encEmail),
+      ...(row.encName ? { name: await this.#d.crypto.decryptJson<string>(bind('name'), row.encName) } : {}),
+      roles: rolesOf(row),
+      status: row.status,
+      mfaEnabled: row.mfaEnabled,
+      mustChangePassword: row.mustChangePassword,
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+    };
+  }
+
+  async *#rows(realm: string): AsyncGenerator<UserRow & { etag: string }> {
+    const filter = odata`PartitionKey eq ${this.partition(realm)} and RowKey ge ${'user~'} and RowKey lt ${'user~~'}`;
+    for await (const row of this.#d.table.listEntities<UserRow>({ queryOptions: { filter } })) yield row as UserRow & { etag: string };
+  }
+
+  /**
+   * The census action that goes with taking tenant-admin from an active account: 409 when no other
+   * active tenant admin remains. The action changes the census row under its ETag, so of two
+   * concurrent demotions only one commits; the other re-reads and finds itself the last.
+   */
+  async #lastAdminGuard(realm: string, leaving: string): Promise<TransactionAction[]> {
+    const partitionKey = this.partition(realm);
+    let census: { etag: string; changes: number } | undefined;
+    try {
+      const row = await this.#d.table.getEntity<{ changes: number }>(partitionKey, ADMIN_CENSUS_ROW);
+      census = { etag: row.etag, changes: row.changes };
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    let others = 0;
+    for await (const row of this.#rows(realm)) if (row.id !== leaving && isActiveAdmin(row)) others++;
+    if (others === 0) throw conflict('This is the last active tenant admin; make someone else a tenant admin first.');
+    const entity = { partitionKey, rowKey: ADMIN_CENSUS_ROW, changes: (census?.changes ?? 0) + 1 };
+    return [census ? ['update', entity, 'Replace', { etag: census.etag }] : ['create', entity]];
+  }
+
+  async #checkRoles(realm: string, roles: string[]): Promise<void> {
+    const known = realm === OPERATOR_REALM ? Object.keys(OPERATOR_ROLES) : (await this.#d.roles.listRoles(realm)).map((r) => r.name);
+    const unknown = roles.filter((r) => !known.includes(r));
+    if (unknown.length > 0) throw unprocessable('Unknown role.', unknown.map((r) => ({ path: '/roles', message: `no role "${r}"` })));
+  }
+
+  /** Refuses roles that would hand on more than the grantor holds (and tenant-admin, except by a tenant admin). */
+  async #checkGrant(realm: string, roles: string[], grantor: Grantor): Promise<void> {
+    if (realm === OPERATOR_REALM) {
+      const exceeding = exceedingPermissions(operatorPermissionsOfRoles(roles), grantor.operatorPermissions);
+      if (exceeding.length > 0) throw exceedsGrantor(exceeding);
+      return;
+    }
+    if (roles.includes(TENANT_ADMIN_ROLE) && !grantor.roles.includes(TENANT_ADMIN_ROLE)) throw forbidden('Only a tenant admin assigns the tenant-admin role.');
+    const exceeding = exceedingPermissions(await this.#d.roles.permissionsOf(realm, roles), grantor.permissions);
+    if (exceeding.length > 0) throw exceedsGrantor(exceeding);
   }
 }

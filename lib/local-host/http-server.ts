@@ -130,8 +130,11 @@ async function invoke(
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
-  // Like Azure's front end: the caller's address as the platform saw it, never as the caller says.
-  headers['x-forwarded-for'] = req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
+  // Like Azure's front end: the address of the connection is appended to what the caller sent, so the
+  // right-most entry is the one the platform saw (the app trusts the entries left of it only behind
+  // proxies it is told about).
+  const seen = req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
+  headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${headers['x-forwarded-for']}, ${seen}` : seen;
   const request = new HttpRequest({
     method: req.method ?? 'GET',
     url: url.toString(),
@@ -165,7 +168,14 @@ async function invoke(
   response.headers.forEach((value, name) => {
     out[name] = value;
   });
-  const bytes = Buffer.from(await response.arrayBuffer());
   res.writeHead(response.status, out);
-  res.end(bytes);
+  if (!response.body) {
+    res.end();
+    return;
+  }
+  // Streamed, as the Functions host does with HTTP streams: an archive is never held whole in memory.
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+  }
+  res.end();
 }

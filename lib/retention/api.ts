@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
-import { problemSchema, tenantId } from '../http/schemas.js';
+import { approvalSchema } from '../approvals/api.js';
+import { line, problemSchema, tenantId } from '../http/schemas.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
@@ -11,6 +12,24 @@ export const boundsSchema = z
   .strictObject({ minOrdersDays: days, maxOrdersDays: days, minImagesDays: days, maxImagesDays: days, minAfterContractEndDays: z.number().int().min(30).max(3650), maxAfterContractEndDays: z.number().int().min(30).max(3650) })
   .meta({ id: 'RetentionBounds' });
 const tenantParams = z.strictObject({ id: tenantId });
+const reasonQuery = z.strictObject({ reason: line(500).optional() });
+
+export const deletionStateSchema = z
+  .object({
+    tenant: z.string(),
+    status: z.enum(['scheduled', 'on-hold', 'deleting', 'completed', 'withdrawn', 'not-terminated']),
+    deleteAt: z.string().nullable(),
+    contractEndsAt: z.string().nullable(),
+    recordedAt: z.string().nullable(),
+    noticeEndsAt: z.string().nullable(),
+    legalHold: z.boolean(),
+    confirmedAt: z.string().optional(),
+    withdrawnAt: z.string().optional(),
+    startedAt: z.string().optional(),
+    progress: z.object({ phase: z.string() }).catchall(z.unknown()).optional(),
+    certificate: z.object({ certificate: z.record(z.string(), z.unknown()), jws: z.string() }).optional(),
+  })
+  .meta({ id: 'TenantDeletion' });
 
 export const getRetention = defineOperation({
   id: 'getRetention',
@@ -52,7 +71,13 @@ export const putBounds = defineOperation({
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
   body: boundsSchema,
-  responses: { 200: { description: 'Bounds', schema: boundsSchema }, ...common, 404: p('Unknown tenant'), 422: p('Inconsistent') },
+  responses: {
+    200: { description: 'Bounds raised or unchanged: applied', schema: boundsSchema },
+    202: { description: 'Bounds lowered: waits for a second operator (four-eyes)', schema: approvalSchema },
+    ...common,
+    404: p('Unknown tenant'),
+    422: p('Inconsistent'),
+  },
 });
 
 export const terminate = defineOperation({
@@ -60,11 +85,45 @@ export const terminate = defineOperation({
   method: 'POST',
   route: 'tenants/{id}/termination',
   tag: 'tenants',
-  summary: 'Contract end: schedules the deletion (notice, export window, legal hold honoured)',
+  summary: 'Contract end: schedules the deletion no earlier than the notice period from now (notice, export window, legal hold honoured)',
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
   body: z.strictObject({ contractEndsAt: z.iso.datetime({ offset: true }) }),
-  responses: { 202: { description: 'Scheduled', schema: z.object({ deleteAt: z.string(), statusQueryGetUri: z.string() }) }, ...common, 404: p('Unknown tenant'), 409: p('Deletion running or done') },
+  responses: {
+    202: { description: 'Scheduled', schema: z.object({ deleteAt: z.string(), noticeEndsAt: z.string(), statusQueryGetUri: z.string() }) },
+    ...common,
+    404: p('Unknown tenant'),
+    409: p('A termination is in force already, or deletion running or done'),
+  },
+});
+
+export const withdrawTermination = defineOperation({
+  id: 'withdrawTermination',
+  method: 'DELETE',
+  route: 'tenants/{id}/termination',
+  tag: 'tenants',
+  summary: 'Withdraw a termination before deletion starts (the tenant is told)',
+  access: { operatorPermission: 'tenants:manage' },
+  params: tenantParams,
+  responses: { 204: { description: 'Withdrawn' }, ...common, 404: p('No termination recorded'), 409: p('Deletion running or done') },
+});
+
+export const confirmDeletion = defineOperation({
+  id: 'confirmEarlyDeletion',
+  method: 'POST',
+  route: 'tenants/{id}/deletion/confirmation',
+  tag: 'tenants',
+  summary: "The tenant's own admin confirms deletion before its date (the controller's decision); it starts at once",
+  access: { permission: 'retention:manage' },
+  params: tenantParams,
+  body: z.strictObject({ currentPassword: z.string().min(1).max(1024) }),
+  responses: {
+    202: { description: 'Deletion starts', schema: z.object({ deleteAt: z.string(), statusQueryGetUri: z.string() }) },
+    ...common,
+    404: p('Not your tenant'),
+    409: p('No termination, a legal hold, or deletion running or done'),
+    429: p('Too many wrong passwords'),
+  },
 });
 
 export const setHold = defineOperation({
@@ -83,10 +142,11 @@ export const liftHold = defineOperation({
   method: 'DELETE',
   route: 'tenants/{id}/legal-hold',
   tag: 'tenants',
-  summary: "Resume the tenant's deletion",
+  summary: "Ask to lift the tenant's legal hold: runs once a second operator approves (four-eyes)",
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
-  responses: { 204: { description: 'Lifted' }, ...common, 404: p('Unknown tenant'), 409: p('Deletion running or done') },
+  query: reasonQuery,
+  responses: { 202: { description: 'Requested; waits for a second operator', schema: approvalSchema }, ...common, 404: p('Unknown tenant'), 409: p('Deletion running or done') },
 });
 
 export const getDeletion = defineOperation({
@@ -97,7 +157,7 @@ export const getDeletion = defineOperation({
   summary: 'Deletion status, date, and the signed certificate once completed',
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
-  responses: { 200: { description: 'Status', schema: z.record(z.string(), z.unknown()) }, ...common, 404: p('No deletion scheduled') },
+  responses: { 200: { description: 'Status', schema: deletionStateSchema }, ...common, 404: p('No deletion scheduled') },
 });
 
 export const certificateKeys = defineOperation({
@@ -110,4 +170,4 @@ export const certificateKeys = defineOperation({
   responses: { 200: { description: 'JWKS', schema: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }) } },
 });
 
-export const retentionOperations = [getRetention, putRetention, getNotices, putBounds, terminate, setHold, liftHold, getDeletion, certificateKeys];
+export const retentionOperations = [getRetention, putRetention, getNotices, putBounds, terminate, withdrawTermination, confirmDeletion, setHold, liftHold, getDeletion, certificateKeys];

@@ -11,21 +11,30 @@ import { conflict, notFound } from '../http/problem.js';
 import type { OrderService } from '../orders/orders.js';
 import { deleteItems, listPrefixCompletely, type StoredItem } from '../storage/blobs.js';
 import { CONTAINERS, type StorageClients, TABLES } from '../storage/clients.js';
-import { isNotFound } from '../storage/errors.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { tenantPartition, tenantPartitionRange } from '../storage/keys.js';
 import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
 import type { TenantService } from '../tenants/tenants.js';
 import type { RetentionService } from './retention.js';
 
-export type DeletionStatus = 'scheduled' | 'on-hold' | 'deleting' | 'completed';
+/** `not-terminated`: a legal hold was set or lifted, but no termination is in force. */
+export type DeletionStatus = 'scheduled' | 'on-hold' | 'deleting' | 'completed' | 'withdrawn' | 'not-terminated';
 
 type LifecycleRow = {
   partitionKey: string;
   rowKey: string;
   status: DeletionStatus;
   contractEndsAt?: string;
+  /** When the termination was recorded: the notice period runs from here. */
+  recordedAt?: string;
+  /** recordedAt + the notice period: no deletion before, unless the tenant's admin confirms it. */
+  noticeEndsAt?: string;
   deleteAt?: string;
   legalHold: boolean;
+  /** The tenant admin's confirmation of early deletion (the controller's decision). */
+  confirmedAt?: string;
+  confirmedBy?: string;
+  withdrawnAt?: string;
   startedAt?: string;
   certificate?: string;
   /** JSON: the tenant's rows by kind when deletion began. */
@@ -33,6 +42,19 @@ type LifecycleRow = {
   /** JSON: the tenant's blobs (with versions and snapshots) and bytes when deletion began. */
   blobCensus?: string;
 };
+
+export interface DeletionState {
+  status: DeletionStatus;
+  deleteAt: string | null;
+  contractEndsAt: string | null;
+  recordedAt: string | null;
+  noticeEndsAt: string | null;
+  legalHold: boolean;
+  confirmedAt?: string;
+  withdrawnAt?: string;
+  startedAt?: string;
+  certificate?: DeletionCertificate;
+}
 
 export interface DeletionCertificate {
   certificate: Record<string, unknown>;
@@ -65,6 +87,8 @@ export class DeletionService {
       secrets: SecretStore;
       keyring: TenantKeyring;
       keyVaultSoftDeleteDays: number;
+      /** Days from recording a termination to the earliest deletion (at least 7). */
+      terminationNoticeDays: number;
       clock?: () => Date;
     },
   ) {}
@@ -103,56 +127,121 @@ export class DeletionService {
     }
   }
 
-  /** Records the contract end and the deletion date (contract end + afterContractEndDays, at least 30). */
-  async schedule(tenant: string, contractEndsAt: string, meta: RequestMeta): Promise<{ deleteAt: string }> {
+  /**
+   * Records a termination. Deletion comes no earlier than the notice period after this moment,
+   * whatever the contract end: deleteAt = max(contractEndsAt + afterContractEndDays, now + notice).
+   * The tenant is notified at once and can export until then. A second termination while one is
+   * in force is refused: withdraw it first.
+   */
+  async schedule(tenant: string, contractEndsAt: string, meta: RequestMeta): Promise<{ deleteAt: string; noticeEndsAt: string }> {
     if (!(await this.d.tenants.get(tenant))) throw notFound('No such tenant.');
     const existing = await this.#row(tenant);
     if (existing?.status === 'deleting' || existing?.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
+    if (existing?.deleteAt && (existing.status === 'scheduled' || existing.status === 'on-hold')) throw conflict('A termination is recorded already; withdraw it first (DELETE /api/tenants/{id}/termination).');
+    const now = this.#now();
     const days = Math.max(30, (await this.d.retention.policy(tenant)).afterContractEndDays);
-    const deleteAt = new Date(Date.parse(contractEndsAt) + days * DAY).toISOString();
-    const row: LifecycleRow = { partitionKey: PARTITION, rowKey: tenant, status: existing?.legalHold ? 'on-hold' : 'scheduled', contractEndsAt, deleteAt, legalHold: existing?.legalHold ?? false };
-    await this.d.platform.upsertEntity(row, 'Replace');
+    const noticeEndsAt = new Date(now.getTime() + this.d.terminationNoticeDays * DAY).toISOString();
+    const afterContract = new Date(Date.parse(contractEndsAt) + days * DAY).toISOString();
+    const deleteAt = afterContract > noticeEndsAt ? afterContract : noticeEndsAt;
+    const legalHold = existing?.legalHold ?? false;
+    const row: LifecycleRow = { partitionKey: PARTITION, rowKey: tenant, status: legalHold ? 'on-hold' : 'scheduled', contractEndsAt, recordedAt: now.toISOString(), noticeEndsAt, deleteAt, legalHold };
+    await this.#write(row, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      { event: 'tenant.termination', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { contractEndsAt, deleteAt } },
+      { event: 'tenant.termination', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { contractEndsAt, deleteAt, noticeEndsAt } },
     ]);
-    return { deleteAt };
+    await this.notice(tenant, 'scheduled');
+    return { deleteAt, noticeEndsAt };
   }
 
+  /**
+   * Early deletion, the controller's decision (GDPR Art. 28(3)(g)): the tenant's own admin confirms
+   * (re-authenticated by the caller) and deletion may start at once. Never during a legal hold.
+   */
+  async confirmEarly(tenant: string, confirmedBy: string, meta: RequestMeta): Promise<{ deleteAt: string }> {
+    const existing = await this.#row(tenant);
+    if (!existing?.deleteAt || existing.status === 'withdrawn' || existing.status === 'not-terminated') throw conflict('No termination is recorded for this tenant.');
+    if (existing.status === 'deleting' || existing.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
+    if (existing.legalHold) throw conflict('A legal hold stands: deletion waits until it is lifted.');
+    const now = this.#now().toISOString();
+    await this.#write({ ...existing, deleteAt: now, confirmedAt: now, confirmedBy }, existing);
+    await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
+      { event: 'tenant.deletion.confirmed', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { scheduledFor: existing.deleteAt } },
+    ]);
+    return { deleteAt: now };
+  }
+
+  /** Withdraws a termination before deletion starts; the tenant is told. */
+  async withdraw(tenant: string, meta: RequestMeta): Promise<void> {
+    const existing = await this.#row(tenant);
+    if (!existing?.deleteAt || existing.status === 'withdrawn' || existing.status === 'not-terminated') throw notFound('No termination is recorded for this tenant.');
+    if (existing.status === 'deleting' || existing.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}: too late to withdraw.`);
+    await this.#write({ partitionKey: PARTITION, rowKey: tenant, status: 'withdrawn', legalHold: existing.legalHold, contractEndsAt: existing.contractEndsAt, withdrawnAt: this.#now().toISOString() } as LifecycleRow, existing);
+    await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
+      { event: 'tenant.termination.withdrawn', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { deleteAt: existing.deleteAt } },
+    ]);
+    await this.notice(tenant, 'withdrawn');
+  }
+
+  /** Sets or lifts the legal hold (a lift runs only through a four-eyes approval, see lib/approvals). */
   async setLegalHold(tenant: string, hold: boolean, meta: RequestMeta): Promise<void> {
     if (!(await this.d.tenants.get(tenant))) throw notFound('No such tenant.');
     const existing = await this.#row(tenant);
     if (existing?.status === 'deleting' || existing?.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
-    const status: DeletionStatus = hold ? 'on-hold' : existing?.deleteAt ? 'scheduled' : 'scheduled';
-    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, legalHold: hold, status, ...(existing?.deleteAt ? { deleteAt: existing.deleteAt, contractEndsAt: existing.contractEndsAt } : {}) }, 'Replace');
+    const terminated = existing?.deleteAt !== undefined && (existing.status === 'scheduled' || existing.status === 'on-hold');
+    const status: DeletionStatus = hold ? 'on-hold' : terminated ? 'scheduled' : 'not-terminated';
+    await this.#write({ ...(existing ?? { partitionKey: PARTITION, rowKey: tenant }), legalHold: hold, status } as LifecycleRow, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
       { event: hold ? 'tenant.legal-hold' : 'tenant.legal-hold.lifted', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'legal-hold', correlationId: meta.correlationId },
     ]);
   }
 
-  async state(tenant: string): Promise<{ status: DeletionStatus; deleteAt: string | null; contractEndsAt: string | null; legalHold: boolean; certificate?: DeletionCertificate } | undefined> {
+  async state(tenant: string): Promise<DeletionState | undefined> {
     const row = await this.#row(tenant);
     if (!row) return undefined;
     return {
       status: row.status,
       deleteAt: row.deleteAt ?? null,
       contractEndsAt: row.contractEndsAt ?? null,
+      recordedAt: row.recordedAt ?? null,
+      noticeEndsAt: row.noticeEndsAt ?? null,
       legalHold: row.legalHold,
+      ...(row.confirmedAt ? { confirmedAt: row.confirmedAt } : {}),
+      ...(row.withdrawnAt ? { withdrawnAt: row.withdrawnAt } : {}),
+      ...(row.startedAt ? { startedAt: row.startedAt } : {}),
       ...(row.certificate ? { certificate: JSON.parse(row.certificate) as DeletionCertificate } : {}),
     };
   }
 
   /** Tells the tenant's admins (a notice in LabVault, audited): the date, and that they can export until then. */
-  async notice(tenant: string, kind: 'scheduled' | 'reminder'): Promise<void> {
+  async notice(tenant: string, kind: 'scheduled' | 'reminder' | 'withdrawn'): Promise<void> {
     const row = await this.#row(tenant);
-    if (!row?.deleteAt) return;
+    if (kind !== 'withdrawn' && !row?.deleteAt) return;
     const partitionKey = tenantPartition(tenant, 'notices');
     const text =
       kind === 'scheduled'
-        ? `Your contract ends on ${row.contractEndsAt}. All your data will be deleted irrevocably on ${row.deleteAt}. Until then you can export everything (POST /api/exports).`
-        : `Reminder: all your data will be deleted irrevocably on ${row.deleteAt}. Export it before then if you have not (POST /api/exports).`;
-    await this.d.audit.commit(tenant, partitionKey, () => [['upsert', { partitionKey, rowKey: `deletion-${kind}`, kind, text, at: this.#now().toISOString() }, 'Replace']], [
-      { event: `tenant.deletion.${kind}`, action: 'E', outcome: 'success', actor: { type: 'system', id: 'deletion' }, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: `deletion-${tenant}` },
-    ]);
+        ? `Your contract ends on ${row?.contractEndsAt}. All your data will be deleted irrevocably on ${row?.deleteAt}. Until then you can export everything (POST /api/exports); your admin may confirm an earlier deletion (POST /api/tenants/${tenant}/deletion/confirmation).`
+        : kind === 'reminder'
+          ? `Reminder: all your data will be deleted irrevocably on ${row?.deleteAt}. Export it before then if you have not (POST /api/exports).`
+          : 'The termination of your contract was withdrawn: no deletion is scheduled.';
+    // The newest notice replaces what it contradicts (a withdrawn termination has no deletion date).
+    const stale = kind === 'withdrawn' ? ['deletion-scheduled', 'deletion-reminder'] : ['deletion-withdrawn'];
+    await this.d.audit.commit(
+      tenant,
+      partitionKey,
+      async () => {
+        const actions: TransactionAction[] = [['upsert', { partitionKey, rowKey: `deletion-${kind}`, kind, text, at: this.#now().toISOString() }, 'Replace']];
+        for (const rowKey of stale) {
+          try {
+            await this.d.tenantData.getEntity(partitionKey, rowKey);
+            actions.push(['delete', { partitionKey, rowKey }]);
+          } catch (error) {
+            if (!isNotFound(error)) throw error;
+          }
+        }
+        return actions;
+      },
+      [{ event: `tenant.deletion.${kind}`, action: 'E', outcome: 'success', actor: { type: 'system', id: 'deletion' }, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: `deletion-${tenant}` }],
+    );
   }
 
   async notices(tenant: string): Promise<{ kind: string; text: string; at: string }[]> {
@@ -166,11 +255,37 @@ export class DeletionService {
     return (await this.#row(tenant))?.legalHold ?? false;
   }
 
-  async start(tenant: string): Promise<string> {
+  /**
+   * Moves a due termination to `deleting`, under the row's ETag: only when it is scheduled, not
+   * held, not withdrawn, and its date has come. A deletion under way (a step repeated after a
+   * crash) answers its start time again.
+   */
+  async start(tenant: string): Promise<{ startedAt: string } | { refused: string }> {
     const row = await this.#row(tenant);
-    const startedAt = row?.startedAt ?? this.#now().toISOString();
-    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, status: 'deleting', startedAt }, 'Merge');
-    return startedAt;
+    if (row?.status === 'deleting' && row.startedAt) return { startedAt: row.startedAt };
+    if (!row?.deleteAt || row.status !== 'scheduled' || row.legalHold) return { refused: row ? (row.legalHold ? 'on-hold' : row.status) : 'not-scheduled' };
+    if (row.deleteAt > this.#now().toISOString()) return { refused: 'not-due' };
+    const startedAt = this.#now().toISOString();
+    try {
+      await this.d.platform.updateEntity({ partitionKey: PARTITION, rowKey: tenant, status: 'deleting', startedAt }, 'Merge', { etag: row.etag });
+    } catch (error) {
+      if (isPreconditionFailed(error)) return { refused: 'changed' };
+      throw error;
+    }
+    return { startedAt };
+  }
+
+  /** Writes the lifecycle row under the ETag it was read with (or creates it): concurrent changes do not pass each other. */
+  async #write(row: LifecycleRow, existing: (LifecycleRow & { etag: string }) | undefined): Promise<void> {
+    const entity = { ...row, partitionKey: PARTITION, rowKey: row.rowKey } as LifecycleRow & { etag?: string };
+    delete entity.etag;
+    try {
+      if (existing) await this.d.platform.updateEntity(entity, 'Replace', { etag: existing.etag });
+      else await this.d.platform.createEntity(entity);
+    } catch (error) {
+      if (isPreconditionFailed(error) || isConflict(error)) throw conflict("The tenant's lifecycle changed meanwhile; reload and retry.");
+      throw error;
+    }
   }
 
   /**

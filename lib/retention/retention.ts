@@ -72,11 +72,17 @@ export class RetentionService {
     return policy;
   }
 
-  async setBounds(tenant: string, bounds: RetentionBounds, meta: RequestMeta): Promise<RetentionBounds> {
+  /** Refuses inconsistent bounds (422) before anything is recorded or asked for. */
+  validateBounds(bounds: RetentionBounds): void {
     if (bounds.minOrdersDays > bounds.maxOrdersDays || bounds.minImagesDays > bounds.maxImagesDays || bounds.minAfterContractEndDays > bounds.maxAfterContractEndDays) {
       throw unprocessable('Each minimum must be at most its maximum.');
     }
     if (bounds.minAfterContractEndDays < 30) throw unprocessable('At least 30 days after contract end (EU Data Act).', [{ path: '/minAfterContractEndDays', message: 'at least 30' }]);
+  }
+
+  /** Sets the bounds (lowering them runs only through a four-eyes approval, see lib/approvals). */
+  async setBounds(tenant: string, bounds: RetentionBounds, meta: RequestMeta): Promise<RetentionBounds> {
+    this.validateBounds(bounds);
     await this.#write(tenant, 'bounds', bounds, meta, 'retention.bounds.change');
     return bounds;
   }

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleOrder, PATIENT_STRINGS } from '../support/fixtures.js';
-import { call as api, person as login } from '../support/api.js';
+import { call as api, person as login, STRONG } from '../support/api.js';
 import { type RunningHost, startHost } from '../support/local-host.js';
 
 const SECONDS = (s: number) => String(s / 3600);
@@ -58,7 +58,7 @@ describe('breach handling over HTTP', () => {
       const created = await call('POST', '/tenants', officer, { id: tenant, name: tenant.toUpperCase(), admin: { username: 'admin', email: `admin@${tenant}.example` } });
       admins[tenant] = await person(tenant, 'admin', String((created.body.admin as { initialPassword: string }).initialPassword));
     }
-    const integration = await call('POST', '/integrations', admins['lab-b1'] ?? '', { name: 'LIS', permissions: ['orders:create', 'orders:read'] });
+    const integration = await call('POST', '/integrations', admins['lab-b1'] ?? '', { name: 'LIS', permissions: ['orders:create', 'orders:read'], currentPassword: STRONG });
     apiKeyB1 = `ApiKey ${String(integration.body.apiKey)}`;
     integrationB1 = String(integration.body.id);
     const order = await call('POST', '/orders', apiKeyB1, exampleOrder());

@@ -87,7 +87,7 @@ describe('identity and access over HTTP', () => {
     const viewerUser = await call('POST', '/users', { auth: adminA, body: { username: 'vic.viewer', email: 'v@lab-a.example', roles: ['order-viewer'] } });
     const viewer = await firstLogin('lab-a', 'vic.viewer', String(viewerUser.body.initialPassword));
 
-    const integration = await call('POST', '/integrations', { auth: adminA, body: { name: 'LIS', permissions: ['orders:create', 'orders:read'] } });
+    const integration = await call('POST', '/integrations', { auth: adminA, body: { name: 'LIS', permissions: ['orders:create', 'orders:read'], currentPassword: STRONG } });
     expect(integration.status).toBe(201);
     const apiKey = `ApiKey ${String(integration.body.apiKey)}`;
     const order = await call('POST', '/orders', { auth: apiKey, body: exampleOrder() });
@@ -118,7 +118,7 @@ describe('identity and access over HTTP', () => {
   it('answers every route with exactly the allowed set for each kind of principal', async () => {
     const fakeParam = (op: Operation): Record<string, string> => {
       if (!op.params) return {};
-      for (const candidate of ['0'.repeat(32), '0'.repeat(24), '0'.repeat(16), 'no-such-role']) {
+      for (const candidate of ['0'.repeat(32), '0'.repeat(24), '0'.repeat(16), 'no-such-role', '20260101-none']) {
         const params = Object.fromEntries(op.route.match(/\{(\w+)\}/g)?.map((m) => [m.slice(1, -1), candidate]) ?? []);
         if (op.params.safeParse(params).success) return params;
       }
@@ -139,6 +139,7 @@ describe('identity and access over HTTP', () => {
         let expected: 'allowed' | 403 | 404 | 'any';
         if (access === 'public') expected = 'any';
         else if (access === 'authenticated') expected = caller.kind === 'integration' ? 'any' : 'allowed';
+        else if (access === 'operator') expected = caller.kind === 'operator' ? 'allowed' : 403;
         else if ('permission' in access) {
           if (!caller.tenantPermissions) expected = 404;
           else expected = caller.tenantPermissions.includes(access.permission) ? 'allowed' : 403;

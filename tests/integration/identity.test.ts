@@ -130,6 +130,27 @@ describe('identity and access', () => {
     await expect(login('lab-id', 'target', STRONG, '10.3.0.2')).rejects.toMatchObject({ status: 401 });
   });
 
+  it('counts concurrent guesses before verifying them, and a lock reached under concurrency raises one alert', async () => {
+    advance(BRUTE_FORCE_POLICY.windowMs);
+    const { id } = await activeUser('lab-id', 'contended');
+    const account = await s.guard.accountRef('lab-id', 'contended');
+    let verified = 0;
+    for (let burst = 0; burst < 120; burst++) {
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => problemOf(login('lab-id', 'contended', `guess-${burst}-${i}`, `10.9.${burst}.${i}`))));
+      expect(results.every((p) => p.status === 401 || p.status === 429)).toBe(true);
+      verified += results.filter((p) => p.status === 401).length;
+      // Each burst waits out the backoff; within a burst at most one guess is verified past the free ones.
+      if (burst > 0) expect(results.filter((p) => p.status === 401).length).toBeLessThanOrEqual(1);
+      advance(BRUTE_FORCE_POLICY.maxBackoffSeconds * 1000 + 1000);
+    }
+    expect(verified).toBe(BRUTE_FORCE_POLICY.lockAfterFailures);
+    expect((await s.alerts.list(500)).filter((a) => a.kind === 'account-locked' && a.accountRef === account)).toHaveLength(1);
+    expect(await s.guard.isLocked('lab-id', 'contended')).toBe(true);
+    await s.guard.reset('lab-id', 'contended');
+    expect((await login('lab-id', 'contended', STRONG, '10.9.200.1')).accessToken).toBeTruthy();
+    expect(id).toBeTruthy();
+  });
+
   it('resets the counter on success', async () => {
     await activeUser('lab-id', 'forgetful');
     for (let i = 0; i < 4; i++) await problemOf(login('lab-id', 'forgetful', `nope-${i}`, '10.4.0.1'));
@@ -217,12 +238,12 @@ describe('identity and access', () => {
     advance(BRUTE_FORCE_POLICY.windowMs);
     await activeUser('lab-two', 'two-factor');
     const principal = await principalOf(await login('lab-two', 'two-factor', STRONG));
-    const { otpauthUri, secret } = await s.users.beginTotp('lab-two', principal.id, meta);
+    const { otpauthUri, secret } = await s.mfa.begin('lab-two', principal.id, meta);
     expect(otpauthUri).toMatch(/^otpauth:\/\/totp\/LabVault:lab-two%3Atwo-factor\?/);
     const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), period: 30, digits: 6 });
     const code = () => totp.generate({ timestamp: now.getTime() });
-    expect((await problemOf(s.users.confirmTotp('lab-two', principal.id, '000000', meta))).status).toBe(422);
-    const { recoveryCodes } = await s.users.confirmTotp('lab-two', principal.id, code(), meta);
+    expect((await problemOf(s.mfa.confirm('lab-two', principal.id, '000000', meta))).status).toBe(422);
+    const { recoveryCodes } = await s.mfa.confirm('lab-two', principal.id, code(), meta);
     expect(recoveryCodes).toHaveLength(10);
     advance(31_000);
     const asked = await problemOf(login('lab-two', 'two-factor', STRONG));
@@ -239,19 +260,19 @@ describe('identity and access', () => {
   it('lets a tenant require a second factor: tokens of unenrolled users only enrol', async () => {
     await onboardTenant(s, { id: 'lab-mfa', name: 'Strict Lab' }, meta);
     await activeUser('lab-mfa', 'unenrolled');
-    await s.users.setPolicy('lab-mfa', { requireMfa: true }, meta);
+    await s.policy.setPolicy('lab-mfa', { requireMfa: true }, meta);
     expect((await principalOf(await login('lab-mfa', 'unenrolled', STRONG))).scope).toBe('mfa-enrolment');
   });
 
   it('resolves custom roles to their permissions, and role changes are audited', async () => {
-    await s.users.putRole('lab-two', 'order-viewer', ['orders:read', 'profile:read'], meta);
+    await s.roles.putRole('lab-two', 'order-viewer', ['orders:read', 'profile:read'], meta);
     const { id } = await activeUser('lab-two', 'viewer', ['order-viewer']);
     expect([...(await principalOf(await login('lab-two', 'viewer', STRONG))).permissions].sort()).toEqual(['orders:read', 'profile:read']);
     await s.users.update('lab-two', id, { roles: ['self'] }, meta);
     const events = [];
     for await (const e of s.audit.list('lab-two', { entity: id })) events.push(e.event);
     expect(events).toContain('user.roles.change');
-    expect((await problemOf(s.users.deleteRole('lab-two', 'self', meta))).status).toBe(422);
+    expect((await problemOf(s.roles.deleteRole('lab-two', 'self', meta))).status).toBe(422);
   });
 
   it('gives operators nothing of a tenant without a live grant, and logs every call under one', async () => {

@@ -76,9 +76,15 @@ describe('retention and deletion', () => {
     await s.orders.create('lab-stays', exampleOrder(), meta);
     // A copy of a ciphertext taken before (stands for a backup or geo-replica).
     const copy = (await rawRows('lab-gone')).find((r) => String(r.rowKey).startsWith('order~'))?.encPatient as string;
-    const { deleteAt } = await s.deletion.schedule('lab-gone', new Date(Date.now() - YEAR).toISOString(), { actor: operatorActor, correlationId: 'x' });
-    expect(Date.parse(deleteAt)).toBeLessThan(Date.now());
-    const startedAt = await s.deletion.start('lab-gone');
+    const { deleteAt, noticeEndsAt } = await s.deletion.schedule('lab-gone', new Date(Date.now() - YEAR).toISOString(), { actor: operatorActor, correlationId: 'x' });
+    // A contract that ended long ago still gets the whole notice period: 30 days from now.
+    expect(deleteAt).toBe(noticeEndsAt);
+    expect(Date.parse(deleteAt)).toBeGreaterThan(Date.now() + 29 * 24 * 3600 * 1000);
+    expect(await s.deletion.start('lab-gone')).toEqual({ refused: 'not-due' });
+    await s.deletion.confirmEarly('lab-gone', 'admin-of-lab-gone', { actor: { type: 'user', id: 'admin-of-lab-gone' }, correlationId: 'x' });
+    const started = await s.deletion.start('lab-gone');
+    if (!('startedAt' in started)) throw new Error(`deletion refused: ${started.refused}`);
+    const startedAt = started.startedAt;
     const rows = await s.deletion.deleteRows('lab-gone');
     const blobs = await s.deletion.deleteBlobs('lab-gone');
     const keys = await s.deletion.destroyKeys('lab-gone');

@@ -97,7 +97,7 @@ describe('canary patient data through every workflow, looked for everywhere it m
     operator = await firstLogin('operator', 'operator', BOOTSTRAP_PASSWORD);
     const tenant = await call('POST', '/tenants', operator, { id: 'lab-canary', name: 'Canary Lab', admin: { username: 'admin', email: 'admin@canary.example' } });
     admin = await firstLogin('lab-canary', 'admin', String((tenant.json.admin as { initialPassword: string }).initialPassword));
-    key = `ApiKey ${String((await call('POST', '/integrations', admin, { name: 'LIS', permissions: ['orders:create', 'orders:read', 'orders:update', 'images:upload', 'images:read', 'exports:start', 'audit:read'] })).json.apiKey)}`;
+    key = `ApiKey ${String((await call('POST', '/integrations', admin, { name: 'LIS', permissions: ['orders:create', 'orders:read', 'orders:update', 'images:upload', 'images:read', 'exports:start', 'audit:read'], currentPassword: STRONG })).json.apiKey)}`;
   });
 
   afterAll(async () => {
@@ -151,6 +151,7 @@ describe('canary patient data through every workflow, looked for everywhere it m
     await call('POST', `/breaches/${String(breach.json.id)}/analysis`, operator, { rootCause: 'r', measures: 'm', closed: true });
     const found: string[] = await scanStorage('before deletion');
     expect((await call('POST', '/tenants/lab-canary/termination', operator, { contractEndsAt: '2020-01-01T00:00:00Z' })).status).toBe(202);
+    expect((await call('POST', '/tenants/lab-canary/deletion/confirmation', admin, { currentPassword: STRONG })).status).toBe(202);
     await until('deletion', async () => (await call('GET', '/tenants/lab-canary/deletion', operator)).json.status === 'completed', (done) => done);
 
     // Every line the host printed: logs, telemetry, warnings.

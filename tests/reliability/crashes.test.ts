@@ -42,8 +42,14 @@ async function crashRepeatedly(workflow: string): Promise<void> {
   }
 }
 
+const tenantAdmins = new Map<string, string>();
+
 async function seedTenant(id: string, orders: number): Promise<string> {
-  admin(dataDir, ['tenant', 'create', '--id', id, '--name', id]);
+  const created = admin(dataDir, ['tenant', 'create', '--id', id, '--name', id, '--admin-username', 'admin', '--admin-email', `admin@${id}.example`]);
+  const initial = String((created.json?.admin as { initialPassword: string }).initialPassword);
+  const first = await call('POST', '/auth/login', '', { tenant: id, username: 'admin', password: initial });
+  await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
+  tenantAdmins.set(id, `Bearer ${String((await call('POST', '/auth/login', '', { tenant: id, username: 'admin', password: STRONG })).json.accessToken)}`);
   const key = `ApiKey ${String(admin(dataDir, ['integration', 'create', '--tenant', id, '--name', 'lis', '--permissions', 'orders:create,images:upload,images:read,exports:start']).json?.apiKey)}`;
   await pool(orders, 8, async (i) => {
     const reply = await call('POST', '/orders', key, exampleOrder({ externalId: `C-${i}`, patient: { ...exampleOrder().patient, id: `CP-${i}` } }));
@@ -80,6 +86,9 @@ function exportContent(files: Map<string, Buffer>): { counts: Record<string, num
 async function deletionOf(tenant: string, disturbed: boolean): Promise<Record<string, unknown>> {
   const terminated = await call('POST', `/tenants/${tenant}/termination`, operator, { contractEndsAt: '2020-01-01T00:00:00Z' });
   expect(terminated.status, terminated.text).toBe(202);
+  // Only the tenant's admin brings deletion forward from the end of the notice period.
+  const confirmed = await call('POST', `/tenants/${tenant}/deletion/confirmation`, tenantAdmins.get(tenant) ?? '', { currentPassword: STRONG });
+  expect(confirmed.status, confirmed.text).toBe(202);
   if (disturbed) await crashRepeatedly('deletion');
   const state = await until('deletion', () => call('GET', `/tenants/${tenant}/deletion`, operator), (r) => r.json.status === 'completed');
   return (state.json.certificate as { certificate: Record<string, unknown> }).certificate;

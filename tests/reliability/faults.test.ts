@@ -71,6 +71,12 @@ async function underFaults<T>(scenario: string, work: () => Promise<T>, rate = F
 /** The host's error log lines, to say why a call failed. */
 const hostErrors = (): string => host.output().split('\n').filter((l) => l.includes('"level":"error"')).slice(-5).join('\n');
 
+const admins = new Map<string, string>();
+/** The tenant's first admin, logged in (its one-time password changed on first use). */
+async function tenantAdmin(tenant: string): Promise<string> {
+  return login(tenant, 'admin', admins.get(tenant) ?? '');
+}
+
 async function login(tenant: string, username: string, initial: string): Promise<string> {
   const first = await call('POST', '/auth/login', '', { tenant, username, password: initial });
   await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
@@ -84,7 +90,8 @@ const direct = {
 };
 
 async function newTenant(id: string, permissions: string): Promise<string> {
-  await adminAsync(host.dataDir, ['tenant', 'create', '--id', id, '--name', id]);
+  const created = await adminAsync(host.dataDir, ['tenant', 'create', '--id', id, '--name', id, '--admin-username', 'admin', '--admin-email', `admin@${id}.example`]);
+  admins.set(id, String((created.json?.admin as { initialPassword: string } | undefined)?.initialPassword));
   return `ApiKey ${String((await adminAsync(host.dataDir, ['integration', 'create', '--tenant', id, '--name', 'lis', '--permissions', permissions])).json?.apiKey)}`;
 }
 
@@ -200,9 +207,14 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
   it('deletion: the tenant is deleted completely, with a certificate whose verification passed', async () => {
     const key = await newTenant('lab-faults-del', 'orders:create,images:upload');
     await pool(100, 8, (i) => call('POST', '/orders', key, exampleOrder({ externalId: `FD-${i}` }), { 'idempotency-key': `faults-del-${i}` }));
+    const created = await call('POST', '/users', await tenantAdmin('lab-faults-del'), { username: 'deciding.admin', email: 'd@lab.example', roles: ['tenant-admin'] });
+    const decider = await login('lab-faults-del', 'deciding.admin', String(created.json.initialPassword));
     const state = await underFaults('deletion', async () => {
       const terminated = await call('POST', '/tenants/lab-faults-del/termination', operator, { contractEndsAt: '2020-01-01T00:00:00Z' });
       expect(terminated.status, terminated.text).toBe(202);
+      // The contract ended long ago, yet only the tenant's own admin can bring the deletion forward.
+      const confirmed = await call('POST', '/tenants/lab-faults-del/deletion/confirmation', decider, { currentPassword: STRONG });
+      expect(confirmed.status, confirmed.text).toBe(202);
       return until(
         'deletion',
         () => call('GET', '/tenants/lab-faults-del/deletion', operator),

@@ -64,6 +64,8 @@ const VALID_BODIES: Record<string, unknown> = {
   decideAccessRequest: { approve: true },
   putRetentionBounds: { minOrdersDays: 3650, maxOrdersDays: 7300, minImagesDays: 30, maxImagesDays: 7300, minAfterContractEndDays: 30, maxAfterContractEndDays: 365 },
   terminateTenant: { contractEndsAt: '2020-01-01T00:00:00Z' },
+  // lab-b's admin, with lab-b's right password: lab-a's deletion is still not theirs to confirm.
+  confirmEarlyDeletion: { currentPassword: STRONG },
 };
 
 describe("isolation: another tenant's identifiers in paths, queries and bodies, for every route of the OpenAPI document", () => {
@@ -74,8 +76,8 @@ describe("isolation: another tenant's identifiers in paths, queries and bodies, 
     const tenantB = await call('POST', '/tenants', operator, { id: 'lab-b', name: 'Lab B', admin: { username: 'admin.b', email: 'b@lab-b.example' } });
     adminA = await firstLogin('lab-a', 'admin.a', String((tenantA.json.admin as { initialPassword: string }).initialPassword));
     adminB = await firstLogin('lab-b', 'admin.b', String((tenantB.json.admin as { initialPassword: string }).initialPassword));
-    const keyA = `ApiKey ${String((await call('POST', '/integrations', adminA, { name: 'LIS A', permissions: ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start'] })).json.apiKey)}`;
-    const integrationB = await call('POST', '/integrations', adminB, { name: 'LIS B', permissions: KEY_B_PERMISSIONS });
+    const keyA = `ApiKey ${String((await call('POST', '/integrations', adminA, { name: 'LIS A', permissions: ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start'], currentPassword: STRONG })).json.apiKey)}`;
+    const integrationB = await call('POST', '/integrations', adminB, { name: 'LIS B', permissions: KEY_B_PERMISSIONS, currentPassword: STRONG });
     keyB = `ApiKey ${String(integrationB.json.apiKey)}`;
     idsOfA.integrations = String(((await call('GET', '/integrations', adminA)).json.items as { id: string }[] | undefined)?.[0]?.id);
     idsOfA.users = String((await call('POST', '/users', adminA, { username: 'nora.a', email: 'nora@lab-a.example', name: 'Nora A' })).json.id);

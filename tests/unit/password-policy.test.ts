@@ -53,6 +53,21 @@ describe('the password policy (NIST SP 800-63B-4)', () => {
     expect(messages('labvault')).toEqual(['must be at least 15 characters (has 8)', 'must not contain the service name']);
   });
 
+  it('refuses long but trivial passwords by what zxcvbn finds in them, and names the pattern', () => {
+    expect(messages('abcdefghijklmnopqrs')).toEqual(['is too easy to guess: it is built on a character sequence (like "abcdef" or "13579")']);
+    expect(messages('aaaaaaaaaaaaaaaaaaaa')).toEqual(['is too easy to guess: it is built on repetition (like "aaaa" or "abcabc")']);
+    expect(messages('sommer2026sommer2026')).toEqual(['is too easy to guess: it is built on repetition (like "aaaa" or "abcabc")']);
+    expect(messages('qwertzuiopasdfghjk').join(' ')).toContain('keyboard pattern');
+    // German words with trivial padding: the German dictionary knows them.
+    expect(messages('Schmetterling1234567').join(' ')).toContain('common words or passwords with trivial changes');
+    expect(messages('Passwort123456789!').join(' ')).toContain('common words or passwords with trivial changes');
+  });
+
+  it('lets through passphrases and random strings of the same length', () => {
+    expect(messages('zwölf Boxkämpfer jagen Viktor')).toEqual([]);
+    expect(messages('tx8#Lq-vR2m!Zp0w')).toEqual([]);
+  });
+
   it('has no composition rules: lowercase letters and spaces alone are fine', () => {
     expect(messages('correct horse battery staple')).toEqual([]);
   });

@@ -3,7 +3,7 @@ import type { HttpResponseInit } from '@azure/functions';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineOperation } from '../../lib/http/operation.js';
-import { createHandler, MAX_BODY_BYTES, type PipelineServices } from '../../lib/http/pipeline.js';
+import { clientAddressOf, createHandler, MAX_BODY_BYTES, type PipelineServices } from '../../lib/http/pipeline.js';
 import { unauthorized } from '../../lib/http/problem.js';
 import { line } from '../../lib/http/schemas.js';
 import type { Principal } from '../../lib/identity/permissions.js';
@@ -11,11 +11,12 @@ import { createLogger } from '../../lib/observability/logger.js';
 
 const { HttpRequest, InvocationContext } = createRequire(import.meta.url)('@azure/functions') as typeof import('@azure/functions');
 
-const principal: Principal = { kind: 'integration', realm: 't1', tenant: 't1', id: 'i1', permissions: new Set(['orders:create']), operatorPermissions: new Set(), scope: 'full' };
+const principal: Principal = { kind: 'integration', realm: 't1', tenant: 't1', id: 'i1', roles: [], permissions: new Set(['orders:create']), operatorPermissions: new Set(), scope: 'full' };
 const logLines: string[] = [];
 const services: PipelineServices = {
   logger: createLogger((l) => logLines.push(l), 'debug'),
   recordStaffAccess: async () => undefined,
+  trustedProxies: [],
   authenticator: {
     async authenticate(authorization) {
       if (authorization === 'ApiKey good') return principal;
@@ -126,5 +127,33 @@ describe('the request pipeline', () => {
     expect(text).not.toContain('app.ts');
     expect(text).not.toContain('secret detail');
     expect(logLines.some((l) => l.includes('"errorName":"Error"'))).toBe(true);
+  });
+});
+
+describe('the client address', () => {
+  const from = (xff: string | undefined, trusted: string[] = []) =>
+    clientAddressOf(new HttpRequest({ method: 'GET', url: 'http://localhost/api/x', headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }), trusted);
+
+  it('is the right-most entry (what the platform saw), whatever the caller put in front', () => {
+    expect(from('10.0.0.9, 203.0.113.4')).toBe('203.0.113.4');
+    expect(from('1.1.1.1,2.2.2.2, 198.51.100.7')).toBe('198.51.100.7');
+    expect(from(undefined)).toBeUndefined();
+  });
+
+  it('takes ip:port and [ipv6]:port as their address, and IPv4-mapped IPv6 as IPv4', () => {
+    expect(from('203.0.113.4:51234')).toBe('203.0.113.4');
+    expect(from('[2001:db8::1]:443')).toBe('2001:db8::1');
+    expect(from('::ffff:203.0.113.4')).toBe('203.0.113.4');
+  });
+
+  it('walks past trusted proxies to the right-most untrusted entry, and only past them', () => {
+    expect(from('198.51.100.7, 10.0.0.2, 127.0.0.1', ['127.0.0.1', '10.0.0.2'])).toBe('198.51.100.7');
+    expect(from('9.9.9.9, 198.51.100.7, 127.0.0.1', ['127.0.0.1'])).toBe('198.51.100.7');
+    expect(from('9.9.9.9, 198.51.100.7:4000, 127.0.0.1', ['127.0.0.1'])).toBe('198.51.100.7');
+  });
+
+  it('is unknown when the entry that counts is not an address', () => {
+    expect(from('not-an-ip')).toBeUndefined();
+    expect(from('198.51.100.7, garbage, 127.0.0.1', ['127.0.0.1'])).toBeUndefined();
   });
 });

@@ -1,0 +1,44 @@
+import { z } from 'zod';
+import { approvalSchema } from '../approvals/api.js';
+import { defineOperation, type ResponseSpec } from '../http/operation.js';
+import { line, problemSchema } from '../http/schemas.js';
+
+const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
+const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
+export const backupIdSchema = z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/);
+
+export const backupSummarySchema = z.object({ backupId: z.string(), createdAt: z.string(), tables: z.number(), entities: z.number() }).meta({ id: 'BackupSummary' });
+
+export const listBackups = defineOperation({
+  id: 'listBackups',
+  method: 'GET',
+  route: 'backups',
+  tag: 'backups',
+  summary: 'Finished table backups, newest first',
+  access: { operatorPermission: 'backups:manage' },
+  responses: { 200: { description: 'Backups', schema: z.object({ items: z.array(backupSummarySchema) }) }, ...common },
+});
+
+export const startBackup = defineOperation({
+  id: 'startBackup',
+  method: 'POST',
+  route: 'backups',
+  tag: 'backups',
+  summary: 'Start a table backup now (besides the nightly one)',
+  access: { operatorPermission: 'backups:manage' },
+  responses: { 202: { description: 'Started', schema: z.object({ backupId: z.string() }) }, ...common },
+});
+
+export const deleteBackup = defineOperation({
+  id: 'deleteBackup',
+  method: 'DELETE',
+  route: 'backups/{id}',
+  tag: 'backups',
+  summary: 'Ask to delete a backup: runs once a second operator approves (four-eyes)',
+  access: { operatorPermission: 'backups:manage' },
+  params: z.strictObject({ id: backupIdSchema }),
+  query: z.strictObject({ reason: line(500).optional() }),
+  responses: { 202: { description: 'Requested; waits for a second operator', schema: approvalSchema }, ...common, 404: p('Unknown backup') },
+});
+
+export const backupOperations = [listBackups, startBackup, deleteBackup];
