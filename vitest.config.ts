@@ -6,6 +6,8 @@ export default defineConfig({
     // The long runs have their own command: npm run test:reliability.
     exclude: ['tests/reliability/**', '**/node_modules/**'],
     pool: 'forks',
+    // Every answer the suites get from the API is checked against the OpenAPI document (ajv).
+    setupFiles: ['tests/support/contract.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration and e2e suites each start their own Azurite; two cores are shared with it.

@@ -9,28 +9,23 @@ import {
   listBreaches,
   listNotifications,
   recordAnalysis,
+  resendDeliveries,
   reportBreach,
   setBreachWebhook,
   updateBreach,
 } from '../lib/breaches/api.js';
 import type { BreachTiming } from '../lib/breaches/breaches.js';
-import { breachInstanceId, breachTenantInstanceId } from '../orchestrations/breach.js';
-import { handle } from './http.js';
+import { breachInstanceId, breachTenantInstanceId, deliveryInstanceId } from '../orchestrations/breach.js';
+import { raiseEvent, startOrchestration } from './durable.js';
+import { handle, metaOf } from './http.js';
 
 const client = [df.input.durableClient()];
 
 async function start(invocation: InvocationContext, breachId: string, timing: BreachTiming): Promise<void> {
-  await df.getClient(invocation).startNew('breachHandling', { instanceId: breachInstanceId(breachId), input: { breachId, timing } });
+  await startOrchestration(invocation, 'breachHandling', breachInstanceId(breachId), { breachId, timing });
 }
 
-/** Raises an event; an instance that has finished already needs none. */
-async function raise(invocation: InvocationContext, instanceId: string, name: string, data: unknown): Promise<void> {
-  try {
-    await df.getClient(invocation).raiseEvent(instanceId, name, data);
-  } catch {
-    // finished or purged
-  }
-}
+const raise = raiseEvent;
 
 app.http(
   reportBreach.id,
@@ -106,9 +101,29 @@ app.http(
   handle(
     acknowledgeNotification,
     async (ctx, { breaches }) => {
-      await breaches.acknowledge(ctx.tenant, ctx.params.id, ctx.principal.id, { actor: ctx.actor, correlationId: ctx.correlationId });
-      await raise(ctx.invocation, breachTenantInstanceId(ctx.params.id, ctx.tenant), 'ack', { by: ctx.principal.id });
+      const breachId = await breaches.acknowledge(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
+      await raise(ctx.invocation, breachTenantInstanceId(breachId, ctx.tenant), 'ack', { by: ctx.principal.id });
       return { status: 204 };
+    },
+    { extraInputs: client },
+  ),
+);
+
+app.http(
+  resendDeliveries.id,
+  handle(
+    resendDeliveries,
+    async (ctx, { breaches }) => {
+      const latest = await breaches.latestNotifications(ctx.params.id, ctx.body.tenants);
+      const { firstRetrySeconds } = breaches.timingOf({ awareAt: new Date().toISOString() });
+      const stamp = ctx.correlationId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 32);
+      for (const { tenant, seq } of latest) {
+        const message = { kind: 'notification' as const, seq };
+        // A new delivery (its own instance), with the message's own id: receivers can drop what they had.
+        await startOrchestration(ctx.invocation, 'breachDelivery', deliveryInstanceId(ctx.params.id, tenant, message, `resend-${stamp}`), { breachId: ctx.params.id, tenant, message, firstRetrySeconds });
+      }
+      await breaches.timeline(ctx.params.id, 'deliveries-resent', `${latest.length} tenant(s)`);
+      return { status: 202, body: { deliveries: latest.map((l) => ({ tenant: l.tenant, sequence: l.seq })) } };
     },
     { extraInputs: client },
   ),

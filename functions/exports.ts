@@ -79,7 +79,8 @@ app.http(
     return {
       status: 200,
       body: Readable.toWeb(Readable.from(archive.stream as AsyncIterable<Buffer>)) as ReadableStream<Uint8Array>,
-      headers: { 'Content-Type': 'application/zip', 'Content-Length': String(archive.bytes), 'Content-Disposition': `attachment; filename="export-${ctx.params.id}.zip"` },
+      // The archive's SHA-256 is its strong entity tag.
+      headers: { 'Content-Type': 'application/zip', 'Content-Length': String(archive.bytes), ETag: `"${archive.sha256}"`, 'Content-Disposition': `attachment; filename="export-${ctx.params.id}.zip"` },
     };
   }),
 );

@@ -1,4 +1,4 @@
-import { app, type InvocationContext } from '@azure/functions';
+import { app, type EventGridEvent, type InvocationContext } from '@azure/functions';
 import { createImageUpload, getImage, getThumbnail, listImages } from '../lib/images/api.js';
 import { errorFields } from '../lib/observability/logger.js';
 import { getServices } from '../lib/services.js';
@@ -36,20 +36,27 @@ for (const [operation, kind] of [
   );
 }
 
-// Event Grid delivers uploads on Flex Consumption; the local host's watcher does it locally.
-app.storageBlob('processSpecimenImage', {
-  path: 'specimen-uploads/{tenant}/{order}/{specimen}/{imageId}',
-  connection: 'AzureWebJobsStorage',
-  source: 'EventGrid',
-  handler: async (blob: unknown, context: InvocationContext) => {
-    const { tenant, order, specimen, imageId } = context.triggerMetadata as Record<string, string>;
+/** `/blobServices/default/containers/specimen-uploads/blobs/{tenant}/{order}/{specimen}/{image}` */
+const UPLOAD_SUBJECT = /^\/blobServices\/default\/containers\/specimen-uploads\/blobs\/([a-z0-9-]{3,32})\/([0-9a-f]{32})\/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/([0-9a-f]{32})$/;
+
+// Event Grid delivers the uploads container's BlobCreated events (bicep/modules/functionapp.bicep);
+// the local host feeds the same events. The event carries where the blob is, never its bytes: the
+// image domain reads the size first and refuses an oversized upload without downloading it.
+app.eventGrid('processSpecimenImage', {
+  handler: async (event: EventGridEvent, _context: InvocationContext) => {
     const { images, logger } = await getServices();
+    const match = event.eventType === 'Microsoft.Storage.BlobCreated' ? UPLOAD_SUBJECT.exec(event.subject) : null;
+    if (!match) {
+      logger.log('warn', 'image.event.ignored', { eventType: event.eventType });
+      return;
+    }
+    const [, tenant = '', orderId = '', specimenId = '', imageId = ''] = match;
     try {
-      const status = await images.processUpload({ tenant: tenant ?? '', orderId: order ?? '', specimenId: specimen ?? '', imageId: imageId ?? '' }, blob as Buffer);
+      const status = await images.processUpload({ tenant, orderId, specimenId, imageId });
       logger.log('info', 'image.processed', { status, imageId });
     } catch (error) {
       logger.log('error', 'image.processing.failed', { imageId, ...errorFields(error) });
-      throw error; // retried by the trigger, then poisoned
+      throw error; // redelivered by Event Grid, then dead-lettered
     }
   },
 });

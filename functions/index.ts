@@ -18,3 +18,8 @@ import './retention.js';
 import '../orchestrations/retention.js';
 import './audit.js';
 import './approvals.js';
+
+// Last: OPTIONS and the methods no operation serves, for every route of the contract.
+import { ALL_OPERATIONS } from '../lib/http/openapi.js';
+import { registerAllowedMethods } from './http.js';
+registerAllowedMethods(ALL_OPERATIONS);

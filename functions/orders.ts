@@ -1,7 +1,8 @@
 import { app } from '@azure/functions';
+import { ifMatchHolds, strongEtag } from '../lib/http/etags.js';
 import { badRequest, preconditionRequired } from '../lib/http/problem.js';
 import { createOrder, getOrder, idempotencyKeySchema, listOrders, updateOrder } from '../lib/orders/api.js';
-import { handle } from './http.js';
+import { handle, metaOf } from './http.js';
 
 app.http(
   createOrder.id,
@@ -14,7 +15,7 @@ app.http(
     return {
       status: 201,
       body: created.order,
-      headers: { Location: `/api/orders/${created.order.id}`, ETag: created.etag, ...(created.replayed ? { 'Idempotent-Replayed': 'true' } : {}) },
+      headers: { Location: `/api/orders/${created.order.id}`, ETag: strongEtag(created.etag), ...(created.replayed ? { 'Idempotent-Replayed': 'true' } : {}) },
     };
   }),
 );
@@ -23,15 +24,22 @@ app.http(
   getOrder.id,
   handle(getOrder, async (ctx, { orders }) => {
     const stored = await orders.get(ctx.tenant, ctx.params.id, { actor: ctx.actor, correlationId: ctx.correlationId });
-    return { status: 200, body: stored.order, headers: { ETag: stored.etag } };
+    return { status: 200, body: stored.order, headers: { ETag: strongEtag(stored.etag) } };
   }),
 );
 
+const isContinuation = (v: unknown): v is { c: string } => typeof v === 'object' && v !== null && typeof (v as { c?: unknown }).c === 'string';
+
 app.http(
   listOrders.id,
-  handle(listOrders, async (ctx, { orders }) => {
-    const page = await orders.list(ctx.tenant, ctx.query, { actor: ctx.actor, correlationId: ctx.correlationId });
-    return { status: 200, body: page };
+  handle(listOrders, async (ctx, { orders, continuations }) => {
+    const { limit, continuationToken, ...filters } = ctx.query;
+    // Storage's continuation travels signed: a token of another tenant or query, or a changed one, is a 400.
+    const binding = { tenant: ctx.tenant, route: listOrders.id, query: filters };
+    const continuation = continuationToken ? (await continuations.open(binding, continuationToken, isContinuation)).c : undefined;
+    const page = await orders.list(ctx.tenant, { ...filters, limit, ...(continuation ? { continuation } : {}) }, metaOf(ctx));
+    const next = page.continuation ? await continuations.issue(binding, { c: page.continuation }) : undefined;
+    return { status: 200, body: { items: page.items, ...(next ? { continuationToken: next } : {}) } };
   }),
 );
 
@@ -39,8 +47,8 @@ app.http(
   updateOrder.id,
   handle(updateOrder, async (ctx, { orders }) => {
     const ifMatch = ctx.headers.get('if-match');
-    if (!ifMatch) throw preconditionRequired('Send If-Match with the ETag of the order as last read.');
-    const stored = await orders.update(ctx.tenant, ctx.params.id, ctx.body, ifMatch, { actor: ctx.actor, correlationId: ctx.correlationId });
-    return { status: 200, body: stored.order, headers: { ETag: stored.etag } };
+    if (!ifMatch) throw preconditionRequired('Send If-Match with the ETag of the order as last read (or * for any version).');
+    const stored = await orders.update(ctx.tenant, ctx.params.id, ctx.body, (version) => ifMatchHolds(ifMatch, strongEtag(version)), metaOf(ctx));
+    return { status: 200, body: stored.order, headers: { ETag: strongEtag(stored.etag) } };
   }),
 );

@@ -37,12 +37,21 @@ const configSchema = z
     LABVAULT_BREACH_ESCALATION_HOURS: z.coerce.number().positive().max(72).default(47),
     LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS: z.coerce.number().positive().default(24),
     LABVAULT_BREACH_CONTACT: z.string().max(200).default('security-officer@labvault.example'),
+    /** Seconds before a failed webhook delivery is tried again (doubling up to an hour, for more than 24 hours). */
+    LABVAULT_WEBHOOK_FIRST_RETRY_SECONDS: z.coerce.number().positive().max(10, 'at most 10 seconds').default(10),
     /** Days between recording a termination and the earliest deletion (the tenant's notice and export window). */
     LABVAULT_TERMINATION_NOTICE_DAYS: z.coerce.number().int().min(7, 'at least 7 days').max(365).default(30),
     /** Hours a download link of an export stays valid for tenant users (a staff grant ends it earlier). */
     LABVAULT_EXPORT_LINK_HOURS: z.coerce.number().positive().max(24, 'at most 24 hours').default(24),
     /** Hours a four-eyes approval request stays open before it expires. */
     LABVAULT_APPROVAL_HOURS: z.coerce.number().positive().max(168).default(24),
+    /** Tests only: breach webhooks may be http://127.0.0.1:<port> or http://[::1]:<port> (never in production). */
+    LABVAULT_WEBHOOK_ALLOW_LOOPBACK: z.enum(['true', 'false']).default('false'),
+    /** Ports outbound calls (webhooks) may use. */
+    LABVAULT_OUTBOUND_ALLOWED_PORTS: z
+      .string()
+      .regex(/^\d{1,5}(,\d{1,5})*$/, 'comma-separated ports')
+      .default('443,8443'),
     /** Comma-separated addresses of reverse proxies whose X-Forwarded-For entries are trusted. */
     LABVAULT_TRUSTED_PROXIES: z
       .string()
@@ -74,6 +83,9 @@ const configSchema = z
         message: 'must be keyvault in production (the local key store is for development only)',
       });
     }
+    if (value.LABVAULT_ENVIRONMENT === 'production' && value.LABVAULT_WEBHOOK_ALLOW_LOOPBACK === 'true') {
+      ctx.addIssue({ code: 'custom', path: ['LABVAULT_WEBHOOK_ALLOW_LOOPBACK'], message: 'must be false in production (loopback webhooks are for local tests)' });
+    }
     if (value.LABVAULT_ENVIRONMENT === 'production' && value.AzureWebJobsStorage !== undefined && /AccountKey=/i.test(value.AzureWebJobsStorage)) {
       ctx.addIssue({
         code: 'custom',
@@ -100,11 +112,12 @@ export interface AppConfig {
   dataDir: string;
   taskHub: string;
   keyVaultSoftDeleteDays: number;
-  breach: { processorDeadlineHours: number; reminderHours: number[]; escalationHours: number; analysisReminderHours: number; contactPoint: string };
+  breach: { processorDeadlineHours: number; reminderHours: number[]; escalationHours: number; analysisReminderHours: number; contactPoint: string; firstRetrySeconds: number };
   terminationNoticeDays: number;
   exportLinkHours: number;
   approvalHours: number;
   trustedProxies: string[];
+  outbound: { allowLoopback: boolean; allowedPorts: number[] };
 }
 
 export class ConfigError extends Error {
@@ -166,10 +179,12 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
       escalationHours: c.LABVAULT_BREACH_ESCALATION_HOURS,
       analysisReminderHours: c.LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS,
       contactPoint: c.LABVAULT_BREACH_CONTACT,
+      firstRetrySeconds: c.LABVAULT_WEBHOOK_FIRST_RETRY_SECONDS,
     },
     terminationNoticeDays: c.LABVAULT_TERMINATION_NOTICE_DAYS,
     exportLinkHours: c.LABVAULT_EXPORT_LINK_HOURS,
     approvalHours: c.LABVAULT_APPROVAL_HOURS,
     trustedProxies: c.LABVAULT_TRUSTED_PROXIES ? c.LABVAULT_TRUSTED_PROXIES.split(',') : [],
+    outbound: { allowLoopback: c.LABVAULT_WEBHOOK_ALLOW_LOOPBACK === 'true', allowedPorts: c.LABVAULT_OUTBOUND_ALLOWED_PORTS.split(',').map(Number) },
   };
 }

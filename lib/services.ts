@@ -11,12 +11,15 @@ import { AuthService } from './identity/auth.js';
 import { BruteForceGuard } from './identity/brute-force.js';
 import { IntegrationService } from './identity/integrations.js';
 import { MfaService } from './identity/mfa.js';
+import { RateLimiter } from './identity/rate-limits.js';
+import { ContinuationTokens } from './http/continuation.js';
 import { RoleService } from './identity/roles.js';
 import { SecurityPolicyService } from './identity/security-policy.js';
 import { SecurityAlertService } from './identity/security-alerts.js';
 import { SessionService } from './identity/sessions.js';
 import { TokenService } from './identity/tokens.js';
 import { UserService } from './identity/users.js';
+import { DEFAULT_OUTBOUND_POLICY } from './net/outbound.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { BackupService } from './backups/backups.js';
 import { DeletionService } from './retention/deletion.js';
@@ -58,6 +61,8 @@ export interface Services {
   auth: AuthService;
   authenticator: Authenticator;
   trustedProxies: readonly string[];
+  rateLimiter: RateLimiter;
+  continuations: ContinuationTokens;
   recordStaffAccess: PipelineServices['recordStaffAccess'];
 }
 
@@ -119,7 +124,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     orders,
     images,
     exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, roles, integrations, tenants, logger, linkHours: config.exportLinkHours, clock }),
-    backups: new BackupService(storage, secrets, clock),
+    backups: new BackupService({ storage, secrets, logger, clock }),
     retention,
     deletion: new DeletionService({
       storage,
@@ -134,9 +139,21 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       keyring,
       keyVaultSoftDeleteDays: config.keyVaultSoftDeleteDays,
       terminationNoticeDays: config.terminationNoticeDays,
+      logger,
       clock,
     }),
-    breaches: new BreachService({ platform, tenantData, audit, crypto, tenants, alerts, logger, config: config.breach, clock }),
+    breaches: new BreachService({
+      platform,
+      tenantData,
+      audit,
+      crypto,
+      tenants,
+      alerts,
+      logger,
+      config: config.breach,
+      outbound: { ...DEFAULT_OUTBOUND_POLICY, allowLoopback: config.outbound.allowLoopback, allowedPorts: config.outbound.allowedPorts },
+      clock,
+    }),
     users,
     roles,
     mfa,
@@ -150,6 +167,8 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     auth,
     authenticator,
     trustedProxies: config.trustedProxies,
+    rateLimiter: new RateLimiter({ table: platform, clock }),
+    continuations: new ContinuationTokens(secrets),
     recordStaffAccess: (principal, operationId, correlationId, actor) => accessRequests.recordCall(principal, operationId, { actor, correlationId }),
   };
 }

@@ -15,9 +15,23 @@ df.app.activity('backupManifest', {
   },
 });
 
+df.app.activity('backupLifecycle', {
+  handler: async (input: { backupId: string; event: 'started' | 'failed'; cause?: string }) => {
+    (await getServices()).logger.log(input.event === 'failed' ? 'error' : 'info', `backup.${input.event}`, { backupId: input.backupId, ...(input.cause ? { cause: input.cause.slice(0, 200) } : {}) });
+  },
+});
+
 df.app.orchestration('tableBackup', function* (context) {
   const { backupId } = context.df.getInput<{ backupId: string }>();
-  const tables = (yield context.df.callActivityWithRetry('backupListTables', storageRetry())) as string[];
-  const results = (yield context.df.Task.all(tables.map((table) => context.df.callActivityWithRetry('backupTable', storageRetry(), { backupId, table })))) as TableBackup[];
-  return yield context.df.callActivityWithRetry('backupManifest', storageRetry(), { backupId, tables: results });
+  yield context.df.callActivity('backupLifecycle', { backupId, event: 'started' });
+  try {
+    const tables = (yield context.df.callActivityWithRetry('backupListTables', storageRetry())) as string[];
+    context.df.setCustomStatus({ phase: 'tables', tables: tables.length });
+    const results = (yield context.df.Task.all(tables.map((table) => context.df.callActivityWithRetry('backupTable', storageRetry(), { backupId, table })))) as TableBackup[];
+    context.df.setCustomStatus({ phase: 'manifest', tables: tables.length });
+    return yield context.df.callActivityWithRetry('backupManifest', storageRetry(), { backupId, tables: results });
+  } catch (error) {
+    yield context.df.callActivity('backupLifecycle', { backupId, event: 'failed', cause: error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed' });
+    throw error;
+  }
 });

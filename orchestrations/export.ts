@@ -2,7 +2,7 @@
 // for its retrieval period, then delete it. Inputs and outputs are ids and checksums only.
 import * as df from 'durable-functions';
 import { storageRetry } from './retry.js';
-import { ARCHIVE_DAYS, type ExportFormat, type ExportPurpose, type PartFile } from '../lib/exports/exports.js';
+import { ARCHIVE_DAYS, archiveInputsOf, type ExportFormat, type ExportPurpose, type PartFile, SHARED_BUCKETS, sharedListsOf } from '../lib/exports/exports.js';
 import { getServices } from '../lib/services.js';
 
 export interface ExportInput {
@@ -28,14 +28,23 @@ df.app.activity('exportPart', {
   handler: async (input: ExportInput & { part: string }) => (await getServices()).exports.writePart(input.tenant, input.exportId, input.part, input.format),
 });
 
+df.app.activity('exportShared', {
+  handler: async (input: ExportInput & { bucket: number; files: PartFile[] }) => (await getServices()).exports.writeShared(input.tenant, input.exportId, input.bucket, input.files),
+});
+
 df.app.activity('exportAssemble', {
-  handler: async (input: ExportInput & { files: PartFile[] }) => (await getServices()).exports.assemble(input.tenant, input.exportId, input.format, input.files),
+  handler: async (input: ExportInput & { files: PartFile[]; assembledAt: string }) =>
+    (await getServices()).exports.assemble(input.tenant, input.exportId, input.format, input.files, { assembledAt: new Date(input.assembledAt) }),
 });
 
 df.app.activity('exportComplete', {
   handler: async (input: ExportInput & { archive: { bytes: number; sha256: string } }) => {
     await (await getServices()).exports.complete(input.tenant, input.exportId, input.archive, system(input));
   },
+});
+
+df.app.activity('exportDiscardParts', {
+  handler: async (input: ExportInput) => (await getServices()).exports.discardParts(input.tenant, input.exportId),
 });
 
 df.app.activity('exportFail', {
@@ -63,9 +72,17 @@ df.app.orchestration('exportTenantData', function* (context) {
       files.push(...results.flat());
       context.df.setCustomStatus({ phase: 'parts', partsDone: Math.min(i + PARALLEL_PARTS, parts.length), partsTotal: parts.length });
     }
+    if (input.format === 'fhir') {
+      // Patients, practitioners and practices once each in the whole export: deduplicated per bucket.
+      context.df.setCustomStatus({ phase: 'shared', partsDone: parts.length, partsTotal: parts.length });
+      const buckets = Array.from({ length: SHARED_BUCKETS }, (_, bucket) => bucket);
+      const shared = (yield context.df.Task.all(buckets.map((bucket) => context.df.callActivityWithRetry('exportShared', storageRetry(), { ...input, bucket, files: sharedListsOf(files, bucket) })))) as PartFile[][];
+      files.push(...shared.flat());
+    }
     context.df.setCustomStatus({ phase: 'archive', partsDone: parts.length, partsTotal: parts.length });
-    archive = (yield context.df.callActivityWithRetry('exportAssemble', storageRetry(), { ...input, files })) as typeof archive;
+    archive = (yield context.df.callActivityWithRetry('exportAssemble', storageRetry(), { ...input, files: archiveInputsOf(files), assembledAt: context.df.currentUtcDateTime.toISOString() })) as typeof archive;
     yield context.df.callActivityWithRetry('exportComplete', storageRetry(), { ...input, archive: { bytes: archive.bytes, sha256: archive.sha256 } });
+    yield context.df.callActivityWithRetry('exportDiscardParts', storageRetry(), input);
     context.df.setCustomStatus({ phase: 'available', partsDone: parts.length, partsTotal: parts.length });
   } catch (error) {
     const reason = error instanceof Error ? error.message.split('\n')[0] ?? 'failed' : 'failed';

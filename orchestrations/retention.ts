@@ -16,9 +16,20 @@ df.app.activity('retentionDeleteDue', {
   handler: async (input: { tenant: string; asOf: string }) => (await getServices()).deletion.deleteDue(input.tenant, new Date(input.asOf), system(retentionInstanceId(input.tenant, input.asOf.slice(0, 10)))),
 });
 
+df.app.activity('retentionFailed', {
+  handler: async (input: { tenant: string; cause: string }) => {
+    (await getServices()).logger.log('error', 'retention.run.failed', { tenant: input.tenant, cause: input.cause.slice(0, 200) });
+  },
+});
+
 df.app.orchestration('retentionRun', function* (context) {
   const input = context.df.getInput<{ tenant: string; asOf: string }>();
-  return yield context.df.callActivityWithRetry('retentionDeleteDue', storageRetry(), input);
+  try {
+    return yield context.df.callActivityWithRetry('retentionDeleteDue', storageRetry(), input);
+  } catch (error) {
+    yield context.df.callActivity('retentionFailed', { tenant: input.tenant, cause: error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed' });
+    throw error;
+  }
 });
 
 df.app.activity('deletionState', { handler: async (tenant: string) => (await getServices()).deletion.state(tenant) });
@@ -83,6 +94,22 @@ df.app.orchestration('tenantDeletion', function* (context) {
       yield context.df.callActivityWithRetry('deletionNotice', storageRetry(), { tenant, kind: 'reminder' });
     }
   }
+  try {
+    return yield* deleteTenant(context, tenant);
+  } catch (error) {
+    yield context.df.callActivity('deletionFailed', { tenant, cause: error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed' });
+    throw error;
+  }
+});
+
+df.app.activity('deletionFailed', {
+  handler: async (input: { tenant: string; cause: string }) => {
+    (await getServices()).deletion.failed(input.tenant, input.cause);
+  },
+});
+
+/** The irreversible part, in steps that can each be repeated; progress in the custom status. */
+function* deleteTenant(context: df.OrchestrationContext, tenant: string): Generator<Task, unknown, unknown> {
   const startedAt = ((yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as DeletionState).startedAt as string;
   context.df.setCustomStatus({ phase: 'rows' });
   const rows = (yield context.df.callActivityWithRetry('deletionRows', storageRetry(), tenant)) as Record<string, number>;
@@ -94,4 +121,4 @@ df.app.orchestration('tenantDeletion', function* (context) {
   const verification = (yield context.df.callActivityWithRetry('deletionVerify', storageRetry(), tenant)) as Record<string, number>;
   context.df.setCustomStatus({ phase: 'certificate' });
   return yield context.df.callActivityWithRetry('deletionCertify', storageRetry(), { tenant, startedAt, rows, blobs, keys, verification });
-});
+}

@@ -1,6 +1,7 @@
 // `npm run admin -- <area> <command> [--flag value]`: operator tasks against the same storage and
 // keys as the running local host (through ${LABVAULT_DATA_DIR}/local-host.json) or the configured
-// AzureWebJobsStorage. Prints exactly one JSON object on stdout; diagnostics go to stderr.
+// AzureWebJobsStorage. Prints exactly one JSON object on stdout; help, diagnostics and errors go
+// to stderr (help to stdout when asked for). Exit codes: 0 done, 1 failed, 2 wrong usage or settings.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,36 +11,22 @@ import { ProblemError } from '../lib/http/problem.js';
 import { line, tenantId } from '../lib/http/schemas.js';
 import { tenantCreateSchema } from '../lib/identity/api.js';
 import { OPERATOR_REALM, permissionSchema } from '../lib/identity/permissions.js';
-import { onboardTenant } from '../lib/tenants/onboarding.js';
 import { localSettings } from '../lib/local-host/host.js';
 import { createLogger } from '../lib/observability/logger.js';
-import { createServices } from '../lib/services.js';
+import { createServices, type Services } from '../lib/services.js';
 import { createStorageClients } from '../lib/storage/clients.js';
+import { onboardTenant } from '../lib/tenants/onboarding.js';
 
-const USAGE = `usage:
-  npm run admin -- tenant create --id <id> --name <name> [--admin-username <u> --admin-email <e>]
-  npm run admin -- integration create --tenant <id> --name <name> --permissions orders:create,orders:read
-  npm run admin -- integration revoke --tenant <id> --id <integration-id>
-  npm run admin -- audit verify --tenant <id>
-  npm run admin -- operator unlock --username <name>
-  npm run admin -- backup create
-  npm run admin -- backup restore <backup-id> --target <connection string of an empty account>`;
+class UsageError extends Error {
+  override name = 'UsageError';
+}
 
-class UsageError extends Error {}
+type Values = Record<string, string | boolean | undefined>;
 
-function settings(): Record<string, string | undefined> {
-  const env = localSettings();
-  const dataDir = resolve(env.LABVAULT_DATA_DIR || '.labvault');
-  env.LABVAULT_DATA_DIR = dataDir;
-  if (!env.AzureWebJobsStorage && !env.AzureWebJobsStorage__accountName) {
-    try {
-      const info = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as { storageConnectionString?: string };
-      env.AzureWebJobsStorage = info.storageConnectionString;
-    } catch {
-      throw new ConfigError(`Invalid setting AzureWebJobsStorage: not set, and no running local host (${join(dataDir, 'local-host.json')}); run npm start first`);
-    }
-  }
-  return env;
+interface Command {
+  usage: string;
+  summary: string;
+  run(values: Values, positionals: string[], services: Services, context: { actor: { type: 'operator'; id: string }; correlationId: string }): Promise<unknown>;
 }
 
 function parse<T extends z.ZodType>(schema: T, value: unknown, flag: string): z.infer<T> {
@@ -48,7 +35,138 @@ function parse<T extends z.ZodType>(schema: T, value: unknown, flag: string): z.
   return result.data;
 }
 
-async function main(argv: string[]): Promise<unknown> {
+async function existingTenant(services: Services, value: unknown): Promise<string> {
+  const tenant = parse(tenantId, value, 'tenant');
+  if (!(await services.tenants.get(tenant))) throw new UsageError(`--tenant: no such tenant "${tenant}"`);
+  return tenant;
+}
+
+const COMMANDS: Record<string, Command> = {
+  'tenant create': {
+    usage: 'tenant create --id <id> --name <name> [--admin-username <u> --admin-email <e>]',
+    summary: 'Create a tenant (and its first admin, whose one-time password is printed once)',
+    async run(values, _p, services, { actor, correlationId }) {
+      const id = parse(tenantId, values.id, 'id');
+      const name = parse(line(200), values.name, 'name');
+      const admin =
+        values['admin-username'] !== undefined
+          ? { username: parse(tenantCreateSchema.shape.admin.shape.username, values['admin-username'], 'admin-username'), email: parse(z.email(), values['admin-email'], 'admin-email') }
+          : undefined;
+      // The same code as POST /api/tenants.
+      return onboardTenant(services, { id, name, ...(admin ? { admin } : {}) }, { actor, correlationId });
+    },
+  },
+  'integration create': {
+    usage: 'integration create --tenant <id> --name <name> --permissions orders:create,orders:read',
+    summary: 'Create an integration; its API key is printed once',
+    async run(values, _p, services, { actor, correlationId }) {
+      const tenant = await existingTenant(services, values.tenant);
+      const name = parse(line(200), values.name, 'name');
+      const permissions = parse(z.array(permissionSchema).min(1), String(values.permissions ?? '').split(',').filter(Boolean), 'permissions');
+      return { ...(await services.integrations.create(tenant, name, permissions, actor, correlationId)), tenant };
+    },
+  },
+  'integration revoke': {
+    usage: 'integration revoke --tenant <id> --id <integration-id>',
+    summary: "Revoke an integration's key at once",
+    async run(values, _p, services, { actor, correlationId }) {
+      const tenant = await existingTenant(services, values.tenant);
+      const id = parse(z.string().regex(/^[0-9a-f]{16}$/, '16 hex digits'), values.id, 'id');
+      await services.integrations.revoke(tenant, id, actor, correlationId);
+      return { tenant, id, revoked: true };
+    },
+  },
+  'audit verify': {
+    usage: 'audit verify --tenant <id>',
+    summary: "Verify every hash chain of a tenant's audit trail",
+    async run(values, _p, services) {
+      const tenant = await existingTenant(services, values.tenant);
+      return { tenant, ...(await services.audit.verify(tenant)) };
+    },
+  },
+  'operator unlock': {
+    usage: 'operator unlock --username <name>',
+    summary: 'Unlock an operator account locked after failed logins',
+    async run(values, _p, services, { actor, correlationId }) {
+      const username = parse(z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, 'an operator username'), values.username, 'username');
+      const row = await services.users.findByUsername(OPERATOR_REALM, username);
+      if (!row) throw new UsageError(`--username: no operator "${username}"`);
+      await services.guard.reset(OPERATOR_REALM, username);
+      await services.audit.record(OPERATOR_REALM, services.users.partition(OPERATOR_REALM), [services.users.event('user.unlock', 'U', row.id, { actor, correlationId })]);
+      return { username, unlocked: true };
+    },
+  },
+  'backup create': {
+    usage: 'backup create',
+    summary: 'Back up every table now (encrypted, checksummed, with a manifest)',
+    async run(_v, _p, services) {
+      const backupId = services.backups.newBackupId();
+      const tables = [];
+      for (const table of await services.backups.tables()) tables.push(await services.backups.backupTable(backupId, table));
+      return services.backups.writeManifest(backupId, tables);
+    },
+  },
+  'backup list': {
+    usage: 'backup list',
+    summary: 'Finished backups, newest first',
+    async run(_v, _p, services) {
+      return { backups: await services.backups.list() };
+    },
+  },
+  'backup restore': {
+    usage: 'backup restore <backup-id> --target <connection string of an empty account>',
+    summary: 'Restore a backup into an empty storage account (the restore drill), verifying every checksum',
+    async run(values, positionals, services) {
+      const backupId = parse(z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/, 'a backup id such as 20261130-1a2b3c4d'), positionals[2], 'backup-id');
+      const targetSetting = (values.target as string | undefined) ?? process.env.LABVAULT_RESTORE_TARGET;
+      if (!targetSetting) throw new UsageError('--target: the connection string of the empty account to restore into (or LABVAULT_RESTORE_TARGET)');
+      return services.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: targetSetting }));
+    },
+  },
+};
+
+const USAGE = ['usage: npm run admin -- <area> <command> [options]', '', ...Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(90)} ${c.summary}`), '', 'Each command prints one JSON object. `<area> <command> --help` shows one command.'].join('\n');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The app's settings, with the storage of the running local host when no storage is configured. */
+function settings(): Record<string, string | undefined> {
+  const env = localSettings();
+  const dataDir = resolve(env.LABVAULT_DATA_DIR || '.labvault');
+  env.LABVAULT_DATA_DIR = dataDir;
+  if (!env.AzureWebJobsStorage && !env.AzureWebJobsStorage__accountName) {
+    const file = join(dataDir, 'local-host.json');
+    let info: { storageConnectionString?: string; pid?: number };
+    try {
+      info = JSON.parse(readFileSync(file, 'utf8')) as typeof info;
+    } catch {
+      throw new ConfigError(`no running local host: ${file} is missing; run npm start first (or set AzureWebJobsStorage)`);
+    }
+    // A host killed hard leaves its file behind: a dead pid is no running host.
+    if (!info.pid || !alive(info.pid)) throw new ConfigError(`no running local host: the host that wrote ${file} (pid ${info.pid ?? '?'}) is not running; run npm start first`);
+    env.AzureWebJobsStorage = info.storageConnectionString;
+  }
+  return env;
+}
+
+/** An error's cause, without what must never reach a terminal or a log: keys, signatures, tokens, connection strings. */
+function redact(message: string): string {
+  return message
+    .replace(/(AccountKey|SharedAccessSignature|SharedAccessKey)=[^;\s]+/gi, '$1=[redacted]')
+    .replace(/([?&](sig|code|se|sv|sp|st|spr|srt|ss|skoid|sktid|skt|ske|sks|skv))=[^&\s]+/gi, '$1=[redacted]')
+    .replace(/(lvk|lvr)_[A-Za-z0-9_-]+/g, '$1_[redacted]')
+    .replace(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g, '[redacted token]')
+    .slice(0, 500);
+}
+
+async function main(argv: string[]): Promise<{ out?: unknown; help?: string }> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -61,72 +179,26 @@ async function main(argv: string[]): Promise<unknown> {
       'admin-email': { type: 'string' },
       target: { type: 'string' },
       username: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   const [area, command] = positionals;
+  if (area === undefined || area === 'help') return { help: USAGE };
+  const entry = COMMANDS[`${area} ${command ?? ''}`];
+  if (!entry) throw new UsageError(`unknown command "${[area, command].filter(Boolean).join(' ')}"\n${USAGE}`);
+  if (values.help) return { help: `usage: npm run admin -- ${entry.usage}\n\n${entry.summary}.` };
   const services = await createServices(parseConfig(settings()), { logger: createLogger((l) => process.stderr.write(l + '\n'), 'warn') });
   const actor = { type: 'operator' as const, id: `cli:${process.env.USER ?? 'unknown'}`.slice(0, 64) };
-  const correlationId = `cli-${Date.now()}`;
-  switch (`${area} ${command}`) {
-    case 'tenant create': {
-      const id = parse(tenantId, values.id, 'id');
-      const name = parse(line(200), values.name, 'name');
-      const admin =
-        values['admin-username'] !== undefined
-          ? { username: parse(tenantCreateSchema.shape.admin.shape.username, values['admin-username'], 'admin-username'), email: parse(z.email(), values['admin-email'], 'admin-email') }
-          : undefined;
-      // The same code as POST /api/tenants.
-      return onboardTenant(services, { id, name, ...(admin ? { admin } : {}) }, { actor, correlationId });
-    }
-    case 'integration create': {
-      const tenant = parse(tenantId, values.tenant, 'tenant');
-      if (!(await services.tenants.get(tenant))) throw new UsageError(`--tenant: no tenant "${tenant}"`);
-      const name = parse(line(200), values.name, 'name');
-      const permissions = parse(z.array(permissionSchema).min(1), (values.permissions ?? '').split(',').filter(Boolean), 'permissions');
-      const created = await services.integrations.create(tenant, name, permissions, actor, correlationId);
-      return { ...created, tenant };
-    }
-    case 'integration revoke': {
-      const tenant = parse(tenantId, values.tenant, 'tenant');
-      const id = parse(z.string().regex(/^[0-9a-f]{16}$/), values.id, 'id');
-      await services.integrations.revoke(tenant, id, actor, correlationId);
-      return { tenant, id, revoked: true };
-    }
-    case 'backup create': {
-      const backupId = services.backups.newBackupId();
-      const tables = [];
-      for (const table of await services.backups.tables()) tables.push(await services.backups.backupTable(backupId, table));
-      return services.backups.writeManifest(backupId, tables);
-    }
-    case 'backup restore': {
-      const backupId = parse(z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/), positionals[2], 'backup-id');
-      const targetSetting = values.target ?? process.env.LABVAULT_RESTORE_TARGET;
-      if (!targetSetting) throw new UsageError('--target: the connection string of the empty account to restore into (or LABVAULT_RESTORE_TARGET)');
-      const target = createStorageClients({ kind: 'connectionString', connectionString: targetSetting });
-      return services.backups.restore(backupId, target);
-    }
-    case 'operator unlock': {
-      const username = parse(z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/), values.username, 'username');
-      const row = await services.users.findByUsername(OPERATOR_REALM, username);
-      if (!row) throw new UsageError(`--username: no operator "${username}"`);
-      await services.guard.reset(OPERATOR_REALM, username);
-      await services.audit.record(OPERATOR_REALM, services.users.partition(OPERATOR_REALM), [services.users.event('user.unlock', 'U', row.id, { actor, correlationId })]);
-      return { username, unlocked: true };
-    }
-    case 'audit verify': {
-      const tenant = parse(tenantId, values.tenant, 'tenant');
-      return services.audit.verify(tenant);
-    }
-    default:
-      throw new UsageError(USAGE);
-  }
+  return { out: await entry.run(values, positionals, services, { actor, correlationId: `cli-${Date.now()}` }) };
 }
 
 try {
   const result = await main(process.argv.slice(2));
-  process.stdout.write(JSON.stringify(result) + '\n');
+  if (result.help !== undefined) process.stdout.write(`${result.help}\n`);
+  else process.stdout.write(JSON.stringify(result.out) + '\n');
+  process.exit(0);
 } catch (error) {
-  if (error instanceof UsageError || error instanceof ConfigError) {
+  if (error instanceof UsageError || error instanceof ConfigError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
     process.stderr.write(`${error.message}\n`);
     process.exit(2);
   }
@@ -134,6 +206,7 @@ try {
     process.stderr.write(`${error.status} ${error.title}: ${error.detail}\n`);
     process.exit(1);
   }
-  process.stderr.write(`admin failed: ${error instanceof Error ? error.name : 'error'}\n`);
+  const cause = error instanceof Error ? `${error.name}: ${redact(error.message)}` : redact(String(error));
+  process.stderr.write(`admin failed: ${cause}\n`);
   process.exit(1);
 }

@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick]`: LabVault against the raw speed of the same storage and libraries,
 // measured in the same run, as ratios. Starts its own local host (with its own Azurite).
 // Writes bench-results.json. Not part of `npm test`.
+import { uploadAndProcess } from '../tests/support/images.js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -58,6 +59,8 @@ interface BenchHost {
   /** The host's root (durable webhooks live outside /api). */
   root: string;
   pid: number;
+  /** The host's system key (the durable task API requires it). */
+  systemKey: string;
   /** LabVault's own services in this process, on the host's storage and key store, for seeding. */
   seeder: Services;
   tenantRows: TableClient;
@@ -107,6 +110,7 @@ async function startBenchHost(): Promise<BenchHost> {
     apiBaseUrl,
     root: apiBaseUrl.replace(/\/api$/, ''),
     pid,
+    systemKey: (JSON.parse(readFileSync(join(dataDir, 'host-keys.json'), 'utf8')) as { systemKey: string }).systemKey,
     seeder,
     tenantRows: TableClient.fromConnectionString(storageConnectionString, 'tenantdata', { allowInsecureConnection: true }),
     async stop() {
@@ -133,7 +137,7 @@ async function seedTenant(h: BenchHost, tenant: string, orders: number, images: 
     const created = await h.seeder.orders.create(tenant, orderInput(`${tenant}-${i}`), seedMeta);
     if (i < images) {
       const u = await h.seeder.images.createUpload(tenant, created.order.id, 'S-1', { contentType: 'image/png', fileName: 'p.png' }, seedMeta);
-      await h.seeder.images.processUpload({ tenant, orderId: created.order.id, specimenId: 'S-1', imageId: u.imageId }, seedPng);
+      await uploadAndProcess(h.seeder, { tenant, orderId: created.order.id, specimenId: 'S-1', imageId: u.imageId }, seedPng);
     }
   });
 }
@@ -315,9 +319,10 @@ if (scenario('durable')) {
   // Durable runtime: fan-out and chain of no-op activities.
   async function orchestrate(name: string, input: number): Promise<number> {
     const t0 = performance.now();
-    const { id } = (await (await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/${name}`, { method: 'POST', body: JSON.stringify(input) })).json()) as { id: string };
+    const key = { 'x-functions-key': main.systemKey };
+    const { id } = (await (await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/${name}`, { method: 'POST', headers: key, body: JSON.stringify(input) })).json()) as { id: string };
     for (;;) {
-      const s = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/${id}`)).json()) as { runtimeStatus: string };
+      const s = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/${id}`, { headers: key })).json()) as { runtimeStatus: string };
       if (s.runtimeStatus === 'Completed') return (performance.now() - t0) / 1000;
       if (s.runtimeStatus === 'Failed') throw new Error(`${name} failed`);
       await new Promise((r) => setTimeout(r, 20));

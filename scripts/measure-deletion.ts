@@ -1,6 +1,7 @@
 // Measures the deletion of a seeded tenant in this process against its own Azurite: rows and blobs
 // deleted per second, and raw batch deletes of the same number of rows as the baseline.
 // `node --import tsx scripts/measure-deletion.ts 2000`
+import { uploadAndProcess } from '../tests/support/images.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +33,7 @@ await Promise.all(
       );
       if (i % 10 === 0) {
         const u = await services.images.createUpload('lab-del', o.order.id, 'S-1', { contentType: 'image/png', fileName: 'x.png' }, meta);
-        await services.images.processUpload({ tenant: 'lab-del', orderId: o.order.id, specimenId: 'S-1', imageId: u.imageId }, png);
+        await uploadAndProcess(services, { tenant: 'lab-del', orderId: o.order.id, specimenId: 'S-1', imageId: u.imageId }, png);
       }
     }
   }),

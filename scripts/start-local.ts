@@ -1,15 +1,31 @@
 // `npm start`: the embedded local host (see lib/local-host). Serves http://127.0.0.1:${PORT:-7071}/api.
 import { ConfigError } from '../lib/config.js';
-import { startLocalHost } from '../lib/local-host/host.js';
+import { PortInUseError, startLocalHost } from '../lib/local-host/host.js';
 
 try {
-  const host = await startLocalHost();
-  process.stdout.write(`LabVault local host serving ${host.apiBaseUrl}\n`);
-  for (const r of host.registrations) {
+  // Mirrors bicep/modules/functionapp.bicep: the uploads container's BlobCreated events go to processSpecimenImage.
+  const host = await startLocalHost({ eventSubscriptions: [{ functionName: 'processSpecimenImage', container: 'specimen-uploads' }] });
+  const functions = host.registrations.map((r) => {
     const trigger = Object.values(r.bindings).find((b) => b.direction === 'in' && String(b.type).endsWith('Trigger'));
-    const route = trigger && typeof trigger.route === 'string' ? ` ${(trigger.methods as string[] | undefined)?.join(',') ?? ''} ${host.apiBaseUrl}/${trigger.route}` : '';
-    process.stdout.write(`  ${r.name}: ${trigger?.type ?? 'unknown'}${route}\n`);
-  }
+    const route = trigger && typeof trigger.route === 'string' ? ` ${(trigger.methods as string[] | undefined)?.join(',') ?? ''} /api/${trigger.route}` : '';
+    return `  ${r.name}: ${trigger?.type ?? 'unknown'}${route}`;
+  });
+  process.stdout.write(`${functions.join('\n')}\n\n`);
+  // The next steps, last, where a newcomer's eyes are.
+  process.stdout.write(
+    [
+      'LabVault local host is ready.',
+      `  API:           ${host.apiBaseUrl}`,
+      `  OpenAPI:       ${host.apiBaseUrl}/openapi.json`,
+      `  Health:        ${host.apiBaseUrl}/health`,
+      // The durable task API needs the host's system key, as on Azure (kept in host-keys.json of the data folder).
+      `  Durable API:   ${host.durableBaseUrl}instances?code=${host.systemKey}`,
+      `  Data:          ${host.dataDir} (Azurite's data, the local key store, host-keys.json, local-host.json)`,
+      '  Admin CLI:     npm run admin -- --help (in another terminal)',
+      `  Stop:          Ctrl+C here, or kill ${process.pid}; the data stays for the next start`,
+      '',
+    ].join('\n'),
+  );
   let closing = false;
   const shutdown = (): void => {
     if (closing) return;
@@ -23,6 +39,10 @@ try {
     process.stderr.write(`${error.message}\n`);
     process.exit(2);
   }
-  process.stderr.write(`The local host failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  if (error instanceof PortInUseError) {
+    process.stderr.write(`The local host failed to start: ${error.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`The local host failed to start: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}\n`);
   process.exit(1);
 }

@@ -76,11 +76,14 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_BREACH_ESCALATION_HOURS', value: '47' }
         { name: 'LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS', value: '24' }
         { name: 'LABVAULT_BREACH_CONTACT', value: 'security-officer@labvault.example' }
+        { name: 'LABVAULT_WEBHOOK_FIRST_RETRY_SECONDS', value: '10' }
         { name: 'LABVAULT_TERMINATION_NOTICE_DAYS', value: '30' }
         { name: 'LABVAULT_EXPORT_LINK_HOURS', value: '24' }
         { name: 'LABVAULT_APPROVAL_HOURS', value: '24' }
         // Empty: the platform's front end is the only proxy, and it appends the client address itself.
         { name: 'LABVAULT_TRUSTED_PROXIES', value: '' }
+        { name: 'LABVAULT_WEBHOOK_ALLOW_LOOPBACK', value: 'false' }
+        { name: 'LABVAULT_OUTBOUND_ALLOWED_PORTS', value: '443,8443' }
       ]
     }
   }
@@ -126,10 +129,14 @@ resource uploadsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscription
   parent: uploadsTopic
   name: 'specimen-uploads-to-function'
   properties: {
+    // An Event Grid trigger function: the event carries the blob's URL and length, not its bytes
+    // (a blob trigger would have the host download every upload, however large, before the code runs).
     destination: {
-      endpointType: 'WebHook'
+      endpointType: 'AzureFunction'
       properties: {
-        endpointUrl: 'https://${app.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.processSpecimenImage&code=${listKeys(resourceId('Microsoft.Web/sites/host', app.name, 'default'), '2024-04-01').systemKeys.blobs_extension}'
+        resourceId: '${app.id}/functions/processSpecimenImage'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
       }
     }
     filter: {

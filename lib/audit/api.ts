@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../http/operation.js';
 import { line, pageQuery, problemSchema } from '../http/schemas.js';
+import { RATE_LIMITS } from '../identity/rate-limits.js';
 
 export const auditEntrySchema = z
   .object({
@@ -38,11 +39,13 @@ export const listAudit = defineOperation({
   summary: "The tenant's audit trail, oldest first, paged",
   access: { permission: 'audit:read' },
   query: auditQuerySchema,
+  rateLimit: RATE_LIMITS.auditList,
   responses: {
     200: { description: 'A page of entries', schema: z.object({ items: z.array(auditEntrySchema), continuationToken: z.string().optional() }) },
-    400: { description: 'Invalid query', schema: problemSchema },
+    400: { description: 'Invalid query, or a continuation token not issued for it', schema: problemSchema },
     401: { description: 'Missing or invalid credentials', schema: problemSchema },
     403: { description: 'Not permitted', schema: problemSchema },
+    429: { description: 'Too many listings; see Retry-After', schema: problemSchema },
   },
 });
 
@@ -53,6 +56,7 @@ export const verifyAudit = defineOperation({
   tag: 'audit',
   summary: "Verify every hash chain of the tenant's audit trail",
   access: { permission: 'audit:read' },
+  rateLimit: RATE_LIMITS.auditVerify,
   responses: {
     200: {
       description: 'The verification result',
@@ -65,6 +69,7 @@ export const verifyAudit = defineOperation({
     },
     401: { description: 'Missing or invalid credentials', schema: problemSchema },
     403: { description: 'Not permitted', schema: problemSchema },
+    429: { description: 'Too many verifications; see Retry-After', schema: problemSchema },
   },
 });
 

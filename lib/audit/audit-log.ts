@@ -11,10 +11,14 @@ const ENTRY_PREFIX = 'audit~';
 const ENTRY_FROM = 'audit~0';
 const ENTRY_TO = 'audit~:'; // ':' sorts right after '9'
 const MAX_COMMIT_ATTEMPTS = 40;
+/** Entries per transaction when only entries are written: 99 rows and the stream's head. */
+const MAX_EVENTS_PER_COMMIT = 99;
 
 interface Head {
   seq: number;
   hash: string;
+  /** When the stream's last entry was written: entries of a stream never go back in time. */
+  at?: string;
   etag: string | undefined;
 }
 
@@ -99,7 +103,43 @@ export interface AuditQuery {
   to?: string;
   actor?: string;
   event?: string;
+  /** An action code: C, R, U, D or E. */
+  action?: string;
   entity?: string;
+}
+
+/** Where an entry sits in the tenant's log: the listing's order, and where a next page resumes. */
+export interface AuditPosition {
+  at: string;
+  stream: string;
+  seq: number;
+}
+
+export function comparePositions(a: AuditPosition, b: AuditPosition): number {
+  return a.at < b.at ? -1 : a.at > b.at ? 1 : a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.seq - b.seq;
+}
+
+interface StreamCursor {
+  stream: string;
+  pages: AsyncIterator<EntryRow[]>;
+  buffer: AuditEntry[];
+  done: boolean;
+}
+
+/** Reads the cursor's next page (skipping what an earlier page showed); false once the stream has nothing more. */
+async function fill(cursor: StreamCursor, tenant: string, after: AuditPosition | undefined): Promise<boolean> {
+  while (cursor.buffer.length === 0 && !cursor.done) {
+    const page = await cursor.pages.next();
+    if (page.done) {
+      cursor.done = true;
+      break;
+    }
+    for (const row of page.value) {
+      const entry = toEntry(tenant, row);
+      if (!after || comparePositions(entry, after) > 0) cursor.buffer.push(entry);
+    }
+  }
+  return cursor.buffer.length > 0;
 }
 
 export interface AuditLogOptions {
@@ -144,7 +184,9 @@ export class AuditLog {
         const rows: EntryRow[] = [];
         let prev = head.hash;
         let seq = head.seq;
-        const at = this.#clock().toISOString();
+        // Within a stream, time never goes backwards (the listing merges streams by time, page by page).
+        const now = this.#clock().toISOString();
+        const at = head.at !== undefined && head.at > now ? head.at : now;
         for (const event of events) {
           seq += 1;
           const row = toRow(tenant, partitionKey, seq, at, prev, event, stream);
@@ -182,7 +224,7 @@ export class AuditLog {
           await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * attempt)));
           continue;
         }
-        if (headEtag) this.#heads.set(partitionKey, { seq, hash: prev, etag: headEtag });
+        if (headEtag) this.#heads.set(partitionKey, { seq, hash: prev, at, etag: headEtag });
         else this.#heads.delete(partitionKey);
         return { entries: rows.map((r) => toEntry(tenant, r)), domainEtags };
       }
@@ -198,26 +240,58 @@ export class AuditLog {
     }
   }
 
-  /** Audits events that change nothing else (reads, failed attempts). */
+  /**
+   * Audits events that change nothing else (reads, failed attempts). Many events (the reads of a
+   * page of 200 orders) go in transactions of at most 99 entries and the head: Azure's limit is 100.
+   */
   async record(tenant: string, partitionKey: string, events: readonly AuditEventInput[]): Promise<AuditEntry[]> {
-    return (await this.commit(tenant, partitionKey, () => [], events)).entries;
+    const entries: AuditEntry[] = [];
+    for (let i = 0; i < events.length; i += MAX_EVENTS_PER_COMMIT) {
+      entries.push(...(await this.commit(tenant, partitionKey, () => [], events.slice(i, i + MAX_EVENTS_PER_COMMIT))).entries);
+    }
+    return entries;
   }
 
-  /** Entries of one tenant matching the query, oldest first. */
-  async *list(tenant: string, query: AuditQuery = {}): AsyncGenerator<AuditEntry> {
-    const { from, to } = tenantPartitionRange(tenant);
-    let filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO}`;
-    if (query.from) filter += ' and ' + odata`at ge ${query.from}`;
-    if (query.to) filter += ' and ' + odata`at lt ${query.to}`;
-    if (query.actor) filter += ' and ' + odata`actorId eq ${query.actor}`;
-    if (query.event) filter += ' and ' + odata`event eq ${query.event}`;
-    if (query.entity) filter += ' and ' + odata`entityId eq ${query.entity}`;
-    const entries: AuditEntry[] = [];
-    for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } })) {
-      entries.push(toEntry(tenant, row));
+  /**
+   * Entries of one tenant matching the query, oldest first (by time, then stream, then position).
+   * Each stream is read from a server-side query of its own partition and the streams are merged
+   * as they are read (a k-way merge): memory holds at most one page per stream, whatever the log's
+   * size. `after` resumes behind an entry an earlier page ended with.
+   */
+  async *list(tenant: string, query: AuditQuery = {}, options: { after?: AuditPosition; pageSize?: number } = {}): AsyncGenerator<AuditEntry> {
+    const pageSize = options.pageSize ?? 100;
+    const after = options.after;
+    const from = after && (!query.from || after.at > query.from) ? after.at : query.from;
+    const cursors: StreamCursor[] = [];
+    for (const partitionKey of await this.#streams(tenant)) {
+      let filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO}`;
+      if (from) filter += ' and ' + odata`at ge ${from}`;
+      if (query.to) filter += ' and ' + odata`at lt ${query.to}`;
+      if (query.actor) filter += ' and ' + odata`actorId eq ${query.actor}`;
+      if (query.event) filter += ' and ' + odata`event eq ${query.event}`;
+      if (query.action) filter += ' and ' + odata`action eq ${query.action}`;
+      if (query.entity) filter += ' and ' + odata`entityId eq ${query.entity}`;
+      const pages = this.#table.listEntities<EntryRow>({ queryOptions: { filter } }).byPage({ maxPageSize: pageSize })[Symbol.asyncIterator]();
+      const cursor: StreamCursor = { stream: streamOf(tenant, partitionKey), pages, buffer: [], done: false };
+      if (await fill(cursor, tenant, after)) cursors.push(cursor);
     }
-    entries.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.seq - b.seq));
-    yield* entries;
+    for (;;) {
+      let best: StreamCursor | undefined;
+      for (const c of cursors) if (c.buffer.length > 0 && (!best || comparePositions(c.buffer[0] as AuditEntry, best.buffer[0] as AuditEntry) < 0)) best = c;
+      if (!best) return;
+      const entry = best.buffer.shift() as AuditEntry;
+      if (best.buffer.length === 0) await fill(best, tenant, after);
+      yield entry;
+    }
+  }
+
+  /** The tenant's streams: the partitions with an audit head. */
+  async #streams(tenant: string): Promise<string[]> {
+    const { from, to } = tenantPartitionRange(tenant);
+    const partitions: string[] = [];
+    const filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey eq ${HEAD_ROW}`;
+    for await (const row of this.#table.listEntities({ queryOptions: { filter, select: ['PartitionKey'] } })) partitions.push(row.partitionKey as string);
+    return partitions;
   }
 
   /** The audit entry a raw row holds (for the tenant's export, which scans partitions once); else undefined. */
@@ -293,8 +367,8 @@ export class AuditLog {
     const cached = this.#heads.get(partitionKey);
     if (cached) return cached;
     try {
-      const row = await this.#table.getEntity<{ seq: number; hash: string }>(partitionKey, HEAD_ROW);
-      const head = { seq: row.seq, hash: row.hash, etag: row.etag };
+      const row = await this.#table.getEntity<{ seq: number; hash: string; updatedAt?: string }>(partitionKey, HEAD_ROW);
+      const head: Head = { seq: row.seq, hash: row.hash, etag: row.etag, ...(row.updatedAt ? { at: row.updatedAt } : {}) };
       this.#heads.set(partitionKey, head);
       return head;
     } catch (error) {

@@ -6,6 +6,7 @@ import type { TableClient, TransactionAction } from '@azure/data-tables';
 import { createDecryptStream, createEncryptStream } from '../crypto/chunked.js';
 import type { SecretStore } from '../crypto/secret-store.js';
 import { conflict, notFound } from '../http/problem.js';
+import type { Logger } from '../observability/logger.js';
 import type { StorageClients } from '../storage/clients.js';
 
 export const BACKUP_CONTAINER = 'backups';
@@ -35,15 +36,24 @@ type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string }
  * `backups` container (WORM in production) with a manifest. Tenant data inside stays encrypted
  * with the tenant's own keys, so a crypto-shredded tenant stays unreadable in every old backup.
  */
+export interface BackupServiceDependencies {
+  storage: StorageClients;
+  secrets: SecretStore;
+  logger: Logger;
+  clock?: () => Date;
+}
+
 export class BackupService {
   readonly #storage: StorageClients;
   readonly #secrets: SecretStore;
+  readonly #logger: Logger;
   readonly #clock: () => Date;
 
-  constructor(storage: StorageClients, secrets: SecretStore, clock: () => Date = () => new Date()) {
-    this.#storage = storage;
-    this.#secrets = secrets;
-    this.#clock = clock;
+  constructor(dependencies: BackupServiceDependencies) {
+    this.#storage = dependencies.storage;
+    this.#secrets = dependencies.secrets;
+    this.#logger = dependencies.logger;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   newBackupId(): string {
@@ -92,6 +102,7 @@ export class BackupService {
     plain.end();
     await done;
     await upload;
+    this.#logger.log('info', 'backup.progress', { backupId, table, entities, bytes });
     return { table, entities, sha256: plainHash.digest('hex'), encryptedSha256: cipherHash.digest('hex'), bytes };
   }
 
@@ -99,6 +110,7 @@ export class BackupService {
     const manifest: BackupManifest = { backupId, createdAt: this.#clock().toISOString(), format: 'ndjson+aes256gcm-chunked', tables };
     const text = JSON.stringify(manifest, null, 2);
     await this.#storage.blobService.getContainerClient(BACKUP_CONTAINER).getBlockBlobClient(`${backupId}/manifest.json`).upload(text, Buffer.byteLength(text));
+    this.#logger.log('info', 'backup.completed', { backupId, tables: tables.length, entities: tables.reduce((n, t) => n + t.entities, 0) });
     return manifest;
   }
 

@@ -144,10 +144,22 @@ export const acknowledgeNotification = defineOperation({
   method: 'POST',
   route: 'breach-notifications/{id}/acknowledgement',
   tag: 'breaches',
-  summary: "Acknowledge a breach's notifications (id: the breach id); stops reminders for this tenant",
+  summary: 'Acknowledge a notification (the id GET /api/breach-notifications gives it) and the earlier ones of its breach; stops reminders for this tenant',
   access: { permission: 'breaches:acknowledge' },
-  params: id,
+  params: z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}-\d{1,4}$/) }),
   responses: { 204: { description: 'Acknowledged' }, ...common, 404: p('Unknown notification') },
+});
+
+export const resendDeliveries = defineOperation({
+  id: 'resendBreachDeliveries',
+  method: 'POST',
+  route: 'breaches/{id}/deliveries',
+  tag: 'breaches',
+  summary: "Deliver each tenant's latest notification to its webhook again (all affected tenants, or those named)",
+  access: { operatorPermission: 'breaches:manage' },
+  params: id,
+  body: z.strictObject({ tenants: z.array(tenantId).min(1).max(1000).optional() }),
+  responses: { 202: { description: 'Deliveries started', schema: z.object({ deliveries: z.array(z.object({ tenant: z.string(), sequence: z.number() })) }) }, ...common, 404: p('Unknown breach'), 422: p('Not a tenant of this breach') },
 });
 
 export const setBreachWebhook = defineOperation({
@@ -155,10 +167,10 @@ export const setBreachWebhook = defineOperation({
   method: 'PUT',
   route: 'breach-webhook',
   tag: 'breaches',
-  summary: 'Where breach notifications are also delivered; the HMAC secret is shown once',
+  summary: 'Where breach notifications and reminders are also delivered (Standard Webhooks signatures); the signing secret is shown once',
   access: { permission: 'breaches:acknowledge' },
   body: webhookSchema,
   responses: { 200: { description: 'Secret', schema: z.object({ secret: z.string() }) }, ...common, 422: p('Not https') },
 });
 
-export const breachOperations = [reportBreach, listBreaches, getBreach, updateBreach, recordAnalysis, confirmDraft, decideBreach, draftFromAlert, listNotifications, acknowledgeNotification, setBreachWebhook];
+export const breachOperations = [reportBreach, listBreaches, getBreach, updateBreach, recordAnalysis, confirmDraft, decideBreach, draftFromAlert, listNotifications, acknowledgeNotification, resendDeliveries, setBreachWebhook];

@@ -1,13 +1,14 @@
-import { createHmac, randomBytes } from 'node:crypto';
-import { odata, type TableClient } from '@azure/data-tables';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
 import type { AppConfig } from '../config.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import { conflict, notFound, unprocessable } from '../http/problem.js';
 import type { SecurityAlertService } from '../identity/security-alerts.js';
+import { checkUrl, DEFAULT_OUTBOUND_POLICY, guardedPost, OutboundError, type OutboundPolicy, resolveChecked } from '../net/outbound.js';
 import type { Logger } from '../observability/logger.js';
-import { isNotFound } from '../storage/errors.js';
+import { isConflict, isNotFound } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
 
@@ -27,6 +28,17 @@ export interface BreachInput {
   keysExposed: boolean;
 }
 
+/** What a webhook delivery carries: a notification (its sequence number) or a reminder of one. */
+export interface DeliveryMessage {
+  kind: 'notification' | 'reminder';
+  seq: number;
+  /** For a reminder: hours after awareness. */
+  hours?: number;
+}
+
+/** The id a tenant sees for one notification (GET /api/breach-notifications) and acknowledges by. */
+export const notificationIdOf = (breachId: string, seq: number): string => `${breachId}-${seq}`;
+
 export interface TenantScope {
   tenant: string;
   dataSubjects: number;
@@ -41,6 +53,8 @@ export interface BreachTiming {
   reminderHours: number[];
   escalationHours: number;
   analysisReminderHours: number;
+  /** Seconds before a failed webhook delivery is tried again (it doubles from there). */
+  firstRetrySeconds: number;
 }
 
 type BreachRow = {
@@ -91,7 +105,7 @@ export class BreachService {
   readonly #logger: Logger;
   readonly #config: AppConfig['breach'];
   readonly #clock: () => Date;
-  readonly #fetch: typeof fetch;
+  readonly #outbound: OutboundPolicy;
 
   constructor(options: {
     platform: TableClient;
@@ -103,7 +117,8 @@ export class BreachService {
     logger: Logger;
     config: AppConfig['breach'];
     clock?: () => Date;
-    fetch?: typeof fetch;
+    /** The outbound guard's policy (ports, loopback for local tests). */
+    outbound?: OutboundPolicy;
   }) {
     this.#platform = options.platform;
     this.#tenantData = options.tenantData;
@@ -114,7 +129,7 @@ export class BreachService {
     this.#logger = options.logger;
     this.#config = options.config;
     this.#clock = options.clock ?? (() => new Date());
-    this.#fetch = options.fetch ?? fetch;
+    this.#outbound = options.outbound ?? DEFAULT_OUTBOUND_POLICY;
   }
 
   async register(input: BreachInput, options: { draft?: boolean; fromAlert?: string } = {}): Promise<{ id: string; timing: BreachTiming }> {
@@ -190,6 +205,7 @@ export class BreachService {
       reminderHours: this.#config.reminderHours,
       escalationHours: this.#config.escalationHours,
       analysisReminderHours: this.#config.analysisReminderHours,
+      firstRetrySeconds: this.#config.firstRetrySeconds,
     };
   }
 
@@ -230,9 +246,10 @@ export class BreachService {
     const row = await this.#row(id);
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     const rowKey = `notice~${id}~${padSeq(seq)}`;
+    const recorded = () => this.timeline(id, 'notified', `notification ${seq} in LabVault`, tenant, `notified~${tenant}~${seq}`);
     try {
       await this.#tenantData.getEntity(partitionKey, rowKey);
-      return; // sent already (a retried activity)
+      return await recorded(); // sent already (a repeated activity): only its timeline entry may be missing
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
@@ -250,7 +267,7 @@ export class BreachService {
         details: { seq, late: content.lateReason !== undefined },
       },
     ]);
-    await this.timeline(id, 'notified', `notification ${seq} in LabVault`, tenant);
+    await recorded();
   }
 
   #content(row: BreachRow, tenant: string, seq: number): Record<string, unknown> {
@@ -295,11 +312,20 @@ export class BreachService {
     return updates.length + 1;
   }
 
+  /**
+   * Sets the tenant's webhook. Literal addresses, local names, other schemes and ports, and names
+   * that resolve to non-public addresses are refused at once (422); a public name that does not
+   * resolve now is accepted and checked again at every delivery. Returns the signing secret in the
+   * Standard Webhooks form (`whsec_` + base64 of 32 random bytes), shown this once.
+   */
   async setWebhook(tenant: string, url: string, meta: RequestMeta): Promise<string> {
-    const parsed = new URL(url);
-    const local = parsed.hostname === '127.0.0.1' || parsed.hostname === 'localhost';
-    if (parsed.protocol !== 'https:' && !local) throw unprocessable('Webhooks need https.', [{ path: '/url', message: 'https only' }]);
-    const secret = randomBytes(32).toString('base64url');
+    try {
+      await resolveChecked(checkUrl(url, this.#outbound), this.#outbound);
+    } catch (error) {
+      if (!(error instanceof OutboundError)) throw error;
+      if (error.reason !== 'dns') throw unprocessable(`The webhook URL is refused: ${error.message}.`, [{ path: '/url', message: error.message }]);
+    }
+    const secret = `whsec_${randomBytes(32).toString('base64')}`;
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     const encSecret = await this.#crypto.encryptJson({ tenant, record: 'breach-webhook', field: 'secret' }, secret);
     await this.#audit.commit(tenant, partitionKey, () => [['upsert', { partitionKey, rowKey: 'webhook', url, encSecret }, 'Replace']], [
@@ -308,11 +334,41 @@ export class BreachService {
     return secret;
   }
 
+  /** The webhook message of a notification or a reminder (the same message on every attempt). */
+  async #message(id: string, tenant: string, message: DeliveryMessage): Promise<{ webhookId: string; type: string; data: Record<string, unknown> } | undefined> {
+    const partitionKey = tenantPartition(tenant, NOTICE_AREA);
+    let notice: NoticeRow;
+    try {
+      notice = await this.#tenantData.getEntity<NoticeRow>(partitionKey, `notice~${id}~${padSeq(message.seq)}`);
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    const notificationId = notificationIdOf(id, message.seq);
+    const content = JSON.parse(notice.content) as Record<string, unknown>;
+    const data: Record<string, unknown> =
+      message.kind === 'notification'
+        ? { notificationId, ...content }
+        : {
+            notificationId,
+            breachId: id,
+            sequence: message.seq,
+            hoursSinceAwareness: message.hours ?? 0,
+            text: `Reminder: breach notification ${notificationId} has not been acknowledged. Please acknowledge it (POST /api/breach-notifications/${notificationId}/acknowledgement).`,
+            controllerDeadline: content.controllerDeadline,
+          };
+    // The same id on every attempt and re-send of one message, so a receiver can drop duplicates.
+    const webhookId = `msg_${createHash('sha256').update(`${id}|${tenant}|${message.kind}|${message.seq}|${message.hours ?? ''}`).digest('hex').slice(0, 26)}`;
+    return { webhookId, type: message.kind === 'notification' ? 'breach.notification' : 'breach.reminder', data };
+  }
+
   /**
-   * Delivers notification `seq` to the tenant's webhook, signed with HMAC-SHA256 over
-   * "{timestamp}.{body}". Records the attempt; throws on failure so the orchestration retries.
+   * Delivers one message to the tenant's webhook, signed as Standard Webhooks specifies:
+   * `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 over
+   * "{id}.{timestamp}.{body}">` with the secret's key. Records the attempt (status or cause, never
+   * the secret); throws on failure so the durable delivery retries it.
    */
-  async deliver(id: string, tenant: string, seq: number): Promise<'delivered' | 'no-webhook'> {
+  async deliver(id: string, tenant: string, message: DeliveryMessage): Promise<'delivered' | 'no-webhook'> {
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     let webhook: { url: string; encSecret: string };
     try {
@@ -321,53 +377,95 @@ export class BreachService {
       if (isNotFound(error)) return 'no-webhook';
       throw error;
     }
-    const notice = await this.#tenantData.getEntity<NoticeRow>(partitionKey, `notice~${id}~${padSeq(seq)}`);
+    const built = await this.#message(id, tenant, message);
+    if (!built) throw new Error('the notification to deliver does not exist');
     const secret = await this.#crypto.decryptJson<string>({ tenant, record: 'breach-webhook', field: 'secret' }, webhook.encSecret);
-    const body = notice.content;
     const timestamp = Math.floor(this.#clock().getTime() / 1000).toString();
-    const signature = createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
-    const attempt = randomBytes(4).toString('hex');
+    const body = JSON.stringify({ type: built.type, timestamp: new Date(Number(timestamp) * 1000).toISOString(), data: built.data });
+    const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');
+    const signature = createHmac('sha256', key).update(`${built.webhookId}.${timestamp}.${body}`).digest('base64');
     let status: number | undefined;
+    let failure: string | undefined;
     try {
-      const response = await this.#fetch(webhook.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-labvault-timestamp': timestamp, 'x-labvault-signature': `sha256=${signature}`, 'x-labvault-breach': id },
-        body,
-        signal: AbortSignal.timeout(10_000),
-      });
-      status = response.status;
-    } catch {
-      status = undefined;
+      // Through the guard: the URL is checked again now, the address it resolves to included.
+      status = (
+        await guardedPost(
+          webhook.url,
+          { headers: { 'content-type': 'application/json', 'webhook-id': built.webhookId, 'webhook-timestamp': timestamp, 'webhook-signature': `v1,${signature}` }, body },
+          this.#outbound,
+        )
+      ).status;
+      if (status < 200 || status >= 300) failure = `http-${status}`;
+    } catch (error) {
+      failure = error instanceof OutboundError ? error.reason : 'connection';
     }
-    const ok = status !== undefined && status >= 200 && status < 300;
+    const ok = failure === undefined;
+    const at = this.#clock().toISOString();
     await this.#platform.createEntity({
       partitionKey: PARTITION(id),
-      rowKey: `delivery~${tenant}~${padSeq(seq)}~${this.#clock().toISOString()}~${attempt}`,
+      rowKey: `delivery~${tenant}~${at}~${randomBytes(4).toString('hex')}`,
       tenant,
-      seq,
-      at: this.#clock().toISOString(),
+      webhookId: built.webhookId,
+      kind: message.kind,
+      seq: message.seq,
+      at,
       ok,
-      ...(status !== undefined ? { httpStatus: status } : { error: 'unreachable' }),
+      ...(status !== undefined ? { httpStatus: status } : {}),
+      ...(failure ? { error: failure } : {}),
     });
-    if (!ok) throw new Error(`webhook answered ${status ?? 'nothing'}`);
-    await this.timeline(id, 'webhook-delivered', `notification ${seq}`, tenant);
+    this.#logger.log(ok ? 'info' : 'warn', 'breach.delivery', { breachId: id, kind: message.kind, seq: message.seq, outcome: ok ? 'delivered' : 'failed', ...(failure ? { cause: failure } : {}) });
+    if (!ok) throw new Error(`webhook delivery failed: ${failure}`);
+    await this.timeline(id, 'webhook-delivered', `${message.kind} ${message.seq}`, tenant);
     return 'delivered';
   }
 
-  async acknowledge(tenant: string, id: string, by: string, meta: RequestMeta): Promise<void> {
+  /** Every retry of a delivery failed: recorded in the breach's timeline, and the security officers are told. */
+  async deliveryFailed(id: string, tenant: string, message: DeliveryMessage): Promise<void> {
+    await this.timeline(id, 'webhook-failed', `${message.kind} ${message.seq}: every attempt failed`, tenant);
+    await this.#alerts.raise({ kind: 'breach-delivery-failed', realm: tenant, count: 1, summary: `breach ${id}: the ${message.kind} ${message.seq} could not be delivered to ${tenant}'s webhook` });
+  }
+
+  /** The latest notification of the breach for each given tenant (what a re-send sends again). */
+  async latestNotifications(id: string, tenants?: readonly string[]): Promise<{ tenant: string; seq: number }[]> {
+    const row = await this.#row(id);
+    const scope = row.scope ? (JSON.parse(row.scope) as TenantScope[]).map((s) => s.tenant) : [];
+    const chosen = tenants ?? scope;
+    const unknown = chosen.filter((t) => !scope.includes(t));
+    if (unknown.length > 0) throw unprocessable('Not a tenant of this breach.', unknown.map((t) => ({ path: '/tenants', message: `${t} was not notified of this breach` })));
+    const out: { tenant: string; seq: number }[] = [];
+    for (const tenant of chosen) {
+      const seqs = (await this.notices(tenant)).filter((n) => n.breachId === id).map((n) => Number(n.sequence));
+      if (seqs.length > 0) out.push({ tenant, seq: Math.max(...seqs) });
+    }
+    return out;
+  }
+
+  /**
+   * The tenant acknowledges a notification (by the id GET /api/breach-notifications gives it), and
+   * with it every earlier notification of the same breach. Returns the breach's id.
+   */
+  async acknowledge(tenant: string, notificationId: string, by: string, meta: RequestMeta): Promise<string> {
+    const match = /^([0-9a-f]{24})-(\d{1,4})$/.exec(notificationId);
+    if (!match) throw notFound('No such breach notification.');
+    const [, id = '', seqText = ''] = match;
+    const seq = Number(seqText);
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     const filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${`notice~${id}~`} and RowKey lt ${`notice~${id}~~`}`;
     const notices: (NoticeRow & { etag: string })[] = [];
     for await (const n of this.#tenantData.listEntities<NoticeRow>({ queryOptions: { filter } })) notices.push(n as NoticeRow & { etag: string });
-    if (notices.length === 0) throw notFound('No such breach notification.');
+    if (!notices.some((n) => n.seq === seq)) throw notFound('No such breach notification.');
     const now = this.#clock().toISOString();
-    await this.#audit.commit(
-      tenant,
-      partitionKey,
-      () => notices.filter((n) => !n.acknowledgedAt).map((n) => ['update', { partitionKey, rowKey: n.rowKey, acknowledgedAt: now, acknowledgedBy: by }, 'Merge']),
-      [{ event: 'breach.acknowledge', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Breach', id }, purpose: 'breach-notification', correlationId: meta.correlationId }],
-    );
-    await this.timeline(id, 'acknowledged', `by ${by}`, tenant);
+    const open = notices.filter((n) => !n.acknowledgedAt && n.seq <= seq);
+    if (open.length > 0) {
+      await this.#audit.commit(
+        tenant,
+        partitionKey,
+        () => open.map((n) => ['update', { partitionKey, rowKey: n.rowKey, acknowledgedAt: now, acknowledgedBy: by }, 'Merge']),
+        [{ event: 'breach.acknowledge', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'BreachNotification', id: notificationId }, purpose: 'breach-notification', correlationId: meta.correlationId }],
+      );
+      await this.timeline(id, 'acknowledged', `notification ${seq} by ${by}`, tenant);
+    }
+    return id;
   }
 
   async notices(tenant: string): Promise<Record<string, unknown>[]> {
@@ -376,6 +474,7 @@ export class BreachService {
     for await (const n of this.#tenantData.listEntities<NoticeRow>({ queryOptions: { filter } })) {
       const reminded = n as NoticeRow & { reminders?: number; lastReminderAt?: string };
       result.push({
+        id: notificationIdOf(n.breachId, n.seq),
         breachId: n.breachId,
         sequence: n.seq,
         sentAt: n.sentAt,
@@ -389,25 +488,48 @@ export class BreachService {
   }
 
   /**
-   * A reminder goes to the tenant (its notices show it, and it is audited in its log); an escalation
-   * goes to the vendor's security officers as an alert.
+   * A reminder goes to the tenant (its notices show it, and it is audited in its log; the caller
+   * delivers it to the webhook); an escalation goes to the vendor's security officers as an alert.
+   * Returns the sequence number of the notification a reminder is about (undefined: none to remind of).
    */
-  async remind(id: string, tenant: string, kind: 'reminder' | 'escalation', hours: number): Promise<void> {
+  async remind(id: string, tenant: string, kind: 'reminder' | 'escalation', hours: number): Promise<number | undefined> {
+    let remindedOf: number | undefined;
     if (kind === 'escalation') {
-      await this.#alerts.raise({ kind: 'breach-escalation', realm: tenant, count: 1, summary: `breach ${id}: ${tenant} has not acknowledged after ${hours} h` });
+      // Skipped when an earlier run of this step got as far as its timeline entry (at least once, never lost).
+      if (!(await this.#inTimeline(id, `escalation~${tenant}~${hours}`))) await this.#alerts.raise({ kind: 'breach-escalation', realm: tenant, count: 1, summary: `breach ${id}: ${tenant} has not acknowledged after ${hours} h` });
     } else {
       const partitionKey = tenantPartition(tenant, NOTICE_AREA);
       const filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${`notice~${id}~`} and RowKey lt ${`notice~${id}~~`}`;
-      let latest: (NoticeRow & { reminders?: number }) | undefined;
-      for await (const n of this.#tenantData.listEntities<NoticeRow & { reminders?: number }>({ queryOptions: { filter } })) latest = n;
+      let latest: (NoticeRow & { reminders?: number; reminderHours?: string }) | undefined;
+      for await (const n of this.#tenantData.listEntities<NoticeRow & { reminders?: number; reminderHours?: string }>({ queryOptions: { filter } })) latest = n;
       if (latest && !latest.acknowledgedAt) {
         const row = latest;
-        await this.#audit.commit(tenant, partitionKey, () => [['update', { partitionKey, rowKey: row.rowKey, reminders: (row.reminders ?? 0) + 1, lastReminderAt: this.#clock().toISOString() }, 'Merge']], [
+        remindedOf = row.seq;
+        // Counted once per milestone, however often the step runs (the row's ETag guards a race).
+        const done = (row.reminderHours ?? '').split(',').filter(Boolean);
+        if (done.includes(String(hours))) return await this.#remindedOnce(id, tenant, kind, hours, remindedOf);
+        const etag = (row as { etag?: string }).etag;
+        await this.#audit.commit(tenant, partitionKey, () => [['update', { partitionKey, rowKey: row.rowKey, reminders: (row.reminders ?? 0) + 1, reminderHours: [...done, String(hours)].join(','), lastReminderAt: this.#clock().toISOString() }, 'Merge', etag ? { etag } : undefined] satisfies TransactionAction], [
           { event: 'breach.reminder', action: 'E', outcome: 'success', actor: { type: 'system', id: 'breach-clock' }, entity: { type: 'Breach', id }, purpose: 'breach-notification', correlationId: `breach-${id}`, details: { hours } },
         ]);
       }
     }
-    await this.timeline(id, kind, `${kind} after ${hours} h without acknowledgement`, tenant);
+    return this.#remindedOnce(id, tenant, kind, hours, remindedOf);
+  }
+
+  async #inTimeline(id: string, once: string): Promise<boolean> {
+    try {
+      await this.#platform.getEntity(PARTITION(id), `timeline~once~${once}`);
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+
+  async #remindedOnce(id: string, tenant: string, kind: 'reminder' | 'escalation', hours: number, remindedOf: number | undefined): Promise<number | undefined> {
+    await this.timeline(id, kind, `${kind} after ${hours} h without acknowledgement`, tenant, `${kind}~${tenant}~${hours}`);
+    return remindedOf;
   }
 
   async remindAnalysis(id: string): Promise<void> {
@@ -430,9 +552,19 @@ export class BreachService {
     await this.timeline(id, analysis.closed ? 'closed' : 'analysis-recorded', analysis.closed ? 'closed with the internal analysis' : 'analysis recorded');
   }
 
-  async timeline(id: string, event: string, detail: string, tenant?: string): Promise<void> {
+  /**
+   * Adds an entry to the breach's timeline. With `once`, the entry is written at most once under
+   * that key, so a step the durable runtime repeats after a crash does not record its event twice.
+   */
+  async timeline(id: string, event: string, detail: string, tenant?: string, once?: string): Promise<void> {
     const at = this.#clock().toISOString();
-    await this.#platform.createEntity({ partitionKey: PARTITION(id), rowKey: `timeline~${at}~${randomBytes(3).toString('hex')}`, at, event, detail, ...(tenant ? { tenant } : {}) });
+    const rowKey = once ? `timeline~once~${once}` : `timeline~${at}~${randomBytes(3).toString('hex')}`;
+    try {
+      await this.#platform.createEntity({ partitionKey: PARTITION(id), rowKey, at, event, detail, ...(tenant ? { tenant } : {}) });
+    } catch (error) {
+      if (once && isConflict(error)) return; // recorded by an earlier run of the same step
+      throw error;
+    }
     this.#logger.log('info', 'breach.timeline', { breachId: id, event });
   }
 
@@ -443,7 +575,18 @@ export class BreachService {
     for await (const r of this.#platform.listEntities<Record<string, unknown>>({ queryOptions: { filter: odata`PartitionKey eq ${row.partitionKey}` } })) {
       const key = r.rowKey as string;
       if (key.startsWith('timeline~')) timeline.push({ at: r.at, event: r.event, detail: r.detail, ...(r.tenant ? { tenant: r.tenant } : {}) });
-      if (key.startsWith('delivery~')) deliveries.push({ tenant: r.tenant, sequence: r.seq, at: r.at, ok: r.ok, ...(r.httpStatus ? { httpStatus: r.httpStatus } : { error: r.error }) });
+      if (key.startsWith('delivery~')) {
+        deliveries.push({
+          tenant: r.tenant,
+          kind: r.kind ?? 'notification',
+          sequence: r.seq,
+          ...(r.webhookId ? { webhookId: r.webhookId } : {}),
+          at: r.at,
+          ok: r.ok,
+          ...(r.httpStatus !== undefined ? { httpStatus: r.httpStatus } : {}),
+          ...(r.error ? { error: r.error } : {}),
+        });
+      }
     }
     const scope = row.scope ? (JSON.parse(row.scope) as TenantScope[]) : [];
     const tenants = [];

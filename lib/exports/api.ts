@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
 import { problemSchema } from '../http/schemas.js';
+import { RATE_LIMITS } from '../identity/rate-limits.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 
@@ -30,12 +31,14 @@ export const startExport = defineOperation({
   summary: "Export all of the tenant's data (one at a time per tenant)",
   access: { permission: 'exports:start' },
   body: exportRequestSchema,
+  rateLimit: RATE_LIMITS.exportStart,
   responses: {
     202: { description: 'Started; poll Location', schema: z.object({ id: z.string(), status: z.string(), statusQueryGetUri: z.string() }) },
     400: p('Malformed request'),
     401: p('Missing or invalid credentials'),
     403: p('Not permitted'),
     409: p('An export is running'),
+    429: p('Too many exports started; see Retry-After'),
   },
 });
 

@@ -82,6 +82,20 @@ const PART_BLOCK_BYTES = 256 * 1024;
 const ARCHIVE_BLOCK_BYTES = 1024 * 1024;
 /** A shard part's working list of the ready images to pack into the archive (not itself archived). */
 const PACKING_LIST = 'packing-list';
+/** A shard part's working list of shared FHIR resources (patients, practitioners…), one per bucket. */
+const SHARED_LIST = 'shared-list';
+/** Buckets of shared resources: the dedup step holds one bucket's identities in memory at a time. */
+export const SHARED_BUCKETS = 4;
+const WORKING_LISTS = new Set([PACKING_LIST, SHARED_LIST]);
+
+/** The working lists one dedup step reads: a bucket's list from every shard. */
+export const sharedListsOf = (files: readonly PartFile[], bucket: number): PartFile[] =>
+  files.filter((f) => f.type === SHARED_LIST && f.path.startsWith(`${SHARED_LIST}-${bucket}-`));
+
+/** What the archive step needs: every file but the shared lists, which the dedup steps consumed. */
+export const archiveInputsOf = (files: readonly PartFile[]): PartFile[] => files.filter((f) => f.type !== SHARED_LIST);
+const sharedBucket = (resource: Record<string, unknown>): number =>
+  (createHash('sha256').update(`${String(resource.resourceType)}/${String(resource.id)}`).digest()[0] ?? 0) % SHARED_BUCKETS;
 type PackedImage = { orderId: string; specimenId: string; imageId: string; contentType: string };
 const ROW = (id: string) => `export~${id}`;
 const LOCK = 'lock';
@@ -157,6 +171,7 @@ export class ExportService {
   async markRunning(tenant: string, id: string): Promise<void> {
     const row = await this.#row(tenant, id);
     if (row.status === 'pending') await this.#d.table.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'running' }, 'Merge', { etag: (row as ExportRow & { etag: string }).etag });
+    this.#d.logger.log('info', 'export.started', { tenant, exportId: id, format: row.format });
   }
 
   /** Writes the NDJSON files of one part to blobs (overwriting: safe to repeat). */
@@ -179,7 +194,14 @@ export class ExportService {
         const order = await this.#d.orders.exportRow(tenant, row);
         if (order) {
           if (format === 'fhir') {
-            for (const resource of orderResources(order)) await writer(String(resource.resourceType), `${resource.resourceType}-${shard}.ndjson`).write(resource, order.createdAt);
+            const { own, shared } = orderResources(order);
+            for (const resource of own) await writer(String(resource.resourceType), `${resource.resourceType}-${shard}.ndjson`).write(resource, order.createdAt);
+            // Patients, practitioners and practices recur across orders and shards: bucketed by
+            // identity for the dedup step, which writes each one once.
+            for (const resource of shared) {
+              const bucket = sharedBucket(resource);
+              await writer(SHARED_LIST, `${SHARED_LIST}-${bucket}-${shard}.ndjson`).write({ bucket, at: order.updatedAt, resource });
+            }
           } else {
             const { patientRef: _ref, ...plain } = order;
             await writer('order', `orders/orders-${shard}.ndjson`).write(plain, order.createdAt);
@@ -215,6 +237,38 @@ export class ExportService {
     }
     const files: PartFile[] = [];
     for (const w of writers.values()) files.push(await w.close());
+    this.#d.logger.log('info', 'export.progress', { tenant, exportId: id, part, records: files.reduce((n, f) => n + f.count, 0) });
+    return files;
+  }
+
+  /**
+   * One bucket of the shared FHIR resources: every shard's list of it read line by line, each
+   * identity kept once (the version of its latest order), written as the archive's files.
+   */
+  async writeShared(tenant: string, id: string, bucket: number, parts: PartFile[]): Promise<PartFile[]> {
+    const latest = new Map<string, { at: string; resource: Record<string, unknown> }>();
+    for (const list of sharedListsOf(parts, bucket)) {
+      for await (const line of this.#lines(list.blob)) {
+        const { at, resource } = JSON.parse(line) as { at: string; resource: Record<string, unknown> };
+        const key = `${String(resource.resourceType)}/${String(resource.id)}`;
+        const known = latest.get(key);
+        if (!known || at > known.at) latest.set(key, { at, resource });
+      }
+    }
+    const writers = new Map<string, PartWriter>();
+    for (const { at, resource } of latest.values()) {
+      const type = String(resource.resourceType);
+      const path = `${type}-b${bucket}.ndjson`;
+      let w = writers.get(path);
+      if (!w) {
+        w = new PartWriter(this.#d.storage, `${tenant}/${id}/parts/shared-${bucket}/${path}`, path, type);
+        writers.set(path, w);
+      }
+      await w.write(resource, at);
+    }
+    const files: PartFile[] = [];
+    for (const w of writers.values()) files.push(await w.close());
+    this.#d.logger.log('info', 'export.progress', { tenant, exportId: id, part: `shared-${bucket}`, records: latest.size });
     return files;
   }
 
@@ -232,14 +286,18 @@ export class ExportService {
    * Streams parts, image files and the manifest into one ZIP in the `exports` container; memory
    * holds one chunk per stream and the manifest, whatever the tenant's size.
    */
-  async assemble(tenant: string, id: string, format: ExportFormat, parts: PartFile[]): Promise<{ bytes: number; sha256: string; files: number }> {
+  async assemble(tenant: string, id: string, format: ExportFormat, parts: PartFile[], options: { assembledAt?: Date } = {}): Promise<{ bytes: number; sha256: string; files: number }> {
+    // The same inputs give the same bytes (entry times and the manifest's date are the orchestration's,
+    // never the clock's), so an attempt repeated after a lost answer writes the archive it reports.
+    const assembledAt = options.assembledAt ?? this.#clock();
+    const entry = { mtime: assembledAt };
     const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
     const zip = new yazl.ZipFile();
     const manifestFiles: { path: string; bytes: number; sha256: string }[] = [];
     for (const part of parts) {
-      if (part.type === PACKING_LIST) continue; // working lists, not part of the archive
+      if (WORKING_LISTS.has(part.type)) continue; // working lists, not part of the archive
       manifestFiles.push({ path: part.path, bytes: part.bytes, sha256: part.sha256 });
-      zip.addReadStreamLazy(part.path, { compress: true }, (callback) => {
+      zip.addReadStreamLazy(part.path, { ...entry, compress: true }, (callback) => {
         container
           .getBlobClient(part.blob)
           .download()
@@ -250,7 +308,7 @@ export class ExportService {
     for (const [name, schema] of Object.entries(schemas)) {
       const text = Buffer.from(JSON.stringify(schema, null, 2));
       manifestFiles.push({ path: `schemas/${name}.schema.json`, bytes: text.length, sha256: sha256(text) });
-      zip.addBuffer(text, `schemas/${name}.schema.json`);
+      zip.addBuffer(text, `schemas/${name}.schema.json`, entry);
     }
     let imageFiles = 0;
     for (const list of parts.filter((p) => p.type === PACKING_LIST)) {
@@ -258,7 +316,7 @@ export class ExportService {
         const path = imageArchivePath(image);
         imageFiles++;
         // Images are compressed already: stored as they are.
-        zip.addReadStreamLazy(path, { compress: false }, (callback) => {
+        zip.addReadStreamLazy(path, { ...entry, compress: false }, (callback) => {
           this.#d.images.openDecrypted(tenant, image, 'image').then((stream) => {
             const hash = createHash('sha256');
             let bytes = 0;
@@ -278,14 +336,15 @@ export class ExportService {
     let from: string | undefined;
     let to: string | undefined;
     for (const part of parts) {
-      if (part.type === PACKING_LIST) continue;
+      if (WORKING_LISTS.has(part.type)) continue;
       counts[part.type] = (counts[part.type] ?? 0) + part.count;
       if (part.from && (!from || part.from < from)) from = part.from;
       if (part.to && (!to || part.to > to)) to = part.to;
     }
-    counts[format === 'fhir' ? 'Binary' : 'image-file'] = imageFiles;
+    // The image files themselves (a FHIR export describes them with Media resources, counted apart).
+    counts['image-file'] = imageFiles;
     // Written last, when every file's checksum is known.
-    zip.addReadStreamLazy('manifest.json', { compress: true }, (callback) => {
+    zip.addReadStreamLazy('manifest.json', { ...entry, compress: true }, (callback) => {
       const manifest = {
         schemaVersion: EXPORT_SCHEMA_VERSION,
         generator: GENERATOR,
@@ -293,7 +352,7 @@ export class ExportService {
         exportId: id,
         format,
         ...(format === 'fhir' ? { fhirVersion: '4.0.1', outputFormat: 'application/fhir+ndjson' } : {}),
-        createdAt: this.#clock().toISOString(),
+        createdAt: assembledAt.toISOString(),
         timeRange: { from: from ?? null, to: to ?? null },
         counts,
         files: [...manifestFiles].sort((a, b) => a.path.localeCompare(b.path)),
@@ -311,16 +370,20 @@ export class ExportService {
     zip.outputStream.on('error', (e: Error) => out.destroy(e));
     zip.outputStream.pipe(out);
     await container.getBlockBlobClient(archiveBlob(tenant, id)).uploadStream(out, ARCHIVE_BLOCK_BYTES, 2, { blobHTTPHeaders: { blobContentType: 'application/zip' } });
-    // Only the archive stays: the parts were its working copies.
-    for (const part of parts) await container.getBlobClient(part.blob).deleteIfExists({ deleteSnapshots: 'include' });
+    // The parts stay until the archive is recorded (discardParts): a repeated attempt needs them.
     return { bytes, sha256: hash.digest('hex'), files: manifestFiles.length + 1 };
   }
 
   /** The images a shard part listed for packing, read line by line from its working blob. */
   async *#packedImages(blob: string): AsyncGenerator<PackedImage> {
+    for await (const line of this.#lines(blob)) yield JSON.parse(line) as PackedImage;
+  }
+
+  /** A working blob's lines, streamed. */
+  async *#lines(blob: string): AsyncGenerator<string> {
     const download = await this.#d.storage.blobService.getContainerClient(CONTAINERS.exports).getBlobClient(blob).download();
     const lines = createInterface({ input: download.readableStreamBody as NodeJS.ReadableStream, crlfDelay: Infinity });
-    for await (const line of lines) if (line) yield JSON.parse(line) as PackedImage;
+    for await (const line of lines) if (line) yield line;
   }
 
   async complete(tenant: string, id: string, archive: { bytes: number; sha256: string }, meta: RequestMeta): Promise<ExportRecord> {
@@ -337,12 +400,14 @@ export class ExportService {
     };
     delete (next as Partial<ExportRow & { etag: string }>).etag;
     await this.#finish(tenant, row, next, this.#event('export.complete', 'E', id, meta, { bytes: archive.bytes, sha256: archive.sha256 }));
+    this.#d.logger.log('info', 'export.completed', { tenant, exportId: id, bytes: archive.bytes });
     return toRecord(next);
   }
 
   async fail(tenant: string, id: string, reason: string, meta: RequestMeta): Promise<void> {
     const row = await this.#row(tenant, id);
     if (row.status === 'completed' || row.status === 'failed') return;
+    this.#d.logger.log('error', 'export.failed', { tenant, exportId: id, cause: reason.slice(0, 200) });
     const next: ExportRow = { ...row, status: 'failed', completedAt: this.#clock().toISOString(), failure: reason.slice(0, 500) };
     delete (next as Partial<ExportRow & { etag: string }>).etag;
     await this.#finish(tenant, row, next, { ...this.#event('export.fail', 'E', id, meta), outcome: 'failure' });
@@ -381,6 +446,17 @@ export class ExportService {
   }
 
   /** Deletes the archive once its retrieval period ends (the orchestration's timer calls this). */
+  /** Deletes the working copies of the parts once the archive is recorded; only the archive stays. */
+  async discardParts(tenant: string, id: string): Promise<number> {
+    const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
+    let deleted = 0;
+    for await (const blob of container.listBlobsFlat({ prefix: `${tenant}/${id}/parts/` })) {
+      await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
+      deleted++;
+    }
+    return deleted;
+  }
+
   async deleteArchive(tenant: string, id: string, meta: RequestMeta): Promise<void> {
     const row = await this.#row(tenant, id);
     const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);

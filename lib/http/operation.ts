@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { OperatorPermission, Permission, TokenScope } from '../identity/permissions.js';
+import type { RateLimit } from '../identity/rate-limits.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -7,6 +8,8 @@ export interface ResponseSpec {
   description: string;
   schema?: z.ZodType;
   contentType?: string;
+  /** Response headers the answer carries (ETag, Location, Retry-After, …), with whether they always do. */
+  headers?: Record<string, { description: string; required?: boolean }>;
 }
 
 /**
@@ -38,6 +41,8 @@ export interface Operation<
   params?: P;
   query?: Q;
   body?: B;
+  /** A per-principal budget for an expensive route: over it, 429 with Retry-After. */
+  rateLimit?: RateLimit;
   /** Request headers the operation reads (documented only). */
   headers?: Record<string, { description: string; required?: boolean }>;
   responses: Record<number, ResponseSpec>;

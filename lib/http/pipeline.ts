@@ -5,8 +5,10 @@ import type { z } from 'zod';
 import { DecryptionError } from '../crypto/field-cipher.js';
 import type { AuditActor } from '../audit/types.js';
 import { OPERATOR_REALM, type Principal } from '../identity/permissions.js';
+import type { RateLimit, RateVerdict } from '../identity/rate-limits.js';
 import { errorFields, type Logger } from '../observability/logger.js';
 import { StorageLimitError, statusOf } from '../storage/errors.js';
+import { ifNoneMatchHits, representationEtag } from './etags.js';
 import type { Operation } from './operation.js';
 import {
   badRequest,
@@ -17,6 +19,7 @@ import {
   ProblemError,
   problemBody,
   serviceUnavailable,
+  tooManyRequests,
   unauthorized,
   unsupportedMediaType,
 } from './problem.js';
@@ -42,6 +45,8 @@ export interface PipelineServices {
   logger: Logger;
   /** Reverse proxies whose X-Forwarded-For entries are trusted (LABVAULT_TRUSTED_PROXIES). */
   trustedProxies: readonly string[];
+  /** Per-principal budgets of expensive routes (operations that declare a rateLimit). */
+  rateLimiter: { take(principal: string, rule: RateLimit): Promise<RateVerdict> };
   /** Records a call made under an operator's access grant in the tenant's audit log (before it runs). */
   recordStaffAccess(principal: Principal, operationId: string, correlationId: string, actor: AuditActor): Promise<void>;
 }
@@ -161,15 +166,41 @@ function toProblem(error: unknown, logger: Logger, operationId: string, correlat
   return new ProblemError(500, 'Internal Server Error', 'The request failed; quote the correlation id when reporting it.');
 }
 
-function respond(result: ApiResult, correlationId: string): HttpResponseInit {
+/**
+ * The HTTP answer of a handler's result. A successful GET (and HEAD) carries a strong ETag — the
+ * handler's own, or the hash of the representation — and answers 304 when If-None-Match names it
+ * (RFC 9110 §13.1.2). HEAD answers what GET would, without the body.
+ */
+function respond(result: ApiResult, correlationId: string, request: { method: string; ifNoneMatch: string | null }): HttpResponseInit {
   const headers: Record<string, string> = { ...SECURITY_HEADERS, 'x-correlation-id': correlationId, ...(result.headers ?? {}) };
-  if (result.body === undefined) return { status: result.status, headers };
-  if (Buffer.isBuffer(result.body) || result.body instanceof Uint8Array) return { status: result.status, headers, body: result.body };
+  const isRead = request.method === 'GET' || request.method === 'HEAD';
+  let body: HttpResponseInit['body'];
+  if (result.body === undefined) body = undefined;
+  else if (Buffer.isBuffer(result.body) || result.body instanceof Uint8Array) body = result.body;
   // Large bodies (an export archive) stream through; the handler sets their headers.
-  if (result.body instanceof ReadableStream) return { status: result.status, headers, body: result.body };
-  headers['Content-Type'] ??= 'application/json; charset=utf-8';
-  return { status: result.status, headers, body: JSON.stringify(result.body) };
+  else if (result.body instanceof ReadableStream) body = result.body;
+  else {
+    headers['Content-Type'] ??= 'application/json; charset=utf-8';
+    body = JSON.stringify(result.body);
+  }
+  if (isRead && result.status === 200 && (typeof body === 'string' || body instanceof Uint8Array)) {
+    headers.ETag ??= representationEtag(body);
+    if (request.ifNoneMatch !== null && ifNoneMatchHits(request.ifNoneMatch, headers.ETag)) {
+      delete headers['Content-Type'];
+      delete headers['Content-Length'];
+      return { status: 304, headers };
+    }
+  }
+  if (request.method === 'HEAD') {
+    if (typeof body === 'string' || body instanceof Uint8Array) headers['Content-Length'] ??= String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    if (body instanceof ReadableStream) void body.cancel();
+    return { status: result.status, headers };
+  }
+  return body === undefined ? { status: result.status, headers } : { status: result.status, headers, body };
 }
+
+/** The challenges of a 401 (RFC 9110 §11.6.1): people send a bearer token, integrations an API key. */
+export const AUTH_CHALLENGES = 'Bearer realm="labvault", ApiKey realm="labvault"';
 
 export function problemResponse(problem: ProblemError, correlationId: string): HttpResponseInit {
   const headers: Record<string, string> = {
@@ -178,6 +209,7 @@ export function problemResponse(problem: ProblemError, correlationId: string): H
     'Content-Type': 'application/problem+json; charset=utf-8',
   };
   if (problem.extras.retryAfterSeconds !== undefined) headers['Retry-After'] = String(problem.extras.retryAfterSeconds);
+  if (problem.status === 401) headers['WWW-Authenticate'] = AUTH_CHALLENGES;
   return {
     status: problem.status,
     headers,
@@ -238,6 +270,10 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
         principalId = principal.id;
         actor = { type: principal.kind, id: principal.id, ...(clientAddress ? { address: clientAddress } : {}) };
         authorize(operation, principal);
+        if (operation.rateLimit) {
+          const verdict = await svc.rateLimiter.take(`${principal.realm}:${principal.id}`, operation.rateLimit);
+          if (!verdict.allowed) throw tooManyRequests('Too many calls of this kind; wait before trying again.', verdict.retryAfterSeconds);
+        }
         if (principal.grant) await svc.recordStaffAccess(principal, operation.id, correlationId, actor);
       }
       // A path parameter that cannot be valid names nothing that exists.
@@ -263,7 +299,7 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
         invocation,
         request,
       });
-      response = respond(result, correlationId);
+      response = respond(result, correlationId, { method: request.method.toUpperCase(), ifNoneMatch: request.headers.get('if-none-match') });
     } catch (error) {
       const fallbackLogger: Logger = logger ?? { log: () => undefined };
       response = problemResponse(toProblem(error, fallbackLogger, operation.id, correlationId), correlationId);

@@ -26,7 +26,7 @@ export const openApiDocument = defineOperation({
   tag: 'platform',
   summary: 'This OpenAPI 3.1 document',
   access: 'public',
-  responses: { 200: { description: 'The document' } },
+  responses: { 200: { description: 'The document', schema: z.looseObject({ openapi: z.string(), info: z.looseObject({ title: z.string(), version: z.string() }), paths: z.record(z.string(), z.unknown()) }) } },
 });
 
 export const orchestrationSchema = z

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
 import { code, line, problemSchema, tenantId } from '../http/schemas.js';
 import { GRANTABLE_PERMISSIONS, OPERATOR_REALM, operatorRoleSchema, permissionSchema } from './permissions.js';
+import { RATE_LIMITS } from './rate-limits.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
@@ -307,7 +308,8 @@ export const resetUserPassword = defineOperation({
   summary: 'A new one-time password (valid 72 h), unlock, and every session of the account ends',
   access: { permission: 'users:manage' },
   params: userParams,
-  responses: { 200: { description: 'One-time password', schema: userCreatedSchema }, ...common, 404: p('Unknown user') },
+  rateLimit: RATE_LIMITS.passwordReset,
+  responses: { 200: { description: 'One-time password', schema: userCreatedSchema }, ...common, 404: p('Unknown user'), 429: p('Too many resets; see Retry-After') },
 });
 
 export const unlockUser = defineOperation({

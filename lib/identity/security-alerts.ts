@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import type { Logger } from '../observability/logger.js';
 
-export type AlertKind = 'password-spraying' | 'credential-stuffing' | 'account-locked' | 'breach-escalation' | 'breach-analysis-due';
+export type AlertKind = 'password-spraying' | 'credential-stuffing' | 'account-locked' | 'breach-escalation' | 'breach-analysis-due' | 'breach-delivery-failed';
 
 export interface SecurityAlert {
   id: string;

@@ -1,7 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { odata, type TableClient } from '@azure/data-tables';
+import type { BlobClient } from '@azure/storage-blob';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import { createDecryptStream, createEncryptStream } from '../crypto/chunked.js';
@@ -11,12 +12,12 @@ import { notFound } from '../http/problem.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
-import { deleteBlobCompletely } from '../storage/blobs.js';
+import { purgeBlob } from '../storage/blobs.js';
 import { isNotFound } from '../storage/errors.js';
 import { SHARDS } from '../storage/keys.js';
 import { blobSasUrl } from '../storage/sas.js';
 import { TransactionFailedError } from '../storage/transaction.js';
-import { inspectAndClean, type RejectionReason } from './processing.js';
+import { IMAGE_LIMITS, inspectAndClean, type RejectionReason } from './processing.js';
 
 export const UPLOAD_URL_MINUTES = 15;
 export const QUARANTINE_DAYS = 7;
@@ -123,54 +124,76 @@ export class ImageService {
   }
 
   /**
-   * Processes one uploaded blob. Safe to repeat: a record leaves `pending` only after its encrypted
-   * bytes are stored, and a repeat of a finished upload only removes the upload.
+   * Processes one uploaded blob, reading it itself: its size comes from the blob's properties first,
+   * and an upload over the limit is refused without being downloaded (its size and a hash streamed
+   * through are recorded, never its bytes). At most one bounded upload is in memory per call.
+   * Whatever the holder of the upload link did to the blob (leases, snapshots, uncommitted blocks,
+   * uploads again), every trace of it is removed at the end. Safe to repeat: a record leaves
+   * `pending` only after its encrypted bytes are stored, and a repeat only removes the upload.
    */
-  async processUpload(path: { tenant: string; orderId: string; specimenId: string; imageId: string }, content: Buffer): Promise<ImageStatus | 'unknown'> {
+  async processUpload(path: { tenant: string; orderId: string; specimenId: string; imageId: string }): Promise<ImageStatus | 'unknown'> {
     const { tenant, orderId, specimenId, imageId } = path;
-    const upload = this.#d.storage.blobService.getContainerClient(CONTAINERS.uploads).getBlobClient(uploadPath(tenant, orderId, specimenId, imageId));
+    const uploads = this.#d.storage.blobService.getContainerClient(CONTAINERS.uploads);
+    const name = uploadPath(tenant, orderId, specimenId, imageId);
+    const upload = uploads.getBlobClient(name);
     const row = await this.#row(tenant, orderId, specimenId, imageId);
     if (!row) {
       // Nothing asked for this upload (no URL was issued): it is not kept.
       this.#d.logger.log('warn', 'image.upload.unknown', { tenantKnown: false });
-      await upload.deleteIfExists({ deleteSnapshots: 'include' });
+      await purgeBlob(uploads, name);
       return 'unknown';
     }
     if (row.status !== 'pending') {
-      await upload.deleteIfExists({ deleteSnapshots: 'include' });
+      await purgeBlob(uploads, name);
       return row.status;
     }
+    let properties: { contentLength?: number; etag?: string };
+    try {
+      properties = await upload.getProperties();
+    } catch (error) {
+      if (isNotFound(error)) return row.status; // nothing (committed) there yet: a later event brings it
+      throw error;
+    }
+    const size = properties.contentLength ?? 0;
     const meta: RequestMeta = { actor: { type: 'system', id: 'image-processor' }, correlationId: `blob-${imageId}` };
-    const result = await inspectAndClean(content);
     const now = this.#clock().toISOString();
     let next: ImageRow;
     let event: AuditEventInput;
-    if (result.ok) {
-      const img = result.image;
-      await Promise.all([
-        this.#storeEncrypted(tenant, imageId, 'image', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'image'), img.image, img.contentType),
-        this.#storeEncrypted(tenant, imageId, 'thumbnail', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'thumbnail'), img.thumbnail, 'image/jpeg'),
-      ]);
-      next = {
-        ...row,
-        status: 'ready',
-        updatedAt: now,
-        contentType: img.contentType,
-        detectedFormat: img.detectedFormat,
-        width: img.width,
-        height: img.height,
-        uploadBytes: img.uploadBytes,
-        uploadSha256: img.uploadSha256,
-        cleanSha256: img.cleanSha256,
-        imageBytes: img.image.length,
-        thumbnailBytes: img.thumbnail.length,
-      };
-      event = this.#event('image.process', 'U', next, meta, { width: img.width, height: img.height, format: img.detectedFormat });
+    const content = size > IMAGE_LIMITS.maxBytes ? undefined : await this.#downloadBounded(upload, properties.etag);
+    if (content === undefined) {
+      // Too large (or it grew while we read it): refused from its size; the hash is streamed, nothing kept.
+      const { bytes, sha256 } = await this.#hashStreamed(upload);
+      next = { ...row, status: 'rejected', reason: 'too-large', updatedAt: now, uploadBytes: bytes, uploadSha256: sha256 };
+      event = { ...this.#event('image.reject', 'U', next, meta, { reason: 'too-large', bytes }), outcome: 'failure' };
     } else {
-      // Quarantined for inspection, encrypted like everything else, and deleted after 7 days.
-      await this.#storeEncrypted(tenant, imageId, 'quarantine', CONTAINERS.quarantine, uploadPath(tenant, orderId, specimenId, imageId), content, 'application/octet-stream');
-      next = { ...row, status: 'rejected', reason: result.reason, updatedAt: now, uploadBytes: content.length };
-      event = { ...this.#event('image.reject', 'U', next, meta, { reason: result.reason }), outcome: 'failure' };
+      const result = await inspectAndClean(content);
+      if (result.ok) {
+        const img = result.image;
+        await Promise.all([
+          this.#storeEncrypted(tenant, imageId, 'image', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'image'), img.image, img.contentType),
+          this.#storeEncrypted(tenant, imageId, 'thumbnail', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'thumbnail'), img.thumbnail, 'image/jpeg'),
+        ]);
+        next = {
+          ...row,
+          status: 'ready',
+          updatedAt: now,
+          contentType: img.contentType,
+          detectedFormat: img.detectedFormat,
+          width: img.width,
+          height: img.height,
+          uploadBytes: img.uploadBytes,
+          uploadSha256: img.uploadSha256,
+          cleanSha256: img.cleanSha256,
+          imageBytes: img.image.length,
+          thumbnailBytes: img.thumbnail.length,
+        };
+        event = this.#event('image.process', 'U', next, meta, { width: img.width, height: img.height, format: img.detectedFormat });
+      } else {
+        // Quarantined for inspection, encrypted like everything else, and deleted after 7 days.
+        await this.#storeEncrypted(tenant, imageId, 'quarantine', CONTAINERS.quarantine, uploadPath(tenant, orderId, specimenId, imageId), content, 'application/octet-stream');
+        next = { ...row, status: 'rejected', reason: result.reason, updatedAt: now, uploadBytes: content.length, uploadSha256: createHash('sha256').update(content).digest('hex') };
+        event = { ...this.#event('image.reject', 'U', next, meta, { reason: result.reason }), outcome: 'failure' };
+      }
     }
     delete (next as Partial<ImageRow & { etag: string }>).etag;
     try {
@@ -179,8 +202,36 @@ export class ImageService {
       // Another run finished first; its record stands.
       if (!(error instanceof TransactionFailedError && error.failedIndex === 0)) throw error;
     }
-    await upload.deleteIfExists({ deleteSnapshots: 'include' });
+    await purgeBlob(uploads, name);
     return next.status;
+  }
+
+  /** The upload's bytes, or undefined when it holds more than the limit (read no further than that). */
+  async #downloadBounded(upload: BlobClient, etag: string | undefined): Promise<Buffer | undefined> {
+    const download = await upload.download(0, undefined, etag ? { conditions: { ifMatch: etag } } : {});
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    for await (const chunk of download.readableStreamBody as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      if (bytes > IMAGE_LIMITS.maxBytes) {
+        (download.readableStreamBody as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+        return undefined;
+      }
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** Size and SHA-256 of a blob read as a stream: memory holds one chunk, whatever its size. */
+  async #hashStreamed(upload: BlobClient): Promise<{ bytes: number; sha256: string }> {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const download = await upload.download();
+    for await (const chunk of download.readableStreamBody as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+    return { bytes, sha256: hash.digest('hex') };
   }
 
   async list(tenant: string, orderId: string, specimenId: string, meta: RequestMeta): Promise<ImageRecord[]> {
@@ -234,7 +285,7 @@ export class ImageService {
       [CONTAINERS.uploads, uploadPath(tenant, row.orderId, row.specimenId, row.imageId)],
     ];
     for (const [container, name] of targets) {
-      const r = await deleteBlobCompletely(this.#d.storage.blobService.getContainerClient(container), name);
+      const r = await purgeBlob(this.#d.storage.blobService.getContainerClient(container), name);
       counts.blobs += r.blobs;
       counts.bytes += r.bytes;
     }
@@ -267,7 +318,7 @@ export class ImageService {
     for await (const blob of container.listBlobsFlat()) {
       const created = blob.properties.createdOn ?? blob.properties.lastModified;
       if (created.getTime() < cutoff) {
-        await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
+        await purgeBlob(container, blob.name);
         deleted++;
       }
     }

@@ -17,6 +17,8 @@ export interface AzuriteInstance {
 export interface AzuriteOptions {
   /** Folder for persistent data; in memory when omitted (tests). */
   location?: string;
+  /** Ports to try first (the ones this data folder used before, so links issued then still work). */
+  preferredPorts?: { blob: number; queue: number; table: number };
   /** Node binary to run Azurite with (it needs Node 22). */
   nodePath?: string;
 }
@@ -55,7 +57,8 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   const require = createRequire(import.meta.url);
   const script = join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
   for (let attempt = 1; ; attempt++) {
-    const ports = { blob: await freePort(), queue: await freePort(), table: await freePort() };
+    const preferred = attempt === 1 && options.preferredPorts && (await allFree(options.preferredPorts)) ? options.preferredPorts : undefined;
+    const ports = preferred ?? { blob: await freePort(), queue: await freePort(), table: await freePort() };
     const args = [
       script,
       '--disableTelemetry',
@@ -81,6 +84,18 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
       stop: () => stopChild(child),
     };
   }
+}
+
+async function allFree(ports: { blob: number; queue: number; table: number }): Promise<boolean> {
+  for (const port of Object.values(ports)) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
 }
 
 function waitForListening(child: ChildProcess): Promise<void> {

@@ -8,7 +8,20 @@ import type { Registration } from './core-module.js';
 import type { FunctionsLibrary } from './http-server.js';
 
 export const POISON_QUEUE = 'webjobs-blobtrigger-poison';
+/** Where events go that failed every delivery (Event Grid dead-letters them; the local host queues them). */
+export const EVENT_DEAD_LETTER_QUEUE = 'eventgrid-deadletter';
 export const MAX_BLOB_ATTEMPTS = 5;
+/** The storage account's system topic as the local host names it in the events it makes. */
+const LOCAL_TOPIC = '/subscriptions/local/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/devstoreaccount1';
+
+/**
+ * An Event Grid subscription of an `app.eventGrid` function to the storage account's BlobCreated
+ * events, as the Bicep templates declare it (`Microsoft.EventGrid/systemTopics/eventSubscriptions`).
+ */
+export interface BlobEventSubscription {
+  functionName: string;
+  container: string;
+}
 
 export interface BlobPath {
   container: string;
@@ -42,6 +55,8 @@ interface Watch {
   registration: Registration;
   path: BlobPath;
   triggerName: string;
+  /** `blob`: a blob trigger (the content is read and handed over); `event`: an Event Grid BlobCreated event (nothing is read). */
+  kind: 'blob' | 'event';
 }
 
 type ReceiptRow = { partitionKey: string; rowKey: string; blob: string; etag: string; status: 'processing' | 'done' | 'poison'; attempts: number; lastAttemptAt: string };
@@ -54,16 +69,20 @@ export interface BlobWatcherOptions {
   queueService: QueueServiceClient;
   /** Receipts, as the real host keeps them (per function, blob and ETag). */
   receipts: TableClient;
+  /** Event Grid subscriptions to deliver BlobCreated events for (Bicep declares them on Azure). */
+  subscriptions?: readonly BlobEventSubscription[];
   pollMs?: number;
   /** Blobs processed at the same time (image decoding is memory-hungry). */
   maxConcurrent?: number;
 }
 
 /**
- * The blob trigger of the local host: polls the containers the functions watch, fires each new or
- * changed blob once (a receipt per function, blob and ETag), retries a failing blob up to five
- * times and then posts it to the `webjobs-blobtrigger-poison` queue with the reason. On Azure the
- * same functions are fed by Event Grid.
+ * Blob events of the local host: polls the containers that functions watch, and fires each new or
+ * changed blob once (a receipt per function, blob and ETag). A blob trigger gets the blob's content;
+ * an Event Grid function subscribed to a container gets a `Microsoft.Storage.BlobCreated` event with
+ * the blob's URL and length, as Event Grid delivers it on Azure, and reads what it needs itself. A
+ * failing blob is retried up to five times, then posted with the reason to
+ * `webjobs-blobtrigger-poison` (blob triggers) or `eventgrid-deadletter` (events).
  */
 export class BlobWatcher {
   readonly #watches: Watch[] = [];
@@ -77,9 +96,16 @@ export class BlobWatcher {
 
   constructor(options: BlobWatcherOptions) {
     this.#options = options;
-    for (const registration of options.registrations) {
+    const registrations = [...options.registrations];
+    for (const registration of registrations) {
       const entry = Object.entries(registration.bindings).find(([, b]) => b.type === 'blobTrigger');
-      if (entry) this.#watches.push({ registration, path: compileBlobPath(String(entry[1].path)), triggerName: entry[0] });
+      if (entry) this.#watches.push({ registration, path: compileBlobPath(String(entry[1].path)), triggerName: entry[0], kind: 'blob' });
+    }
+    for (const subscription of options.subscriptions ?? []) {
+      const registration = registrations.find((r) => r.name === subscription.functionName);
+      const entry = registration && Object.entries(registration.bindings).find(([, b]) => b.type === 'eventGridTrigger');
+      if (!registration || !entry) throw new Error(`Event Grid subscription for "${subscription.functionName}": no such eventGrid function`);
+      this.#watches.push({ registration, path: compileBlobPath(`${subscription.container}/{name}`), triggerName: entry[0], kind: 'event' });
     }
   }
 
@@ -91,6 +117,7 @@ export class BlobWatcher {
     if (this.#watches.length === 0) return;
     await this.#options.receipts.createTable();
     await this.#options.queueService.getQueueClient(POISON_QUEUE).createIfNotExists();
+    await this.#options.queueService.getQueueClient(EVENT_DEAD_LETTER_QUEUE).createIfNotExists();
     for (const w of this.#watches) await this.#options.blobService.getContainerClient(w.path.container).createIfNotExists();
     const loop = (): void => {
       if (this.#stopped) return;
@@ -126,7 +153,7 @@ export class BlobWatcher {
         const key = `${watch.registration.name}|${watch.path.container}/${blob.name}|${etag}`;
         if (this.#done.has(key) || this.#running.has(key)) continue;
         this.#running.add(key);
-        const work: Promise<void> = this.#process(watch, blob.name, etag, match, key)
+        const work: Promise<void> = this.#process(watch, blob.name, etag, match, key, { length: blob.properties.contentLength ?? 0, contentType: blob.properties.contentType ?? 'application/octet-stream' })
           .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.process', errorFields(error)))
           .finally(() => {
             this.#running.delete(key);
@@ -137,7 +164,7 @@ export class BlobWatcher {
     }
   }
 
-  async #process(watch: Watch, blobName: string, etag: string, match: RegExpExecArray, key: string): Promise<void> {
+  async #process(watch: Watch, blobName: string, etag: string, match: RegExpExecArray, key: string, listed: { length: number; contentType: string }): Promise<void> {
     const receipts = this.#options.receipts;
     const partitionKey = watch.registration.name;
     const rowKey = createHash('sha256').update(`${watch.path.container}/${blobName}|${etag}`).digest('hex');
@@ -164,28 +191,48 @@ export class BlobWatcher {
       throw error;
     }
     const blobClient = this.#options.blobService.getContainerClient(watch.path.container).getBlobClient(blobName);
-    let content: Buffer;
-    try {
-      content = await blobClient.downloadToBuffer(undefined, undefined, { conditions: { ifMatch: etag } });
-    } catch (error) {
-      // Gone or replaced since the listing: the next scan sees the new version, if any.
-      if (isNotFound(error) || isPreconditionFailed(error)) {
-        await receipts.deleteEntity(partitionKey, rowKey).catch(() => undefined);
-        return;
+    let input: unknown;
+    let triggerMetadata: Record<string, unknown>;
+    if (watch.kind === 'event') {
+      // What Event Grid hands a subscriber: where the blob is and how long, never its bytes.
+      const event = {
+        id: randomUUID(),
+        topic: LOCAL_TOPIC,
+        subject: `/blobServices/default/containers/${watch.path.container}/blobs/${blobName}`,
+        eventType: 'Microsoft.Storage.BlobCreated',
+        eventTime: new Date().toISOString(),
+        dataVersion: '',
+        metadataVersion: '1',
+        data: { api: 'PutBlob', contentType: listed.contentType, contentLength: listed.length, blobType: 'BlockBlob', url: blobClient.url, eTag: etag },
+      };
+      input = event;
+      triggerMetadata = { ...event };
+    } else {
+      let content: Buffer;
+      try {
+        content = await blobClient.downloadToBuffer(undefined, undefined, { conditions: { ifMatch: etag } });
+      } catch (error) {
+        // Gone or replaced since the listing: the next scan sees the new version, if any.
+        if (isNotFound(error) || isPreconditionFailed(error)) {
+          await receipts.deleteEntity(partitionKey, rowKey).catch(() => undefined);
+          return;
+        }
+        throw error;
       }
-      throw error;
+      const bound = Object.fromEntries(watch.path.names.map((n, i) => [n, match[i + 1] ?? '']));
+      input = content;
+      triggerMetadata = { ...bound, blobTrigger: `${watch.path.container}/${blobName}`, uri: blobClient.url, properties: { eTag: etag, length: content.length } };
     }
     const { InvocationContext } = this.#options.library;
-    const bound = Object.fromEntries(watch.path.names.map((n, i) => [n, match[i + 1] ?? '']));
     const context = new InvocationContext({
       invocationId: randomUUID(),
       functionName: watch.registration.name,
-      triggerMetadata: { ...bound, blobTrigger: `${watch.path.container}/${blobName}`, uri: blobClient.url, properties: { eTag: etag, length: content.length } },
-      options: { trigger: { type: 'blobTrigger', name: watch.triggerName } as never, extraInputs: [], extraOutputs: [] },
+      triggerMetadata,
+      options: { trigger: { type: watch.kind === 'event' ? 'eventGridTrigger' : 'blobTrigger', name: watch.triggerName } as never, extraInputs: [], extraOutputs: [] },
       logHandler: () => undefined,
     });
     try {
-      await watch.registration.handler(content, context);
+      await watch.registration.handler(input, context);
       await receipts.upsertEntity({ ...claim, status: 'done' }, 'Replace');
       this.#done.add(key);
     } catch (error) {
@@ -193,7 +240,8 @@ export class BlobWatcher {
       if (attempts >= MAX_BLOB_ATTEMPTS) {
         const reason = error instanceof Error ? `${error.name}: ${error.message}`.slice(0, 500) : 'failed';
         const message = { FunctionId: `Host.Functions.${watch.registration.name}`, BlobType: 'BlockBlob', ContainerName: watch.path.container, BlobName: blobName, ETag: etag, Reason: reason };
-        await this.#options.queueService.getQueueClient(POISON_QUEUE).sendMessage(Buffer.from(JSON.stringify(message)).toString('base64'), { messageTimeToLive: -1 });
+        const queue = watch.kind === 'event' ? EVENT_DEAD_LETTER_QUEUE : POISON_QUEUE;
+        await this.#options.queueService.getQueueClient(queue).sendMessage(Buffer.from(JSON.stringify(message)).toString('base64'), { messageTimeToLive: -1 });
         await receipts.upsertEntity({ ...claim, status: 'poison' }, 'Replace');
         this.#done.add(key);
       }

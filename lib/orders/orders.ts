@@ -5,7 +5,7 @@ import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 
 export type { RequestMeta };
 import type { TenantCrypto } from '../crypto/field-cipher.js';
-import { badRequest, conflict, notFound, preconditionFailed, unprocessable } from '../http/problem.js';
+import { conflict, notFound, preconditionFailed, unprocessable } from '../http/problem.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { SHARDS, shardOf, tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
@@ -58,7 +58,8 @@ export interface OrderCreated extends StoredOrder {
 
 export interface OrderPage {
   items: Order[];
-  continuationToken?: string;
+  /** Storage's own continuation (opaque): the API signs it before handing it out. */
+  continuation?: string;
 }
 
 export interface OrderServiceOptions {
@@ -221,11 +222,17 @@ export class OrderService {
     return { order: await this.#toOrder(tenant, row), etag: row.etag ?? '' };
   }
 
-  async update(tenant: string, orderId: string, change: UpdateOrderInput, ifMatch: string, meta: RequestMeta): Promise<StoredOrder> {
+  /**
+   * Changes an order when `precondition` accepts its current version (the storage ETag; the API
+   * compares its own strong tag derived from it). The write is conditional on that version too, so
+   * a change that lands in between is a 412, not a lost update.
+   */
+  async update(tenant: string, orderId: string, change: UpdateOrderInput, precondition: (currentVersion: string) => boolean, meta: RequestMeta): Promise<StoredOrder> {
     const partitionKey = tenantPartition(tenant, AREA, orderId[0]);
     const row = await this.#row(partitionKey, orderId);
     if (!row) throw notFound('No such order.');
-    if (row.etag !== ifMatch) throw preconditionFailed();
+    const ifMatch = row.etag ?? '';
+    if (!precondition(ifMatch)) throw preconditionFailed();
     const next = change.status ?? row.status;
     if (next !== row.status && !STATUS_TRANSITIONS[row.status].includes(next)) {
       throw unprocessable(`An order in status "${row.status}" cannot change to "${next}".`, [
@@ -260,10 +267,13 @@ export class OrderService {
     return { order: await this.#toOrder(tenant, updated), etag: etag ?? (await this.#etagOf(partitionKey, orderId)) };
   }
 
-  /** Lists orders (optionally by patient, external id or status), one audited read per order. */
-  async list(tenant: string, query: ListOrdersQuery, meta: RequestMeta): Promise<OrderPage> {
+  /**
+   * Lists orders (optionally by patient, external id or status), one audited read per order. `continuation`
+   * is storage's own, as an earlier page returned it (the API verifies its signature before).
+   */
+  async list(tenant: string, query: Omit<ListOrdersQuery, 'continuationToken'> & { continuation?: string }, meta: RequestMeta): Promise<OrderPage> {
     let rows: OrderRow[];
-    let continuationToken: string | undefined;
+    let continuation: string | undefined;
     if (query.externalId !== undefined) {
       const externalRef = await this.#crypto.pseudonym(tenant, 'external-id', query.externalId);
       const partitionKey = tenantPartition(tenant, AREA, shardOf(externalRef));
@@ -273,15 +283,15 @@ export class OrderService {
     } else if (query.patientId !== undefined) {
       const patientRef = await this.#crypto.pseudonym(tenant, 'patient-id', query.patientId);
       const filter = odata`PartitionKey ge ${tenantPartition(tenant, AREA, '')} and PartitionKey lt ${tenantPartition(tenant, AREA, '~')} and RowKey ge ${`patient~${patientRef}~`} and RowKey lt ${`patient~${patientRef}~~`}`;
-      const page = await this.#page<{ partitionKey: string; orderId: string }>(filter, query.limit, query.continuationToken);
-      continuationToken = page.continuationToken;
+      const page = await this.#page<{ partitionKey: string; orderId: string }>(filter, query.limit, query.continuation);
+      continuation = page.continuation;
       const found = await Promise.all(page.rows.map((r) => this.#row(r.partitionKey, r.orderId)));
       rows = found.filter((r): r is OrderRow => r !== undefined && (query.status === undefined || r.status === query.status));
     } else {
       let filter = odata`PartitionKey ge ${tenantPartition(tenant, AREA, '')} and PartitionKey lt ${tenantPartition(tenant, AREA, '~')} and RowKey ge ${'order~'} and RowKey lt ${'order~~'}`;
       if (query.status !== undefined) filter += ' and ' + odata`status eq ${query.status}`;
-      const page = await this.#page<OrderRow>(filter, query.limit, query.continuationToken);
-      continuationToken = page.continuationToken;
+      const page = await this.#page<OrderRow>(filter, query.limit, query.continuation);
+      continuation = page.continuation;
       rows = page.rows;
     }
     if (rows.length > 0) {
@@ -292,28 +302,15 @@ export class OrderService {
       );
     }
     const items = await Promise.all(rows.map((row) => this.#toOrder(tenant, row)));
-    return { items, ...(continuationToken ? { continuationToken } : {}) };
+    return { items, ...(continuation ? { continuation } : {}) };
   }
 
-  async #page<T extends object>(filter: string, limit: number, token: string | undefined): Promise<{ rows: (T & { etag?: string })[]; continuationToken?: string }> {
-    let serviceToken: string | undefined;
-    if (token !== undefined) {
-      try {
-        const decoded = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as unknown;
-        if (typeof decoded !== 'object' || decoded === null || typeof (decoded as { t?: unknown }).t !== 'string') throw new Error('shape');
-        serviceToken = (decoded as { t: string }).t;
-      } catch {
-        throw badRequest('The continuation token is invalid.', [{ path: '/continuationToken', message: 'not a token this API issued' }]);
-      }
-    }
-    const iterator = this.#table.listEntities<T>({ queryOptions: { filter } }).byPage({ maxPageSize: limit, ...(serviceToken ? { continuationToken: serviceToken } : {}) });
+  async #page<T extends object>(filter: string, limit: number, continuation: string | undefined): Promise<{ rows: (T & { etag?: string })[]; continuation?: string }> {
+    const iterator = this.#table.listEntities<T>({ queryOptions: { filter } }).byPage({ maxPageSize: limit, ...(continuation ? { continuationToken: continuation } : {}) });
     const page = await iterator.next();
     if (page.done) return { rows: [] };
     const next = (page.value as { continuationToken?: string }).continuationToken;
-    return {
-      rows: [...page.value],
-      ...(next ? { continuationToken: Buffer.from(JSON.stringify({ t: next })).toString('base64url') } : {}),
-    };
+    return { rows: [...page.value], ...(next ? { continuation: next } : {}) };
   }
 
   #readEvent(row: OrderRow, meta: RequestMeta, event: string): AuditEventInput {

@@ -8,6 +8,7 @@ import type { TenantKeyring } from '../crypto/keyring.js';
 import type { DestroyedSecret, SecretStore } from '../crypto/secret-store.js';
 import type { ImageService } from '../images/images.js';
 import { conflict, notFound } from '../http/problem.js';
+import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { deleteItems, listPrefixCompletely, type StoredItem } from '../storage/blobs.js';
 import { CONTAINERS, type StorageClients, TABLES } from '../storage/clients.js';
@@ -89,6 +90,7 @@ export class DeletionService {
       keyVaultSoftDeleteDays: number;
       /** Days from recording a termination to the earliest deletion (at least 7). */
       terminationNoticeDays: number;
+      logger: Logger;
       clock?: () => Date;
     },
   ) {}
@@ -100,6 +102,7 @@ export class DeletionService {
   /** Deletes what the tenant's policy says is due: images after imagesDays, orders (with images) after ordersDays. */
   async deleteDue(tenant: string, asOf: Date, meta: RequestMeta): Promise<{ orders: number; images: number }> {
     const policy = await this.d.retention.policy(tenant);
+    this.d.logger.log('info', 'retention.run.started', { tenant, asOf: asOf.toISOString() });
     let images = 0;
     let orders = 0;
     const imageCutoff = new Date(asOf.getTime() - policy.imagesDays * DAY).toISOString();
@@ -115,6 +118,7 @@ export class DeletionService {
       }
       if (await this.d.orders.deleteOrder(tenant, orderId, meta, 'retention')) orders++;
     }
+    this.d.logger.log('info', 'retention.run.completed', { tenant, orders, images });
     return { orders, images };
   }
 
@@ -272,6 +276,7 @@ export class DeletionService {
       if (isPreconditionFailed(error)) return { refused: 'changed' };
       throw error;
     }
+    this.d.logger.log('info', 'deletion.started', { tenant, confirmed: row.confirmedAt !== undefined });
     return { startedAt };
   }
 
@@ -320,6 +325,7 @@ export class DeletionService {
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
+    this.d.logger.log('info', 'deletion.progress', { tenant, phase: 'rows', rows: Object.values(census).reduce((a, b) => a + b, 0) });
     return census;
   }
 
@@ -366,6 +372,7 @@ export class DeletionService {
     const census = recorded ? (JSON.parse(recorded) as { blobs: number; bytes: number }) : { blobs: all.length, bytes: all.reduce((n, x) => n + x.bytes, 0) };
     if (!recorded) await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, blobCensus: JSON.stringify(census) }, 'Merge');
     for (const { container, items } of listed) await deleteItems(container, items);
+    this.d.logger.log('info', 'deletion.progress', { tenant, phase: 'blobs', blobs: census.blobs });
     return census;
   }
 
@@ -376,6 +383,7 @@ export class DeletionService {
       if (result) destroyed.push(result);
     }
     this.d.keyring.forget(tenant);
+    this.d.logger.log('info', 'deletion.progress', { tenant, phase: 'keys', keys: destroyed.length });
     return destroyed;
   }
 
@@ -426,7 +434,13 @@ export class DeletionService {
     const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(certificate))).setProtectedHeader({ alg: 'ES256', kid, typ: 'labvault-deletion-certificate+jws' }).sign(key);
     const signed: DeletionCertificate = { certificate, jws };
     await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, status: 'completed', certificate: JSON.stringify(signed), legalHold: false }, 'Merge');
+    this.d.logger.log('info', 'deletion.completed', { tenant, certificate: certificate.id, passed: certificate.verification.passed });
     return signed;
+  }
+
+  /** A step failed for good (after its retries): logged with its cause, for the operator on call. */
+  failed(tenant: string, cause: string): void {
+    this.d.logger.log('error', 'deletion.failed', { tenant, cause: cause.slice(0, 200) });
   }
 
   /** The public keys that verify deletion certificates (JWKS). */

@@ -23,14 +23,13 @@ describe('the backup orchestration and the restore drill of the admin CLI', () =
   });
 
   it('backs up every table through the durable orchestration and restores it into an empty account with verified checksums', async () => {
-    const root = host.apiBaseUrl.replace(/\/api$/, '');
     const backupId = '20261127-drill';
-    const started = await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/tableBackup/backup-drill`, { method: 'POST', body: JSON.stringify({ backupId }) });
+    const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-drill`), { method: 'POST', body: JSON.stringify({ backupId }) });
     expect(started.status).toBe(202);
     let status: { runtimeStatus: string; output: { tables: number; entities: number } } = { runtimeStatus: 'Pending', output: { tables: 0, entities: 0 } };
     for (let i = 0; i < 200 && status.runtimeStatus !== 'Completed' && status.runtimeStatus !== 'Failed'; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      status = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/backup-drill`)).json()) as typeof status;
+      status = (await (await fetch(host.durableUrl(`instances/backup-drill`))).json()) as typeof status;
     }
     expect(status.runtimeStatus).toBe('Completed');
     expect(status.output.entities).toBeGreaterThan(30);

@@ -1,6 +1,6 @@
-import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleOrder, PATIENT_STRINGS } from '../support/fixtures.js';
 import { call as api, person as login, STRONG } from '../support/api.js';
@@ -14,6 +14,10 @@ const env = {
   LABVAULT_BREACH_REMINDER_HOURS: `${SECONDS(3)},${SECONDS(6)}`,
   LABVAULT_BREACH_ESCALATION_HOURS: SECONDS(9),
   LABVAULT_BREACH_ANALYSIS_REMINDER_HOURS: SECONDS(7),
+  // The receiver below listens on loopback: allowed for tests only.
+  LABVAULT_WEBHOOK_ALLOW_LOOPBACK: 'true',
+  // Fast retries here; the default schedule (10 s, doubling) has its own test below.
+  LABVAULT_WEBHOOK_FIRST_RETRY_SECONDS: '1',
 };
 
 let host: RunningHost;
@@ -21,7 +25,7 @@ let officer: string;
 const admins: Record<string, string> = {};
 let apiKeyB1: string;
 let integrationB1: string;
-const hooks: { body: string; timestamp: string; signature: string }[] = [];
+const hooks: { body: string; headers: Record<string, string> }[] = [];
 let failuresLeft = 2;
 let hookServer: Server;
 let hookSecret = '';
@@ -46,7 +50,7 @@ describe('breach handling over HTTP', () => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
-        hooks.push({ body, timestamp: String(req.headers['x-labvault-timestamp']), signature: String(req.headers['x-labvault-signature']) });
+        hooks.push({ body, headers: { 'webhook-id': String(req.headers['webhook-id']), 'webhook-timestamp': String(req.headers['webhook-timestamp']), 'webhook-signature': String(req.headers['webhook-signature']) } });
         res.writeHead(failuresLeft-- > 0 ? 503 : 200);
         res.end();
       });
@@ -112,15 +116,23 @@ describe('breach handling over HTTP', () => {
     expect(((await call('GET', '/breach-notifications', admins['lab-b3'] ?? '')).body.items as unknown[]).length).toBe(0);
     expect((await call('GET', '/breach-notifications', officer)).status).toBe(404);
 
-    // lab-b1 acknowledges at once; lab-b2 never does.
-    expect((await call('POST', `/breach-notifications/${id}/acknowledgement`, admins['lab-b1'] ?? '')).status).toBe(204);
-    expect((await call('POST', `/breach-notifications/${id}/acknowledgement`, admins['lab-b3'] ?? '')).status).toBe(404);
+    // lab-b1 acknowledges at once, by the notification's own id; lab-b2 never does.
+    const listed = (await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body.items as { id: string; breachId: string; sequence: number }[];
+    const notificationId = listed.find((n) => n.breachId === id)?.id ?? '';
+    expect(notificationId).toBe(`${id}-1`);
+    expect((await call('POST', `/breach-notifications/${id}/acknowledgement`, admins['lab-b1'] ?? '')).status).toBe(404); // the breach's id is not a notification's
+    expect((await call('POST', `/breach-notifications/${notificationId}/acknowledgement`, admins['lab-b1'] ?? '')).status).toBe(204);
+    expect((await call('POST', `/breach-notifications/${notificationId}/acknowledgement`, admins['lab-b3'] ?? '')).status).toBe(404);
 
-    // The webhook failed twice, then took the signed notice; every attempt is recorded.
+    // The webhook failed twice, then took the notice, signed as Standard Webhooks specifies (checked
+    // with the specification's own library); every attempt is recorded.
     const delivered = await until(async () => (hooks.length >= 3 ? hooks : undefined));
     const last = delivered[2];
-    expect(last?.signature).toBe(`sha256=${createHmac('sha256', hookSecret).update(`${last?.timestamp}.${last?.body}`).digest('hex')}`);
-    expect(JSON.parse(last?.body ?? '{}')).toMatchObject({ breachId: id, sequence: 1 });
+    expect(hookSecret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    const verified = new Webhook(hookSecret).verify(last?.body ?? '', last?.headers ?? {}) as { type: string; data: Record<string, unknown> };
+    expect(verified).toMatchObject({ type: 'breach.notification', data: { breachId: id, sequence: 1, notificationId } });
+    expect(new Set(delivered.slice(0, 3).map((h) => h.headers['webhook-id'])).size).toBe(1); // one message, three attempts
+    expect(() => new Webhook(hookSecret).verify(`${last?.body ?? ''} `, last?.headers ?? {})).toThrow();
 
     const escalated = await until(async () => {
       const breach = (await call('GET', `/breaches/${id}`, officer)).body;
@@ -133,7 +145,11 @@ describe('breach handling over HTTP', () => {
     expect(after(timeline.find((e) => e.event === 'escalation') ?? { at: '' })).toBeGreaterThanOrEqual(9);
     expect(timeline.filter((e) => e.event === 'reminder').map((e) => e.tenant)).toEqual(['lab-b2', 'lab-b2']);
     expect(timeline.filter((e) => e.event === 'escalation').map((e) => e.tenant)).toEqual(['lab-b2']);
-    expect((escalated.deliveries as { ok: boolean }[]).map((d) => d.ok)).toEqual([false, false, true]);
+    expect((escalated.deliveries as { ok: boolean; httpStatus?: number; error?: string }[]).map((d) => [d.ok, d.httpStatus, d.error])).toEqual([
+      [false, 503, 'http-503'],
+      [false, 503, 'http-503'],
+      [true, 200, undefined],
+    ]);
     expect(escalated.deadlines).toMatchObject({ processor: expect.any(String), controller: expect.any(String) });
     // The unacknowledged tenant sees its reminders; the one that acknowledged got none.
     const remindedB2 = ((await call('GET', '/breach-notifications', admins['lab-b2'] ?? '')).body.items as { breachId: string; reminders: number }[]).find((n) => n.breachId === id);
@@ -193,11 +209,10 @@ describe('breach handling over HTTP', () => {
   });
 
   it('keeps patient data out of notifications, webhooks, orchestration history and logs', async () => {
-    const root = host.apiBaseUrl.replace(/\/api$/, '');
-    const instances = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/?showInput=true`)).json()) as { instanceId: string }[];
+    const instances = (await (await fetch(host.durableUrl(`instances/?showInput=true`))).json()) as { instanceId: string }[];
     let histories = '';
     for (const i of instances.filter((x) => x.instanceId.startsWith('breach-'))) {
-      histories += await (await fetch(`${root}/runtime/webhooks/durabletask/instances/${i.instanceId}?showHistory=true&showHistoryOutput=true`)).text();
+      histories += await (await fetch(host.durableUrl(`instances/${i.instanceId}?showHistory=true&showHistoryOutput=true`))).text();
     }
     const notices = JSON.stringify((await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body);
     const everything = histories + notices + hooks.map((h) => h.body).join('') + host.output();

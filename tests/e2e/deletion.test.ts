@@ -221,12 +221,11 @@ describe('termination and deletion at contract end, over HTTP', () => {
   });
 
   it('starts one retention run per tenant and day: a second sweep is refused', async () => {
-    const root = host.apiBaseUrl.replace(/\/api$/, '');
     const id = `retention-lab-keep-${new Date().toISOString().slice(0, 10)}`;
     const body = JSON.stringify({ tenant: 'lab-keep', asOf: new Date().toISOString() });
-    const first = await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/retentionRun/${id}`, { method: 'POST', body });
+    const first = await fetch(host.durableUrl(`orchestrators/retentionRun/${id}`), { method: 'POST', body });
     expect(first.status).toBe(202);
-    const second = await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/retentionRun/${id}`, { method: 'POST', body });
+    const second = await fetch(host.durableUrl(`orchestrators/retentionRun/${id}`), { method: 'POST', body });
     expect([409, 202]).toContain(second.status); // 202 only when the first had finished already
   });
 

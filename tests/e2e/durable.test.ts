@@ -6,7 +6,7 @@ import { type RunningHost, startHost } from '../support/local-host.js';
 const EXTRA = { LABVAULT_LOCAL_EXTRA_ENTRY: 'tests/support/durable-app.ts', LABVAULT_DURABLE_LEASE_SECONDS: '3' };
 let host: RunningHost;
 const root = () => host.apiBaseUrl.replace(/\/api$/, '');
-const durable = (path: string) => `${root()}/runtime/webhooks/durabletask/${path}`;
+const durable = (path: string) => host.durableUrl(`${path}`);
 
 interface Status {
   runtimeStatus: string;
@@ -64,9 +64,66 @@ describe('the durable runtime of the local host', () => {
     expect(types.at(-1)).toBe('ExecutionCompleted');
   });
 
+  it('keeps its management API closed without the system key; the URLs the SDK hands out carry it', async () => {
+    const started = await start('testChain', 2);
+    await waitFor(started.id);
+    const bare = `${root()}/runtime/webhooks/durabletask`;
+    for (const [method, path] of [
+      ['GET', `/instances/`],
+      ['GET', `/instances/${started.id}?showHistory=true`],
+      ['POST', `/orchestrators/testChain/sneaky-start`],
+      ['POST', `/instances/${started.id}/terminate?reason=x`],
+      ['DELETE', `/instances/${started.id}`],
+      ['DELETE', `/instances/?runtimeStatus=Completed`],
+    ] as const) {
+      const without = await fetch(`${bare}${path}`, { method });
+      expect(without.status, `${method} ${path}`).toBe(401);
+      expect(without.headers.get('www-authenticate')).toBe('FunctionsKey');
+      const wrong = await fetch(`${bare}${path}${path.includes('?') ? '&' : '?'}code=${'x'.repeat(43)}`, { method });
+      expect(wrong.status, `${method} ${path} with a wrong key`).toBe(401);
+    }
+    expect((await status('sneaky-start')).http).toBe(404); // nothing was started
+    // The key works as the query parameter and as the x-functions-key header.
+    expect((await fetch(`${bare}/instances/${started.id}`, { headers: { 'x-functions-key': host.systemKey } })).status).toBe(200);
+    expect((await fetch(started.statusQueryGetUri)).status).toBe(200);
+    expect(new URL(started.statusQueryGetUri).searchParams.get('code')).toBe(host.systemKey);
+    // The key belongs to the data folder: a restart keeps it.
+    const key = host.systemKey;
+    const dataDir = host.dataDir;
+    await host.kill();
+    host = await startHost({ dataDir, env: EXTRA });
+    expect(host.systemKey).toBe(key);
+    expect((await status(started.id)).http).toBe(200);
+  });
+
+  it('answers what it does not run with 501 naming the feature, and fails an orchestration that uses it with that name', async () => {
+    const bare = `${root()}/runtime/webhooks/durabletask`;
+    const entity = await fetch(`${bare}/entities/counter/one?code=${host.systemKey}`);
+    expect(entity.status).toBe(501);
+    expect(await entity.text()).toContain('durable entities');
+    const done = await start('testChain', 1);
+    await waitFor(done.id);
+    const rewind = await fetch(`${bare}/instances/${done.id}/rewind?reason=x&code=${host.systemKey}`, { method: 'POST' });
+    expect(rewind.status).toBe(501);
+    expect(await rewind.text()).toContain('rewind');
+    // The SDK's own client says so too, instead of pretending an entity is absent.
+    const viaSdk = (await (await fetch(`${host.apiBaseUrl}/test/unsupported/entity`, { method: 'POST' })).json()) as { error: string | null };
+    expect(viaSdk.error).toMatch(/501/);
+    expect(viaSdk.error).toContain('durable entities');
+    const http = await start('testCallHttp');
+    const failed = await waitFor(http.id);
+    expect(failed.runtimeStatus).toBe('Failed');
+    expect(JSON.stringify(failed.output)).toContain('callHttp');
+  });
+
   it('passes string inputs through unchanged', async () => {
     const started = await start('testStrings', 'plain text');
     expect(await waitFor(started.id)).toMatchObject({ output: { echoed: 'a "quoted" string', input: 'plain text' } });
+  });
+
+  it('carries activity inputs and results larger than a queue message (as the extension does with large messages)', async () => {
+    const started = await start('testLargeInputs', 200);
+    expect(await waitFor(started.id)).toMatchObject({ runtimeStatus: 'Completed', output: { lengths: [204_800, 204_800, 204_800, 204_800], echoedKib: 200, same: true } });
   });
 
   it('fans out 100 activities and fans in, with custom status', async () => {
@@ -156,6 +213,17 @@ describe('the durable runtime of the local host', () => {
     await waitFor('singleton-1');
     expect((await fetch(durable('orchestrators/testWaitForever/singleton-1'), { method: 'POST' })).status).toBe(202);
     expect((await fetch(durable('orchestrators/noSuchOrchestrator'), { method: 'POST' })).status).toBe(400);
+  });
+
+  it("gives the starters' helper 'already running' as an answer and every other failure as an error", async () => {
+    const starter = (name: string, id: string) => fetch(`${host.apiBaseUrl}/test/starter/${name}/${id}`, { method: 'POST' }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, string> }));
+    expect(await starter('testWaitForever', 'helper-1')).toEqual({ status: 200, body: { outcome: 'started' } });
+    expect(await starter('testWaitForever', 'helper-1')).toEqual({ status: 200, body: { outcome: 'already-running' } });
+    const failed = await starter('noSuchOrchestrator', 'helper-2');
+    expect(failed.status).toBe(500);
+    expect(failed.body.error).toMatch(/400/);
+    await fetch(durable('instances/helper-1/raiseEvent/go'), { method: 'POST', body: '1' });
+    await waitFor('helper-1');
   });
 
   it('lists instances by status and purges finished ones', async () => {

@@ -118,7 +118,7 @@ describe('identity and access over HTTP', () => {
   it('answers every route with exactly the allowed set for each kind of principal', async () => {
     const fakeParam = (op: Operation): Record<string, string> => {
       if (!op.params) return {};
-      for (const candidate of ['0'.repeat(32), '0'.repeat(24), '0'.repeat(16), 'no-such-role', '20260101-none']) {
+      for (const candidate of ['0'.repeat(32), '0'.repeat(24), '0'.repeat(16), 'no-such-role', '20260101-none', `${'0'.repeat(24)}-1`]) {
         const params = Object.fromEntries(op.route.match(/\{(\w+)\}/g)?.map((m) => [m.slice(1, -1), candidate]) ?? []);
         if (op.params.safeParse(params).success) return params;
       }

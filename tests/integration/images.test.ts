@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto';
+import { BlockBlobClient } from '@azure/storage-blob';
 import sharp from 'sharp';
+import { uploadAndProcess } from '../support/images.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ProblemError } from '../../lib/http/problem.js';
 import { uploadPath } from '../../lib/images/images.js';
@@ -15,8 +18,16 @@ const meta = { actor: { type: 'integration' as const, id: 'lis' }, correlationId
 
 async function upload(bytes: Buffer, fileName = 'photo.jpg', contentType = 'image/jpeg'): Promise<{ imageId: string; status: string }> {
   const created = await s.images.createUpload('lab-img', orderId, 'S-0001', { contentType, fileName }, meta);
-  const status = await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId }, bytes);
+  const status = await uploadAndProcess(s, { tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId }, bytes);
   return { imageId: created.imageId, status };
+}
+
+/** Everything stored under a prefix of the uploads container: blobs, snapshots, versions, uncommitted blocks. */
+async function uploadTraces(prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  const container = s.storage.blobService.getContainerClient('specimen-uploads');
+  for await (const b of container.listBlobsFlat({ prefix, includeSnapshots: true, includeVersions: true, includeUncommitedBlobs: true })) found.push(`${b.name}${b.snapshot ? `@${b.snapshot}` : ''}`);
+  return found;
 }
 
 async function record(imageId: string) {
@@ -130,7 +141,7 @@ describe('specimen images', () => {
   it('gives one image when the same upload is processed twice', async () => {
     const bytes = withJpegComment(await plainPngAsJpeg(), 'x');
     const { imageId } = await upload(bytes);
-    const again = await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId }, bytes);
+    const again = await uploadAndProcess(s, { tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId }, bytes);
     expect(again).toBe('ready');
     const all = await s.images.list('lab-img', orderId, 'S-0001', meta);
     expect(all.filter((r) => r.imageId === imageId)).toHaveLength(1);
@@ -146,6 +157,43 @@ describe('specimen images', () => {
     expect(events.map((e) => e.event)).toEqual(expect.arrayContaining(['image.upload-url', 'image.process', 'image.thumbnail.read']));
     expect(JSON.stringify(events)).not.toContain('Mustermann');
     expect((await s.audit.verify('lab-img')).valid).toBe(true);
+  });
+
+  it('removes an upload whatever its link holder did: an infinite lease, snapshots, uncommitted blocks (Azurite; Azure adds versions and soft delete)', async () => {
+    const created = await s.images.createUpload('lab-img', orderId, 'S-0001', { contentType: 'image/jpeg', fileName: 'leased.jpg' }, meta);
+    const link = new BlockBlobClient(created.uploadUrl);
+    const bytes = await jpegWithMetadata();
+    await link.stageBlock(Buffer.from('one').toString('base64'), bytes, bytes.length);
+    await link.commitBlockList([Buffer.from('one').toString('base64')]);
+    await link.stageBlock(Buffer.from('two').toString('base64'), Buffer.from('left uncommitted'), 16);
+    await link.createSnapshot();
+    await link.createSnapshot();
+    await link.getBlobLeaseClient().acquireLease(-1);
+    const prefix = `lab-img/${orderId}/S-0001/${created.imageId}`;
+    expect((await uploadTraces(prefix)).length).toBe(3);
+    expect(await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId })).toBe('ready');
+    expect(await uploadTraces(prefix)).toEqual([]);
+    // Uncommitted blocks alone (staged after processing) go with the image's deletion (retention).
+    await link.stageBlock(Buffer.from('three').toString('base64'), Buffer.from('late'), 4);
+    expect(await uploadTraces(prefix)).toHaveLength(1);
+    const rows = [];
+    for await (const row of s.images.rows('lab-img', { orderId })) if (row.imageId === created.imageId) rows.push(row);
+    await s.images.deleteImage('lab-img', rows[0] as NonNullable<(typeof rows)[0]>, meta, 'retention');
+    expect(await uploadTraces(prefix)).toEqual([]);
+  });
+
+  it('refuses an oversized upload from its size, keeps its size and hash, and deletes it', async () => {
+    const created = await s.images.createUpload('lab-img', orderId, 'S-0001', { contentType: 'image/jpeg', fileName: 'huge.jpg' }, meta);
+    const size = 51 * 1024 * 1024;
+    const big = Buffer.alloc(size, 7);
+    await new BlockBlobClient(created.uploadUrl).uploadData(big);
+    expect(await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId })).toBe('rejected');
+    expect(await record(created.imageId)).toMatchObject({ status: 'rejected', reason: 'too-large', uploadBytes: size, uploadSha256: createHash('sha256').update(big).digest('hex') });
+    expect(await uploadTraces(`lab-img/${orderId}/S-0001/${created.imageId}`)).toEqual([]);
+    // Nothing of it went to quarantine either.
+    const quarantined = [];
+    for await (const b of s.storage.blobService.getContainerClient('quarantine').listBlobsFlat({ prefix: `lab-img/${orderId}/S-0001/${created.imageId}` })) quarantined.push(b.name);
+    expect(quarantined).toEqual([]);
   });
 
   it('deletes quarantined uploads after 7 days', async () => {

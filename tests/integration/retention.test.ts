@@ -1,4 +1,5 @@
 import { compactVerify, createLocalJWKSet } from 'jose';
+import { uploadAndProcess } from '../support/images.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decryptWithKey, parseEnvelope } from '../../lib/crypto/field-cipher.js';
 import { TenantKeyring } from '../../lib/crypto/keyring.js';
@@ -53,7 +54,7 @@ describe('retention and deletion', () => {
   it('deletes due orders with their index rows, images and blobs, audited, and the chain still verifies', async () => {
     const old = await past.orders.create('lab-ret', exampleOrder({ externalId: 'OLD-1' }), meta);
     const upload = await past.images.createUpload('lab-ret', old.order.id, 'S-0001', { contentType: 'image/png', fileName: 'a.png' }, meta);
-    await past.images.processUpload({ tenant: 'lab-ret', orderId: old.order.id, specimenId: 'S-0001', imageId: upload.imageId }, await plainPng());
+    await uploadAndProcess(past, { tenant: 'lab-ret', orderId: old.order.id, specimenId: 'S-0001', imageId: upload.imageId }, await plainPng());
     const fresh = await s.orders.create('lab-ret', exampleOrder({ externalId: 'NEW-1' }), meta);
     const result = await s.deletion.deleteDue('lab-ret', new Date(), meta);
     expect(result).toEqual({ orders: 1, images: 1 });
@@ -72,7 +73,7 @@ describe('retention and deletion', () => {
   it('deletes a tenant irrevocably: rows, blobs, keys; the scan finds nothing; old ciphertext stays unreadable; the certificate verifies', async () => {
     const order = await s.orders.create('lab-gone', exampleOrder(), meta);
     const upload = await s.images.createUpload('lab-gone', order.order.id, 'S-0001', { contentType: 'image/png', fileName: 'x.png' }, meta);
-    await s.images.processUpload({ tenant: 'lab-gone', orderId: order.order.id, specimenId: 'S-0001', imageId: upload.imageId }, await plainPng());
+    await uploadAndProcess(s, { tenant: 'lab-gone', orderId: order.order.id, specimenId: 'S-0001', imageId: upload.imageId }, await plainPng());
     await s.orders.create('lab-stays', exampleOrder(), meta);
     // A copy of a ciphertext taken before (stands for a backup or geo-replica).
     const copy = (await rawRows('lab-gone')).find((r) => String(r.rowKey).startsWith('order~'))?.encPatient as string;

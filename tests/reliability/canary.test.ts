@@ -159,10 +159,9 @@ describe('canary patient data through every workflow, looked for everywhere it m
     // Every error body any of the calls above received.
     for (const body of errorBodies) found.push(...sightings('error body', body));
     // Every orchestration's history, input, output and custom status.
-    const root = host.apiBaseUrl.replace(/\/api$/, '');
-    const instances = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/`)).json()) as { instanceId: string }[];
+    const instances = (await (await fetch(host.durableUrl(`instances/`))).json()) as { instanceId: string }[];
     for (const { instanceId } of instances) {
-      found.push(...sightings(`orchestration ${instanceId}`, await (await fetch(`${root}/runtime/webhooks/durabletask/instances/${instanceId}?showHistory=true&showHistoryOutput=true&showInput=true`)).text()));
+      found.push(...sightings(`orchestration ${instanceId}`, await (await fetch(host.durableUrl(`instances/${instanceId}?showHistory=true&showHistoryOutput=true&showInput=true`))).text()));
     }
     found.push(...(await scanStorage('after deletion')));
     expect(found).toEqual([]);

@@ -158,13 +158,12 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
   it('backup: completes across crashes and restores the tenant rows it saw', async () => {
     const key = await seedTenant('crash-bak', 200);
     expect(key).toMatch(/^ApiKey /);
-    const root = () => host.apiBaseUrl.replace(/\/api$/, '');
-    const started = await fetch(`${root()}/runtime/webhooks/durabletask/orchestrators/tableBackup/backup-crash`, { method: 'POST', body: JSON.stringify({ backupId: '20261127-crash' }) });
+    const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-crash`), { method: 'POST', body: JSON.stringify({ backupId: '20261127-crash' }) });
     expect(started.status).toBe(202);
     await crashRepeatedly('backup');
     const status = await until(
       'backup',
-      async () => (await (await fetch(`${root()}/runtime/webhooks/durabletask/instances/backup-crash`)).json()) as { runtimeStatus: string; output?: { tables: number; entities: number } },
+      async () => (await (await fetch(host.durableUrl(`instances/backup-crash`))).json()) as { runtimeStatus: string; output?: { tables: number; entities: number } },
       (s) => s.runtimeStatus === 'Completed' || s.runtimeStatus === 'Failed',
     );
     expect(status.runtimeStatus).toBe('Completed');

@@ -233,13 +233,12 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
   });
 
   it('backup: the orchestration completes and the backup restores into an empty account with verified checksums', async () => {
-    const root = host.apiBaseUrl.replace(/\/api$/, '');
     const output = await underFaults('backup', async () => {
-      const started = await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/tableBackup/backup-faults`, { method: 'POST', body: JSON.stringify({ backupId: '20261127-faults' }) });
+      const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-faults`), { method: 'POST', body: JSON.stringify({ backupId: '20261127-faults' }) });
       expect(started.status).toBe(202);
       return until(
         'backup',
-        async () => (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/backup-faults`)).json()) as { runtimeStatus: string; output?: { tables: number; entities: number } },
+        async () => (await (await fetch(host.durableUrl(`instances/backup-faults`))).json()) as { runtimeStatus: string; output?: { tables: number; entities: number } },
         (s) => s.runtimeStatus === 'Completed' || s.runtimeStatus === 'Failed',
         SLOW,
       );

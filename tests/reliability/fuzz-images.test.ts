@@ -2,7 +2,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueClient } from '@azure/storage-queue';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { POISON_QUEUE } from '../../lib/local-host/blob-watcher.js';
+import { EVENT_DEAD_LETTER_QUEUE, POISON_QUEUE } from '../../lib/local-host/blob-watcher.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { fuzzedImageFiles } from '../support/images.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
@@ -59,13 +59,15 @@ describe(`fuzzing the blob trigger with ${CASES} random and mutated image files`
         expect(image.status).toBeLessThan(500);
       }
     });
-    // A rejected file leaves no image behind; nothing went to the poison queue; nothing logged an error.
+    // A rejected file leaves no image behind; no event was dead-lettered; nothing logged an error.
     const blobs = BlobServiceClient.fromConnectionString(host.storageConnectionString);
     let stored = 0;
     for await (const _ of blobs.getContainerClient('specimen-images').listBlobsFlat({ prefix: 'lab-img-fuzz/' })) stored++;
     expect(stored).toBe(2 * (outcomes.ready ?? 0));
-    const poison = new QueueClient(host.storageConnectionString, POISON_QUEUE);
-    expect((await poison.exists()) ? (await poison.peekMessages({ numberOfMessages: 32 })).peekedMessageItems : []).toEqual([]);
+    for (const name of [POISON_QUEUE, EVENT_DEAD_LETTER_QUEUE]) {
+      const poison = new QueueClient(host.storageConnectionString, name);
+      expect((await poison.exists()) ? (await poison.peekMessages({ numberOfMessages: 32 })).peekedMessageItems : [], name).toEqual([]);
+    }
     expect(host.output()).not.toContain('"level":"error"');
     recordFigures('imageFuzz', { cases: uploads.length, outcomes });
   });

@@ -4,6 +4,7 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { app, type HttpRequest, type InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
+import { startOrchestration } from '../../functions/durable.js';
 
 const log = (line: string) => appendFileSync(join(process.env.LABVAULT_DATA_DIR ?? '.', 'activity-log.txt'), `${line}\n`);
 const flaky = new Map<string, number>();
@@ -38,6 +39,17 @@ df.app.orchestration('testChain', function* (context) {
 df.app.orchestration('testStrings', function* (context) {
   const echoed = (yield context.df.callActivity('testEcho', 'a "quoted" string')) as string;
   return { echoed, input: context.df.getInput<string>() };
+});
+
+df.app.activity('testLength', { handler: (input: string[]) => input.join('').length });
+
+// Activity inputs larger than a queue message (64 KiB), four at once.
+df.app.orchestration('testLargeInputs', function* (context) {
+  const kib = context.df.getInput<number>();
+  const items = Array.from({ length: kib }, (_, i) => `${i}`.padEnd(1024, '.'));
+  const lengths = (yield context.df.Task.all([1, 2, 3, 4].map(() => context.df.callActivity('testLength', items)))) as number[];
+  const echoed = (yield context.df.callActivity('testEcho', items)) as string[];
+  return { lengths, echoedKib: echoed.length, same: echoed.every((x, i) => x === items[i]) };
 });
 
 df.app.orchestration('testFanOut', function* (context) {
@@ -97,6 +109,43 @@ df.app.orchestration('testContinue', function* (context) {
 df.app.orchestration('testWaitForever', function* (context) {
   const value = (yield context.df.waitForExternalEvent('go')) as unknown;
   return { got: value };
+});
+
+df.app.orchestration('testCallHttp', function* (context) {
+  return yield context.df.callHttp({ method: 'GET', url: 'https://example.com/' });
+});
+
+// The product's starter helper, against the real client: "already running" is an answer, the rest is an error.
+app.http('testStarterHelper', {
+  methods: ['POST'],
+  route: 'test/starter/{name}/{instanceId}',
+  authLevel: 'anonymous',
+  extraInputs: [df.input.durableClient()],
+  handler: async (request: HttpRequest, context: InvocationContext) => {
+    try {
+      return { status: 200, jsonBody: { outcome: await startOrchestration(context, request.params.name ?? '', request.params.instanceId ?? '', null) } };
+    } catch (error) {
+      return { status: 500, jsonBody: { error: error instanceof Error ? error.message : String(error) } };
+    }
+  },
+});
+
+// The SDK's client against features the local host does not run: the error must name them.
+app.http('testUnsupportedClient', {
+  methods: ['POST'],
+  route: 'test/unsupported/{feature}',
+  authLevel: 'anonymous',
+  extraInputs: [df.input.durableClient()],
+  handler: async (request: HttpRequest, context: InvocationContext) => {
+    const client = df.getClient(context);
+    try {
+      if (request.params.feature === 'entity') await client.readEntityState(new df.EntityId('counter', 'one'));
+      else await client.rewind(request.params.feature ?? '', 'test');
+      return { status: 200, jsonBody: { error: null } };
+    } catch (error) {
+      return { status: 200, jsonBody: { error: error instanceof Error ? error.message : String(error) } };
+    }
+  },
 });
 
 df.app.orchestration('testFails', function* () {

@@ -89,3 +89,17 @@ export async function fuzzedImageFiles(count: number): Promise<Buffer[]> {
     return source;
   });
 }
+
+/**
+ * Stores bytes where an upload link would put them (the uploads container) and processes the upload,
+ * as the image function does when the blob's event arrives. For seeding and in-process tests.
+ */
+export async function uploadAndProcess(
+  services: { storage: { blobService: import('@azure/storage-blob').BlobServiceClient }; images: { processUpload(path: { tenant: string; orderId: string; specimenId: string; imageId: string }): Promise<string> } },
+  path: { tenant: string; orderId: string; specimenId: string; imageId: string },
+  bytes: Buffer,
+): Promise<string> {
+  const blob = services.storage.blobService.getContainerClient('specimen-uploads').getBlockBlobClient(`${path.tenant}/${path.orderId}/${path.specimenId}/${path.imageId}`);
+  await blob.upload(bytes, bytes.length);
+  return services.images.processUpload(path);
+}

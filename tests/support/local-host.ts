@@ -9,6 +9,10 @@ export interface RunningHost {
   apiBaseUrl: string;
   storageConnectionString: string;
   dataDir: string;
+  /** The host's system key (host-keys.json of its data folder), which the durable task API requires. */
+  systemKey: string;
+  /** A URL of the durable task API (`instances/…`, `orchestrators/…`) carrying the system key. */
+  durableUrl(pathAndQuery: string): string;
   /** Everything the host printed (stdout and stderr). */
   output(): string;
   kill(signal?: NodeJS.Signals): Promise<void>;
@@ -41,9 +45,13 @@ export async function startHost(options: { dataDir?: string; env?: Record<string
     await new Promise((r) => setTimeout(r, 100));
   }
   const info = JSON.parse(readFileSync(infoPath, 'utf8')) as { apiBaseUrl: string; storageConnectionString: string };
+  const systemKey = (JSON.parse(readFileSync(join(dataDir, 'host-keys.json'), 'utf8')) as { systemKey: string }).systemKey;
+  const root = info.apiBaseUrl.replace(/\/api$/, '');
   return {
     ...info,
     dataDir,
+    systemKey,
+    durableUrl: (pathAndQuery) => `${root}/runtime/webhooks/durabletask/${pathAndQuery}${pathAndQuery.includes('?') ? '&' : '?'}code=${encodeURIComponent(systemKey)}`,
     output: () => output,
     kill: (signal = 'SIGTERM') =>
       new Promise((r) => {

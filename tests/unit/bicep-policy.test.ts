@@ -70,7 +70,13 @@ describe('function app', () => {
   check('identity-based AzureWebJobsStorage__* settings', functionApp, /AzureWebJobsStorage__accountName[\s\S]*AzureWebJobsStorage__credential', value: 'managedidentity'/);
   check('blob, queue and table data roles', functionApp, /blobDataOwner[\s\S]*queueDataContributor[\s\S]*tableDataContributor/);
   check('Key Vault secrets role on the vault only', functionApp, /scope: vault[\s\S]*roles\.keyVaultSecretsOfficer/);
-  check('Event Grid subscription for the image upload trigger', functionApp, /eventSubscriptions[\s\S]*functionName=Host\.Functions\.processSpecimenImage[\s\S]*subjectBeginsWith: '\/blobServices\/default\/containers\/specimen-uploads\/'/);
+  check('Event Grid subscription of the image function (an Event Grid trigger: no download by the host)', functionApp, /eventSubscriptions[\s\S]*endpointType: 'AzureFunction'[\s\S]*\/functions\/processSpecimenImage'[\s\S]*subjectBeginsWith: '\/blobServices\/default\/containers\/specimen-uploads\/'/);
+
+  it('matches the local host: scripts/start-local.ts feeds the same function from the same container', () => {
+    const start = readFileSync(join(ROOT, 'scripts/start-local.ts'), 'utf8');
+    expect(start).toContain("{ functionName: 'processSpecimenImage', container: 'specimen-uploads' }");
+    expect(functionApp).toContain("subjectBeginsWith: '/blobServices/default/containers/specimen-uploads/'");
+  });
   check('diagnostic settings', functionApp, /diagnosticSettings[\s\S]*FunctionAppLogs/);
 
   it('has no connection string or account key', () => {

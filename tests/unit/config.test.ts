@@ -54,4 +54,15 @@ describe('configuration', () => {
       secondary: { tableServiceUri: 'https://labvaultprod-secondary.table.core.windows.net', blobServiceUri: 'https://labvaultprod-secondary.blob.core.windows.net' },
     });
   });
+
+  it('refuses loopback webhooks in production, a notice period under 7 days and links over 24 hours', () => {
+    const production = { LABVAULT_ENVIRONMENT: 'production', LABVAULT_KEY_PROVIDER: 'keyvault', LABVAULT_KEY_VAULT_URL: 'https://v.vault.azure.net', AzureWebJobsStorage__accountName: 'labvaultprod' };
+    expect(() => parseConfig({ ...production, LABVAULT_WEBHOOK_ALLOW_LOOPBACK: 'true' })).toThrowError(/LABVAULT_WEBHOOK_ALLOW_LOOPBACK/);
+    expect(() => parseConfig({ AzureWebJobsStorage: azurite, LABVAULT_TERMINATION_NOTICE_DAYS: '6' })).toThrowError(/LABVAULT_TERMINATION_NOTICE_DAYS/);
+    expect(() => parseConfig({ AzureWebJobsStorage: azurite, LABVAULT_EXPORT_LINK_HOURS: '25' })).toThrowError(/LABVAULT_EXPORT_LINK_HOURS/);
+    const local = parseConfig({ AzureWebJobsStorage: azurite, LABVAULT_WEBHOOK_ALLOW_LOOPBACK: 'true', LABVAULT_TRUSTED_PROXIES: '10.0.0.1,10.0.0.2' });
+    expect(local.outbound).toEqual({ allowLoopback: true, allowedPorts: [443, 8443] });
+    expect(local.trustedProxies).toEqual(['10.0.0.1', '10.0.0.2']);
+    expect(local.terminationNoticeDays).toBe(30);
+  });
 });

@@ -17,6 +17,7 @@ const services: PipelineServices = {
   logger: createLogger((l) => logLines.push(l), 'debug'),
   recordStaffAccess: async () => undefined,
   trustedProxies: [],
+  rateLimiter: { take: async () => ({ allowed: true }) },
   authenticator: {
     async authenticate(authorization) {
       if (authorization === 'ApiKey good') return principal;

@@ -1,12 +1,22 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DurableApiError, type DurableRuntime } from './runtime.js';
 
 export const DURABLE_PREFIX = '/runtime/webhooks/durabletask/';
 
-/** The durable client input binding, as the extension fills it (rpcBaseUrl points at this host). */
-export function durableClientBinding(baseUrl: string, taskHub: string): Record<string, unknown> {
-  const root = `${baseUrl}${DURABLE_PREFIX}`;
-  const query = `taskHub=${taskHub}&connection=Storage`;
+export interface DurableEndpoints {
+  /** The public base (the host's own port); its URLs carry the system key. */
+  baseUrl: string;
+  /** The host's system key, as the Functions host requires it for the extension's API. */
+  systemKey: string;
+  /** Where the SDK's own client calls go: a loopback listener of the host's own, behind a per-process path. */
+  rpcBaseUrl: string;
+}
+
+/** The durable client input binding, as the extension fills it: management URLs with the key, rpcBaseUrl internal. */
+export function durableClientBinding(endpoints: DurableEndpoints, taskHub: string): Record<string, unknown> {
+  const root = `${endpoints.baseUrl}${DURABLE_PREFIX}`;
+  const query = `taskHub=${taskHub}&connection=Storage&code=${encodeURIComponent(endpoints.systemKey)}`;
   const instance = `${root}instances/INSTANCEID`;
   return {
     taskHubName: taskHub,
@@ -27,7 +37,7 @@ export function durableClientBinding(baseUrl: string, taskHub: string): Record<s
     },
     baseUrl: root,
     requiredQueryStringParameters: query,
-    rpcBaseUrl: root,
+    rpcBaseUrl: endpoints.rpcBaseUrl,
     httpBaseUrl: root,
     maxGrpcMessageSizeInBytes: 0,
     grpcHttpClientTimeout: '00:01:40',
@@ -49,21 +59,42 @@ function parseBody(body: Buffer): unknown {
   return JSON.parse(body.toString('utf8'));
 }
 
+/** Whether the request carries the system key (`code` query parameter or `x-functions-key` header). */
+function hasKey(req: IncomingMessage, url: URL, systemKey: string): boolean {
+  const presented = url.searchParams.get('code') ?? (typeof req.headers['x-functions-key'] === 'string' ? req.headers['x-functions-key'] : '');
+  const a = Buffer.from(presented);
+  const b = Buffer.from(systemKey);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 /**
  * The extension's HTTP API (start, status, list, raise event, terminate, suspend, resume, purge)
- * with its status codes and body fields. Returns false for paths it does not own.
+ * with its status codes and body fields. Like the Functions host, it requires the system key on the
+ * public port (401 without); the SDK's own calls come through the internal listener (`trusted`).
+ * Returns false for paths it does not own.
  */
-export function createDurableHttpHandler(runtime: DurableRuntime, baseUrl: () => string, taskHub: string) {
-  return async (req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<boolean> => {
+export function createDurableHttpHandler(runtime: DurableRuntime, endpoints: () => DurableEndpoints, taskHub: string, options: { trusted?: boolean } = {}) {
+  return async (req: IncomingMessage, res: ServerResponse, body: Buffer, pathname?: string): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (!url.pathname.startsWith(DURABLE_PREFIX)) return false;
-    const parts = url.pathname.slice(DURABLE_PREFIX.length).split('/').filter(Boolean).map(decodeURIComponent);
+    const path = pathname ?? url.pathname;
+    if (!path.startsWith(DURABLE_PREFIX)) return false;
+    if (!options.trusted && !hasKey(req, url, endpoints().systemKey)) {
+      send(res, 401, { Message: 'The durable task API needs the host system key (code= or x-functions-key).' }, { 'WWW-Authenticate': 'FunctionsKey' });
+      return true;
+    }
+    const parts = path.slice(DURABLE_PREFIX.length).split('/').filter(Boolean).map(decodeURIComponent);
     const method = (req.method ?? 'GET').toUpperCase();
     const payload = (id: string) => {
-      const binding = durableClientBinding(baseUrl(), taskHub).managementUrls as Record<string, string>;
+      const binding = durableClientBinding(endpoints(), taskHub).managementUrls as Record<string, string>;
       return Object.fromEntries(Object.entries(binding).map(([k, v]) => [k, v.replace('INSTANCEID', encodeURIComponent(id))]).map(([k, v]) => (k === 'id' ? [k, id] : [k, v])));
     };
     try {
+      // What the local host does not run answers 501 with the feature's name, so the SDK's error says it.
+      const unsupported = parts[0] === 'entities' ? 'durable entities' : parts[0] === 'instances' && (parts[2] === 'rewind' || parts[2] === 'restart') ? `${parts[2]} of an orchestration` : undefined;
+      if (unsupported) {
+        send(res, 501, { Message: `The local host does not support ${unsupported}; Azure's Durable extension does.` });
+        return true;
+      }
       if (parts[0] === 'orchestrators' && method === 'POST' && parts.length >= 2 && parts.length <= 3) {
         const id = await runtime.startNew(parts[1] ?? '', parts[2], parseBody(body));
         const links = payload(id);
@@ -100,7 +131,7 @@ export function createDurableHttpHandler(runtime: DurableRuntime, baseUrl: () =>
           }
           const running = ['Running', 'Pending', 'ContinuedAsNew', 'Suspended'].includes(String(status.runtimeStatus));
           const failedAs500 = status.runtimeStatus === 'Failed' && bool(url.searchParams.get('returnInternalServerErrorOnFailure')) === true;
-          send(res, running ? 202 : failedAs500 ? 500 : 200, status, running ? { Location: `${baseUrl()}${url.pathname}${url.search}` } : {});
+          send(res, running ? 202 : failedAs500 ? 500 : 200, status, running ? { Location: `${endpoints().baseUrl}${path}${url.search}` } : {});
           return true;
         }
         if (id && parts.length === 2 && method === 'DELETE') {

@@ -38,6 +38,8 @@ const LONG_TIMER_INTERVAL = '3.00:00:00';
 /** Activities per work-item message. */
 const PACK_SIZE = 50;
 const ACTION = { CallActivity: 0, CallActivityWithRetry: 1, CallSubOrchestrator: 2, CallSubOrchestratorWithRetry: 3, ContinueAsNew: 4, CreateTimer: 5, WaitForExternalEvent: 6 } as const;
+/** The SDK's actions the local host does not run, by their ActionType number. */
+const UNSUPPORTED_ACTIONS: Record<number, string> = { 7: 'durable entities (callEntity)', 8: 'callHttp', 9: 'durable entities (signalEntity)', 13: 'durable entities (critical sections)', 14: 'durable entities (critical sections)' };
 
 interface SdkAction {
   actionType: number;
@@ -81,6 +83,8 @@ export class DurableRuntime {
   readonly #lease: number;
   readonly #inbox = new Map<string, HeldMessage[]>();
   readonly #running = new Set<string>();
+  /** Work packs this host is running, by queue message id, with the receipt that currently holds each. */
+  readonly #packsInFlight = new Map<string, { popReceipt: string }>();
   readonly #cache = new Map<string, { state: InstanceState; history: HistoryEvent[] }>();
   #activeActivities = 0;
   readonly #slotWaiters: (() => void)[] = [];
@@ -334,7 +338,7 @@ export class DurableRuntime {
     const { history } = loaded;
     const state: InstanceState = { ...loaded.state };
     const now = new Date();
-    const messages = items.map((m) => decodeMessage<ControlMessage>(m.messageText));
+    const messages = await Promise.all(items.map((m) => this.#store.readMessage<ControlMessage>(m.messageText)));
     if (TERMINAL.has(state.runtimeStatus)) return true;
 
     const incoming: HistoryEvent[] = [];
@@ -579,7 +583,8 @@ export class DurableRuntime {
         },
       };
     }
-    return { error: `The local host does not support this durable action (type ${action.actionType}).` };
+    const feature = UNSUPPORTED_ACTIONS[action.actionType] ?? `durable action type ${action.actionType}`;
+    return { error: `The local host does not support ${feature} (the orchestration failed here; Azure's Durable extension runs it).` };
   }
 
   // ---- activities ----
@@ -620,13 +625,36 @@ export class DurableRuntime {
    * again after a crash; completions go out in small batches.
    */
   async #runPack(item: HeldMessage): Promise<void> {
-    const pack = decodeMessage<WorkPack>(item.messageText);
-    let popReceipt = item.popReceipt;
+    const inFlight = this.#packsInFlight.get(item.messageId);
+    if (inFlight) {
+      // Its lease lapsed (renewals failed) and the queue showed it again while it still runs here:
+      // the running pack takes the new receipt instead of a second run of the same activities.
+      inFlight.popReceipt = item.popReceipt;
+      return;
+    }
+    const hold = { popReceipt: item.popReceipt };
+    this.#packsInFlight.set(item.messageId, hold);
+    try {
+      await this.#runHeldPack(item, hold);
+    } finally {
+      this.#packsInFlight.delete(item.messageId);
+    }
+  }
+
+  async #runHeldPack(item: HeldMessage, hold: { popReceipt: string }): Promise<void> {
+    let pack: WorkPack;
+    try {
+      pack = await this.#store.readMessage<WorkPack>(item.messageText);
+    } catch (error) {
+      // Left on the queue: it shows again when its lease ends.
+      this.#logger.log('warn', 'durable.activity.receive', errorFields(error));
+      return;
+    }
     const renew = setInterval(() => {
       void this.#store.workItems
-        .updateMessage(item.messageId, popReceipt, undefined, this.#lease)
+        .updateMessage(item.messageId, hold.popReceipt, undefined, this.#lease)
         .then((r) => {
-          if (r.popReceipt) popReceipt = r.popReceipt;
+          if (r.popReceipt) hold.popReceipt = r.popReceipt;
         })
         .catch(() => undefined);
     }, Math.max(1000, (this.#lease * 1000) / 3));
@@ -665,7 +693,7 @@ export class DurableRuntime {
       clearInterval(timer);
       await flush();
       clearInterval(renew);
-      await this.#store.workItems.deleteMessage(item.messageId, popReceipt);
+      await this.#store.workItems.deleteMessage(item.messageId, hold.popReceipt);
     } catch (error) {
       this.#logger.log('error', 'durable.activity.dispatch', { instanceId: pack.instanceId, ...errorFields(error) });
     } finally {

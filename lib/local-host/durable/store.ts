@@ -177,16 +177,49 @@ export class TaskHubStore {
 
   /** Sends a message hidden for `visibilityTimeoutSeconds`; the returned handle lets the sender process it. */
   async sendControl(message: ControlMessage, visibilityTimeoutSeconds = 0): Promise<HeldMessage> {
-    return held(await this.control.sendMessage(encodeMessage(message), { ...(visibilityTimeoutSeconds > 0 ? { visibilityTimeout: visibilityTimeoutSeconds } : {}), messageTimeToLive: -1 }), message);
+    const text = await this.#messageText(message);
+    return held(await this.control.sendMessage(text, { ...(visibilityTimeoutSeconds > 0 ? { visibilityTimeout: visibilityTimeoutSeconds } : {}), messageTimeToLive: -1 }), text);
   }
 
   async sendWorkPack(pack: WorkPack, visibilityTimeoutSeconds: number): Promise<HeldMessage> {
-    return held(await this.workItems.sendMessage(encodeMessage(pack), { visibilityTimeout: visibilityTimeoutSeconds, messageTimeToLive: -1 }), pack);
+    const text = await this.#messageText(pack);
+    return held(await this.workItems.sendMessage(text, { visibilityTimeout: visibilityTimeoutSeconds, messageTimeToLive: -1 }), text);
+  }
+
+  /** A message's content, read from the history table when it was too large for the queue. */
+  async readMessage<T extends { instanceId: string }>(messageText: string): Promise<T> {
+    const message = decodeMessage<T | StoredMessage>(messageText);
+    if (!('storedAs' in message)) return message;
+    const row = await this.history.getEntity<Record<string, unknown>>(message.instanceId, message.storedAs);
+    return JSON.parse(decodeText('payload', row)) as T;
+  }
+
+  /**
+   * A queue message holds 64 KiB; larger ones (an activity input listing many files, say) are kept
+   * in the instance's partition and the message carries their row key, as the Durable extension's
+   * Azure Storage provider keeps large messages in blobs. The row goes with the instance's purge.
+   */
+  async #messageText(message: { id: string; instanceId: string }): Promise<string> {
+    const json = JSON.stringify(message);
+    if (Buffer.byteLength(json) <= LARGE_MESSAGE_BYTES) return Buffer.from(json).toString('base64');
+    const storedAs = `m~${message.id}`;
+    await this.history.upsertEntity({ partitionKey: message.instanceId, rowKey: storedAs, ...encodeText('payload', json) }, 'Replace');
+    const reference: StoredMessage = { id: message.id, instanceId: message.instanceId, storedAs };
+    return encodeMessage(reference);
   }
 }
 
-function held(response: { messageId: string; popReceipt: string }, value: unknown): HeldMessage {
-  return { messageId: response.messageId, popReceipt: response.popReceipt, messageText: encodeMessage(value) };
+interface StoredMessage {
+  id: string;
+  instanceId: string;
+  storedAs: string;
+}
+
+/** JSON bytes above which a message is stored in the table (base64 makes 45 KB about 60 KiB). */
+const LARGE_MESSAGE_BYTES = 45_000;
+
+function held(response: { messageId: string; popReceipt: string }, messageText: string): HeldMessage {
+  return { messageId: response.messageId, popReceipt: response.popReceipt, messageText };
 }
 
 function encodeMessage(value: unknown): string {
