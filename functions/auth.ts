@@ -1,19 +1,19 @@
 import { app } from '@azure/functions';
-import { changePassword, login, logout, refresh } from '../lib/identity/api.js';
-import { handle } from './http.js';
+import { changePassword, login, logout, refresh } from '../lib/identity/api/auth.js';
+import { attemptOf, handle } from './http.js';
 
 app.http(
   login.id,
   handle(login, async (ctx, { auth }) => ({
     status: 200,
-    body: await auth.login(ctx.body, { source: ctx.clientAddress, correlationId: ctx.correlationId }),
+    body: await auth.login(ctx.body, attemptOf(ctx)),
   })),
 );
 
 app.http(
   changePassword.id,
   handle(changePassword, async (ctx, { auth }) => {
-    await auth.changePassword(ctx.principal, ctx.body.currentPassword, ctx.body.newPassword, { source: ctx.clientAddress, correlationId: ctx.correlationId });
+    await auth.changePassword(ctx.principal, ctx.body.currentPassword, ctx.body.newPassword, attemptOf(ctx));
     return { status: 204 };
   }),
 );
@@ -22,14 +22,14 @@ app.http(
   refresh.id,
   handle(refresh, async (ctx, { auth }) => ({
     status: 200,
-    body: await auth.refresh(ctx.body.refreshToken, { source: ctx.clientAddress, correlationId: ctx.correlationId }),
+    body: await auth.refresh(ctx.body.refreshToken, attemptOf(ctx)),
   })),
 );
 
 app.http(
   logout.id,
   handle(logout, async (ctx, { auth }) => {
-    await auth.logout(ctx.principal, { source: ctx.clientAddress, correlationId: ctx.correlationId });
+    await auth.logout(ctx.principal, attemptOf(ctx));
     return { status: 204 };
   }),
 );

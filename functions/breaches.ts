@@ -133,6 +133,6 @@ app.http(
   setBreachWebhook.id,
   handle(setBreachWebhook, async (ctx, { breaches }) => ({
     status: 200,
-    body: { secret: await breaches.setWebhook(ctx.tenant, ctx.body.url, { actor: ctx.actor, correlationId: ctx.correlationId }) },
+    body: { secret: await breaches.setWebhook(ctx.tenant, ctx.body.url, metaOf(ctx)) },
   })),
 );

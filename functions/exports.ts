@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { app } from '@azure/functions';
 import * as df from 'durable-functions';
 import { createExportLink, downloadExport, getExport, startExport } from '../lib/exports/api.js';
-import { notFound } from '../lib/http/problem.js';
+import { notFound } from '../lib/errors.js';
 import type { Principal } from '../lib/identity/permissions.js';
 import { exportInstanceId } from '../orchestrations/export.js';
 import { handle, metaOf } from './http.js';

@@ -2,13 +2,13 @@ import { app, type EventGridEvent, type InvocationContext } from '@azure/functio
 import { createImageUpload, getImage, getThumbnail, listImages } from '../lib/images/api.js';
 import { errorFields } from '../lib/observability/logger.js';
 import { getServices } from '../lib/services.js';
-import { handle } from './http.js';
+import { handle, metaOf } from './http.js';
 
 app.http(
   createImageUpload.id,
   handle(createImageUpload, async (ctx, { images }) => ({
     status: 201,
-    body: await images.createUpload(ctx.tenant, ctx.params.id, ctx.params.specimenId, ctx.body, { actor: ctx.actor, correlationId: ctx.correlationId }),
+    body: await images.createUpload(ctx.tenant, ctx.params.id, ctx.params.specimenId, ctx.body, metaOf(ctx)),
   })),
 );
 
@@ -16,7 +16,7 @@ app.http(
   listImages.id,
   handle(listImages, async (ctx, { images }) => ({
     status: 200,
-    body: { items: await images.list(ctx.tenant, ctx.params.id, ctx.params.specimenId, { actor: ctx.actor, correlationId: ctx.correlationId }) },
+    body: { items: await images.list(ctx.tenant, ctx.params.id, ctx.params.specimenId, metaOf(ctx)) },
   })),
 );
 
@@ -27,10 +27,7 @@ for (const [operation, kind] of [
   app.http(
     operation.id,
     handle(operation, async (ctx, { images }) => {
-      const { bytes, contentType } = await images.read(ctx.tenant, { orderId: ctx.params.id, specimenId: ctx.params.specimenId, imageId: ctx.params.imageId }, kind, {
-        actor: ctx.actor,
-        correlationId: ctx.correlationId,
-      });
+      const { bytes, contentType } = await images.read(ctx.tenant, { orderId: ctx.params.id, specimenId: ctx.params.specimenId, imageId: ctx.params.imageId }, kind, metaOf(ctx));
       return { status: 200, body: bytes, headers: { 'Content-Type': contentType, 'Content-Length': String(bytes.length) } };
     }),
   );

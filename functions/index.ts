@@ -1,5 +1,6 @@
 // The package entry ("main"): the Functions host loads this file, and every function file
 // registers itself with app.* when imported.
+import './startup.js';
 import './platform.js';
 import './auth.js';
 import './profile.js';
@@ -20,6 +21,6 @@ import './audit.js';
 import './approvals.js';
 
 // Last: OPTIONS and the methods no operation serves, for every route of the contract.
-import { ALL_OPERATIONS } from '../lib/http/openapi.js';
+import { ALL_OPERATIONS } from '../lib/operations.js';
 import { registerAllowedMethods } from './http.js';
 registerAllowedMethods(ALL_OPERATIONS);

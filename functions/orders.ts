@@ -1,6 +1,6 @@
 import { app } from '@azure/functions';
 import { ifMatchHolds, strongEtag } from '../lib/http/etags.js';
-import { badRequest, preconditionRequired } from '../lib/http/problem.js';
+import { invalidInput, versionRequired } from '../lib/errors.js';
 import { createOrder, getOrder, idempotencyKeySchema, listOrders, updateOrder } from '../lib/orders/api.js';
 import { handle, metaOf } from './http.js';
 
@@ -9,9 +9,9 @@ app.http(
   handle(createOrder, async (ctx, { orders }) => {
     const key = ctx.headers.get('idempotency-key');
     if (key !== null && !idempotencyKeySchema.safeParse(key).success) {
-      throw badRequest('The Idempotency-Key header is invalid.', [{ path: '/headers/Idempotency-Key', message: '1-128 visible ASCII characters' }]);
+      throw invalidInput('The Idempotency-Key header is invalid.', [{ path: '/headers/Idempotency-Key', message: '1-128 visible ASCII characters' }]);
     }
-    const created = await orders.create(ctx.tenant, ctx.body, { actor: ctx.actor, correlationId: ctx.correlationId }, key ?? undefined);
+    const created = await orders.create(ctx.tenant, ctx.body, metaOf(ctx), key ?? undefined);
     return {
       status: 201,
       body: created.order,
@@ -23,7 +23,7 @@ app.http(
 app.http(
   getOrder.id,
   handle(getOrder, async (ctx, { orders }) => {
-    const stored = await orders.get(ctx.tenant, ctx.params.id, { actor: ctx.actor, correlationId: ctx.correlationId });
+    const stored = await orders.get(ctx.tenant, ctx.params.id, metaOf(ctx));
     return { status: 200, body: stored.order, headers: { ETag: strongEtag(stored.etag) } };
   }),
 );
@@ -47,7 +47,7 @@ app.http(
   updateOrder.id,
   handle(updateOrder, async (ctx, { orders }) => {
     const ifMatch = ctx.headers.get('if-match');
-    if (!ifMatch) throw preconditionRequired('Send If-Match with the ETag of the order as last read (or * for any version).');
+    if (!ifMatch) throw versionRequired('Send If-Match with the ETag of the order as last read (or * for any version).');
     const stored = await orders.update(ctx.tenant, ctx.params.id, ctx.body, (version) => ifMatchHolds(ifMatch, strongEtag(version)), metaOf(ctx));
     return { status: 200, body: stored.order, headers: { ETag: strongEtag(stored.etag) } };
   }),

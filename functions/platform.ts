@@ -1,21 +1,26 @@
 import { app } from '@azure/functions';
-import { buildOpenApiDocument } from '../lib/http/openapi.js';
+import { apiDocument } from '../lib/operations.js';
 import * as df from 'durable-functions';
-import { conflict, notFound } from '../lib/http/problem.js';
-import { health, listOrchestrations, openApiDocument, purgeOrchestration } from '../lib/http/platform-api.js';
+import { conflict, notFound, unavailable } from '../lib/errors.js';
+import { health, listOrchestrations, openApiDocument, purgeOrchestration } from '../lib/platform/api.js';
 import { checkStorageHealth } from '../lib/storage/health.js';
 import { handle, metaOf } from './http.js';
 
 app.http(
   health.id,
-  handle(health, async (_ctx, { storage }) => ({ status: 200, body: await checkStorageHealth(storage) })),
+  handle(health, async (_ctx, { storage }) => {
+    const result = await checkStorageHealth(storage);
+    // Unreachable storage is the platform's outage: 503 with Retry-After, as the pipeline answers one.
+    if (result.status === 'unreachable') throw unavailable(10);
+    return { status: 200, body: result };
+  }),
 );
 
 let document: Record<string, unknown> | undefined;
 app.http(
   openApiDocument.id,
   handle(openApiDocument, async () => {
-    document ??= buildOpenApiDocument();
+    document ??= apiDocument();
     return { status: 200, body: document };
   }),
 );

@@ -1,7 +1,7 @@
 import { app } from '@azure/functions';
-import { confirmTotp, getMe, regenerateRecoveryCodes, removeTotp, startTotp, updateMe } from '../lib/identity/api.js';
+import { confirmTotp, getMe, regenerateRecoveryCodes, removeTotp, startTotp, updateMe } from '../lib/identity/api/profile.js';
 import type { Principal } from '../lib/identity/permissions.js';
-import { forbidden } from '../lib/http/problem.js';
+import { forbidden } from '../lib/errors.js';
 import type { Services } from '../lib/services.js';
 import { attemptOf, handle, metaOf } from './http.js';
 

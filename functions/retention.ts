@@ -1,6 +1,6 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import * as df from 'durable-functions';
-import { conflict, forbidden, notFound } from '../lib/http/problem.js';
+import { conflict, forbidden, notFound } from '../lib/errors.js';
 import { TENANT_ADMIN_ROLE } from '../lib/identity/permissions.js';
 import {
   certificateKeys,

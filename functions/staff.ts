@@ -1,23 +1,15 @@
 import { app } from '@azure/functions';
-import {
-  createAccessRequest,
-  createOperator,
-  createTenant,
-  decideAccessRequest,
-  listAccessRequests,
-  listSecurityAlerts,
-  revokeAccessGrant,
-  unlockOperator,
-} from '../lib/identity/api.js';
+import { createAccessRequest, createOperator, decideAccessRequest, listAccessRequests, listSecurityAlerts, revokeAccessGrant, unlockOperator } from '../lib/identity/api/staff.js';
+import { createTenant } from '../lib/tenants/api.js';
 import { OPERATOR_REALM, type Permission } from '../lib/identity/permissions.js';
-import { forbidden, notFound } from '../lib/http/problem.js';
+import { forbidden, notFound } from '../lib/errors.js';
 import { onboardTenant } from '../lib/tenants/onboarding.js';
 import { handle, metaOf } from './http.js';
 
 app.http(
   createTenant.id,
   handle(createTenant, async (ctx, services) => {
-    const created = await onboardTenant(services, ctx.body, { actor: ctx.actor, correlationId: ctx.correlationId });
+    const created = await onboardTenant(services, ctx.body, metaOf(ctx));
     return { status: 201, headers: { Location: `/api/tenants/${created.id}` }, body: { id: created.id, name: created.name, admin: created.admin } };
   }),
 );
@@ -56,7 +48,7 @@ app.http(
       ctx.body.tenant,
       ctx.principal.id,
       { reason: ctx.body.reason, minutes: ctx.body.minutes, permissions: ctx.body.permissions as Permission[] },
-      { actor: ctx.actor, correlationId: ctx.correlationId },
+      metaOf(ctx),
     );
     return { status: 201, body: request };
   }),

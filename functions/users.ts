@@ -1,18 +1,6 @@
 import { app } from '@azure/functions';
-import {
-  createUser,
-  deleteRole,
-  deleteUser,
-  getSecurityPolicy,
-  getUser,
-  listRoles,
-  listUsers,
-  putRole,
-  putSecurityPolicy,
-  resetUserPassword,
-  unlockUser,
-  updateUser,
-} from '../lib/identity/api.js';
+import { deleteRole, listRoles, putRole } from '../lib/identity/api/roles.js';
+import { createUser, deleteUser, getSecurityPolicy, getUser, listUsers, putSecurityPolicy, resetUserPassword, unlockUser, updateUser } from '../lib/identity/api/users.js';
 import { handle, metaOf } from './http.js';
 
 app.http(

@@ -84,29 +84,29 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     config.keys.provider === 'keyvault'
       ? new KeyVaultSecretStore(config.keys.vaultUrl, credential as TokenCredential)
       : new LocalSecretStore(config.keys.directory, config.environment);
-  const keyring = new TenantKeyring(secrets);
-  const crypto = new TenantCrypto(keyring);
+  const keyring = new TenantKeyring({ secrets });
+  const crypto = new TenantCrypto({ keyring });
   const tenantData = storage.table(TABLES.tenantData);
-  const audit = new AuditLog(tenantData, { clock });
+  const audit = new AuditLog({ table: tenantData, clock });
   const platform = storage.table(TABLES.platform);
   // The platform's own pseudonym key (brute-force counters) and the operator realm's keys.
   await keyring.ensureTenantKeys('platform');
   await keyring.ensureTenantKeys('operator');
-  const integrations = new IntegrationService(tenantData, audit, clock);
-  const orders = new OrderService(tenantData, audit, crypto, { clock });
+  const integrations = new IntegrationService({ table: tenantData, audit, clock });
+  const orders = new OrderService({ table: tenantData, audit, crypto, clock });
   const images = new ImageService({ table: tenantData, storage, audit, crypto, keyring, orders, logger, clock });
-  const tenants = new TenantService(platform, tenantData, audit, keyring, clock);
+  const tenants = new TenantService({ platform, tenantData, audit, keyring, clock });
   const roles = new RoleService({ table: tenantData, audit });
   const users = new UserService({ table: tenantData, audit, crypto, roles, clock });
   const policy = new SecurityPolicyService({ table: tenantData, audit });
   const mfa = new MfaService({ table: tenantData, users, policy, crypto, clock });
-  const sessions = new SessionService(tenantData, clock);
-  const tokens = new TokenService(secrets, clock);
-  const alerts = new SecurityAlertService(platform, logger, clock);
-  const guard = new BruteForceGuard(platform, crypto, alerts, clock);
-  const accessRequests = new AccessRequestService(tenantData, audit, clock);
+  const sessions = new SessionService({ table: tenantData, clock });
+  const tokens = new TokenService({ secrets, clock });
+  const alerts = new SecurityAlertService({ table: platform, logger, clock });
+  const guard = new BruteForceGuard({ table: platform, crypto, alerts, clock });
+  const accessRequests = new AccessRequestService({ table: tenantData, audit, clock });
   const auth = new AuthService({ users, roles, mfa, policy, sessions, tokens, guard, audit, tenants, integrations, accessRequests, logger, clock });
-  const retention = new RetentionService(tenantData, audit, tenants);
+  const retention = new RetentionService({ table: tenantData, audit, tenants });
   const authenticator: Authenticator = {
     authenticate: (authorization, request) =>
       auth.authenticate(authorization, { source: request.clientAddress, correlationId: request.correlationId, tenantHeader: request.tenantHeader }),
@@ -168,7 +168,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     authenticator,
     trustedProxies: config.trustedProxies,
     rateLimiter: new RateLimiter({ table: platform, clock }),
-    continuations: new ContinuationTokens(secrets),
+    continuations: new ContinuationTokens({ secrets }),
     recordStaffAccess: (principal, operationId, correlationId, actor) => accessRequests.recordCall(principal, operationId, { actor, correlationId }),
   };
 }

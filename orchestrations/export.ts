@@ -5,7 +5,7 @@ import { storageRetry } from './retry.js';
 import { ARCHIVE_DAYS, archiveInputsOf, type ExportFormat, type ExportPurpose, type PartFile, SHARED_BUCKETS, sharedListsOf } from '../lib/exports/exports.js';
 import { getServices } from '../lib/services.js';
 
-export interface ExportInput {
+interface ExportInput {
   tenant: string;
   exportId: string;
   format: ExportFormat;

@@ -7,11 +7,11 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { ConfigError, parseConfig } from '../lib/config.js';
-import { ProblemError } from '../lib/http/problem.js';
-import { line, tenantId } from '../lib/http/schemas.js';
-import { tenantCreateSchema } from '../lib/identity/api.js';
+import { DomainError } from '../lib/errors.js';
+import { line, tenantId } from '../lib/fields.js';
+import { tenantCreateSchema } from '../lib/tenants/api.js';
 import { OPERATOR_REALM, permissionSchema } from '../lib/identity/permissions.js';
-import { localSettings } from '../lib/local-host/host.js';
+import { localSettings } from '../local-host/host.js';
 import { createLogger } from '../lib/observability/logger.js';
 import { createServices, type Services } from '../lib/services.js';
 import { createStorageClients } from '../lib/storage/clients.js';
@@ -63,7 +63,7 @@ const COMMANDS: Record<string, Command> = {
       const tenant = await existingTenant(services, values.tenant);
       const name = parse(line(200), values.name, 'name');
       const permissions = parse(z.array(permissionSchema).min(1), String(values.permissions ?? '').split(',').filter(Boolean), 'permissions');
-      return { ...(await services.integrations.create(tenant, name, permissions, actor, correlationId)), tenant };
+      return { ...(await services.integrations.create(tenant, name, permissions, { actor, correlationId })), tenant };
     },
   },
   'integration revoke': {
@@ -72,7 +72,7 @@ const COMMANDS: Record<string, Command> = {
     async run(values, _p, services, { actor, correlationId }) {
       const tenant = await existingTenant(services, values.tenant);
       const id = parse(z.string().regex(/^[0-9a-f]{16}$/, '16 hex digits'), values.id, 'id');
-      await services.integrations.revoke(tenant, id, actor, correlationId);
+      await services.integrations.revoke(tenant, id, { actor, correlationId });
       return { tenant, id, revoked: true };
     },
   },
@@ -202,8 +202,8 @@ try {
     process.stderr.write(`${error.message}\n`);
     process.exit(2);
   }
-  if (error instanceof ProblemError) {
-    process.stderr.write(`${error.status} ${error.title}: ${error.detail}\n`);
+  if (error instanceof DomainError) {
+    process.stderr.write(`${error.kind}: ${error.detail}\n`);
     process.exit(1);
   }
   const cause = error instanceof Error ? `${error.name}: ${redact(error.message)}` : redact(String(error));

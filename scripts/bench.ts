@@ -11,7 +11,7 @@ import { TableClient, type TransactionAction } from '@azure/data-tables';
 import sharp from 'sharp';
 import { parseConfig } from '../lib/config.js';
 import { hashPassword } from '../lib/identity/passwords.js';
-import { startAzurite } from '../lib/local-host/azurite.js';
+import { startAzurite } from '../local-host/azurite.js';
 import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
 import { createServices } from '../lib/services.js';
@@ -125,14 +125,14 @@ async function startBenchHost(): Promise<BenchHost> {
 const system = { type: 'system' as const, id: 'bench' };
 const seedMeta = { actor: system, correlationId: 'bench-seed' };
 async function tenantWithKey(h: BenchHost, tenant: string): Promise<string> {
-  await h.seeder.tenants.create(tenant, tenant, system, 'bench');
-  const created = await h.seeder.integrations.create(tenant, 'bench', ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start'], system, 'bench');
+  await h.seeder.tenants.create(tenant, tenant, { actor: system, correlationId: 'bench' });
+  const created = await h.seeder.integrations.create(tenant, 'bench', ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start'], { actor: system, correlationId: 'bench' });
   return `ApiKey ${created.apiKey}`;
 }
 const seedPng = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'red' } }).png().toBuffer();
 /** `orders` orders (one specimen each), the first `images` of them with a processed image. */
 async function seedTenant(h: BenchHost, tenant: string, orders: number, images: number): Promise<void> {
-  await h.seeder.tenants.create(tenant, tenant, system, 'bench');
+  await h.seeder.tenants.create(tenant, tenant, { actor: system, correlationId: 'bench' });
   await pool(orders, 32, async (i) => {
     const created = await h.seeder.orders.create(tenant, orderInput(`${tenant}-${i}`), seedMeta);
     if (i < images) {
@@ -186,7 +186,7 @@ for (const orders of scenario('export') ? SIZES.exportOrders : []) {
   const seedStart = performance.now();
   await seedTenant(h, tenant, orders, 0);
   process.stderr.write(`seeded ${orders} orders in ${((performance.now() - seedStart) / 1000).toFixed(0)} s\n`);
-  const key = await h.seeder.integrations.create(tenant, 'bench', ['exports:start'], system, 'bench').then((c) => `ApiKey ${c.apiKey}`);
+  const key = await h.seeder.integrations.create(tenant, 'bench', ['exports:start'], { actor: system, correlationId: 'bench' }).then((c) => `ApiKey ${c.apiKey}`);
   const idleRss = rssOf(h.pid);
   const exportRuns = await repeat(async () => {
     let peak = rssOf(h.pid);

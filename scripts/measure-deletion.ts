@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { parseConfig } from '../lib/config.js';
-import { startAzurite } from '../lib/local-host/azurite.js';
+import { startAzurite } from '../local-host/azurite.js';
 import { createLogger } from '../lib/observability/logger.js';
 import { createServices } from '../lib/services.js';
 import { cpuSecondsOf, deleteBaselineRows, seedBaselineRows } from './baselines.js';
@@ -20,7 +20,7 @@ const services = await createServices(
 );
 const actor = { type: 'system' as const, id: 'measure' };
 const meta = { actor, correlationId: 'm' };
-await services.tenants.create('lab-del', 'Del', actor, 'm');
+await services.tenants.create('lab-del', 'Del', { actor, correlationId: 'm' });
 const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'red' } }).png().toBuffer();
 let next = 0;
 await Promise.all(

@@ -5,7 +5,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../lib/config.js';
-import { startAzurite } from '../lib/local-host/azurite.js';
+import { startAzurite } from '../local-host/azurite.js';
 import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
 import type { PartFile } from '../lib/exports/exports.js';
@@ -19,7 +19,7 @@ const services = await createServices(
   { logger: createLogger(() => undefined) },
 );
 const actor = { type: 'system' as const, id: 'measure' };
-await services.tenants.create('lab-measure', 'Measure', actor, 'm');
+await services.tenants.create('lab-measure', 'Measure', { actor, correlationId: 'm' });
 const order = (i: number): CreateOrderInput => ({
   externalId: `M-${i}`,
   patient: { id: `P-${i % 5000}`, firstName: 'Test', lastName: `Patient${i % 5000}`, birthDate: '1970-01-01', sex: 'female' },

@@ -3,7 +3,7 @@
 // allowed key is Azurite's public development key.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { AZURITE_KEY } from '../lib/local-host/azurite.js';
+import { AZURITE_KEY } from '../local-host/azurite.js';
 
 const PATTERNS: [string, RegExp][] = [
   ['storage account key', /AccountKey=([A-Za-z0-9+/=]{40,})/g],

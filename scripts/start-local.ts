@@ -1,10 +1,14 @@
-// `npm start`: the embedded local host (see lib/local-host). Serves http://127.0.0.1:${PORT:-7071}/api.
+// `npm start`: the embedded local host (see local-host/) running the app's entry. Serves http://127.0.0.1:${PORT:-7071}/api.
 import { ConfigError } from '../lib/config.js';
-import { PortInUseError, startLocalHost } from '../lib/local-host/host.js';
+import { PortInUseError, startLocalHost } from '../local-host/host.js';
 
 try {
   // Mirrors bicep/modules/functionapp.bicep: the uploads container's BlobCreated events go to processSpecimenImage.
-  const host = await startLocalHost({ eventSubscriptions: [{ functionName: 'processSpecimenImage', container: 'specimen-uploads' }] });
+  const host = await startLocalHost({
+    // What the package's "main" is on Azure, as TypeScript (tsx runs it).
+    entry: new URL('../functions/index.ts', import.meta.url).href,
+    eventSubscriptions: [{ functionName: 'processSpecimenImage', container: 'specimen-uploads' }],
+  });
   const functions = host.registrations.map((r) => {
     const trigger = Object.values(r.bindings).find((b) => b.direction === 'in' && String(b.type).endsWith('Trigger'));
     const route = trigger && typeof trigger.route === 'string' ? ` ${(trigger.methods as string[] | undefined)?.join(',') ?? ''} /api/${trigger.route}` : '';

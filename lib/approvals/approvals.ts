@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEventInput, RequestMeta } from '../audit/types.js';
-import { conflict, forbidden, notFound } from '../http/problem.js';
+import { conflict, forbidden, notFound } from '../errors.js';
 import { OPERATOR_REALM, type OperatorPermission, type Principal } from '../identity/permissions.js';
 import { isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
+import { auditEvent } from '../audit/events.js';
 
 /**
  * Operator actions that destroy data or weaken a safeguard. Each runs only when a second operator
@@ -159,16 +160,7 @@ export class ApprovalService {
   }
 
   #event(event: string, action: AuditEventInput['action'], row: ApprovalRow, meta: RequestMeta): AuditEventInput {
-    return {
-      event,
-      action,
-      outcome: 'success',
-      actor: meta.actor,
-      entity: { type: 'Approval', id: row.id },
-      purpose: 'four-eyes',
-      correlationId: meta.correlationId,
-      details: { kind: row.kind, target: row.target, requestedBy: row.requestedBy, ...(row.decidedBy ? { decidedBy: row.decidedBy } : {}) },
-    };
+    return auditEvent(event, action, { type: 'Approval', id: row.id }, meta, { purpose: 'four-eyes', details: { kind: row.kind, target: row.target, requestedBy: row.requestedBy, ...(row.decidedBy ? { decidedBy: row.decidedBy } : {}) } });
   }
 }
 

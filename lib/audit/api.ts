@@ -1,28 +1,12 @@
 import { z } from 'zod';
 import { defineOperation } from '../http/operation.js';
-import { line, pageQuery, problemSchema } from '../http/schemas.js';
+import { line, pageQuery } from '../fields.js';
+import { problemSchema } from '../http/schemas.js';
 import { RATE_LIMITS } from '../identity/rate-limits.js';
+import { auditEntrySchema } from './schemas.js';
 
-export const auditEntrySchema = z
-  .object({
-    stream: z.string(),
-    seq: z.number().int(),
-    at: z.iso.datetime(),
-    event: z.string(),
-    action: z.enum(['C', 'R', 'U', 'D', 'E']),
-    outcome: z.enum(['success', 'failure']),
-    actor: z.object({ type: z.string(), id: z.string(), address: z.string().optional() }),
-    entity: z.object({ type: z.string(), id: z.string() }),
-    patientRef: z.string().optional(),
-    purpose: z.string().optional(),
-    correlationId: z.string().optional(),
-    details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
-    prevHash: z.string(),
-    hash: z.string(),
-  })
-  .meta({ id: 'AuditEntry' });
 
-export const auditQuerySchema = z.strictObject({
+const auditQuerySchema = z.strictObject({
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
   actor: line(128).optional(),

@@ -44,12 +44,12 @@ type EntryRow = {
   details?: string;
 };
 
-export function genesisHash(tenant: string, stream: string): string {
+function genesisHash(tenant: string, stream: string): string {
   return createHash('sha256').update(`labvault-audit-genesis|${tenant}|${stream}`).digest('hex');
 }
 
 /** The hash covers every field of the entry in a fixed order, plus the previous entry's hash. */
-export function entryHash(row: Omit<EntryRow, 'partitionKey' | 'rowKey' | 'hash'> & { stream: string }): string {
+function entryHash(row: Omit<EntryRow, 'partitionKey' | 'rowKey' | 'hash'> & { stream: string }): string {
   const canonical = JSON.stringify([
     1,
     row.tenant,
@@ -115,7 +115,7 @@ export interface AuditPosition {
   seq: number;
 }
 
-export function comparePositions(a: AuditPosition, b: AuditPosition): number {
+function comparePositions(a: AuditPosition, b: AuditPosition): number {
   return a.at < b.at ? -1 : a.at > b.at ? 1 : a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.seq - b.seq;
 }
 
@@ -160,9 +160,9 @@ export class AuditLog {
   readonly #heads = new Map<string, Head>();
   readonly #queue = new KeyedQueue();
 
-  constructor(table: TableClient, options: AuditLogOptions = {}) {
-    this.#table = table;
-    this.#clock = options.clock ?? (() => new Date());
+  constructor(dependencies: { table: TableClient } & AuditLogOptions) {
+    this.#table = dependencies.table;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   /**

@@ -1,7 +1,7 @@
 /** FHIR AuditEvent action codes: create, read, update, delete, execute. */
 export type AuditAction = 'C' | 'R' | 'U' | 'D' | 'E';
 export type AuditOutcome = 'success' | 'failure';
-export type ActorType = 'integration' | 'user' | 'operator' | 'system';
+type ActorType = 'integration' | 'user' | 'operator' | 'system';
 
 export interface AuditActor {
   type: ActorType;

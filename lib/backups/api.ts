@@ -1,13 +1,14 @@
 import { z } from 'zod';
 import { approvalSchema } from '../approvals/api.js';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
-import { line, problemSchema } from '../http/schemas.js';
+import { line } from '../fields.js';
+import { problemSchema } from '../http/schemas.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
-export const backupIdSchema = z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/);
+const backupIdSchema = z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/);
 
-export const backupSummarySchema = z.object({ backupId: z.string(), createdAt: z.string(), tables: z.number(), entities: z.number() }).meta({ id: 'BackupSummary' });
+const backupSummarySchema = z.object({ backupId: z.string(), createdAt: z.string(), tables: z.number(), entities: z.number() }).meta({ id: 'BackupSummary' });
 
 export const listBackups = defineOperation({
   id: 'listBackups',

@@ -5,11 +5,11 @@ import { pipeline } from 'node:stream/promises';
 import type { TableClient, TransactionAction } from '@azure/data-tables';
 import { createDecryptStream, createEncryptStream } from '../crypto/chunked.js';
 import type { SecretStore } from '../crypto/secret-store.js';
-import { conflict, notFound } from '../http/problem.js';
+import { conflict, notFound } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { StorageClients } from '../storage/clients.js';
 
-export const BACKUP_CONTAINER = 'backups';
+const BACKUP_CONTAINER = 'backups';
 const BACKUP_KEY = 'backup-key';
 
 export interface TableBackup {

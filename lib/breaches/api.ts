@@ -1,13 +1,14 @@
 import { z } from 'zod';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
-import { freeText, line, problemSchema, tenantId } from '../http/schemas.js';
+import { freeText, line, tenantId } from '../fields.js';
+import { problemSchema } from '../http/schemas.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
 const id = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
 const natures = z.array(z.enum(['confidentiality', 'integrity', 'availability'])).min(1);
 
-export const breachInputSchema = z
+const breachInputSchema = z
   .strictObject({
     detectedAt: z.iso.datetime({ offset: true }),
     description: freeText(4000),
@@ -23,7 +24,7 @@ export const breachInputSchema = z
   .refine((b) => b.tenants !== undefined || b.suspectedPrincipal !== undefined, { message: 'give the affected tenants, or a suspected principal to derive them from the audit logs' })
   .meta({ id: 'BreachReport' });
 
-export const breachUpdateSchema = z
+const breachUpdateSchema = z
   .strictObject({
     description: freeText(4000).optional(),
     nature: natures.optional(),
@@ -35,9 +36,9 @@ export const breachUpdateSchema = z
   })
   .meta({ id: 'BreachUpdate' });
 
-export const analysisSchema = z.strictObject({ rootCause: freeText(8000), measures: freeText(8000), lessons: freeText(8000).optional(), closed: z.boolean() }).meta({ id: 'BreachAnalysis' });
-export const decisionSchema = z.strictObject({ notify: z.literal(false), reasoning: freeText(4000) });
-export const webhookSchema = z.strictObject({ url: z.url().max(2000) });
+const analysisSchema = z.strictObject({ rootCause: freeText(8000), measures: freeText(8000), lessons: freeText(8000).optional(), closed: z.boolean() }).meta({ id: 'BreachAnalysis' });
+const decisionSchema = z.strictObject({ notify: z.literal(false), reasoning: freeText(4000) });
+const webhookSchema = z.strictObject({ url: z.url().max(2000) });
 
 export const reportBreach = defineOperation({
   id: 'reportBreach',

@@ -4,16 +4,17 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
 import type { AppConfig } from '../config.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
-import { conflict, notFound, unprocessable } from '../http/problem.js';
+import { conflict, notFound, unprocessable } from '../errors.js';
 import type { SecurityAlertService } from '../identity/security-alerts.js';
 import { checkUrl, DEFAULT_OUTBOUND_POLICY, guardedPost, OutboundError, type OutboundPolicy, resolveChecked } from '../net/outbound.js';
 import type { Logger } from '../observability/logger.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
+import { auditEvent } from '../audit/events.js';
 
-export type BreachNature = 'confidentiality' | 'integrity' | 'availability';
-export type BreachStatus = 'draft' | 'open' | 'closed' | 'not-notified';
+type BreachNature = 'confidentiality' | 'integrity' | 'availability';
+type BreachStatus = 'draft' | 'open' | 'closed' | 'not-notified';
 
 export interface BreachInput {
   detectedAt: string;
@@ -37,7 +38,7 @@ export interface DeliveryMessage {
 }
 
 /** The id a tenant sees for one notification (GET /api/breach-notifications) and acknowledges by. */
-export const notificationIdOf = (breachId: string, seq: number): string => `${breachId}-${seq}`;
+const notificationIdOf = (breachId: string, seq: number): string => `${breachId}-${seq}`;
 
 export interface TenantScope {
   tenant: string;
@@ -256,16 +257,7 @@ export class BreachService {
     const content = this.#content(row, tenant, seq);
     const notice: NoticeRow = { partitionKey, rowKey, breachId: id, seq, sentAt: this.#clock().toISOString(), content: JSON.stringify(content) };
     await this.#audit.commit(tenant, partitionKey, () => [['create', notice]], [
-      {
-        event: 'breach.notification',
-        action: 'C',
-        outcome: 'success',
-        actor: { type: 'operator', id: 'security-officer' },
-        entity: { type: 'BreachNotification', id: `${id}-${seq}` },
-        purpose: 'breach-notification',
-        correlationId: `breach-${id}`,
-        details: { seq, late: content.lateReason !== undefined },
-      },
+      auditEvent('breach.notification', 'C', { type: 'BreachNotification', id: `${id}-${seq}` }, { actor: { type: 'operator', id: 'security-officer' }, correlationId: `breach-${id}` }, { purpose: 'breach-notification', details: { seq, late: content.lateReason !== undefined } }),
     ]);
     await recorded();
   }
@@ -329,7 +321,7 @@ export class BreachService {
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     const encSecret = await this.#crypto.encryptJson({ tenant, record: 'breach-webhook', field: 'secret' }, secret);
     await this.#audit.commit(tenant, partitionKey, () => [['upsert', { partitionKey, rowKey: 'webhook', url, encSecret }, 'Replace']], [
-      { event: 'breach.webhook.set', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Webhook', id: 'breach' }, purpose: 'breach-notification', correlationId: meta.correlationId },
+      auditEvent('breach.webhook.set', 'U', { type: 'Webhook', id: 'breach' }, meta, { purpose: 'breach-notification' }),
     ]);
     return secret;
   }
@@ -461,7 +453,7 @@ export class BreachService {
         tenant,
         partitionKey,
         () => open.map((n) => ['update', { partitionKey, rowKey: n.rowKey, acknowledgedAt: now, acknowledgedBy: by }, 'Merge']),
-        [{ event: 'breach.acknowledge', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'BreachNotification', id: notificationId }, purpose: 'breach-notification', correlationId: meta.correlationId }],
+        [auditEvent('breach.acknowledge', 'U', { type: 'BreachNotification', id: notificationId }, meta, { purpose: 'breach-notification' })],
       );
       await this.timeline(id, 'acknowledged', `notification ${seq} by ${by}`, tenant);
     }
@@ -510,7 +502,7 @@ export class BreachService {
         if (done.includes(String(hours))) return await this.#remindedOnce(id, tenant, kind, hours, remindedOf);
         const etag = (row as { etag?: string }).etag;
         await this.#audit.commit(tenant, partitionKey, () => [['update', { partitionKey, rowKey: row.rowKey, reminders: (row.reminders ?? 0) + 1, reminderHours: [...done, String(hours)].join(','), lastReminderAt: this.#clock().toISOString() }, 'Merge', etag ? { etag } : undefined] satisfies TransactionAction], [
-          { event: 'breach.reminder', action: 'E', outcome: 'success', actor: { type: 'system', id: 'breach-clock' }, entity: { type: 'Breach', id }, purpose: 'breach-notification', correlationId: `breach-${id}`, details: { hours } },
+          auditEvent('breach.reminder', 'E', { type: 'Breach', id }, { actor: { type: 'system', id: 'breach-clock' }, correlationId: `breach-${id}` }, { purpose: 'breach-notification', details: { hours } }),
         ]);
       }
     }

@@ -12,7 +12,7 @@ import { DecryptionError, type FieldBinding } from './field-cipher.js';
  */
 const MAGIC = Buffer.from('LVC1');
 const TAG = 16;
-export const BLOB_CHUNK_SIZE = 64 * 1024;
+const BLOB_CHUNK_SIZE = 64 * 1024;
 
 function nonce(prefix: Buffer, index: number): Buffer {
   const n = Buffer.alloc(12);
@@ -65,7 +65,7 @@ export function createEncryptStream(key: Buffer, keyVersion: string, binding: Fi
 }
 
 /** Reads the key version from an encrypted blob's first bytes. */
-export function readKeyVersion(head: Buffer): string {
+function readKeyVersion(head: Buffer): string {
   if (head.length < 5 || !head.subarray(0, 4).equals(MAGIC)) throw new DecryptionError('not a LabVault blob');
   return head.subarray(5, 5 + (head[4] ?? 0)).toString('utf8');
 }

@@ -64,8 +64,8 @@ export function pseudonymWithKey(key: Buffer, kind: string, identifier: string):
 export class TenantCrypto {
   readonly #keyring: TenantKeyring;
 
-  constructor(keyring: TenantKeyring) {
-    this.#keyring = keyring;
+  constructor(dependencies: { keyring: TenantKeyring }) {
+    this.#keyring = dependencies.keyring;
   }
 
   async encryptJson(binding: FieldBinding, value: unknown): Promise<string> {

@@ -6,7 +6,7 @@ export interface TenantKey {
   key: Buffer;
 }
 
-export class TenantKeyMissingError extends Error {
+class TenantKeyMissingError extends Error {
   override name = 'TenantKeyMissingError';
 }
 
@@ -24,8 +24,8 @@ export class TenantKeyring {
   readonly #versions = new Map<string, Buffer>();
   readonly #current = new Map<string, { key: TenantKey; until: number }>();
 
-  constructor(store: SecretStore) {
-    this.#store = store;
+  constructor(dependencies: { secrets: SecretStore }) {
+    this.#store = dependencies.secrets;
   }
 
   static secretName(tenantId: string, purpose: Purpose): string {

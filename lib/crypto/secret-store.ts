@@ -31,7 +31,7 @@ export interface SecretStore {
   destroy(name: string): Promise<DestroyedSecret | undefined>;
 }
 
-export class SecretNameError extends Error {
+class SecretNameError extends Error {
   override name = 'SecretNameError';
 }
 

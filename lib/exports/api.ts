@@ -5,11 +5,11 @@ import { RATE_LIMITS } from '../identity/rate-limits.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 
-export const exportRequestSchema = z
+const exportRequestSchema = z
   .strictObject({ format: z.enum(['ndjson', 'fhir']), purpose: z.enum(['request', 'contract-end']).optional() })
   .meta({ id: 'ExportRequest' });
 
-export const exportStatusSchema = z
+const exportStatusSchema = z
   .object({
     id: z.string(),
     status: z.enum(['pending', 'running', 'completed', 'failed', 'expired']),
@@ -54,7 +54,7 @@ export const getExport = defineOperation({
 });
 
 const exportParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
-export const downloadLinkSchema = z.object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() }).meta({ id: 'DownloadLink' });
+const downloadLinkSchema = z.object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() }).meta({ id: 'DownloadLink' });
 
 export const createExportLink = defineOperation({
   id: 'createExportLink',

@@ -5,15 +5,15 @@ import { PassThrough, Readable } from 'node:stream';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import yazl from 'yazl';
 import { z } from 'zod';
-import { auditEntrySchema } from '../audit/api.js';
+import { auditEntrySchema } from '../audit/schemas.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEntry, AuditEventInput, RequestMeta } from '../audit/types.js';
-import { conflict, notFound } from '../http/problem.js';
-import { integrationSchema, roleSchema, userSchema } from '../identity/api.js';
+import { conflict, notFound } from '../errors.js';
+import { integrationSchema, roleSchema, userSchema } from '../identity/schemas.js';
 import type { IntegrationService } from '../identity/integrations.js';
 import type { RoleService } from '../identity/roles.js';
 import type { UserService } from '../identity/users.js';
-import { imageRecordSchema } from '../images/api.js';
+import { imageRecordSchema } from '../images/schemas.js';
 import type { ImageService } from '../images/images.js';
 import type { Logger } from '../observability/logger.js';
 import { ORDERS_AREA, type OrderService, shardPartition } from '../orders/orders.js';
@@ -25,14 +25,15 @@ import { blobSasUrl } from '../storage/sas.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import type { TenantService } from '../tenants/tenants.js';
 import { auditEventResource, mediaResource, orderResources } from './fhir.js';
+import { auditEvent } from '../audit/events.js';
 
-export const EXPORT_SCHEMA_VERSION = '1.0';
-export const GENERATOR = { name: 'LabVault', version: '0.1.0' };
+const EXPORT_SCHEMA_VERSION = '1.0';
+const GENERATOR = { name: 'LabVault', version: '0.1.0' };
 export const ARCHIVE_DAYS = { request: 7, 'contract-end': 30 } as const;
 
 export type ExportFormat = 'ndjson' | 'fhir';
 export type ExportPurpose = keyof typeof ARCHIVE_DAYS;
-export type ExportStatus = 'pending' | 'running' | 'completed' | 'failed' | 'expired';
+type ExportStatus = 'pending' | 'running' | 'completed' | 'failed' | 'expired';
 
 type ExportRow = {
   partitionKey: string;
@@ -504,11 +505,11 @@ export class ExportService {
   }
 
   #event(event: string, action: AuditEventInput['action'], id: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
-    return { event, action, outcome: 'success', actor: meta.actor, entity: { type: 'Export', id }, purpose: 'data-portability', correlationId: meta.correlationId, ...(details ? { details } : {}) };
+    return auditEvent(event, action, { type: 'Export', id }, meta, { purpose: 'data-portability', ...(details ? { details } : {}) });
   }
 }
 
-export const archiveBlob = (tenant: string, id: string) => `${tenant}/${id}/archive.zip`;
+const archiveBlob = (tenant: string, id: string) => `${tenant}/${id}/archive.zip`;
 const imageArchivePath = (image: { imageId: string; contentType?: string }) =>
   `images/${image.imageId}.${image.contentType === 'image/png' ? 'png' : image.contentType === 'image/webp' ? 'webp' : 'jpg'}`;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -4,13 +4,13 @@ import type { ImageRecord } from '../images/images.js';
 import type { Order } from '../orders/schemas.js';
 
 /** FHIR ids allow [A-Za-z0-9.-]{1,64}: pseudonyms and lab codes are mapped into that alphabet. */
-export function fhirId(value: string): string {
+function fhirId(value: string): string {
   const cleaned = value.replace(/[^A-Za-z0-9.-]/g, '.');
   return cleaned.length <= 64 ? cleaned : createHash('sha256').update(value).digest('hex').slice(0, 64);
 }
 
 /** Identifier systems: KBV's for German physician (LANR) and practice (BSNR) numbers, LabVault's own for the rest. */
-export const SYSTEMS = {
+const SYSTEMS = {
   lanr: 'https://fhir.kbv.de/NamingSystem/KBV_NS_Base_ANR',
   bsnr: 'https://fhir.kbv.de/NamingSystem/KBV_NS_Base_BSNR',
   patient: 'urn:labvault:patient-id',
@@ -24,10 +24,10 @@ export const SYSTEMS = {
 
 const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
 
-export const patientResourceId = (patientRef: string) => fhirId(`pat-${patientRef}`);
-export const specimenResourceId = (orderId: string, specimenId: string) => fhirId(`${orderId}-${specimenId}`);
+const patientResourceId = (patientRef: string) => fhirId(`pat-${patientRef}`);
+const specimenResourceId = (orderId: string, specimenId: string) => fhirId(`${orderId}-${specimenId}`);
 /** One ServiceRequest per requested examination (a CodeableConcept holds one concept): `{orderId}-{n}`. */
-export const serviceRequestId = (orderId: string, index: number) => `${orderId}-${index + 1}`;
+const serviceRequestId = (orderId: string, index: number) => `${orderId}-${index + 1}`;
 
 const practitionerId = (physician: Order['orderingPhysician']) =>
   physician.lanr ? fhirId(`lanr-${physician.lanr}`) : fhirId(`prac-${createHash('sha256').update(physician.name).digest('hex').slice(0, 32)}`);

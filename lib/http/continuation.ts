@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { SecretStore } from '../crypto/secret-store.js';
-import { badRequest } from './problem.js';
+import { invalidInput } from '../errors.js';
 
 const SECRET = 'continuation-token-key';
 
@@ -15,8 +15,8 @@ export class ContinuationTokens {
   readonly #secrets: SecretStore;
   #key: Promise<Buffer> | undefined;
 
-  constructor(secrets: SecretStore) {
-    this.#secrets = secrets;
+  constructor(dependencies: { secrets: SecretStore }) {
+    this.#secrets = dependencies.secrets;
   }
 
   async issue(binding: TokenBinding, payload: unknown): Promise<string> {
@@ -26,7 +26,7 @@ export class ContinuationTokens {
 
   /** The payload of a token issued for exactly this binding; 400 otherwise. */
   async open<T>(binding: TokenBinding, token: string, isPayload: (value: unknown) => value is T): Promise<T> {
-    const invalid = () => badRequest('The continuation token is invalid.', [{ path: '/continuationToken', message: 'not a token this API issued for this query' }]);
+    const invalid = () => invalidInput('The continuation token is invalid.', [{ path: '/continuationToken', message: 'not a token this API issued for this query' }]);
     const [body, mac, extra] = token.split('.');
     if (!body || !mac || extra !== undefined) throw invalid();
     const expected = Buffer.from(await this.#mac(binding, body));

@@ -15,7 +15,7 @@ export function representationEtag(body: Uint8Array | string): string {
 }
 
 /** `*`, or the entity tags of an If-Match / If-None-Match list (weak ones keep their `W/`). */
-export function parseEtagList(header: string): '*' | string[] {
+function parseEtagList(header: string): '*' | string[] {
   if (header.trim() === '*') return '*';
   return [...header.matchAll(/\s*((?:W\/)?"[^"]*")\s*(?:,|$)/g)].map((m) => m[1] ?? '');
 }

@@ -10,19 +10,8 @@ import { errorFields, type Logger } from '../observability/logger.js';
 import { StorageLimitError, statusOf } from '../storage/errors.js';
 import { ifNoneMatchHits, representationEtag } from './etags.js';
 import type { Operation } from './operation.js';
-import {
-  badRequest,
-  forbidden,
-  type FieldError,
-  notFound,
-  payloadTooLarge,
-  ProblemError,
-  problemBody,
-  serviceUnavailable,
-  tooManyRequests,
-  unauthorized,
-  unsupportedMediaType,
-} from './problem.js';
+import { DomainError, type FieldError, forbidden, invalidInput, notFound, rateLimited, tooLarge, unavailable, unsupportedMediaType } from '../errors.js';
+import { asProblem, ProblemError, problemBody, problemOf } from './problem.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -33,7 +22,7 @@ export interface ApiResult {
 }
 
 export interface Authenticator {
-  /** Resolves the Authorization header to a principal, or throws a 401 ProblemError. */
+  /** Resolves the Authorization header to a principal, or throws an UnauthenticatedError. */
   authenticate(
     authorization: string | null,
     request: { clientAddress: string | undefined; correlationId: string; tenantHeader: string | null },
@@ -92,18 +81,18 @@ function issuesToErrors(issues: readonly z.core.$ZodIssue[]): FieldError[] {
 }
 
 /** JSON.parse that refuses prototype-polluting keys anywhere in the document. */
-export function parseJsonStrict(text: string): unknown {
+function parseJsonStrict(text: string): unknown {
   return JSON.parse(text, (key, value: unknown) => {
-    if (FORBIDDEN_KEYS.has(key)) throw new ProblemError(400, 'Bad Request', `The key "${key}" is not allowed in a request body.`);
+    if (FORBIDDEN_KEYS.has(key)) throw invalidInput(`The key "${key}" is not allowed in a request body.`);
     return value;
   });
 }
 
 async function readBody(request: HttpRequest): Promise<unknown> {
   const declared = request.headers.get('content-length');
-  if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw payloadTooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
   const bytes = Buffer.from(await request.arrayBuffer());
-  if (bytes.length > MAX_BODY_BYTES) throw payloadTooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  if (bytes.length > MAX_BODY_BYTES) throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
   const contentType = (request.headers.get('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   if (contentType !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(contentType)) {
     throw unsupportedMediaType('Send the body as application/json.');
@@ -112,17 +101,17 @@ async function readBody(request: HttpRequest): Promise<unknown> {
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw badRequest('The body is not valid UTF-8.');
+    throw invalidInput('The body is not valid UTF-8.');
   }
   try {
     return parseJsonStrict(text);
   } catch (error) {
-    if (error instanceof ProblemError) throw error;
-    throw badRequest('The body is not valid JSON.');
+    if (error instanceof DomainError) throw error;
+    throw invalidInput('The body is not valid JSON.');
   }
 }
 
-function parseWith<T extends z.ZodType>(schema: T, value: unknown, onError: (errors: FieldError[]) => ProblemError): z.infer<T> {
+function parseWith<T extends z.ZodType>(schema: T, value: unknown, onError: (errors: FieldError[]) => DomainError): z.infer<T> {
   const result = schema.safeParse(value);
   if (!result.success) throw onError(issuesToErrors(result.error.issues));
   return result.data;
@@ -133,7 +122,7 @@ function parseWith<T extends z.ZodType>(schema: T, value: unknown, onError: (err
  * principal of that tenant (an operator only through a live grant, else the tenant's data does not
  * exist for them: 404) holding the permission; operator operations need operator permissions.
  */
-export function authorize(operation: Operation, principal: Principal): void {
+function authorize(operation: Operation, principal: Principal): void {
   if (principal.scope !== 'full' && !(operation.scopes ?? []).includes(principal.scope)) {
     throw forbidden(principal.scope === 'password-change' ? 'Change your password first (POST /api/auth/password).' : 'Enrol a second factor first.');
   }
@@ -149,13 +138,14 @@ export function authorize(operation: Operation, principal: Principal): void {
 }
 
 function toProblem(error: unknown, logger: Logger, operationId: string, correlationId: string): ProblemError {
-  if (error instanceof ProblemError) return error;
-  if (error instanceof StorageLimitError) return payloadTooLarge('The data is too large to store.');
+  const problem = asProblem(error);
+  if (problem) return problem;
+  if (error instanceof StorageLimitError) return problemOf(tooLarge('The data is too large to store.'));
   const status = statusOf(error);
   const code = (error as { code?: unknown } | null)?.code;
   if ((status !== undefined && (status >= 500 || status === 408 || status === 429)) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'REQUEST_SEND_ERROR') {
     logger.log('warn', 'storage.unavailable', { operation: operationId, correlationId, ...errorFields(error) });
-    return serviceUnavailable();
+    return problemOf(unavailable());
   }
   logger.log('error', 'request.failed', {
     operation: operationId,
@@ -200,7 +190,7 @@ function respond(result: ApiResult, correlationId: string, request: { method: st
 }
 
 /** The challenges of a 401 (RFC 9110 §11.6.1): people send a bearer token, integrations an API key. */
-export const AUTH_CHALLENGES = 'Bearer realm="labvault", ApiKey realm="labvault"';
+const AUTH_CHALLENGES = 'Bearer realm="labvault", ApiKey realm="labvault"';
 
 export function problemResponse(problem: ProblemError, correlationId: string): HttpResponseInit {
   const headers: Record<string, string> = {
@@ -272,19 +262,19 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
         authorize(operation, principal);
         if (operation.rateLimit) {
           const verdict = await svc.rateLimiter.take(`${principal.realm}:${principal.id}`, operation.rateLimit);
-          if (!verdict.allowed) throw tooManyRequests('Too many calls of this kind; wait before trying again.', verdict.retryAfterSeconds);
+          if (!verdict.allowed) throw rateLimited('Too many calls of this kind; wait before trying again.', verdict.retryAfterSeconds);
         }
         if (principal.grant) await svc.recordStaffAccess(principal, operation.id, correlationId, actor);
       }
       // A path parameter that cannot be valid names nothing that exists.
       const params = operation.params ? parseWith(operation.params, { ...request.params }, () => notFound()) : undefined;
       const query = operation.query
-        ? parseWith(operation.query, Object.fromEntries(request.query.entries()), (errors) => badRequest('The query is invalid.', errors))
+        ? parseWith(operation.query, Object.fromEntries(request.query.entries()), (errors) => invalidInput('The query is invalid.', errors))
         : undefined;
       let body: unknown;
       if (operation.body) {
         const raw = await readBody(request);
-        body = parseWith(operation.body, raw, (errors) => badRequest('The body does not match the schema.', errors));
+        body = parseWith(operation.body, raw, (errors) => invalidInput('The body does not match the schema.', errors));
       }
       const result = await handle({
         principal: principal ?? (undefined as unknown as Principal),
@@ -315,4 +305,3 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
   };
 }
 
-export { unauthorized };

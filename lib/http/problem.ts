@@ -1,11 +1,10 @@
 /**
- * RFC 9457 problem details. Domain code throws these typed errors; the pipeline turns them into
- * `application/problem+json`. Details are written by us, never copied from input or exceptions.
+ * RFC 9457 problem details: how the HTTP side answers an error. Domain code throws the domain's
+ * errors (lib/errors.ts); `problemOf` gives each kind its status and title.
  */
-export interface FieldError {
-  path: string;
-  message: string;
-}
+import { DomainError, type DomainErrorKind, type FieldError } from '../errors.js';
+
+export type { FieldError } from '../errors.js';
 
 export class ProblemError extends Error {
   override name = 'ProblemError';
@@ -19,30 +18,33 @@ export class ProblemError extends Error {
   }
 }
 
-export const badRequest = (detail: string, errors?: FieldError[]): ProblemError =>
-  new ProblemError(400, 'Bad Request', detail, errors ? { errors } : {});
-export const unauthorized = (detail = 'Missing or invalid credentials.'): ProblemError => new ProblemError(401, 'Unauthorized', detail);
-export const forbidden = (detail = 'The principal lacks the permission for this operation.'): ProblemError =>
-  new ProblemError(403, 'Forbidden', detail);
-export const notFound = (detail = 'No such resource.'): ProblemError => new ProblemError(404, 'Not Found', detail);
-export const conflict = (detail: string): ProblemError => new ProblemError(409, 'Conflict', detail);
-export const preconditionFailed = (detail = 'The resource changed; fetch it again and retry with its current ETag.'): ProblemError =>
-  new ProblemError(412, 'Precondition Failed', detail);
-export const payloadTooLarge = (detail: string): ProblemError => new ProblemError(413, 'Payload Too Large', detail);
-export const unsupportedMediaType = (detail: string): ProblemError => new ProblemError(415, 'Unsupported Media Type', detail);
-export const unprocessable = (detail: string, errors?: FieldError[]): ProblemError =>
-  new ProblemError(422, 'Unprocessable Content', detail, errors ? { errors } : {});
-export const tooManyRequests = (detail: string, retryAfterSeconds: number): ProblemError =>
-  new ProblemError(429, 'Too Many Requests', detail, { retryAfterSeconds });
-/** 403 naming the permissions that exceed the caller's own (RFC 9457 extension member). */
-export const exceedsGrantor = (exceeding: readonly string[], detail = 'Nobody grants more than they hold.'): ProblemError =>
-  new ProblemError(403, 'Forbidden', detail, {
-    errors: exceeding.map((p) => ({ path: '/permissions', message: `you do not hold ${p}` })),
-    members: { exceedingPermissions: [...exceeding] },
-  });
-export const preconditionRequired = (detail: string): ProblemError => new ProblemError(428, 'Precondition Required', detail);
-export const serviceUnavailable = (retryAfterSeconds = 5): ProblemError =>
-  new ProblemError(503, 'Service Unavailable', 'A backing service is temporarily unavailable; retry later.', { retryAfterSeconds });
+const STATUS_OF: Record<DomainErrorKind, [number, string]> = {
+  'invalid-input': [400, 'Bad Request'],
+  unauthenticated: [401, 'Unauthorized'],
+  forbidden: [403, 'Forbidden'],
+  'not-found': [404, 'Not Found'],
+  conflict: [409, 'Conflict'],
+  'stale-version': [412, 'Precondition Failed'],
+  'too-large': [413, 'Payload Too Large'],
+  'unsupported-media-type': [415, 'Unsupported Media Type'],
+  unprocessable: [422, 'Unprocessable Content'],
+  'version-required': [428, 'Precondition Required'],
+  'rate-limited': [429, 'Too Many Requests'],
+  unavailable: [503, 'Service Unavailable'],
+};
+
+/** The problem a domain error answers with. */
+export function problemOf(error: DomainError): ProblemError {
+  const [status, title] = STATUS_OF[error.kind];
+  return new ProblemError(status, title, error.detail, error.extras);
+}
+
+/** A problem of the HTTP layer itself, or the one a domain error maps to; undefined for anything else. */
+export function asProblem(error: unknown): ProblemError | undefined {
+  if (error instanceof ProblemError) return error;
+  if (error instanceof DomainError) return problemOf(error);
+  return undefined;
+}
 
 export function problemBody(status: number, title: string, detail: string, correlationId: string, errors?: FieldError[], members: Record<string, unknown> = {}): Record<string, unknown> {
   return {

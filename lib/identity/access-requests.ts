@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
-import { conflict, exceedsGrantor, forbidden, notFound } from '../http/problem.js';
+import { conflict, exceedsGrantor, forbidden, notFound } from '../errors.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { exceedingPermissions, type Permission, type Principal, type StaffGrant } from './permissions.js';
+import { auditEvent } from '../audit/events.js';
 
 export interface AccessRequest {
   id: string;
@@ -39,10 +40,10 @@ export class AccessRequestService {
   readonly #audit: AuditLog;
   readonly #clock: () => Date;
 
-  constructor(table: TableClient, audit: AuditLog, clock: () => Date = () => new Date()) {
-    this.#table = table;
-    this.#audit = audit;
-    this.#clock = clock;
+  constructor(dependencies: { table: TableClient; audit: AuditLog; clock?: () => Date }) {
+    this.#table = dependencies.table;
+    this.#audit = dependencies.audit;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   async create(tenant: string, operatorId: string, input: { reason: string; minutes: number; permissions: Permission[] }, meta: RequestMeta): Promise<AccessRequest> {
@@ -60,16 +61,7 @@ export class AccessRequestService {
       requestedAt: this.#clock().toISOString(),
     };
     await this.#audit.commit(tenant, partitionKey, () => [['create', row]], [
-      {
-        event: 'staff-access.request',
-        action: 'C',
-        outcome: 'success',
-        actor: meta.actor,
-        entity: { type: 'AccessRequest', id },
-        purpose: input.reason,
-        correlationId: meta.correlationId,
-        details: { minutes: input.minutes, permissions: row.permissions },
-      },
+      auditEvent('staff-access.request', 'C', { type: 'AccessRequest', id }, meta, { purpose: input.reason, details: { minutes: input.minutes, permissions: row.permissions } }),
     ]);
     return toRequest(tenant, row);
   }
@@ -103,16 +95,7 @@ export class AccessRequestService {
     delete (next as Partial<typeof row>).etag;
     try {
       await this.#audit.commit(tenant, partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
-        {
-          event: approve ? 'staff-access.approve' : 'staff-access.deny',
-          action: 'U',
-          outcome: 'success',
-          actor: meta.actor,
-          entity: { type: 'AccessRequest', id },
-          purpose: row.reason,
-          correlationId: meta.correlationId,
-          details: { operator: row.operatorId, ...(next.expiresAt ? { expiresAt: next.expiresAt } : {}) },
-        },
+        auditEvent(approve ? 'staff-access.approve' : 'staff-access.deny', 'U', { type: 'AccessRequest', id }, meta, { purpose: row.reason, details: { operator: row.operatorId, ...(next.expiresAt ? { expiresAt: next.expiresAt } : {}) } }),
       ]);
     } catch (error) {
       if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The request changed meanwhile; reload it.');
@@ -131,16 +114,7 @@ export class AccessRequestService {
     delete (next as Partial<typeof row>).etag;
     try {
       await this.#audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
-        {
-          event: 'staff-access.revoke',
-          action: 'U',
-          outcome: 'success',
-          actor: meta.actor,
-          entity: { type: 'AccessRequest', id },
-          purpose: row.reason,
-          correlationId: meta.correlationId,
-          details: { operator: row.operatorId },
-        },
+        auditEvent('staff-access.revoke', 'U', { type: 'AccessRequest', id }, meta, { purpose: row.reason, details: { operator: row.operatorId } }),
       ]);
     } catch (error) {
       if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The request changed meanwhile; reload it.');
@@ -174,16 +148,7 @@ export class AccessRequestService {
   async recordCall(principal: Principal, operationId: string, meta: RequestMeta): Promise<void> {
     if (!principal.grant || !principal.tenant) return;
     await this.#audit.record(principal.tenant, tenantPartition(principal.tenant, AREA), [
-      {
-        event: 'staff-access.call',
-        action: 'E',
-        outcome: 'success',
-        actor: meta.actor,
-        entity: { type: 'Operation', id: operationId },
-        purpose: principal.grant.reason,
-        correlationId: meta.correlationId,
-        details: { grant: principal.grant.id },
-      },
+      auditEvent('staff-access.call', 'E', { type: 'Operation', id: operationId }, meta, { purpose: principal.grant.reason, details: { grant: principal.grant.id } }),
     ]);
   }
 }

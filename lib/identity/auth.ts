@@ -1,6 +1,6 @@
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditActor, AuditEventInput } from '../audit/types.js';
-import { forbidden, ProblemError, tooManyRequests, unauthorized, unprocessable } from '../http/problem.js';
+import { type DomainError, ForbiddenError, forbidden, rateLimited, unauthenticated, unprocessable } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
@@ -15,6 +15,7 @@ import type { SecurityPolicyService } from './security-policy.js';
 import { RefreshReplayError, SessionService } from './sessions.js';
 import type { TokenService } from './tokens.js';
 import type { UserRow, UserService } from './users.js';
+import { auditEvent } from '../audit/events.js';
 
 export interface LoginInput {
   tenant: string;
@@ -54,8 +55,16 @@ export interface AuthDependencies {
   clock?: () => Date;
 }
 
-const throttled = (verdict: Extract<AttemptVerdict, { allowed: false }>): ProblemError =>
-  tooManyRequests(verdict.reason === 'locked' ? 'The account is locked; ask an administrator to unlock it.' : 'Too many login attempts; wait before trying again.', verdict.retryAfterSeconds);
+/** A re-authentication whose password was wrong (a 403: the session stays valid). */
+class WrongCurrentPasswordError extends ForbiddenError {
+  override name = 'WrongCurrentPasswordError';
+  constructor() {
+    super('The current password is wrong.', { errors: [{ path: '/currentPassword', message: 'does not match' }] });
+  }
+}
+
+const throttled = (verdict: Extract<AttemptVerdict, { allowed: false }>): DomainError =>
+  rateLimited(verdict.reason === 'locked' ? 'The account is locked; ask an administrator to unlock it.' : 'Too many login attempts; wait before trying again.', verdict.retryAfterSeconds);
 
 /**
  * Login, password change, re-authentication, refresh and logout for people, and the resolution of
@@ -94,7 +103,7 @@ export class AuthService {
       if (input.totp === undefined && input.recoveryCode === undefined) {
         // Not a failed guess: the password was right. The reserved attempt is released.
         await this.#d.guard.recordSuccess(attempt);
-        throw new ProblemError(401, 'Unauthorized', 'A one-time code from the authenticator app (or a recovery code) is required.', {
+        throw unauthenticated('A one-time code from the authenticator app (or a recovery code) is required.', {
           errors: [{ path: '/totp', message: 'required for this account' }],
         });
       }
@@ -118,24 +127,19 @@ export class AuthService {
   async reauthenticate(principal: Principal, currentPassword: string, request: RequestInfo): Promise<UserRow & { etag: string }> {
     if (principal.kind === 'integration' || principal.grant) throw forbidden('Only the account holder, with their password, makes this change.');
     const row = await this.#d.users.row(principal.realm, principal.id);
-    if (!row) throw unauthorized();
+    if (!row) throw unauthenticated();
     const username = (await this.#d.users.toUser(principal.realm, row)).username;
     const attempt = { realm: principal.realm, username, source: request.source };
     const verdict = await this.#d.guard.reserve(attempt);
     if (!verdict.allowed) throw throttled(verdict);
     if (!(await verifyPassword(row.passwordHash, currentPassword))) {
       const { locked } = await this.#d.guard.recordFailure(attempt);
-      await this.#auditSecurity(principal.realm, {
-        event: 'auth.reauthenticate',
-        action: 'E',
-        outcome: 'failure',
-        actor: this.#actor(principal.realm, principal.id, request),
-        entity: { type: 'User', id: principal.id },
-        purpose: 'authentication',
-        correlationId: request.correlationId,
-        ...(locked ? { details: { locked: true } } : {}),
-      });
-      throw new ProblemError(403, 'Forbidden', 'The current password is wrong.', { errors: [{ path: '/currentPassword', message: 'does not match' }] });
+      const actor = this.#actor(principal.realm, principal.id, request);
+      await this.#auditSecurity(
+        principal.realm,
+        auditEvent('auth.reauthenticate', 'E', { type: 'User', id: principal.id }, { actor, correlationId: request.correlationId }, { outcome: 'failure', purpose: 'authentication', ...(locked ? { details: { locked: true } } : {}) }),
+      );
+      throw new WrongCurrentPasswordError();
     }
     await this.#d.guard.recordSuccess(attempt);
     return row;
@@ -153,7 +157,7 @@ export class AuthService {
       row = await this.reauthenticate(principal, currentPassword, request);
     } catch (error) {
       // The password change has always answered 422 for a wrong current password.
-      if (error instanceof ProblemError && error.status === 403) throw unprocessable('The current password is wrong.', [{ path: '/currentPassword', message: 'does not match' }]);
+      if (error instanceof WrongCurrentPasswordError) throw unprocessable('The current password is wrong.', [{ path: '/currentPassword', message: 'does not match' }]);
       throw error;
     }
     const user = await this.#d.users.toUser(principal.realm, row);
@@ -176,24 +180,17 @@ export class AuthService {
       session = await this.#d.sessions.rotate(refreshToken);
     } catch (error) {
       if (error instanceof RefreshReplayError) {
-        await this.#auditSecurity(error.realm, {
-          event: 'auth.refresh.replay',
-          action: 'E',
-          outcome: 'failure',
-          actor: this.#actor(error.realm, error.userId, request),
-          entity: { type: 'Session', id: error.familyId },
-          purpose: 'authentication',
-          correlationId: request.correlationId,
-        });
+        const actor = this.#actor(error.realm, error.userId, request);
+        await this.#auditSecurity(error.realm, auditEvent('auth.refresh.replay', 'E', { type: 'Session', id: error.familyId }, { actor, correlationId: request.correlationId }, { outcome: 'failure', purpose: 'authentication' }));
         this.#d.logger.log('warn', 'auth.refresh.replay', { correlationId: request.correlationId });
-        throw unauthorized('The refresh token was used already; the session is revoked. Log in again.');
+        throw unauthenticated('The refresh token was used already; the session is revoked. Log in again.');
       }
       throw error;
     }
     const row = await this.#d.users.row(session.realm, session.userId);
     if (!row || row.status !== 'active' || (row.sessionEpoch ?? 0) !== session.epoch) {
       await this.#d.sessions.revoke(session.realm, session.familyId, row?.status === 'active' ? 'credentials-changed' : 'inactive-user');
-      throw unauthorized();
+      throw unauthenticated();
     }
     const scope = await this.#scopeOf(session.realm, row);
     const access = await this.#d.tokens.issue({ sub: row.id, realm: session.realm, sid: session.familyId, scope });
@@ -203,15 +200,7 @@ export class AuthService {
   async logout(principal: Principal, request: RequestInfo): Promise<void> {
     if (!principal.sessionId) return;
     await this.#d.sessions.revoke(principal.realm, principal.sessionId, 'logout');
-    await this.#auditSecurity(principal.realm, {
-      event: 'auth.logout',
-      action: 'E',
-      outcome: 'success',
-      actor: this.#actor(principal.realm, principal.id, request),
-      entity: { type: 'Session', id: principal.sessionId },
-      purpose: 'authentication',
-      correlationId: request.correlationId,
-    });
+    await this.#auditSecurity(principal.realm, auditEvent('auth.logout', 'E', { type: 'Session', id: principal.sessionId }, { actor: this.#actor(principal.realm, principal.id, request), correlationId: request.correlationId }, { purpose: 'authentication' }));
   }
 
   /** Resolves `Authorization` (Bearer or ApiKey) to a principal, or throws 401. */
@@ -219,11 +208,11 @@ export class AuthService {
     const apiKey = /^ApiKey ([\x21-\x7e]{1,256})$/.exec(authorization ?? '');
     if (apiKey?.[1]) return this.#d.integrations.authenticate(apiKey[1], this.#d.logger, request.correlationId);
     const bearer = /^Bearer ([A-Za-z0-9_.-]{1,4096})$/.exec(authorization ?? '');
-    if (!bearer?.[1]) throw unauthorized();
+    if (!bearer?.[1]) throw unauthenticated();
     const claims = await this.#d.tokens.verify(bearer[1]);
     // Logout, deactivation and every credential change act at once: session, account and epoch are checked on every call.
     const [session, row] = await Promise.all([this.#d.sessions.row(claims.realm, claims.sid), this.#d.users.row(claims.realm, claims.sub)]);
-    if (!row || row.status !== 'active' || !this.#d.sessions.isLive(session, claims.sub, row.sessionEpoch ?? 0)) throw unauthorized();
+    if (!row || row.status !== 'active' || !this.#d.sessions.isLive(session, claims.sub, row.sessionEpoch ?? 0)) throw unauthenticated();
     const roles = JSON.parse(row.roles) as string[];
     const base = { id: row.id, realm: claims.realm, roles, scope: claims.scope, sessionId: claims.sid };
     if (claims.realm === OPERATOR_REALM) {
@@ -257,7 +246,7 @@ export class AuthService {
       account: accountRef,
       ...(locked ? { locked: true } : {}),
     });
-    throw unauthorized(INVALID_LOGIN);
+    throw unauthenticated(INVALID_LOGIN);
   }
 
   #actor(realm: string, id: string, request: RequestInfo): AuditActor {
@@ -267,16 +256,7 @@ export class AuthService {
   async #auditLogin(realmExists: boolean, realm: string, actor: AuditActor, outcome: 'success' | 'failure', request: RequestInfo, details: Record<string, string | number | boolean>): Promise<void> {
     this.#d.logger.log(outcome === 'success' ? 'info' : 'warn', 'auth.login', { outcome, correlationId: request.correlationId, reason: typeof details.reason === 'string' ? details.reason : undefined });
     if (!realmExists) return;
-    await this.#auditSecurity(realm, {
-      event: 'auth.login',
-      action: 'E',
-      outcome,
-      actor,
-      entity: { type: 'User', id: actor.id },
-      purpose: 'authentication',
-      correlationId: request.correlationId,
-      details,
-    });
+    await this.#auditSecurity(realm, auditEvent('auth.login', 'E', { type: 'User', id: actor.id }, { actor, correlationId: request.correlationId }, { outcome, purpose: 'authentication', details }));
   }
 
   async #auditSecurity(realm: string, event: AuditEventInput): Promise<void> {

@@ -76,11 +76,11 @@ export class BruteForceGuard {
   readonly #clock: () => Date;
   readonly #queue = new KeyedQueue();
 
-  constructor(table: TableClient, crypto: TenantCrypto, alerts: SecurityAlertService, clock: () => Date = () => new Date()) {
-    this.#table = table;
-    this.#crypto = crypto;
-    this.#alerts = alerts;
-    this.#clock = clock;
+  constructor(dependencies: { table: TableClient; crypto: TenantCrypto; alerts: SecurityAlertService; clock?: () => Date }) {
+    this.#table = dependencies.table;
+    this.#crypto = dependencies.crypto;
+    this.#alerts = dependencies.alerts;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   async accountRef(realm: string, username: string): Promise<string> {

@@ -1,12 +1,13 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditActor } from '../audit/types.js';
-import { exceedsGrantor, forbidden, notFound, unauthorized } from '../http/problem.js';
+import type { RequestMeta } from '../audit/types.js';
+import { exceedsGrantor, forbidden, notFound, unauthenticated } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { exceedingPermissions, type Grantor, type Permission, type Principal } from './permissions.js';
+import { auditEvent } from '../audit/events.js';
 
 export interface Integration {
   id: string;
@@ -44,17 +45,17 @@ export class IntegrationService {
   readonly #audit: AuditLog;
   readonly #clock: () => Date;
 
-  constructor(table: TableClient, audit: AuditLog, clock: () => Date = () => new Date()) {
-    this.#table = table;
-    this.#audit = audit;
-    this.#clock = clock;
+  constructor(dependencies: { table: TableClient; audit: AuditLog; clock?: () => Date }) {
+    this.#table = dependencies.table;
+    this.#audit = dependencies.audit;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   /**
    * A new key with the given permissions. Through the API the grantor is a person who holds every one
    * of them (re-authenticated by the caller); a key never creates keys.
    */
-  async create(tenant: string, name: string, permissions: Permission[], actor: AuditActor, correlationId: string, grantor?: Grantor): Promise<Integration & { apiKey: string }> {
+  async create(tenant: string, name: string, permissions: Permission[], meta: RequestMeta, grantor?: Grantor): Promise<Integration & { apiKey: string }> {
     if (grantor) {
       if (grantor.kind === 'integration') throw forbidden('Integrations do not create API keys; a person with the permissions does.');
       const exceeding = exceedingPermissions(permissions, grantor.permissions);
@@ -73,28 +74,19 @@ export class IntegrationService {
       createdAt,
     };
     await this.#audit.commit(tenant, partitionKey, () => [['create', row]], [
-      {
-        event: 'integration.create',
-        action: 'C',
-        outcome: 'success',
-        actor,
-        entity: { type: 'Integration', id },
-        purpose: 'access-management',
-        correlationId,
-        details: { permissions: row.permissions },
-      },
+      auditEvent('integration.create', 'C', { type: 'Integration', id }, meta, { purpose: 'access-management', details: { permissions: row.permissions } }),
     ]);
     return { id, name, permissions: JSON.parse(row.permissions) as Permission[], createdAt, apiKey };
   }
 
-  async revoke(tenant: string, id: string, actor: AuditActor, correlationId: string): Promise<void> {
+  async revoke(tenant: string, id: string, meta: RequestMeta): Promise<void> {
     const partitionKey = tenantPartition(tenant, AREA);
     const row = await this.#row(tenant, id);
     if (!row || row.revokedAt) throw notFound('No such integration.');
     const etag = row.etag;
     const revoked = { partitionKey, rowKey: ROW(id), revokedAt: this.#clock().toISOString() };
     await this.#audit.commit(tenant, partitionKey, () => [['update', revoked, 'Merge', { etag }]], [
-      { event: 'integration.revoke', action: 'U', outcome: 'success', actor, entity: { type: 'Integration', id }, purpose: 'access-management', correlationId },
+      auditEvent('integration.revoke', 'U', { type: 'Integration', id }, meta, { purpose: 'access-management' }),
     ]);
   }
 
@@ -112,7 +104,7 @@ export class IntegrationService {
   /** Resolves an `ApiKey` credential; every failure looks the same to the caller. */
   async authenticate(apiKey: string, logger: Logger, correlationId: string): Promise<Principal> {
     const match = API_KEY.exec(apiKey);
-    if (!match) throw unauthorized();
+    if (!match) throw unauthenticated();
     const [, tenant = '', id = ''] = match;
     // Read on every request, never cached: a revoked key must stop at once on every instance.
     const row = await this.#row(tenant, id);
@@ -122,19 +114,10 @@ export class IntegrationService {
       logger.log('warn', 'auth.apikey.rejected', { correlationId, reason: !row ? 'unknown' : row.revokedAt ? 'revoked' : 'mismatch' });
       if (row) {
         await this.#audit.record(tenant, tenantPartition(tenant, 'security'), [
-          {
-            event: 'auth.apikey',
-            action: 'E',
-            outcome: 'failure',
-            actor: { type: 'integration', id },
-            entity: { type: 'Integration', id },
-            purpose: 'authentication',
-            correlationId,
-            details: { reason: row.revokedAt ? 'revoked' : 'mismatch' },
-          },
+          auditEvent('auth.apikey', 'E', { type: 'Integration', id }, { actor: { type: 'integration', id }, correlationId }, { outcome: 'failure', purpose: 'authentication', details: { reason: row.revokedAt ? 'revoked' : 'mismatch' } }),
         ]);
       }
-      throw unauthorized();
+      throw unauthenticated();
     }
     return { kind: 'integration', realm: tenant, tenant, id, roles: [], permissions: new Set(JSON.parse(row.permissions) as Permission[]), operatorPermissions: new Set(), scope: 'full' };
   }

@@ -3,7 +3,7 @@ import type { TableClient } from '@azure/data-tables';
 import * as OTPAuth from 'otpauth';
 import type { RequestMeta } from '../audit/types.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
-import { conflict, notFound, unprocessable } from '../http/problem.js';
+import { conflict, notFound, unprocessable } from '../errors.js';
 import type { SecurityPolicyService } from './security-policy.js';
 import type { UserRow, UserService } from './users.js';
 

@@ -4,13 +4,13 @@ import { ZxcvbnFactory } from '@zxcvbn-ts/core';
 import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
 import * as german from '@zxcvbn-ts/language-de';
 import * as english from '@zxcvbn-ts/language-en';
-import type { FieldError } from '../http/problem.js';
+import type { FieldError } from '../errors.js';
 
 // @node-rs/argon2's Algorithm is a const enum; its Argon2id member is 2.
 const ARGON2ID = 2;
 
 /** OWASP's Argon2id baseline: m = 19 MiB, t = 2, p = 1. */
-export const ARGON2_TARGET = { memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
+const ARGON2_TARGET = { memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
 
 export interface PasswordHasherOptions {
   memoryCost?: number;
@@ -18,7 +18,7 @@ export interface PasswordHasherOptions {
 }
 
 /** NFC, as NIST SP 800-63B asks before hashing; never truncated. */
-export function normalisePassword(password: string): string {
+function normalisePassword(password: string): string {
   return password.normalize('NFC');
 }
 
@@ -64,13 +64,13 @@ export function generateInitialPassword(length = 20): string {
 const BLOCKLIST = new Set(dictionary['passwords-common'].map((p) => p.normalize('NFKC').toLowerCase()));
 export const BLOCKLIST_SIZE = BLOCKLIST.size;
 
-export const PASSWORD_MAX_CODE_POINTS = 256;
+const PASSWORD_MAX_CODE_POINTS = 256;
 
 /**
  * Guess estimates below which a password is refused, as log10 of the guesses zxcvbn estimates:
  * 10^10 without a second factor (zxcvbn's score 4), 10^8 with one (score 3, an 8-character minimum).
  */
-export const GUESSES_FLOOR_LOG10 = { withoutSecondFactor: 10, withSecondFactor: 8 } as const;
+const GUESSES_FLOOR_LOG10 = { withoutSecondFactor: 10, withSecondFactor: 8 } as const;
 
 // zxcvbn-ts with the common, English and German dictionaries: it recognises sequences, keyboard
 // walks, repetitions, dates and dictionary words under trivial changes (l33t, case, reversal,

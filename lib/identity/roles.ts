@@ -1,9 +1,10 @@
 import { odata, type TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
-import { conflict, exceedsGrantor, notFound, unprocessable } from '../http/problem.js';
+import { conflict, exceedsGrantor, notFound, unprocessable } from '../errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { BUILT_IN_ROLES, exceedingPermissions, type Grantor, OPERATOR_REALM, OPERATOR_ROLES, type Permission, permissionsOfRoles } from './permissions.js';
+import { auditEvent } from '../audit/events.js';
 
 export interface Role {
   name: string;
@@ -63,16 +64,7 @@ export class RoleService {
       if (exceeding.length > 0) throw exceedsGrantor(exceeding);
     }
     await this.#d.audit.commit(realm, partitionKey, () => [['upsert', { partitionKey, rowKey: ROLE_ROW(name), permissions: JSON.stringify(sorted) }, 'Replace']], [
-      {
-        event: existing ? 'role.change' : 'role.create',
-        action: existing ? 'U' : 'C',
-        outcome: 'success',
-        actor: meta.actor,
-        entity: { type: 'Role', id: name },
-        purpose: 'access-management',
-        correlationId: meta.correlationId,
-        details: { from: (existing ?? []).join(','), to: sorted.join(',') },
-      },
+      auditEvent(existing ? 'role.change' : 'role.create', existing ? 'U' : 'C', { type: 'Role', id: name }, meta, { purpose: 'access-management', details: { from: (existing ?? []).join(','), to: sorted.join(',') } }),
     ]);
     return { role: { name, permissions: sorted, builtIn: false }, created: existing === undefined };
   }
@@ -93,7 +85,7 @@ export class RoleService {
     }
     if (holders > 0) throw conflict(`The role is held by ${holders} user(s); take it away from them first.`);
     await this.#d.audit.commit(realm, partitionKey, () => [['delete', { partitionKey, rowKey: ROLE_ROW(name) }]], [
-      { event: 'role.delete', action: 'D', outcome: 'success', actor: meta.actor, entity: { type: 'Role', id: name }, purpose: 'access-management', correlationId: meta.correlationId },
+      auditEvent('role.delete', 'D', { type: 'Role', id: name }, meta, { purpose: 'access-management' }),
     ]);
   }
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import type { Logger } from '../observability/logger.js';
 
-export type AlertKind = 'password-spraying' | 'credential-stuffing' | 'account-locked' | 'breach-escalation' | 'breach-analysis-due' | 'breach-delivery-failed';
+type AlertKind = 'password-spraying' | 'credential-stuffing' | 'account-locked' | 'breach-escalation' | 'breach-analysis-due' | 'breach-delivery-failed';
 
 export interface SecurityAlert {
   id: string;
@@ -24,10 +24,10 @@ export class SecurityAlertService {
   readonly #logger: Logger;
   readonly #clock: () => Date;
 
-  constructor(table: TableClient, logger: Logger, clock: () => Date = () => new Date()) {
-    this.#table = table;
-    this.#logger = logger;
-    this.#clock = clock;
+  constructor(dependencies: { table: TableClient; logger: Logger; clock?: () => Date }) {
+    this.#table = dependencies.table;
+    this.#logger = dependencies.logger;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   async raise(alert: Omit<SecurityAlert, 'id' | 'detectedAt'>): Promise<SecurityAlert> {

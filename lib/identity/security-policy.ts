@@ -3,6 +3,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
+import { auditEvent } from '../audit/events.js';
 
 export interface SecurityPolicy {
   /** Every user of the tenant must enrol a second factor before anything else. */
@@ -32,16 +33,7 @@ export class SecurityPolicyService {
   async setPolicy(realm: string, policy: SecurityPolicy, meta: RequestMeta): Promise<void> {
     const partitionKey = tenantPartition(realm, 'users');
     await this.#d.audit.commit(realm, partitionKey, () => [['upsert', { partitionKey, rowKey: POLICY_ROW, requireMfa: policy.requireMfa }, 'Replace']], [
-      {
-        event: 'security-policy.change',
-        action: 'U',
-        outcome: 'success',
-        actor: meta.actor,
-        entity: { type: 'SecurityPolicy', id: realm },
-        purpose: 'access-management',
-        correlationId: meta.correlationId,
-        details: { requireMfa: policy.requireMfa },
-      },
+      auditEvent('security-policy.change', 'U', { type: 'SecurityPolicy', id: realm }, meta, { purpose: 'access-management', details: { requireMfa: policy.requireMfa } }),
     ]);
   }
 }

@@ -1,12 +1,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
-import { unauthorized } from '../http/problem.js';
+import { unauthenticated } from '../errors.js';
 import { isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { shardOf, tenantPartition } from '../storage/keys.js';
 
 /** Re-authentication after 24 h whatever happens, and after 1 h without a refresh (AAL2). */
-export const SESSION_ABSOLUTE_MS = 24 * 60 * 60 * 1000;
-export const SESSION_IDLE_MS = 60 * 60 * 1000;
+const SESSION_ABSOLUTE_MS = 24 * 60 * 60 * 1000;
+const SESSION_IDLE_MS = 60 * 60 * 1000;
 
 type SessionRow = {
   partitionKey: string;
@@ -71,9 +71,9 @@ export class SessionService {
   readonly #table: TableClient;
   readonly #clock: () => Date;
 
-  constructor(table: TableClient, clock: () => Date = () => new Date()) {
-    this.#table = table;
-    this.#clock = clock;
+  constructor(dependencies: { table: TableClient; clock?: () => Date }) {
+    this.#table = dependencies.table;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   static partition(realm: string, familyId: string): string {
@@ -98,7 +98,7 @@ export class SessionService {
   }
 
   async rotate(refreshToken: string): Promise<SessionRef & { refreshToken: string }> {
-    const invalid = () => unauthorized('The refresh token is invalid or expired.');
+    const invalid = () => unauthenticated('The refresh token is invalid or expired.');
     const match = TOKEN.exec(refreshToken);
     if (!match) throw invalid();
     const [, realm = '', familyId = ''] = match;
@@ -116,7 +116,7 @@ export class SessionService {
     const now = this.#clock();
     if (now.toISOString() >= row.expiresAt || now.getTime() - Date.parse(row.lastUsedAt) > SESSION_IDLE_MS) {
       await this.revoke(realm, familyId, 'expired');
-      throw unauthorized('The session expired; log in again.');
+      throw unauthenticated('The session expired; log in again.');
     }
     const next = newToken(realm, familyId);
     const used = [...(JSON.parse(row.usedHashes ?? '[]') as string[]), row.currentHash].slice(-USED_TOKENS_KEPT);

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT } from 'jose';
 import type { SecretStore } from '../crypto/secret-store.js';
-import { unauthorized } from '../http/problem.js';
+import { unauthenticated } from '../errors.js';
 import type { TokenScope } from './permissions.js';
 
-export const ACCESS_TOKEN_SECONDS = 15 * 60;
+const ACCESS_TOKEN_SECONDS = 15 * 60;
 const ISSUER = 'https://labvault.example/auth';
 const AUDIENCE = 'labvault-api';
 const TYPE = 'at+jwt';
@@ -34,9 +34,9 @@ export class TokenService {
   readonly #publicKeys = new Map<string, KeyLike>();
   #current: Promise<{ kid: string; key: KeyLike }> | undefined;
 
-  constructor(secrets: SecretStore, clock: () => Date = () => new Date()) {
-    this.#secrets = secrets;
-    this.#clock = clock;
+  constructor(dependencies: { secrets: SecretStore; clock?: () => Date }) {
+    this.#secrets = dependencies.secrets;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   async rotateSigningKey(): Promise<string> {
@@ -85,7 +85,7 @@ export class TokenService {
       if (scope !== 'full' && scope !== 'password-change' && scope !== 'mfa-enrolment') throw new Error('claims');
       return { sub, realm, sid, scope };
     } catch {
-      throw unauthorized();
+      throw unauthenticated();
     }
   }
 

@@ -3,16 +3,17 @@ import { odata, type TableClient, type TransactionAction } from '@azure/data-tab
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
-import { conflict, exceedsGrantor, forbidden, notFound, unprocessable } from '../http/problem.js';
+import { conflict, exceedsGrantor, forbidden, notFound, unprocessable } from '../errors.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { generateInitialPassword, hashPassword } from './passwords.js';
 import { exceedingPermissions, type Grantor, OPERATOR_REALM, OPERATOR_ROLES, operatorPermissionsOfRoles, TENANT_ADMIN_ROLE } from './permissions.js';
 import type { RoleService } from './roles.js';
+import { auditEvent } from '../audit/events.js';
 
 /** Initial and reset passwords expire after 72 hours. */
-export const INITIAL_PASSWORD_MS = 72 * 60 * 60 * 1000;
+const INITIAL_PASSWORD_MS = 72 * 60 * 60 * 1000;
 const AREA = 'users';
 const USER_ROW = (id: string) => `user~${id}`;
 const USERNAME_ROW = (ref: string) => `username~${ref}`;
@@ -321,16 +322,7 @@ export class UserService {
   }
 
   event(event: string, action: AuditEventInput['action'], userId: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
-    return {
-      event,
-      action,
-      outcome: 'success',
-      actor: meta.actor,
-      entity: { type: 'User', id: userId },
-      purpose: 'access-management',
-      correlationId: meta.correlationId,
-      ...(details ? { details } : {}),
-    };
+    return auditEvent(event, action, { type: 'User', id: userId }, meta, { purpose: 'access-management', ...(details ? { details } : {}) });
   }
 
   async toUser(realm: string, row: UserRow): Promise<User> {

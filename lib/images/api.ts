@@ -1,45 +1,26 @@
 import { z } from 'zod';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
-import { line, problemSchema } from '../http/schemas.js';
+import { line } from '../fields.js';
+import { problemSchema } from '../http/schemas.js';
+import { imageRecordSchema } from './schemas.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted'), 404: p('Unknown order, specimen or image') };
 
 const specimenId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/);
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/);
-export const specimenParams = z.strictObject({ id: hex32, specimenId });
-export const imageParams = z.strictObject({ id: hex32, specimenId, imageId: hex32 });
+const specimenParams = z.strictObject({ id: hex32, specimenId });
+const imageParams = z.strictObject({ id: hex32, specimenId, imageId: hex32 });
 
-export const uploadRequestSchema = z
+const uploadRequestSchema = z
   .strictObject({
     contentType: z.enum(['image/jpeg', 'image/png', 'image/tiff', 'image/webp']),
     fileName: line(255),
   })
   .meta({ id: 'ImageUploadRequest' });
 
-export const uploadResponseSchema = z.object({ imageId: z.string(), uploadUrl: z.string(), expiresAt: z.string() }).meta({ id: 'ImageUpload' });
+const uploadResponseSchema = z.object({ imageId: z.string(), uploadUrl: z.string(), expiresAt: z.string() }).meta({ id: 'ImageUpload' });
 
-export const imageRecordSchema = z
-  .object({
-    imageId: z.string(),
-    orderId: z.string(),
-    specimenId: z.string(),
-    status: z.enum(['pending', 'ready', 'rejected']),
-    reason: z.string().optional(),
-    fileName: z.string(),
-    declaredContentType: z.string(),
-    contentType: z.string().optional(),
-    width: z.number().optional(),
-    height: z.number().optional(),
-    uploadBytes: z.number().optional(),
-    uploadSha256: z.string().optional(),
-    sha256: z.string().optional(),
-    bytes: z.number().optional(),
-    thumbnailBytes: z.number().optional(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .meta({ id: 'SpecimenImage' });
 
 export const createImageUpload = defineOperation({
   id: 'createImageUpload',

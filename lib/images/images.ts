@@ -8,7 +8,7 @@ import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import { createDecryptStream, createEncryptStream } from '../crypto/chunked.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import type { TenantKeyring } from '../crypto/keyring.js';
-import { notFound } from '../http/problem.js';
+import { notFound } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
@@ -18,9 +18,10 @@ import { SHARDS } from '../storage/keys.js';
 import { blobSasUrl } from '../storage/sas.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { IMAGE_LIMITS, inspectAndClean, type RejectionReason } from './processing.js';
+import { auditEvent } from '../audit/events.js';
 
-export const UPLOAD_URL_MINUTES = 15;
-export const QUARANTINE_DAYS = 7;
+const UPLOAD_URL_MINUTES = 15;
+const QUARANTINE_DAYS = 7;
 
 export type ImageStatus = 'pending' | 'ready' | 'rejected';
 
@@ -368,16 +369,6 @@ export class ImageService {
   }
 
   #event(event: string, action: AuditEventInput['action'], row: ImageRow, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
-    return {
-      event,
-      action,
-      outcome: 'success',
-      actor: meta.actor,
-      entity: { type: 'Media', id: row.imageId },
-      patientRef: row.patientRef,
-      purpose: 'specimen-imaging',
-      correlationId: meta.correlationId,
-      details: { order: row.orderId, specimen: row.specimenId, ...(details ?? {}) },
-    };
+    return auditEvent(event, action, { type: 'Media', id: row.imageId }, meta, { purpose: 'specimen-imaging', patientRef: row.patientRef, details: { order: row.orderId, specimen: row.specimenId, ...(details ?? {}) } });
   }
 }

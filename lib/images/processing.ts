@@ -8,9 +8,9 @@ export const IMAGE_LIMITS = {
 } as const;
 
 export type RejectionReason = 'empty' | 'too-large' | 'unsupported-type' | 'too-many-pixels' | 'corrupt';
-export type ImageFormat = 'jpeg' | 'png' | 'tiff' | 'webp';
+type ImageFormat = 'jpeg' | 'png' | 'tiff' | 'webp';
 
-export interface CleanImage {
+interface CleanImage {
   /** The type the bytes are, whatever the name or header claimed. */
   detectedFormat: ImageFormat;
   contentType: 'image/jpeg' | 'image/png' | 'image/webp';
@@ -28,7 +28,7 @@ export type InspectionResult = { ok: true; image: CleanImage } | { ok: false; re
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** The real type from the first bytes; anything but JPEG, PNG, TIFF and WebP is refused. */
-export function sniffFormat(bytes: Buffer): ImageFormat | undefined {
+function sniffFormat(bytes: Buffer): ImageFormat | undefined {
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
   if (bytes.length >= 8 && bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'png';
   if (bytes.length >= 4 && (bytes.subarray(0, 4).equals(Buffer.from([0x49, 0x49, 0x2a, 0x00])) || bytes.subarray(0, 4).equals(Buffer.from([0x4d, 0x4d, 0x00, 0x2a])))) return 'tiff';

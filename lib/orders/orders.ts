@@ -5,11 +5,12 @@ import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 
 export type { RequestMeta };
 import type { TenantCrypto } from '../crypto/field-cipher.js';
-import { conflict, notFound, preconditionFailed, unprocessable } from '../http/problem.js';
+import { conflict, notFound, staleVersion, unprocessable } from '../errors.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { SHARDS, shardOf, tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { type CreateOrderInput, type ListOrdersQuery, type Order, type OrderStatus, STATUS_TRANSITIONS, type UpdateOrderInput } from './schemas.js';
+import { auditEvent } from '../audit/events.js';
 
 /**
  * Orders of a tenant. Rows live in `tenantdata`, spread over 16 partitions per tenant
@@ -62,7 +63,10 @@ export interface OrderPage {
   continuation?: string;
 }
 
-export interface OrderServiceOptions {
+export interface OrderServiceDependencies {
+  table: TableClient;
+  audit: AuditLog;
+  crypto: TenantCrypto;
   clock?: () => Date;
 }
 
@@ -80,11 +84,11 @@ export class OrderService {
   readonly #crypto: TenantCrypto;
   readonly #clock: () => Date;
 
-  constructor(table: TableClient, audit: AuditLog, crypto: TenantCrypto, options: OrderServiceOptions = {}) {
-    this.#table = table;
-    this.#audit = audit;
-    this.#crypto = crypto;
-    this.#clock = options.clock ?? (() => new Date());
+  constructor(dependencies: OrderServiceDependencies) {
+    this.#table = dependencies.table;
+    this.#audit = dependencies.audit;
+    this.#crypto = dependencies.crypto;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
   async create(tenant: string, input: CreateOrderInput, meta: RequestMeta, idempotencyKey?: string): Promise<OrderCreated> {
@@ -125,17 +129,7 @@ export class OrderService {
       ['create', row],
       ['create', { partitionKey, rowKey: PATIENT_ROW(patientRef, orderId), orderId }],
     ];
-    const event: AuditEventInput = {
-      event: 'order.create',
-      action: 'C',
-      outcome: 'success',
-      actor: meta.actor,
-      entity: { type: 'Order', id: orderId },
-      patientRef,
-      purpose: 'order-intake',
-      correlationId: meta.correlationId,
-      details: { specimens: input.specimens.length, idempotent: idempotencyKey !== undefined },
-    };
+    const event: AuditEventInput = auditEvent('order.create', 'C', { type: 'Order', id: orderId }, meta, { purpose: 'order-intake', patientRef, details: { specimens: input.specimens.length, idempotent: idempotencyKey !== undefined } });
     let etag: string | undefined;
     try {
       etag = (await this.#audit.commit(tenant, partitionKey, () => actions, [event])).domainEtags[1];
@@ -177,17 +171,7 @@ export class OrderService {
     const partitionKey = orderPartition(tenant, orderId);
     const row = await this.#row(partitionKey, orderId);
     if (!row) return false;
-    const event: AuditEventInput = {
-      event: 'order.delete',
-      action: 'D',
-      outcome: 'success',
-      actor: meta.actor,
-      entity: { type: 'Order', id: orderId },
-      patientRef: row.patientRef,
-      purpose: 'retention',
-      correlationId: meta.correlationId,
-      details: { reason },
-    };
+    const event: AuditEventInput = auditEvent('order.delete', 'D', { type: 'Order', id: orderId }, meta, { purpose: 'retention', patientRef: row.patientRef, details: { reason } });
     await this.#audit.commit(
       tenant,
       partitionKey,
@@ -232,7 +216,7 @@ export class OrderService {
     const row = await this.#row(partitionKey, orderId);
     if (!row) throw notFound('No such order.');
     const ifMatch = row.etag ?? '';
-    if (!precondition(ifMatch)) throw preconditionFailed();
+    if (!precondition(ifMatch)) throw staleVersion();
     const next = change.status ?? row.status;
     if (next !== row.status && !STATUS_TRANSITIONS[row.status].includes(next)) {
       throw unprocessable(`An order in status "${row.status}" cannot change to "${next}".`, [
@@ -244,23 +228,13 @@ export class OrderService {
     if (change.cancellationReason !== undefined) {
       updated.encCancellationReason = await this.#crypto.encryptJson({ tenant, record: orderId, field: 'cancellationReason' }, change.cancellationReason);
     }
-    const event: AuditEventInput = {
-      event: next === 'cancelled' && row.status !== 'cancelled' ? 'order.cancel' : 'order.update',
-      action: 'U',
-      outcome: 'success',
-      actor: meta.actor,
-      entity: { type: 'Order', id: orderId },
-      patientRef: row.patientRef,
-      purpose: 'order-processing',
-      correlationId: meta.correlationId,
-      details: { from: row.status, to: next },
-    };
+    const event: AuditEventInput = auditEvent(next === 'cancelled' && row.status !== 'cancelled' ? 'order.cancel' : 'order.update', 'U', { type: 'Order', id: orderId }, meta, { purpose: 'order-processing', patientRef: row.patientRef, details: { from: row.status, to: next } });
     let etag: string | undefined;
     try {
       etag = (await this.#audit.commit(tenant, partitionKey, () => [['update', updated, 'Replace', { etag: ifMatch }]], [event])).domainEtags[0];
     } catch (error) {
       if (error instanceof TransactionFailedError && error.failedIndex === 0 && (error.statusCode === 412 || error.statusCode === 409)) {
-        throw preconditionFailed();
+        throw staleVersion();
       }
       throw error;
     }
@@ -314,16 +288,7 @@ export class OrderService {
   }
 
   #readEvent(row: OrderRow, meta: RequestMeta, event: string): AuditEventInput {
-    return {
-      event,
-      action: 'R',
-      outcome: 'success',
-      actor: meta.actor,
-      entity: { type: 'Order', id: row.id },
-      patientRef: row.patientRef,
-      purpose: 'order-processing',
-      correlationId: meta.correlationId,
-    };
+    return auditEvent(event, 'R', { type: 'Order', id: row.id }, meta, { purpose: 'order-processing', patientRef: row.patientRef });
   }
 
   async #reserveIdempotencyKey(tenant: string, key: string, requestHash: string, shard: string): Promise<string> {
@@ -400,11 +365,11 @@ export function shardPartition(tenant: string, shard: string): string {
 export const ORDERS_AREA = AREA;
 
 /** The partition of an order (its id's first digit is its shard); other domains keep rows beside it. */
-export function orderPartition(tenant: string, orderId: string): string {
+function orderPartition(tenant: string, orderId: string): string {
   return tenantPartition(tenant, AREA, orderId[0]);
 }
 
 /** 32 hex digits; the first is the storage shard. */
-export function newOrderId(shard: string): string {
+function newOrderId(shard: string): string {
   return shard + randomBytes(16).toString('hex').slice(1);
 }

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { code, freeText, line, pageQuery } from '../http/schemas.js';
+import { code, freeText, line, pageQuery } from '../fields.js';
 
-export const ORDER_STATUSES = ['received', 'in-progress', 'completed', 'cancelled'] as const;
-export const orderStatusSchema = z.enum(ORDER_STATUSES);
+const ORDER_STATUSES = ['received', 'in-progress', 'completed', 'cancelled'] as const;
+const orderStatusSchema = z.enum(ORDER_STATUSES);
 export type OrderStatus = z.infer<typeof orderStatusSchema>;
 
 /** Which status may follow which; completed and cancelled are final. */
@@ -15,7 +15,7 @@ export const STATUS_TRANSITIONS: Record<OrderStatus, readonly OrderStatus[]> = {
 
 const pastDate = z.iso.date().refine((d) => d <= new Date().toISOString().slice(0, 10), { message: 'must not be in the future' });
 
-export const patientSchema = z.strictObject({
+const patientSchema = z.strictObject({
   id: line(64),
   firstName: line(100),
   lastName: line(100),
@@ -23,7 +23,7 @@ export const patientSchema = z.strictObject({
   sex: z.enum(['female', 'male', 'other', 'unknown']),
 });
 
-export const physicianSchema = z.strictObject({
+const physicianSchema = z.strictObject({
   name: line(200),
   lanr: z.string().regex(/^\d{9}$/, 'nine digits').optional(),
   bsnr: z.string().regex(/^\d{9}$/, 'nine digits').optional(),
@@ -78,7 +78,7 @@ export const updateOrderSchema = z
   .meta({ id: 'OrderUpdate' });
 export type UpdateOrderInput = z.infer<typeof updateOrderSchema>;
 
-export const orderIdSchema = z.string().regex(/^[0-9a-f]{32}$/);
+const orderIdSchema = z.string().regex(/^[0-9a-f]{32}$/);
 export const orderParamsSchema = z.strictObject({ id: orderIdSchema });
 
 export const listOrdersQuerySchema = z.strictObject({

@@ -1,20 +1,21 @@
 import { z } from 'zod';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
 import { approvalSchema } from '../approvals/api.js';
-import { line, problemSchema, tenantId } from '../http/schemas.js';
+import { line, tenantId } from '../fields.js';
+import { problemSchema } from '../http/schemas.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
 const days = z.number().int().min(1).max(36500);
 
-export const policySchema = z.strictObject({ imagesDays: days, ordersDays: days, afterContractEndDays: z.number().int().min(1).max(3650) }).meta({ id: 'RetentionPolicy' });
-export const boundsSchema = z
+const policySchema = z.strictObject({ imagesDays: days, ordersDays: days, afterContractEndDays: z.number().int().min(1).max(3650) }).meta({ id: 'RetentionPolicy' });
+const boundsSchema = z
   .strictObject({ minOrdersDays: days, maxOrdersDays: days, minImagesDays: days, maxImagesDays: days, minAfterContractEndDays: z.number().int().min(30).max(3650), maxAfterContractEndDays: z.number().int().min(30).max(3650) })
   .meta({ id: 'RetentionBounds' });
 const tenantParams = z.strictObject({ id: tenantId });
 const reasonQuery = z.strictObject({ reason: line(500).optional() });
 
-export const deletionStateSchema = z
+const deletionStateSchema = z
   .object({
     tenant: z.string(),
     status: z.enum(['scheduled', 'on-hold', 'deleting', 'completed', 'withdrawn', 'not-terminated']),

@@ -7,7 +7,7 @@ import type { RequestMeta } from '../audit/types.js';
 import type { TenantKeyring } from '../crypto/keyring.js';
 import type { DestroyedSecret, SecretStore } from '../crypto/secret-store.js';
 import type { ImageService } from '../images/images.js';
-import { conflict, notFound } from '../http/problem.js';
+import { conflict, notFound } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { deleteItems, listPrefixCompletely, type StoredItem } from '../storage/blobs.js';
@@ -17,9 +17,10 @@ import { tenantPartition, tenantPartitionRange } from '../storage/keys.js';
 import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
 import type { TenantService } from '../tenants/tenants.js';
 import type { RetentionService } from './retention.js';
+import { auditEvent } from '../audit/events.js';
 
 /** `not-terminated`: a legal hold was set or lifted, but no termination is in force. */
-export type DeletionStatus = 'scheduled' | 'on-hold' | 'deleting' | 'completed' | 'withdrawn' | 'not-terminated';
+type DeletionStatus = 'scheduled' | 'on-hold' | 'deleting' | 'completed' | 'withdrawn' | 'not-terminated';
 
 type LifecycleRow = {
   partitionKey: string;
@@ -151,7 +152,7 @@ export class DeletionService {
     const row: LifecycleRow = { partitionKey: PARTITION, rowKey: tenant, status: legalHold ? 'on-hold' : 'scheduled', contractEndsAt, recordedAt: now.toISOString(), noticeEndsAt, deleteAt, legalHold };
     await this.#write(row, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      { event: 'tenant.termination', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { contractEndsAt, deleteAt, noticeEndsAt } },
+      auditEvent('tenant.termination', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'contract-end', details: { contractEndsAt, deleteAt, noticeEndsAt } }),
     ]);
     await this.notice(tenant, 'scheduled');
     return { deleteAt, noticeEndsAt };
@@ -169,7 +170,7 @@ export class DeletionService {
     const now = this.#now().toISOString();
     await this.#write({ ...existing, deleteAt: now, confirmedAt: now, confirmedBy }, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      { event: 'tenant.deletion.confirmed', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { scheduledFor: existing.deleteAt } },
+      auditEvent('tenant.deletion.confirmed', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'contract-end', details: { scheduledFor: existing.deleteAt } }),
     ]);
     return { deleteAt: now };
   }
@@ -181,7 +182,7 @@ export class DeletionService {
     if (existing.status === 'deleting' || existing.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}: too late to withdraw.`);
     await this.#write({ partitionKey: PARTITION, rowKey: tenant, status: 'withdrawn', legalHold: existing.legalHold, contractEndsAt: existing.contractEndsAt, withdrawnAt: this.#now().toISOString() } as LifecycleRow, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      { event: 'tenant.termination.withdrawn', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: meta.correlationId, details: { deleteAt: existing.deleteAt } },
+      auditEvent('tenant.termination.withdrawn', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'contract-end', details: { deleteAt: existing.deleteAt } }),
     ]);
     await this.notice(tenant, 'withdrawn');
   }
@@ -195,7 +196,7 @@ export class DeletionService {
     const status: DeletionStatus = hold ? 'on-hold' : terminated ? 'scheduled' : 'not-terminated';
     await this.#write({ ...(existing ?? { partitionKey: PARTITION, rowKey: tenant }), legalHold: hold, status } as LifecycleRow, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      { event: hold ? 'tenant.legal-hold' : 'tenant.legal-hold.lifted', action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'Tenant', id: tenant }, purpose: 'legal-hold', correlationId: meta.correlationId },
+      auditEvent(hold ? 'tenant.legal-hold' : 'tenant.legal-hold.lifted', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'legal-hold' }),
     ]);
   }
 
@@ -244,7 +245,7 @@ export class DeletionService {
         }
         return actions;
       },
-      [{ event: `tenant.deletion.${kind}`, action: 'E', outcome: 'success', actor: { type: 'system', id: 'deletion' }, entity: { type: 'Tenant', id: tenant }, purpose: 'contract-end', correlationId: `deletion-${tenant}` }],
+      [auditEvent(`tenant.deletion.${kind}`, 'E', { type: 'Tenant', id: tenant }, { actor: { type: 'system', id: 'deletion' }, correlationId: `deletion-${tenant}` }, { purpose: 'contract-end' })],
     );
   }
 

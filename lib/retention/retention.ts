@@ -1,10 +1,11 @@
 import type { TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
-import { unprocessable } from '../http/problem.js';
+import { unprocessable } from '../errors.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
+import { auditEvent } from '../audit/events.js';
 
 export interface RetentionPolicy {
   imagesDays: number;
@@ -23,7 +24,7 @@ export interface RetentionBounds {
 }
 
 /** Medical records are kept 10 years unless another rule applies; at least 30 days after contract end. */
-export const DEFAULT_BOUNDS: RetentionBounds = {
+const DEFAULT_BOUNDS: RetentionBounds = {
   minOrdersDays: 3650,
   maxOrdersDays: 36500,
   minImagesDays: 1,
@@ -31,7 +32,7 @@ export const DEFAULT_BOUNDS: RetentionBounds = {
   minAfterContractEndDays: 30,
   maxAfterContractEndDays: 3650,
 };
-export const DEFAULT_POLICY: RetentionPolicy = { imagesDays: 3650, ordersDays: 3650, afterContractEndDays: 30 };
+const DEFAULT_POLICY: RetentionPolicy = { imagesDays: 3650, ordersDays: 3650, afterContractEndDays: 30 };
 
 const AREA = 'retention';
 
@@ -41,10 +42,10 @@ export class RetentionService {
   readonly #audit: AuditLog;
   readonly #tenants: TenantService;
 
-  constructor(table: TableClient, audit: AuditLog, tenants: TenantService) {
-    this.#table = table;
-    this.#audit = audit;
-    this.#tenants = tenants;
+  constructor(dependencies: { table: TableClient; audit: AuditLog; tenants: TenantService }) {
+    this.#table = dependencies.table;
+    this.#audit = dependencies.audit;
+    this.#tenants = dependencies.tenants;
   }
 
   async bounds(tenant: string): Promise<RetentionBounds> {
@@ -99,7 +100,7 @@ export class RetentionService {
   async #write(tenant: string, rowKey: string, value: object, meta: RequestMeta, event: string): Promise<void> {
     const partitionKey = tenantPartition(tenant, AREA);
     await this.#audit.commit(tenant, partitionKey, () => [['upsert', { partitionKey, rowKey, value: JSON.stringify(value) }, 'Replace']], [
-      { event, action: 'U', outcome: 'success', actor: meta.actor, entity: { type: 'RetentionPolicy', id: tenant }, purpose: 'retention', correlationId: meta.correlationId, details: value as Record<string, number> },
+      auditEvent(event, 'U', { type: 'RetentionPolicy', id: tenant }, meta, { purpose: 'retention', details: value as Record<string, number> }),
     ]);
   }
 }

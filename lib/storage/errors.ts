@@ -12,11 +12,6 @@ export class StorageLimitError extends Error {
   override name = 'StorageLimitError';
 }
 
-/** The storage service could not be reached or failed transiently: callers answer 503. */
-export class StorageUnavailableError extends Error {
-  override name = 'StorageUnavailableError';
-}
-
 export function statusOf(error: unknown): number | undefined {
   if (error instanceof RestError) return error.statusCode;
   if (typeof error === 'object' && error !== null && 'statusCode' in error) {

@@ -18,7 +18,7 @@ export function streamOf(tenantId: string, partitionKey: string): string {
   return partitionKey.slice(tenantId.length + 1);
 }
 
-export const SHARD_COUNT = 16;
+const SHARD_COUNT = 16;
 export const SHARDS = Array.from({ length: SHARD_COUNT }, (_, i) => i.toString(16));
 
 /** A stable shard (one hex digit) for any string, spreading a tenant's rows over small partitions. */

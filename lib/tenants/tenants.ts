@@ -1,11 +1,12 @@
 import type { TableClient } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditActor } from '../audit/types.js';
+import type { RequestMeta } from '../audit/types.js';
 import type { TenantKeyring } from '../crypto/keyring.js';
-import { conflict } from '../http/problem.js';
+import { conflict } from '../errors.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
+import { auditEvent } from '../audit/events.js';
 
 export interface Tenant {
   id: string;
@@ -28,15 +29,15 @@ export class TenantService {
   readonly #keyring: TenantKeyring;
   readonly #clock: () => Date;
 
-  constructor(platform: TableClient, tenantData: TableClient, audit: AuditLog, keyring: TenantKeyring, clock: () => Date = () => new Date()) {
-    this.#platform = platform;
-    this.#tenantData = tenantData;
-    this.#audit = audit;
-    this.#keyring = keyring;
-    this.#clock = clock;
+  constructor(dependencies: { platform: TableClient; tenantData: TableClient; audit: AuditLog; keyring: TenantKeyring; clock?: () => Date }) {
+    this.#platform = dependencies.platform;
+    this.#tenantData = dependencies.tenantData;
+    this.#audit = dependencies.audit;
+    this.#keyring = dependencies.keyring;
+    this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  async create(id: string, name: string, actor: AuditActor, correlationId: string, options: { retention?: Record<string, number> } = {}): Promise<Tenant> {
+  async create(id: string, name: string, meta: RequestMeta, options: { retention?: Record<string, number> } = {}): Promise<Tenant> {
     const tenant: Tenant = { id, name, status: 'active', createdAt: this.#clock().toISOString() };
     // Keys first: a tenant row without keys would be unusable.
     await this.#keyring.ensureTenantKeys(id);
@@ -65,7 +66,7 @@ export class TenantService {
             },
           ],
         ],
-        [{ event: 'tenant.create', action: 'C', outcome: 'success', actor, entity: { type: 'Tenant', id }, purpose: 'tenant-administration', correlationId }],
+        [auditEvent('tenant.create', 'C', { type: 'Tenant', id }, meta, { purpose: 'tenant-administration' })],
       );
     } catch (error) {
       if (error instanceof TransactionFailedError && error.statusCode === 409) throw conflict('A tenant with this id exists already.');

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AzuriteInstance, startAzurite } from '../../lib/local-host/azurite.js';
+import { type AzuriteInstance, startAzurite } from '../../local-host/azurite.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
 

@@ -121,6 +121,16 @@ describe('the durable runtime of the local host', () => {
     expect(await waitFor(started.id)).toMatchObject({ output: { echoed: 'a "quoted" string', input: 'plain text' } });
   });
 
+  it("calls the app's hooks as the worker does: appStart first, pre- and postInvocation around HTTP, orchestrator and activity calls", async () => {
+    const started = await start('testChain', 2);
+    await waitFor(started.id);
+    const hooks = (await (await fetch(`${host.apiBaseUrl}/test/hooks`)).json()) as { appStartedBeforeFirstCall: boolean; pre: string[]; post: string[]; replacedByPostInvocation?: boolean };
+    expect(hooks.appStartedBeforeFirstCall).toBe(true);
+    expect(hooks.replacedByPostInvocation).toBe(true);
+    for (const name of ['testStartOrchestration', 'testChain', 'testEcho', 'testHooks']) expect(hooks.pre).toContain(name);
+    for (const name of ['testStartOrchestration', 'testChain', 'testEcho']) expect(hooks.post).toContain(name);
+  });
+
   it('carries activity inputs and results larger than a queue message (as the extension does with large messages)', async () => {
     const started = await start('testLargeInputs', 200);
     expect(await waitFor(started.id)).toMatchObject({ runtimeStatus: 'Completed', output: { lengths: [204_800, 204_800, 204_800, 204_800], echoedKib: 200, same: true } });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ALL_OPERATIONS, openApiPath } from '../../lib/http/openapi.js';
+import { ALL_OPERATIONS } from '../../lib/operations.js';
+import { openApiPath } from '../../lib/http/openapi.js';
 import type { Operation } from '../../lib/http/operation.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ALL_OPERATIONS, openApiPath } from '../../lib/http/openapi.js';
+import { ALL_OPERATIONS } from '../../lib/operations.js';
+import { openApiPath } from '../../lib/http/openapi.js';
 import type { Operation } from '../../lib/http/operation.js';
 import { OPERATOR_ROLES, type OperatorPermission, type Permission, PERMISSIONS } from '../../lib/identity/permissions.js';
 import { exampleOrder } from '../support/fixtures.js';

@@ -21,7 +21,7 @@ const event = (n: number): AuditEventInput => ({
 });
 
 async function seed(tenant: string, streams: string[], perStream: number): Promise<AuditLog> {
-  const log = new AuditLog(table);
+  const log = new AuditLog({ table });
   for (const stream of streams) {
     for (let i = 1; i <= perStream; i++) await log.record(tenant, tenantPartition(tenant, stream), [event(i)]);
   }
@@ -82,8 +82,8 @@ describe('the hash-chained audit log', () => {
   });
 
   it('keeps one unbroken chain when two writers (two app instances) append at once', async () => {
-    const first = new AuditLog(table);
-    const second = new AuditLog(table);
+    const first = new AuditLog({ table });
+    const second = new AuditLog({ table });
     const partition = tenantPartition('concurrent', 'orders~7');
     await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? first : second).record('concurrent', partition, [event(i)])));
     expect(await first.verify('concurrent')).toEqual({ valid: true, entries: 40, streams: 1 });
@@ -103,7 +103,7 @@ describe('the hash-chained audit log', () => {
   it('never lets another tenant’s entries into a list or verification', async () => {
     await seed('tenant-a', ['orders~1'], 2);
     await seed('tenant-ab', ['orders~1'], 3);
-    const log = new AuditLog(table);
+    const log = new AuditLog({ table });
     expect((await log.verify('tenant-a')).entries).toBe(2);
     const listed = [];
     for await (const e of log.list('tenant-a')) listed.push(e);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TenantKeyring } from '../../lib/crypto/keyring.js';
 import type { LocalSecretStore } from '../../lib/crypto/secret-store.js';
-import { type AzuriteInstance, startAzurite } from '../../lib/local-host/azurite.js';
+import { type AzuriteInstance, startAzurite } from '../../local-host/azurite.js';
 import { createStorageClients } from '../../lib/storage/clients.js';
 import { useAzurite } from '../support/azurite.js';
 import { exampleOrder } from '../support/fixtures.js';
@@ -26,7 +26,7 @@ describe('table backups and restore', () => {
     target = await startAzurite();
     s = await testServices(azurite.connectionString);
     for (const tenant of ['lab-bk1', 'lab-bk2']) {
-      await s.tenants.create(tenant, tenant, operatorActor, 'setup');
+      await s.tenants.create(tenant, tenant, { actor: operatorActor, correlationId: 'setup' });
       for (let i = 0; i < 40; i++) await s.orders.create(tenant, exampleOrder({ externalId: `BK-${i}` }), meta);
       await s.users.create(tenant, { username: 'someone', email: 's@x.example' }, ['self'], meta);
     }
@@ -65,7 +65,7 @@ describe('table backups and restore', () => {
     expect((await restored.audit.verify('lab-bk2')).valid).toBe(true);
     const page = await restored.orders.list('lab-bk1', { limit: 5 }, meta);
     expect(page.items.map((o) => o.patient.lastName)).toEqual(Array(5).fill('Mustermann'));
-    await expect(s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: target.connectionString }))).rejects.toMatchObject({ status: 409 });
+    await expect(s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: target.connectionString }))).rejects.toMatchObject({ kind: 'conflict' });
   });
 
   it('refuses a tampered backup', async () => {
@@ -74,7 +74,7 @@ describe('table backups and restore', () => {
     await s.backups.writeManifest(backupId, [{ ...part, entities: part.entities, sha256: part.sha256, encryptedSha256: '0'.repeat(64) }]);
     const empty = await startAzurite();
     try {
-      await expect(s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }))).rejects.toMatchObject({ status: 409 });
+      await expect(s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }))).rejects.toMatchObject({ kind: 'conflict' });
     } finally {
       await empty.stop();
     }

@@ -127,7 +127,7 @@ describe('identity and access', () => {
     expect((await s.alerts.list()).some((a) => a.kind === 'account-locked')).toBe(true);
     await s.users.resetPassword('lab-id', id, meta);
     await s.guard.reset('lab-id', 'target');
-    await expect(login('lab-id', 'target', STRONG, '10.3.0.2')).rejects.toMatchObject({ status: 401 });
+    await expect(login('lab-id', 'target', STRONG, '10.3.0.2')).rejects.toMatchObject({ kind: 'unauthenticated' });
   });
 
   it('counts concurrent guesses before verifying them, and a lock reached under concurrency raises one alert', async () => {
@@ -288,7 +288,7 @@ describe('identity and access', () => {
     expect((await principalOf(pair, 'lab-two')).tenant).toBeUndefined();
     await activeUser('lab-two', 'approver', ['tenant-admin']);
     const admin = await principalOf(await login('lab-two', 'approver', STRONG));
-    await expect(s.accessRequests.decide('lab-two', request.id, true, without, meta)).rejects.toMatchObject({ status: 403 });
+    await expect(s.accessRequests.decide('lab-two', request.id, true, without, meta)).rejects.toMatchObject({ kind: 'forbidden' });
     await s.accessRequests.decide('lab-two', request.id, true, admin, meta);
     const granted = await principalOf(pair, 'lab-two');
     expect(granted).toMatchObject({ tenant: 'lab-two', grant: { reason: 'ticket 4711: order stuck' } });

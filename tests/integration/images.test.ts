@@ -3,7 +3,7 @@ import { BlockBlobClient } from '@azure/storage-blob';
 import sharp from 'sharp';
 import { uploadAndProcess } from '../support/images.js';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ProblemError } from '../../lib/http/problem.js';
+import { NotFoundError } from '../../lib/errors.js';
 import { uploadPath } from '../../lib/images/images.js';
 import { CONTAINERS } from '../../lib/storage/clients.js';
 import { useAzurite } from '../support/azurite.js';
@@ -44,8 +44,8 @@ async function rawBlob(container: string, name: string): Promise<Buffer> {
 describe('specimen images', () => {
   beforeAll(async () => {
     s = await testServices(azurite.connectionString);
-    await s.tenants.create('lab-img', 'Image Lab', operatorActor, 'setup');
-    await s.tenants.create('lab-other', 'Other Lab', operatorActor, 'setup');
+    await s.tenants.create('lab-img', 'Image Lab', { actor: operatorActor, correlationId: 'setup' });
+    await s.tenants.create('lab-other', 'Other Lab', { actor: operatorActor, correlationId: 'setup' });
     orderId = (await s.orders.create('lab-img', exampleOrder(), meta)).order.id;
   });
 
@@ -67,7 +67,7 @@ describe('specimen images', () => {
       ['lab-img', orderId, 'S-9999'],
       ['lab-img', '0'.repeat(32), 'S-0001'],
     ] as const) {
-      await expect(s.images.createUpload(tenant, order, specimen, { contentType: 'image/jpeg', fileName: 'x.jpg' }, meta)).rejects.toMatchObject({ status: 404 });
+      await expect(s.images.createUpload(tenant, order, specimen, { contentType: 'image/jpeg', fileName: 'x.jpg' }, meta)).rejects.toMatchObject({ kind: 'not-found' });
     }
   });
 
@@ -135,7 +135,7 @@ describe('specimen images', () => {
     expect(await record(imageId)).toMatchObject({ status: 'rejected', reason });
     const quarantined = await rawBlob(CONTAINERS.quarantine, uploadPath('lab-img', orderId, 'S-0001', imageId));
     expect(quarantined.subarray(0, 4).toString()).toBe('LVC1');
-    await expect(s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).rejects.toMatchObject({ status: 404 });
+    await expect(s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).rejects.toMatchObject({ kind: 'not-found' });
   });
 
   it('gives one image when the same upload is processed twice', async () => {
@@ -149,8 +149,8 @@ describe('specimen images', () => {
 
   it('answers other tenants with 404 and audits every read without personal data', async () => {
     const { imageId } = await upload(await plainPngAsJpeg());
-    await expect(s.images.read('lab-other', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).rejects.toBeInstanceOf(ProblemError);
-    await expect(s.images.list('lab-other', orderId, 'S-0001', meta)).rejects.toMatchObject({ status: 404 });
+    await expect(s.images.read('lab-other', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(s.images.list('lab-other', orderId, 'S-0001', meta)).rejects.toMatchObject({ kind: 'not-found' });
     await s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'thumbnail', meta);
     const events = [];
     for await (const e of s.audit.list('lab-img', { entity: imageId })) events.push(e);

@@ -20,14 +20,14 @@ describe('tenant keys in Key Vault, through the real @azure/keyvault-secrets cli
   });
 
   it('keeps one versioned secret per tenant key; older versions still decrypt', async () => {
-    const keyring = new TenantKeyring(store);
+    const keyring = new TenantKeyring({ secrets: store });
     await keyring.ensureTenantKeys('lab-kv');
     expect([...vault.secrets.keys()].sort()).toEqual(['tenant-lab-kv-data', 'tenant-lab-kv-pseudonym']);
     const first = await keyring.currentDataKey('lab-kv');
     const envelope = encryptWithKey(first.key, first.version, { tenant: 'lab-kv', record: 'r', field: 'f' }, Buffer.from('hello'));
     await keyring.rotateDataKey('lab-kv');
     expect(vault.secrets.get('tenant-lab-kv-data')).toHaveLength(2);
-    const old = await new TenantKeyring(store).dataKeyVersion('lab-kv', parseEnvelope(envelope).keyVersion);
+    const old = await new TenantKeyring({ secrets: store }).dataKeyVersion('lab-kv', parseEnvelope(envelope).keyVersion);
     expect(decryptWithKey(old, { tenant: 'lab-kv', record: 'r', field: 'f' }, parseEnvelope(envelope).raw).toString()).toBe('hello');
   });
 

@@ -22,8 +22,8 @@ async function allRawEntities(): Promise<Record<string, unknown>[]> {
 describe('orders', () => {
   beforeAll(async () => {
     s = await testServices(azurite.connectionString);
-    await s.tenants.create('lab-a', 'Lab A', operatorActor, 'setup');
-    await s.tenants.create('lab-b', 'Lab B', operatorActor, 'setup');
+    await s.tenants.create('lab-a', 'Lab A', { actor: operatorActor, correlationId: 'setup' });
+    await s.tenants.create('lab-b', 'Lab B', { actor: operatorActor, correlationId: 'setup' });
   });
 
   it('stores an order and reads it back as sent', async () => {
@@ -83,7 +83,7 @@ describe('orders', () => {
   });
 
   it('pages through every order with continuation tokens, without repeats', async () => {
-    await s.tenants.create('lab-paging', 'Paging', operatorActor, 'setup');
+    await s.tenants.create('lab-paging', 'Paging', { actor: operatorActor, correlationId: 'setup' });
     for (let i = 0; i < 23; i++) await s.orders.create('lab-paging', exampleOrder({ externalId: `PG-${i}` }), meta);
     const seen: string[] = [];
     let token: string | undefined;
@@ -108,7 +108,7 @@ describe('orders', () => {
   });
 
   it('audits every create, read and update with ids and pseudonyms only, and the chain verifies', async () => {
-    await s.tenants.create('lab-audit', 'Audit', operatorActor, 'setup');
+    await s.tenants.create('lab-audit', 'Audit', { actor: operatorActor, correlationId: 'setup' });
     const created = await s.orders.create('lab-audit', exampleOrder(), meta);
     await s.orders.get('lab-audit', created.order.id, meta);
     await s.orders.update('lab-audit', created.order.id, { status: 'in-progress' }, (v) => v === created.etag, meta);

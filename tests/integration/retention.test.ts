@@ -38,7 +38,7 @@ describe('retention and deletion', () => {
     s = await testServices(azurite.connectionString);
     // The same storage and keys, eleven years ago: orders made then are due now.
     past = await testServices(azurite.connectionString, () => new Date(Date.now() - 11 * YEAR), s.config.dataDir);
-    for (const tenant of ['lab-ret', 'lab-gone', 'lab-stays']) await s.tenants.create(tenant, tenant, operatorActor, 'setup');
+    for (const tenant of ['lab-ret', 'lab-gone', 'lab-stays']) await s.tenants.create(tenant, tenant, { actor: operatorActor, correlationId: 'setup' });
   });
 
   it('keeps the policy within the operator’s bounds, and images never outlive their order', async () => {
@@ -94,7 +94,7 @@ describe('retention and deletion', () => {
     expect(await rawRows('lab-gone')).toEqual([]);
     expect(await rawBlobs('lab-gone')).toEqual([]);
     expect(keys.map((k) => k.name).sort()).toEqual(['tenant-lab-gone-data', 'tenant-lab-gone-pseudonym']);
-    const fresh = new TenantKeyring(s.secrets);
+    const fresh = new TenantKeyring({ secrets: s.secrets });
     await expect(fresh.dataKeyVersion('lab-gone', parseEnvelope(copy).keyVersion)).rejects.toThrow();
     expect(() => decryptWithKey(Buffer.alloc(32), { tenant: 'lab-gone', record: order.order.id, field: 'patient' }, parseEnvelope(copy).raw)).toThrow();
     const signed = await s.deletion.certify('lab-gone', { startedAt, rows, blobs, keys, verification });

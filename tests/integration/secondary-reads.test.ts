@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../lib/config.js';
-import { type AzuriteInstance, startAzurite } from '../../lib/local-host/azurite.js';
+import { type AzuriteInstance, startAzurite } from '../../local-host/azurite.js';
 import { createLogger } from '../../lib/observability/logger.js';
 import { createServices, type Services } from '../../lib/services.js';
 import { createStorageClients } from '../../lib/storage/clients.js';
@@ -43,7 +43,7 @@ describe('reads from the read-access secondary when the primary is lost', () => 
       }),
       { logger: createLogger(() => undefined) },
     );
-    await s.tenants.create('lab-geo', 'Geo Lab', operatorActor, 'setup');
+    await s.tenants.create('lab-geo', 'Geo Lab', { actor: operatorActor, correlationId: 'setup' });
     await s.users.create('lab-geo', { username: 'reader', email: 'r@geo.example' }, ['self'], meta);
     for (let i = 0; i < 3; i++) await s.orders.create('lab-geo', exampleOrder({ externalId: `GEO-${i}` }), meta);
     await replicate();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { TableClient } from '@azure/data-tables';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite } from '../../lib/local-host/azurite.js';
+import { startAzurite } from '../../local-host/azurite.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { photoJpeg } from '../support/images.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';

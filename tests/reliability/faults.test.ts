@@ -3,7 +3,7 @@ import { TableClient, TableServiceClient } from '@azure/data-tables';
 import { BlobServiceClient } from '@azure/storage-blob';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AzuriteInstance, startAzurite } from '../../lib/local-host/azurite.js';
+import { type AzuriteInstance, startAzurite } from '../../local-host/azurite.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { photoJpeg, plainPng } from '../support/images.js';

@@ -2,7 +2,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueClient } from '@azure/storage-queue';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVENT_DEAD_LETTER_QUEUE, POISON_QUEUE } from '../../lib/local-host/blob-watcher.js';
+import { EVENT_DEAD_LETTER_QUEUE, POISON_QUEUE } from '../../local-host/blob-watcher.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { fuzzedImageFiles } from '../support/images.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';

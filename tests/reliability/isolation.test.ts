@@ -1,7 +1,8 @@
 import { TableClient } from '@azure/data-tables';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ALL_OPERATIONS, openApiPath } from '../../lib/http/openapi.js';
+import { ALL_OPERATIONS } from '../../lib/operations.js';
+import { openApiPath } from '../../lib/http/openapi.js';
 import type { Operation } from '../../lib/http/operation.js';
 import { type Permission, PERMISSIONS } from '../../lib/identity/permissions.js';
 import { exampleOrder } from '../support/fixtures.js';

@@ -1,6 +1,6 @@
 import { TableClient } from '@azure/data-tables';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AzuriteInstance, startAzurite } from '../../lib/local-host/azurite.js';
+import { type AzuriteInstance, startAzurite } from '../../local-host/azurite.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
 import { httpCall, pool, recordFigures, seededRandom } from './support.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
-import { type AzuriteInstance, startAzurite } from '../../lib/local-host/azurite.js';
+import { type AzuriteInstance, startAzurite } from '../../local-host/azurite.js';
 
 /** A fresh in-memory Azurite for one suite (in-memory Azurite never frees deleted blobs). */
 export function useAzurite(): { readonly connectionString: string; readonly instance: AzuriteInstance } {

@@ -5,7 +5,7 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsPlugin from 'ajv-formats';
 import { afterAll, expect } from 'vitest';
-import { buildOpenApiDocument } from '../../lib/http/openapi.js';
+import { apiDocument } from '../../lib/operations.js';
 
 interface Seen {
   method: string;
@@ -63,7 +63,7 @@ const pointer = (...segments: string[]) => segments.map((s) => s.replaceAll('~',
 
 afterAll(() => {
   if (seen.length === 0) return;
-  const doc = buildOpenApiDocument() as unknown as Doc;
+  const doc = apiDocument() as unknown as Doc;
   const ajv = new Ajv2020({ strict: false, allErrors: false, validateFormats: true });
   (addFormatsPlugin as unknown as (a: Ajv2020) => void)(ajv);
   ajv.addSchema(doc as object, 'openapi');

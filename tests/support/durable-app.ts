@@ -9,6 +9,23 @@ import { startOrchestration } from '../../functions/durable.js';
 const log = (line: string) => appendFileSync(join(process.env.LABVAULT_DATA_DIR ?? '.', 'activity-log.txt'), `${line}\n`);
 const flaky = new Map<string, number>();
 
+// The worker's hooks, as the local host must call them: appStart before any invocation, then
+// pre- and postInvocation around every call (a postInvocation hook may replace the result).
+const hookCalls = { appStartedBeforeFirstCall: false as boolean | undefined, pre: [] as string[], post: [] as string[] };
+let invoked = false;
+app.hook.appStart(() => {
+  hookCalls.appStartedBeforeFirstCall = !invoked;
+});
+app.hook.preInvocation((context) => {
+  invoked = true;
+  hookCalls.pre.push(context.invocationContext.functionName);
+});
+app.hook.postInvocation((context) => {
+  hookCalls.post.push(context.invocationContext.functionName);
+  if (context.invocationContext.functionName === 'testHooks') context.result = { status: 200, jsonBody: { ...hookCalls, replacedByPostInvocation: true } };
+});
+app.http('testHooks', { methods: ['GET'], route: 'test/hooks', authLevel: 'anonymous', handler: () => ({ status: 200, jsonBody: hookCalls }) });
+
 df.app.activity('testEcho', { handler: (input: number) => input });
 
 df.app.activity('testRecord', {

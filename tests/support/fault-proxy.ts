@@ -1,6 +1,6 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AZURITE_ACCOUNT, AZURITE_KEY } from '../../lib/local-host/azurite.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY } from '../../local-host/azurite.js';
 
 /**
  * What can go wrong between LabVault and storage:
@@ -11,10 +11,10 @@ import { AZURITE_ACCOUNT, AZURITE_KEY } from '../../lib/local-host/azurite.js';
  * - `timeout`: no answer for a few seconds, then the connection drops (nothing applied);
  * - `slow`: the answer arrives, late.
  */
-export type FaultKind = '503' | '500' | 'reset' | 'lost-response' | 'timeout' | 'slow';
-export const FAULT_KINDS: readonly FaultKind[] = ['503', '500', 'reset', 'lost-response', 'timeout', 'slow'];
+type FaultKind = '503' | '500' | 'reset' | 'lost-response' | 'timeout' | 'slow';
+const FAULT_KINDS: readonly FaultKind[] = ['503', '500', 'reset', 'lost-response', 'timeout', 'slow'];
 
-export interface FaultSettings {
+interface FaultSettings {
   /** Share of requests that get a fault, 0..1. */
   rate: number;
   kinds?: readonly FaultKind[];

@@ -1,24 +1,25 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { validate as scalarValidate } from '@scalar/openapi-parser';
 import { describe, expect, it } from 'vitest';
-import { ALL_OPERATIONS, buildOpenApiDocument, openApiPath, requiredPermission } from '../../lib/http/openapi.js';
+import { ALL_OPERATIONS, apiDocument } from '../../lib/operations.js';
+import { openApiPath, requiredPermission } from '../../lib/http/openapi.js';
 
 type Doc = { paths: Record<string, Record<string, { operationId: string; 'x-permission'?: string; responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, unknown> }>; requestBody?: { content: Record<string, unknown> } }>> };
 
 describe('the OpenAPI document', () => {
   it('is valid OpenAPI 3.1 for two independent validators', async () => {
     const validator = new Validator();
-    const result = await validator.validate(buildOpenApiDocument());
+    const result = await validator.validate(apiDocument());
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(validator.version).toBe('3.1');
-    const scalar = await scalarValidate(buildOpenApiDocument());
+    const scalar = await scalarValidate(apiDocument());
     expect(scalar.errors ?? []).toEqual([]);
     expect(scalar.valid).toBe(true);
   });
 
   it('documents every operation with its permission', () => {
-    const doc = buildOpenApiDocument() as Doc;
+    const doc = apiDocument() as Doc;
     for (const op of ALL_OPERATIONS) {
       const entry = doc.paths[openApiPath(op.route)]?.[op.method.toLowerCase()];
       expect(entry?.operationId).toBe(op.id);
@@ -27,7 +28,7 @@ describe('the OpenAPI document', () => {
   });
 
   it('lists the statuses and headers the pipeline adds: 401 with WWW-Authenticate, 413/415 with a body, 429 and 503 with Retry-After, 304 and ETag on GET, Location on 201/202', () => {
-    const doc = buildOpenApiDocument() as Doc;
+    const doc = apiDocument() as Doc;
     for (const op of ALL_OPERATIONS) {
       const responses = doc.paths[openApiPath(op.route)]?.[op.method.toLowerCase()]?.responses ?? {};
       const where = `${op.method} ${op.route}`;

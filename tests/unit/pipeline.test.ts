@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineOperation } from '../../lib/http/operation.js';
 import { clientAddressOf, createHandler, MAX_BODY_BYTES, type PipelineServices } from '../../lib/http/pipeline.js';
-import { unauthorized } from '../../lib/http/problem.js';
-import { line } from '../../lib/http/schemas.js';
+import { unauthenticated } from '../../lib/errors.js';
+import { line } from '../../lib/fields.js';
 import type { Principal } from '../../lib/identity/permissions.js';
 import { createLogger } from '../../lib/observability/logger.js';
 
@@ -22,7 +22,7 @@ const services: PipelineServices = {
     async authenticate(authorization) {
       if (authorization === 'ApiKey good') return principal;
       if (authorization === 'ApiKey readonly') return { ...principal, permissions: new Set(['orders:read']) };
-      throw unauthorized();
+      throw unauthenticated();
     },
   },
 };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareRoutes, compileRoute, matchRoute } from '../../lib/local-host/routes.js';
+import { compareRoutes, compileRoute, matchRoute } from '../../local-host/routes.js';
 
 describe('route templates like the Functions host', () => {
   it('binds plain parameters and decodes them', () => {

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader, exportJWK, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LocalSecretStore } from '../../lib/crypto/secret-store.js';
-import { ProblemError } from '../../lib/http/problem.js';
+import { UnauthenticatedError } from '../../lib/errors.js';
 import { TokenService } from '../../lib/identity/tokens.js';
 
 let now = new Date('2026-11-27T10:00:00Z');
 const store = new LocalSecretStore(mkdtempSync(join(tmpdir(), 'labvault-tokens-')), 'test');
-const tokens = new TokenService(store, () => now);
+const tokens = new TokenService({ secrets: store, clock: () => now });
 const claims = { sub: 'u1', realm: 'lab-one', sid: 's1', scope: 'full' as const };
 let good: string;
 
@@ -20,8 +20,7 @@ async function rejected(token: string): Promise<boolean> {
     await tokens.verify(token);
     return false;
   } catch (error) {
-    expect(error).toBeInstanceOf(ProblemError);
-    expect((error as ProblemError).status).toBe(401);
+    expect(error).toBeInstanceOf(UnauthenticatedError);
     return true;
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compileBlobPath } from '../../lib/local-host/blob-watcher.js';
-import { nextOccurrence } from '../../lib/local-host/timers.js';
+import { compileBlobPath } from '../../local-host/blob-watcher.js';
+import { nextOccurrence } from '../../local-host/timers.js';
 
 describe('NCRONTAB schedules (seconds first, UTC)', () => {
   it('computes the next occurrence', () => {

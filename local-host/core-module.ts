@@ -8,9 +8,11 @@ export interface Registration {
   handler: (...args: unknown[]) => unknown;
 }
 
+type Hook = (context: Record<string, unknown>) => unknown;
+
 export interface CoreModule {
   registrations: Map<string, Registration>;
-  hooks: Map<string, ((...args: unknown[]) => unknown)[]>;
+  hooks: Map<string, Hook[]>;
 }
 
 type RequireFn = (this: NodeJS.Module, id: string) => unknown;
@@ -40,7 +42,7 @@ export function installCoreModule(): CoreModule {
     getProgrammingModel() {
       return programmingModel;
     },
-    registerHook(hookName: string, callback: (...args: unknown[]) => unknown) {
+    registerHook(hookName: string, callback: Hook) {
       const list = state.hooks.get(hookName) ?? [];
       list.push(callback);
       state.hooks.set(hookName, list);
@@ -70,4 +72,51 @@ export function extraInputsOf(registration: Registration, triggerName: string): 
   return Object.entries(registration.bindings)
     .filter(([name, b]) => name !== triggerName && b.direction === 'in')
     .map(([name, b]) => ({ ...b, name }));
+}
+
+/** Calls a registered function with its inputs and invocation context. */
+export type Invoker = (registration: Registration, inputs: unknown[], invocationContext: unknown) => Promise<unknown>;
+
+/** A call without hooks (components used on their own, as in the runtime's replay tests). */
+export const invokeDirectly: Invoker = async (registration, inputs, invocationContext) => registration.handler(...inputs, invocationContext);
+
+/** Data the app's hooks share across the whole app (the worker's `appHookData`). */
+const appHookData: Record<string, unknown> = {};
+
+async function runHooks(core: CoreModule, name: string, context: Record<string, unknown>): Promise<void> {
+  // In registration order, one after the other, as the Node worker runs them.
+  for (const hook of [...(core.hooks.get(name) ?? [])]) await hook(context);
+}
+
+/** `app.hook.appStart`: run once the entry is loaded, before the host takes any invocation. */
+export function runAppStartHooks(core: CoreModule, functionAppDirectory: string): Promise<void> {
+  return runHooks(core, 'appStart', { hookData: {}, appHookData, functionAppDirectory });
+}
+
+/** `app.hook.appTerminate`: run when the host shuts down. */
+export function runAppTerminateHooks(core: CoreModule): Promise<void> {
+  return runHooks(core, 'appTerminate', { hookData: {}, appHookData });
+}
+
+/**
+ * Calls a function as the Node worker does: preInvocation hooks (which may replace the inputs or
+ * the handler), the handler, then postInvocation hooks (which may replace the result or the error).
+ */
+export async function invokeFunction(core: CoreModule, registration: Registration, inputs: unknown[], invocationContext: unknown): Promise<unknown> {
+  const hookData: Record<string, unknown> = {};
+  const pre: Record<string, unknown> = { hookData, appHookData, invocationContext, inputs, functionCallback: registration.handler };
+  await runHooks(core, 'preInvocation', pre);
+  const handler = pre.functionCallback as Registration['handler'];
+  const finalInputs = pre.inputs as unknown[];
+  let result: unknown;
+  let error: unknown;
+  try {
+    result = await handler(...finalInputs, invocationContext);
+  } catch (thrown) {
+    error = thrown;
+  }
+  const post: Record<string, unknown> = { hookData, appHookData, invocationContext, inputs: finalInputs, result, error };
+  await runHooks(core, 'postInvocation', post);
+  if (post.error !== undefined) throw post.error;
+  return post.result;
 }

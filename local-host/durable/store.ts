@@ -1,6 +1,6 @@
 import { odata, type TableClient, type TableServiceClient, type TransactionAction } from '@azure/data-tables';
 import type { QueueClient, QueueServiceClient } from '@azure/storage-queue';
-import { isNotFound } from '../../storage/errors.js';
+import { isNotFound } from '../../lib/storage/errors.js';
 import type { HistoryEvent, RuntimeStatus } from './history.js';
 
 /** One instance's row: what the status API shows and what the next step needs. */

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { HttpResponse, HttpResponseInit } from '@azure/functions';
-import { errorFields, type Logger } from '../observability/logger.js';
-import { extraInputsOf, type Registration } from './core-module.js';
+import { errorFields, type Logger } from '../lib/observability/logger.js';
+import { extraInputsOf, type Invoker, invokeDirectly, type Registration } from './core-module.js';
 import { type CompiledRoute, compareRoutes, compileRoute, matchRoute } from './routes.js';
 
 /** The local host buffers at most this much; the app's own limit (1 MiB) answers below it. */
@@ -15,7 +15,7 @@ interface HttpFunction {
   triggerName: string;
 }
 
-export type ExtraHandler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<boolean>;
+type ExtraHandler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<boolean>;
 
 /** The `@azure/functions` library, loaded after the core module was provided. */
 export type FunctionsLibrary = typeof import('@azure/functions');
@@ -28,6 +28,8 @@ export interface HttpServerOptions {
   extra?: ExtraHandler;
   /** Values of input bindings other than the trigger (e.g. the durable client), by binding type. */
   inputBindings?: Record<string, () => unknown>;
+  /** How functions are called (the host's, with the app's hooks); directly by default. */
+  invoke?: Invoker;
 }
 
 function hostProblem(res: ServerResponse, status: number, title: string, detail: string): void {
@@ -41,7 +43,7 @@ function hostProblem(res: ServerResponse, status: number, title: string, detail:
   res.end(JSON.stringify({ type: `https://labvault.example/problems/${status}`, title, status, detail, correlationId }));
 }
 
-export function httpFunctions(registrations: Iterable<Registration>): HttpFunction[] {
+function httpFunctions(registrations: Iterable<Registration>): HttpFunction[] {
   const result: HttpFunction[] = [];
   for (const registration of registrations) {
     const trigger = Object.entries(registration.bindings).find(([, b]) => b.type === 'httpTrigger');
@@ -102,7 +104,7 @@ export function createHttpServer(registrations: Iterable<Registration>, options:
         else hostProblem(res, 404, 'Not Found', 'No function serves this path.');
         return;
       }
-      await invoke(options.library, target.fn, target.params, req, url, body, res, options.logger, options.inputBindings ?? {});
+      await invoke(options.library, target.fn, target.params, req, url, body, res, options.logger, options.inputBindings ?? {}, options.invoke ?? invokeDirectly);
     })().catch((error: unknown) => {
       options.logger.log('error', 'host.http.failed', errorFields(error));
       if (!res.headersSent) hostProblem(res, 500, 'Internal Server Error', 'The host failed to serve the request.');
@@ -125,6 +127,7 @@ async function invoke(
   res: ServerResponse,
   logger: Logger,
   inputBindings: Record<string, () => unknown>,
+  call: Invoker,
 ): Promise<void> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -162,7 +165,7 @@ async function invoke(
     const resolve = inputBindings[input.type];
     if (resolve) context.extraInputs.set(input.name, resolve());
   }
-  const result = (await fn.registration.handler(request, context)) as HttpResponseInit | HttpResponse | undefined;
+  const result = (await call(fn.registration, [request], context)) as HttpResponseInit | HttpResponse | undefined;
   const response = result instanceof HttpResponse ? result : new HttpResponse(result ?? { status: 204 });
   const out: Record<string, string> = {};
   response.headers.forEach((value, name) => {

@@ -1,7 +1,9 @@
+// The platform's own operations: health, this API's document, the orchestrations operators manage.
 import { z } from 'zod';
-import { defineOperation } from './operation.js';
+import { defineOperation } from '../http/operation.js';
 import { approvalSchema } from '../approvals/api.js';
-import { line, problemSchema } from './schemas.js';
+import { line } from '../fields.js';
+import { problemSchema } from '../http/schemas.js';
 
 export const health = defineOperation({
   id: 'health',
@@ -29,7 +31,7 @@ export const openApiDocument = defineOperation({
   responses: { 200: { description: 'The document', schema: z.looseObject({ openapi: z.string(), info: z.looseObject({ title: z.string(), version: z.string() }), paths: z.record(z.string(), z.unknown()) }) } },
 });
 
-export const orchestrationSchema = z
+const orchestrationSchema = z
   .object({
     name: z.string(),
     instanceId: z.string(),

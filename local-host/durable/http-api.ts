@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { DurableApiError, type DurableRuntime } from './runtime.js';
+import { DurableApiError, type DurableClientApi } from './client.js';
 
 export const DURABLE_PREFIX = '/runtime/webhooks/durabletask/';
 
@@ -73,7 +73,7 @@ function hasKey(req: IncomingMessage, url: URL, systemKey: string): boolean {
  * public port (401 without); the SDK's own calls come through the internal listener (`trusted`).
  * Returns false for paths it does not own.
  */
-export function createDurableHttpHandler(runtime: DurableRuntime, endpoints: () => DurableEndpoints, taskHub: string, options: { trusted?: boolean } = {}) {
+export function createDurableHttpHandler(client: DurableClientApi, endpoints: () => DurableEndpoints, taskHub: string, options: { trusted?: boolean } = {}) {
   return async (req: IncomingMessage, res: ServerResponse, body: Buffer, pathname?: string): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const path = pathname ?? url.pathname;
@@ -96,7 +96,7 @@ export function createDurableHttpHandler(runtime: DurableRuntime, endpoints: () 
         return true;
       }
       if (parts[0] === 'orchestrators' && method === 'POST' && parts.length >= 2 && parts.length <= 3) {
-        const id = await runtime.startNew(parts[1] ?? '', parts[2], parseBody(body));
+        const id = await client.startNew(parts[1] ?? '', parts[2], parseBody(body));
         const links = payload(id);
         send(res, 202, links, { Location: String(links.statusQueryGetUri), 'Retry-After': '1' });
         return true;
@@ -109,18 +109,18 @@ export function createDurableHttpHandler(runtime: DurableRuntime, endpoints: () 
           ...(url.searchParams.get('createdTimeTo') ? { createdTimeTo: url.searchParams.get('createdTimeTo') ?? '' } : {}),
         };
         if (!id && method === 'GET') {
-          const all = await runtime.list({ ...filter, showInput: bool(url.searchParams.get('showInput')) ?? false });
+          const all = await client.list({ ...filter, showInput: bool(url.searchParams.get('showInput')) ?? false });
           const top = Number(url.searchParams.get('top') ?? 0);
           send(res, 200, top > 0 ? all.slice(0, top) : all);
           return true;
         }
         if (!id && method === 'DELETE') {
-          const deleted = await runtime.purgeBy(filter);
+          const deleted = await client.purgeBy(filter);
           send(res, deleted > 0 ? 200 : 404, deleted > 0 ? { instancesDeleted: deleted } : undefined);
           return true;
         }
         if (id && parts.length === 2 && method === 'GET') {
-          const status = await runtime.status(id, {
+          const status = await client.status(id, {
             showHistory: bool(url.searchParams.get('showHistory')) ?? false,
             showHistoryOutput: bool(url.searchParams.get('showHistoryOutput')) ?? false,
             showInput: bool(url.searchParams.get('showInput')) ?? true,
@@ -135,7 +135,7 @@ export function createDurableHttpHandler(runtime: DurableRuntime, endpoints: () 
           return true;
         }
         if (id && parts.length === 2 && method === 'DELETE') {
-          const deleted = await runtime.purge(id);
+          const deleted = await client.purge(id);
           send(res, deleted > 0 ? 200 : 404, deleted > 0 ? { instancesDeleted: deleted } : undefined);
           return true;
         }
@@ -144,19 +144,19 @@ export function createDurableHttpHandler(runtime: DurableRuntime, endpoints: () 
           switch (parts[2]) {
             case 'raiseEvent':
               if (!parts[3]) break;
-              await runtime.raiseEvent(id, parts[3], parseBody(body));
+              await client.raiseEvent(id, parts[3], parseBody(body));
               send(res, 202);
               return true;
             case 'terminate':
-              await runtime.terminate(id, reason);
+              await client.terminate(id, reason);
               send(res, 202);
               return true;
             case 'suspend':
-              await runtime.suspend(id, reason);
+              await client.suspend(id, reason);
               send(res, 202);
               return true;
             case 'resume':
-              await runtime.resume(id, reason);
+              await client.resume(id, reason);
               send(res, 202);
               return true;
           }

@@ -7,13 +7,11 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, parseConfig } from '../config.js';
-import { bootstrapOperator } from '../identity/bootstrap.js';
-import { createLogger, errorFields, type Logger } from '../observability/logger.js';
-import { getServices } from '../services.js';
+import { parseConfig } from '../lib/config.js';
+import { createLogger, type Logger } from '../lib/observability/logger.js';
 import { startAzurite } from './azurite.js';
-import { installCoreModule, type Registration } from './core-module.js';
-import { createStorageClients } from '../storage/clients.js';
+import { installCoreModule, invokeFunction, type Invoker, type Registration, runAppStartHooks, runAppTerminateHooks } from './core-module.js';
+import { createStorageClients } from '../lib/storage/clients.js';
 import { createDurableHttpHandler, DURABLE_PREFIX, type DurableEndpoints, durableClientBinding } from './durable/http-api.js';
 import { DurableRuntime } from './durable/runtime.js';
 import { TaskHubStore } from './durable/store.js';
@@ -21,7 +19,7 @@ import { createHttpServer, type FunctionsLibrary } from './http-server.js';
 import { type BlobEventSubscription, BlobWatcher } from './blob-watcher.js';
 import { TimerHost } from './timers.js';
 
-export interface LocalHostInfo {
+interface LocalHostInfo {
   apiBaseUrl: string;
   /** The durable task API's base URL on the public port (needs the system key of host-keys.json). */
   durableBaseUrl?: string;
@@ -42,16 +40,16 @@ export interface LocalHost extends LocalHostInfo {
 export interface LocalHostOptions {
   /** The app's settings; defaults to process.env over local.settings.json's Values. */
   env?: Record<string, string | undefined>;
-  /** The package entry that imports every function file. */
-  entry?: string;
+  /** The app's entry (the package's "main"), which registers every function when imported; a file URL or path. */
+  entry: string;
   /** The Event Grid subscriptions Bicep declares, for the local host to feed with blob events. */
   eventSubscriptions?: readonly BlobEventSubscription[];
   logger?: Logger;
 }
 
-export const LOCAL_HOST_FILE = 'local-host.json';
+const LOCAL_HOST_FILE = 'local-host.json';
 /** The host's keys, per data directory (as the Functions host keeps them in its storage). */
-export const HOST_KEYS_FILE = 'host-keys.json';
+const HOST_KEYS_FILE = 'host-keys.json';
 
 /** The system key of this data directory: made on first start, kept for later ones. */
 async function hostSystemKey(dataDir: string): Promise<string> {
@@ -148,7 +146,7 @@ function alive(pid: number): boolean {
  * registrations through the provided `@azure/functions-core`, and the HTTP server on PORT.
  * Writes `${LABVAULT_DATA_DIR}/local-host.json` once it serves.
  */
-export async function startLocalHost(options: LocalHostOptions = {}): Promise<LocalHost> {
+export async function startLocalHost(options: LocalHostOptions): Promise<LocalHost> {
   const env = { ...(options.env ?? localSettings()) };
   const logger = options.logger ?? createLogger();
   const dataDir = resolve(env.LABVAULT_DATA_DIR || '.labvault');
@@ -178,20 +176,14 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
     const core = installCoreModule();
     // Loaded only now, so the library finds the core module (a static import would run first).
     const library = createRequire(import.meta.url)('@azure/functions') as FunctionsLibrary;
-    await import(options.entry ?? '../../functions/index.js');
+    await import(toImportSpecifier(options.entry));
     // Tests add their own functions (small orchestrations that are not part of the product).
-    if (env.LABVAULT_LOCAL_EXTRA_ENTRY) await import(pathToFileURL(resolve(env.LABVAULT_LOCAL_EXTRA_ENTRY)).href);
+    if (env.LABVAULT_LOCAL_EXTRA_ENTRY) await import(toImportSpecifier(env.LABVAULT_LOCAL_EXTRA_ENTRY));
     const registrations = [...core.registrations.values()];
-
-    // First start with an empty store: the operator account of the SPEC.
-    const services = await getServices();
-    const bootstrap = await bootstrapOperator(services.users, env.LABVAULT_OPERATOR_INITIAL_PASSWORD || undefined);
-    if (bootstrap.created && bootstrap.generated) {
-      // Printed once, to the console of whoever started the host; it must be changed at first login.
-      process.stdout.write(`Created the operator account "operator" with the one-time password: ${bootstrap.initialPassword}\n`);
-    } else if (bootstrap.created) {
-      process.stdout.write('Created the operator account "operator" with LABVAULT_OPERATOR_INITIAL_PASSWORD.\n');
-    }
+    const invoke: Invoker = (registration, inputs, context) => invokeFunction(core, registration, inputs, context);
+    // As the worker does once the app is loaded, before any invocation (the app bootstraps its operator there).
+    await runAppStartHooks(core, process.cwd());
+    started.push(() => runAppTerminateHooks(core));
 
     const config = parseConfig(env);
     const storage = createStorageClients(config.storage);
@@ -199,19 +191,21 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
       store: new TaskHubStore({ taskHub: config.taskHub, table: storage.table, tableService: storage.tableService, queueService: storage.queueService }),
       registrations,
       library,
+      invoke,
       logger,
       maxConcurrentActivities: Number(env.LABVAULT_DURABLE_MAX_ACTIVITIES || 16),
       leaseSeconds: Number(env.LABVAULT_DURABLE_LEASE_SECONDS || 30),
     });
     const systemKey = env.LABVAULT_DURABLE_SYSTEM_KEY || (await hostSystemKey(dataDir));
     const endpoints: DurableEndpoints = { baseUrl: '', systemKey, rpcBaseUrl: '' };
-    const internal = await startInternalDurableListener(createDurableHttpHandler(durable, () => endpoints, config.taskHub, { trusted: true }));
+    const internal = await startInternalDurableListener(createDurableHttpHandler(durable.client, () => endpoints, config.taskHub, { trusted: true }));
     started.push(() => internal.close());
     endpoints.rpcBaseUrl = internal.rpcBaseUrl;
     const server = createHttpServer(registrations, {
       logger,
       library,
-      extra: createDurableHttpHandler(durable, () => endpoints, config.taskHub),
+      invoke,
+      extra: createDurableHttpHandler(durable.client, () => endpoints, config.taskHub),
       inputBindings: { durableClient: () => durableClientBinding(endpoints, config.taskHub) },
     });
     const port = Number(env.PORT ?? 7071);
@@ -232,6 +226,7 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
     const timers = new TimerHost({
       registrations,
       library,
+      invoke,
       logger,
       table: storage.table(`${config.taskHub}Timers`),
       inputBindings: { durableClient: () => durableClientBinding(endpoints, config.taskHub) },
@@ -241,6 +236,7 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
     const blobs = new BlobWatcher({
       registrations,
       library,
+      invoke,
       logger,
       blobService: storage.blobService,
       queueService: storage.queueService,
@@ -274,6 +270,10 @@ export async function startLocalHost(options: LocalHostOptions = {}): Promise<Lo
   }
 }
 
+function toImportSpecifier(entry: string): string {
+  return entry.startsWith('file:') ? entry : pathToFileURL(resolve(entry)).href;
+}
+
 /** The port the host should listen on is taken (by another host, most likely). */
 export class PortInUseError extends Error {
   override name = 'PortInUseError';
@@ -301,4 +301,3 @@ async function startAzuriteForDataDir(dataDir: string): Promise<{ connectionStri
   return azurite;
 }
 
-export { ConfigError, errorFields };

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import { CronExpressionParser } from 'cron-parser';
-import { errorFields, type Logger } from '../observability/logger.js';
-import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
-import { extraInputsOf, type Registration } from './core-module.js';
+import { errorFields, type Logger } from '../lib/observability/logger.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../lib/storage/errors.js';
+import { extraInputsOf, type Invoker, invokeDirectly, type Registration } from './core-module.js';
 import type { FunctionsLibrary } from './http-server.js';
 
 /** The next occurrence after `after` of an NCRONTAB expression (6 fields, seconds first, UTC) or a TimeSpan. */
@@ -36,6 +36,8 @@ interface StatusRow {
 export interface TimerHostOptions {
   registrations: Iterable<Registration>;
   library: FunctionsLibrary;
+  /** How functions are called (the host's, with the app's hooks); directly by default. */
+  invoke?: Invoker;
   logger: Logger;
   /** Where schedule status lives, as the real host keeps it in its storage account. */
   table: TableClient;
@@ -149,7 +151,7 @@ export class TimerHost {
     }
     const payload = { schedule: { adjustForDST: false }, scheduleStatus: { last: status.last, next: status.next, lastUpdated: this.#clock().toISOString() }, isPastDue };
     try {
-      await timer.registration.handler(payload, context);
+      await (this.#options.invoke ?? invokeDirectly)(timer.registration, [payload], context);
     } catch (error) {
       this.#options.logger.log('error', 'timer.function.failed', { function: timer.registration.name, ...errorFields(error) });
     }

@@ -36,7 +36,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-export function azuriteConnectionString(ports: { blob: number; queue: number; table: number }): string {
+function azuriteConnectionString(ports: { blob: number; queue: number; table: number }): string {
   const host = 'http://127.0.0.1';
   return [
     'DefaultEndpointsProtocol=http',

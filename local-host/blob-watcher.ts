@@ -2,15 +2,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import type { BlobServiceClient } from '@azure/storage-blob';
 import type { QueueServiceClient } from '@azure/storage-queue';
-import { errorFields, type Logger } from '../observability/logger.js';
-import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
-import type { Registration } from './core-module.js';
+import { errorFields, type Logger } from '../lib/observability/logger.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../lib/storage/errors.js';
+import { type Invoker, invokeDirectly, type Registration } from './core-module.js';
 import type { FunctionsLibrary } from './http-server.js';
 
 export const POISON_QUEUE = 'webjobs-blobtrigger-poison';
 /** Where events go that failed every delivery (Event Grid dead-letters them; the local host queues them). */
 export const EVENT_DEAD_LETTER_QUEUE = 'eventgrid-deadletter';
-export const MAX_BLOB_ATTEMPTS = 5;
+const MAX_BLOB_ATTEMPTS = 5;
 /** The storage account's system topic as the local host names it in the events it makes. */
 const LOCAL_TOPIC = '/subscriptions/local/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/devstoreaccount1';
 
@@ -64,6 +64,8 @@ type ReceiptRow = { partitionKey: string; rowKey: string; blob: string; etag: st
 export interface BlobWatcherOptions {
   registrations: Iterable<Registration>;
   library: FunctionsLibrary;
+  /** How functions are called (the host's, with the app's hooks); directly by default. */
+  invoke?: Invoker;
   logger: Logger;
   blobService: BlobServiceClient;
   queueService: QueueServiceClient;
@@ -232,7 +234,7 @@ export class BlobWatcher {
       logHandler: () => undefined,
     });
     try {
-      await watch.registration.handler(input, context);
+      await (this.#options.invoke ?? invokeDirectly)(watch.registration, [input], context);
       await receipts.upsertEntity({ ...claim, status: 'done' }, 'Replace');
       this.#done.add(key);
     } catch (error) {
