@@ -23,35 +23,42 @@ module.exports = {
     },
     {
       name: 'foundation-stays-below',
-      comment: 'The foundation (errors, fields, config, storage, crypto, net, observability) imports no domain, no HTTP, nothing above.',
+      comment:
+        'The foundation (errors, fields, config, storage, crypto, net, observability) imports no domain, no HTTP, nothing above.',
       severity: 'error',
       from: { path: FOUNDATION },
-      to: { path: `^lib/${DOMAINS}/|^lib/http/|^lib/(services|operations)\\.ts$|^(functions|orchestrations|local-host|scripts)/` },
+      to: {
+        path: `^lib/${DOMAINS}/|^lib/http/|^lib/(services|operations)\\.ts$|^(functions|orchestrations|local-host|scripts)/`,
+      },
     },
     {
       name: 'domains-know-no-http',
-      comment: 'Domain code throws domain errors (lib/errors.ts) and never imports lib/http; only a domain contract (api.ts) describes HTTP.',
+      comment:
+        'Domain code throws domain errors (lib/errors.ts) and never imports lib/http; only a domain contract (api.ts) describes HTTP.',
       severity: 'error',
       from: { path: `^lib/${DOMAINS}/`, pathNot: CONTRACTS },
       to: { path: '^lib/http/' },
     },
     {
       name: 'domains-do-not-import-contracts',
-      comment: 'Domain code uses record schemas (schemas.ts), never an HTTP contract: the contracts sit on top of the domains.',
+      comment:
+        'Domain code uses record schemas (schemas.ts), never an HTTP contract: the contracts sit on top of the domains.',
       severity: 'error',
       from: { path: `^lib/${DOMAINS}/`, pathNot: CONTRACTS },
       to: { path: CONTRACTS },
     },
     {
       name: 'contracts-use-the-operation-model-only',
-      comment: "A domain's contract (api.ts) defines operations; it does not reach into the pipeline or the OpenAPI generator.",
+      comment:
+        "A domain's contract (api.ts) defines operations; it does not reach into the pipeline or the OpenAPI generator.",
       severity: 'error',
       from: { path: CONTRACTS },
       to: { path: '^lib/http/', pathNot: '^lib/http/(operation|schemas)\\.ts$' },
     },
     {
       name: 'http-does-not-list-the-domains',
-      comment: 'lib/http is generic: the registry of operations (lib/operations.ts) sits above it and above the domains.',
+      comment:
+        'lib/http is generic: the registry of operations (lib/operations.ts) sits above it and above the domains.',
       severity: 'error',
       from: { path: '^lib/http/' },
       to: { path: `${CONTRACTS}|^lib/(services|operations)\\.ts$` },
@@ -72,7 +79,8 @@ module.exports = {
     },
     {
       name: 'local-host-knows-no-app',
-      comment: 'The embedded host runs whatever entry it is handed: it imports no domain, no function and no composition root.',
+      comment:
+        'The embedded host runs whatever entry it is handed: it imports no domain, no function and no composition root.',
       severity: 'error',
       from: { path: '^local-host/' },
       to: { path: `^lib/${DOMAINS}/|^lib/http/|^lib/(services|operations)\\.ts$|^(functions|orchestrations|scripts)/` },

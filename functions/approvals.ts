@@ -9,7 +9,12 @@ import { DELETION_EVENTS, deletionInstanceId } from '../orchestrations/retention
 import { raiseEvent } from './durable.js';
 import { handle, metaOf } from './http.js';
 
-type Executor = (approval: Approval, services: Services, invocation: InvocationContext, meta: RequestMeta) => Promise<void>;
+type Executor = (
+  approval: Approval,
+  services: Services,
+  invocation: InvocationContext,
+  meta: RequestMeta,
+) => Promise<void>;
 
 /** What each approved request does: the same domain calls the single-person routes used to make. */
 const EXECUTORS: Record<ApprovalKind, Executor> = {
@@ -30,10 +35,16 @@ const EXECUTORS: Record<ApprovalKind, Executor> = {
 
 app.http(
   listApprovals.id,
-  handle(listApprovals, async (ctx, { approvals }) => ({ status: 200, body: { items: await approvals.list(ctx.query.status ? { status: ctx.query.status } : {}) } })),
+  handle(listApprovals, async (ctx, { approvals }) => ({
+    status: 200,
+    body: { items: await approvals.list(ctx.query.status ? { status: ctx.query.status } : {}) },
+  })),
 );
 
-app.http(getApproval.id, handle(getApproval, async (ctx, { approvals }) => ({ status: 200, body: await approvals.get(ctx.params.id) })));
+app.http(
+  getApproval.id,
+  handle(getApproval, async (ctx, { approvals }) => ({ status: 200, body: await approvals.get(ctx.params.id) })),
+);
 
 app.http(
   decideApproval.id,
@@ -41,7 +52,13 @@ app.http(
     decideApproval,
     async (ctx, services) => {
       const meta = metaOf(ctx);
-      const decided = await services.approvals.decide(ctx.params.id, ctx.body.approve, ctx.principal, meta, (approval) => EXECUTORS[approval.kind](approval, services, ctx.invocation, meta));
+      const decided = await services.approvals.decide(
+        ctx.params.id,
+        ctx.body.approve,
+        ctx.principal,
+        meta,
+        (approval) => EXECUTORS[approval.kind](approval, services, ctx.invocation, meta),
+      );
       return { status: 200, body: decided };
     },
     { extraInputs: [df.input.durableClient()] },

@@ -5,7 +5,11 @@ import type { AuditPosition } from '../lib/audit/audit-log.js';
 import { handle } from './http.js';
 
 const isPosition = (v: unknown): v is AuditPosition =>
-  typeof v === 'object' && v !== null && typeof (v as AuditPosition).at === 'string' && typeof (v as AuditPosition).stream === 'string' && Number.isInteger((v as AuditPosition).seq);
+  typeof v === 'object' &&
+  v !== null &&
+  typeof (v as AuditPosition).at === 'string' &&
+  typeof (v as AuditPosition).stream === 'string' &&
+  Number.isInteger((v as AuditPosition).seq);
 
 app.http(
   listAudit.id,
@@ -31,8 +35,17 @@ app.http(
       items.push(entry);
     }
     const last = items[items.length - 1];
-    const next = more && last ? await continuations.issue(binding, { at: last.at, stream: last.stream, seq: last.seq }) : undefined;
-    return { status: 200, body: { items: items.map(({ tenant: _tenant, ...entry }) => entry), ...(next ? { continuationToken: next } : {}) } };
+    const next =
+      more && last
+        ? await continuations.issue(binding, { at: last.at, stream: last.stream, seq: last.seq })
+        : undefined;
+    return {
+      status: 200,
+      body: {
+        items: items.map(({ tenant: _tenant, ...entry }) => entry),
+        ...(next ? { continuationToken: next } : {}),
+      },
+    };
   }),
 );
 

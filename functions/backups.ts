@@ -14,12 +14,17 @@ app.timer('nightlyBackup', {
     const { logger } = await getServices();
     const day = new Date().toISOString().slice(0, 10).replaceAll('-', '');
     // A start that fails for any other reason than "already running" fails the timer (it is retried and seen).
-    const outcome = await startOrchestration(context, 'tableBackup', backupInstanceId(day), { backupId: `${day}-nightly` });
+    const outcome = await startOrchestration(context, 'tableBackup', backupInstanceId(day), {
+      backupId: `${day}-nightly`,
+    });
     logger.log('info', outcome === 'started' ? 'backup.started' : 'backup.exists', { day });
   },
 });
 
-app.http(listBackups.id, handle(listBackups, async (_ctx, { backups }) => ({ status: 200, body: { items: await backups.list() } })));
+app.http(
+  listBackups.id,
+  handle(listBackups, async (_ctx, { backups }) => ({ status: 200, body: { items: await backups.list() } })),
+);
 
 app.http(
   startBackup.id,
@@ -38,7 +43,12 @@ app.http(
   deleteBackup.id,
   handle(deleteBackup, async (ctx, { backups, approvals }) => {
     await backups.manifest(ctx.params.id); // 404 for an unknown backup
-    const approval = await approvals.request('backup.delete', { target: ctx.params.id, reason: ctx.query.reason ?? 'backup no longer needed' }, ctx.principal, metaOf(ctx));
+    const approval = await approvals.request(
+      'backup.delete',
+      { target: ctx.params.id, reason: ctx.query.reason ?? 'backup no longer needed' },
+      ctx.principal,
+      metaOf(ctx),
+    );
     return { status: 202, headers: { Location: `/api/approvals/${approval.id}` }, body: approval };
   }),
 );

@@ -40,8 +40,14 @@ app.http(
   ),
 );
 
-app.http(listBreaches.id, handle(listBreaches, async (_ctx, { breaches }) => ({ status: 200, body: { items: await breaches.list() } })));
-app.http(getBreach.id, handle(getBreach, async (ctx, { breaches }) => ({ status: 200, body: await breaches.get(ctx.params.id) })));
+app.http(
+  listBreaches.id,
+  handle(listBreaches, async (_ctx, { breaches }) => ({ status: 200, body: { items: await breaches.list() } })),
+);
+app.http(
+  getBreach.id,
+  handle(getBreach, async (ctx, { breaches }) => ({ status: 200, body: await breaches.get(ctx.params.id) })),
+);
 
 app.http(
   updateBreach.id,
@@ -91,10 +97,19 @@ app.http(
 
 app.http(
   draftFromAlert.id,
-  handle(draftFromAlert, async (ctx, { breaches }) => ({ status: 201, body: { id: await breaches.draftFromAlert(ctx.params.alertId) } })),
+  handle(draftFromAlert, async (ctx, { breaches }) => ({
+    status: 201,
+    body: { id: await breaches.draftFromAlert(ctx.params.alertId) },
+  })),
 );
 
-app.http(listNotifications.id, handle(listNotifications, async (ctx, { breaches }) => ({ status: 200, body: { items: await breaches.notices(ctx.tenant) } })));
+app.http(
+  listNotifications.id,
+  handle(listNotifications, async (ctx, { breaches }) => ({
+    status: 200,
+    body: { items: await breaches.notices(ctx.tenant) },
+  })),
+);
 
 app.http(
   acknowledgeNotification.id,
@@ -120,7 +135,12 @@ app.http(
       for (const { tenant, seq } of latest) {
         const message = { kind: 'notification' as const, seq };
         // A new delivery (its own instance), with the message's own id: receivers can drop what they had.
-        await startOrchestration(ctx.invocation, 'breachDelivery', deliveryInstanceId(ctx.params.id, tenant, message, `resend-${stamp}`), { breachId: ctx.params.id, tenant, message, firstRetrySeconds });
+        await startOrchestration(
+          ctx.invocation,
+          'breachDelivery',
+          deliveryInstanceId(ctx.params.id, tenant, message, `resend-${stamp}`),
+          { breachId: ctx.params.id, tenant, message, firstRetrySeconds },
+        );
       }
       await breaches.timeline(ctx.params.id, 'deliveries-resent', `${latest.length} tenant(s)`);
       return { status: 202, body: { deliveries: latest.map((l) => ({ tenant: l.tenant, sequence: l.seq })) } };

@@ -10,7 +10,12 @@ const NO_INSTANCE = /^No instance with ID /;
  * a repeated request); any other failure (storage down, unknown orchestrator) is an error the
  * caller must see, never a log line.
  */
-export async function startOrchestration(invocation: InvocationContext, name: string, instanceId: string, input: unknown): Promise<'started' | 'already-running'> {
+export async function startOrchestration(
+  invocation: InvocationContext,
+  name: string,
+  instanceId: string,
+  input: unknown,
+): Promise<'started' | 'already-running'> {
   try {
     await df.getClient(invocation).startNew(name, { instanceId, input });
     return 'started';
@@ -21,7 +26,12 @@ export async function startOrchestration(invocation: InvocationContext, name: st
 }
 
 /** Raises an event; an instance that finished or never existed needs none (the state row decides). */
-export async function raiseEvent(invocation: InvocationContext, instanceId: string, name: string, data: unknown): Promise<void> {
+export async function raiseEvent(
+  invocation: InvocationContext,
+  instanceId: string,
+  name: string,
+  data: unknown,
+): Promise<void> {
   try {
     await df.getClient(invocation).raiseEvent(instanceId, name, data);
   } catch (error) {

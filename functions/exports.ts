@@ -7,14 +7,23 @@ import type { Principal } from '../lib/identity/permissions.js';
 import { exportInstanceId } from '../orchestrations/export.js';
 import { handle, metaOf } from './http.js';
 
-const requester = (principal: Principal) => ({ id: principal.id, ...(principal.grant ? { grant: { expiresAt: principal.grant.expiresAt } } : {}) });
+const requester = (principal: Principal) => ({
+  id: principal.id,
+  ...(principal.grant ? { grant: { expiresAt: principal.grant.expiresAt } } : {}),
+});
 
 app.http(
   startExport.id,
   handle(
     startExport,
     async (ctx, { exports }) => {
-      const record = await exports.request(ctx.tenant, ctx.body.format, ctx.body.purpose ?? 'request', ctx.principal.id, metaOf(ctx));
+      const record = await exports.request(
+        ctx.tenant,
+        ctx.body.format,
+        ctx.body.purpose ?? 'request',
+        ctx.principal.id,
+        metaOf(ctx),
+      );
       const client = df.getClient(ctx.invocation);
       await client.startNew('exportTenantData', {
         instanceId: exportInstanceId(ctx.tenant, record.id),
@@ -22,7 +31,11 @@ app.http(
       });
       // The extension's own management URLs carry the task hub's system key: tenants get this API's URL.
       const location = `/api/exports/${record.id}`;
-      return { status: 202, headers: { Location: location, 'Retry-After': '2' }, body: { id: record.id, status: record.status, statusQueryGetUri: location } };
+      return {
+        status: 202,
+        headers: { Location: location, 'Retry-After': '2' },
+        body: { id: record.id, status: record.status, statusQueryGetUri: location },
+      };
     },
     { extraInputs: [df.input.durableClient()] },
   ),
@@ -38,11 +51,14 @@ app.http(
       try {
         const status = await df.getClient(ctx.invocation).getStatus(exportInstanceId(ctx.tenant, record.id));
         const custom = status.customStatus as { phase?: string; partsDone?: number; partsTotal?: number } | null;
-        if (custom?.phase) progress = { phase: custom.phase, partsDone: custom.partsDone ?? 0, partsTotal: custom.partsTotal ?? 0 };
+        if (custom?.phase)
+          progress = { phase: custom.phase, partsDone: custom.partsDone ?? 0, partsTotal: custom.partsTotal ?? 0 };
       } catch {
         // The instance may be purged; the record still answers.
       }
-      const link = record.archive ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx)) : undefined;
+      const link = record.archive
+        ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx))
+        : undefined;
       return {
         status: 200,
         body: {
@@ -54,7 +70,16 @@ app.http(
           createdAt: record.createdAt,
           ...(record.completedAt ? { completedAt: record.completedAt } : {}),
           ...(record.archive ? { availableUntil: record.archive.deleteAt } : {}),
-          ...(link && record.archive ? { download: { url: link.url, expiresAt: link.expiresAt, sha256: record.archive.sha256, bytes: record.archive.bytes } } : {}),
+          ...(link && record.archive
+            ? {
+                download: {
+                  url: link.url,
+                  expiresAt: link.expiresAt,
+                  sha256: record.archive.sha256,
+                  bytes: record.archive.bytes,
+                },
+              }
+            : {}),
         },
       };
     },
@@ -66,9 +91,14 @@ app.http(
   createExportLink.id,
   handle(createExportLink, async (ctx, { exports }) => {
     const record = await exports.get(ctx.tenant, ctx.params.id);
-    const link = record.archive ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx)) : undefined;
+    const link = record.archive
+      ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx))
+      : undefined;
     if (!link || !record.archive) throw notFound('No archive of this export is available to you.');
-    return { status: 201, body: { url: link.url, expiresAt: link.expiresAt, sha256: record.archive.sha256, bytes: record.archive.bytes } };
+    return {
+      status: 201,
+      body: { url: link.url, expiresAt: link.expiresAt, sha256: record.archive.sha256, bytes: record.archive.bytes },
+    };
   }),
 );
 
@@ -80,7 +110,12 @@ app.http(
       status: 200,
       body: Readable.toWeb(Readable.from(archive.stream as AsyncIterable<Buffer>)) as ReadableStream<Uint8Array>,
       // The archive's SHA-256 is its strong entity tag.
-      headers: { 'Content-Type': 'application/zip', 'Content-Length': String(archive.bytes), ETag: `"${archive.sha256}"`, 'Content-Disposition': `attachment; filename="export-${ctx.params.id}.zip"` },
+      headers: {
+        'Content-Type': 'application/zip',
+        'Content-Length': String(archive.bytes),
+        ETag: `"${archive.sha256}"`,
+        'Content-Disposition': `attachment; filename="export-${ctx.params.id}.zip"`,
+      },
     };
   }),
 );

@@ -26,12 +26,18 @@ export function handle<P extends z.ZodType, Q extends z.ZodType, B extends z.Zod
 }
 
 /** Who acts in this request: what every audited domain call is given. */
-export function metaOf(ctx: { actor: RequestContext<unknown, unknown, unknown>['actor']; correlationId: string }): RequestMeta {
+export function metaOf(ctx: {
+  actor: RequestContext<unknown, unknown, unknown>['actor'];
+  correlationId: string;
+}): RequestMeta {
   return { actor: ctx.actor, correlationId: ctx.correlationId };
 }
 
 /** Where a login-like attempt comes from: what the brute-force defence counts. */
-export function attemptOf(ctx: { clientAddress: string | undefined; correlationId: string }): { source: string | undefined; correlationId: string } {
+export function attemptOf(ctx: { clientAddress: string | undefined; correlationId: string }): {
+  source: string | undefined;
+  correlationId: string;
+} {
   return { source: ctx.clientAddress, correlationId: ctx.correlationId };
 }
 
@@ -59,10 +65,19 @@ export function registerAllowedMethods(operations: readonly Operation[]): void {
       authLevel: 'anonymous',
       handler: async (request: HttpRequest): Promise<HttpResponseInit> => {
         const correlationId = randomUUID();
-        if (request.method.toUpperCase() === 'OPTIONS') return { status: 204, headers: { Allow: allow, 'x-correlation-id': correlationId, 'Cache-Control': 'no-store' } };
+        if (request.method.toUpperCase() === 'OPTIONS')
+          return {
+            status: 204,
+            headers: { Allow: allow, 'x-correlation-id': correlationId, 'Cache-Control': 'no-store' },
+          };
         return {
           status: 405,
-          headers: { Allow: allow, 'Content-Type': 'application/problem+json; charset=utf-8', 'x-correlation-id': correlationId, 'Cache-Control': 'no-store' },
+          headers: {
+            Allow: allow,
+            'Content-Type': 'application/problem+json; charset=utf-8',
+            'x-correlation-id': correlationId,
+            'Cache-Control': 'no-store',
+          },
           body: JSON.stringify(problemBody(405, 'Method Not Allowed', `This path accepts ${allow}.`, correlationId)),
         };
       },

@@ -27,14 +27,24 @@ for (const [operation, kind] of [
   app.http(
     operation.id,
     handle(operation, async (ctx, { images }) => {
-      const { bytes, contentType } = await images.read(ctx.tenant, { orderId: ctx.params.id, specimenId: ctx.params.specimenId, imageId: ctx.params.imageId }, kind, metaOf(ctx));
-      return { status: 200, body: bytes, headers: { 'Content-Type': contentType, 'Content-Length': String(bytes.length) } };
+      const { bytes, contentType } = await images.read(
+        ctx.tenant,
+        { orderId: ctx.params.id, specimenId: ctx.params.specimenId, imageId: ctx.params.imageId },
+        kind,
+        metaOf(ctx),
+      );
+      return {
+        status: 200,
+        body: bytes,
+        headers: { 'Content-Type': contentType, 'Content-Length': String(bytes.length) },
+      };
     }),
   );
 }
 
 /** `/blobServices/default/containers/specimen-uploads/blobs/{tenant}/{order}/{specimen}/{image}` */
-const UPLOAD_SUBJECT = /^\/blobServices\/default\/containers\/specimen-uploads\/blobs\/([a-z0-9-]{3,32})\/([0-9a-f]{32})\/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/([0-9a-f]{32})$/;
+const UPLOAD_SUBJECT =
+  /^\/blobServices\/default\/containers\/specimen-uploads\/blobs\/([a-z0-9-]{3,32})\/([0-9a-f]{32})\/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/([0-9a-f]{32})$/;
 
 // Event Grid delivers the uploads container's BlobCreated events (bicep/modules/functionapp.bicep);
 // the local host feeds the same events. The event carries where the blob is, never its bytes: the

@@ -9,13 +9,19 @@ app.http(
   handle(createOrder, async (ctx, { orders }) => {
     const key = ctx.headers.get('idempotency-key');
     if (key !== null && !idempotencyKeySchema.safeParse(key).success) {
-      throw invalidInput('The Idempotency-Key header is invalid.', [{ path: '/headers/Idempotency-Key', message: '1-128 visible ASCII characters' }]);
+      throw invalidInput('The Idempotency-Key header is invalid.', [
+        { path: '/headers/Idempotency-Key', message: '1-128 visible ASCII characters' },
+      ]);
     }
     const created = await orders.create(ctx.tenant, ctx.body, metaOf(ctx), key ?? undefined);
     return {
       status: 201,
       body: created.order,
-      headers: { Location: `/api/orders/${created.order.id}`, ETag: strongEtag(created.etag), ...(created.replayed ? { 'Idempotent-Replayed': 'true' } : {}) },
+      headers: {
+        Location: `/api/orders/${created.order.id}`,
+        ETag: strongEtag(created.etag),
+        ...(created.replayed ? { 'Idempotent-Replayed': 'true' } : {}),
+      },
     };
   }),
 );
@@ -28,7 +34,8 @@ app.http(
   }),
 );
 
-const isContinuation = (v: unknown): v is { c: string } => typeof v === 'object' && v !== null && typeof (v as { c?: unknown }).c === 'string';
+const isContinuation = (v: unknown): v is { c: string } =>
+  typeof v === 'object' && v !== null && typeof (v as { c?: unknown }).c === 'string';
 
 app.http(
   listOrders.id,
@@ -36,8 +43,14 @@ app.http(
     const { limit, continuationToken, ...filters } = ctx.query;
     // Storage's continuation travels signed: a token of another tenant or query, or a changed one, is a 400.
     const binding = { tenant: ctx.tenant, route: listOrders.id, query: filters };
-    const continuation = continuationToken ? (await continuations.open(binding, continuationToken, isContinuation)).c : undefined;
-    const page = await orders.list(ctx.tenant, { ...filters, limit, ...(continuation ? { continuation } : {}) }, metaOf(ctx));
+    const continuation = continuationToken
+      ? (await continuations.open(binding, continuationToken, isContinuation)).c
+      : undefined;
+    const page = await orders.list(
+      ctx.tenant,
+      { ...filters, limit, ...(continuation ? { continuation } : {}) },
+      metaOf(ctx),
+    );
     const next = page.continuation ? await continuations.issue(binding, { c: page.continuation }) : undefined;
     return { status: 200, body: { items: page.items, ...(next ? { continuationToken: next } : {}) } };
   }),
@@ -47,8 +60,15 @@ app.http(
   updateOrder.id,
   handle(updateOrder, async (ctx, { orders }) => {
     const ifMatch = ctx.headers.get('if-match');
-    if (!ifMatch) throw versionRequired('Send If-Match with the ETag of the order as last read (or * for any version).');
-    const stored = await orders.update(ctx.tenant, ctx.params.id, ctx.body, (version) => ifMatchHolds(ifMatch, strongEtag(version)), metaOf(ctx));
+    if (!ifMatch)
+      throw versionRequired('Send If-Match with the ETag of the order as last read (or * for any version).');
+    const stored = await orders.update(
+      ctx.tenant,
+      ctx.params.id,
+      ctx.body,
+      (version) => ifMatchHolds(ifMatch, strongEtag(version)),
+      metaOf(ctx),
+    );
     return { status: 200, body: stored.order, headers: { ETag: strongEtag(stored.etag) } };
   }),
 );

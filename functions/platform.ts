@@ -33,7 +33,9 @@ app.http(
     listOrchestrations,
     async (ctx) => {
       const client = df.getClient(ctx.invocation);
-      const statuses = ctx.query.runtimeStatus ? await client.getStatusBy({ runtimeStatus: [ctx.query.runtimeStatus as df.OrchestrationRuntimeStatus] }) : await client.getStatusAll();
+      const statuses = ctx.query.runtimeStatus
+        ? await client.getStatusBy({ runtimeStatus: [ctx.query.runtimeStatus as df.OrchestrationRuntimeStatus] })
+        : await client.getStatusAll();
       // Status only: inputs and outputs stay out of the operator's view.
       const items = statuses.map((s) => ({
         name: s.name,
@@ -54,10 +56,19 @@ app.http(
   handle(
     purgeOrchestration,
     async (ctx, { approvals }) => {
-      const status = await df.getClient(ctx.invocation).getStatus(ctx.params.instanceId).catch(() => undefined);
+      const status = await df
+        .getClient(ctx.invocation)
+        .getStatus(ctx.params.instanceId)
+        .catch(() => undefined);
       if (!status?.instanceId) throw notFound('No such orchestration.');
-      if (!TERMINAL.has(String(status.runtimeStatus))) throw conflict('The orchestration still runs; only a finished one is purged.');
-      const approval = await approvals.request('orchestration.purge', { target: ctx.params.instanceId, reason: ctx.query.reason ?? 'history no longer needed' }, ctx.principal, metaOf(ctx));
+      if (!TERMINAL.has(String(status.runtimeStatus)))
+        throw conflict('The orchestration still runs; only a finished one is purged.');
+      const approval = await approvals.request(
+        'orchestration.purge',
+        { target: ctx.params.instanceId, reason: ctx.query.reason ?? 'history no longer needed' },
+        ctx.principal,
+        metaOf(ctx),
+      );
       return { status: 202, headers: { Location: `/api/approvals/${approval.id}` }, body: approval };
     },
     { extraInputs: [df.input.durableClient()] },

@@ -1,5 +1,12 @@
 import { app } from '@azure/functions';
-import { confirmTotp, getMe, regenerateRecoveryCodes, removeTotp, startTotp, updateMe } from '../lib/identity/api/profile.js';
+import {
+  confirmTotp,
+  getMe,
+  regenerateRecoveryCodes,
+  removeTotp,
+  startTotp,
+  updateMe,
+} from '../lib/identity/api/profile.js';
 import type { Principal } from '../lib/identity/permissions.js';
 import { forbidden } from '../lib/errors.js';
 import type { Services } from '../lib/services.js';
@@ -29,7 +36,8 @@ app.http(
     if (principal.kind === 'user' && !principal.permissions.has('profile:update')) throw forbidden();
     const { currentPassword, ...change } = ctx.body;
     // The e-mail is where resets and notices go: a stolen token alone must not redirect it.
-    if (change.email !== undefined) await services.auth.reauthenticate(principal, currentPassword ?? '', attemptOf(ctx));
+    if (change.email !== undefined)
+      await services.auth.reauthenticate(principal, currentPassword ?? '', attemptOf(ctx));
     await services.users.update(principal.realm, principal.id, change, metaOf(ctx));
     return { status: 200, body: await me(principal, services) };
   }),
@@ -60,7 +68,10 @@ app.http(
   handle(removeTotp, async (ctx, { auth, mfa }) => {
     const principal = person(ctx.principal);
     await auth.reauthenticate(principal, ctx.body.currentPassword, attemptOf(ctx));
-    await auth.keepCallingSession(principal, await mfa.remove(principal.realm, principal.id, ctx.body.currentPassword, metaOf(ctx)));
+    await auth.keepCallingSession(
+      principal,
+      await mfa.remove(principal.realm, principal.id, ctx.body.currentPassword, metaOf(ctx)),
+    );
     return { status: 204 };
   }),
 );

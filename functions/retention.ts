@@ -25,15 +25,27 @@ const client = [df.input.durableClient()];
 
 app.http(
   getRetention.id,
-  handle(getRetention, async (ctx, { retention }) => ({ status: 200, body: { policy: await retention.policy(ctx.tenant), bounds: await retention.bounds(ctx.tenant) } })),
+  handle(getRetention, async (ctx, { retention }) => ({
+    status: 200,
+    body: { policy: await retention.policy(ctx.tenant), bounds: await retention.bounds(ctx.tenant) },
+  })),
 );
 
 app.http(
   putRetention.id,
-  handle(putRetention, async (ctx, { retention }) => ({ status: 200, body: await retention.setPolicy(ctx.tenant, ctx.body, metaOf(ctx)) })),
+  handle(putRetention, async (ctx, { retention }) => ({
+    status: 200,
+    body: await retention.setPolicy(ctx.tenant, ctx.body, metaOf(ctx)),
+  })),
 );
 
-app.http(getNotices.id, handle(getNotices, async (ctx, { deletion }) => ({ status: 200, body: { items: await deletion.notices(ctx.tenant) } })));
+app.http(
+  getNotices.id,
+  handle(getNotices, async (ctx, { deletion }) => ({
+    status: 200,
+    body: { items: await deletion.notices(ctx.tenant) },
+  })),
+);
 
 /** Whether any bound would go down: that weakens what the tenant must keep, so it needs a second operator. */
 function lowers(next: RetentionBounds, current: RetentionBounds): boolean {
@@ -47,7 +59,17 @@ app.http(
     const current = await retention.bounds(ctx.params.id);
     if (lowers(ctx.body, current)) {
       retention.validateBounds(ctx.body);
-      const approval = await approvals.request('retention-bounds.lower', { target: ctx.params.id, tenant: ctx.params.id, params: { bounds: ctx.body }, reason: 'retention bounds lowered' }, ctx.principal, metaOf(ctx));
+      const approval = await approvals.request(
+        'retention-bounds.lower',
+        {
+          target: ctx.params.id,
+          tenant: ctx.params.id,
+          params: { bounds: ctx.body },
+          reason: 'retention bounds lowered',
+        },
+        ctx.principal,
+        metaOf(ctx),
+      );
       return { status: 202, headers: { Location: `/api/approvals/${approval.id}` }, body: approval };
     }
     return { status: 200, body: await retention.setBounds(ctx.params.id, ctx.body, metaOf(ctx)) };
@@ -62,7 +84,11 @@ app.http(
       const { deleteAt, noticeEndsAt } = await deletion.schedule(ctx.params.id, ctx.body.contractEndsAt, metaOf(ctx));
       await startOrchestration(ctx.invocation, 'tenantDeletion', deletionInstanceId(ctx.params.id), ctx.params.id);
       const location = `/api/tenants/${ctx.params.id}/deletion`;
-      return { status: 202, headers: { Location: location }, body: { deleteAt, noticeEndsAt, statusQueryGetUri: location } };
+      return {
+        status: 202,
+        headers: { Location: location },
+        body: { deleteAt, noticeEndsAt, statusQueryGetUri: location },
+      };
     },
     { extraInputs: client },
   ),
@@ -88,7 +114,8 @@ app.http(
     async (ctx, { auth, deletion }) => {
       // Only the controller decides to delete early: its own admin, in its own tenant, with the password.
       if (ctx.params.id !== ctx.tenant || ctx.principal.kind !== 'user') throw notFound('No such tenant.');
-      if (!ctx.principal.roles.includes(TENANT_ADMIN_ROLE)) throw forbidden('Only a tenant admin confirms early deletion.');
+      if (!ctx.principal.roles.includes(TENANT_ADMIN_ROLE))
+        throw forbidden('Only a tenant admin confirms early deletion.');
       await auth.reauthenticate(ctx.principal, ctx.body.currentPassword, attemptOf(ctx));
       const { deleteAt } = await deletion.confirmEarly(ctx.tenant, ctx.principal.id, metaOf(ctx));
       const instanceId = deletionInstanceId(ctx.tenant);
@@ -122,7 +149,12 @@ app.http(
     if (!(await tenants.get(ctx.params.id))) throw notFound('No such tenant.');
     const state = await deletion.state(ctx.params.id);
     if (!state?.legalHold) throw conflict('No legal hold stands for this tenant.');
-    const approval = await approvals.request('legal-hold.lift', { target: ctx.params.id, tenant: ctx.params.id, reason: ctx.query.reason ?? 'legal hold no longer needed' }, ctx.principal, metaOf(ctx));
+    const approval = await approvals.request(
+      'legal-hold.lift',
+      { target: ctx.params.id, tenant: ctx.params.id, reason: ctx.query.reason ?? 'legal hold no longer needed' },
+      ctx.principal,
+      metaOf(ctx),
+    );
     return { status: 202, headers: { Location: `/api/approvals/${approval.id}` }, body: approval };
   }),
 );
@@ -136,7 +168,10 @@ app.http(
       if (!state) throw notFound('No deletion is scheduled for this tenant.');
       let progress: { phase: string } | undefined;
       if (state.status === 'deleting') {
-        const status = await df.getClient(ctx.invocation).getStatus(deletionInstanceId(ctx.params.id)).catch(() => undefined);
+        const status = await df
+          .getClient(ctx.invocation)
+          .getStatus(deletionInstanceId(ctx.params.id))
+          .catch(() => undefined);
         const custom = status?.customStatus as { phase?: string } | null | undefined;
         if (custom?.phase) progress = custom as { phase: string };
       }
@@ -146,7 +181,10 @@ app.http(
   ),
 );
 
-app.http(certificateKeys.id, handle(certificateKeys, async (_ctx, { deletion }) => ({ status: 200, body: await deletion.verificationKeys() })));
+app.http(
+  certificateKeys.id,
+  handle(certificateKeys, async (_ctx, { deletion }) => ({ status: 200, body: await deletion.verificationKeys() })),
+);
 
 // Daily at 02:00 UTC: one retention run per tenant and day (deterministic ids: a second sweep starts nothing).
 app.timer('retentionSweep', {
@@ -157,7 +195,13 @@ app.timer('retentionSweep', {
     const asOf = new Date().toISOString();
     let started = 0;
     for (const tenant of await tenants.list()) {
-      if ((await startOrchestration(context, 'retentionRun', retentionInstanceId(tenant.id, asOf.slice(0, 10)), { tenant: tenant.id, asOf })) === 'started') started++;
+      if (
+        (await startOrchestration(context, 'retentionRun', retentionInstanceId(tenant.id, asOf.slice(0, 10)), {
+          tenant: tenant.id,
+          asOf,
+        })) === 'started'
+      )
+        started++;
       const state = await deletion.state(tenant.id);
       // A termination whose orchestration is gone (e.g. purged) starts again.
       if (state && ['scheduled', 'on-hold', 'deleting'].includes(state.status) && state.deleteAt) {

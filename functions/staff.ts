@@ -1,5 +1,13 @@
 import { app } from '@azure/functions';
-import { createAccessRequest, createOperator, decideAccessRequest, listAccessRequests, listSecurityAlerts, revokeAccessGrant, unlockOperator } from '../lib/identity/api/staff.js';
+import {
+  createAccessRequest,
+  createOperator,
+  decideAccessRequest,
+  listAccessRequests,
+  listSecurityAlerts,
+  revokeAccessGrant,
+  unlockOperator,
+} from '../lib/identity/api/staff.js';
 import { createTenant } from '../lib/tenants/api.js';
 import { OPERATOR_REALM, type Permission } from '../lib/identity/permissions.js';
 import { forbidden, notFound } from '../lib/errors.js';
@@ -10,7 +18,11 @@ app.http(
   createTenant.id,
   handle(createTenant, async (ctx, services) => {
     const created = await onboardTenant(services, ctx.body, metaOf(ctx));
-    return { status: 201, headers: { Location: `/api/tenants/${created.id}` }, body: { id: created.id, name: created.name, admin: created.admin } };
+    return {
+      status: 201,
+      headers: { Location: `/api/tenants/${created.id}` },
+      body: { id: created.id, name: created.name, admin: created.admin },
+    };
   }),
 );
 
@@ -19,7 +31,10 @@ app.http(
   handle(createOperator, async (ctx, { users }) => {
     const { roles, ...profile } = ctx.body;
     const created = await users.create(OPERATOR_REALM, profile, roles, metaOf(ctx), { grantor: ctx.principal });
-    return { status: 201, body: { id: created.user.id, username: created.user.username, initialPassword: created.initialPassword } };
+    return {
+      status: 201,
+      body: { id: created.user.id, username: created.user.username, initialPassword: created.initialPassword },
+    };
   }),
 );
 
@@ -30,7 +45,9 @@ app.http(
     if (ctx.params.id === ctx.principal.id) throw forbidden('Another operator unlocks your account.');
     const user = await users.get(OPERATOR_REALM, ctx.params.id);
     await guard.reset(OPERATOR_REALM, user.username);
-    await audit.record(OPERATOR_REALM, users.partition(OPERATOR_REALM), [users.event('user.unlock', 'U', user.id, metaOf(ctx))]);
+    await audit.record(OPERATOR_REALM, users.partition(OPERATOR_REALM), [
+      users.event('user.unlock', 'U', user.id, metaOf(ctx)),
+    ]);
     return { status: 204 };
   }),
 );
@@ -56,7 +73,10 @@ app.http(
 
 app.http(
   listAccessRequests.id,
-  handle(listAccessRequests, async (ctx, { accessRequests }) => ({ status: 200, body: { items: await accessRequests.list(ctx.tenant) } })),
+  handle(listAccessRequests, async (ctx, { accessRequests }) => ({
+    status: 200,
+    body: { items: await accessRequests.list(ctx.tenant) },
+  })),
 );
 
 app.http(

@@ -18,7 +18,9 @@ app.hook.appStart(async () => {
   logger.log('info', 'operator.bootstrap', { generated: bootstrap.generated === true });
   if (bootstrap.generated) {
     // Outside production only: printed once, to the console of whoever started the host.
-    process.stdout.write(`Created the operator account "operator" with the one-time password: ${bootstrap.initialPassword}\n`);
+    process.stdout.write(
+      `Created the operator account "operator" with the one-time password: ${bootstrap.initialPassword}\n`,
+    );
   } else {
     process.stdout.write('Created the operator account "operator" with LABVAULT_OPERATOR_INITIAL_PASSWORD.\n');
   }

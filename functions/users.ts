@@ -1,6 +1,16 @@
 import { app } from '@azure/functions';
 import { deleteRole, listRoles, putRole } from '../lib/identity/api/roles.js';
-import { createUser, deleteUser, getSecurityPolicy, getUser, listUsers, putSecurityPolicy, resetUserPassword, unlockUser, updateUser } from '../lib/identity/api/users.js';
+import {
+  createUser,
+  deleteUser,
+  getSecurityPolicy,
+  getUser,
+  listUsers,
+  putSecurityPolicy,
+  resetUserPassword,
+  unlockUser,
+  updateUser,
+} from '../lib/identity/api/users.js';
 import { handle, metaOf } from './http.js';
 
 app.http(
@@ -51,7 +61,10 @@ app.http(
   handle(resetUserPassword, async (ctx, { users, guard }) => {
     const reset = await users.resetPassword(ctx.tenant, ctx.params.id, metaOf(ctx), ctx.principal);
     await guard.reset(ctx.tenant, reset.user.username);
-    return { status: 200, body: { id: reset.user.id, username: reset.user.username, initialPassword: reset.initialPassword } };
+    return {
+      status: 200,
+      body: { id: reset.user.id, username: reset.user.username, initialPassword: reset.initialPassword },
+    };
   }),
 );
 
@@ -60,7 +73,9 @@ app.http(
   handle(unlockUser, async (ctx, { users, guard, audit }) => {
     const user = await users.get(ctx.tenant, ctx.params.id);
     await guard.reset(ctx.tenant, user.username);
-    await audit.record(ctx.tenant, users.partition(ctx.tenant), [users.event('user.unlock', 'U', user.id, metaOf(ctx))]);
+    await audit.record(ctx.tenant, users.partition(ctx.tenant), [
+      users.event('user.unlock', 'U', user.id, metaOf(ctx)),
+    ]);
     return { status: 204 };
   }),
 );
@@ -86,7 +101,13 @@ app.http(
 app.http(
   putRole.id,
   handle(putRole, async (ctx, { roles }) => {
-    const { role, created } = await roles.putRole(ctx.tenant, ctx.params.name, ctx.body.permissions, metaOf(ctx), ctx.principal);
+    const { role, created } = await roles.putRole(
+      ctx.tenant,
+      ctx.params.name,
+      ctx.body.permissions,
+      metaOf(ctx),
+      ctx.principal,
+    );
     return { status: created ? 201 : 200, body: role };
   }),
 );

@@ -12,7 +12,10 @@ const configSchema = z
     /** Connection string (Azurite, local) or unset when identity-based settings are used. */
     AzureWebJobsStorage: z.string().min(1).optional(),
     /** Identity-based connection (production): the account's service URIs or its name. */
-    AzureWebJobsStorage__accountName: z.string().regex(/^[a-z0-9]{3,24}$/).optional(),
+    AzureWebJobsStorage__accountName: z
+      .string()
+      .regex(/^[a-z0-9]{3,24}$/)
+      .optional(),
     AzureWebJobsStorage__blobServiceUri: z.url().optional(),
     AzureWebJobsStorage__queueServiceUri: z.url().optional(),
     AzureWebJobsStorage__tableServiceUri: z.url().optional(),
@@ -60,8 +63,7 @@ const configSchema = z
   })
   .superRefine((value, ctx) => {
     const identityBased =
-      value.AzureWebJobsStorage__accountName !== undefined ||
-      value.AzureWebJobsStorage__tableServiceUri !== undefined;
+      value.AzureWebJobsStorage__accountName !== undefined || value.AzureWebJobsStorage__tableServiceUri !== undefined;
     if (value.AzureWebJobsStorage === undefined && !identityBased) {
       ctx.addIssue({
         code: 'custom',
@@ -84,9 +86,17 @@ const configSchema = z
       });
     }
     if (value.LABVAULT_ENVIRONMENT === 'production' && value.LABVAULT_WEBHOOK_ALLOW_LOOPBACK === 'true') {
-      ctx.addIssue({ code: 'custom', path: ['LABVAULT_WEBHOOK_ALLOW_LOOPBACK'], message: 'must be false in production (loopback webhooks are for local tests)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LABVAULT_WEBHOOK_ALLOW_LOOPBACK'],
+        message: 'must be false in production (loopback webhooks are for local tests)',
+      });
     }
-    if (value.LABVAULT_ENVIRONMENT === 'production' && value.AzureWebJobsStorage !== undefined && /AccountKey=/i.test(value.AzureWebJobsStorage)) {
+    if (
+      value.LABVAULT_ENVIRONMENT === 'production' &&
+      value.AzureWebJobsStorage !== undefined &&
+      /AccountKey=/i.test(value.AzureWebJobsStorage)
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['AzureWebJobsStorage'],
@@ -112,7 +122,14 @@ export interface AppConfig {
   dataDir: string;
   taskHub: string;
   keyVaultSoftDeleteDays: number;
-  breach: { processorDeadlineHours: number; reminderHours: number[]; escalationHours: number; analysisReminderHours: number; contactPoint: string; firstRetrySeconds: number };
+  breach: {
+    processorDeadlineHours: number;
+    reminderHours: number[];
+    escalationHours: number;
+    analysisReminderHours: number;
+    contactPoint: string;
+    firstRetrySeconds: number;
+  };
   terminationNoticeDays: number;
   exportLinkHours: number;
   approvalHours: number;
@@ -125,10 +142,13 @@ export class ConfigError extends Error {
 }
 
 function endpointsOf(connectionString: string): { tableServiceUri: string; blobServiceUri: string } {
-  const parts = new Map(connectionString.split(';').map((p) => [p.slice(0, p.indexOf('=')).toLowerCase(), p.slice(p.indexOf('=') + 1)]));
+  const parts = new Map(
+    connectionString.split(';').map((p) => [p.slice(0, p.indexOf('=')).toLowerCase(), p.slice(p.indexOf('=') + 1)]),
+  );
   const table = parts.get('tableendpoint');
   const blob = parts.get('blobendpoint');
-  if (!table || !blob) throw new ConfigError('Invalid setting LABVAULT_STORAGE_SECONDARY: needs TableEndpoint and BlobEndpoint');
+  if (!table || !blob)
+    throw new ConfigError('Invalid setting LABVAULT_STORAGE_SECONDARY: needs TableEndpoint and BlobEndpoint');
   return { tableServiceUri: table, blobServiceUri: blob };
 }
 
@@ -146,7 +166,11 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
   let storage: StorageSettings;
   const secondary = c.LABVAULT_STORAGE_SECONDARY ? endpointsOf(c.LABVAULT_STORAGE_SECONDARY) : undefined;
   if (c.AzureWebJobsStorage !== undefined) {
-    storage = { kind: 'connectionString', connectionString: c.AzureWebJobsStorage, ...(secondary ? { secondary } : {}) };
+    storage = {
+      kind: 'connectionString',
+      connectionString: c.AzureWebJobsStorage,
+      ...(secondary ? { secondary } : {}),
+    };
   } else {
     const account = c.AzureWebJobsStorage__accountName;
     const uri = (service: string, explicit: string | undefined): string => {
@@ -160,7 +184,14 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
       queueServiceUri: uri('queue', c.AzureWebJobsStorage__queueServiceUri),
       tableServiceUri: uri('table', c.AzureWebJobsStorage__tableServiceUri),
       // RA-GZRS: the secondary is readable at "{account}-secondary".
-      ...(account ? { secondary: { tableServiceUri: `https://${account}-secondary.table.core.windows.net`, blobServiceUri: `https://${account}-secondary.blob.core.windows.net` } } : {}),
+      ...(account
+        ? {
+            secondary: {
+              tableServiceUri: `https://${account}-secondary.table.core.windows.net`,
+              blobServiceUri: `https://${account}-secondary.blob.core.windows.net`,
+            },
+          }
+        : {}),
     };
   }
   return {
@@ -185,6 +216,9 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
     exportLinkHours: c.LABVAULT_EXPORT_LINK_HOURS,
     approvalHours: c.LABVAULT_APPROVAL_HOURS,
     trustedProxies: c.LABVAULT_TRUSTED_PROXIES ? c.LABVAULT_TRUSTED_PROXIES.split(',') : [],
-    outbound: { allowLoopback: c.LABVAULT_WEBHOOK_ALLOW_LOOPBACK === 'true', allowedPorts: c.LABVAULT_OUTBOUND_ALLOWED_PORTS.split(',').map(Number) },
+    outbound: {
+      allowLoopback: c.LABVAULT_WEBHOOK_ALLOW_LOOPBACK === 'true',
+      allowedPorts: c.LABVAULT_OUTBOUND_ALLOWED_PORTS.split(',').map(Number),
+    },
   };
 }

@@ -149,9 +149,11 @@ class UnavailableError extends DomainError {
 
 // Short constructors, so that a throw reads like the rule it enforces.
 export const invalidInput = (detail: string, errors?: FieldError[]) => new InvalidInputError(detail, errors);
-export const unauthenticated = (detail?: string, extras?: DomainErrorExtras) => new UnauthenticatedError(detail, extras);
+export const unauthenticated = (detail?: string, extras?: DomainErrorExtras) =>
+  new UnauthenticatedError(detail, extras);
 export const forbidden = (detail?: string, extras?: DomainErrorExtras) => new ForbiddenError(detail, extras);
-export const exceedsGrantor = (exceeding: readonly string[], detail?: string) => new ExceedsGrantorError(exceeding, detail);
+export const exceedsGrantor = (exceeding: readonly string[], detail?: string) =>
+  new ExceedsGrantorError(exceeding, detail);
 export const notFound = (detail?: string) => new NotFoundError(detail);
 export const conflict = (detail: string) => new ConflictError(detail);
 export const staleVersion = (detail?: string) => new StaleVersionError(detail);
@@ -159,5 +161,6 @@ export const versionRequired = (detail: string) => new VersionRequiredError(deta
 export const tooLarge = (detail: string) => new TooLargeError(detail);
 export const unsupportedMediaType = (detail: string) => new UnsupportedMediaTypeError(detail);
 export const unprocessable = (detail: string, errors?: FieldError[]) => new UnprocessableError(detail, errors);
-export const rateLimited = (detail: string, retryAfterSeconds: number) => new RateLimitedError(detail, retryAfterSeconds);
+export const rateLimited = (detail: string, retryAfterSeconds: number) =>
+  new RateLimitedError(detail, retryAfterSeconds);
 export const unavailable = (retryAfterSeconds?: number) => new UnavailableError(retryAfterSeconds);

@@ -31,7 +31,10 @@ export const code = (max = 64) =>
 
 export const tenantId = z
   .string()
-  .regex(/^[a-z0-9](?:[a-z0-9-]{1,30}[a-z0-9])$/, '3-32 lowercase letters, digits or dashes, starting and ending with a letter or digit')
+  .regex(
+    /^[a-z0-9](?:[a-z0-9-]{1,30}[a-z0-9])$/,
+    '3-32 lowercase letters, digits or dashes, starting and ending with a letter or digit',
+  )
   .refine((s) => !['operator', 'platform'].includes(s), { message: 'this id is reserved' });
 
 /** A positive page size; the default keeps responses small. */

@@ -105,11 +105,29 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   const alerts = new SecurityAlertService({ table: platform, logger, clock });
   const guard = new BruteForceGuard({ table: platform, crypto, alerts, clock });
   const accessRequests = new AccessRequestService({ table: tenantData, audit, clock });
-  const auth = new AuthService({ users, roles, mfa, policy, sessions, tokens, guard, audit, tenants, integrations, accessRequests, logger, clock });
+  const auth = new AuthService({
+    users,
+    roles,
+    mfa,
+    policy,
+    sessions,
+    tokens,
+    guard,
+    audit,
+    tenants,
+    integrations,
+    accessRequests,
+    logger,
+    clock,
+  });
   const retention = new RetentionService({ table: tenantData, audit, tenants });
   const authenticator: Authenticator = {
     authenticate: (authorization, request) =>
-      auth.authenticate(authorization, { source: request.clientAddress, correlationId: request.correlationId, tenantHeader: request.tenantHeader }),
+      auth.authenticate(authorization, {
+        source: request.clientAddress,
+        correlationId: request.correlationId,
+        tenantHeader: request.tenantHeader,
+      }),
   };
   return {
     config,
@@ -123,7 +141,20 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     integrations,
     orders,
     images,
-    exports: new ExportService({ table: tenantData, storage, audit, orders, images, users, roles, integrations, tenants, logger, linkHours: config.exportLinkHours, clock }),
+    exports: new ExportService({
+      table: tenantData,
+      storage,
+      audit,
+      orders,
+      images,
+      users,
+      roles,
+      integrations,
+      tenants,
+      logger,
+      linkHours: config.exportLinkHours,
+      clock,
+    }),
     backups: new BackupService({ storage, secrets, logger, clock }),
     retention,
     deletion: new DeletionService({
@@ -151,7 +182,11 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       alerts,
       logger,
       config: config.breach,
-      outbound: { ...DEFAULT_OUTBOUND_POLICY, allowLoopback: config.outbound.allowLoopback, allowedPorts: config.outbound.allowedPorts },
+      outbound: {
+        ...DEFAULT_OUTBOUND_POLICY,
+        allowLoopback: config.outbound.allowLoopback,
+        allowedPorts: config.outbound.allowedPorts,
+      },
       clock,
     }),
     users,
@@ -169,7 +204,8 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     trustedProxies: config.trustedProxies,
     rateLimiter: new RateLimiter({ table: platform, clock }),
     continuations: new ContinuationTokens({ secrets }),
-    recordStaffAccess: (principal, operationId, correlationId, actor) => accessRequests.recordCall(principal, operationId, { actor, correlationId }),
+    recordStaffAccess: (principal, operationId, correlationId, actor) =>
+      accessRequests.recordCall(principal, operationId, { actor, correlationId }),
   };
 }
 

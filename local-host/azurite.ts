@@ -57,16 +57,28 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   const require = createRequire(import.meta.url);
   const script = join(dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'azurite.js');
   for (let attempt = 1; ; attempt++) {
-    const preferred = attempt === 1 && options.preferredPorts && (await allFree(options.preferredPorts)) ? options.preferredPorts : undefined;
+    const preferred =
+      attempt === 1 && options.preferredPorts && (await allFree(options.preferredPorts))
+        ? options.preferredPorts
+        : undefined;
     const ports = preferred ?? { blob: await freePort(), queue: await freePort(), table: await freePort() };
     const args = [
       script,
       '--disableTelemetry',
       '--skipApiVersionCheck',
       '--silent',
-      '--blobHost', '127.0.0.1', '--blobPort', String(ports.blob),
-      '--queueHost', '127.0.0.1', '--queuePort', String(ports.queue),
-      '--tableHost', '127.0.0.1', '--tablePort', String(ports.table),
+      '--blobHost',
+      '127.0.0.1',
+      '--blobPort',
+      String(ports.blob),
+      '--queueHost',
+      '127.0.0.1',
+      '--queuePort',
+      String(ports.queue),
+      '--tableHost',
+      '127.0.0.1',
+      '--tablePort',
+      String(ports.table),
       ...(options.location ? ['--location', options.location] : ['--inMemoryPersistence']),
     ];
     const child = spawn(options.nodePath ?? process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -12,7 +12,8 @@ export const POISON_QUEUE = 'webjobs-blobtrigger-poison';
 export const EVENT_DEAD_LETTER_QUEUE = 'eventgrid-deadletter';
 const MAX_BLOB_ATTEMPTS = 5;
 /** The storage account's system topic as the local host names it in the events it makes. */
-const LOCAL_TOPIC = '/subscriptions/local/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/devstoreaccount1';
+const LOCAL_TOPIC =
+  '/subscriptions/local/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/devstoreaccount1';
 
 /**
  * An Event Grid subscription of an `app.eventGrid` function to the storage account's BlobCreated
@@ -48,7 +49,12 @@ export function compileBlobPath(path: string): BlobPath {
     }
   });
   const firstParam = rest.indexOf('{');
-  return { container, prefix: firstParam < 0 ? rest : rest.slice(0, firstParam), names, pattern: new RegExp(source + '$') };
+  return {
+    container,
+    prefix: firstParam < 0 ? rest : rest.slice(0, firstParam),
+    names,
+    pattern: new RegExp(source + '$'),
+  };
 }
 
 interface Watch {
@@ -59,7 +65,15 @@ interface Watch {
   kind: 'blob' | 'event';
 }
 
-type ReceiptRow = { partitionKey: string; rowKey: string; blob: string; etag: string; status: 'processing' | 'done' | 'poison'; attempts: number; lastAttemptAt: string };
+type ReceiptRow = {
+  partitionKey: string;
+  rowKey: string;
+  blob: string;
+  etag: string;
+  status: 'processing' | 'done' | 'poison';
+  attempts: number;
+  lastAttemptAt: string;
+};
 
 export interface BlobWatcherOptions {
   registrations: Iterable<Registration>;
@@ -101,13 +115,26 @@ export class BlobWatcher {
     const registrations = [...options.registrations];
     for (const registration of registrations) {
       const entry = Object.entries(registration.bindings).find(([, b]) => b.type === 'blobTrigger');
-      if (entry) this.#watches.push({ registration, path: compileBlobPath(String(entry[1].path)), triggerName: entry[0], kind: 'blob' });
+      if (entry)
+        this.#watches.push({
+          registration,
+          path: compileBlobPath(String(entry[1].path)),
+          triggerName: entry[0],
+          kind: 'blob',
+        });
     }
     for (const subscription of options.subscriptions ?? []) {
       const registration = registrations.find((r) => r.name === subscription.functionName);
-      const entry = registration && Object.entries(registration.bindings).find(([, b]) => b.type === 'eventGridTrigger');
-      if (!registration || !entry) throw new Error(`Event Grid subscription for "${subscription.functionName}": no such eventGrid function`);
-      this.#watches.push({ registration, path: compileBlobPath(`${subscription.container}/{name}`), triggerName: entry[0], kind: 'event' });
+      const entry =
+        registration && Object.entries(registration.bindings).find(([, b]) => b.type === 'eventGridTrigger');
+      if (!registration || !entry)
+        throw new Error(`Event Grid subscription for "${subscription.functionName}": no such eventGrid function`);
+      this.#watches.push({
+        registration,
+        path: compileBlobPath(`${subscription.container}/{name}`),
+        triggerName: entry[0],
+        kind: 'event',
+      });
     }
   }
 
@@ -120,7 +147,8 @@ export class BlobWatcher {
     await this.#options.receipts.createTable();
     await this.#options.queueService.getQueueClient(POISON_QUEUE).createIfNotExists();
     await this.#options.queueService.getQueueClient(EVENT_DEAD_LETTER_QUEUE).createIfNotExists();
-    for (const w of this.#watches) await this.#options.blobService.getContainerClient(w.path.container).createIfNotExists();
+    for (const w of this.#watches)
+      await this.#options.blobService.getContainerClient(w.path.container).createIfNotExists();
     const loop = (): void => {
       if (this.#stopped) return;
       this.#tick = this.scan()
@@ -155,7 +183,10 @@ export class BlobWatcher {
         const key = `${watch.registration.name}|${watch.path.container}/${blob.name}|${etag}`;
         if (this.#done.has(key) || this.#running.has(key)) continue;
         this.#running.add(key);
-        const work: Promise<void> = this.#process(watch, blob.name, etag, match, key, { length: blob.properties.contentLength ?? 0, contentType: blob.properties.contentType ?? 'application/octet-stream' })
+        const work: Promise<void> = this.#process(watch, blob.name, etag, match, key, {
+          length: blob.properties.contentLength ?? 0,
+          contentType: blob.properties.contentType ?? 'application/octet-stream',
+        })
           .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.process', errorFields(error)))
           .finally(() => {
             this.#running.delete(key);
@@ -166,7 +197,14 @@ export class BlobWatcher {
     }
   }
 
-  async #process(watch: Watch, blobName: string, etag: string, match: RegExpExecArray, key: string, listed: { length: number; contentType: string }): Promise<void> {
+  async #process(
+    watch: Watch,
+    blobName: string,
+    etag: string,
+    match: RegExpExecArray,
+    key: string,
+    listed: { length: number; contentType: string },
+  ): Promise<void> {
     const receipts = this.#options.receipts;
     const partitionKey = watch.registration.name;
     const rowKey = createHash('sha256').update(`${watch.path.container}/${blobName}|${etag}`).digest('hex');
@@ -183,7 +221,15 @@ export class BlobWatcher {
     const attempts = (receipt?.attempts ?? 0) + 1;
     // Back off between attempts of a failing blob.
     if (receipt && Date.now() - Date.parse(receipt.lastAttemptAt) < 200 * 2 ** Math.min(receipt.attempts, 5)) return;
-    const claim: ReceiptRow = { partitionKey, rowKey, blob: `${watch.path.container}/${blobName}`, etag, status: 'processing', attempts, lastAttemptAt: new Date().toISOString() };
+    const claim: ReceiptRow = {
+      partitionKey,
+      rowKey,
+      blob: `${watch.path.container}/${blobName}`,
+      etag,
+      status: 'processing',
+      attempts,
+      lastAttemptAt: new Date().toISOString(),
+    };
     try {
       // The claim (an insert, or an update under the receipt's ETag) keeps two hosts off one blob.
       if (receipt) await receipts.updateEntity(claim, 'Replace', { etag: receipt.etag });
@@ -205,7 +251,14 @@ export class BlobWatcher {
         eventTime: new Date().toISOString(),
         dataVersion: '',
         metadataVersion: '1',
-        data: { api: 'PutBlob', contentType: listed.contentType, contentLength: listed.length, blobType: 'BlockBlob', url: blobClient.url, eTag: etag },
+        data: {
+          api: 'PutBlob',
+          contentType: listed.contentType,
+          contentLength: listed.length,
+          blobType: 'BlockBlob',
+          url: blobClient.url,
+          eTag: etag,
+        },
       };
       input = event;
       triggerMetadata = { ...event };
@@ -223,14 +276,26 @@ export class BlobWatcher {
       }
       const bound = Object.fromEntries(watch.path.names.map((n, i) => [n, match[i + 1] ?? '']));
       input = content;
-      triggerMetadata = { ...bound, blobTrigger: `${watch.path.container}/${blobName}`, uri: blobClient.url, properties: { eTag: etag, length: content.length } };
+      triggerMetadata = {
+        ...bound,
+        blobTrigger: `${watch.path.container}/${blobName}`,
+        uri: blobClient.url,
+        properties: { eTag: etag, length: content.length },
+      };
     }
     const { InvocationContext } = this.#options.library;
     const context = new InvocationContext({
       invocationId: randomUUID(),
       functionName: watch.registration.name,
       triggerMetadata,
-      options: { trigger: { type: watch.kind === 'event' ? 'eventGridTrigger' : 'blobTrigger', name: watch.triggerName } as never, extraInputs: [], extraOutputs: [] },
+      options: {
+        trigger: {
+          type: watch.kind === 'event' ? 'eventGridTrigger' : 'blobTrigger',
+          name: watch.triggerName,
+        } as never,
+        extraInputs: [],
+        extraOutputs: [],
+      },
       logHandler: () => undefined,
     });
     try {
@@ -238,12 +303,25 @@ export class BlobWatcher {
       await receipts.upsertEntity({ ...claim, status: 'done' }, 'Replace');
       this.#done.add(key);
     } catch (error) {
-      this.#options.logger.log('warn', 'blobtrigger.failed', { function: watch.registration.name, attempt: attempts, ...errorFields(error) });
+      this.#options.logger.log('warn', 'blobtrigger.failed', {
+        function: watch.registration.name,
+        attempt: attempts,
+        ...errorFields(error),
+      });
       if (attempts >= MAX_BLOB_ATTEMPTS) {
         const reason = error instanceof Error ? `${error.name}: ${error.message}`.slice(0, 500) : 'failed';
-        const message = { FunctionId: `Host.Functions.${watch.registration.name}`, BlobType: 'BlockBlob', ContainerName: watch.path.container, BlobName: blobName, ETag: etag, Reason: reason };
+        const message = {
+          FunctionId: `Host.Functions.${watch.registration.name}`,
+          BlobType: 'BlockBlob',
+          ContainerName: watch.path.container,
+          BlobName: blobName,
+          ETag: etag,
+          Reason: reason,
+        };
         const queue = watch.kind === 'event' ? EVENT_DEAD_LETTER_QUEUE : POISON_QUEUE;
-        await this.#options.queueService.getQueueClient(queue).sendMessage(Buffer.from(JSON.stringify(message)).toString('base64'), { messageTimeToLive: -1 });
+        await this.#options.queueService
+          .getQueueClient(queue)
+          .sendMessage(Buffer.from(JSON.stringify(message)).toString('base64'), { messageTimeToLive: -1 });
         await receipts.upsertEntity({ ...claim, status: 'poison' }, 'Replace');
         this.#done.add(key);
       }

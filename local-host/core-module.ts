@@ -31,8 +31,12 @@ export function installCoreModule(): CoreModule {
   const coreApi = {
     version: '3.10.1',
     hostVersion: '4.1000.0',
-    registerFunction(metadata: { name: string; bindings: Registration['bindings']; retryOptions?: unknown }, callback: Registration['handler']) {
-      if (state.registrations.has(metadata.name)) throw new Error(`A function named "${metadata.name}" is registered already`);
+    registerFunction(
+      metadata: { name: string; bindings: Registration['bindings']; retryOptions?: unknown },
+      callback: Registration['handler'],
+    ) {
+      if (state.registrations.has(metadata.name))
+        throw new Error(`A function named "${metadata.name}" is registered already`);
       state.registrations.set(metadata.name, { ...metadata, handler: callback });
       return { dispose: () => state.registrations.delete(metadata.name) };
     },
@@ -68,7 +72,10 @@ export function installCoreModule(): CoreModule {
 }
 
 /** The registration's input bindings other than its trigger, as InvocationContext options want them. */
-export function extraInputsOf(registration: Registration, triggerName: string): { name: string; type: string; direction: string }[] {
+export function extraInputsOf(
+  registration: Registration,
+  triggerName: string,
+): { name: string; type: string; direction: string }[] {
   return Object.entries(registration.bindings)
     .filter(([name, b]) => name !== triggerName && b.direction === 'in')
     .map(([name, b]) => ({ ...b, name }));
@@ -78,7 +85,8 @@ export function extraInputsOf(registration: Registration, triggerName: string): 
 export type Invoker = (registration: Registration, inputs: unknown[], invocationContext: unknown) => Promise<unknown>;
 
 /** A call without hooks (components used on their own, as in the runtime's replay tests). */
-export const invokeDirectly: Invoker = async (registration, inputs, invocationContext) => registration.handler(...inputs, invocationContext);
+export const invokeDirectly: Invoker = async (registration, inputs, invocationContext) =>
+  registration.handler(...inputs, invocationContext);
 
 /** Data the app's hooks share across the whole app (the worker's `appHookData`). */
 const appHookData: Record<string, unknown> = {};
@@ -102,9 +110,20 @@ export function runAppTerminateHooks(core: CoreModule): Promise<void> {
  * Calls a function as the Node worker does: preInvocation hooks (which may replace the inputs or
  * the handler), the handler, then postInvocation hooks (which may replace the result or the error).
  */
-export async function invokeFunction(core: CoreModule, registration: Registration, inputs: unknown[], invocationContext: unknown): Promise<unknown> {
+export async function invokeFunction(
+  core: CoreModule,
+  registration: Registration,
+  inputs: unknown[],
+  invocationContext: unknown,
+): Promise<unknown> {
   const hookData: Record<string, unknown> = {};
-  const pre: Record<string, unknown> = { hookData, appHookData, invocationContext, inputs, functionCallback: registration.handler };
+  const pre: Record<string, unknown> = {
+    hookData,
+    appHookData,
+    invocationContext,
+    inputs,
+    functionCallback: registration.handler,
+  };
   await runHooks(core, 'preInvocation', pre);
   const handler = pre.functionCallback as Registration['handler'];
   const finalInputs = pre.inputs as unknown[];
@@ -115,7 +134,14 @@ export async function invokeFunction(core: CoreModule, registration: Registratio
   } catch (thrown) {
     error = thrown;
   }
-  const post: Record<string, unknown> = { hookData, appHookData, invocationContext, inputs: finalInputs, result, error };
+  const post: Record<string, unknown> = {
+    hookData,
+    appHookData,
+    invocationContext,
+    inputs: finalInputs,
+    result,
+    error,
+  };
   await runHooks(core, 'postInvocation', post);
   if (post.error !== undefined) throw post.error;
   return post.result;

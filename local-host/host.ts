@@ -10,9 +10,21 @@ import { pathToFileURL } from 'node:url';
 import { parseConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/observability/logger.js';
 import { startAzurite } from './azurite.js';
-import { installCoreModule, invokeFunction, type Invoker, type Registration, runAppStartHooks, runAppTerminateHooks } from './core-module.js';
+import {
+  installCoreModule,
+  invokeFunction,
+  type Invoker,
+  type Registration,
+  runAppStartHooks,
+  runAppTerminateHooks,
+} from './core-module.js';
 import { createStorageClients } from '../lib/storage/clients.js';
-import { createDurableHttpHandler, DURABLE_PREFIX, type DurableEndpoints, durableClientBinding } from './durable/http-api.js';
+import {
+  createDurableHttpHandler,
+  DURABLE_PREFIX,
+  type DurableEndpoints,
+  durableClientBinding,
+} from './durable/http-api.js';
 import { DurableRuntime } from './durable/runtime.js';
 import { TaskHubStore } from './durable/store.js';
 import { createHttpServer, type FunctionsLibrary } from './http-server.js';
@@ -70,14 +82,19 @@ async function hostSystemKey(dataDir: string): Promise<string> {
  * of its own, under a random path known only to this process. It needs no key; nothing else can
  * name it, and a request that reaches the public port must carry the system key.
  */
-async function startInternalDurableListener(handler: (req: IncomingMessage, res: ServerResponse, body: Buffer, pathname?: string) => Promise<boolean>): Promise<{ rpcBaseUrl: string; close(): Promise<void> }> {
+async function startInternalDurableListener(
+  handler: (req: IncomingMessage, res: ServerResponse, body: Buffer, pathname?: string) => Promise<boolean>,
+): Promise<{ rpcBaseUrl: string; close(): Promise<void> }> {
   const secretPath = `/${randomBytes(24).toString('base64url')}`;
   const server = createServer((req, res) => {
     void (async () => {
       const chunks: Buffer[] = [];
       for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
       const pathname = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
-      if (!pathname.startsWith(`${secretPath}/`) || !(await handler(req, res, Buffer.concat(chunks), pathname.slice(secretPath.length)))) {
+      if (
+        !pathname.startsWith(`${secretPath}/`) ||
+        !(await handler(req, res, Buffer.concat(chunks), pathname.slice(secretPath.length)))
+      ) {
         res.writeHead(404).end();
       }
     })().catch(() => {
@@ -102,11 +119,15 @@ async function startInternalDurableListener(handler: (req: IncomingMessage, res:
 /** process.env wins over local.settings.json, as with `func start`. */
 export function localSettings(cwd = process.cwd()): Record<string, string | undefined> {
   const path = join(cwd, 'local.settings.json');
-  const values = existsSync(path) ? ((JSON.parse(readFileSync(path, 'utf8')) as { Values?: Record<string, string> }).Values ?? {}) : {};
+  const values = existsSync(path)
+    ? ((JSON.parse(readFileSync(path, 'utf8')) as { Values?: Record<string, string> }).Values ?? {})
+    : {};
   return { ...values, ...process.env };
 }
 
-async function reusableAzurite(infoPath: string): Promise<{ connectionString: string; pid: number; stop(): Promise<void> } | undefined> {
+async function reusableAzurite(
+  infoPath: string,
+): Promise<{ connectionString: string; pid: number; stop(): Promise<void> } | undefined> {
   let previous: Partial<LocalHostInfo>;
   try {
     previous = JSON.parse(await readFile(infoPath, 'utf8')) as Partial<LocalHostInfo>;
@@ -116,7 +137,9 @@ async function reusableAzurite(infoPath: string): Promise<{ connectionString: st
   const pid = previous.azuritePid;
   if (!pid || !previous.storageConnectionString || !alive(pid)) return undefined;
   try {
-    await TableServiceClient.fromConnectionString(previous.storageConnectionString, { allowInsecureConnection: true }).getProperties({ abortSignal: AbortSignal.timeout(3000) });
+    await TableServiceClient.fromConnectionString(previous.storageConnectionString, {
+      allowInsecureConnection: true,
+    }).getProperties({ abortSignal: AbortSignal.timeout(3000) });
   } catch {
     process.kill(pid, 'SIGTERM');
     return undefined;
@@ -188,7 +211,12 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     const config = parseConfig(env);
     const storage = createStorageClients(config.storage);
     const durable = new DurableRuntime({
-      store: new TaskHubStore({ taskHub: config.taskHub, table: storage.table, tableService: storage.tableService, queueService: storage.queueService }),
+      store: new TaskHubStore({
+        taskHub: config.taskHub,
+        table: storage.table,
+        tableService: storage.tableService,
+        queueService: storage.queueService,
+      }),
       registrations,
       library,
       invoke,
@@ -198,7 +226,9 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     });
     const systemKey = env.LABVAULT_DURABLE_SYSTEM_KEY || (await hostSystemKey(dataDir));
     const endpoints: DurableEndpoints = { baseUrl: '', systemKey, rpcBaseUrl: '' };
-    const internal = await startInternalDurableListener(createDurableHttpHandler(durable.client, () => endpoints, config.taskHub, { trusted: true }));
+    const internal = await startInternalDurableListener(
+      createDurableHttpHandler(durable.client, () => endpoints, config.taskHub, { trusted: true }),
+    );
     started.push(() => internal.close());
     endpoints.rpcBaseUrl = internal.rpcBaseUrl;
     const server = createHttpServer(registrations, {
@@ -210,7 +240,9 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     });
     const port = Number(env.PORT ?? 7071);
     await new Promise<void>((resolveListen, reject) => {
-      server.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'EADDRINUSE' ? new PortInUseError(port) : error));
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(error.code === 'EADDRINUSE' ? new PortInUseError(port) : error),
+      );
       server.listen(port, '127.0.0.1', () => resolveListen());
     });
     started.push(async () => {
@@ -288,7 +320,9 @@ const AZURITE_PORTS_FILE = 'azurite-ports.json';
  * Azurite for this data folder, on the ports it had before when they are free: upload and download
  * links issued before a restart name those ports, and keep working after it.
  */
-async function startAzuriteForDataDir(dataDir: string): Promise<{ connectionString: string; pid: number; stop(): Promise<void> }> {
+async function startAzuriteForDataDir(
+  dataDir: string,
+): Promise<{ connectionString: string; pid: number; stop(): Promise<void> }> {
   const portsFile = join(dataDir, AZURITE_PORTS_FILE);
   let preferredPorts: { blob: number; queue: number; table: number } | undefined;
   try {
@@ -296,8 +330,10 @@ async function startAzuriteForDataDir(dataDir: string): Promise<{ connectionStri
   } catch {
     // first start in this folder
   }
-  const azurite = await startAzurite({ location: join(dataDir, 'azurite'), ...(preferredPorts ? { preferredPorts } : {}) });
+  const azurite = await startAzurite({
+    location: join(dataDir, 'azurite'),
+    ...(preferredPorts ? { preferredPorts } : {}),
+  });
   await writeFile(portsFile, JSON.stringify(azurite.ports), { mode: 0o600 });
   return azurite;
 }
-

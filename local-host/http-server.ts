@@ -40,7 +40,9 @@ function hostProblem(res: ServerResponse, status: number, title: string, detail:
     'X-Content-Type-Options': 'nosniff',
     'x-correlation-id': correlationId,
   });
-  res.end(JSON.stringify({ type: `https://labvault.example/problems/${status}`, title, status, detail, correlationId }));
+  res.end(
+    JSON.stringify({ type: `https://labvault.example/problems/${status}`, title, status, detail, correlationId }),
+  );
 }
 
 function httpFunctions(registrations: Iterable<Registration>): HttpFunction[] {
@@ -49,8 +51,15 @@ function httpFunctions(registrations: Iterable<Registration>): HttpFunction[] {
     const trigger = Object.entries(registration.bindings).find(([, b]) => b.type === 'httpTrigger');
     if (!trigger) continue;
     const [triggerName, binding] = trigger;
-    const methods = Array.isArray(binding.methods) ? new Set((binding.methods as string[]).map((m) => m.toUpperCase())) : undefined;
-    result.push({ registration, route: compileRoute(typeof binding.route === 'string' ? binding.route : registration.name), methods, triggerName });
+    const methods = Array.isArray(binding.methods)
+      ? new Set((binding.methods as string[]).map((m) => m.toUpperCase()))
+      : undefined;
+    result.push({
+      registration,
+      route: compileRoute(typeof binding.route === 'string' ? binding.route : registration.name),
+      methods,
+      triggerName,
+    });
   }
   return result.sort((a, b) => compareRoutes(a.route, b.route));
 }
@@ -104,7 +113,18 @@ export function createHttpServer(registrations: Iterable<Registration>, options:
         else hostProblem(res, 404, 'Not Found', 'No function serves this path.');
         return;
       }
-      await invoke(options.library, target.fn, target.params, req, url, body, res, options.logger, options.inputBindings ?? {}, options.invoke ?? invokeDirectly);
+      await invoke(
+        options.library,
+        target.fn,
+        target.params,
+        req,
+        url,
+        body,
+        res,
+        options.logger,
+        options.inputBindings ?? {},
+        options.invoke ?? invokeDirectly,
+      );
     })().catch((error: unknown) => {
       options.logger.log('error', 'host.http.failed', errorFields(error));
       if (!res.headersSent) hostProblem(res, 500, 'Internal Server Error', 'The host failed to serve the request.');
@@ -152,7 +172,11 @@ async function invoke(
     invocationId: randomUUID(),
     functionName: fn.registration.name,
     triggerMetadata: {},
-    options: { trigger: { ...(binding as { type: string; name?: string }), name: fn.triggerName } as never, extraInputs: extraInputs as never, extraOutputs: [] },
+    options: {
+      trigger: { ...(binding as { type: string; name?: string }), name: fn.triggerName } as never,
+      extraInputs: extraInputs as never,
+      extraOutputs: [],
+    },
     logHandler: (level, ...args) => {
       // App code logs through lib/observability; anything logged via context is reduced to its kind.
       logger.log(level === 'error' ? 'error' : level === 'warning' ? 'warn' : 'debug', 'function.log', {

@@ -71,19 +71,27 @@ export function compileRoute(template: string): CompiledRoute {
         if (raw.includes('{')) throw new Error(`Unsupported route segment "${raw}"`);
         return { kind: 'literal', text: raw.toLowerCase() };
       }
-      const constraints = (m[3] ?? '')
-        .split(':')
-        .filter(Boolean)
-        .map(constraint);
-      return { kind: 'param', name: m[2] ?? '', catchAll: m[1] === '*', optional: m[4] === '?' || m[1] === '*', constraints };
+      const constraints = (m[3] ?? '').split(':').filter(Boolean).map(constraint);
+      return {
+        kind: 'param',
+        name: m[2] ?? '',
+        catchAll: m[1] === '*',
+        optional: m[4] === '?' || m[1] === '*',
+        constraints,
+      };
     });
-  const rank = segments.map((s) => (s.kind === 'literal' ? 4 : s.catchAll ? 0 : s.optional ? 1 : s.constraints.length > 0 ? 3 : 2));
+  const rank = segments.map((s) =>
+    s.kind === 'literal' ? 4 : s.catchAll ? 0 : s.optional ? 1 : s.constraints.length > 0 ? 3 : 2,
+  );
   return { template, segments, rank };
 }
 
 /** Matches a request path (without the `/api` prefix) and returns the bound parameters. */
 export function matchRoute(route: CompiledRoute, path: string): Record<string, string> | undefined {
-  const parts = path.replace(/^\/+|\/+$/g, '').split('/').filter((p) => p !== '');
+  const parts = path
+    .replace(/^\/+|\/+$/g, '')
+    .split('/')
+    .filter((p) => p !== '');
   const params: Record<string, string> = {};
   let i = 0;
   for (const segment of route.segments) {

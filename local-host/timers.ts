@@ -10,7 +10,9 @@ import type { FunctionsLibrary } from './http-server.js';
 export function nextOccurrence(schedule: string, after: Date): Date {
   const span = /^(\d+\.)?(\d{1,2}):(\d{2}):(\d{2})$/.exec(schedule.trim());
   if (span) {
-    const ms = ((Number(span[1]?.slice(0, -1) ?? 0) * 24 + Number(span[2])) * 3600 + Number(span[3]) * 60 + Number(span[4])) * 1000;
+    const ms =
+      ((Number(span[1]?.slice(0, -1) ?? 0) * 24 + Number(span[2])) * 3600 + Number(span[3]) * 60 + Number(span[4])) *
+      1000;
     if (ms <= 0) throw new Error('a TimeSpan schedule must be positive');
     return new Date(Math.floor(after.getTime() / ms) * ms + ms);
   }
@@ -111,10 +113,14 @@ export class TimerHost {
         this.#handles.delete(handle);
         void (async () => {
           const current = await this.#status(timer.registration.name);
-          if (current && Date.parse(current.next) <= this.#clock().getTime()) await this.#fire(timer, current, new Date(current.next), false);
+          if (current && Date.parse(current.next) <= this.#clock().getTime())
+            await this.#fire(timer, current, new Date(current.next), false);
           this.#arm(timer);
         })().catch((error: unknown) => {
-          this.#options.logger.log('error', 'timer.failed', { function: timer.registration.name, ...errorFields(error) });
+          this.#options.logger.log('error', 'timer.failed', {
+            function: timer.registration.name,
+            ...errorFields(error),
+          });
           this.#arm(timer);
         });
       }, wait);
@@ -122,9 +128,17 @@ export class TimerHost {
     });
   }
 
-  async #fire(timer: Timer, status: StatusRow & { etag?: string }, occurrence: Date, isPastDue: boolean): Promise<void> {
+  async #fire(
+    timer: Timer,
+    status: StatusRow & { etag?: string },
+    occurrence: Date,
+    isPastDue: boolean,
+  ): Promise<void> {
     const next = nextOccurrence(timer.schedule, new Date(Math.max(occurrence.getTime(), this.#clock().getTime())));
-    const claimed = await this.#write(timer.registration.name, status.etag, { last: occurrence.toISOString(), next: next.toISOString() });
+    const claimed = await this.#write(timer.registration.name, status.etag, {
+      last: occurrence.toISOString(),
+      next: next.toISOString(),
+    });
     if (!claimed) return; // another host fired this occurrence
     this.#track(this.#invoke(timer, { last: occurrence.toISOString(), next: next.toISOString() }, isPastDue));
   }
@@ -136,24 +150,36 @@ export class TimerHost {
 
   async #invoke(timer: Timer, status: { last: string; next: string }, isPastDue: boolean): Promise<void> {
     const { InvocationContext } = this.#options.library;
-    const triggerName = Object.entries(timer.registration.bindings).find(([, b]) => b.type === 'timerTrigger')?.[0] ?? 'timer';
+    const triggerName =
+      Object.entries(timer.registration.bindings).find(([, b]) => b.type === 'timerTrigger')?.[0] ?? 'timer';
     const extraInputs = extraInputsOf(timer.registration, triggerName);
     const context = new InvocationContext({
       invocationId: randomUUID(),
       functionName: timer.registration.name,
       triggerMetadata: {},
-      options: { trigger: { type: 'timerTrigger', name: triggerName } as never, extraInputs: extraInputs as never, extraOutputs: [] },
+      options: {
+        trigger: { type: 'timerTrigger', name: triggerName } as never,
+        extraInputs: extraInputs as never,
+        extraOutputs: [],
+      },
       logHandler: () => undefined,
     });
     for (const input of extraInputs) {
       const resolve = this.#options.inputBindings?.[input.type];
       if (resolve) context.extraInputs.set(input.name, resolve());
     }
-    const payload = { schedule: { adjustForDST: false }, scheduleStatus: { last: status.last, next: status.next, lastUpdated: this.#clock().toISOString() }, isPastDue };
+    const payload = {
+      schedule: { adjustForDST: false },
+      scheduleStatus: { last: status.last, next: status.next, lastUpdated: this.#clock().toISOString() },
+      isPastDue,
+    };
     try {
       await (this.#options.invoke ?? invokeDirectly)(timer.registration, [payload], context);
     } catch (error) {
-      this.#options.logger.log('error', 'timer.function.failed', { function: timer.registration.name, ...errorFields(error) });
+      this.#options.logger.log('error', 'timer.function.failed', {
+        function: timer.registration.name,
+        ...errorFields(error),
+      });
     }
   }
 

@@ -18,14 +18,17 @@ interface BreachRun {
 
 const services = () => getServices();
 
-df.app.activity('breachScope', { handler: async (input: BreachRun) => (await services()).breaches.computeScope(input.breachId) });
+df.app.activity('breachScope', {
+  handler: async (input: BreachRun) => (await services()).breaches.computeScope(input.breachId),
+});
 df.app.activity('breachNotify', {
   handler: async (input: BreachRun & { tenant: string; seq: number }) => {
     await (await services()).breaches.notify(input.breachId, input.tenant, input.seq);
   },
 });
 df.app.activity('breachDeliver', {
-  handler: async (input: { breachId: string; tenant: string; message: DeliveryMessage }) => (await services()).breaches.deliver(input.breachId, input.tenant, input.message),
+  handler: async (input: { breachId: string; tenant: string; message: DeliveryMessage }) =>
+    (await services()).breaches.deliver(input.breachId, input.tenant, input.message),
 });
 df.app.activity('breachDeliveryFailed', {
   handler: async (input: { breachId: string; tenant: string; message: DeliveryMessage }) => {
@@ -38,7 +41,8 @@ df.app.activity('breachTimeline', {
   },
 });
 df.app.activity('breachRemind', {
-  handler: async (input: BreachRun & { tenant: string; kind: 'reminder' | 'escalation'; hours: number }) => (await services()).breaches.remind(input.breachId, input.tenant, input.kind, input.hours),
+  handler: async (input: BreachRun & { tenant: string; kind: 'reminder' | 'escalation'; hours: number }) =>
+    (await services()).breaches.remind(input.breachId, input.tenant, input.kind, input.hours),
 });
 df.app.activity('breachRemindAnalysis', {
   handler: async (input: BreachRun) => {
@@ -56,18 +60,35 @@ export const deliveryInstanceId = (breachId: string, tenant: string, message: De
  * breach's clocks go on while a receiver is down.
  */
 df.app.orchestration('breachDelivery', function* (context) {
-  const input = context.df.getInput<{ breachId: string; tenant: string; message: DeliveryMessage; firstRetrySeconds: number }>();
+  const input = context.df.getInput<{
+    breachId: string;
+    tenant: string;
+    message: DeliveryMessage;
+    firstRetrySeconds: number;
+  }>();
   try {
-    return yield context.df.callActivityWithRetry('breachDeliver', deliveryRetry(input.firstRetrySeconds), { breachId: input.breachId, tenant: input.tenant, message: input.message });
+    return yield context.df.callActivityWithRetry('breachDeliver', deliveryRetry(input.firstRetrySeconds), {
+      breachId: input.breachId,
+      tenant: input.tenant,
+      message: input.message,
+    });
   } catch {
-    yield context.df.callActivityWithRetry('breachDeliveryFailed', storageRetry(), { breachId: input.breachId, tenant: input.tenant, message: input.message });
+    yield context.df.callActivityWithRetry('breachDeliveryFailed', storageRetry(), {
+      breachId: input.breachId,
+      tenant: input.tenant,
+      message: input.message,
+    });
     return 'failed';
   }
 });
 
 /** Starts a message's delivery as a sub-orchestration; the caller races it with its clocks. */
 function delivery(context: df.OrchestrationContext, input: BreachRun, tenant: string, message: DeliveryMessage): Task {
-  return context.df.callSubOrchestrator('breachDelivery', { breachId: input.breachId, tenant, message, firstRetrySeconds: input.timing.firstRetrySeconds }, deliveryInstanceId(input.breachId, tenant, message));
+  return context.df.callSubOrchestrator(
+    'breachDelivery',
+    { breachId: input.breachId, tenant, message, firstRetrySeconds: input.timing.firstRetrySeconds },
+    deliveryInstanceId(input.breachId, tenant, message),
+  );
 }
 
 /** One tenant: the first notice's delivery, then reminders (delivered too) and escalation until it acknowledges. */
@@ -91,8 +112,13 @@ df.app.orchestration('breachTenantWatch', function* (context) {
       if (winner === timer) break;
       deliveries.delete(winner); // a delivery finished (delivered, or given up and recorded)
     }
-    const remindedOf = (yield context.df.callActivityWithRetry('breachRemind', storageRetry(), { ...input, kind, hours })) as number | undefined;
-    if (kind === 'reminder' && remindedOf !== undefined) deliveries.add(delivery(context, input, input.tenant, { kind: 'reminder', seq: remindedOf, hours }));
+    const remindedOf = (yield context.df.callActivityWithRetry('breachRemind', storageRetry(), {
+      ...input,
+      kind,
+      hours,
+    })) as number | undefined;
+    if (kind === 'reminder' && remindedOf !== undefined)
+      deliveries.add(delivery(context, input, input.tenant, { kind: 'reminder', seq: remindedOf, hours }));
   }
   for (;;) {
     const winner = (yield context.df.Task.any([ack, ...deliveries])) as Task;
@@ -106,25 +132,46 @@ df.app.orchestration('breachHandling', function* (context) {
   const scope = (yield context.df.callActivityWithRetry('breachScope', storageRetry(), input)) as TenantScope[];
   const tenants = scope.map((s) => s.tenant);
   // At once and in parallel: the processor does not wait for its own risk assessment (Art. 33(2)).
-  yield context.df.Task.all(tenants.map((tenant) => context.df.callActivityWithRetry('breachNotify', storageRetry(), { ...input, tenant, seq: 1 })));
-  const watchers = new Set<Task>(tenants.map((tenant) => context.df.callSubOrchestrator('breachTenantWatch', { ...input, tenant }, breachTenantInstanceId(input.breachId, tenant))));
+  yield context.df.Task.all(
+    tenants.map((tenant) =>
+      context.df.callActivityWithRetry('breachNotify', storageRetry(), { ...input, tenant, seq: 1 }),
+    ),
+  );
+  const watchers = new Set<Task>(
+    tenants.map((tenant) =>
+      context.df.callSubOrchestrator(
+        'breachTenantWatch',
+        { ...input, tenant },
+        breachTenantInstanceId(input.breachId, tenant),
+      ),
+    ),
+  );
   const deliveries = new Set<Task>();
   let analysis = context.df.waitForExternalEvent('analysis');
   let update = context.df.waitForExternalEvent('update');
-  let reminder = context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR));
+  let reminder = context.df.createTimer(
+    new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR),
+  );
   for (;;) {
     const winner = (yield context.df.Task.any([...watchers, ...deliveries, analysis, update, reminder])) as Task;
     if (winner === analysis) {
-      if ((analysis.result as { closed?: boolean } | undefined)?.closed) return { status: 'closed', tenants: tenants.length };
+      if ((analysis.result as { closed?: boolean } | undefined)?.closed)
+        return { status: 'closed', tenants: tenants.length };
       analysis = context.df.waitForExternalEvent('analysis');
     } else if (winner === update) {
       const seq = (update.result as { seq: number }).seq;
-      yield context.df.Task.all(tenants.map((tenant) => context.df.callActivityWithRetry('breachNotify', storageRetry(), { ...input, tenant, seq })));
+      yield context.df.Task.all(
+        tenants.map((tenant) =>
+          context.df.callActivityWithRetry('breachNotify', storageRetry(), { ...input, tenant, seq }),
+        ),
+      );
       for (const tenant of tenants) deliveries.add(delivery(context, input, tenant, { kind: 'notification', seq }));
       update = context.df.waitForExternalEvent('update');
     } else if (winner === reminder) {
       yield context.df.callActivityWithRetry('breachRemindAnalysis', storageRetry(), input);
-      reminder = context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR));
+      reminder = context.df.createTimer(
+        new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR),
+      );
     } else {
       watchers.delete(winner);
       deliveries.delete(winner);

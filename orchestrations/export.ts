@@ -2,7 +2,15 @@
 // for its retrieval period, then delete it. Inputs and outputs are ids and checksums only.
 import * as df from 'durable-functions';
 import { storageRetry } from './retry.js';
-import { ARCHIVE_DAYS, archiveInputsOf, type ExportFormat, type ExportPurpose, type PartFile, SHARED_BUCKETS, sharedListsOf } from '../lib/exports/exports.js';
+import {
+  ARCHIVE_DAYS,
+  archiveInputsOf,
+  type ExportFormat,
+  type ExportPurpose,
+  type PartFile,
+  SHARED_BUCKETS,
+  sharedListsOf,
+} from '../lib/exports/exports.js';
 import { getServices } from '../lib/services.js';
 
 interface ExportInput {
@@ -13,7 +21,10 @@ interface ExportInput {
 }
 
 export const exportInstanceId = (tenant: string, exportId: string) => `export-${tenant}-${exportId}`;
-const system = (input: ExportInput) => ({ actor: { type: 'system' as const, id: 'export-orchestration' }, correlationId: exportInstanceId(input.tenant, input.exportId) });
+const system = (input: ExportInput) => ({
+  actor: { type: 'system' as const, id: 'export-orchestration' },
+  correlationId: exportInstanceId(input.tenant, input.exportId),
+});
 const PARALLEL_PARTS = 4;
 
 df.app.activity('exportPlan', {
@@ -25,16 +36,20 @@ df.app.activity('exportPlan', {
 });
 
 df.app.activity('exportPart', {
-  handler: async (input: ExportInput & { part: string }) => (await getServices()).exports.writePart(input.tenant, input.exportId, input.part, input.format),
+  handler: async (input: ExportInput & { part: string }) =>
+    (await getServices()).exports.writePart(input.tenant, input.exportId, input.part, input.format),
 });
 
 df.app.activity('exportShared', {
-  handler: async (input: ExportInput & { bucket: number; files: PartFile[] }) => (await getServices()).exports.writeShared(input.tenant, input.exportId, input.bucket, input.files),
+  handler: async (input: ExportInput & { bucket: number; files: PartFile[] }) =>
+    (await getServices()).exports.writeShared(input.tenant, input.exportId, input.bucket, input.files),
 });
 
 df.app.activity('exportAssemble', {
   handler: async (input: ExportInput & { files: PartFile[]; assembledAt: string }) =>
-    (await getServices()).exports.assemble(input.tenant, input.exportId, input.format, input.files, { assembledAt: new Date(input.assembledAt) }),
+    (await getServices()).exports.assemble(input.tenant, input.exportId, input.format, input.files, {
+      assembledAt: new Date(input.assembledAt),
+    }),
 });
 
 df.app.activity('exportComplete', {
@@ -68,24 +83,45 @@ df.app.orchestration('exportTenantData', function* (context) {
     context.df.setCustomStatus({ phase: 'parts', partsDone: 0, partsTotal: parts.length });
     for (let i = 0; i < parts.length; i += PARALLEL_PARTS) {
       const batch = parts.slice(i, i + PARALLEL_PARTS);
-      const results = (yield context.df.Task.all(batch.map((part) => context.df.callActivityWithRetry('exportPart', storageRetry(), { ...input, part })))) as PartFile[][];
+      const results = (yield context.df.Task.all(
+        batch.map((part) => context.df.callActivityWithRetry('exportPart', storageRetry(), { ...input, part })),
+      )) as PartFile[][];
       files.push(...results.flat());
-      context.df.setCustomStatus({ phase: 'parts', partsDone: Math.min(i + PARALLEL_PARTS, parts.length), partsTotal: parts.length });
+      context.df.setCustomStatus({
+        phase: 'parts',
+        partsDone: Math.min(i + PARALLEL_PARTS, parts.length),
+        partsTotal: parts.length,
+      });
     }
     if (input.format === 'fhir') {
       // Patients, practitioners and practices once each in the whole export: deduplicated per bucket.
       context.df.setCustomStatus({ phase: 'shared', partsDone: parts.length, partsTotal: parts.length });
       const buckets = Array.from({ length: SHARED_BUCKETS }, (_, bucket) => bucket);
-      const shared = (yield context.df.Task.all(buckets.map((bucket) => context.df.callActivityWithRetry('exportShared', storageRetry(), { ...input, bucket, files: sharedListsOf(files, bucket) })))) as PartFile[][];
+      const shared = (yield context.df.Task.all(
+        buckets.map((bucket) =>
+          context.df.callActivityWithRetry('exportShared', storageRetry(), {
+            ...input,
+            bucket,
+            files: sharedListsOf(files, bucket),
+          }),
+        ),
+      )) as PartFile[][];
       files.push(...shared.flat());
     }
     context.df.setCustomStatus({ phase: 'archive', partsDone: parts.length, partsTotal: parts.length });
-    archive = (yield context.df.callActivityWithRetry('exportAssemble', storageRetry(), { ...input, files: archiveInputsOf(files), assembledAt: context.df.currentUtcDateTime.toISOString() })) as typeof archive;
-    yield context.df.callActivityWithRetry('exportComplete', storageRetry(), { ...input, archive: { bytes: archive.bytes, sha256: archive.sha256 } });
+    archive = (yield context.df.callActivityWithRetry('exportAssemble', storageRetry(), {
+      ...input,
+      files: archiveInputsOf(files),
+      assembledAt: context.df.currentUtcDateTime.toISOString(),
+    })) as typeof archive;
+    yield context.df.callActivityWithRetry('exportComplete', storageRetry(), {
+      ...input,
+      archive: { bytes: archive.bytes, sha256: archive.sha256 },
+    });
     yield context.df.callActivityWithRetry('exportDiscardParts', storageRetry(), input);
     context.df.setCustomStatus({ phase: 'available', partsDone: parts.length, partsTotal: parts.length });
   } catch (error) {
-    const reason = error instanceof Error ? error.message.split('\n')[0] ?? 'failed' : 'failed';
+    const reason = error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed';
     yield context.df.callActivityWithRetry('exportFail', storageRetry(), { ...input, reason });
     return { status: 'failed' };
   }

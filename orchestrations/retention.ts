@@ -13,12 +13,20 @@ const system = (id: string) => ({ actor: { type: 'system' as const, id: 'retenti
 const DAY = 24 * 3600 * 1000;
 
 df.app.activity('retentionDeleteDue', {
-  handler: async (input: { tenant: string; asOf: string }) => (await getServices()).deletion.deleteDue(input.tenant, new Date(input.asOf), system(retentionInstanceId(input.tenant, input.asOf.slice(0, 10)))),
+  handler: async (input: { tenant: string; asOf: string }) =>
+    (await getServices()).deletion.deleteDue(
+      input.tenant,
+      new Date(input.asOf),
+      system(retentionInstanceId(input.tenant, input.asOf.slice(0, 10))),
+    ),
 });
 
 df.app.activity('retentionFailed', {
   handler: async (input: { tenant: string; cause: string }) => {
-    (await getServices()).logger.log('error', 'retention.run.failed', { tenant: input.tenant, cause: input.cause.slice(0, 200) });
+    (await getServices()).logger.log('error', 'retention.run.failed', {
+      tenant: input.tenant,
+      cause: input.cause.slice(0, 200),
+    });
   },
 });
 
@@ -27,7 +35,10 @@ df.app.orchestration('retentionRun', function* (context) {
   try {
     return yield context.df.callActivityWithRetry('retentionDeleteDue', storageRetry(), input);
   } catch (error) {
-    yield context.df.callActivity('retentionFailed', { tenant: input.tenant, cause: error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed' });
+    yield context.df.callActivity('retentionFailed', {
+      tenant: input.tenant,
+      cause: error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed',
+    });
     throw error;
   }
 });
@@ -39,20 +50,35 @@ df.app.activity('deletionNotice', {
   },
 });
 df.app.activity('deletionStart', { handler: async (tenant: string) => (await getServices()).deletion.start(tenant) });
-df.app.activity('deletionRows', { handler: async (tenant: string) => (await getServices()).deletion.deleteRows(tenant) });
-df.app.activity('deletionBlobs', { handler: async (tenant: string) => (await getServices()).deletion.deleteBlobs(tenant) });
-df.app.activity('deletionKeys', { handler: async (tenant: string) => (await getServices()).deletion.destroyKeys(tenant) });
+df.app.activity('deletionRows', {
+  handler: async (tenant: string) => (await getServices()).deletion.deleteRows(tenant),
+});
+df.app.activity('deletionBlobs', {
+  handler: async (tenant: string) => (await getServices()).deletion.deleteBlobs(tenant),
+});
+df.app.activity('deletionKeys', {
+  handler: async (tenant: string) => (await getServices()).deletion.destroyKeys(tenant),
+});
 df.app.activity('deletionVerify', { handler: async (tenant: string) => (await getServices()).deletion.verify(tenant) });
 df.app.activity('deletionCertify', {
-  handler: async (input: Parameters<Awaited<ReturnType<typeof getServices>>['deletion']['certify']>[1] & { tenant: string }) => {
+  handler: async (
+    input: Parameters<Awaited<ReturnType<typeof getServices>>['deletion']['certify']>[1] & { tenant: string },
+  ) => {
     const { tenant, ...facts } = input;
     const signed = await (await getServices()).deletion.certify(tenant, facts);
-    return { certificateId: signed.certificate.id, passed: (signed.certificate.verification as { passed: boolean }).passed };
+    return {
+      certificateId: signed.certificate.id,
+      passed: (signed.certificate.verification as { passed: boolean }).passed,
+    };
   },
 });
 
 /** External events of a tenant's deletion: raised by the legal-hold routes and the admin's confirmation. */
-export const DELETION_EVENTS = { hold: 'legal-hold', lifted: 'legal-hold-lifted', confirmed: 'deletion-confirmed' } as const;
+export const DELETION_EVENTS = {
+  hold: 'legal-hold',
+  lifted: 'legal-hold-lifted',
+  confirmed: 'deletion-confirmed',
+} as const;
 
 /**
  * A tenant's deletion after termination: it waits for its date (at least the notice period after the
@@ -64,8 +90,10 @@ df.app.orchestration('tenantDeletion', function* (context) {
   const tenant = context.df.getInput<string>();
   let reminded = false;
   for (;;) {
-    const state = (yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as DeletionState | undefined;
-    if (!state?.deleteAt || (state.status !== 'scheduled' && state.status !== 'on-hold' && state.status !== 'deleting')) return { status: state?.status ?? 'not-scheduled' };
+    const state = (yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as
+      DeletionState | undefined;
+    if (!state?.deleteAt || (state.status !== 'scheduled' && state.status !== 'on-hold' && state.status !== 'deleting'))
+      return { status: state?.status ?? 'not-scheduled' };
     if (state.status === 'deleting') break; // a deletion under way, resumed after a crash
     const held = context.df.waitForExternalEvent(DELETION_EVENTS.hold);
     const confirmed = context.df.waitForExternalEvent(DELETION_EVENTS.confirmed);
@@ -79,7 +107,8 @@ df.app.orchestration('tenantDeletion', function* (context) {
     const reminderAt = new Date(deleteAt.getTime() - 7 * DAY);
     const next = !reminded && reminderAt > now ? reminderAt : deleteAt > now ? deleteAt : undefined;
     if (!next) {
-      const started = (yield context.df.callActivityWithRetry('deletionStart', storageRetry(), tenant)) as { startedAt: string } | { refused: string };
+      const started = (yield context.df.callActivityWithRetry('deletionStart', storageRetry(), tenant)) as
+        { startedAt: string } | { refused: string };
       if ('startedAt' in started) break;
       continue; // held, withdrawn or changed meanwhile: look again
     }
@@ -97,7 +126,10 @@ df.app.orchestration('tenantDeletion', function* (context) {
   try {
     return yield* deleteTenant(context, tenant);
   } catch (error) {
-    yield context.df.callActivity('deletionFailed', { tenant, cause: error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed' });
+    yield context.df.callActivity('deletionFailed', {
+      tenant,
+      cause: error instanceof Error ? (error.message.split('\n')[0] ?? 'failed') : 'failed',
+    });
     throw error;
   }
 });
@@ -110,15 +142,32 @@ df.app.activity('deletionFailed', {
 
 /** The irreversible part, in steps that can each be repeated; progress in the custom status. */
 function* deleteTenant(context: df.OrchestrationContext, tenant: string): Generator<Task, unknown, unknown> {
-  const startedAt = ((yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as DeletionState).startedAt as string;
+  const startedAt = ((yield context.df.callActivityWithRetry('deletionState', storageRetry(), tenant)) as DeletionState)
+    .startedAt as string;
   context.df.setCustomStatus({ phase: 'rows' });
-  const rows = (yield context.df.callActivityWithRetry('deletionRows', storageRetry(), tenant)) as Record<string, number>;
+  const rows = (yield context.df.callActivityWithRetry('deletionRows', storageRetry(), tenant)) as Record<
+    string,
+    number
+  >;
   context.df.setCustomStatus({ phase: 'blobs', rows: Object.values(rows).reduce((a, b) => a + b, 0) });
-  const blobs = (yield context.df.callActivityWithRetry('deletionBlobs', storageRetry(), tenant)) as { blobs: number; bytes: number };
+  const blobs = (yield context.df.callActivityWithRetry('deletionBlobs', storageRetry(), tenant)) as {
+    blobs: number;
+    bytes: number;
+  };
   context.df.setCustomStatus({ phase: 'keys' });
   const keys = (yield context.df.callActivityWithRetry('deletionKeys', storageRetry(), tenant)) as unknown[];
   context.df.setCustomStatus({ phase: 'verification' });
-  const verification = (yield context.df.callActivityWithRetry('deletionVerify', storageRetry(), tenant)) as Record<string, number>;
+  const verification = (yield context.df.callActivityWithRetry('deletionVerify', storageRetry(), tenant)) as Record<
+    string,
+    number
+  >;
   context.df.setCustomStatus({ phase: 'certificate' });
-  return yield context.df.callActivityWithRetry('deletionCertify', storageRetry(), { tenant, startedAt, rows, blobs, keys, verification });
+  return yield context.df.callActivityWithRetry('deletionCertify', storageRetry(), {
+    tenant,
+    startedAt,
+    rows,
+    blobs,
+    keys,
+    verification,
+  });
 }

@@ -26,7 +26,12 @@ type Values = Record<string, string | boolean | undefined>;
 interface Command {
   usage: string;
   summary: string;
-  run(values: Values, positionals: string[], services: Services, context: { actor: { type: 'operator'; id: string }; correlationId: string }): Promise<unknown>;
+  run(
+    values: Values,
+    positionals: string[],
+    services: Services,
+    context: { actor: { type: 'operator'; id: string }; correlationId: string },
+  ): Promise<unknown>;
 }
 
 function parse<T extends z.ZodType>(schema: T, value: unknown, flag: string): z.infer<T> {
@@ -50,7 +55,14 @@ const COMMANDS: Record<string, Command> = {
       const name = parse(line(200), values.name, 'name');
       const admin =
         values['admin-username'] !== undefined
-          ? { username: parse(tenantCreateSchema.shape.admin.shape.username, values['admin-username'], 'admin-username'), email: parse(z.email(), values['admin-email'], 'admin-email') }
+          ? {
+              username: parse(
+                tenantCreateSchema.shape.admin.shape.username,
+                values['admin-username'],
+                'admin-username',
+              ),
+              email: parse(z.email(), values['admin-email'], 'admin-email'),
+            }
           : undefined;
       // The same code as POST /api/tenants.
       return onboardTenant(services, { id, name, ...(admin ? { admin } : {}) }, { actor, correlationId });
@@ -62,7 +74,13 @@ const COMMANDS: Record<string, Command> = {
     async run(values, _p, services, { actor, correlationId }) {
       const tenant = await existingTenant(services, values.tenant);
       const name = parse(line(200), values.name, 'name');
-      const permissions = parse(z.array(permissionSchema).min(1), String(values.permissions ?? '').split(',').filter(Boolean), 'permissions');
+      const permissions = parse(
+        z.array(permissionSchema).min(1),
+        String(values.permissions ?? '')
+          .split(',')
+          .filter(Boolean),
+        'permissions',
+      );
       return { ...(await services.integrations.create(tenant, name, permissions, { actor, correlationId })), tenant };
     },
   },
@@ -88,11 +106,17 @@ const COMMANDS: Record<string, Command> = {
     usage: 'operator unlock --username <name>',
     summary: 'Unlock an operator account locked after failed logins',
     async run(values, _p, services, { actor, correlationId }) {
-      const username = parse(z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, 'an operator username'), values.username, 'username');
+      const username = parse(
+        z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, 'an operator username'),
+        values.username,
+        'username',
+      );
       const row = await services.users.findByUsername(OPERATOR_REALM, username);
       if (!row) throw new UsageError(`--username: no operator "${username}"`);
       await services.guard.reset(OPERATOR_REALM, username);
-      await services.audit.record(OPERATOR_REALM, services.users.partition(OPERATOR_REALM), [services.users.event('user.unlock', 'U', row.id, { actor, correlationId })]);
+      await services.audit.record(OPERATOR_REALM, services.users.partition(OPERATOR_REALM), [
+        services.users.event('user.unlock', 'U', row.id, { actor, correlationId }),
+      ]);
       return { username, unlocked: true };
     },
   },
@@ -102,7 +126,8 @@ const COMMANDS: Record<string, Command> = {
     async run(_v, _p, services) {
       const backupId = services.backups.newBackupId();
       const tables = [];
-      for (const table of await services.backups.tables()) tables.push(await services.backups.backupTable(backupId, table));
+      for (const table of await services.backups.tables())
+        tables.push(await services.backups.backupTable(backupId, table));
       return services.backups.writeManifest(backupId, tables);
     },
   },
@@ -117,15 +142,31 @@ const COMMANDS: Record<string, Command> = {
     usage: 'backup restore <backup-id> --target <connection string of an empty account>',
     summary: 'Restore a backup into an empty storage account (the restore drill), verifying every checksum',
     async run(values, positionals, services) {
-      const backupId = parse(z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/, 'a backup id such as 20261130-1a2b3c4d'), positionals[2], 'backup-id');
+      const backupId = parse(
+        z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/, 'a backup id such as 20261130-1a2b3c4d'),
+        positionals[2],
+        'backup-id',
+      );
       const targetSetting = (values.target as string | undefined) ?? process.env.LABVAULT_RESTORE_TARGET;
-      if (!targetSetting) throw new UsageError('--target: the connection string of the empty account to restore into (or LABVAULT_RESTORE_TARGET)');
-      return services.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: targetSetting }));
+      if (!targetSetting)
+        throw new UsageError(
+          '--target: the connection string of the empty account to restore into (or LABVAULT_RESTORE_TARGET)',
+        );
+      return services.backups.restore(
+        backupId,
+        createStorageClients({ kind: 'connectionString', connectionString: targetSetting }),
+      );
     },
   },
 };
 
-const USAGE = ['usage: npm run admin -- <area> <command> [options]', '', ...Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(90)} ${c.summary}`), '', 'Each command prints one JSON object. `<area> <command> --help` shows one command.'].join('\n');
+const USAGE = [
+  'usage: npm run admin -- <area> <command> [options]',
+  '',
+  ...Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(90)} ${c.summary}`),
+  '',
+  'Each command prints one JSON object. `<area> <command> --help` shows one command.',
+].join('\n');
 
 function alive(pid: number): boolean {
   try {
@@ -147,10 +188,15 @@ function settings(): Record<string, string | undefined> {
     try {
       info = JSON.parse(readFileSync(file, 'utf8')) as typeof info;
     } catch {
-      throw new ConfigError(`no running local host: ${file} is missing; run npm start first (or set AzureWebJobsStorage)`);
+      throw new ConfigError(
+        `no running local host: ${file} is missing; run npm start first (or set AzureWebJobsStorage)`,
+      );
     }
     // A host killed hard leaves its file behind: a dead pid is no running host.
-    if (!info.pid || !alive(info.pid)) throw new ConfigError(`no running local host: the host that wrote ${file} (pid ${info.pid ?? '?'}) is not running; run npm start first`);
+    if (!info.pid || !alive(info.pid))
+      throw new ConfigError(
+        `no running local host: the host that wrote ${file} (pid ${info.pid ?? '?'}) is not running; run npm start first`,
+      );
     env.AzureWebJobsStorage = info.storageConnectionString;
   }
   return env;
@@ -187,7 +233,9 @@ async function main(argv: string[]): Promise<{ out?: unknown; help?: string }> {
   const entry = COMMANDS[`${area} ${command ?? ''}`];
   if (!entry) throw new UsageError(`unknown command "${[area, command].filter(Boolean).join(' ')}"\n${USAGE}`);
   if (values.help) return { help: `usage: npm run admin -- ${entry.usage}\n\n${entry.summary}.` };
-  const services = await createServices(parseConfig(settings()), { logger: createLogger((l) => process.stderr.write(l + '\n'), 'warn') });
+  const services = await createServices(parseConfig(settings()), {
+    logger: createLogger((l) => process.stderr.write(l + '\n'), 'warn'),
+  });
   const actor = { type: 'operator' as const, id: `cli:${process.env.USER ?? 'unknown'}`.slice(0, 64) };
   return { out: await entry.run(values, positionals, services, { actor, correlationId: `cli-${Date.now()}` }) };
 }
@@ -198,7 +246,11 @@ try {
   else process.stdout.write(JSON.stringify(result.out) + '\n');
   process.exit(0);
 } catch (error) {
-  if (error instanceof UsageError || error instanceof ConfigError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
+  if (
+    error instanceof UsageError ||
+    error instanceof ConfigError ||
+    (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))
+  ) {
     process.stderr.write(`${error.message}\n`);
     process.exit(2);
   }

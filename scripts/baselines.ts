@@ -7,7 +7,10 @@ import { pool } from '../tests/reliability/support.js';
 
 /** CPU seconds (user + system, all threads) a process has used. */
 export function cpuSecondsOf(pid: number | undefined): number {
-  const fields = readFileSync(`/proc/${String(pid)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  const fields =
+    readFileSync(`/proc/${String(pid)}/stat`, 'utf8')
+      .split(') ')[1]
+      ?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
@@ -20,13 +23,21 @@ export async function seedBaselineRows(table: TableClient, prefix: string, count
     list.push(String(i).padStart(8, '0'));
     rowsByPartition.set(pk, list);
   }
-  await batches([...rowsByPartition], table, (pk, rk): TransactionAction => ['create', { partitionKey: pk, rowKey: rk, v: 'x'.repeat(200) }]);
+  await batches([...rowsByPartition], table, (pk, rk): TransactionAction => [
+    'create',
+    { partitionKey: pk, rowKey: rk, v: 'x'.repeat(200) },
+  ]);
 }
 
 /** What deletion does at its simplest: a key-only listing of the prefix, then 100-row batch deletes, DELETE_CONCURRENCY partitions at a time. */
 export async function deleteBaselineRows(table: TableClient, prefix: string): Promise<void> {
   const found = new Map<string, string[]>();
-  for await (const r of table.listEntities({ queryOptions: { filter: `PartitionKey ge '${prefix}' and PartitionKey lt '${prefix}~'`, select: ['PartitionKey', 'RowKey'] } })) {
+  for await (const r of table.listEntities({
+    queryOptions: {
+      filter: `PartitionKey ge '${prefix}' and PartitionKey lt '${prefix}~'`,
+      select: ['PartitionKey', 'RowKey'],
+    },
+  })) {
     const list = found.get(r.partitionKey as string) ?? [];
     list.push(r.rowKey as string);
     found.set(r.partitionKey as string, list);
@@ -34,9 +45,14 @@ export async function deleteBaselineRows(table: TableClient, prefix: string): Pr
   await batches([...found], table, (pk, rk): TransactionAction => ['delete', { partitionKey: pk, rowKey: rk }]);
 }
 
-async function batches(partitions: [string, string[]][], table: TableClient, action: (pk: string, rk: string) => TransactionAction): Promise<void> {
+async function batches(
+  partitions: [string, string[]][],
+  table: TableClient,
+  action: (pk: string, rk: string) => TransactionAction,
+): Promise<void> {
   await pool(partitions.length, DELETE_CONCURRENCY, async (p) => {
     const [pk, rks] = partitions[p] ?? ['', []];
-    for (let i = 0; i < rks.length; i += 100) await table.submitTransaction(rks.slice(i, i + 100).map((rk) => action(pk, rk)));
+    for (let i = 0; i < rks.length; i += 100)
+      await table.submitTransaction(rks.slice(i, i + 100).map((rk) => action(pk, rk)));
   });
 }

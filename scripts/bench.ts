@@ -20,15 +20,41 @@ import { deleteBaselineRows, seedBaselineRows } from './baselines.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only=export,intake` runs those scenarios only (intake, durable, images, export, deletion). */
-const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
 const scenario = (name: string) => !only || only.includes(name);
 const ROOT = resolve(import.meta.dirname, '..');
 const SIZES = quick
-  ? { intake: 150, fanOut: 200, chain: 30, images: 8, exportOrders: [1000, 5000], deletionOrders: 300, deletionImages: 5, repetitions: 3 }
-  : { intake: 1000, fanOut: 1000, chain: 100, images: 16, exportOrders: [20000, 100000], deletionOrders: 20000, deletionImages: 100, repetitions: 3 };
+  ? {
+      intake: 150,
+      fanOut: 200,
+      chain: 30,
+      images: 8,
+      exportOrders: [1000, 5000],
+      deletionOrders: 300,
+      deletionImages: 5,
+      repetitions: 3,
+    }
+  : {
+      intake: 1000,
+      fanOut: 1000,
+      chain: 100,
+      images: 16,
+      exportOrders: [20000, 100000],
+      deletionOrders: 20000,
+      deletionImages: 100,
+      repetitions: 3,
+    };
 /** `--export-orders=20000,50000` overrides the two export sizes (rssGrowth compares them). */
-const exportOrders = process.argv.find((a) => a.startsWith('--export-orders='))?.slice('--export-orders='.length).split(',').map(Number);
-if (exportOrders && (exportOrders.length !== 2 || exportOrders.some((n) => !Number.isInteger(n) || n < 1))) throw new Error('--export-orders takes two order counts');
+const exportOrders = process.argv
+  .find((a) => a.startsWith('--export-orders='))
+  ?.slice('--export-orders='.length)
+  .split(',')
+  .map(Number);
+if (exportOrders && (exportOrders.length !== 2 || exportOrders.some((n) => !Number.isInteger(n) || n < 1)))
+  throw new Error('--export-orders takes two order counts');
 if (exportOrders) SIZES.exportOrders = exportOrders;
 const OPERATOR_PASSWORD = `bench-${Date.now()}-initial-password`;
 
@@ -90,7 +116,11 @@ async function startBenchHost(): Promise<BenchHost> {
   });
   const readInfo = (): { apiBaseUrl: string; storageConnectionString: string; pid: number } | undefined => {
     try {
-      const parsed = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as { apiBaseUrl: string; storageConnectionString: string; pid: number };
+      const parsed = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as {
+        apiBaseUrl: string;
+        storageConnectionString: string;
+        pid: number;
+      };
       return parsed.pid === child.pid ? parsed : undefined;
     } catch {
       return undefined;
@@ -105,14 +135,23 @@ async function startBenchHost(): Promise<BenchHost> {
   const { apiBaseUrl, storageConnectionString, pid } = info;
   // Tenants, keys and seeded data are written in this process through LabVault's own services (same
   // storage, same key store), so large tenants do not take the intake path's time to set up.
-  const seeder = await createServices(parseConfig({ AzureWebJobsStorage: storageConnectionString, LABVAULT_ENVIRONMENT: 'test', LABVAULT_DATA_DIR: dataDir }), { logger: createLogger(() => undefined) });
+  const seeder = await createServices(
+    parseConfig({
+      AzureWebJobsStorage: storageConnectionString,
+      LABVAULT_ENVIRONMENT: 'test',
+      LABVAULT_DATA_DIR: dataDir,
+    }),
+    { logger: createLogger(() => undefined) },
+  );
   return {
     apiBaseUrl,
     root: apiBaseUrl.replace(/\/api$/, ''),
     pid,
     systemKey: (JSON.parse(readFileSync(join(dataDir, 'host-keys.json'), 'utf8')) as { systemKey: string }).systemKey,
     seeder,
-    tenantRows: TableClient.fromConnectionString(storageConnectionString, 'tenantdata', { allowInsecureConnection: true }),
+    tenantRows: TableClient.fromConnectionString(storageConnectionString, 'tenantdata', {
+      allowInsecureConnection: true,
+    }),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -126,18 +165,35 @@ const system = { type: 'system' as const, id: 'bench' };
 const seedMeta = { actor: system, correlationId: 'bench-seed' };
 async function tenantWithKey(h: BenchHost, tenant: string): Promise<string> {
   await h.seeder.tenants.create(tenant, tenant, { actor: system, correlationId: 'bench' });
-  const created = await h.seeder.integrations.create(tenant, 'bench', ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start'], { actor: system, correlationId: 'bench' });
+  const created = await h.seeder.integrations.create(
+    tenant,
+    'bench',
+    ['orders:create', 'orders:read', 'images:upload', 'images:read', 'exports:start'],
+    { actor: system, correlationId: 'bench' },
+  );
   return `ApiKey ${created.apiKey}`;
 }
-const seedPng = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'red' } }).png().toBuffer();
+const seedPng = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'red' } })
+  .png()
+  .toBuffer();
 /** `orders` orders (one specimen each), the first `images` of them with a processed image. */
 async function seedTenant(h: BenchHost, tenant: string, orders: number, images: number): Promise<void> {
   await h.seeder.tenants.create(tenant, tenant, { actor: system, correlationId: 'bench' });
   await pool(orders, 32, async (i) => {
     const created = await h.seeder.orders.create(tenant, orderInput(`${tenant}-${i}`), seedMeta);
     if (i < images) {
-      const u = await h.seeder.images.createUpload(tenant, created.order.id, 'S-1', { contentType: 'image/png', fileName: 'p.png' }, seedMeta);
-      await uploadAndProcess(h.seeder, { tenant, orderId: created.order.id, specimenId: 'S-1', imageId: u.imageId }, seedPng);
+      const u = await h.seeder.images.createUpload(
+        tenant,
+        created.order.id,
+        'S-1',
+        { contentType: 'image/png', fileName: 'p.png' },
+        seedMeta,
+      );
+      await uploadAndProcess(
+        h.seeder,
+        { tenant, orderId: created.order.id, specimenId: 'S-1', imageId: u.imageId },
+        seedPng,
+      );
     }
   });
 }
@@ -146,7 +202,9 @@ const orderPartitions = (tenant: string) => Array.from({ length: 16 }, (_, i) =>
 
 function rssOf(pid: number): number {
   try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('VmRSS:'));
     return Number(line?.replace(/\D+/g, '') ?? 0) * 1024;
   } catch {
     return 0;
@@ -159,7 +217,9 @@ const orderInput = (n: string): CreateOrderInput => ({
   orderingPhysician: { name: 'Dr. Bench', lanr: '123456601', bsnr: '031234500' },
   priority: 'routine',
   clinicalInformation: 'Benchmark order with a short clinical note',
-  specimens: [{ id: 'S-1', type: 'biopsy', bodySite: 'left forearm', collectedAt: '2026-11-20T09:30:00Z', fixative: 'formalin' }],
+  specimens: [
+    { id: 'S-1', type: 'biopsy', bodySite: 'left forearm', collectedAt: '2026-11-20T09:30:00Z', fixative: 'formalin' },
+  ],
   examinations: ['histology'],
 });
 
@@ -186,17 +246,27 @@ for (const orders of scenario('export') ? SIZES.exportOrders : []) {
   const seedStart = performance.now();
   await seedTenant(h, tenant, orders, 0);
   process.stderr.write(`seeded ${orders} orders in ${((performance.now() - seedStart) / 1000).toFixed(0)} s\n`);
-  const key = await h.seeder.integrations.create(tenant, 'bench', ['exports:start'], { actor: system, correlationId: 'bench' }).then((c) => `ApiKey ${c.apiKey}`);
+  const key = await h.seeder.integrations
+    .create(tenant, 'bench', ['exports:start'], { actor: system, correlationId: 'bench' })
+    .then((c) => `ApiKey ${c.apiKey}`);
   const idleRss = rssOf(h.pid);
   const exportRuns = await repeat(async () => {
     let peak = rssOf(h.pid);
     const sampler = setInterval(() => (peak = Math.max(peak, rssOf(h.pid))), 50);
     const t0 = performance.now();
-    const started = (await (await fetch(`${h.apiBaseUrl}/exports`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify({ format: 'ndjson' }) })).json()) as { id: string };
+    const started = (await (
+      await fetch(`${h.apiBaseUrl}/exports`, {
+        method: 'POST',
+        headers: { authorization: key, 'content-type': 'application/json' },
+        body: JSON.stringify({ format: 'ndjson' }),
+      })
+    ).json()) as { id: string };
     let status: { status: string; download?: { bytes: number } } = { status: 'pending' };
     while (status.status !== 'completed' && status.status !== 'failed') {
       await new Promise((r) => setTimeout(r, 100));
-      status = (await (await fetch(`${h.apiBaseUrl}/exports/${started.id}`, { headers: { authorization: key } })).json()) as typeof status;
+      status = (await (
+        await fetch(`${h.apiBaseUrl}/exports/${started.id}`, { headers: { authorization: key } })
+      ).json()) as typeof status;
     }
     clearInterval(sampler);
     if (status.status !== 'completed') throw new Error('export failed');
@@ -208,7 +278,10 @@ for (const orders of scenario('export') ? SIZES.exportOrders : []) {
     const partitions = orderPartitions(tenant);
     let n = 0;
     await pool(partitions.length, 4, async (i) => {
-      for await (const _ of h.tenantRows.listEntities({ queryOptions: { filter: `PartitionKey eq '${partitions[i] ?? ''}'` } })) n++;
+      for await (const _ of h.tenantRows.listEntities({
+        queryOptions: { filter: `PartitionKey eq '${partitions[i] ?? ''}'` },
+      }))
+        n++;
     });
     scanned = n;
     return (performance.now() - t0) / 1000;
@@ -236,12 +309,13 @@ for (const orders of scenario('export') ? SIZES.exportOrders : []) {
     ratio: lastExportRatio,
   };
 }
-if (scenario('export')) results.export = {
-  ...exportsBySize,
-  ratio: lastExportRatio,
-  rssGrowth: round((peakBySize[1] ?? 0) / (peakBySize[0] ?? 1)),
-  note: `ratio at ${String(SIZES.exportOrders[1])} orders; rssGrowth = peak host RSS at ${String(SIZES.exportOrders[1])} / at ${String(SIZES.exportOrders[0])} orders`,
-};
+if (scenario('export'))
+  results.export = {
+    ...exportsBySize,
+    ratio: lastExportRatio,
+    rssGrowth: round((peakBySize[1] ?? 0) / (peakBySize[0] ?? 1)),
+    note: `ratio at ${String(SIZES.exportOrders[1])} orders; rssGrowth = peak host RSS at ${String(SIZES.exportOrders[1])} / at ${String(SIZES.exportOrders[0])} orders`,
+  };
 
 // Everything else runs on one host.
 const main = await startBenchHost();
@@ -255,10 +329,18 @@ const { apiBaseUrl, root, tenantRows } = main;
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 function postJson(url: string, authorization: string, payload: string): Promise<number> {
   return new Promise((resolvePost, reject) => {
-    const req = request(url, { method: 'POST', agent, headers: { authorization, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolvePost(res.statusCode ?? 0));
-    });
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { authorization, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolvePost(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -283,7 +365,11 @@ if (scenario('intake')) {
       });
       const seconds = (performance.now() - t0) / 1000;
       latencies.sort((a, b) => a - b);
-      return { perSec: SIZES.intake / seconds, p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0, p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0 };
+      return {
+        perSec: SIZES.intake / seconds,
+        p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0,
+        p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
+      };
     });
     // Baseline: per order the transaction intake commits, with the stored sizes: the order row
     // (~1.5 kB of ciphertext), its audit entry (~0.7 kB), two index rows, and the stream head.
@@ -310,7 +396,13 @@ if (scenario('intake')) {
     row(`  p50 c=${concurrency}`, 'ms', stat(runs.map((r) => r.p50)));
     row(`  p99 c=${concurrency}`, 'ms', stat(runs.map((r) => r.p99)));
     row(`  baseline c=${concurrency}`, 'transactions/s', raw);
-    intake[`c${concurrency}`] = { ordersPerSec: perSec, p50ms: stat(runs.map((r) => r.p50)), p99ms: stat(runs.map((r) => r.p99)), baselineTransactionsPerSec: raw, ratio: round(perSec.median / raw.median) };
+    intake[`c${concurrency}`] = {
+      ordersPerSec: perSec,
+      p50ms: stat(runs.map((r) => r.p50)),
+      p99ms: stat(runs.map((r) => r.p99)),
+      baselineTransactionsPerSec: raw,
+      ratio: round(perSec.median / raw.median),
+    };
   }
   results.intake = { ...intake, ratio: (intake.c16 as { ratio: number }).ratio };
 }
@@ -320,9 +412,17 @@ if (scenario('durable')) {
   async function orchestrate(name: string, input: number): Promise<number> {
     const t0 = performance.now();
     const key = { 'x-functions-key': main.systemKey };
-    const { id } = (await (await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/${name}`, { method: 'POST', headers: key, body: JSON.stringify(input) })).json()) as { id: string };
+    const { id } = (await (
+      await fetch(`${root}/runtime/webhooks/durabletask/orchestrators/${name}`, {
+        method: 'POST',
+        headers: key,
+        body: JSON.stringify(input),
+      })
+    ).json()) as { id: string };
     for (;;) {
-      const s = (await (await fetch(`${root}/runtime/webhooks/durabletask/instances/${id}`, { headers: key })).json()) as { runtimeStatus: string };
+      const s = (await (
+        await fetch(`${root}/runtime/webhooks/durabletask/instances/${id}`, { headers: key })
+      ).json()) as { runtimeStatus: string };
       if (s.runtimeStatus === 'Completed') return (performance.now() - t0) / 1000;
       if (s.runtimeStatus === 'Failed') throw new Error(`${name} failed`);
       await new Promise((r) => setTimeout(r, 20));
@@ -338,7 +438,17 @@ if (scenario('durable')) {
 if (scenario('images')) {
   // Images: a batch of 12-megapixel JPEGs through upload URL, blob trigger and processing, vs plain sharp
   // on the same files four at a time (the local host's blob trigger runs up to four blobs at once).
-  const noise = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'grey', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
+  const noise = await sharp({
+    create: {
+      width: 64,
+      height: 48,
+      channels: 3,
+      background: 'grey',
+      noise: { type: 'gaussian', mean: 128, sigma: 60 },
+    },
+  })
+    .png()
+    .toBuffer();
   const photo = await sharp(noise).resize(4000, 3000).jpeg({ quality: 85 }).toBuffer();
   const key = await tenantWithKey(main, 'images');
   let imageRun = 0;
@@ -347,7 +457,11 @@ if (scenario('images')) {
       // One order per image, made beforehand.
       const run = imageRun++;
       const orderIds = await pool(SIZES.images, 4, async (i) => {
-        const r = await fetch(`${apiBaseUrl}/orders`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify(orderInput(`images-${run}-${i}`)) });
+        const r = await fetch(`${apiBaseUrl}/orders`, {
+          method: 'POST',
+          headers: { authorization: key, 'content-type': 'application/json' },
+          body: JSON.stringify(orderInput(`images-${run}-${i}`)),
+        });
         return ((await r.json()) as { id: string }).id;
       });
       // A batch arrives at once; the time is until the last image is ready. Readiness is read from the
@@ -358,11 +472,19 @@ if (scenario('images')) {
       const uploaded = await pool(SIZES.images, SIZES.images, async (i) => {
         const orderId = orderIds[i] ?? '';
         const u = (await (
-          await fetch(`${apiBaseUrl}/orders/${orderId}/specimens/S-1/images`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify({ contentType: 'image/jpeg', fileName: 'p.jpg' }) })
+          await fetch(`${apiBaseUrl}/orders/${orderId}/specimens/S-1/images`, {
+            method: 'POST',
+            headers: { authorization: key, 'content-type': 'application/json' },
+            body: JSON.stringify({ contentType: 'image/jpeg', fileName: 'p.jpg' }),
+          })
         ).json()) as { imageId: string; uploadUrl: string };
         await fetch(u.uploadUrl, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: photo });
         for (;;) {
-          const stored = await tenantRows.getEntity<{ status: string }>(`images~orders~${orderId[0] ?? ''}`, `image~${orderId}~S-1~${u.imageId}`, { queryOptions: { select: ['status'] } });
+          const stored = await tenantRows.getEntity<{ status: string }>(
+            `images~orders~${orderId[0] ?? ''}`,
+            `image~${orderId}~S-1~${u.imageId}`,
+            { queryOptions: { select: ['status'] } },
+          );
           if (stored.status === 'ready') break;
           if (stored.status !== 'pending') throw new Error(`image ${stored.status}`);
           await new Promise((r) => setTimeout(r, 100));
@@ -372,8 +494,11 @@ if (scenario('images')) {
       const seconds = (performance.now() - t0) / 1000;
       // What the client sees agrees (outside the timing).
       for (const { orderId, imageId } of uploaded) {
-        const list = (await (await fetch(`${apiBaseUrl}/orders/${orderId}/specimens/S-1/images`, { headers: { authorization: key } })).json()) as { items: { imageId: string; status: string }[] };
-        if (list.items.find((x) => x.imageId === imageId)?.status !== 'ready') throw new Error('the API does not show the image ready');
+        const list = (await (
+          await fetch(`${apiBaseUrl}/orders/${orderId}/specimens/S-1/images`, { headers: { authorization: key } })
+        ).json()) as { items: { imageId: string; status: string }[] };
+        if (list.items.find((x) => x.imageId === imageId)?.status !== 'ready')
+          throw new Error('the API does not show the image ready');
       }
       return SIZES.images / seconds;
     }),
@@ -386,14 +511,21 @@ if (scenario('images')) {
       const t0 = performance.now();
       await pool(SIZES.images, 4, async () => {
         const upload = Buffer.from(photo);
-        await Promise.all([sharp(upload).rotate().jpeg({ quality: 90 }).toBuffer(), sharp(upload).rotate().resize(512, 512, { fit: 'inside' }).jpeg({ quality: 80 }).toBuffer()]);
+        await Promise.all([
+          sharp(upload).rotate().jpeg({ quality: 90 }).toBuffer(),
+          sharp(upload).rotate().resize(512, 512, { fit: 'inside' }).jpeg({ quality: 80 }).toBuffer(),
+        ]);
       });
       return SIZES.images / ((performance.now() - t0) / 1000);
     }),
   );
   row('images 12 MP', 'images/s', images);
   row('  baseline sharp', 'images/s', sharpBaseline);
-  results.images = { imagesPerSec: images, baselinePerSec: sharpBaseline, ratio: round(images.median / sharpBaseline.median) };
+  results.images = {
+    imagesPerSec: images,
+    baselinePerSec: sharpBaseline,
+    ratio: round(images.median / sharpBaseline.median),
+  };
 }
 
 if (scenario('deletion')) {
@@ -402,29 +534,65 @@ if (scenario('deletion')) {
     const text = await (await fetch(`${apiBaseUrl}${path}`, init)).text();
     return text ? (JSON.parse(text) as Record<string, unknown>) : {};
   };
-  const post = (path: string, body: unknown, auth = '') => json(path, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) }, body: JSON.stringify(body) });
-  const firstLogin = await post('/auth/login', { tenant: 'operator', username: 'operator', password: OPERATOR_PASSWORD });
+  const post = (path: string, body: unknown, auth = '') =>
+    json(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) },
+      body: JSON.stringify(body),
+    });
+  const firstLogin = await post('/auth/login', {
+    tenant: 'operator',
+    username: 'operator',
+    password: OPERATOR_PASSWORD,
+  });
   const newPassword = 'a quiet benchmark meadow under autumn rain';
-  await post('/auth/password', { currentPassword: OPERATOR_PASSWORD, newPassword }, `Bearer ${String(firstLogin.accessToken)}`);
+  await post(
+    '/auth/password',
+    { currentPassword: OPERATOR_PASSWORD, newPassword },
+    `Bearer ${String(firstLogin.accessToken)}`,
+  );
   const operator = `Bearer ${String((await post('/auth/login', { tenant: 'operator', username: 'operator', password: newPassword })).accessToken)}`;
   let deletionRun = 0;
   const deletions = await repeat(async () => {
     const tenant = `del-${deletionRun++}`;
     await seedTenant(main, tenant, SIZES.deletionOrders, SIZES.deletionImages);
     // Deletion before the notice period ends is the tenant admin's decision: an admin with a known password.
-    const created = await main.seeder.users.create(tenant, { username: 'admin', email: 'admin@bench.example' }, ['tenant-admin'], seedMeta);
+    const created = await main.seeder.users.create(
+      tenant,
+      { username: 'admin', email: 'admin@bench.example' },
+      ['tenant-admin'],
+      seedMeta,
+    );
     const adminRow = await main.seeder.users.row(tenant, created.user.id);
     if (!adminRow) throw new Error('no admin row');
-    await main.seeder.users.setPasswordHash(tenant, adminRow, await hashPassword(newPassword), seedMeta, 'user.password.change');
+    await main.seeder.users.setPasswordHash(
+      tenant,
+      adminRow,
+      await hashPassword(newPassword),
+      seedMeta,
+      'user.password.change',
+    );
     const adminAuth = `Bearer ${String((await post('/auth/login', { tenant, username: 'admin', password: newPassword })).accessToken)}`;
     const t0 = performance.now();
-    const terminated = await post(`/tenants/${tenant}/termination`, { contractEndsAt: '2020-01-01T00:00:00Z' }, operator);
+    const terminated = await post(
+      `/tenants/${tenant}/termination`,
+      { contractEndsAt: '2020-01-01T00:00:00Z' },
+      operator,
+    );
     if (!terminated.deleteAt) throw new Error(`termination refused: ${JSON.stringify(terminated)}`);
-    const confirmed = await post(`/tenants/${tenant}/deletion/confirmation`, { currentPassword: newPassword }, adminAuth);
+    const confirmed = await post(
+      `/tenants/${tenant}/deletion/confirmation`,
+      { currentPassword: newPassword },
+      adminAuth,
+    );
     if (!confirmed.deleteAt) throw new Error(`confirmation refused: ${JSON.stringify(confirmed)}`);
-    let state: { status?: string; certificate?: { certificate: { deleted: { rowsByKind: Record<string, number>; blobs: number } } } } = {};
+    let state: {
+      status?: string;
+      certificate?: { certificate: { deleted: { rowsByKind: Record<string, number>; blobs: number } } };
+    } = {};
     while (state.status !== 'completed') {
-      if (performance.now() - t0 > 600_000) throw new Error(`deletion of ${tenant} did not complete: ${JSON.stringify(state)}`);
+      if (performance.now() - t0 > 600_000)
+        throw new Error(`deletion of ${tenant} did not complete: ${JSON.stringify(state)}`);
       await new Promise((r) => setTimeout(r, 100));
       state = (await json(`/tenants/${tenant}/deletion`, { headers: { authorization: operator } })) as typeof state;
     }
@@ -463,7 +631,10 @@ const width = [28, 22, 10, 10, 10];
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i] ?? 10)).join(' ');
 process.stdout.write(`${line(['scenario', 'unit', 'median', 'min', 'max'])}\n${rows.map(line).join('\n')}\n`);
 process.stdout.write(
-  `ratios: ${['intake', 'images', 'export', 'deletion'].filter((n) => results[n]).map((n) => `${n} ${String((results[n] as { ratio: number }).ratio)}`).join(', ')}\n`,
+  `ratios: ${['intake', 'images', 'export', 'deletion']
+    .filter((n) => results[n])
+    .map((n) => `${n} ${String((results[n] as { ratio: number }).ratio)}`)
+    .join(', ')}\n`,
 );
 writeFileSync(join(ROOT, 'bench-results.json'), JSON.stringify(results, null, 2));
 await main.stop();

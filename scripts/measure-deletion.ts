@@ -15,25 +15,48 @@ import { cpuSecondsOf, deleteBaselineRows, seedBaselineRows } from './baselines.
 const count = Number(process.argv[2] ?? 2000);
 const azurite = await startAzurite();
 const services = await createServices(
-  parseConfig({ AzureWebJobsStorage: azurite.connectionString, LABVAULT_ENVIRONMENT: 'test', LABVAULT_DATA_DIR: mkdtempSync(join(tmpdir(), 'lv-del-')) }),
+  parseConfig({
+    AzureWebJobsStorage: azurite.connectionString,
+    LABVAULT_ENVIRONMENT: 'test',
+    LABVAULT_DATA_DIR: mkdtempSync(join(tmpdir(), 'lv-del-')),
+  }),
   { logger: createLogger(() => undefined) },
 );
 const actor = { type: 'system' as const, id: 'measure' };
 const meta = { actor, correlationId: 'm' };
 await services.tenants.create('lab-del', 'Del', { actor, correlationId: 'm' });
-const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'red' } }).png().toBuffer();
+const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'red' } })
+  .png()
+  .toBuffer();
 let next = 0;
 await Promise.all(
   Array.from({ length: 16 }, async () => {
     for (let i = next++; i < count; i = next++) {
       const o = await services.orders.create(
         'lab-del',
-        { externalId: `D-${i}`, patient: { id: `P-${i}`, firstName: 'A', lastName: 'B', birthDate: '1970-01-01', sex: 'female' }, orderingPhysician: { name: 'Dr. X' }, priority: 'routine', specimens: [{ id: 'S-1', type: 'biopsy', collectedAt: '2026-11-20T09:30:00Z' }], examinations: ['histology'] },
+        {
+          externalId: `D-${i}`,
+          patient: { id: `P-${i}`, firstName: 'A', lastName: 'B', birthDate: '1970-01-01', sex: 'female' },
+          orderingPhysician: { name: 'Dr. X' },
+          priority: 'routine',
+          specimens: [{ id: 'S-1', type: 'biopsy', collectedAt: '2026-11-20T09:30:00Z' }],
+          examinations: ['histology'],
+        },
         meta,
       );
       if (i % 10 === 0) {
-        const u = await services.images.createUpload('lab-del', o.order.id, 'S-1', { contentType: 'image/png', fileName: 'x.png' }, meta);
-        await uploadAndProcess(services, { tenant: 'lab-del', orderId: o.order.id, specimenId: 'S-1', imageId: u.imageId }, png);
+        const u = await services.images.createUpload(
+          'lab-del',
+          o.order.id,
+          'S-1',
+          { contentType: 'image/png', fileName: 'x.png' },
+          meta,
+        );
+        await uploadAndProcess(
+          services,
+          { tenant: 'lab-del', orderId: o.order.id, specimenId: 'S-1', imageId: u.imageId },
+          png,
+        );
       }
     }
   }),
@@ -42,7 +65,10 @@ const azuriteCpu0 = cpuSecondsOf(azurite.pid);
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 const rows = await services.deletion.deleteRows('lab-del');
-const rowsCpu = { labvault: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6, azurite: cpuSecondsOf(azurite.pid) - azuriteCpu0 };
+const rowsCpu = {
+  labvault: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6,
+  azurite: cpuSecondsOf(azurite.pid) - azuriteCpu0,
+};
 const t1 = performance.now();
 const blobs = await services.deletion.deleteBlobs('lab-del');
 const t2 = performance.now();
@@ -56,7 +82,10 @@ const baseCpu0 = process.cpuUsage();
 const b0 = performance.now();
 await deleteBaselineRows(table, 'zz-baseline~');
 const b1 = performance.now();
-const baseCpu = { client: (process.cpuUsage(baseCpu0).user + process.cpuUsage(baseCpu0).system) / 1e6, azurite: cpuSecondsOf(azurite.pid) - baseAzurite0 };
+const baseCpu = {
+  client: (process.cpuUsage(baseCpu0).user + process.cpuUsage(baseCpu0).system) / 1e6,
+  azurite: cpuSecondsOf(azurite.pid) - baseAzurite0,
+};
 process.stdout.write(
   JSON.stringify({
     orders: count,

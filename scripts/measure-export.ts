@@ -15,14 +15,24 @@ import { cpuSecondsOf } from './baselines.js';
 const count = Number(process.argv[2] ?? 20000);
 const azurite = await startAzurite();
 const services = await createServices(
-  parseConfig({ AzureWebJobsStorage: azurite.connectionString, LABVAULT_ENVIRONMENT: 'test', LABVAULT_DATA_DIR: mkdtempSync(join(tmpdir(), 'lv-measure-')) }),
+  parseConfig({
+    AzureWebJobsStorage: azurite.connectionString,
+    LABVAULT_ENVIRONMENT: 'test',
+    LABVAULT_DATA_DIR: mkdtempSync(join(tmpdir(), 'lv-measure-')),
+  }),
   { logger: createLogger(() => undefined) },
 );
 const actor = { type: 'system' as const, id: 'measure' };
 await services.tenants.create('lab-measure', 'Measure', { actor, correlationId: 'm' });
 const order = (i: number): CreateOrderInput => ({
   externalId: `M-${i}`,
-  patient: { id: `P-${i % 5000}`, firstName: 'Test', lastName: `Patient${i % 5000}`, birthDate: '1970-01-01', sex: 'female' },
+  patient: {
+    id: `P-${i % 5000}`,
+    firstName: 'Test',
+    lastName: `Patient${i % 5000}`,
+    birthDate: '1970-01-01',
+    sex: 'female',
+  },
   orderingPhysician: { name: 'Dr. Test', lanr: '123456601', bsnr: '031234500' },
   priority: 'routine',
   clinicalInformation: 'Measurement order',
@@ -33,7 +43,8 @@ let next = 0;
 const seedStart = performance.now();
 await Promise.all(
   Array.from({ length: 16 }, async () => {
-    for (let i = next++; i < count; i = next++) await services.orders.create('lab-measure', order(i), { actor, correlationId: 'seed' });
+    for (let i = next++; i < count; i = next++)
+      await services.orders.create('lab-measure', order(i), { actor, correlationId: 'seed' });
   }),
 );
 const seedSeconds = (performance.now() - seedStart) / 1000;
@@ -48,7 +59,10 @@ const sampler = setInterval(() => {
 const azuriteCpuBefore = cpuSecondsOf(azurite.pid);
 const cpuBefore = process.cpuUsage();
 const started = performance.now();
-const record = await services.exports.request('lab-measure', 'ndjson', 'request', 'measure', { actor, correlationId: 'm' });
+const record = await services.exports.request('lab-measure', 'ndjson', 'request', 'measure', {
+  actor,
+  correlationId: 'm',
+});
 const files: PartFile[] = [];
 const stepSeconds: Record<string, number> = {};
 const timed = async <T>(step: string, run: () => Promise<T>): Promise<T> => {
@@ -61,7 +75,9 @@ const timed = async <T>(step: string, run: () => Promise<T>): Promise<T> => {
 const parts = services.exports.plan();
 for (let i = 0; i < parts.length; i += 4) {
   const batch = parts.slice(i, i + 4);
-  const results = await timed('parts', () => Promise.all(batch.map((part) => services.exports.writePart('lab-measure', record.id, part, 'ndjson'))));
+  const results = await timed('parts', () =>
+    Promise.all(batch.map((part) => services.exports.writePart('lab-measure', record.id, part, 'ndjson'))),
+  );
   files.push(...results.flat());
 }
 const archive = await timed('assemble', () => services.exports.assemble('lab-measure', record.id, 'ndjson', files));
@@ -83,7 +99,10 @@ process.stdout.write(
     peakRssMB: Math.round(peak / 1048576),
     peakMB: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, Math.round(v / 1048576)])),
     stepSeconds,
-    cpuSeconds: { labvault: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)), azurite: Number(azuriteCpu.toFixed(1)) },
+    cpuSeconds: {
+      labvault: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)),
+      azurite: Number(azuriteCpu.toFixed(1)),
+    },
   }) + '\n',
 );
 await azurite.stop();

@@ -18,7 +18,13 @@ const dataDir = mkdtempSync(join(tmpdir(), 'labvault-profile-'));
 const profileDir = join(dataDir, 'profiles');
 const host = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
   cwd: ROOT,
-  env: { ...process.env, PORT: '0', LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test', NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir} ${process.env.PROFILE_NODE_OPTIONS ?? ''}` },
+  env: {
+    ...process.env,
+    PORT: '0',
+    LABVAULT_DATA_DIR: dataDir,
+    LABVAULT_ENVIRONMENT: 'test',
+    NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir} ${process.env.PROFILE_NODE_OPTIONS ?? ''}`,
+  },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 let apiBaseUrl = '';
@@ -27,14 +33,25 @@ let storageConnectionString = '';
 for (let i = 0; i < 600 && !apiBaseUrl; i++) {
   await new Promise((r) => setTimeout(r, 100));
   try {
-    const info = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as { apiBaseUrl: string; pid: number; azuritePid: number; storageConnectionString: string };
+    const info = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as {
+      apiBaseUrl: string;
+      pid: number;
+      azuritePid: number;
+      storageConnectionString: string;
+    };
     if (info.pid === host.pid) ({ apiBaseUrl, azuritePid, storageConnectionString } = info);
   } catch {
     // not written yet
   }
 }
 const admin = (args: string[]) =>
-  JSON.parse(spawnSync(process.execPath, ['--import', 'tsx', 'scripts/admin.ts', ...args], { cwd: ROOT, env: { ...process.env, LABVAULT_DATA_DIR: dataDir }, encoding: 'utf8' }).stdout) as Record<string, unknown>;
+  JSON.parse(
+    spawnSync(process.execPath, ['--import', 'tsx', 'scripts/admin.ts', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, LABVAULT_DATA_DIR: dataDir },
+      encoding: 'utf8',
+    }).stdout,
+  ) as Record<string, unknown>;
 admin(['tenant', 'create', '--id', 'profile', '--name', 'Profile']);
 const key = `ApiKey ${String(admin(['integration', 'create', '--tenant', 'profile', '--name', 'p', '--permissions', 'orders:create,images:upload,images:read']).apiKey)}`;
 const body = (n: number) =>
@@ -47,7 +64,11 @@ const body = (n: number) =>
     examinations: ['histology'],
   });
 const post = async (path: string, payload: string) => {
-  const r = await fetch(`${apiBaseUrl}${path}`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: payload });
+  const r = await fetch(`${apiBaseUrl}${path}`, {
+    method: 'POST',
+    headers: { authorization: key, 'content-type': 'application/json' },
+    body: payload,
+  });
   if (r.status !== 201 && r.status !== 200) throw new Error(`${path} answered ${r.status}`);
   return (await r.json()) as Record<string, string>;
 };
@@ -63,10 +84,22 @@ let work: (i: number) => Promise<void> = async (i) => {
   await post('/orders', body(i));
 };
 if (scenario === 'images') {
-  const noise = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'grey', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
+  const noise = await sharp({
+    create: {
+      width: 64,
+      height: 48,
+      channels: 3,
+      background: 'grey',
+      noise: { type: 'gaussian', mean: 128, sigma: 60 },
+    },
+  })
+    .png()
+    .toBuffer();
   const photo = await sharp(noise).resize(4000, 3000).jpeg({ quality: 85 }).toBuffer();
   const orderIds: string[] = [];
-  const rows = TableClient.fromConnectionString(storageConnectionString, 'tenantdata', { allowInsecureConnection: true });
+  const rows = TableClient.fromConnectionString(storageConnectionString, 'tenantdata', {
+    allowInsecureConnection: true,
+  });
   await run(async (i) => {
     orderIds[i] = (await post('/orders', body(i))).id ?? '';
   });
@@ -78,7 +111,11 @@ if (scenario === 'images') {
     // route would profile the polling.
     const orderId = orderIds[i] ?? '';
     for (;;) {
-      const row = await rows.getEntity<{ status: string }>(`profile~orders~${orderId[0] ?? ''}`, `image~${orderId}~S-1~${u.imageId ?? ''}`, { queryOptions: { select: ['status'] } });
+      const row = await rows.getEntity<{ status: string }>(
+        `profile~orders~${orderId[0] ?? ''}`,
+        `image~${orderId}~S-1~${u.imageId ?? ''}`,
+        { queryOptions: { select: ['status'] } },
+      );
       if (row.status === 'ready') return;
       if (row.status !== 'pending') throw new Error(`image ${row.status}`);
       await new Promise((r) => setTimeout(r, 50));
@@ -90,8 +127,13 @@ const cpuByThread = (pid: number | undefined): Map<string, number> => {
   const out = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${String(pid)}/task`)) {
     try {
-      const name = readFileSync(`/proc/${String(pid)}/task/${tid}/comm`, 'utf8').trim().replace(/\d+$/, '');
-      const fields = readFileSync(`/proc/${String(pid)}/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      const name = readFileSync(`/proc/${String(pid)}/task/${tid}/comm`, 'utf8')
+        .trim()
+        .replace(/\d+$/, '');
+      const fields =
+        readFileSync(`/proc/${String(pid)}/task/${tid}/stat`, 'utf8')
+          .split(') ')[1]
+          ?.split(' ') ?? [];
       out.set(`${name} user`, (out.get(`${name} user`) ?? 0) + Number(fields[11]) / 100);
       out.set(`${name} sys`, (out.get(`${name} sys`) ?? 0) + Number(fields[12]) / 100);
     } catch {
@@ -106,7 +148,8 @@ const t0 = performance.now();
 await run(work);
 const seconds = (performance.now() - t0) / 1000;
 const clientCpu = process.cpuUsage(cpuBefore.client);
-const perItem = (cpu: number) => `${((1000 * cpu) / count).toFixed(1)} ms CPU per item (${(cpu / seconds).toFixed(2)} cores)`;
+const perItem = (cpu: number) =>
+  `${((1000 * cpu) / count).toFixed(1)} ms CPU per item (${(cpu / seconds).toFixed(2)} cores)`;
 process.stdout.write(
   `${count} ${scenario} at c=${concurrency}: ${(count / seconds).toFixed(1)}/s\n` +
     `  host:    ${perItem(cpuSecondsOf(host.pid) - cpuBefore.host)}\n` +
@@ -128,7 +171,11 @@ interface ProfileNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
 }
 for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'))) {
-  const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+  };
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
@@ -137,13 +184,27 @@ for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile
   const byFunction = new Map<string, number>();
   for (const [id, us] of self) {
     const { functionName, url, lineNumber } = byId.get(id)?.callFrame ?? { functionName: '?', url: '', lineNumber: 0 };
-    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? (url.includes('/lib/') ? 'labvault' : url.startsWith('node:') ? 'node' : functionName.startsWith('(') ? functionName : 'other');
+    const pkg =
+      /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ??
+      (url.includes('/lib/')
+        ? 'labvault'
+        : url.startsWith('node:')
+          ? 'node'
+          : functionName.startsWith('(')
+            ? functionName
+            : 'other');
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + us);
     const fn = `${functionName || '(anonymous)'} ${url.split('/').slice(-2).join('/')}:${lineNumber}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
   }
   const top = (m: Map<string, number>, n: number) =>
-    [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, us]) => `  ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`).join('\n');
-  process.stdout.write(`\n${file}: ${(total / 1e6).toFixed(1)} s sampled (${(total / 1e6 / seconds).toFixed(2)} of the run)\nby package:\n${top(byPackage, 12)}\nby function:\n${top(byFunction, 25)}\n`);
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, us]) => `  ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`)
+      .join('\n');
+  process.stdout.write(
+    `\n${file}: ${(total / 1e6).toFixed(1)} s sampled (${(total / 1e6 / seconds).toFixed(2)} of the run)\nby package:\n${top(byPackage, 12)}\nby function:\n${top(byFunction, 25)}\n`,
+  );
 }
 process.exit(0);

@@ -14,7 +14,9 @@ const PATTERNS: [string, RegExp][] = [
   ['Azure SAS signature', /[?&]sig=[A-Za-z0-9%+/=]{20,}/g],
 ];
 
-const files = execFileSync('git', ['ls-files'], { encoding: 'utf8' }).split('\n').filter((f) => f && !f.endsWith('package-lock.json'));
+const files = execFileSync('git', ['ls-files'], { encoding: 'utf8' })
+  .split('\n')
+  .filter((f) => f && !f.endsWith('package-lock.json'));
 const findings: string[] = [];
 for (const file of files) {
   let text: string;

@@ -11,7 +11,10 @@ try {
   });
   const functions = host.registrations.map((r) => {
     const trigger = Object.values(r.bindings).find((b) => b.direction === 'in' && String(b.type).endsWith('Trigger'));
-    const route = trigger && typeof trigger.route === 'string' ? ` ${(trigger.methods as string[] | undefined)?.join(',') ?? ''} /api/${trigger.route}` : '';
+    const route =
+      trigger && typeof trigger.route === 'string'
+        ? ` ${(trigger.methods as string[] | undefined)?.join(',') ?? ''} /api/${trigger.route}`
+        : '';
     return `  ${r.name}: ${trigger?.type ?? 'unknown'}${route}`;
   });
   process.stdout.write(`${functions.join('\n')}\n\n`);
@@ -47,6 +50,8 @@ try {
     process.stderr.write(`The local host failed to start: ${error.message}\n`);
     process.exit(1);
   }
-  process.stderr.write(`The local host failed to start: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}\n`);
+  process.stderr.write(
+    `The local host failed to start: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}\n`,
+  );
   process.exit(1);
 }

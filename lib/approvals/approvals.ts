@@ -13,8 +13,14 @@ import { auditEvent } from '../audit/events.js';
  * approves it: one requests, another (holding the same permission) approves, then it runs.
  */
 export const APPROVAL_KINDS = {
-  'legal-hold.lift': { permission: 'tenants:manage', summary: "Lift a tenant's legal hold (its deletion may then proceed)" },
-  'retention-bounds.lower': { permission: 'tenants:manage', summary: "Lower a tenant's retention bounds (data may then be deleted earlier)" },
+  'legal-hold.lift': {
+    permission: 'tenants:manage',
+    summary: "Lift a tenant's legal hold (its deletion may then proceed)",
+  },
+  'retention-bounds.lower': {
+    permission: 'tenants:manage',
+    summary: "Lower a tenant's retention bounds (data may then be deleted earlier)",
+  },
   'backup.delete': { permission: 'backups:manage', summary: 'Delete a table backup' },
   'orchestration.purge': { permission: 'orchestrations:manage', summary: "Purge a finished orchestration's history" },
 } as const satisfies Record<string, { permission: OperatorPermission; summary: string }>;
@@ -69,7 +75,12 @@ export class ApprovalService {
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  async request(kind: ApprovalKind, input: { target: string; tenant?: string; params?: Record<string, unknown>; reason: string }, requester: Principal, meta: RequestMeta): Promise<Approval> {
+  async request(
+    kind: ApprovalKind,
+    input: { target: string; tenant?: string; params?: Record<string, unknown>; reason: string },
+    requester: Principal,
+    meta: RequestMeta,
+  ): Promise<Approval> {
     const now = this.#clock();
     const id = randomBytes(12).toString('hex');
     const row: ApprovalRow = {
@@ -93,7 +104,9 @@ export class ApprovalService {
 
   async list(filter: { status?: ApprovalStatus } = {}): Promise<Approval[]> {
     const out: Approval[] = [];
-    for await (const row of this.#d.platform.listEntities<ApprovalRow>({ queryOptions: { filter: odata`PartitionKey eq ${PARTITION}` } })) {
+    for await (const row of this.#d.platform.listEntities<ApprovalRow>({
+      queryOptions: { filter: odata`PartitionKey eq ${PARTITION}` },
+    })) {
       const approval = this.#withExpiry(toApproval(row));
       if (!filter.status || approval.status === filter.status) out.push(approval);
     }
@@ -108,16 +121,29 @@ export class ApprovalService {
    * Records a second operator's decision. On approval `execute` runs the action; its outcome is
    * recorded (executed, or failed with the problem's detail). Returns the final record.
    */
-  async decide(id: string, approve: boolean, decider: Principal, meta: RequestMeta, execute: (approval: Approval) => Promise<void>): Promise<Approval> {
+  async decide(
+    id: string,
+    approve: boolean,
+    decider: Principal,
+    meta: RequestMeta,
+    execute: (approval: Approval) => Promise<void>,
+  ): Promise<Approval> {
     const row = await this.#row(id);
     const approval = toApproval(row);
     if (decider.kind !== 'operator') throw forbidden('Operators decide on operator actions.');
-    if (decider.id === row.requestedBy) throw forbidden('Nobody approves their own request: a second operator must decide.');
-    if (!decider.operatorPermissions.has(APPROVAL_KINDS[approval.kind].permission)) throw forbidden(`Deciding this request needs ${APPROVAL_KINDS[approval.kind].permission}.`);
+    if (decider.id === row.requestedBy)
+      throw forbidden('Nobody approves their own request: a second operator must decide.');
+    if (!decider.operatorPermissions.has(APPROVAL_KINDS[approval.kind].permission))
+      throw forbidden(`Deciding this request needs ${APPROVAL_KINDS[approval.kind].permission}.`);
     if (row.status !== 'pending') throw conflict(`The request is ${row.status} already.`);
     const now = this.#clock().toISOString();
     if (row.expiresAt <= now) throw conflict('The request expired; ask again.');
-    const decided: ApprovalRow = { ...row, status: approve ? 'executed' : 'denied', decidedBy: decider.id, decidedAt: now };
+    const decided: ApprovalRow = {
+      ...row,
+      status: approve ? 'executed' : 'denied',
+      decidedBy: decider.id,
+      decidedAt: now,
+    };
     delete (decided as Partial<ApprovalRow & { etag: string }>).etag;
     try {
       // The claim: of two deciders, one changes the row; the other meets a new ETag.
@@ -131,7 +157,14 @@ export class ApprovalService {
     try {
       await execute(approval);
     } catch (error) {
-      const failed: ApprovalRow = { ...decided, status: 'failed', failure: error instanceof Error && 'detail' in error ? String((error as { detail: unknown }).detail).slice(0, 300) : 'the action failed' };
+      const failed: ApprovalRow = {
+        ...decided,
+        status: 'failed',
+        failure:
+          error instanceof Error && 'detail' in error
+            ? String((error as { detail: unknown }).detail).slice(0, 300)
+            : 'the action failed',
+      };
       await this.#d.platform.upsertEntity(failed, 'Replace');
       await this.#audit(failed, { ...this.#event('approval.execute', 'E', failed, meta), outcome: 'failure' });
       throw error;
@@ -151,7 +184,9 @@ export class ApprovalService {
   }
 
   #withExpiry(approval: Approval): Approval {
-    return approval.status === 'pending' && approval.expiresAt <= this.#clock().toISOString() ? { ...approval, status: 'expired' } : approval;
+    return approval.status === 'pending' && approval.expiresAt <= this.#clock().toISOString()
+      ? { ...approval, status: 'expired' }
+      : approval;
   }
 
   async #audit(row: ApprovalRow, event: AuditEventInput): Promise<void> {
@@ -160,7 +195,15 @@ export class ApprovalService {
   }
 
   #event(event: string, action: AuditEventInput['action'], row: ApprovalRow, meta: RequestMeta): AuditEventInput {
-    return auditEvent(event, action, { type: 'Approval', id: row.id }, meta, { purpose: 'four-eyes', details: { kind: row.kind, target: row.target, requestedBy: row.requestedBy, ...(row.decidedBy ? { decidedBy: row.decidedBy } : {}) } });
+    return auditEvent(event, action, { type: 'Approval', id: row.id }, meta, {
+      purpose: 'four-eyes',
+      details: {
+        kind: row.kind,
+        target: row.target,
+        requestedBy: row.requestedBy,
+        ...(row.decidedBy ? { decidedBy: row.decidedBy } : {}),
+      },
+    });
   }
 }
 

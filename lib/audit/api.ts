@@ -5,7 +5,6 @@ import { problemSchema } from '../http/schemas.js';
 import { RATE_LIMITS } from '../identity/rate-limits.js';
 import { auditEntrySchema } from './schemas.js';
 
-
 const auditQuerySchema = z.strictObject({
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
@@ -25,7 +24,10 @@ export const listAudit = defineOperation({
   query: auditQuerySchema,
   rateLimit: RATE_LIMITS.auditList,
   responses: {
-    200: { description: 'A page of entries', schema: z.object({ items: z.array(auditEntrySchema), continuationToken: z.string().optional() }) },
+    200: {
+      description: 'A page of entries',
+      schema: z.object({ items: z.array(auditEntrySchema), continuationToken: z.string().optional() }),
+    },
     400: { description: 'Invalid query, or a continuation token not issued for it', schema: problemSchema },
     401: { description: 'Missing or invalid credentials', schema: problemSchema },
     403: { description: 'Not permitted', schema: problemSchema },

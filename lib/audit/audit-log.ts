@@ -83,7 +83,11 @@ function toEntry(tenant: string, row: EntryRow): AuditEntry {
     event: row.event,
     action: row.action as AuditEntry['action'],
     outcome: row.outcome as AuditEntry['outcome'],
-    actor: { type: row.actorType as AuditEntry['actor']['type'], id: row.actorId, ...(row.actorAddress ? { address: row.actorAddress } : {}) },
+    actor: {
+      type: row.actorType as AuditEntry['actor']['type'],
+      id: row.actorId,
+      ...(row.actorAddress ? { address: row.actorAddress } : {}),
+    },
     entity: { type: row.entityType, id: row.entityId },
     ...(row.patientRef ? { patientRef: row.patientRef } : {}),
     ...(row.purpose ? { purpose: row.purpose } : {}),
@@ -196,7 +200,11 @@ export class AuditLog {
         const headEntity = { partitionKey, rowKey: HEAD_ROW, seq, hash: prev, updatedAt: at };
         const headAction: TransactionAction =
           head.etag === undefined ? ['create', headEntity] : ['update', headEntity, 'Replace', { etag: head.etag }];
-        const actions: TransactionAction[] = [...domainActions, ...rows.map((r): TransactionAction => ['create', r]), headAction];
+        const actions: TransactionAction[] = [
+          ...domainActions,
+          ...rows.map((r): TransactionAction => ['create', r]),
+          headAction,
+        ];
         let headEtag: string | undefined;
         let domainEtags: (string | undefined)[];
         try {
@@ -247,7 +255,9 @@ export class AuditLog {
   async record(tenant: string, partitionKey: string, events: readonly AuditEventInput[]): Promise<AuditEntry[]> {
     const entries: AuditEntry[] = [];
     for (let i = 0; i < events.length; i += MAX_EVENTS_PER_COMMIT) {
-      entries.push(...(await this.commit(tenant, partitionKey, () => [], events.slice(i, i + MAX_EVENTS_PER_COMMIT))).entries);
+      entries.push(
+        ...(await this.commit(tenant, partitionKey, () => [], events.slice(i, i + MAX_EVENTS_PER_COMMIT))).entries,
+      );
     }
     return entries;
   }
@@ -258,7 +268,11 @@ export class AuditLog {
    * as they are read (a k-way merge): memory holds at most one page per stream, whatever the log's
    * size. `after` resumes behind an entry an earlier page ended with.
    */
-  async *list(tenant: string, query: AuditQuery = {}, options: { after?: AuditPosition; pageSize?: number } = {}): AsyncGenerator<AuditEntry> {
+  async *list(
+    tenant: string,
+    query: AuditQuery = {},
+    options: { after?: AuditPosition; pageSize?: number } = {},
+  ): AsyncGenerator<AuditEntry> {
     const pageSize = options.pageSize ?? 100;
     const after = options.after;
     const from = after && (!query.from || after.at > query.from) ? after.at : query.from;
@@ -271,13 +285,21 @@ export class AuditLog {
       if (query.event) filter += ' and ' + odata`event eq ${query.event}`;
       if (query.action) filter += ' and ' + odata`action eq ${query.action}`;
       if (query.entity) filter += ' and ' + odata`entityId eq ${query.entity}`;
-      const pages = this.#table.listEntities<EntryRow>({ queryOptions: { filter } }).byPage({ maxPageSize: pageSize })[Symbol.asyncIterator]();
+      const pages = this.#table
+        .listEntities<EntryRow>({ queryOptions: { filter } })
+        .byPage({ maxPageSize: pageSize })
+        [Symbol.asyncIterator]();
       const cursor: StreamCursor = { stream: streamOf(tenant, partitionKey), pages, buffer: [], done: false };
       if (await fill(cursor, tenant, after)) cursors.push(cursor);
     }
     for (;;) {
       let best: StreamCursor | undefined;
-      for (const c of cursors) if (c.buffer.length > 0 && (!best || comparePositions(c.buffer[0] as AuditEntry, best.buffer[0] as AuditEntry) < 0)) best = c;
+      for (const c of cursors)
+        if (
+          c.buffer.length > 0 &&
+          (!best || comparePositions(c.buffer[0] as AuditEntry, best.buffer[0] as AuditEntry) < 0)
+        )
+          best = c;
       if (!best) return;
       const entry = best.buffer.shift() as AuditEntry;
       if (best.buffer.length === 0) await fill(best, tenant, after);
@@ -290,7 +312,8 @@ export class AuditLog {
     const { from, to } = tenantPartitionRange(tenant);
     const partitions: string[] = [];
     const filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey eq ${HEAD_ROW}`;
-    for await (const row of this.#table.listEntities({ queryOptions: { filter, select: ['PartitionKey'] } })) partitions.push(row.partitionKey as string);
+    for await (const row of this.#table.listEntities({ queryOptions: { filter, select: ['PartitionKey'] } }))
+      partitions.push(row.partitionKey as string);
     return partitions;
   }
 
@@ -305,9 +328,13 @@ export class AuditLog {
   async *entriesOutside(tenant: string, area: string): AsyncGenerator<AuditEntry> {
     const { from, to } = tenantPartitionRange(tenant);
     const excluded = { from: `${tenant}~${area}~`, to: `${tenant}~${area}~~` };
-    for (const range of [{ from, to: excluded.from }, { from: excluded.to, to }]) {
+    for (const range of [
+      { from, to: excluded.from },
+      { from: excluded.to, to },
+    ]) {
       const filter = odata`PartitionKey ge ${range.from} and PartitionKey lt ${range.to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO}`;
-      for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } })) yield toEntry(tenant, row);
+      for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } }))
+        yield toEntry(tenant, row);
     }
   }
 
@@ -367,8 +394,16 @@ export class AuditLog {
     const cached = this.#heads.get(partitionKey);
     if (cached) return cached;
     try {
-      const row = await this.#table.getEntity<{ seq: number; hash: string; updatedAt?: string }>(partitionKey, HEAD_ROW);
-      const head: Head = { seq: row.seq, hash: row.hash, etag: row.etag, ...(row.updatedAt ? { at: row.updatedAt } : {}) };
+      const row = await this.#table.getEntity<{ seq: number; hash: string; updatedAt?: string }>(
+        partitionKey,
+        HEAD_ROW,
+      );
+      const head: Head = {
+        seq: row.seq,
+        hash: row.hash,
+        etag: row.etag,
+        ...(row.updatedAt ? { at: row.updatedAt } : {}),
+      };
       this.#heads.set(partitionKey, head);
       return head;
     } catch (error) {

@@ -8,7 +8,9 @@ const p = (description: string): ResponseSpec => ({ description, schema: problem
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
 const backupIdSchema = z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/);
 
-const backupSummarySchema = z.object({ backupId: z.string(), createdAt: z.string(), tables: z.number(), entities: z.number() }).meta({ id: 'BackupSummary' });
+const backupSummarySchema = z
+  .object({ backupId: z.string(), createdAt: z.string(), tables: z.number(), entities: z.number() })
+  .meta({ id: 'BackupSummary' });
 
 export const listBackups = defineOperation({
   id: 'listBackups',
@@ -39,7 +41,11 @@ export const deleteBackup = defineOperation({
   access: { operatorPermission: 'backups:manage' },
   params: z.strictObject({ id: backupIdSchema }),
   query: z.strictObject({ reason: line(500).optional() }),
-  responses: { 202: { description: 'Requested; waits for a second operator', schema: approvalSchema }, ...common, 404: p('Unknown backup') },
+  responses: {
+    202: { description: 'Requested; waits for a second operator', schema: approvalSchema },
+    ...common,
+    404: p('Unknown backup'),
+  },
 });
 
 export const backupOperations = [listBackups, startBackup, deleteBackup];

@@ -89,7 +89,10 @@ export class BackupService {
       bytes += c.length;
     });
     const tap = new PassThrough();
-    const upload = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER).getBlockBlobClient(`${backupId}/${table}.ndjson.enc`).uploadStream(tap, 4 * 1024 * 1024, 2);
+    const upload = this.#storage.blobService
+      .getContainerClient(BACKUP_CONTAINER)
+      .getBlockBlobClient(`${backupId}/${table}.ndjson.enc`)
+      .uploadStream(tap, 4 * 1024 * 1024, 2);
     const done = pipeline(plain, encrypt, tap);
     let entities = 0;
     for await (const entity of this.#storage.table(table).listEntities<Entity>()) {
@@ -107,10 +110,22 @@ export class BackupService {
   }
 
   async writeManifest(backupId: string, tables: TableBackup[]): Promise<BackupManifest> {
-    const manifest: BackupManifest = { backupId, createdAt: this.#clock().toISOString(), format: 'ndjson+aes256gcm-chunked', tables };
+    const manifest: BackupManifest = {
+      backupId,
+      createdAt: this.#clock().toISOString(),
+      format: 'ndjson+aes256gcm-chunked',
+      tables,
+    };
     const text = JSON.stringify(manifest, null, 2);
-    await this.#storage.blobService.getContainerClient(BACKUP_CONTAINER).getBlockBlobClient(`${backupId}/manifest.json`).upload(text, Buffer.byteLength(text));
-    this.#logger.log('info', 'backup.completed', { backupId, tables: tables.length, entities: tables.reduce((n, t) => n + t.entities, 0) });
+    await this.#storage.blobService
+      .getContainerClient(BACKUP_CONTAINER)
+      .getBlockBlobClient(`${backupId}/manifest.json`)
+      .upload(text, Buffer.byteLength(text));
+    this.#logger.log('info', 'backup.completed', {
+      backupId,
+      tables: tables.length,
+      entities: tables.reduce((n, t) => n + t.entities, 0),
+    });
     return manifest;
   }
 
@@ -121,7 +136,12 @@ export class BackupService {
     for await (const blob of container.listBlobsFlat()) {
       if (!blob.name.endsWith('/manifest.json')) continue;
       const manifest = await this.manifest(blob.name.slice(0, -'/manifest.json'.length));
-      out.push({ backupId: manifest.backupId, createdAt: manifest.createdAt, tables: manifest.tables.length, entities: manifest.tables.reduce((n, t) => n + t.entities, 0) });
+      out.push({
+        backupId: manifest.backupId,
+        createdAt: manifest.createdAt,
+        tables: manifest.tables.length,
+        entities: manifest.tables.reduce((n, t) => n + t.entities, 0),
+      });
     }
     return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
@@ -143,7 +163,10 @@ export class BackupService {
 
   async manifest(backupId: string): Promise<BackupManifest> {
     try {
-      const buffer = await this.#storage.blobService.getContainerClient(BACKUP_CONTAINER).getBlobClient(`${backupId}/manifest.json`).downloadToBuffer();
+      const buffer = await this.#storage.blobService
+        .getContainerClient(BACKUP_CONTAINER)
+        .getBlobClient(`${backupId}/manifest.json`)
+        .downloadToBuffer();
       return JSON.parse(buffer.toString('utf8')) as BackupManifest;
     } catch {
       throw notFound('No such backup.');
@@ -154,24 +177,38 @@ export class BackupService {
    * Restores a backup into `target` (an empty account), verifying both checksums of every table
    * before its first entity is written.
    */
-  async restore(backupId: string, target: StorageClients): Promise<{ backupId: string; tables: { table: string; entities: number; verified: boolean }[] }> {
+  async restore(
+    backupId: string,
+    target: StorageClients,
+  ): Promise<{ backupId: string; tables: { table: string; entities: number; verified: boolean }[] }> {
     const manifest = await this.manifest(backupId);
     const container = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER);
     const results: { table: string; entities: number; verified: boolean }[] = [];
     for (const entry of manifest.tables) {
       const client = target.table(entry.table);
       await target.tableService.createTable(entry.table);
-      for await (const _ of client.listEntities({ queryOptions: { select: ['PartitionKey'] } })) throw conflict(`The target table ${entry.table} is not empty.`);
+      for await (const _ of client.listEntities({ queryOptions: { select: ['PartitionKey'] } }))
+        throw conflict(`The target table ${entry.table} is not empty.`);
       const blob = container.getBlobClient(`${backupId}/${entry.table}.ndjson.enc`);
       const encrypted = await blob.downloadToBuffer();
-      if (createHash('sha256').update(encrypted).digest('hex') !== entry.encryptedSha256) throw conflict(`The backup of ${entry.table} does not match its checksum.`);
+      if (createHash('sha256').update(encrypted).digest('hex') !== entry.encryptedSha256)
+        throw conflict(`The backup of ${entry.table} does not match its checksum.`);
       const chunks: Buffer[] = [];
-      const decrypt = createDecryptStream(async (version) => (await this.#key(version)).key, { tenant: 'platform', record: backupId, field: entry.table });
+      const decrypt = createDecryptStream(async (version) => (await this.#key(version)).key, {
+        tenant: 'platform',
+        record: backupId,
+        field: entry.table,
+      });
       decrypt.on('data', (c: Buffer) => chunks.push(c));
       await pipeline(new PassThrough().end(encrypted), decrypt);
       const plain = Buffer.concat(chunks);
-      if (createHash('sha256').update(plain).digest('hex') !== entry.sha256) throw conflict(`The content of ${entry.table} does not match its checksum.`);
-      const entities = plain.toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Entity);
+      if (createHash('sha256').update(plain).digest('hex') !== entry.sha256)
+        throw conflict(`The content of ${entry.table} does not match its checksum.`);
+      const entities = plain
+        .toString('utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Entity);
       await writeBatches(client, entities);
       results.push({ table: entry.table, entities: entities.length, verified: entities.length === entry.entities });
     }
@@ -194,7 +231,9 @@ async function writeBatches(client: TableClient, entities: Entity[]): Promise<vo
       for (let i = next++; i < partitions.length; i = next++) {
         const rows = partitions[i] ?? [];
         for (let j = 0; j < rows.length; j += 100) {
-          await client.submitTransaction(rows.slice(j, j + 100).map((e): TransactionAction => ['upsert', e, 'Replace']));
+          await client.submitTransaction(
+            rows.slice(j, j + 100).map((e): TransactionAction => ['upsert', e, 'Replace']),
+          );
         }
       }
     }),

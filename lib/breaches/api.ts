@@ -21,7 +21,9 @@ const breachInputSchema = z
     measures: freeText(4000),
     keysExposed: z.boolean().default(false),
   })
-  .refine((b) => b.tenants !== undefined || b.suspectedPrincipal !== undefined, { message: 'give the affected tenants, or a suspected principal to derive them from the audit logs' })
+  .refine((b) => b.tenants !== undefined || b.suspectedPrincipal !== undefined, {
+    message: 'give the affected tenants, or a suspected principal to derive them from the audit logs',
+  })
   .meta({ id: 'BreachReport' });
 
 const breachUpdateSchema = z
@@ -36,7 +38,14 @@ const breachUpdateSchema = z
   })
   .meta({ id: 'BreachUpdate' });
 
-const analysisSchema = z.strictObject({ rootCause: freeText(8000), measures: freeText(8000), lessons: freeText(8000).optional(), closed: z.boolean() }).meta({ id: 'BreachAnalysis' });
+const analysisSchema = z
+  .strictObject({
+    rootCause: freeText(8000),
+    measures: freeText(8000),
+    lessons: freeText(8000).optional(),
+    closed: z.boolean(),
+  })
+  .meta({ id: 'BreachAnalysis' });
 const decisionSchema = z.strictObject({ notify: z.literal(false), reasoning: freeText(4000) });
 const webhookSchema = z.strictObject({ url: z.url().max(2000) });
 
@@ -48,7 +57,11 @@ export const reportBreach = defineOperation({
   summary: 'Record a breach and start notifying the affected tenants',
   access: { operatorPermission: 'breaches:manage' },
   body: breachInputSchema,
-  responses: { 202: { description: 'Recorded; notification started', schema: z.object({ id: z.string() }) }, ...common, 422: p('Unknown tenant') },
+  responses: {
+    202: { description: 'Recorded; notification started', schema: z.object({ id: z.string() }) },
+    ...common,
+    422: p('Unknown tenant'),
+  },
 });
 
 export const listBreaches = defineOperation({
@@ -58,7 +71,10 @@ export const listBreaches = defineOperation({
   tag: 'breaches',
   summary: 'The breach register',
   access: { operatorPermission: 'breaches:manage' },
-  responses: { 200: { description: 'Breaches', schema: z.object({ items: z.array(z.record(z.string(), z.unknown())) }) }, ...common },
+  responses: {
+    200: { description: 'Breaches', schema: z.object({ items: z.array(z.record(z.string(), z.unknown())) }) },
+    ...common,
+  },
 });
 
 export const getBreach = defineOperation({
@@ -69,7 +85,11 @@ export const getBreach = defineOperation({
   summary: 'Timeline, affected tenants and counts, deadlines, notification and acknowledgement state',
   access: { operatorPermission: 'breaches:manage' },
   params: id,
-  responses: { 200: { description: 'Breach', schema: z.record(z.string(), z.unknown()) }, ...common, 404: p('Unknown breach') },
+  responses: {
+    200: { description: 'Breach', schema: z.record(z.string(), z.unknown()) },
+    ...common,
+    404: p('Unknown breach'),
+  },
 });
 
 export const updateBreach = defineOperation({
@@ -81,7 +101,12 @@ export const updateBreach = defineOperation({
   access: { operatorPermission: 'breaches:manage' },
   params: id,
   body: breachUpdateSchema,
-  responses: { 202: { description: 'Update sent', schema: z.object({ sequence: z.number() }) }, ...common, 404: p('Unknown breach'), 409: p('Not open') },
+  responses: {
+    202: { description: 'Update sent', schema: z.object({ sequence: z.number() }) },
+    ...common,
+    404: p('Unknown breach'),
+    409: p('Not open'),
+  },
 });
 
 export const recordAnalysis = defineOperation({
@@ -127,7 +152,11 @@ export const draftFromAlert = defineOperation({
   summary: 'Turn a security alert into a breach draft (never notified automatically)',
   access: { operatorPermission: 'breaches:manage' },
   params: z.strictObject({ alertId: z.string().regex(/^[0-9a-f]{16}$/) }),
-  responses: { 201: { description: 'Draft', schema: z.object({ id: z.string() }) }, ...common, 404: p('Unknown alert') },
+  responses: {
+    201: { description: 'Draft', schema: z.object({ id: z.string() }) },
+    ...common,
+    404: p('Unknown alert'),
+  },
 });
 
 export const listNotifications = defineOperation({
@@ -137,7 +166,10 @@ export const listNotifications = defineOperation({
   tag: 'breaches',
   summary: "The tenant's breach notifications",
   access: { permission: 'breaches:acknowledge' },
-  responses: { 200: { description: 'Notifications', schema: z.object({ items: z.array(z.record(z.string(), z.unknown())) }) }, ...common },
+  responses: {
+    200: { description: 'Notifications', schema: z.object({ items: z.array(z.record(z.string(), z.unknown())) }) },
+    ...common,
+  },
 });
 
 export const acknowledgeNotification = defineOperation({
@@ -145,7 +177,8 @@ export const acknowledgeNotification = defineOperation({
   method: 'POST',
   route: 'breach-notifications/{id}/acknowledgement',
   tag: 'breaches',
-  summary: 'Acknowledge a notification (the id GET /api/breach-notifications gives it) and the earlier ones of its breach; stops reminders for this tenant',
+  summary:
+    'Acknowledge a notification (the id GET /api/breach-notifications gives it) and the earlier ones of its breach; stops reminders for this tenant',
   access: { permission: 'breaches:acknowledge' },
   params: z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}-\d{1,4}$/) }),
   responses: { 204: { description: 'Acknowledged' }, ...common, 404: p('Unknown notification') },
@@ -160,7 +193,15 @@ export const resendDeliveries = defineOperation({
   access: { operatorPermission: 'breaches:manage' },
   params: id,
   body: z.strictObject({ tenants: z.array(tenantId).min(1).max(1000).optional() }),
-  responses: { 202: { description: 'Deliveries started', schema: z.object({ deliveries: z.array(z.object({ tenant: z.string(), sequence: z.number() })) }) }, ...common, 404: p('Unknown breach'), 422: p('Not a tenant of this breach') },
+  responses: {
+    202: {
+      description: 'Deliveries started',
+      schema: z.object({ deliveries: z.array(z.object({ tenant: z.string(), sequence: z.number() })) }),
+    },
+    ...common,
+    404: p('Unknown breach'),
+    422: p('Not a tenant of this breach'),
+  },
 });
 
 export const setBreachWebhook = defineOperation({
@@ -168,10 +209,28 @@ export const setBreachWebhook = defineOperation({
   method: 'PUT',
   route: 'breach-webhook',
   tag: 'breaches',
-  summary: 'Where breach notifications and reminders are also delivered (Standard Webhooks signatures); the signing secret is shown once',
+  summary:
+    'Where breach notifications and reminders are also delivered (Standard Webhooks signatures); the signing secret is shown once',
   access: { permission: 'breaches:acknowledge' },
   body: webhookSchema,
-  responses: { 200: { description: 'Secret', schema: z.object({ secret: z.string() }) }, ...common, 422: p('Not https') },
+  responses: {
+    200: { description: 'Secret', schema: z.object({ secret: z.string() }) },
+    ...common,
+    422: p('Not https'),
+  },
 });
 
-export const breachOperations = [reportBreach, listBreaches, getBreach, updateBreach, recordAnalysis, confirmDraft, decideBreach, draftFromAlert, listNotifications, acknowledgeNotification, resendDeliveries, setBreachWebhook];
+export const breachOperations = [
+  reportBreach,
+  listBreaches,
+  getBreach,
+  updateBreach,
+  recordAnalysis,
+  confirmDraft,
+  decideBreach,
+  draftFromAlert,
+  listNotifications,
+  acknowledgeNotification,
+  resendDeliveries,
+  setBreachWebhook,
+];

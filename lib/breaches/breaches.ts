@@ -6,7 +6,14 @@ import type { AppConfig } from '../config.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import { conflict, notFound, unprocessable } from '../errors.js';
 import type { SecurityAlertService } from '../identity/security-alerts.js';
-import { checkUrl, DEFAULT_OUTBOUND_POLICY, guardedPost, OutboundError, type OutboundPolicy, resolveChecked } from '../net/outbound.js';
+import {
+  checkUrl,
+  DEFAULT_OUTBOUND_POLICY,
+  guardedPost,
+  OutboundError,
+  type OutboundPolicy,
+  resolveChecked,
+} from '../net/outbound.js';
 import type { Logger } from '../observability/logger.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
@@ -133,8 +140,13 @@ export class BreachService {
     this.#outbound = options.outbound ?? DEFAULT_OUTBOUND_POLICY;
   }
 
-  async register(input: BreachInput, options: { draft?: boolean; fromAlert?: string } = {}): Promise<{ id: string; timing: BreachTiming }> {
-    for (const tenant of input.tenants ?? []) if (!(await this.#tenants.get(tenant))) throw unprocessable(`No tenant "${tenant}".`, [{ path: '/tenants', message: `unknown tenant ${tenant}` }]);
+  async register(
+    input: BreachInput,
+    options: { draft?: boolean; fromAlert?: string } = {},
+  ): Promise<{ id: string; timing: BreachTiming }> {
+    for (const tenant of input.tenants ?? [])
+      if (!(await this.#tenants.get(tenant)))
+        throw unprocessable(`No tenant "${tenant}".`, [{ path: '/tenants', message: `unknown tenant ${tenant}` }]);
     const id = randomBytes(12).toString('hex');
     const now = this.#clock();
     const timing = this.#timing(now);
@@ -150,7 +162,11 @@ export class BreachService {
       ...(options.fromAlert ? { fromAlert: options.fromAlert } : {}),
     };
     await this.#platform.createEntity(row);
-    await this.timeline(id, options.draft ? 'draft-created' : 'registered', options.fromAlert ? `from alert ${options.fromAlert}` : 'reported by a security officer');
+    await this.timeline(
+      id,
+      options.draft ? 'draft-created' : 'registered',
+      options.fromAlert ? `from alert ${options.fromAlert}` : 'reported by a security officer',
+    );
     return { id, timing };
   }
 
@@ -178,7 +194,9 @@ export class BreachService {
   async confirmDraft(id: string): Promise<BreachTiming> {
     const row = await this.#row(id);
     if (row.status !== 'draft') throw conflict(`The breach is ${row.status}.`);
-    await this.#platform.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'open' }, 'Merge', { etag: (row as BreachRow & { etag: string }).etag });
+    await this.#platform.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'open' }, 'Merge', {
+      etag: (row as BreachRow & { etag: string }).etag,
+    });
     await this.timeline(id, 'confirmed', 'draft confirmed for notification');
     return this.timingOf(row);
   }
@@ -186,9 +204,16 @@ export class BreachService {
   /** Documents a decision not to notify, with its reasoning (Art. 33(5)). */
   async decideNotToNotify(id: string, reasoning: string): Promise<void> {
     const row = await this.#row(id);
-    if (row.status !== 'draft') throw conflict(`The breach is ${row.status}; only drafts can be closed without notification.`);
+    if (row.status !== 'draft')
+      throw conflict(`The breach is ${row.status}; only drafts can be closed without notification.`);
     await this.#platform.updateEntity(
-      { partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'not-notified', decision: JSON.stringify({ notify: false, reasoning, at: this.#clock().toISOString() }), closedAt: this.#clock().toISOString() },
+      {
+        partitionKey: row.partitionKey,
+        rowKey: row.rowKey,
+        status: 'not-notified',
+        decision: JSON.stringify({ notify: false, reasoning, at: this.#clock().toISOString() }),
+        closedAt: this.#clock().toISOString(),
+      },
       'Merge',
     );
     await this.timeline(id, 'not-notified', reasoning);
@@ -235,9 +260,13 @@ export class BreachService {
       }
       const recordsByCategory = Object.fromEntries([...records.entries()].map(([k, v]) => [k, v.size]));
       const total = Object.values(recordsByCategory).reduce((a, b) => a + b, 0);
-      if (input.tenants || total > 0 || subjects.size > 0) scopes.push({ tenant, dataSubjects: subjects.size, records: total, recordsByCategory });
+      if (input.tenants || total > 0 || subjects.size > 0)
+        scopes.push({ tenant, dataSubjects: subjects.size, records: total, recordsByCategory });
     }
-    await this.#platform.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, scope: JSON.stringify(scopes) }, 'Merge');
+    await this.#platform.updateEntity(
+      { partitionKey: row.partitionKey, rowKey: row.rowKey, scope: JSON.stringify(scopes) },
+      'Merge',
+    );
     await this.timeline(id, 'scoped', `${scopes.length} tenant(s) affected`);
     return scopes;
   }
@@ -247,7 +276,8 @@ export class BreachService {
     const row = await this.#row(id);
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     const rowKey = `notice~${id}~${padSeq(seq)}`;
-    const recorded = () => this.timeline(id, 'notified', `notification ${seq} in LabVault`, tenant, `notified~${tenant}~${seq}`);
+    const recorded = () =>
+      this.timeline(id, 'notified', `notification ${seq} in LabVault`, tenant, `notified~${tenant}~${seq}`);
     try {
       await this.#tenantData.getEntity(partitionKey, rowKey);
       return await recorded(); // sent already (a repeated activity): only its timeline entry may be missing
@@ -255,9 +285,22 @@ export class BreachService {
       if (!isNotFound(error)) throw error;
     }
     const content = this.#content(row, tenant, seq);
-    const notice: NoticeRow = { partitionKey, rowKey, breachId: id, seq, sentAt: this.#clock().toISOString(), content: JSON.stringify(content) };
+    const notice: NoticeRow = {
+      partitionKey,
+      rowKey,
+      breachId: id,
+      seq,
+      sentAt: this.#clock().toISOString(),
+      content: JSON.stringify(content),
+    };
     await this.#audit.commit(tenant, partitionKey, () => [['create', notice]], [
-      auditEvent('breach.notification', 'C', { type: 'BreachNotification', id: `${id}-${seq}` }, { actor: { type: 'operator', id: 'security-officer' }, correlationId: `breach-${id}` }, { purpose: 'breach-notification', details: { seq, late: content.lateReason !== undefined } }),
+      auditEvent(
+        'breach.notification',
+        'C',
+        { type: 'BreachNotification', id: `${id}-${seq}` },
+        { actor: { type: 'operator', id: 'security-officer' }, correlationId: `breach-${id}` },
+        { purpose: 'breach-notification', details: { seq, late: content.lateReason !== undefined } },
+      ),
     ]);
     await recorded();
   }
@@ -265,7 +308,10 @@ export class BreachService {
   #content(row: BreachRow, tenant: string, seq: number): Record<string, unknown> {
     const input = JSON.parse(row.input) as BreachInput;
     const updates = (row.updates ? (JSON.parse(row.updates) as Record<string, unknown>[]) : []).slice(0, seq - 1);
-    const latest = Object.assign({}, input, ...updates) as BreachInput & { moreToFollow?: boolean; lateReason?: string };
+    const latest = Object.assign({}, input, ...updates) as BreachInput & {
+      moreToFollow?: boolean;
+      lateReason?: string;
+    };
     const scope = (row.scope ? (JSON.parse(row.scope) as TenantScope[]) : []).find((s) => s.tenant === tenant);
     const now = this.#clock().toISOString();
     const late = now > row.processorDeadline;
@@ -289,7 +335,9 @@ export class BreachService {
       keysExposed: input.keysExposed,
       processorDeadline: row.processorDeadline,
       controllerDeadline: row.controllerDeadline,
-      ...(late ? { lateReason: latest.lateReason ?? `sent after the processor deadline (${row.processorDeadline})` } : {}),
+      ...(late
+        ? { lateReason: latest.lateReason ?? `sent after the processor deadline (${row.processorDeadline})` }
+        : {}),
     };
   }
 
@@ -299,7 +347,11 @@ export class BreachService {
     if (row.status !== 'open') throw conflict(`The breach is ${row.status}.`);
     const updates = row.updates ? (JSON.parse(row.updates) as Record<string, unknown>[]) : [];
     updates.push(update);
-    await this.#platform.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, updates: JSON.stringify(updates) }, 'Merge', { etag: (row as BreachRow & { etag: string }).etag });
+    await this.#platform.updateEntity(
+      { partitionKey: row.partitionKey, rowKey: row.rowKey, updates: JSON.stringify(updates) },
+      'Merge',
+      { etag: (row as BreachRow & { etag: string }).etag },
+    );
     await this.timeline(id, 'update-registered', `update ${updates.length + 1}`);
     return updates.length + 1;
   }
@@ -315,19 +367,33 @@ export class BreachService {
       await resolveChecked(checkUrl(url, this.#outbound), this.#outbound);
     } catch (error) {
       if (!(error instanceof OutboundError)) throw error;
-      if (error.reason !== 'dns') throw unprocessable(`The webhook URL is refused: ${error.message}.`, [{ path: '/url', message: error.message }]);
+      if (error.reason !== 'dns')
+        throw unprocessable(`The webhook URL is refused: ${error.message}.`, [
+          { path: '/url', message: error.message },
+        ]);
     }
     const secret = `whsec_${randomBytes(32).toString('base64')}`;
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     const encSecret = await this.#crypto.encryptJson({ tenant, record: 'breach-webhook', field: 'secret' }, secret);
-    await this.#audit.commit(tenant, partitionKey, () => [['upsert', { partitionKey, rowKey: 'webhook', url, encSecret }, 'Replace']], [
-      auditEvent('breach.webhook.set', 'U', { type: 'Webhook', id: 'breach' }, meta, { purpose: 'breach-notification' }),
-    ]);
+    await this.#audit.commit(
+      tenant,
+      partitionKey,
+      () => [['upsert', { partitionKey, rowKey: 'webhook', url, encSecret }, 'Replace']],
+      [
+        auditEvent('breach.webhook.set', 'U', { type: 'Webhook', id: 'breach' }, meta, {
+          purpose: 'breach-notification',
+        }),
+      ],
+    );
     return secret;
   }
 
   /** The webhook message of a notification or a reminder (the same message on every attempt). */
-  async #message(id: string, tenant: string, message: DeliveryMessage): Promise<{ webhookId: string; type: string; data: Record<string, unknown> } | undefined> {
+  async #message(
+    id: string,
+    tenant: string,
+    message: DeliveryMessage,
+  ): Promise<{ webhookId: string; type: string; data: Record<string, unknown> } | undefined> {
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     let notice: NoticeRow;
     try {
@@ -350,7 +416,10 @@ export class BreachService {
             controllerDeadline: content.controllerDeadline,
           };
     // The same id on every attempt and re-send of one message, so a receiver can drop duplicates.
-    const webhookId = `msg_${createHash('sha256').update(`${id}|${tenant}|${message.kind}|${message.seq}|${message.hours ?? ''}`).digest('hex').slice(0, 26)}`;
+    const webhookId = `msg_${createHash('sha256')
+      .update(`${id}|${tenant}|${message.kind}|${message.seq}|${message.hours ?? ''}`)
+      .digest('hex')
+      .slice(0, 26)}`;
     return { webhookId, type: message.kind === 'notification' ? 'breach.notification' : 'breach.reminder', data };
   }
 
@@ -371,9 +440,16 @@ export class BreachService {
     }
     const built = await this.#message(id, tenant, message);
     if (!built) throw new Error('the notification to deliver does not exist');
-    const secret = await this.#crypto.decryptJson<string>({ tenant, record: 'breach-webhook', field: 'secret' }, webhook.encSecret);
+    const secret = await this.#crypto.decryptJson<string>(
+      { tenant, record: 'breach-webhook', field: 'secret' },
+      webhook.encSecret,
+    );
     const timestamp = Math.floor(this.#clock().getTime() / 1000).toString();
-    const body = JSON.stringify({ type: built.type, timestamp: new Date(Number(timestamp) * 1000).toISOString(), data: built.data });
+    const body = JSON.stringify({
+      type: built.type,
+      timestamp: new Date(Number(timestamp) * 1000).toISOString(),
+      data: built.data,
+    });
     const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');
     const signature = createHmac('sha256', key).update(`${built.webhookId}.${timestamp}.${body}`).digest('base64');
     let status: number | undefined;
@@ -383,7 +459,15 @@ export class BreachService {
       status = (
         await guardedPost(
           webhook.url,
-          { headers: { 'content-type': 'application/json', 'webhook-id': built.webhookId, 'webhook-timestamp': timestamp, 'webhook-signature': `v1,${signature}` }, body },
+          {
+            headers: {
+              'content-type': 'application/json',
+              'webhook-id': built.webhookId,
+              'webhook-timestamp': timestamp,
+              'webhook-signature': `v1,${signature}`,
+            },
+            body,
+          },
           this.#outbound,
         )
       ).status;
@@ -405,7 +489,13 @@ export class BreachService {
       ...(status !== undefined ? { httpStatus: status } : {}),
       ...(failure ? { error: failure } : {}),
     });
-    this.#logger.log(ok ? 'info' : 'warn', 'breach.delivery', { breachId: id, kind: message.kind, seq: message.seq, outcome: ok ? 'delivered' : 'failed', ...(failure ? { cause: failure } : {}) });
+    this.#logger.log(ok ? 'info' : 'warn', 'breach.delivery', {
+      breachId: id,
+      kind: message.kind,
+      seq: message.seq,
+      outcome: ok ? 'delivered' : 'failed',
+      ...(failure ? { cause: failure } : {}),
+    });
     if (!ok) throw new Error(`webhook delivery failed: ${failure}`);
     await this.timeline(id, 'webhook-delivered', `${message.kind} ${message.seq}`, tenant);
     return 'delivered';
@@ -414,7 +504,12 @@ export class BreachService {
   /** Every retry of a delivery failed: recorded in the breach's timeline, and the security officers are told. */
   async deliveryFailed(id: string, tenant: string, message: DeliveryMessage): Promise<void> {
     await this.timeline(id, 'webhook-failed', `${message.kind} ${message.seq}: every attempt failed`, tenant);
-    await this.#alerts.raise({ kind: 'breach-delivery-failed', realm: tenant, count: 1, summary: `breach ${id}: the ${message.kind} ${message.seq} could not be delivered to ${tenant}'s webhook` });
+    await this.#alerts.raise({
+      kind: 'breach-delivery-failed',
+      realm: tenant,
+      count: 1,
+      summary: `breach ${id}: the ${message.kind} ${message.seq} could not be delivered to ${tenant}'s webhook`,
+    });
   }
 
   /** The latest notification of the breach for each given tenant (what a re-send sends again). */
@@ -423,7 +518,11 @@ export class BreachService {
     const scope = row.scope ? (JSON.parse(row.scope) as TenantScope[]).map((s) => s.tenant) : [];
     const chosen = tenants ?? scope;
     const unknown = chosen.filter((t) => !scope.includes(t));
-    if (unknown.length > 0) throw unprocessable('Not a tenant of this breach.', unknown.map((t) => ({ path: '/tenants', message: `${t} was not notified of this breach` })));
+    if (unknown.length > 0)
+      throw unprocessable(
+        'Not a tenant of this breach.',
+        unknown.map((t) => ({ path: '/tenants', message: `${t} was not notified of this breach` })),
+      );
     const out: { tenant: string; seq: number }[] = [];
     for (const tenant of chosen) {
       const seqs = (await this.notices(tenant)).filter((n) => n.breachId === id).map((n) => Number(n.sequence));
@@ -444,7 +543,8 @@ export class BreachService {
     const partitionKey = tenantPartition(tenant, NOTICE_AREA);
     const filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${`notice~${id}~`} and RowKey lt ${`notice~${id}~~`}`;
     const notices: (NoticeRow & { etag: string })[] = [];
-    for await (const n of this.#tenantData.listEntities<NoticeRow>({ queryOptions: { filter } })) notices.push(n as NoticeRow & { etag: string });
+    for await (const n of this.#tenantData.listEntities<NoticeRow>({ queryOptions: { filter } }))
+      notices.push(n as NoticeRow & { etag: string });
     if (!notices.some((n) => n.seq === seq)) throw notFound('No such breach notification.');
     const now = this.#clock().toISOString();
     const open = notices.filter((n) => !n.acknowledgedAt && n.seq <= seq);
@@ -452,8 +552,17 @@ export class BreachService {
       await this.#audit.commit(
         tenant,
         partitionKey,
-        () => open.map((n) => ['update', { partitionKey, rowKey: n.rowKey, acknowledgedAt: now, acknowledgedBy: by }, 'Merge']),
-        [auditEvent('breach.acknowledge', 'U', { type: 'BreachNotification', id: notificationId }, meta, { purpose: 'breach-notification' })],
+        () =>
+          open.map((n) => [
+            'update',
+            { partitionKey, rowKey: n.rowKey, acknowledgedAt: now, acknowledgedBy: by },
+            'Merge',
+          ]),
+        [
+          auditEvent('breach.acknowledge', 'U', { type: 'BreachNotification', id: notificationId }, meta, {
+            purpose: 'breach-notification',
+          }),
+        ],
       );
       await this.timeline(id, 'acknowledged', `notification ${seq} by ${by}`, tenant);
     }
@@ -484,16 +593,30 @@ export class BreachService {
    * delivers it to the webhook); an escalation goes to the vendor's security officers as an alert.
    * Returns the sequence number of the notification a reminder is about (undefined: none to remind of).
    */
-  async remind(id: string, tenant: string, kind: 'reminder' | 'escalation', hours: number): Promise<number | undefined> {
+  async remind(
+    id: string,
+    tenant: string,
+    kind: 'reminder' | 'escalation',
+    hours: number,
+  ): Promise<number | undefined> {
     let remindedOf: number | undefined;
     if (kind === 'escalation') {
       // Skipped when an earlier run of this step got as far as its timeline entry (at least once, never lost).
-      if (!(await this.#inTimeline(id, `escalation~${tenant}~${hours}`))) await this.#alerts.raise({ kind: 'breach-escalation', realm: tenant, count: 1, summary: `breach ${id}: ${tenant} has not acknowledged after ${hours} h` });
+      if (!(await this.#inTimeline(id, `escalation~${tenant}~${hours}`)))
+        await this.#alerts.raise({
+          kind: 'breach-escalation',
+          realm: tenant,
+          count: 1,
+          summary: `breach ${id}: ${tenant} has not acknowledged after ${hours} h`,
+        });
     } else {
       const partitionKey = tenantPartition(tenant, NOTICE_AREA);
       const filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${`notice~${id}~`} and RowKey lt ${`notice~${id}~~`}`;
       let latest: (NoticeRow & { reminders?: number; reminderHours?: string }) | undefined;
-      for await (const n of this.#tenantData.listEntities<NoticeRow & { reminders?: number; reminderHours?: string }>({ queryOptions: { filter } })) latest = n;
+      for await (const n of this.#tenantData.listEntities<NoticeRow & { reminders?: number; reminderHours?: string }>({
+        queryOptions: { filter },
+      }))
+        latest = n;
       if (latest && !latest.acknowledgedAt) {
         const row = latest;
         remindedOf = row.seq;
@@ -501,9 +624,33 @@ export class BreachService {
         const done = (row.reminderHours ?? '').split(',').filter(Boolean);
         if (done.includes(String(hours))) return await this.#remindedOnce(id, tenant, kind, hours, remindedOf);
         const etag = (row as { etag?: string }).etag;
-        await this.#audit.commit(tenant, partitionKey, () => [['update', { partitionKey, rowKey: row.rowKey, reminders: (row.reminders ?? 0) + 1, reminderHours: [...done, String(hours)].join(','), lastReminderAt: this.#clock().toISOString() }, 'Merge', etag ? { etag } : undefined] satisfies TransactionAction], [
-          auditEvent('breach.reminder', 'E', { type: 'Breach', id }, { actor: { type: 'system', id: 'breach-clock' }, correlationId: `breach-${id}` }, { purpose: 'breach-notification', details: { hours } }),
-        ]);
+        await this.#audit.commit(
+          tenant,
+          partitionKey,
+          () => [
+            [
+              'update',
+              {
+                partitionKey,
+                rowKey: row.rowKey,
+                reminders: (row.reminders ?? 0) + 1,
+                reminderHours: [...done, String(hours)].join(','),
+                lastReminderAt: this.#clock().toISOString(),
+              },
+              'Merge',
+              etag ? { etag } : undefined,
+            ] satisfies TransactionAction,
+          ],
+          [
+            auditEvent(
+              'breach.reminder',
+              'E',
+              { type: 'Breach', id },
+              { actor: { type: 'system', id: 'breach-clock' }, correlationId: `breach-${id}` },
+              { purpose: 'breach-notification', details: { hours } },
+            ),
+          ],
+        );
       }
     }
     return this.#remindedOnce(id, tenant, kind, hours, remindedOf);
@@ -519,17 +666,36 @@ export class BreachService {
     }
   }
 
-  async #remindedOnce(id: string, tenant: string, kind: 'reminder' | 'escalation', hours: number, remindedOf: number | undefined): Promise<number | undefined> {
-    await this.timeline(id, kind, `${kind} after ${hours} h without acknowledgement`, tenant, `${kind}~${tenant}~${hours}`);
+  async #remindedOnce(
+    id: string,
+    tenant: string,
+    kind: 'reminder' | 'escalation',
+    hours: number,
+    remindedOf: number | undefined,
+  ): Promise<number | undefined> {
+    await this.timeline(
+      id,
+      kind,
+      `${kind} after ${hours} h without acknowledgement`,
+      tenant,
+      `${kind}~${tenant}~${hours}`,
+    );
     return remindedOf;
   }
 
   async remindAnalysis(id: string): Promise<void> {
-    await this.#alerts.raise({ kind: 'breach-analysis-due', count: 1, summary: `breach ${id}: the internal analysis is still missing` });
+    await this.#alerts.raise({
+      kind: 'breach-analysis-due',
+      count: 1,
+      summary: `breach ${id}: the internal analysis is still missing`,
+    });
     await this.timeline(id, 'analysis-reminder', 'internal analysis still missing');
   }
 
-  async recordAnalysis(id: string, analysis: { rootCause: string; measures: string; lessons?: string; closed: boolean }): Promise<void> {
+  async recordAnalysis(
+    id: string,
+    analysis: { rootCause: string; measures: string; lessons?: string; closed: boolean },
+  ): Promise<void> {
     const row = await this.#row(id);
     if (row.status === 'closed') throw conflict('The breach is closed.');
     await this.#platform.updateEntity(
@@ -541,7 +707,11 @@ export class BreachService {
       },
       'Merge',
     );
-    await this.timeline(id, analysis.closed ? 'closed' : 'analysis-recorded', analysis.closed ? 'closed with the internal analysis' : 'analysis recorded');
+    await this.timeline(
+      id,
+      analysis.closed ? 'closed' : 'analysis-recorded',
+      analysis.closed ? 'closed with the internal analysis' : 'analysis recorded',
+    );
   }
 
   /**
@@ -552,7 +722,14 @@ export class BreachService {
     const at = this.#clock().toISOString();
     const rowKey = once ? `timeline~once~${once}` : `timeline~${at}~${randomBytes(3).toString('hex')}`;
     try {
-      await this.#platform.createEntity({ partitionKey: PARTITION(id), rowKey, at, event, detail, ...(tenant ? { tenant } : {}) });
+      await this.#platform.createEntity({
+        partitionKey: PARTITION(id),
+        rowKey,
+        at,
+        event,
+        detail,
+        ...(tenant ? { tenant } : {}),
+      });
     } catch (error) {
       if (once && isConflict(error)) return; // recorded by an earlier run of the same step
       throw error;
@@ -564,9 +741,12 @@ export class BreachService {
     const row = await this.#row(id);
     const timeline: Record<string, unknown>[] = [];
     const deliveries: Record<string, unknown>[] = [];
-    for await (const r of this.#platform.listEntities<Record<string, unknown>>({ queryOptions: { filter: odata`PartitionKey eq ${row.partitionKey}` } })) {
+    for await (const r of this.#platform.listEntities<Record<string, unknown>>({
+      queryOptions: { filter: odata`PartitionKey eq ${row.partitionKey}` },
+    })) {
       const key = r.rowKey as string;
-      if (key.startsWith('timeline~')) timeline.push({ at: r.at, event: r.event, detail: r.detail, ...(r.tenant ? { tenant: r.tenant } : {}) });
+      if (key.startsWith('timeline~'))
+        timeline.push({ at: r.at, event: r.event, detail: r.detail, ...(r.tenant ? { tenant: r.tenant } : {}) });
       if (key.startsWith('delivery~')) {
         deliveries.push({
           tenant: r.tenant,
@@ -584,7 +764,11 @@ export class BreachService {
     const tenants = [];
     for (const s of scope) {
       const notices = (await this.notices(s.tenant)).filter((n) => n.breachId === row.id);
-      tenants.push({ ...s, notifications: notices.length, acknowledgedAt: notices.find((n) => n.acknowledgedAt)?.acknowledgedAt ?? null });
+      tenants.push({
+        ...s,
+        notifications: notices.length,
+        acknowledgedAt: notices.find((n) => n.acknowledgedAt)?.acknowledgedAt ?? null,
+      });
     }
     return {
       id: row.id,
@@ -607,7 +791,13 @@ export class BreachService {
     const filter = odata`PartitionKey ge ${'breach~'} and PartitionKey lt ${'breach~~'} and RowKey eq ${'record'}`;
     for await (const row of this.#platform.listEntities<BreachRow>({ queryOptions: { filter } })) {
       const input = JSON.parse(row.input) as BreachInput;
-      result.push({ id: row.id, status: row.status, awareAt: row.awareAt, description: input.description, deadlines: { processor: row.processorDeadline, controller: row.controllerDeadline } });
+      result.push({
+        id: row.id,
+        status: row.status,
+        awareAt: row.awareAt,
+        description: input.description,
+        deadlines: { processor: row.processorDeadline, controller: row.controllerDeadline },
+      });
     }
     return result.sort((a, b) => String(b.awareAt).localeCompare(String(a.awareAt)));
   }

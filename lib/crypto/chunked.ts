@@ -25,7 +25,12 @@ function aad(binding: FieldBinding, index: number, final: boolean): Buffer {
   return Buffer.from(JSON.stringify(['labvault-blob', 1, binding.tenant, binding.record, binding.field, index, final]));
 }
 
-export function createEncryptStream(key: Buffer, keyVersion: string, binding: FieldBinding, chunkSize = BLOB_CHUNK_SIZE): Transform {
+export function createEncryptStream(
+  key: Buffer,
+  keyVersion: string,
+  binding: FieldBinding,
+  chunkSize = BLOB_CHUNK_SIZE,
+): Transform {
   const prefix = randomBytes(8);
   let pending: Buffer = Buffer.alloc(0);
   let index = 0;
@@ -70,7 +75,10 @@ function readKeyVersion(head: Buffer): string {
   return head.subarray(5, 5 + (head[4] ?? 0)).toString('utf8');
 }
 
-export function createDecryptStream(resolveKey: (keyVersion: string) => Promise<Buffer>, binding: FieldBinding): Transform {
+export function createDecryptStream(
+  resolveKey: (keyVersion: string) => Promise<Buffer>,
+  binding: FieldBinding,
+): Transform {
   let buffered: Buffer = Buffer.alloc(0);
   let key: Buffer | undefined;
   let prefix: Buffer | undefined;
@@ -109,7 +117,10 @@ export function createDecryptStream(resolveKey: (keyVersion: string) => Promise<
           this.push(open(buffered.subarray(0, chunkSize + TAG), false));
           buffered = buffered.subarray(chunkSize + TAG);
         }
-      })().then(() => callback(), (error: unknown) => callback(error instanceof Error ? error : new DecryptionError('decryption failed')));
+      })().then(
+        () => callback(),
+        (error: unknown) => callback(error instanceof Error ? error : new DecryptionError('decryption failed')),
+      );
     },
     flush(callback: TransformCallback) {
       try {

@@ -18,7 +18,9 @@ const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
 function associatedData(binding: FieldBinding): Buffer {
-  return Buffer.from(JSON.stringify(['labvault-field', ENVELOPE_VERSION, binding.tenant, binding.record, binding.field]));
+  return Buffer.from(
+    JSON.stringify(['labvault-field', ENVELOPE_VERSION, binding.tenant, binding.record, binding.field]),
+  );
 }
 
 /** `v1.{keyVersion}.{base64url(nonce | ciphertext | tag)}` — AES-256-GCM with a random 96-bit nonce. */
@@ -32,7 +34,8 @@ export function encryptWithKey(key: Buffer, keyVersion: string, binding: FieldBi
 
 export function parseEnvelope(envelope: string): { keyVersion: string; raw: Buffer } {
   const parts = envelope.split('.');
-  if (parts.length !== 3 || parts[0] !== ENVELOPE_VERSION || !parts[1]) throw new DecryptionError('not a LabVault ciphertext');
+  if (parts.length !== 3 || parts[0] !== ENVELOPE_VERSION || !parts[1])
+    throw new DecryptionError('not a LabVault ciphertext');
   const raw = Buffer.from(parts[2] ?? '', 'base64url');
   if (raw.length < NONCE_BYTES + TAG_BYTES) throw new DecryptionError('ciphertext too short');
   return { keyVersion: parts[1], raw };
@@ -57,7 +60,9 @@ export function normaliseIdentifier(identifier: string): string {
 
 /** Keyed pseudonym (HMAC-SHA256), separated by kind so an id of one kind never matches another. */
 export function pseudonymWithKey(key: Buffer, kind: string, identifier: string): string {
-  return createHmac('sha256', key).update(`${kind}\u0000${normaliseIdentifier(identifier)}`).digest('base64url');
+  return createHmac('sha256', key)
+    .update(`${kind}\u0000${normaliseIdentifier(identifier)}`)
+    .digest('base64url');
 }
 
 /** Field encryption and pseudonyms with each tenant's own keys. */

@@ -44,7 +44,11 @@ function checkName(name: string): void {
 export class KeyVaultSecretStore implements SecretStore {
   readonly #client: SecretClient;
 
-  constructor(vaultUrl: string, credential: TokenCredential, options: ConstructorParameters<typeof SecretClient>[2] = {}) {
+  constructor(
+    vaultUrl: string,
+    credential: TokenCredential,
+    options: ConstructorParameters<typeof SecretClient>[2] = {},
+  ) {
     this.#client = new SecretClient(vaultUrl, credential, options);
   }
 

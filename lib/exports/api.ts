@@ -33,7 +33,10 @@ export const startExport = defineOperation({
   body: exportRequestSchema,
   rateLimit: RATE_LIMITS.exportStart,
   responses: {
-    202: { description: 'Started; poll Location', schema: z.object({ id: z.string(), status: z.string(), statusQueryGetUri: z.string() }) },
+    202: {
+      description: 'Started; poll Location',
+      schema: z.object({ id: z.string(), status: z.string(), statusQueryGetUri: z.string() }),
+    },
     400: p('Malformed request'),
     401: p('Missing or invalid credentials'),
     403: p('Not permitted'),
@@ -50,21 +53,37 @@ export const getExport = defineOperation({
   summary: 'Export status and progress; the requester gets a fresh 1-hour download link once completed',
   access: { permission: 'exports:start' },
   params: z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) }),
-  responses: { 200: { description: 'Status (with a fresh download link for the requester once completed)', schema: exportStatusSchema }, 401: p('Missing or invalid credentials'), 403: p('Not permitted'), 404: p('Unknown export') },
+  responses: {
+    200: {
+      description: 'Status (with a fresh download link for the requester once completed)',
+      schema: exportStatusSchema,
+    },
+    401: p('Missing or invalid credentials'),
+    403: p('Not permitted'),
+    404: p('Unknown export'),
+  },
 });
 
 const exportParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
-const downloadLinkSchema = z.object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() }).meta({ id: 'DownloadLink' });
+const downloadLinkSchema = z
+  .object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() })
+  .meta({ id: 'DownloadLink' });
 
 export const createExportLink = defineOperation({
   id: 'createExportLink',
   method: 'POST',
   route: 'exports/{id}/links',
   tag: 'exports',
-  summary: 'A new download link for the requester while the archive exists (24 h at most; an operator’s ends with the staff grant)',
+  summary:
+    'A new download link for the requester while the archive exists (24 h at most; an operator’s ends with the staff grant)',
   access: { permission: 'exports:start' },
   params: exportParams,
-  responses: { 201: { description: 'Link', schema: downloadLinkSchema }, 401: p('Missing or invalid credentials'), 403: p('Not permitted'), 404: p('Unknown export, not completed, or not the requester') },
+  responses: {
+    201: { description: 'Link', schema: downloadLinkSchema },
+    401: p('Missing or invalid credentials'),
+    403: p('Not permitted'),
+    404: p('Unknown export, not completed, or not the requester'),
+  },
 });
 
 export const downloadExport = defineOperation({
@@ -75,7 +94,12 @@ export const downloadExport = defineOperation({
   summary: 'The archive through the API (the link an operator under a staff grant gets: it dies with the grant)',
   access: { permission: 'exports:start' },
   params: exportParams,
-  responses: { 200: { description: 'The ZIP archive', contentType: 'application/zip' }, 401: p('Missing or invalid credentials'), 403: p('Not permitted'), 404: p('Unknown export or not the requester') },
+  responses: {
+    200: { description: 'The ZIP archive', contentType: 'application/zip' },
+    401: p('Missing or invalid credentials'),
+    403: p('Not permitted'),
+    404: p('Unknown export or not the requester'),
+  },
 });
 
 export const exportOperations = [startExport, getExport, createExportLink, downloadExport];

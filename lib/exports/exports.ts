@@ -96,7 +96,9 @@ export const sharedListsOf = (files: readonly PartFile[], bucket: number): PartF
 /** What the archive step needs: every file but the shared lists, which the dedup steps consumed. */
 export const archiveInputsOf = (files: readonly PartFile[]): PartFile[] => files.filter((f) => f.type !== SHARED_LIST);
 const sharedBucket = (resource: Record<string, unknown>): number =>
-  (createHash('sha256').update(`${String(resource.resourceType)}/${String(resource.id)}`).digest()[0] ?? 0) % SHARED_BUCKETS;
+  (createHash('sha256')
+    .update(`${String(resource.resourceType)}/${String(resource.id)}`)
+    .digest()[0] ?? 0) % SHARED_BUCKETS;
 type PackedImage = { orderId: string; specimenId: string; imageId: string; contentType: string };
 const ROW = (id: string) => `export~${id}`;
 const LOCK = 'lock';
@@ -111,9 +113,18 @@ function recordSchemas(): Record<string, unknown> {
     role: roleSchema,
     integration: integrationSchema,
     'audit-entry': auditEntrySchema,
-    'retention-policy': z.object({ imagesDays: z.number().optional(), ordersDays: z.number().optional(), afterContractEndDays: z.number().optional() }),
+    'retention-policy': z.object({
+      imagesDays: z.number().optional(),
+      ordersDays: z.number().optional(),
+      afterContractEndDays: z.number().optional(),
+    }),
   };
-  return Object.fromEntries(Object.entries(schemas).map(([name, schema]) => [name, z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' })]));
+  return Object.fromEntries(
+    Object.entries(schemas).map(([name, schema]) => [
+      name,
+      z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' }),
+    ]),
+  );
 }
 
 export interface ExportDependencies {
@@ -147,14 +158,38 @@ export class ExportService {
   }
 
   /** Records the request; one export runs per tenant at a time (409 otherwise). */
-  async request(tenant: string, format: ExportFormat, purpose: ExportPurpose, requestedBy: string, meta: RequestMeta): Promise<ExportRecord> {
+  async request(
+    tenant: string,
+    format: ExportFormat,
+    purpose: ExportPurpose,
+    requestedBy: string,
+    meta: RequestMeta,
+  ): Promise<ExportRecord> {
     const id = randomBytes(12).toString('hex');
     const partitionKey = tenantPartition(tenant, AREA);
-    const row: ExportRow = { partitionKey, rowKey: ROW(id), id, status: 'pending', format, purpose, requestedBy, createdAt: this.#clock().toISOString() };
+    const row: ExportRow = {
+      partitionKey,
+      rowKey: ROW(id),
+      id,
+      status: 'pending',
+      format,
+      purpose,
+      requestedBy,
+      createdAt: this.#clock().toISOString(),
+    };
     try {
-      await this.#d.audit.commit(tenant, partitionKey, () => [['create', { partitionKey, rowKey: LOCK, exportId: id }], ['create', row]], [this.#event('export.request', 'C', id, meta, { format, purpose })]);
+      await this.#d.audit.commit(
+        tenant,
+        partitionKey,
+        () => [
+          ['create', { partitionKey, rowKey: LOCK, exportId: id }],
+          ['create', row],
+        ],
+        [this.#event('export.request', 'C', id, meta, { format, purpose })],
+      );
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('An export of this tenant is running; wait for it to finish.');
+      if (error instanceof TransactionFailedError && error.failedIndex === 0)
+        throw conflict('An export of this tenant is running; wait for it to finish.');
       throw error;
     }
     return toRecord(row);
@@ -171,7 +206,12 @@ export class ExportService {
 
   async markRunning(tenant: string, id: string): Promise<void> {
     const row = await this.#row(tenant, id);
-    if (row.status === 'pending') await this.#d.table.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'running' }, 'Merge', { etag: (row as ExportRow & { etag: string }).etag });
+    if (row.status === 'pending')
+      await this.#d.table.updateEntity(
+        { partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'running' },
+        'Merge',
+        { etag: (row as ExportRow & { etag: string }).etag },
+      );
     this.#d.logger.log('info', 'export.started', { tenant, exportId: id, format: row.format });
   }
 
@@ -196,28 +236,49 @@ export class ExportService {
         if (order) {
           if (format === 'fhir') {
             const { own, shared } = orderResources(order);
-            for (const resource of own) await writer(String(resource.resourceType), `${resource.resourceType}-${shard}.ndjson`).write(resource, order.createdAt);
+            for (const resource of own)
+              await writer(String(resource.resourceType), `${resource.resourceType}-${shard}.ndjson`).write(
+                resource,
+                order.createdAt,
+              );
             // Patients, practitioners and practices recur across orders and shards: bucketed by
             // identity for the dedup step, which writes each one once.
             for (const resource of shared) {
               const bucket = sharedBucket(resource);
-              await writer(SHARED_LIST, `${SHARED_LIST}-${bucket}-${shard}.ndjson`).write({ bucket, at: order.updatedAt, resource });
+              await writer(SHARED_LIST, `${SHARED_LIST}-${bucket}-${shard}.ndjson`).write({
+                bucket,
+                at: order.updatedAt,
+                resource,
+              });
             }
           } else {
             const { patientRef: _ref, ...plain } = order;
             await writer('order', `orders/orders-${shard}.ndjson`).write(plain, order.createdAt);
-            for (const sp of order.specimens) await writer('specimen', `orders/specimens-${shard}.ndjson`).write({ orderId: order.id, ...sp }, order.createdAt);
+            for (const sp of order.specimens)
+              await writer('specimen', `orders/specimens-${shard}.ndjson`).write(
+                { orderId: order.id, ...sp },
+                order.createdAt,
+              );
           }
           continue;
         }
         const image = await this.#d.images.exportRow(tenant, row);
         if (image) {
           if (image.status === 'ready') {
-            const file: PackedImage = { orderId: image.orderId, specimenId: image.specimenId, imageId: image.imageId, contentType: image.contentType ?? 'image/jpeg' };
+            const file: PackedImage = {
+              orderId: image.orderId,
+              specimenId: image.specimenId,
+              imageId: image.imageId,
+              contentType: image.contentType ?? 'image/jpeg',
+            };
             await writer(PACKING_LIST, `${PACKING_LIST}-${shard}.ndjson`).write(file);
           }
           if (format === 'fhir') {
-            if (image.status === 'ready') await writer('Media', `Media-${shard}.ndjson`).write(mediaResource(image, imageArchivePath(image)), image.createdAt);
+            if (image.status === 'ready')
+              await writer('Media', `Media-${shard}.ndjson`).write(
+                mediaResource(image, imageArchivePath(image)),
+                image.createdAt,
+              );
           } else {
             const { patientRef: _ref, ...plain } = image;
             await writer('image', `images/images-${shard}.ndjson`).write(plain, image.createdAt);
@@ -228,17 +289,28 @@ export class ExportService {
         if (entry) await this.#writeAuditEntry(writer, format, entry, shard);
       }
     } else if (part === 'identity' && format === 'ndjson') {
-      for (const user of await this.#d.users.list(tenant)) await writer('user', 'accounts/users.ndjson').write(user, user.createdAt);
-      for (const role of await this.#d.roles.listRoles(tenant)) await writer('role', 'accounts/roles.ndjson').write(role);
-      for (const integration of await this.#d.integrations.list(tenant)) await writer('integration', 'accounts/integrations.ndjson').write(integration, integration.createdAt);
-      await writer('retention-policy', 'settings/retention-policy.ndjson').write((await this.#d.tenants.retention(tenant)) ?? {});
+      for (const user of await this.#d.users.list(tenant))
+        await writer('user', 'accounts/users.ndjson').write(user, user.createdAt);
+      for (const role of await this.#d.roles.listRoles(tenant))
+        await writer('role', 'accounts/roles.ndjson').write(role);
+      for (const integration of await this.#d.integrations.list(tenant))
+        await writer('integration', 'accounts/integrations.ndjson').write(integration, integration.createdAt);
+      await writer('retention-policy', 'settings/retention-policy.ndjson').write(
+        (await this.#d.tenants.retention(tenant)) ?? {},
+      );
     } else if (part === 'audit') {
       // The streams of the order partitions are written by their shard parts.
-      for await (const entry of this.#d.audit.entriesOutside(tenant, ORDERS_AREA)) await this.#writeAuditEntry(writer, format, entry);
+      for await (const entry of this.#d.audit.entriesOutside(tenant, ORDERS_AREA))
+        await this.#writeAuditEntry(writer, format, entry);
     }
     const files: PartFile[] = [];
     for (const w of writers.values()) files.push(await w.close());
-    this.#d.logger.log('info', 'export.progress', { tenant, exportId: id, part, records: files.reduce((n, f) => n + f.count, 0) });
+    this.#d.logger.log('info', 'export.progress', {
+      tenant,
+      exportId: id,
+      part,
+      records: files.reduce((n, f) => n + f.count, 0),
+    });
     return files;
   }
 
@@ -269,11 +341,21 @@ export class ExportService {
     }
     const files: PartFile[] = [];
     for (const w of writers.values()) files.push(await w.close());
-    this.#d.logger.log('info', 'export.progress', { tenant, exportId: id, part: `shared-${bucket}`, records: latest.size });
+    this.#d.logger.log('info', 'export.progress', {
+      tenant,
+      exportId: id,
+      part: `shared-${bucket}`,
+      records: latest.size,
+    });
     return files;
   }
 
-  async #writeAuditEntry(writer: (type: string, path: string) => PartWriter, format: ExportFormat, entry: AuditEntry, shard?: string): Promise<void> {
+  async #writeAuditEntry(
+    writer: (type: string, path: string) => PartWriter,
+    format: ExportFormat,
+    entry: AuditEntry,
+    shard?: string,
+  ): Promise<void> {
     const suffix = shard === undefined ? '' : `-${shard}`;
     if (format === 'fhir') {
       await writer('AuditEvent', `AuditEvent${suffix}.ndjson`).write(auditEventResource(entry), entry.at);
@@ -287,7 +369,13 @@ export class ExportService {
    * Streams parts, image files and the manifest into one ZIP in the `exports` container; memory
    * holds one chunk per stream and the manifest, whatever the tenant's size.
    */
-  async assemble(tenant: string, id: string, format: ExportFormat, parts: PartFile[], options: { assembledAt?: Date } = {}): Promise<{ bytes: number; sha256: string; files: number }> {
+  async assemble(
+    tenant: string,
+    id: string,
+    format: ExportFormat,
+    parts: PartFile[],
+    options: { assembledAt?: Date } = {},
+  ): Promise<{ bytes: number; sha256: string; files: number }> {
     // The same inputs give the same bytes (entry times and the manifest's date are the orchestration's,
     // never the clock's), so an attempt repeated after a lost answer writes the archive it reports.
     const assembledAt = options.assembledAt ?? this.#clock();
@@ -302,7 +390,10 @@ export class ExportService {
         container
           .getBlobClient(part.blob)
           .download()
-          .then((d) => callback(null, d.readableStreamBody as NodeJS.ReadableStream), (error: Error) => callback(error, undefined as never));
+          .then(
+            (d) => callback(null, d.readableStreamBody as NodeJS.ReadableStream),
+            (error: Error) => callback(error, undefined as never),
+          );
       });
     }
     const schemas = format === 'ndjson' ? recordSchemas() : {};
@@ -318,18 +409,21 @@ export class ExportService {
         imageFiles++;
         // Images are compressed already: stored as they are.
         zip.addReadStreamLazy(path, { ...entry, compress: false }, (callback) => {
-          this.#d.images.openDecrypted(tenant, image, 'image').then((stream) => {
-            const hash = createHash('sha256');
-            let bytes = 0;
-            const tap = new PassThrough();
-            tap.on('data', (c: Buffer) => {
-              hash.update(c);
-              bytes += c.length;
-            });
-            tap.on('end', () => manifestFiles.push({ path, bytes, sha256: hash.digest('hex') }));
-            stream.on('error', (e) => tap.destroy(e));
-            callback(null, stream.pipe(tap));
-          }, (error: Error) => callback(error, undefined as never));
+          this.#d.images.openDecrypted(tenant, image, 'image').then(
+            (stream) => {
+              const hash = createHash('sha256');
+              let bytes = 0;
+              const tap = new PassThrough();
+              tap.on('data', (c: Buffer) => {
+                hash.update(c);
+                bytes += c.length;
+              });
+              tap.on('end', () => manifestFiles.push({ path, bytes, sha256: hash.digest('hex') }));
+              stream.on('error', (e) => tap.destroy(e));
+              callback(null, stream.pipe(tap));
+            },
+            (error: Error) => callback(error, undefined as never),
+          );
         });
       }
     }
@@ -370,7 +464,9 @@ export class ExportService {
     });
     zip.outputStream.on('error', (e: Error) => out.destroy(e));
     zip.outputStream.pipe(out);
-    await container.getBlockBlobClient(archiveBlob(tenant, id)).uploadStream(out, ARCHIVE_BLOCK_BYTES, 2, { blobHTTPHeaders: { blobContentType: 'application/zip' } });
+    await container
+      .getBlockBlobClient(archiveBlob(tenant, id))
+      .uploadStream(out, ARCHIVE_BLOCK_BYTES, 2, { blobHTTPHeaders: { blobContentType: 'application/zip' } });
     // The parts stay until the archive is recorded (discardParts): a repeated attempt needs them.
     return { bytes, sha256: hash.digest('hex'), files: manifestFiles.length + 1 };
   }
@@ -382,12 +478,20 @@ export class ExportService {
 
   /** A working blob's lines, streamed. */
   async *#lines(blob: string): AsyncGenerator<string> {
-    const download = await this.#d.storage.blobService.getContainerClient(CONTAINERS.exports).getBlobClient(blob).download();
+    const download = await this.#d.storage.blobService
+      .getContainerClient(CONTAINERS.exports)
+      .getBlobClient(blob)
+      .download();
     const lines = createInterface({ input: download.readableStreamBody as NodeJS.ReadableStream, crlfDelay: Infinity });
     for await (const line of lines) if (line) yield line;
   }
 
-  async complete(tenant: string, id: string, archive: { bytes: number; sha256: string }, meta: RequestMeta): Promise<ExportRecord> {
+  async complete(
+    tenant: string,
+    id: string,
+    archive: { bytes: number; sha256: string },
+    meta: RequestMeta,
+  ): Promise<ExportRecord> {
     const row = await this.#row(tenant, id);
     if (row.status === 'completed') return toRecord(row);
     const now = this.#clock();
@@ -400,7 +504,12 @@ export class ExportService {
       deleteAt: new Date(now.getTime() + ARCHIVE_DAYS[row.purpose] * 24 * 3600 * 1000).toISOString(),
     };
     delete (next as Partial<ExportRow & { etag: string }>).etag;
-    await this.#finish(tenant, row, next, this.#event('export.complete', 'E', id, meta, { bytes: archive.bytes, sha256: archive.sha256 }));
+    await this.#finish(
+      tenant,
+      row,
+      next,
+      this.#event('export.complete', 'E', id, meta, { bytes: archive.bytes, sha256: archive.sha256 }),
+    );
     this.#d.logger.log('info', 'export.completed', { tenant, exportId: id, bytes: archive.bytes });
     return toRecord(next);
   }
@@ -409,7 +518,12 @@ export class ExportService {
     const row = await this.#row(tenant, id);
     if (row.status === 'completed' || row.status === 'failed') return;
     this.#d.logger.log('error', 'export.failed', { tenant, exportId: id, cause: reason.slice(0, 200) });
-    const next: ExportRow = { ...row, status: 'failed', completedAt: this.#clock().toISOString(), failure: reason.slice(0, 500) };
+    const next: ExportRow = {
+      ...row,
+      status: 'failed',
+      completedAt: this.#clock().toISOString(),
+      failure: reason.slice(0, 500),
+    };
     delete (next as Partial<ExportRow & { etag: string }>).etag;
     await this.#finish(tenant, row, next, { ...this.#event('export.fail', 'E', id, meta), outcome: 'failure' });
   }
@@ -420,7 +534,12 @@ export class ExportService {
    * own archive route instead: it checks the grant on every call, so the link dies with the grant
    * (a storage link cannot be revoked before its expiry).
    */
-  async downloadLink(tenant: string, id: string, requester: { id: string; grant?: { expiresAt: string } }, meta: RequestMeta): Promise<{ url: string; expiresAt: string } | undefined> {
+  async downloadLink(
+    tenant: string,
+    id: string,
+    requester: { id: string; grant?: { expiresAt: string } },
+    meta: RequestMeta,
+  ): Promise<{ url: string; expiresAt: string } | undefined> {
     const row = await this.#row(tenant, id);
     if (row.status !== 'completed' || row.requestedBy !== requester.id) return undefined;
     let url: string;
@@ -430,20 +549,40 @@ export class ExportService {
       expiresAt = requester.grant.expiresAt;
     } else {
       const expiresOn = new Date(this.#clock().getTime() + this.#d.linkHours * 3600_000);
-      url = await blobSasUrl(this.#d.storage, { container: CONTAINERS.exports, blob: archiveBlob(tenant, id), permissions: 'r', expiresOn });
+      url = await blobSasUrl(this.#d.storage, {
+        container: CONTAINERS.exports,
+        blob: archiveBlob(tenant, id),
+        permissions: 'r',
+        expiresOn,
+      });
       expiresAt = expiresOn.toISOString();
     }
-    await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [this.#event('export.link', 'E', id, meta, { expiresAt, viaApi: requester.grant !== undefined })]);
+    await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [
+      this.#event('export.link', 'E', id, meta, { expiresAt, viaApi: requester.grant !== undefined }),
+    ]);
     return { url, expiresAt };
   }
 
   /** The archive's bytes as a stream, for the requester (the route behind an operator's link). */
-  async openArchive(tenant: string, id: string, requesterId: string, meta: RequestMeta): Promise<{ stream: NodeJS.ReadableStream; bytes: number; sha256: string }> {
+  async openArchive(
+    tenant: string,
+    id: string,
+    requesterId: string,
+    meta: RequestMeta,
+  ): Promise<{ stream: NodeJS.ReadableStream; bytes: number; sha256: string }> {
     const row = await this.#row(tenant, id);
-    if (row.status !== 'completed' || row.requestedBy !== requesterId || !row.archiveSha256) throw notFound('No such archive.');
+    if (row.status !== 'completed' || row.requestedBy !== requesterId || !row.archiveSha256)
+      throw notFound('No such archive.');
     await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [this.#event('export.download', 'R', id, meta)]);
-    const download = await this.#d.storage.blobService.getContainerClient(CONTAINERS.exports).getBlobClient(archiveBlob(tenant, id)).download();
-    return { stream: download.readableStreamBody as NodeJS.ReadableStream, bytes: row.archiveBytes ?? 0, sha256: row.archiveSha256 };
+    const download = await this.#d.storage.blobService
+      .getContainerClient(CONTAINERS.exports)
+      .getBlobClient(archiveBlob(tenant, id))
+      .download();
+    return {
+      stream: download.readableStreamBody as NodeJS.ReadableStream,
+      bytes: row.archiveBytes ?? 0,
+      sha256: row.archiveSha256,
+    };
   }
 
   /** Deletes the archive once its retrieval period ends (the orchestration's timer calls this). */
@@ -461,11 +600,17 @@ export class ExportService {
   async deleteArchive(tenant: string, id: string, meta: RequestMeta): Promise<void> {
     const row = await this.#row(tenant, id);
     const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
-    for await (const blob of container.listBlobsFlat({ prefix: `${tenant}/${id}/` })) await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
+    for await (const blob of container.listBlobsFlat({ prefix: `${tenant}/${id}/` }))
+      await container.getBlobClient(blob.name).deleteIfExists({ deleteSnapshots: 'include' });
     if (row.status === 'expired') return;
     const next: ExportRow = { ...row, status: 'expired' };
     delete (next as Partial<ExportRow & { etag: string }>).etag;
-    await this.#d.audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: (row as ExportRow & { etag: string }).etag }]], [this.#event('export.delete', 'D', id, meta)]);
+    await this.#d.audit.commit(
+      tenant,
+      row.partitionKey,
+      () => [['update', next, 'Replace', { etag: (row as ExportRow & { etag: string }).etag }]],
+      [this.#event('export.delete', 'D', id, meta)],
+    );
   }
 
   async #finish(tenant: string, row: ExportRow, next: ExportRow, event: AuditEventInput): Promise<void> {
@@ -473,7 +618,9 @@ export class ExportService {
       tenant,
       row.partitionKey,
       async () => {
-        const actions: TransactionAction[] = [['update', next, 'Replace', { etag: (row as ExportRow & { etag: string }).etag }]];
+        const actions: TransactionAction[] = [
+          ['update', next, 'Replace', { etag: (row as ExportRow & { etag: string }).etag }],
+        ];
         try {
           const lock = await this.#d.table.getEntity<{ exportId: string }>(row.partitionKey, LOCK);
           if (lock.exportId === row.id) actions.push(['delete', { partitionKey: row.partitionKey, rowKey: LOCK }]);
@@ -500,12 +647,22 @@ export class ExportService {
   async list(tenant: string): Promise<ExportRecord[]> {
     const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${'export~'} and RowKey lt ${'export~~'}`;
     const result: ExportRecord[] = [];
-    for await (const row of this.#d.table.listEntities<ExportRow>({ queryOptions: { filter } })) result.push(toRecord(row));
+    for await (const row of this.#d.table.listEntities<ExportRow>({ queryOptions: { filter } }))
+      result.push(toRecord(row));
     return result;
   }
 
-  #event(event: string, action: AuditEventInput['action'], id: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
-    return auditEvent(event, action, { type: 'Export', id }, meta, { purpose: 'data-portability', ...(details ? { details } : {}) });
+  #event(
+    event: string,
+    action: AuditEventInput['action'],
+    id: string,
+    meta: RequestMeta,
+    details?: AuditEventInput['details'],
+  ): AuditEventInput {
+    return auditEvent(event, action, { type: 'Export', id }, meta, {
+      purpose: 'data-portability',
+      ...(details ? { details } : {}),
+    });
   }
 }
 
@@ -523,7 +680,9 @@ function toRecord(row: ExportRow): ExportRecord {
     requestedBy: row.requestedBy,
     createdAt: row.createdAt,
     ...(row.completedAt ? { completedAt: row.completedAt } : {}),
-    ...(row.archiveSha256 ? { archive: { bytes: row.archiveBytes ?? 0, sha256: row.archiveSha256, deleteAt: row.deleteAt ?? '' } } : {}),
+    ...(row.archiveSha256
+      ? { archive: { bytes: row.archiveBytes ?? 0, sha256: row.archiveSha256, deleteAt: row.deleteAt ?? '' } }
+      : {}),
   };
 }
 
@@ -543,9 +702,12 @@ class PartWriter {
     readonly path: string,
     readonly type: string,
   ) {
-    this.#upload = storage.blobService.getContainerClient(CONTAINERS.exports).getBlockBlobClient(blob).uploadStream(this.#stream, PART_BLOCK_BYTES, 2, {
-      blobHTTPHeaders: { blobContentType: 'application/x-ndjson' },
-    });
+    this.#upload = storage.blobService
+      .getContainerClient(CONTAINERS.exports)
+      .getBlockBlobClient(blob)
+      .uploadStream(this.#stream, PART_BLOCK_BYTES, 2, {
+        blobHTTPHeaders: { blobContentType: 'application/x-ndjson' },
+      });
   }
 
   /** Waits when the upload falls behind, so memory stays bounded. */

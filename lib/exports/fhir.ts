@@ -30,13 +30,25 @@ const specimenResourceId = (orderId: string, specimenId: string) => fhirId(`${or
 const serviceRequestId = (orderId: string, index: number) => `${orderId}-${index + 1}`;
 
 const practitionerId = (physician: Order['orderingPhysician']) =>
-  physician.lanr ? fhirId(`lanr-${physician.lanr}`) : fhirId(`prac-${createHash('sha256').update(physician.name).digest('hex').slice(0, 32)}`);
+  physician.lanr
+    ? fhirId(`lanr-${physician.lanr}`)
+    : fhirId(`prac-${createHash('sha256').update(physician.name).digest('hex').slice(0, 32)}`);
 const organizationId = (bsnr: string) => fhirId(`bsnr-${bsnr}`);
 
 /** ServiceRequest.status by order status. */
-const REQUEST_STATUS: Record<Order['status'], string> = { received: 'active', 'in-progress': 'active', completed: 'completed', cancelled: 'revoked' };
+const REQUEST_STATUS: Record<Order['status'], string> = {
+  received: 'active',
+  'in-progress': 'active',
+  completed: 'completed',
+  cancelled: 'revoked',
+};
 /** Task.status by order status (the lab's work on the order). */
-const TASK_STATUS: Record<Order['status'], string> = { received: 'requested', 'in-progress': 'in-progress', completed: 'completed', cancelled: 'cancelled' };
+const TASK_STATUS: Record<Order['status'], string> = {
+  received: 'requested',
+  'in-progress': 'in-progress',
+  completed: 'completed',
+  cancelled: 'cancelled',
+};
 
 /** The resources of one order: its own, and those it shares with other orders (one per identity in an export). */
 export interface OrderResources {
@@ -74,8 +86,18 @@ export function orderResources(order: Order & { patientRef: string }): OrderReso
     const oid = organizationId(physician.bsnr);
     const roleId = fhirId(`role-${prid}-${physician.bsnr}`);
     shared.push(
-      { resourceType: 'Organization', id: oid, identifier: [{ system: SYSTEMS.bsnr, value: physician.bsnr }], name: `BSNR ${physician.bsnr}` },
-      { resourceType: 'PractitionerRole', id: roleId, practitioner: { reference: `Practitioner/${prid}` }, organization: { reference: `Organization/${oid}` } },
+      {
+        resourceType: 'Organization',
+        id: oid,
+        identifier: [{ system: SYSTEMS.bsnr, value: physician.bsnr }],
+        name: `BSNR ${physician.bsnr}`,
+      },
+      {
+        resourceType: 'PractitionerRole',
+        id: roleId,
+        practitioner: { reference: `Practitioner/${prid}` },
+        organization: { reference: `Organization/${oid}` },
+      },
     );
     requester = `PractitionerRole/${roleId}`;
   }
@@ -84,7 +106,9 @@ export function orderResources(order: Order & { patientRef: string }): OrderReso
   const requests = order.examinations.map((code, index) => ({
     resourceType: 'ServiceRequest',
     id: serviceRequestId(order.id, index),
-    identifier: [{ type: { coding: [{ system: V2_0203, code: 'PLAC' }] }, system: SYSTEMS.placer, value: order.externalId }],
+    identifier: [
+      { type: { coding: [{ system: V2_0203, code: 'PLAC' }] }, system: SYSTEMS.placer, value: order.externalId },
+    ],
     requisition,
     status: REQUEST_STATUS[order.status],
     intent: 'order',
@@ -103,7 +127,9 @@ export function orderResources(order: Order & { patientRef: string }): OrderReso
     groupIdentifier: requisition,
     basedOn: requests.map((r) => ({ reference: `ServiceRequest/${r.id}` })),
     status: TASK_STATUS[order.status],
-    ...(order.status === 'cancelled' && order.cancellationReason ? { statusReason: { text: order.cancellationReason } } : {}),
+    ...(order.status === 'cancelled' && order.cancellationReason
+      ? { statusReason: { text: order.cancellationReason } }
+      : {}),
     intent: 'order',
     priority: order.priority,
     for: { reference: `Patient/${pid}` },
@@ -119,7 +145,15 @@ export function orderResources(order: Order & { patientRef: string }): OrderReso
     subject: { reference: `Patient/${pid}` },
     request: requests.map((r) => ({ reference: `ServiceRequest/${r.id}` })),
     collection: { collectedDateTime: sp.collectedAt, ...(sp.bodySite ? { bodySite: { text: sp.bodySite } } : {}) },
-    ...(sp.fixative ? { container: [{ additiveCodeableConcept: { coding: [{ system: SYSTEMS.additive, code: sp.fixative }], text: sp.fixative } }] } : {}),
+    ...(sp.fixative
+      ? {
+          container: [
+            {
+              additiveCodeableConcept: { coding: [{ system: SYSTEMS.additive, code: sp.fixative }], text: sp.fixative },
+            },
+          ],
+        }
+      : {}),
   }));
   return { own: [...requests, task, ...specimens], shared };
 }
@@ -134,7 +168,12 @@ export function mediaResource(image: ImageRecord, url: string): Record<string, u
     subject: { reference: `Specimen/${specimenResourceId(image.orderId, image.specimenId)}` },
     createdDateTime: image.createdAt,
     ...(image.width ? { width: image.width, height: image.height } : {}),
-    content: { contentType: image.contentType ?? 'application/octet-stream', url, ...(image.bytes ? { size: image.bytes } : {}), title: image.fileName },
+    content: {
+      contentType: image.contentType ?? 'application/octet-stream',
+      url,
+      ...(image.bytes ? { size: image.bytes } : {}),
+      title: image.fileName,
+    },
   };
 }
 

@@ -26,7 +26,10 @@ export class ContinuationTokens {
 
   /** The payload of a token issued for exactly this binding; 400 otherwise. */
   async open<T>(binding: TokenBinding, token: string, isPayload: (value: unknown) => value is T): Promise<T> {
-    const invalid = () => invalidInput('The continuation token is invalid.', [{ path: '/continuationToken', message: 'not a token this API issued for this query' }]);
+    const invalid = () =>
+      invalidInput('The continuation token is invalid.', [
+        { path: '/continuationToken', message: 'not a token this API issued for this query' },
+      ]);
     const [body, mac, extra] = token.split('.');
     if (!body || !mac || extra !== undefined) throw invalid();
     const expected = Buffer.from(await this.#mac(binding, body));
@@ -43,8 +46,18 @@ export class ContinuationTokens {
   }
 
   async #mac(binding: TokenBinding, body: string): Promise<string> {
-    const filters = createHash('sha256').update(JSON.stringify(Object.entries(binding.query).filter(([, v]) => v !== undefined).sort(([a], [b]) => a.localeCompare(b)))).digest('hex');
-    return createHmac('sha256', await this.#secret()).update(`${binding.tenant}\u0000${binding.route}\u0000${filters}\u0000${body}`).digest('base64url');
+    const filters = createHash('sha256')
+      .update(
+        JSON.stringify(
+          Object.entries(binding.query)
+            .filter(([, v]) => v !== undefined)
+            .sort(([a], [b]) => a.localeCompare(b)),
+        ),
+      )
+      .digest('hex');
+    return createHmac('sha256', await this.#secret())
+      .update(`${binding.tenant}\u0000${binding.route}\u0000${filters}\u0000${body}`)
+      .digest('base64url');
   }
 
   #secret(): Promise<Buffer> {

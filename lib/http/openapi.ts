@@ -13,7 +13,11 @@ export function openApiPath(route: string): string {
   return '/' + route.replace(/\{\*?([A-Za-z0-9_]+)(?::[^}?]+)?\??\}/g, '{$1}');
 }
 
-const problemResponse = (description: string, headers?: ResponseSpec['headers']): ResponseSpec => ({ description, schema: problemSchema, ...(headers ? { headers } : {}) });
+const problemResponse = (description: string, headers?: ResponseSpec['headers']): ResponseSpec => ({
+  description,
+  schema: problemSchema,
+  ...(headers ? { headers } : {}),
+});
 const RETRY_AFTER = { 'Retry-After': { description: 'Seconds to wait before trying again', required: true } };
 
 /**
@@ -27,26 +31,51 @@ function responsesOf(op: Operation): Record<number, ResponseSpec> {
     declared[status] ??= spec;
   };
   if (op.access !== 'public') {
-    declared[401] = { ...(declared[401] ?? problemResponse('Missing or invalid credentials')), headers: { 'WWW-Authenticate': { description: 'The accepted schemes: Bearer and ApiKey', required: true } } };
+    declared[401] = {
+      ...(declared[401] ?? problemResponse('Missing or invalid credentials')),
+      headers: { 'WWW-Authenticate': { description: 'The accepted schemes: Bearer and ApiKey', required: true } },
+    };
     add(403, problemResponse('Not permitted (permission, token scope, or a grant beyond the caller)'));
   }
   if (op.params) add(404, problemResponse('No such resource (or another tenant’s)'));
   // A tenant's data does not exist for an operator without a staff grant for that tenant.
-  if (typeof op.access === 'object' && 'permission' in op.access) add(404, problemResponse('No such resource, or no tenant (an operator without a staff grant)'));
+  if (typeof op.access === 'object' && 'permission' in op.access)
+    add(404, problemResponse('No such resource, or no tenant (an operator without a staff grant)'));
   if (op.query || op.body) add(400, problemResponse('Malformed request'));
   if (op.body) {
     add(413, problemResponse('Body over 1 MiB'));
     add(415, problemResponse('The body is not JSON'));
   }
-  if (op.rateLimit || declared[429]) declared[429] = { ...(declared[429] ?? problemResponse('Too many calls; see Retry-After')), headers: RETRY_AFTER };
-  if (op.id !== 'openApiDocument') declared[503] = { ...(declared[503] ?? problemResponse('A backing service is temporarily unavailable')), headers: RETRY_AFTER };
+  if (op.rateLimit || declared[429])
+    declared[429] = { ...(declared[429] ?? problemResponse('Too many calls; see Retry-After')), headers: RETRY_AFTER };
+  if (op.id !== 'openApiDocument')
+    declared[503] = {
+      ...(declared[503] ?? problemResponse('A backing service is temporarily unavailable')),
+      headers: RETRY_AFTER,
+    };
   for (const status of [201, 202] as const) {
     const spec = declared[status];
-    if (spec) declared[status] = { ...spec, headers: { Location: { description: 'Where the created resource (or the status of the started work) is' }, ...(spec.headers ?? {}) } };
+    if (spec)
+      declared[status] = {
+        ...spec,
+        headers: {
+          Location: { description: 'Where the created resource (or the status of the started work) is' },
+          ...(spec.headers ?? {}),
+        },
+      };
   }
   if (op.method === 'GET' && declared[200]) {
-    declared[200] = { ...declared[200], headers: { ETag: { description: 'A strong entity tag of this representation', required: true }, ...(declared[200].headers ?? {}) } };
-    add(304, { description: 'Not modified: If-None-Match named the current ETag', headers: { ETag: { description: 'The current entity tag', required: true } } });
+    declared[200] = {
+      ...declared[200],
+      headers: {
+        ETag: { description: 'A strong entity tag of this representation', required: true },
+        ...(declared[200].headers ?? {}),
+      },
+    };
+    add(304, {
+      description: 'Not modified: If-None-Match named the current ETag',
+      headers: { ETag: { description: 'The current entity tag', required: true } },
+    });
   }
   return declared;
 }
@@ -57,8 +86,27 @@ function responseObjects(responses: Record<number, ResponseSpec>): Record<string
       status,
       {
         description: r.description,
-        ...(r.headers ? { headers: Object.fromEntries(Object.entries(r.headers).map(([name, h]) => [name, { description: h.description, required: h.required ?? false, schema: { type: 'string' } }])) } : {}),
-        ...(r.schema ? { content: { [r.contentType ?? (Number(status) >= 400 ? 'application/problem+json' : 'application/json')]: { schema: r.schema } } } : r.contentType ? { content: { [r.contentType]: {} } } : {}),
+        ...(r.headers
+          ? {
+              headers: Object.fromEntries(
+                Object.entries(r.headers).map(([name, h]) => [
+                  name,
+                  { description: h.description, required: h.required ?? false, schema: { type: 'string' } },
+                ]),
+              ),
+            }
+          : {}),
+        ...(r.schema
+          ? {
+              content: {
+                [r.contentType ?? (Number(status) >= 400 ? 'application/problem+json' : 'application/json')]: {
+                  schema: r.schema,
+                },
+              },
+            }
+          : r.contentType
+            ? { content: { [r.contentType]: {} } }
+            : {}),
       },
     ]),
   );
@@ -77,7 +125,9 @@ export function buildOpenApiDocument(operations: readonly Operation[]): Record<s
       tags: [op.tag],
       ...(op.access === 'public' ? { security: [] } : {}),
       ...(requiredPermission(op) ? { 'x-permission': requiredPermission(op) } : {}),
-      ...(op.rateLimit ? { 'x-rate-limit': { limit: op.rateLimit.limit, windowSeconds: op.rateLimit.windowSeconds } } : {}),
+      ...(op.rateLimit
+        ? { 'x-rate-limit': { limit: op.rateLimit.limit, windowSeconds: op.rateLimit.windowSeconds } }
+        : {}),
       requestParams: {
         ...(op.params ? { path: op.params as never } : {}),
         ...(op.query ? { query: op.query as never } : {}),
@@ -85,20 +135,58 @@ export function buildOpenApiDocument(operations: readonly Operation[]): Record<s
       ...(op.headers || op.method === 'GET'
         ? {
             parameters: [
-              ...Object.entries(op.headers ?? {}).map(([name, h]) => ({ name, in: 'header' as const, description: h.description, required: h.required ?? false, schema: { type: 'string' as const } })),
-              ...(op.method === 'GET' ? [{ name: 'If-None-Match', in: 'header' as const, description: 'Answer 304 when the representation still has one of these ETags', required: false, schema: { type: 'string' as const } }] : []),
+              ...Object.entries(op.headers ?? {}).map(([name, h]) => ({
+                name,
+                in: 'header' as const,
+                description: h.description,
+                required: h.required ?? false,
+                schema: { type: 'string' as const },
+              })),
+              ...(op.method === 'GET'
+                ? [
+                    {
+                      name: 'If-None-Match',
+                      in: 'header' as const,
+                      description: 'Answer 304 when the representation still has one of these ETags',
+                      required: false,
+                      schema: { type: 'string' as const },
+                    },
+                  ]
+                : []),
             ],
           }
         : {}),
       // JSON bodies; a PATCH also takes JSON Merge Patch (RFC 7396), which is what it does.
-      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: op.body }, ...(op.method === 'PATCH' ? { 'application/merge-patch+json': { schema: op.body } } : {}) } } } : {}),
+      ...(op.body
+        ? {
+            requestBody: {
+              required: true,
+              content: {
+                'application/json': { schema: op.body },
+                ...(op.method === 'PATCH' ? { 'application/merge-patch+json': { schema: op.body } } : {}),
+              },
+            },
+          }
+        : {}),
       responses: responseObjects(responses) as never,
     };
     const method = op.method.toLowerCase() as 'get';
     paths[path] = { ...(paths[path] ?? {}), [method]: entry };
     if (op.method === 'GET') {
       // HEAD: what GET answers, without a body.
-      const head = { ...entry, operationId: `${op.id}Head`, summary: `${op.summary} (headers only)`, responses: responseObjects(Object.fromEntries(Object.entries(responses).map(([status, r]) => [status, { description: r.description, ...(r.headers ? { headers: r.headers } : {}) }]))) as never };
+      const head = {
+        ...entry,
+        operationId: `${op.id}Head`,
+        summary: `${op.summary} (headers only)`,
+        responses: responseObjects(
+          Object.fromEntries(
+            Object.entries(responses).map(([status, r]) => [
+              status,
+              { description: r.description, ...(r.headers ? { headers: r.headers } : {}) },
+            ]),
+          ),
+        ) as never,
+      };
       paths[path] = { ...paths[path], head } as never;
     }
     const methods = allowed.get(path) ?? new Set<string>();
@@ -115,8 +203,18 @@ export function buildOpenApiDocument(operations: readonly Operation[]): Record<s
         summary: `The methods of this path: ${allow}`,
         tags: ['platform'],
         security: [],
-        parameters: [...path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } })),
-        responses: { 204: { description: 'No content', headers: { Allow: { description: allow, required: true, schema: { type: 'string' } } } } } as never,
+        parameters: [...path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+          name: m[1],
+          in: 'path',
+          required: true,
+          schema: { type: 'string' },
+        })),
+        responses: {
+          204: {
+            description: 'No content',
+            headers: { Allow: { description: allow, required: true, schema: { type: 'string' } } },
+          },
+        } as never,
       },
     } as never;
   }

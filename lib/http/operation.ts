@@ -35,7 +35,8 @@ export interface Operation<
    * `{ permission }`: a tenant operation, reaching the data of the principal's tenant;
    * `{ operatorPermission }`: an operation of the vendor's staff.
    */
-  access: 'public' | 'authenticated' | 'operator' | { permission: Permission } | { operatorPermission: OperatorPermission };
+  access:
+    'public' | 'authenticated' | 'operator' | { permission: Permission } | { operatorPermission: OperatorPermission };
   /** Token scopes admitted besides `full` (e.g. the password change of a first login). */
   scopes?: readonly TokenScope[];
   params?: P;

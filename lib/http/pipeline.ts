@@ -10,7 +10,17 @@ import { errorFields, type Logger } from '../observability/logger.js';
 import { StorageLimitError, statusOf } from '../storage/errors.js';
 import { ifNoneMatchHits, representationEtag } from './etags.js';
 import type { Operation } from './operation.js';
-import { DomainError, type FieldError, forbidden, invalidInput, notFound, rateLimited, tooLarge, unavailable, unsupportedMediaType } from '../errors.js';
+import {
+  DomainError,
+  type FieldError,
+  forbidden,
+  invalidInput,
+  notFound,
+  rateLimited,
+  tooLarge,
+  unavailable,
+  unsupportedMediaType,
+} from '../errors.js';
 import { asProblem, ProblemError, problemBody, problemOf } from './problem.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -90,7 +100,8 @@ function parseJsonStrict(text: string): unknown {
 
 async function readBody(request: HttpRequest): Promise<unknown> {
   const declared = request.headers.get('content-length');
-  if (declared !== null && Number(declared) > MAX_BODY_BYTES) throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  if (declared !== null && Number(declared) > MAX_BODY_BYTES)
+    throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
   const bytes = Buffer.from(await request.arrayBuffer());
   if (bytes.length > MAX_BODY_BYTES) throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
   const contentType = (request.headers.get('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
@@ -111,7 +122,11 @@ async function readBody(request: HttpRequest): Promise<unknown> {
   }
 }
 
-function parseWith<T extends z.ZodType>(schema: T, value: unknown, onError: (errors: FieldError[]) => DomainError): z.infer<T> {
+function parseWith<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  onError: (errors: FieldError[]) => DomainError,
+): z.infer<T> {
   const result = schema.safeParse(value);
   if (!result.success) throw onError(issuesToErrors(result.error.issues));
   return result.data;
@@ -124,10 +139,15 @@ function parseWith<T extends z.ZodType>(schema: T, value: unknown, onError: (err
  */
 function authorize(operation: Operation, principal: Principal): void {
   if (principal.scope !== 'full' && !(operation.scopes ?? []).includes(principal.scope)) {
-    throw forbidden(principal.scope === 'password-change' ? 'Change your password first (POST /api/auth/password).' : 'Enrol a second factor first.');
+    throw forbidden(
+      principal.scope === 'password-change'
+        ? 'Change your password first (POST /api/auth/password).'
+        : 'Enrol a second factor first.',
+    );
   }
   const access = operation.access;
-  if (access === 'operator' && principal.kind !== 'operator') throw forbidden('Only the vendor’s operators make this call.');
+  if (access === 'operator' && principal.kind !== 'operator')
+    throw forbidden('Only the vendor’s operators make this call.');
   if (typeof access !== 'object') return;
   if ('permission' in access) {
     if (principal.tenant === undefined) throw notFound();
@@ -143,7 +163,13 @@ function toProblem(error: unknown, logger: Logger, operationId: string, correlat
   if (error instanceof StorageLimitError) return problemOf(tooLarge('The data is too large to store.'));
   const status = statusOf(error);
   const code = (error as { code?: unknown } | null)?.code;
-  if ((status !== undefined && (status >= 500 || status === 408 || status === 429)) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'REQUEST_SEND_ERROR') {
+  if (
+    (status !== undefined && (status >= 500 || status === 408 || status === 429)) ||
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'ETIMEDOUT' ||
+    code === 'REQUEST_SEND_ERROR'
+  ) {
     logger.log('warn', 'storage.unavailable', { operation: operationId, correlationId, ...errorFields(error) });
     return problemOf(unavailable());
   }
@@ -153,7 +179,11 @@ function toProblem(error: unknown, logger: Logger, operationId: string, correlat
     ...errorFields(error),
     decryption: error instanceof DecryptionError,
   });
-  return new ProblemError(500, 'Internal Server Error', 'The request failed; quote the correlation id when reporting it.');
+  return new ProblemError(
+    500,
+    'Internal Server Error',
+    'The request failed; quote the correlation id when reporting it.',
+  );
 }
 
 /**
@@ -161,8 +191,16 @@ function toProblem(error: unknown, logger: Logger, operationId: string, correlat
  * handler's own, or the hash of the representation — and answers 304 when If-None-Match names it
  * (RFC 9110 §13.1.2). HEAD answers what GET would, without the body.
  */
-function respond(result: ApiResult, correlationId: string, request: { method: string; ifNoneMatch: string | null }): HttpResponseInit {
-  const headers: Record<string, string> = { ...SECURITY_HEADERS, 'x-correlation-id': correlationId, ...(result.headers ?? {}) };
+function respond(
+  result: ApiResult,
+  correlationId: string,
+  request: { method: string; ifNoneMatch: string | null },
+): HttpResponseInit {
+  const headers: Record<string, string> = {
+    ...SECURITY_HEADERS,
+    'x-correlation-id': correlationId,
+    ...(result.headers ?? {}),
+  };
   const isRead = request.method === 'GET' || request.method === 'HEAD';
   let body: HttpResponseInit['body'];
   if (result.body === undefined) body = undefined;
@@ -182,7 +220,8 @@ function respond(result: ApiResult, correlationId: string, request: { method: st
     }
   }
   if (request.method === 'HEAD') {
-    if (typeof body === 'string' || body instanceof Uint8Array) headers['Content-Length'] ??= String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    if (typeof body === 'string' || body instanceof Uint8Array)
+      headers['Content-Length'] ??= String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
     if (body instanceof ReadableStream) void body.cancel();
     return { status: result.status, headers };
   }
@@ -203,7 +242,16 @@ export function problemResponse(problem: ProblemError, correlationId: string): H
   return {
     status: problem.status,
     headers,
-    body: JSON.stringify(problemBody(problem.status, problem.title, problem.detail, correlationId, problem.extras.errors, problem.extras.members)),
+    body: JSON.stringify(
+      problemBody(
+        problem.status,
+        problem.title,
+        problem.detail,
+        correlationId,
+        problem.extras.errors,
+        problem.extras.members,
+      ),
+    ),
   };
 }
 
@@ -211,7 +259,9 @@ export function problemResponse(problem: ProblemError, correlationId: string): H
 function addressOfEntry(entry: string): string | undefined {
   const trimmed = entry.trim();
   const bracketed = /^\[([0-9a-fA-F:.]+)\](?::\d{1,5})?$/.exec(trimmed);
-  const candidate = bracketed ? bracketed[1] ?? '' : /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(trimmed)?.[1] ?? trimmed;
+  const candidate = bracketed
+    ? (bracketed[1] ?? '')
+    : (/^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(trimmed)?.[1] ?? trimmed);
   return isIP(candidate) ? candidate.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1').toLowerCase() : undefined;
 }
 
@@ -256,20 +306,29 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
       let principal: Principal | undefined;
       let actor: AuditActor = { type: 'system', id: 'anonymous', ...(clientAddress ? { address: clientAddress } : {}) };
       if (operation.access !== 'public') {
-        principal = await svc.authenticator.authenticate(request.headers.get('authorization'), { clientAddress, correlationId, tenantHeader: request.headers.get('x-labvault-tenant') });
+        principal = await svc.authenticator.authenticate(request.headers.get('authorization'), {
+          clientAddress,
+          correlationId,
+          tenantHeader: request.headers.get('x-labvault-tenant'),
+        });
         principalId = principal.id;
         actor = { type: principal.kind, id: principal.id, ...(clientAddress ? { address: clientAddress } : {}) };
         authorize(operation, principal);
         if (operation.rateLimit) {
           const verdict = await svc.rateLimiter.take(`${principal.realm}:${principal.id}`, operation.rateLimit);
-          if (!verdict.allowed) throw rateLimited('Too many calls of this kind; wait before trying again.', verdict.retryAfterSeconds);
+          if (!verdict.allowed)
+            throw rateLimited('Too many calls of this kind; wait before trying again.', verdict.retryAfterSeconds);
         }
         if (principal.grant) await svc.recordStaffAccess(principal, operation.id, correlationId, actor);
       }
       // A path parameter that cannot be valid names nothing that exists.
-      const params = operation.params ? parseWith(operation.params, { ...request.params }, () => notFound()) : undefined;
+      const params = operation.params
+        ? parseWith(operation.params, { ...request.params }, () => notFound())
+        : undefined;
       const query = operation.query
-        ? parseWith(operation.query, Object.fromEntries(request.query.entries()), (errors) => invalidInput('The query is invalid.', errors))
+        ? parseWith(operation.query, Object.fromEntries(request.query.entries()), (errors) =>
+            invalidInput('The query is invalid.', errors),
+          )
         : undefined;
       let body: unknown;
       if (operation.body) {
@@ -289,7 +348,10 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
         invocation,
         request,
       });
-      response = respond(result, correlationId, { method: request.method.toUpperCase(), ifNoneMatch: request.headers.get('if-none-match') });
+      response = respond(result, correlationId, {
+        method: request.method.toUpperCase(),
+        ifNoneMatch: request.headers.get('if-none-match'),
+      });
     } catch (error) {
       const fallbackLogger: Logger = logger ?? { log: () => undefined };
       response = problemResponse(toProblem(error, fallbackLogger, operation.id, correlationId), correlationId);
@@ -304,4 +366,3 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
     return response;
   };
 }
-

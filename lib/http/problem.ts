@@ -46,7 +46,14 @@ export function asProblem(error: unknown): ProblemError | undefined {
   return undefined;
 }
 
-export function problemBody(status: number, title: string, detail: string, correlationId: string, errors?: FieldError[], members: Record<string, unknown> = {}): Record<string, unknown> {
+export function problemBody(
+  status: number,
+  title: string,
+  detail: string,
+  correlationId: string,
+  errors?: FieldError[],
+  members: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     type: `https://labvault.example/problems/${status}`,
     title,

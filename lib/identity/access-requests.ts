@@ -25,7 +25,11 @@ export interface AccessRequest {
   revokedAt?: string;
 }
 
-type RequestRow = Omit<AccessRequest, 'permissions' | 'tenant'> & { partitionKey: string; rowKey: string; permissions: string };
+type RequestRow = Omit<AccessRequest, 'permissions' | 'tenant'> & {
+  partitionKey: string;
+  rowKey: string;
+  permissions: string;
+};
 
 const AREA = 'staff-access';
 const ROW = (id: string) => `request~${id}`;
@@ -46,7 +50,12 @@ export class AccessRequestService {
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  async create(tenant: string, operatorId: string, input: { reason: string; minutes: number; permissions: Permission[] }, meta: RequestMeta): Promise<AccessRequest> {
+  async create(
+    tenant: string,
+    operatorId: string,
+    input: { reason: string; minutes: number; permissions: Permission[] },
+    meta: RequestMeta,
+  ): Promise<AccessRequest> {
     const id = randomBytes(12).toString('hex');
     const partitionKey = tenantPartition(tenant, AREA);
     const row: RequestRow = {
@@ -61,7 +70,10 @@ export class AccessRequestService {
       requestedAt: this.#clock().toISOString(),
     };
     await this.#audit.commit(tenant, partitionKey, () => [['create', row]], [
-      auditEvent('staff-access.request', 'C', { type: 'AccessRequest', id }, meta, { purpose: input.reason, details: { minutes: input.minutes, permissions: row.permissions } }),
+      auditEvent('staff-access.request', 'C', { type: 'AccessRequest', id }, meta, {
+        purpose: input.reason,
+        details: { minutes: input.minutes, permissions: row.permissions },
+      }),
     ]);
     return toRequest(tenant, row);
   }
@@ -69,13 +81,21 @@ export class AccessRequestService {
   async list(tenant: string): Promise<AccessRequest[]> {
     const result: AccessRequest[] = [];
     const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${'request~'} and RowKey lt ${'request~~'}`;
-    for await (const row of this.#table.listEntities<RequestRow>({ queryOptions: { filter } })) result.push(toRequest(tenant, row));
+    for await (const row of this.#table.listEntities<RequestRow>({ queryOptions: { filter } }))
+      result.push(toRequest(tenant, row));
     return result.sort((a, b) => (a.requestedAt < b.requestedAt ? 1 : -1));
   }
 
-  async decide(tenant: string, id: string, approve: boolean, decidedBy: Principal, meta: RequestMeta): Promise<AccessRequest> {
+  async decide(
+    tenant: string,
+    id: string,
+    approve: boolean,
+    decidedBy: Principal,
+    meta: RequestMeta,
+  ): Promise<AccessRequest> {
     // Staff never approve their own (or each other's) access, even with a grant.
-    if (decidedBy.kind !== 'user' || decidedBy.realm !== tenant) throw forbidden('Only the tenant’s own people decide on staff access.');
+    if (decidedBy.kind !== 'user' || decidedBy.realm !== tenant)
+      throw forbidden('Only the tenant’s own people decide on staff access.');
     const partitionKey = tenantPartition(tenant, AREA);
     const row = await this.#row(tenant, id);
     if (row.status !== 'pending') throw conflict(`The request was ${row.status} already.`);
@@ -95,10 +115,14 @@ export class AccessRequestService {
     delete (next as Partial<typeof row>).etag;
     try {
       await this.#audit.commit(tenant, partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
-        auditEvent(approve ? 'staff-access.approve' : 'staff-access.deny', 'U', { type: 'AccessRequest', id }, meta, { purpose: row.reason, details: { operator: row.operatorId, ...(next.expiresAt ? { expiresAt: next.expiresAt } : {}) } }),
+        auditEvent(approve ? 'staff-access.approve' : 'staff-access.deny', 'U', { type: 'AccessRequest', id }, meta, {
+          purpose: row.reason,
+          details: { operator: row.operatorId, ...(next.expiresAt ? { expiresAt: next.expiresAt } : {}) },
+        }),
       ]);
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The request changed meanwhile; reload it.');
+      if (error instanceof TransactionFailedError && error.failedIndex === 0)
+        throw conflict('The request changed meanwhile; reload it.');
       throw error;
     }
     return toRequest(tenant, next);
@@ -106,18 +130,24 @@ export class AccessRequestService {
 
   /** Ends an approved grant at once (the tenant's decision); links issued under it stop working. */
   async revoke(tenant: string, id: string, revokedBy: Principal, meta: RequestMeta): Promise<AccessRequest> {
-    if (revokedBy.kind !== 'user' || revokedBy.realm !== tenant) throw forbidden('Only the tenant’s own people end staff access.');
+    if (revokedBy.kind !== 'user' || revokedBy.realm !== tenant)
+      throw forbidden('Only the tenant’s own people end staff access.');
     const row = await this.#row(tenant, id);
     const now = this.#clock().toISOString();
-    if (row.status !== 'approved' || row.revokedAt || (row.expiresAt ?? '') <= now) throw conflict('The grant is not live.');
+    if (row.status !== 'approved' || row.revokedAt || (row.expiresAt ?? '') <= now)
+      throw conflict('The grant is not live.');
     const next: RequestRow = { ...row, revokedAt: now, expiresAt: now };
     delete (next as Partial<typeof row>).etag;
     try {
       await this.#audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
-        auditEvent('staff-access.revoke', 'U', { type: 'AccessRequest', id }, meta, { purpose: row.reason, details: { operator: row.operatorId } }),
+        auditEvent('staff-access.revoke', 'U', { type: 'AccessRequest', id }, meta, {
+          purpose: row.reason,
+          details: { operator: row.operatorId },
+        }),
       ]);
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The request changed meanwhile; reload it.');
+      if (error instanceof TransactionFailedError && error.failedIndex === 0)
+        throw conflict('The request changed meanwhile; reload it.');
       throw error;
     }
     return toRequest(tenant, next);
@@ -133,7 +163,10 @@ export class AccessRequestService {
   }
 
   /** The operator's live grants for the tenant, merged; undefined when there is none. */
-  async liveGrant(tenant: string, operatorId: string): Promise<(StaffGrant & { permissions: Permission[] }) | undefined> {
+  async liveGrant(
+    tenant: string,
+    operatorId: string,
+  ): Promise<(StaffGrant & { permissions: Permission[] }) | undefined> {
     const now = this.#clock().toISOString();
     const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and operatorId eq ${operatorId} and status eq ${'approved'} and expiresAt gt ${now}`;
     let grant: (StaffGrant & { permissions: Permission[] }) | undefined;
@@ -148,7 +181,10 @@ export class AccessRequestService {
   async recordCall(principal: Principal, operationId: string, meta: RequestMeta): Promise<void> {
     if (!principal.grant || !principal.tenant) return;
     await this.#audit.record(principal.tenant, tenantPartition(principal.tenant, AREA), [
-      auditEvent('staff-access.call', 'E', { type: 'Operation', id: operationId }, meta, { purpose: principal.grant.reason, details: { grant: principal.grant.id } }),
+      auditEvent('staff-access.call', 'E', { type: 'Operation', id: operationId }, meta, {
+        purpose: principal.grant.reason,
+        details: { grant: principal.grant.id },
+      }),
     ]);
   }
 }

@@ -6,7 +6,10 @@ import type { UserService } from './users.js';
  * its initial password from LABVAULT_OPERATOR_INITIAL_PASSWORD or generated (returned once so the
  * host can print it). It must be changed at first login like any other.
  */
-export async function bootstrapOperator(users: UserService, initialPassword?: string): Promise<{ created: boolean; initialPassword?: string; generated?: boolean }> {
+export async function bootstrapOperator(
+  users: UserService,
+  initialPassword?: string,
+): Promise<{ created: boolean; initialPassword?: string; generated?: boolean }> {
   if ((await users.count(OPERATOR_REALM)) > 0) return { created: false };
   const created = await users.create(
     OPERATOR_REALM,

@@ -76,7 +76,12 @@ export class BruteForceGuard {
   readonly #clock: () => Date;
   readonly #queue = new KeyedQueue();
 
-  constructor(dependencies: { table: TableClient; crypto: TenantCrypto; alerts: SecurityAlertService; clock?: () => Date }) {
+  constructor(dependencies: {
+    table: TableClient;
+    crypto: TenantCrypto;
+    alerts: SecurityAlertService;
+    clock?: () => Date;
+  }) {
     this.#table = dependencies.table;
     this.#crypto = dependencies.crypto;
     this.#alerts = dependencies.alerts;
@@ -84,7 +89,11 @@ export class BruteForceGuard {
   }
 
   async accountRef(realm: string, username: string): Promise<string> {
-    return this.#crypto.pseudonym('platform', 'login-account', `${realm}\u0000${username.normalize('NFKC').toLowerCase()}`);
+    return this.#crypto.pseudonym(
+      'platform',
+      'login-account',
+      `${realm}\u0000${username.normalize('NFKC').toLowerCase()}`,
+    );
   }
 
   async sourceRef(source: string | undefined): Promise<string> {
@@ -106,7 +115,9 @@ export class BruteForceGuard {
           return undefined;
         }
         if (row && row.failures >= BRUTE_FORCE_POLICY.freeFailures) {
-          const wait = Math.min(2 ** (row.failures - BRUTE_FORCE_POLICY.freeFailures), BRUTE_FORCE_POLICY.maxBackoffSeconds) * 1000;
+          const wait =
+            Math.min(2 ** (row.failures - BRUTE_FORCE_POLICY.freeFailures), BRUTE_FORCE_POLICY.maxBackoffSeconds) *
+            1000;
           const until = Date.parse(row.lastFailureAt) + wait;
           if (until > now) {
             verdict = { allowed: false, retryAfterSeconds: Math.ceil((until - now) / 1000), reason: 'backoff' };
@@ -127,7 +138,11 @@ export class BruteForceGuard {
       let attempts = 0;
       await this.#update<SourceRow>(sourcePartition(sourceRef), `${sourceRef}~${window}`, (row) => {
         attempts = (row?.attempts ?? 0) + 1;
-        return { attempts, failedAccounts: row?.failedAccounts ?? '[]', sprayingAlerted: row?.sprayingAlerted ?? false };
+        return {
+          attempts,
+          failedAccounts: row?.failedAccounts ?? '[]',
+          sprayingAlerted: row?.sprayingAlerted ?? false,
+        };
       });
       if (attempts > BRUTE_FORCE_POLICY.sourceAttemptsPerWindow) {
         const windowEnd = (window + 1) * BRUTE_FORCE_POLICY.windowMs;
@@ -158,7 +173,9 @@ export class BruteForceGuard {
       await this.#update<AccountRow>(accountPartition(accountRef), accountRef, (row) => {
         const failures = Math.max(row?.failures ?? 0, 1);
         const windowStart = now.getTime() - BRUTE_FORCE_POLICY.windowMs;
-        const recent = (JSON.parse(row?.recentSources ?? '[]') as { s: string; at: string }[]).filter((r) => Date.parse(r.at) >= windowStart && r.s !== sourceRef);
+        const recent = (JSON.parse(row?.recentSources ?? '[]') as { s: string; at: string }[]).filter(
+          (r) => Date.parse(r.at) >= windowStart && r.s !== sourceRef,
+        );
         recent.push({ s: sourceRef, at: nowIso });
         const trimmed = recent.slice(-50);
         stuffingSources = trimmed.length;
@@ -171,7 +188,11 @@ export class BruteForceGuard {
           lastFailureAt: row?.lastFailureAt ?? nowIso,
           recentSources: JSON.stringify(trimmed),
           ...(locked ? { lockedAt: row?.lockedAt ?? nowIso } : {}),
-          ...(raiseStuffing ? { stuffingAlertedAt: nowIso } : row?.stuffingAlertedAt ? { stuffingAlertedAt: row.stuffingAlertedAt } : {}),
+          ...(raiseStuffing
+            ? { stuffingAlertedAt: nowIso }
+            : row?.stuffingAlertedAt
+              ? { stuffingAlertedAt: row.stuffingAlertedAt }
+              : {}),
         };
       });
     } catch (error) {
@@ -190,7 +211,15 @@ export class BruteForceGuard {
       );
     }
     if (lockedNow) {
-      alerts.push(await this.#alerts.raise({ kind: 'account-locked', realm: attempt.realm, accountRef, count: BRUTE_FORCE_POLICY.lockAfterFailures, summary: 'account locked after consecutive failed logins' }));
+      alerts.push(
+        await this.#alerts.raise({
+          kind: 'account-locked',
+          realm: attempt.realm,
+          accountRef,
+          count: BRUTE_FORCE_POLICY.lockAfterFailures,
+          summary: 'account locked after consecutive failed logins',
+        }),
+      );
     }
     const window = Math.floor(now.getTime() / BRUTE_FORCE_POLICY.windowMs);
     let raiseSpraying = false;
@@ -201,7 +230,11 @@ export class BruteForceGuard {
         if (accounts.size < 100) accounts.add(accountRef);
         sprayed = accounts.size;
         raiseSpraying = sprayed >= BRUTE_FORCE_POLICY.sprayingAccounts && !(row?.sprayingAlerted ?? false);
-        return { attempts: row?.attempts ?? 1, failedAccounts: JSON.stringify([...accounts]), sprayingAlerted: (row?.sprayingAlerted ?? false) || raiseSpraying };
+        return {
+          attempts: row?.attempts ?? 1,
+          failedAccounts: JSON.stringify([...accounts]),
+          sprayingAlerted: (row?.sprayingAlerted ?? false) || raiseSpraying,
+        };
       });
     } catch (error) {
       if (!(error instanceof Contended)) throw error;
@@ -226,7 +259,12 @@ export class BruteForceGuard {
     try {
       await this.#update<AccountRow>(accountPartition(accountRef), accountRef, (row) => {
         if (!row || row.lockedAt || row.failures === 0) return undefined;
-        return { failures: 0, lastFailureAt: row.lastFailureAt, recentSources: row.recentSources, ...(row.stuffingAlertedAt ? { stuffingAlertedAt: row.stuffingAlertedAt } : {}) };
+        return {
+          failures: 0,
+          lastFailureAt: row.lastFailureAt,
+          recentSources: row.recentSources,
+          ...(row.stuffingAlertedAt ? { stuffingAlertedAt: row.stuffingAlertedAt } : {}),
+        };
       });
     } catch (error) {
       if (!(error instanceof Contended)) throw error;

@@ -55,9 +55,16 @@ export class IntegrationService {
    * A new key with the given permissions. Through the API the grantor is a person who holds every one
    * of them (re-authenticated by the caller); a key never creates keys.
    */
-  async create(tenant: string, name: string, permissions: Permission[], meta: RequestMeta, grantor?: Grantor): Promise<Integration & { apiKey: string }> {
+  async create(
+    tenant: string,
+    name: string,
+    permissions: Permission[],
+    meta: RequestMeta,
+    grantor?: Grantor,
+  ): Promise<Integration & { apiKey: string }> {
     if (grantor) {
-      if (grantor.kind === 'integration') throw forbidden('Integrations do not create API keys; a person with the permissions does.');
+      if (grantor.kind === 'integration')
+        throw forbidden('Integrations do not create API keys; a person with the permissions does.');
       const exceeding = exceedingPermissions(permissions, grantor.permissions);
       if (exceeding.length > 0) throw exceedsGrantor(exceeding);
     }
@@ -74,7 +81,10 @@ export class IntegrationService {
       createdAt,
     };
     await this.#audit.commit(tenant, partitionKey, () => [['create', row]], [
-      auditEvent('integration.create', 'C', { type: 'Integration', id }, meta, { purpose: 'access-management', details: { permissions: row.permissions } }),
+      auditEvent('integration.create', 'C', { type: 'Integration', id }, meta, {
+        purpose: 'access-management',
+        details: { permissions: row.permissions },
+      }),
     ]);
     return { id, name, permissions: JSON.parse(row.permissions) as Permission[], createdAt, apiKey };
   }
@@ -109,17 +119,40 @@ export class IntegrationService {
     // Read on every request, never cached: a revoked key must stop at once on every instance.
     const row = await this.#row(tenant, id);
     const presented = hashKey(apiKey);
-    const valid = row !== undefined && timingSafeEqual(Buffer.from(row.keyHash, 'hex'), presented) && row.revokedAt === undefined;
+    const valid =
+      row !== undefined && timingSafeEqual(Buffer.from(row.keyHash, 'hex'), presented) && row.revokedAt === undefined;
     if (!row || !valid) {
-      logger.log('warn', 'auth.apikey.rejected', { correlationId, reason: !row ? 'unknown' : row.revokedAt ? 'revoked' : 'mismatch' });
+      logger.log('warn', 'auth.apikey.rejected', {
+        correlationId,
+        reason: !row ? 'unknown' : row.revokedAt ? 'revoked' : 'mismatch',
+      });
       if (row) {
         await this.#audit.record(tenant, tenantPartition(tenant, 'security'), [
-          auditEvent('auth.apikey', 'E', { type: 'Integration', id }, { actor: { type: 'integration', id }, correlationId }, { outcome: 'failure', purpose: 'authentication', details: { reason: row.revokedAt ? 'revoked' : 'mismatch' } }),
+          auditEvent(
+            'auth.apikey',
+            'E',
+            { type: 'Integration', id },
+            { actor: { type: 'integration', id }, correlationId },
+            {
+              outcome: 'failure',
+              purpose: 'authentication',
+              details: { reason: row.revokedAt ? 'revoked' : 'mismatch' },
+            },
+          ),
         ]);
       }
       throw unauthenticated();
     }
-    return { kind: 'integration', realm: tenant, tenant, id, roles: [], permissions: new Set(JSON.parse(row.permissions) as Permission[]), operatorPermissions: new Set(), scope: 'full' };
+    return {
+      kind: 'integration',
+      realm: tenant,
+      tenant,
+      id,
+      roles: [],
+      permissions: new Set(JSON.parse(row.permissions) as Permission[]),
+      operatorPermissions: new Set(),
+      scope: 'full',
+    };
   }
 
   async #row(tenant: string, id: string): Promise<(IntegrationRow & { etag: string }) | undefined> {

@@ -37,21 +37,48 @@ export class MfaService {
   async begin(realm: string, id: string, meta: RequestMeta): Promise<{ otpauthUri: string; secret: string }> {
     const row = await this.#row(realm, id);
     const secret = new OTPAuth.Secret({ size: 20 });
-    const username = await this.#d.crypto.decryptJson<string>({ tenant: realm, record: id, field: 'username' }, row.encUsername);
-    const totp = new OTPAuth.TOTP({ issuer: 'LabVault', label: `${realm}:${username}`, algorithm: 'SHA1', digits: 6, period: 30, secret });
-    const next: UserRow = { ...row, encPendingTotpSecret: await this.#d.crypto.encryptJson({ tenant: realm, record: id, field: 'pendingTotp' }, secret.base32) };
+    const username = await this.#d.crypto.decryptJson<string>(
+      { tenant: realm, record: id, field: 'username' },
+      row.encUsername,
+    );
+    const totp = new OTPAuth.TOTP({
+      issuer: 'LabVault',
+      label: `${realm}:${username}`,
+      algorithm: 'SHA1',
+      digits: 6,
+      period: 30,
+      secret,
+    });
+    const next: UserRow = {
+      ...row,
+      encPendingTotpSecret: await this.#d.crypto.encryptJson(
+        { tenant: realm, record: id, field: 'pendingTotp' },
+        secret.base32,
+      ),
+    };
     delete next.etag;
-    await this.#d.users.commitRow(realm, next, row.etag, [this.#d.users.event(row.mfaEnabled ? 'user.mfa.replace.start' : 'user.mfa.enrol.start', 'U', id, meta)]);
+    await this.#d.users.commitRow(realm, next, row.etag, [
+      this.#d.users.event(row.mfaEnabled ? 'user.mfa.replace.start' : 'user.mfa.enrol.start', 'U', id, meta),
+    ]);
     return { otpauthUri: totp.toString(), secret: secret.base32 };
   }
 
   /** Confirms the pending secret with a code: it becomes the factor, with fresh recovery codes. Returns the new epoch. */
-  async confirm(realm: string, id: string, code: string, meta: RequestMeta): Promise<{ recoveryCodes: string[]; epoch: number }> {
+  async confirm(
+    realm: string,
+    id: string,
+    code: string,
+    meta: RequestMeta,
+  ): Promise<{ recoveryCodes: string[]; epoch: number }> {
     const row = await this.#row(realm, id);
     if (!row.encPendingTotpSecret) throw unprocessable('Start the enrolment first (POST /api/me/mfa/totp).');
-    const secret = await this.#d.crypto.decryptJson<string>({ tenant: realm, record: id, field: 'pendingTotp' }, row.encPendingTotpSecret);
+    const secret = await this.#d.crypto.decryptJson<string>(
+      { tenant: realm, record: id, field: 'pendingTotp' },
+      row.encPendingTotpSecret,
+    );
     const step = this.#totpStep(secret, code);
-    if (step === undefined) throw unprocessable('The code does not match.', [{ path: '/code', message: 'wrong or expired one-time code' }]);
+    if (step === undefined)
+      throw unprocessable('The code does not match.', [{ path: '/code', message: 'wrong or expired one-time code' }]);
     const recoveryCodes = newRecoveryCodes();
     const next: UserRow = {
       ...row,
@@ -64,7 +91,9 @@ export class MfaService {
     };
     delete next.encPendingTotpSecret;
     delete next.etag;
-    await this.#d.users.commitRow(realm, next, row.etag, [this.#d.users.event(row.mfaEnabled ? 'user.mfa.replace' : 'user.mfa.enrol', 'U', id, meta)]);
+    await this.#d.users.commitRow(realm, next, row.etag, [
+      this.#d.users.event(row.mfaEnabled ? 'user.mfa.replace' : 'user.mfa.enrol', 'U', id, meta),
+    ]);
     return { recoveryCodes, epoch: next.sessionEpoch ?? 0 };
   }
 
@@ -75,12 +104,27 @@ export class MfaService {
   async remove(realm: string, id: string, currentPassword: string, meta: RequestMeta): Promise<number> {
     const row = await this.#row(realm, id);
     if (!row.mfaEnabled) throw conflict('No second factor is enrolled.');
-    if ((await this.#d.policy.policy(realm)).requireMfa) throw conflict('Your tenant requires a second factor: replace it instead of removing it.');
+    if ((await this.#d.policy.policy(realm)).requireMfa)
+      throw conflict('Your tenant requires a second factor: replace it instead of removing it.');
     if ([...currentPassword.normalize('NFC')].length < 15) {
-      throw unprocessable('Without a second factor the password needs at least 15 characters: change it first.', [{ path: '/currentPassword', message: 'shorter than 15 characters' }]);
+      throw unprocessable('Without a second factor the password needs at least 15 characters: change it first.', [
+        { path: '/currentPassword', message: 'shorter than 15 characters' },
+      ]);
     }
-    const next: UserRow = { ...row, mfaEnabled: false, sessionEpoch: (row.sessionEpoch ?? 0) + 1, updatedAt: this.#clock().toISOString() };
-    for (const field of ['encTotpSecret', 'encPendingTotpSecret', 'lastTotpStep', 'recoveryCodeHashes', 'etag'] as const) delete next[field];
+    const next: UserRow = {
+      ...row,
+      mfaEnabled: false,
+      sessionEpoch: (row.sessionEpoch ?? 0) + 1,
+      updatedAt: this.#clock().toISOString(),
+    };
+    for (const field of [
+      'encTotpSecret',
+      'encPendingTotpSecret',
+      'lastTotpStep',
+      'recoveryCodeHashes',
+      'etag',
+    ] as const)
+      delete next[field];
     await this.#d.users.commitRow(realm, next, row.etag, [this.#d.users.event('user.mfa.remove', 'U', id, meta)]);
     return next.sessionEpoch ?? 0;
   }
@@ -90,19 +134,32 @@ export class MfaService {
     const row = await this.#row(realm, id);
     if (!row.mfaEnabled) throw conflict('No second factor is enrolled.');
     const recoveryCodes = newRecoveryCodes();
-    const next: UserRow = { ...row, recoveryCodeHashes: JSON.stringify(recoveryCodes.map(sha256)), updatedAt: this.#clock().toISOString() };
+    const next: UserRow = {
+      ...row,
+      recoveryCodeHashes: JSON.stringify(recoveryCodes.map(sha256)),
+      updatedAt: this.#clock().toISOString(),
+    };
     delete next.etag;
-    await this.#d.users.commitRow(realm, next, row.etag, [this.#d.users.event('user.mfa.recovery-codes', 'U', id, meta)]);
+    await this.#d.users.commitRow(realm, next, row.etag, [
+      this.#d.users.event('user.mfa.recovery-codes', 'U', id, meta),
+    ]);
     return { recoveryCodes };
   }
 
   /** Checks a TOTP code (each time step once) or a recovery code (each once); consumes it. */
-  async verify(realm: string, row: UserRow & { etag: string }, factor: { totp?: string; recoveryCode?: string }): Promise<boolean> {
+  async verify(
+    realm: string,
+    row: UserRow & { etag: string },
+    factor: { totp?: string; recoveryCode?: string },
+  ): Promise<boolean> {
     if (!row.mfaEnabled || !row.encTotpSecret) return false;
     const next: UserRow = { ...row };
     delete next.etag;
     if (factor.totp !== undefined) {
-      const secret = await this.#d.crypto.decryptJson<string>({ tenant: realm, record: row.id, field: 'totp' }, row.encTotpSecret);
+      const secret = await this.#d.crypto.decryptJson<string>(
+        { tenant: realm, record: row.id, field: 'totp' },
+        row.encTotpSecret,
+      );
       const step = this.#totpStep(secret, factor.totp);
       if (step === undefined || step <= (row.lastTotpStep ?? -1)) return false;
       next.lastTotpStep = step;
@@ -132,7 +189,12 @@ export class MfaService {
 
   #totpStep(secret: string, code: string): number | undefined {
     if (!/^\d{6}$/.test(code)) return undefined;
-    const totp = new OTPAuth.TOTP({ algorithm: 'SHA1', digits: 6, period: 30, secret: OTPAuth.Secret.fromBase32(secret) });
+    const totp = new OTPAuth.TOTP({
+      algorithm: 'SHA1',
+      digits: 6,
+      period: 30,
+      secret: OTPAuth.Secret.fromBase32(secret),
+    });
     const now = this.#clock().getTime();
     const delta = totp.validate({ token: code, timestamp: now, window: 1 });
     return delta === null ? undefined : Math.floor(now / 30_000) + delta;

@@ -43,7 +43,11 @@ export async function verifyPassword(phc: string, password: string): Promise<boo
 export function needsRehash(phc: string): boolean {
   const m = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$/.exec(phc);
   if (!m) return true;
-  return Number(m[1]) < ARGON2_TARGET.memoryCost || Number(m[2]) < ARGON2_TARGET.timeCost || Number(m[3]) !== ARGON2_TARGET.parallelism;
+  return (
+    Number(m[1]) < ARGON2_TARGET.memoryCost ||
+    Number(m[2]) < ARGON2_TARGET.timeCost ||
+    Number(m[3]) !== ARGON2_TARGET.parallelism
+  );
 }
 
 /** A hash of a random password, verified against for unknown users so their timing matches. */
@@ -115,8 +119,10 @@ export function checkPasswordPolicy(password: string, context: PolicyContext): F
   const normalised = normalisePassword(password);
   const length = [...normalised].length;
   const minimum = context.hasSecondFactor ? 8 : 15;
-  if (length < minimum) errors.push({ path: '/newPassword', message: `must be at least ${minimum} characters (has ${length})` });
-  if (length > PASSWORD_MAX_CODE_POINTS) errors.push({ path: '/newPassword', message: `must be at most ${PASSWORD_MAX_CODE_POINTS} characters` });
+  if (length < minimum)
+    errors.push({ path: '/newPassword', message: `must be at least ${minimum} characters (has ${length})` });
+  if (length > PASSWORD_MAX_CODE_POINTS)
+    errors.push({ path: '/newPassword', message: `must be at most ${PASSWORD_MAX_CODE_POINTS} characters` });
   const folded = normalised.normalize('NFKC').toLowerCase();
   const blocklisted = BLOCKLIST.has(folded);
   if (blocklisted) errors.push({ path: '/newPassword', message: 'is on the list of common or breached passwords' });
@@ -137,11 +143,17 @@ export function checkPasswordPolicy(password: string, context: PolicyContext): F
   // The estimate says something only about passwords that passed the cheaper rules.
   if (errors.length === 0 && length <= PASSWORD_MAX_CODE_POINTS && !blocklisted && !containsContextWord) {
     const result = strength().check(normalised);
-    const floor = context.hasSecondFactor ? GUESSES_FLOOR_LOG10.withSecondFactor : GUESSES_FLOOR_LOG10.withoutSecondFactor;
+    const floor = context.hasSecondFactor
+      ? GUESSES_FLOOR_LOG10.withSecondFactor
+      : GUESSES_FLOOR_LOG10.withoutSecondFactor;
     if (result.guessesLog10 < floor) {
       const patterns = [...new Set(result.sequence.map((m) => m.pattern).filter((p) => p in PATTERN_RULES))];
       if (patterns.length === 0) errors.push({ path: '/newPassword', message: 'is too easy to guess' });
-      for (const pattern of patterns) errors.push({ path: '/newPassword', message: `is too easy to guess: it ${PATTERN_RULES[pattern] ?? 'is predictable'}` });
+      for (const pattern of patterns)
+        errors.push({
+          path: '/newPassword',
+          message: `is too easy to guess: it ${PATTERN_RULES[pattern] ?? 'is predictable'}`,
+        });
     }
   }
   return errors;

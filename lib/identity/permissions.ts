@@ -22,7 +22,15 @@ export type Permission = (typeof PERMISSIONS)[number];
 export const permissionSchema = z.enum(PERMISSIONS);
 
 /** What the vendor's own staff may do; none of it reaches tenant data. */
-export const OPERATOR_PERMISSIONS = ['tenants:manage', 'access-requests:create', 'security:read', 'breaches:manage', 'operators:manage', 'backups:manage', 'orchestrations:manage'] as const;
+export const OPERATOR_PERMISSIONS = [
+  'tenants:manage',
+  'access-requests:create',
+  'security:read',
+  'breaches:manage',
+  'operators:manage',
+  'backups:manage',
+  'orchestrations:manage',
+] as const;
 export type OperatorPermission = (typeof OPERATOR_PERMISSIONS)[number];
 
 export const BUILT_IN_ROLES: Record<string, readonly Permission[]> = {
@@ -72,9 +80,19 @@ export interface Principal {
 }
 
 /** Permissions an operator may be granted for a tenant: never the power to grant or to approve. */
-export const GRANTABLE_PERMISSIONS: readonly Permission[] = ['orders:read', 'orders:update', 'images:read', 'audit:read', 'exports:start', 'retention:manage'];
+export const GRANTABLE_PERMISSIONS: readonly Permission[] = [
+  'orders:read',
+  'orders:update',
+  'images:read',
+  'audit:read',
+  'exports:start',
+  'retention:manage',
+];
 
-export function permissionsOfRoles(roles: readonly string[], custom: Readonly<Record<string, readonly Permission[]>>): Set<Permission> {
+export function permissionsOfRoles(
+  roles: readonly string[],
+  custom: Readonly<Record<string, readonly Permission[]>>,
+): Set<Permission> {
   const result = new Set<Permission>();
   for (const role of roles) for (const p of BUILT_IN_ROLES[role] ?? custom[role] ?? []) result.add(p);
   return result;

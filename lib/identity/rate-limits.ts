@@ -48,7 +48,12 @@ export class RateLimiter {
           if (!isNotFound(error)) throw error;
         }
         if ((row?.count ?? 0) >= rule.limit) return { allowed: false, retryAfterSeconds };
-        const next = { partitionKey, rowKey, count: (row?.count ?? 0) + 1, expiresAt: new Date((window + 1) * windowMs).toISOString() };
+        const next = {
+          partitionKey,
+          rowKey,
+          count: (row?.count ?? 0) + 1,
+          expiresAt: new Date((window + 1) * windowMs).toISOString(),
+        };
         try {
           if (row) await this.#table.updateEntity(next, 'Replace', { etag: row.etag });
           else await this.#table.createEntity(next);

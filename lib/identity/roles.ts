@@ -3,7 +3,15 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { RequestMeta } from '../audit/types.js';
 import { conflict, exceedsGrantor, notFound, unprocessable } from '../errors.js';
 import { tenantPartition } from '../storage/keys.js';
-import { BUILT_IN_ROLES, exceedingPermissions, type Grantor, OPERATOR_REALM, OPERATOR_ROLES, type Permission, permissionsOfRoles } from './permissions.js';
+import {
+  BUILT_IN_ROLES,
+  exceedingPermissions,
+  type Grantor,
+  OPERATOR_REALM,
+  OPERATOR_ROLES,
+  type Permission,
+  permissionsOfRoles,
+} from './permissions.js';
 import { auditEvent } from '../audit/events.js';
 
 export interface Role {
@@ -33,15 +41,22 @@ export class RoleService {
   }
 
   async listRoles(realm: string): Promise<Role[]> {
-    const roles: Role[] = Object.entries(realm === OPERATOR_REALM ? {} : BUILT_IN_ROLES).map(([name, permissions]) => ({ name, permissions: [...permissions], builtIn: true }));
-    for (const [name, permissions] of Object.entries(await this.customRoles(realm))) roles.push({ name, permissions: [...permissions], builtIn: false });
+    const roles: Role[] = Object.entries(realm === OPERATOR_REALM ? {} : BUILT_IN_ROLES).map(([name, permissions]) => ({
+      name,
+      permissions: [...permissions],
+      builtIn: true,
+    }));
+    for (const [name, permissions] of Object.entries(await this.customRoles(realm)))
+      roles.push({ name, permissions: [...permissions], builtIn: false });
     return roles;
   }
 
   async customRoles(realm: string): Promise<Record<string, Permission[]>> {
     const result: Record<string, Permission[]> = {};
     const filter = odata`PartitionKey eq ${tenantPartition(realm, AREA)} and RowKey ge ${'role~'} and RowKey lt ${'role~~'}`;
-    for await (const row of this.#d.table.listEntities<{ rowKey: string; permissions: string }>({ queryOptions: { filter } })) {
+    for await (const row of this.#d.table.listEntities<{ rowKey: string; permissions: string }>({
+      queryOptions: { filter },
+    })) {
       result[row.rowKey.slice('role~'.length)] = JSON.parse(row.permissions) as Permission[];
     }
     return result;
@@ -53,8 +68,15 @@ export class RoleService {
     return permissionsOfRoles(roles, builtInOnly ? {} : await this.customRoles(realm));
   }
 
-  async putRole(realm: string, name: string, permissions: Permission[], meta: RequestMeta, grantor?: Grantor): Promise<{ role: Role; created: boolean }> {
-    if (name in BUILT_IN_ROLES || name in OPERATOR_ROLES) throw unprocessable(`"${name}" is a built-in role and cannot be changed.`);
+  async putRole(
+    realm: string,
+    name: string,
+    permissions: Permission[],
+    meta: RequestMeta,
+    grantor?: Grantor,
+  ): Promise<{ role: Role; created: boolean }> {
+    if (name in BUILT_IN_ROLES || name in OPERATOR_ROLES)
+      throw unprocessable(`"${name}" is a built-in role and cannot be changed.`);
     const partitionKey = tenantPartition(realm, AREA);
     const existing = (await this.customRoles(realm))[name];
     const sorted = [...new Set(permissions)].sort();
@@ -63,9 +85,17 @@ export class RoleService {
       const exceeding = exceedingPermissions([...sorted, ...(existing ?? [])], grantor.permissions);
       if (exceeding.length > 0) throw exceedsGrantor(exceeding);
     }
-    await this.#d.audit.commit(realm, partitionKey, () => [['upsert', { partitionKey, rowKey: ROLE_ROW(name), permissions: JSON.stringify(sorted) }, 'Replace']], [
-      auditEvent(existing ? 'role.change' : 'role.create', existing ? 'U' : 'C', { type: 'Role', id: name }, meta, { purpose: 'access-management', details: { from: (existing ?? []).join(','), to: sorted.join(',') } }),
-    ]);
+    await this.#d.audit.commit(
+      realm,
+      partitionKey,
+      () => [['upsert', { partitionKey, rowKey: ROLE_ROW(name), permissions: JSON.stringify(sorted) }, 'Replace']],
+      [
+        auditEvent(existing ? 'role.change' : 'role.create', existing ? 'U' : 'C', { type: 'Role', id: name }, meta, {
+          purpose: 'access-management',
+          details: { from: (existing ?? []).join(','), to: sorted.join(',') },
+        }),
+      ],
+    );
     return { role: { name, permissions: sorted, builtIn: false }, created: existing === undefined };
   }
 
@@ -80,7 +110,9 @@ export class RoleService {
     const partitionKey = tenantPartition(realm, AREA);
     let holders = 0;
     const filter = odata`PartitionKey eq ${partitionKey} and RowKey ge ${'user~'} and RowKey lt ${'user~~'}`;
-    for await (const row of this.#d.table.listEntities<{ roles: string }>({ queryOptions: { filter, select: ['roles'] } })) {
+    for await (const row of this.#d.table.listEntities<{ roles: string }>({
+      queryOptions: { filter, select: ['roles'] },
+    })) {
       if ((JSON.parse(row.roles) as string[]).includes(name)) holders++;
     }
     if (holders > 0) throw conflict(`The role is held by ${holders} user(s); take it away from them first.`);

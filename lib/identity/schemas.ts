@@ -3,7 +3,9 @@
 import { z } from 'zod';
 import { permissionSchema } from './permissions.js';
 
-export const usernameSchema = z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, '3-64 lowercase letters, digits, ".", "_", "@", "-"');
+export const usernameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, '3-64 lowercase letters, digits, ".", "_", "@", "-"');
 
 export const emailSchema = z.email().max(254);
 
@@ -24,8 +26,16 @@ export const userSchema = z
   })
   .meta({ id: 'User' });
 
-export const roleSchema = z.object({ name: z.string(), permissions: z.array(permissionSchema), builtIn: z.boolean() }).meta({ id: 'Role' });
+export const roleSchema = z
+  .object({ name: z.string(), permissions: z.array(permissionSchema), builtIn: z.boolean() })
+  .meta({ id: 'Role' });
 
 export const integrationSchema = z
-  .object({ id: z.string(), name: z.string(), permissions: z.array(permissionSchema), createdAt: z.string(), revokedAt: z.string().optional() })
+  .object({
+    id: z.string(),
+    name: z.string(),
+    permissions: z.array(permissionSchema),
+    createdAt: z.string(),
+    revokedAt: z.string().optional(),
+  })
   .meta({ id: 'Integration' });

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import type { Logger } from '../observability/logger.js';
 
-type AlertKind = 'password-spraying' | 'credential-stuffing' | 'account-locked' | 'breach-escalation' | 'breach-analysis-due' | 'breach-delivery-failed';
+type AlertKind =
+  | 'password-spraying'
+  | 'credential-stuffing'
+  | 'account-locked'
+  | 'breach-escalation'
+  | 'breach-analysis-due'
+  | 'breach-delivery-failed';
 
 export interface SecurityAlert {
   id: string;
@@ -37,13 +43,20 @@ export class SecurityAlertService {
     // Newest first: row keys sort by inverted time.
     const inverted = String(8_640_000_000_000_000 - now.getTime()).padStart(16, '0');
     await this.#table.createEntity({ partitionKey: PARTITION, rowKey: `${inverted}~${id}`, ...full });
-    this.#logger.log('warn', 'security.alert', { kind: alert.kind, alertId: id, realm: alert.realm, count: alert.count });
+    this.#logger.log('warn', 'security.alert', {
+      kind: alert.kind,
+      alertId: id,
+      realm: alert.realm,
+      count: alert.count,
+    });
     return full;
   }
 
   async list(limit = 100): Promise<SecurityAlert[]> {
     const result: SecurityAlert[] = [];
-    const pages = this.#table.listEntities<SecurityAlert>({ queryOptions: { filter: `PartitionKey eq '${PARTITION}'` } }).byPage({ maxPageSize: limit });
+    const pages = this.#table
+      .listEntities<SecurityAlert>({ queryOptions: { filter: `PartitionKey eq '${PARTITION}'` } })
+      .byPage({ maxPageSize: limit });
     const first = await pages.next();
     if (!first.done) {
       for (const row of first.value) {

@@ -32,8 +32,16 @@ export class SecurityPolicyService {
 
   async setPolicy(realm: string, policy: SecurityPolicy, meta: RequestMeta): Promise<void> {
     const partitionKey = tenantPartition(realm, 'users');
-    await this.#d.audit.commit(realm, partitionKey, () => [['upsert', { partitionKey, rowKey: POLICY_ROW, requireMfa: policy.requireMfa }, 'Replace']], [
-      auditEvent('security-policy.change', 'U', { type: 'SecurityPolicy', id: realm }, meta, { purpose: 'access-management', details: { requireMfa: policy.requireMfa } }),
-    ]);
+    await this.#d.audit.commit(
+      realm,
+      partitionKey,
+      () => [['upsert', { partitionKey, rowKey: POLICY_ROW, requireMfa: policy.requireMfa }, 'Replace']],
+      [
+        auditEvent('security-policy.change', 'U', { type: 'SecurityPolicy', id: realm }, meta, {
+          purpose: 'access-management',
+          details: { requireMfa: policy.requireMfa },
+        }),
+      ],
+    );
   }
 }

@@ -122,7 +122,13 @@ export class SessionService {
     const used = [...(JSON.parse(row.usedHashes ?? '[]') as string[]), row.currentHash].slice(-USED_TOKENS_KEPT);
     try {
       await this.#table.updateEntity(
-        { partitionKey: row.partitionKey, rowKey: row.rowKey, currentHash: hashToken(next).toString('hex'), usedHashes: JSON.stringify(used), lastUsedAt: now.toISOString() },
+        {
+          partitionKey: row.partitionKey,
+          rowKey: row.rowKey,
+          currentHash: hashToken(next).toString('hex'),
+          usedHashes: JSON.stringify(used),
+          lastUsedAt: now.toISOString(),
+        },
         'Merge',
         { etag: row.etag },
       );
@@ -140,7 +146,12 @@ export class SessionService {
   async revoke(realm: string, familyId: string, reason: string): Promise<void> {
     try {
       await this.#table.updateEntity(
-        { partitionKey: SessionService.partition(realm, familyId), rowKey: `session~${familyId}`, revokedAt: this.#clock().toISOString(), revokeReason: reason },
+        {
+          partitionKey: SessionService.partition(realm, familyId),
+          rowKey: `session~${familyId}`,
+          revokedAt: this.#clock().toISOString(),
+          revokeReason: reason,
+        },
         'Merge',
       );
     } catch (error) {
@@ -150,12 +161,21 @@ export class SessionService {
 
   /** Moves this session to the account's new credential epoch (the session that made the change goes on). */
   async carryOver(realm: string, familyId: string, epoch: number): Promise<void> {
-    await this.#table.updateEntity({ partitionKey: SessionService.partition(realm, familyId), rowKey: `session~${familyId}`, epoch }, 'Merge');
+    await this.#table.updateEntity(
+      { partitionKey: SessionService.partition(realm, familyId), rowKey: `session~${familyId}`, epoch },
+      'Merge',
+    );
   }
 
   /** Whether access tokens of this family may still be used by this account at this credential epoch. */
   isLive(session: Session | undefined, userId: string, epoch: number): boolean {
-    return session !== undefined && session.userId === userId && !session.revokedAt && (session.epoch ?? 0) === epoch && this.#clock().toISOString() < session.expiresAt;
+    return (
+      session !== undefined &&
+      session.userId === userId &&
+      !session.revokedAt &&
+      (session.epoch ?? 0) === epoch &&
+      this.#clock().toISOString() < session.expiresAt
+    );
   }
 
   /** The realm and family of a refresh token, when it has the right form (used by logout). */

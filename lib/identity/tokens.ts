@@ -67,7 +67,13 @@ export class TokenService {
   async verify(token: string): Promise<AccessClaims> {
     try {
       const header = decodeProtectedHeader(token);
-      if (header.alg !== ALGORITHM || header.typ !== TYPE || typeof header.kid !== 'string' || !/^[0-9a-zA-Z]{1,64}$/.test(header.kid)) throw new Error('header');
+      if (
+        header.alg !== ALGORITHM ||
+        header.typ !== TYPE ||
+        typeof header.kid !== 'string' ||
+        !/^[0-9a-zA-Z]{1,64}$/.test(header.kid)
+      )
+        throw new Error('header');
       if (FORBIDDEN_HEADERS.some((h) => h in header)) throw new Error('header');
       const key = await this.#verificationKey(header.kid);
       const { payload } = await jwtVerify(token, key, {

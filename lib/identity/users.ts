@@ -8,7 +8,14 @@ import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { generateInitialPassword, hashPassword } from './passwords.js';
-import { exceedingPermissions, type Grantor, OPERATOR_REALM, OPERATOR_ROLES, operatorPermissionsOfRoles, TENANT_ADMIN_ROLE } from './permissions.js';
+import {
+  exceedingPermissions,
+  type Grantor,
+  OPERATOR_REALM,
+  OPERATOR_ROLES,
+  operatorPermissionsOfRoles,
+  TENANT_ADMIN_ROLE,
+} from './permissions.js';
 import type { RoleService } from './roles.js';
 import { auditEvent } from '../audit/events.js';
 
@@ -83,7 +90,8 @@ export interface UserServiceDependencies {
 }
 
 const rolesOf = (row: Pick<UserRow, 'roles'>): string[] => JSON.parse(row.roles) as string[];
-const isActiveAdmin = (row: Pick<UserRow, 'roles' | 'status'>): boolean => row.status === 'active' && rolesOf(row).includes(TENANT_ADMIN_ROLE);
+const isActiveAdmin = (row: Pick<UserRow, 'roles' | 'status'>): boolean =>
+  row.status === 'active' && rolesOf(row).includes(TENANT_ADMIN_ROLE);
 
 /**
  * Personal accounts of a realm (a tenant, or "operator" for the vendor's staff). Username, e-mail
@@ -158,7 +166,8 @@ export class UserService {
         [this.event('user.create', 'C', id, meta, { roles: roles.join(',') })],
       );
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.statusCode === 409) throw conflict('This username is taken.');
+      if (error instanceof TransactionFailedError && error.statusCode === 409)
+        throw conflict('This username is taken.');
       throw error;
     }
     return { user: await this.toUser(realm, row), initialPassword };
@@ -175,7 +184,12 @@ export class UserService {
     const partitionKey = this.partition(realm);
     let userId: string;
     try {
-      userId = (await this.#d.table.getEntity<{ userId: string }>(partitionKey, USERNAME_ROW(await this.usernameRef(realm, username)))).userId;
+      userId = (
+        await this.#d.table.getEntity<{ userId: string }>(
+          partitionKey,
+          USERNAME_ROW(await this.usernameRef(realm, username)),
+        )
+      ).userId;
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -237,7 +251,9 @@ export class UserService {
       if (change.roles !== undefined && JSON.stringify(change.roles) !== row.roles) {
         next.roles = JSON.stringify(change.roles);
         credentialsChanged = true;
-        events.push(this.event('user.roles.change', 'U', id, meta, { from: rolesOf(row).join(','), to: change.roles.join(',') }));
+        events.push(
+          this.event('user.roles.change', 'U', id, meta, { from: rolesOf(row).join(','), to: change.roles.join(',') }),
+        );
       }
       if (change.status !== undefined && change.status !== row.status) {
         next.status = change.status;
@@ -250,7 +266,8 @@ export class UserService {
       try {
         await this.commitRow(realm, next, row.etag, events, census);
       } catch (error) {
-        if (error instanceof TransactionFailedError && error.failedIndex === 1 && census.length > 0 && attempt < 10) continue;
+        if (error instanceof TransactionFailedError && error.failedIndex === 1 && census.length > 0 && attempt < 10)
+          continue;
         throw error;
       }
       return this.toUser(realm, next);
@@ -258,7 +275,12 @@ export class UserService {
   }
 
   /** A new one-time password chosen by the system (never by the admin), valid 72 hours; every session ends. */
-  async resetPassword(realm: string, id: string, meta: RequestMeta, grantor?: Grantor): Promise<{ user: User; initialPassword: string }> {
+  async resetPassword(
+    realm: string,
+    id: string,
+    meta: RequestMeta,
+    grantor?: Grantor,
+  ): Promise<{ user: User; initialPassword: string }> {
     const row = await this.row(realm, id);
     if (!row) throw notFound('No such user.');
     if (grantor) await this.checkManageable(realm, row, grantor);
@@ -281,7 +303,13 @@ export class UserService {
    * Stores a new password hash: the user's own change (raises the credential epoch, which it
    * returns) or a transparent rehash at login (changes nothing else).
    */
-  async setPasswordHash(realm: string, row: UserRow & { etag: string }, passwordHash: string, meta: RequestMeta, event: 'user.password.change' | 'user.password.rehash'): Promise<number> {
+  async setPasswordHash(
+    realm: string,
+    row: UserRow & { etag: string },
+    passwordHash: string,
+    meta: RequestMeta,
+    event: 'user.password.change' | 'user.password.rehash',
+  ): Promise<number> {
     const next: UserRow = { ...row, passwordHash, updatedAt: this.#clock().toISOString() };
     delete next.etag;
     if (event === 'user.password.change') {
@@ -307,22 +335,42 @@ export class UserService {
       realm === OPERATOR_REALM
         ? exceedingPermissions(operatorPermissionsOfRoles(roles), grantor.operatorPermissions)
         : exceedingPermissions(await this.#d.roles.permissionsOf(realm, roles), grantor.permissions);
-    if (exceeding.length > 0) throw exceedsGrantor(exceeding, 'This account holds permissions you do not hold; only someone who holds them manages it.');
+    if (exceeding.length > 0)
+      throw exceedsGrantor(
+        exceeding,
+        'This account holds permissions you do not hold; only someone who holds them manages it.',
+      );
   }
 
   /** Commits a changed user row (and any extra actions of its partition) with its audit entries. */
-  async commitRow(realm: string, next: UserRow, etag: string, events: AuditEventInput[], extra: TransactionAction[] = []): Promise<void> {
+  async commitRow(
+    realm: string,
+    next: UserRow,
+    etag: string,
+    events: AuditEventInput[],
+    extra: TransactionAction[] = [],
+  ): Promise<void> {
     const action: TransactionAction = ['update', next, 'Replace', { etag }];
     try {
       await this.#d.audit.commit(realm, next.partitionKey, () => [action, ...extra], events);
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw conflict('The account changed meanwhile; retry.');
+      if (error instanceof TransactionFailedError && error.failedIndex === 0)
+        throw conflict('The account changed meanwhile; retry.');
       throw error;
     }
   }
 
-  event(event: string, action: AuditEventInput['action'], userId: string, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
-    return auditEvent(event, action, { type: 'User', id: userId }, meta, { purpose: 'access-management', ...(details ? { details } : {}) });
+  event(
+    event: string,
+    action: AuditEventInput['action'],
+    userId: string,
+    meta: RequestMeta,
+    details?: AuditEventInput['details'],
+  ): AuditEventInput {
+    return auditEvent(event, action, { type: 'User', id: userId }, meta, {
+      purpose: 'access-management',
+      ...(details ? { details } : {}),
+    });
   }
 
   async toUser(realm: string, row: UserRow): Promise<User> {
@@ -343,7 +391,8 @@ export class UserService {
 
   async *#rows(realm: string): AsyncGenerator<UserRow & { etag: string }> {
     const filter = odata`PartitionKey eq ${this.partition(realm)} and RowKey ge ${'user~'} and RowKey lt ${'user~~'}`;
-    for await (const row of this.#d.table.listEntities<UserRow>({ queryOptions: { filter } })) yield row as UserRow & { etag: string };
+    for await (const row of this.#d.table.listEntities<UserRow>({ queryOptions: { filter } }))
+      yield row as UserRow & { etag: string };
   }
 
   /**
@@ -368,9 +417,16 @@ export class UserService {
   }
 
   async #checkRoles(realm: string, roles: string[]): Promise<void> {
-    const known = realm === OPERATOR_REALM ? Object.keys(OPERATOR_ROLES) : (await this.#d.roles.listRoles(realm)).map((r) => r.name);
+    const known =
+      realm === OPERATOR_REALM
+        ? Object.keys(OPERATOR_ROLES)
+        : (await this.#d.roles.listRoles(realm)).map((r) => r.name);
     const unknown = roles.filter((r) => !known.includes(r));
-    if (unknown.length > 0) throw unprocessable('Unknown role.', unknown.map((r) => ({ path: '/roles', message: `no role "${r}"` })));
+    if (unknown.length > 0)
+      throw unprocessable(
+        'Unknown role.',
+        unknown.map((r) => ({ path: '/roles', message: `no role "${r}"` })),
+      );
   }
 
   /** Refuses roles that would hand on more than the grantor holds (and tenant-admin, except by a tenant admin). */
@@ -380,7 +436,8 @@ export class UserService {
       if (exceeding.length > 0) throw exceedsGrantor(exceeding);
       return;
     }
-    if (roles.includes(TENANT_ADMIN_ROLE) && !grantor.roles.includes(TENANT_ADMIN_ROLE)) throw forbidden('Only a tenant admin assigns the tenant-admin role.');
+    if (roles.includes(TENANT_ADMIN_ROLE) && !grantor.roles.includes(TENANT_ADMIN_ROLE))
+      throw forbidden('Only a tenant admin assigns the tenant-admin role.');
     const exceeding = exceedingPermissions(await this.#d.roles.permissionsOf(realm, roles), grantor.permissions);
     if (exceeding.length > 0) throw exceedsGrantor(exceeding);
   }

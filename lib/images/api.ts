@@ -5,7 +5,12 @@ import { problemSchema } from '../http/schemas.js';
 import { imageRecordSchema } from './schemas.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
-const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted'), 404: p('Unknown order, specimen or image') };
+const common = {
+  400: p('Malformed request'),
+  401: p('Missing or invalid credentials'),
+  403: p('Not permitted'),
+  404: p('Unknown order, specimen or image'),
+};
 
 const specimenId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/);
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/);
@@ -19,8 +24,9 @@ const uploadRequestSchema = z
   })
   .meta({ id: 'ImageUploadRequest' });
 
-const uploadResponseSchema = z.object({ imageId: z.string(), uploadUrl: z.string(), expiresAt: z.string() }).meta({ id: 'ImageUpload' });
-
+const uploadResponseSchema = z
+  .object({ imageId: z.string(), uploadUrl: z.string(), expiresAt: z.string() })
+  .meta({ id: 'ImageUpload' });
 
 export const createImageUpload = defineOperation({
   id: 'createImageUpload',

@@ -70,9 +70,15 @@ export interface ImageRecord {
 }
 
 const ROW = (orderId: string, specimenId: string, imageId: string) => `image~${orderId}~${specimenId}~${imageId}`;
-export const uploadPath = (tenant: string, orderId: string, specimenId: string, imageId: string) => `${tenant}/${orderId}/${specimenId}/${imageId}`;
-const storedPath = (tenant: string, orderId: string, specimenId: string, imageId: string, kind: 'image' | 'thumbnail') =>
-  `${tenant}/${orderId}/${specimenId}/${imageId}/${kind}`;
+export const uploadPath = (tenant: string, orderId: string, specimenId: string, imageId: string) =>
+  `${tenant}/${orderId}/${specimenId}/${imageId}`;
+const storedPath = (
+  tenant: string,
+  orderId: string,
+  specimenId: string,
+  imageId: string,
+  kind: 'image' | 'thumbnail',
+) => `${tenant}/${orderId}/${specimenId}/${imageId}/${kind}`;
 
 export interface ImageServiceDependencies {
   table: TableClient;
@@ -99,7 +105,13 @@ export class ImageService {
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  async createUpload(tenant: string, orderId: string, specimenId: string, input: { contentType: string; fileName: string }, meta: RequestMeta): Promise<{ imageId: string; uploadUrl: string; expiresAt: string }> {
+  async createUpload(
+    tenant: string,
+    orderId: string,
+    specimenId: string,
+    input: { contentType: string; fileName: string },
+    meta: RequestMeta,
+  ): Promise<{ imageId: string; uploadUrl: string; expiresAt: string }> {
     const ref = await this.#d.orders.specimenRef(tenant, orderId, specimenId);
     if (!ref) throw notFound('No such order or specimen.');
     const imageId = randomBytes(16).toString('hex');
@@ -119,8 +131,15 @@ export class ImageService {
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     };
-    await this.#d.audit.commit(tenant, ref.partitionKey, () => [['create', row]], [this.#event('image.upload-url', 'C', row, meta, { expiresAt: expiresAt.toISOString() })]);
-    const uploadUrl = await blobSasUrl(this.#d.storage, { container: CONTAINERS.uploads, blob: uploadPath(tenant, orderId, specimenId, imageId), permissions: 'cw', expiresOn: expiresAt });
+    await this.#d.audit.commit(tenant, ref.partitionKey, () => [['create', row]], [
+      this.#event('image.upload-url', 'C', row, meta, { expiresAt: expiresAt.toISOString() }),
+    ]);
+    const uploadUrl = await blobSasUrl(this.#d.storage, {
+      container: CONTAINERS.uploads,
+      blob: uploadPath(tenant, orderId, specimenId, imageId),
+      permissions: 'cw',
+      expiresOn: expiresAt,
+    });
     return { imageId, uploadUrl, expiresAt: expiresAt.toISOString() };
   }
 
@@ -132,7 +151,12 @@ export class ImageService {
    * uploads again), every trace of it is removed at the end. Safe to repeat: a record leaves
    * `pending` only after its encrypted bytes are stored, and a repeat only removes the upload.
    */
-  async processUpload(path: { tenant: string; orderId: string; specimenId: string; imageId: string }): Promise<ImageStatus | 'unknown'> {
+  async processUpload(path: {
+    tenant: string;
+    orderId: string;
+    specimenId: string;
+    imageId: string;
+  }): Promise<ImageStatus | 'unknown'> {
     const { tenant, orderId, specimenId, imageId } = path;
     const uploads = this.#d.storage.blobService.getContainerClient(CONTAINERS.uploads);
     const name = uploadPath(tenant, orderId, specimenId, imageId);
@@ -164,15 +188,38 @@ export class ImageService {
     if (content === undefined) {
       // Too large (or it grew while we read it): refused from its size; the hash is streamed, nothing kept.
       const { bytes, sha256 } = await this.#hashStreamed(upload);
-      next = { ...row, status: 'rejected', reason: 'too-large', updatedAt: now, uploadBytes: bytes, uploadSha256: sha256 };
+      next = {
+        ...row,
+        status: 'rejected',
+        reason: 'too-large',
+        updatedAt: now,
+        uploadBytes: bytes,
+        uploadSha256: sha256,
+      };
       event = { ...this.#event('image.reject', 'U', next, meta, { reason: 'too-large', bytes }), outcome: 'failure' };
     } else {
       const result = await inspectAndClean(content);
       if (result.ok) {
         const img = result.image;
         await Promise.all([
-          this.#storeEncrypted(tenant, imageId, 'image', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'image'), img.image, img.contentType),
-          this.#storeEncrypted(tenant, imageId, 'thumbnail', CONTAINERS.images, storedPath(tenant, orderId, specimenId, imageId, 'thumbnail'), img.thumbnail, 'image/jpeg'),
+          this.#storeEncrypted(
+            tenant,
+            imageId,
+            'image',
+            CONTAINERS.images,
+            storedPath(tenant, orderId, specimenId, imageId, 'image'),
+            img.image,
+            img.contentType,
+          ),
+          this.#storeEncrypted(
+            tenant,
+            imageId,
+            'thumbnail',
+            CONTAINERS.images,
+            storedPath(tenant, orderId, specimenId, imageId, 'thumbnail'),
+            img.thumbnail,
+            'image/jpeg',
+          ),
         ]);
         next = {
           ...row,
@@ -188,17 +235,38 @@ export class ImageService {
           imageBytes: img.image.length,
           thumbnailBytes: img.thumbnail.length,
         };
-        event = this.#event('image.process', 'U', next, meta, { width: img.width, height: img.height, format: img.detectedFormat });
+        event = this.#event('image.process', 'U', next, meta, {
+          width: img.width,
+          height: img.height,
+          format: img.detectedFormat,
+        });
       } else {
         // Quarantined for inspection, encrypted like everything else, and deleted after 7 days.
-        await this.#storeEncrypted(tenant, imageId, 'quarantine', CONTAINERS.quarantine, uploadPath(tenant, orderId, specimenId, imageId), content, 'application/octet-stream');
-        next = { ...row, status: 'rejected', reason: result.reason, updatedAt: now, uploadBytes: content.length, uploadSha256: createHash('sha256').update(content).digest('hex') };
+        await this.#storeEncrypted(
+          tenant,
+          imageId,
+          'quarantine',
+          CONTAINERS.quarantine,
+          uploadPath(tenant, orderId, specimenId, imageId),
+          content,
+          'application/octet-stream',
+        );
+        next = {
+          ...row,
+          status: 'rejected',
+          reason: result.reason,
+          updatedAt: now,
+          uploadBytes: content.length,
+          uploadSha256: createHash('sha256').update(content).digest('hex'),
+        };
         event = { ...this.#event('image.reject', 'U', next, meta, { reason: result.reason }), outcome: 'failure' };
       }
     }
     delete (next as Partial<ImageRow & { etag: string }>).etag;
     try {
-      await this.#d.audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [event]);
+      await this.#d.audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
+        event,
+      ]);
     } catch (error) {
       // Another run finished first; its record stands.
       if (!(error instanceof TransactionFailedError && error.failedIndex === 0)) throw error;
@@ -242,42 +310,81 @@ export class ImageService {
     const filter = odata`PartitionKey eq ${ref.partitionKey} and RowKey ge ${prefix} and RowKey lt ${prefix + '~'}`;
     const rows: ImageRow[] = [];
     for await (const row of this.#d.table.listEntities<ImageRow>({ queryOptions: { filter } })) rows.push(row);
-    if (rows.length > 0) await this.#d.audit.record(tenant, ref.partitionKey, rows.map((r) => this.#event('image.list', 'R', r, meta)));
+    if (rows.length > 0)
+      await this.#d.audit.record(
+        tenant,
+        ref.partitionKey,
+        rows.map((r) => this.#event('image.list', 'R', r, meta)),
+      );
     return Promise.all(rows.map((r) => this.#toRecord(tenant, r)));
   }
 
   /** The decrypted image or thumbnail; only ready images, only in the caller's tenant. */
-  async read(tenant: string, ids: { orderId: string; specimenId: string; imageId: string }, kind: 'image' | 'thumbnail', meta: RequestMeta): Promise<{ bytes: Buffer; contentType: string }> {
+  async read(
+    tenant: string,
+    ids: { orderId: string; specimenId: string; imageId: string },
+    kind: 'image' | 'thumbnail',
+    meta: RequestMeta,
+  ): Promise<{ bytes: Buffer; contentType: string }> {
     const ref = await this.#d.orders.specimenRef(tenant, ids.orderId, ids.specimenId);
     const row = ref ? await this.#row(tenant, ids.orderId, ids.specimenId, ids.imageId) : undefined;
     if (!row || row.status !== 'ready') throw notFound('No such image (or it is not ready).');
-    await this.#d.audit.record(tenant, row.partitionKey, [this.#event(kind === 'image' ? 'image.read' : 'image.thumbnail.read', 'R', row, meta)]);
-    const blob = this.#d.storage.blobService.getContainerClient(CONTAINERS.images).getBlobClient(storedPath(tenant, ids.orderId, ids.specimenId, ids.imageId, kind));
+    await this.#d.audit.record(tenant, row.partitionKey, [
+      this.#event(kind === 'image' ? 'image.read' : 'image.thumbnail.read', 'R', row, meta),
+    ]);
+    const blob = this.#d.storage.blobService
+      .getContainerClient(CONTAINERS.images)
+      .getBlobClient(storedPath(tenant, ids.orderId, ids.specimenId, ids.imageId, kind));
     const download = await blob.download();
     const chunks: Buffer[] = [];
-    const decrypt = createDecryptStream((version) => this.#d.keyring.dataKeyVersion(tenant, version), { tenant, record: ids.imageId, field: kind });
+    const decrypt = createDecryptStream((version) => this.#d.keyring.dataKeyVersion(tenant, version), {
+      tenant,
+      record: ids.imageId,
+      field: kind,
+    });
     decrypt.on('data', (c: Buffer) => chunks.push(c));
     await pipeline(download.readableStreamBody as NodeJS.ReadableStream, decrypt);
-    return { bytes: Buffer.concat(chunks), contentType: kind === 'image' ? (row.contentType ?? 'application/octet-stream') : 'image/jpeg' };
+    return {
+      bytes: Buffer.concat(chunks),
+      contentType: kind === 'image' ? (row.contentType ?? 'application/octet-stream') : 'image/jpeg',
+    };
   }
 
   /** Image records of one order shard, for the tenant's export. */
   /** The image record a raw row of an order partition holds (for the tenant's export); else undefined. */
-  async exportRow(tenant: string, row: Record<string, unknown>): Promise<(ImageRecord & { patientRef: string }) | undefined> {
+  async exportRow(
+    tenant: string,
+    row: Record<string, unknown>,
+  ): Promise<(ImageRecord & { patientRef: string }) | undefined> {
     if (typeof row.rowKey !== 'string' || !row.rowKey.startsWith('image~')) return undefined;
     const image = row as unknown as ImageRow;
     return { ...(await this.#toRecord(tenant, image)), patientRef: image.patientRef };
   }
 
-  async openDecrypted(tenant: string, record: { orderId: string; specimenId: string; imageId: string }, kind: 'image' | 'thumbnail'): Promise<NodeJS.ReadableStream> {
-    const blob = this.#d.storage.blobService.getContainerClient(CONTAINERS.images).getBlobClient(storedPath(tenant, record.orderId, record.specimenId, record.imageId, kind));
+  async openDecrypted(
+    tenant: string,
+    record: { orderId: string; specimenId: string; imageId: string },
+    kind: 'image' | 'thumbnail',
+  ): Promise<NodeJS.ReadableStream> {
+    const blob = this.#d.storage.blobService
+      .getContainerClient(CONTAINERS.images)
+      .getBlobClient(storedPath(tenant, record.orderId, record.specimenId, record.imageId, kind));
     const download = await blob.download();
-    const decrypt = createDecryptStream((version) => this.#d.keyring.dataKeyVersion(tenant, version), { tenant, record: record.imageId, field: kind });
+    const decrypt = createDecryptStream((version) => this.#d.keyring.dataKeyVersion(tenant, version), {
+      tenant,
+      record: record.imageId,
+      field: kind,
+    });
     return (download.readableStreamBody as NodeJS.ReadableStream).pipe(decrypt);
   }
 
   /** Deletes an image: its blobs (every version and snapshot), its record, audited. */
-  async deleteImage(tenant: string, row: ImageRow & { etag?: string }, meta: RequestMeta, reason: string): Promise<{ blobs: number; bytes: number }> {
+  async deleteImage(
+    tenant: string,
+    row: ImageRow & { etag?: string },
+    meta: RequestMeta,
+    reason: string,
+  ): Promise<{ blobs: number; bytes: number }> {
     const counts = { blobs: 0, bytes: 0 };
     const targets: [string, string][] = [
       [CONTAINERS.images, storedPath(tenant, row.orderId, row.specimenId, row.imageId, 'image')],
@@ -291,9 +398,12 @@ export class ImageService {
       counts.bytes += r.bytes;
     }
     try {
-      await this.#d.audit.commit(tenant, row.partitionKey, () => [['delete', { partitionKey: row.partitionKey, rowKey: row.rowKey }]], [
-        { ...this.#event('image.delete', 'D', row, meta, { reason, blobs: counts.blobs }) },
-      ]);
+      await this.#d.audit.commit(
+        tenant,
+        row.partitionKey,
+        () => [['delete', { partitionKey: row.partitionKey, rowKey: row.rowKey }]],
+        [{ ...this.#event('image.delete', 'D', row, meta, { reason, blobs: counts.blobs }) }],
+      );
     } catch (error) {
       if (!(error instanceof TransactionFailedError && error.statusCode === 404)) throw error; // deleted already
     }
@@ -326,7 +436,15 @@ export class ImageService {
     return deleted;
   }
 
-  async #storeEncrypted(tenant: string, record: string, field: string, container: string, blobName: string, bytes: Buffer, contentType: string): Promise<void> {
+  async #storeEncrypted(
+    tenant: string,
+    record: string,
+    field: string,
+    container: string,
+    blobName: string,
+    bytes: Buffer,
+    contentType: string,
+  ): Promise<void> {
     const key = await this.#d.keyring.currentDataKey(tenant);
     const encrypt = createEncryptStream(key.key, key.version, { tenant, record, field });
     const blob = this.#d.storage.blobService.getContainerClient(container).getBlockBlobClient(blobName);
@@ -338,10 +456,18 @@ export class ImageService {
     });
   }
 
-  async #row(tenant: string, orderId: string, specimenId: string, imageId: string): Promise<(ImageRow & { etag: string }) | undefined> {
+  async #row(
+    tenant: string,
+    orderId: string,
+    specimenId: string,
+    imageId: string,
+  ): Promise<(ImageRow & { etag: string }) | undefined> {
     if (!/^[0-9a-f]{32}$/.test(orderId) || !/^[0-9a-f]{32}$/.test(imageId)) return undefined;
     try {
-      return await this.#d.table.getEntity<ImageRow>(`${tenant}~orders~${orderId[0]}`, ROW(orderId, specimenId, imageId));
+      return await this.#d.table.getEntity<ImageRow>(
+        `${tenant}~orders~${orderId[0]}`,
+        ROW(orderId, specimenId, imageId),
+      );
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -355,7 +481,10 @@ export class ImageService {
       specimenId: row.specimenId,
       status: row.status,
       ...(row.reason ? { reason: row.reason } : {}),
-      fileName: await this.#d.crypto.decryptJson<string>({ tenant, record: row.imageId, field: 'fileName' }, row.encFileName),
+      fileName: await this.#d.crypto.decryptJson<string>(
+        { tenant, record: row.imageId, field: 'fileName' },
+        row.encFileName,
+      ),
       declaredContentType: row.declaredContentType,
       ...(row.contentType ? { contentType: row.contentType } : {}),
       ...(row.width ? { width: row.width, height: row.height } : {}),
@@ -368,7 +497,17 @@ export class ImageService {
     };
   }
 
-  #event(event: string, action: AuditEventInput['action'], row: ImageRow, meta: RequestMeta, details?: AuditEventInput['details']): AuditEventInput {
-    return auditEvent(event, action, { type: 'Media', id: row.imageId }, meta, { purpose: 'specimen-imaging', patientRef: row.patientRef, details: { order: row.orderId, specimen: row.specimenId, ...(details ?? {}) } });
+  #event(
+    event: string,
+    action: AuditEventInput['action'],
+    row: ImageRow,
+    meta: RequestMeta,
+    details?: AuditEventInput['details'],
+  ): AuditEventInput {
+    return auditEvent(event, action, { type: 'Media', id: row.imageId }, meta, {
+      purpose: 'specimen-imaging',
+      patientRef: row.patientRef,
+      details: { order: row.orderId, specimen: row.specimenId, ...(details ?? {}) },
+    });
   }
 }

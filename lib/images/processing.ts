@@ -30,9 +30,20 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 /** The real type from the first bytes; anything but JPEG, PNG, TIFF and WebP is refused. */
 function sniffFormat(bytes: Buffer): ImageFormat | undefined {
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
-  if (bytes.length >= 8 && bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'png';
-  if (bytes.length >= 4 && (bytes.subarray(0, 4).equals(Buffer.from([0x49, 0x49, 0x2a, 0x00])) || bytes.subarray(0, 4).equals(Buffer.from([0x4d, 0x4d, 0x00, 0x2a])))) return 'tiff';
-  if (bytes.length >= 12 && bytes.subarray(0, 4).toString('latin1') === 'RIFF' && bytes.subarray(8, 12).toString('latin1') === 'WEBP') return 'webp';
+  if (bytes.length >= 8 && bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])))
+    return 'png';
+  if (
+    bytes.length >= 4 &&
+    (bytes.subarray(0, 4).equals(Buffer.from([0x49, 0x49, 0x2a, 0x00])) ||
+      bytes.subarray(0, 4).equals(Buffer.from([0x4d, 0x4d, 0x00, 0x2a])))
+  )
+    return 'tiff';
+  if (
+    bytes.length >= 12 &&
+    bytes.subarray(0, 4).toString('latin1') === 'RIFF' &&
+    bytes.subarray(8, 12).toString('latin1') === 'WEBP'
+  )
+    return 'webp';
   return undefined;
 }
 
@@ -44,9 +55,11 @@ function sniffFormat(bytes: Buffer): ImageFormat | undefined {
  */
 export async function inspectAndClean(upload: Buffer): Promise<InspectionResult> {
   if (upload.length === 0) return { ok: false, reason: 'empty', detail: 'the file is empty' };
-  if (upload.length > IMAGE_LIMITS.maxBytes) return { ok: false, reason: 'too-large', detail: `the file exceeds ${IMAGE_LIMITS.maxBytes} bytes` };
+  if (upload.length > IMAGE_LIMITS.maxBytes)
+    return { ok: false, reason: 'too-large', detail: `the file exceeds ${IMAGE_LIMITS.maxBytes} bytes` };
   const format = sniffFormat(upload);
-  if (!format) return { ok: false, reason: 'unsupported-type', detail: 'the bytes are not a JPEG, PNG, TIFF or WebP image' };
+  if (!format)
+    return { ok: false, reason: 'unsupported-type', detail: 'the bytes are not a JPEG, PNG, TIFF or WebP image' };
   let width: number;
   let height: number;
   try {
@@ -57,10 +70,15 @@ export async function inspectAndClean(upload: Buffer): Promise<InspectionResult>
     return { ok: false, reason: 'corrupt', detail: 'the image header cannot be read' };
   }
   if (width <= 0 || height <= 0) return { ok: false, reason: 'corrupt', detail: 'the image has no dimensions' };
-  if (width * height > IMAGE_LIMITS.maxPixels) return { ok: false, reason: 'too-many-pixels', detail: `the image has more than ${IMAGE_LIMITS.maxPixels} pixels` };
+  if (width * height > IMAGE_LIMITS.maxPixels)
+    return { ok: false, reason: 'too-many-pixels', detail: `the image has more than ${IMAGE_LIMITS.maxPixels} pixels` };
   try {
     // failOn 'truncated' refuses a cut-off file instead of filling in grey.
-    const pipeline = sharp(upload, { limitInputPixels: IMAGE_LIMITS.maxPixels, failOn: 'truncated', sequentialRead: true }).rotate();
+    const pipeline = sharp(upload, {
+      limitInputPixels: IMAGE_LIMITS.maxPixels,
+      failOn: 'truncated',
+      sequentialRead: true,
+    }).rotate();
     const encoded =
       format === 'jpeg'
         ? pipeline.jpeg({ quality: 90 })

@@ -14,7 +14,18 @@ import ipaddr from 'ipaddr.js';
  * and time.
  */
 
-export type RefusalReason = 'scheme' | 'user-info' | 'port' | 'literal-address' | 'local-name' | 'blocked-address' | 'dns' | 'redirect' | 'too-large' | 'timeout' | 'connection';
+export type RefusalReason =
+  | 'scheme'
+  | 'user-info'
+  | 'port'
+  | 'literal-address'
+  | 'local-name'
+  | 'blocked-address'
+  | 'dns'
+  | 'redirect'
+  | 'too-large'
+  | 'timeout'
+  | 'connection';
 
 /** A call the guard refused or that failed on the way: `reason` is safe to record (no secrets, no URL). */
 export class OutboundError extends Error {
@@ -38,10 +49,16 @@ export interface OutboundPolicy {
   resolve?: (hostname: string) => Promise<LookupAddress[]>;
 }
 
-export const DEFAULT_OUTBOUND_POLICY: OutboundPolicy = { allowedPorts: [443, 8443], allowLoopback: false, maxResponseBytes: 64 * 1024, timeoutMs: 10_000 };
+export const DEFAULT_OUTBOUND_POLICY: OutboundPolicy = {
+  allowedPorts: [443, 8443],
+  allowLoopback: false,
+  maxResponseBytes: 64 * 1024,
+  timeoutMs: 10_000,
+};
 
 // Names that only mean something inside a network: never a customer's public endpoint.
-const LOCAL_NAME = /(^|\.)(localhost|local|localdomain|internal|intranet|lan|home|corp|private|home\.arpa|test|invalid)$/;
+const LOCAL_NAME =
+  /(^|\.)(localhost|local|localdomain|internal|intranet|lan|home|corp|private|home\.arpa|test|invalid)$/;
 
 const LOOPBACK_LITERALS = new Set(['127.0.0.1', '::1']);
 const LOOPBACK_URL = /^http:\/\/(?:127\.0\.0\.1|\[::1\]):\d{1,5}(?:[/?#]|$)/i;
@@ -84,20 +101,28 @@ export function checkUrl(raw: string, policy: OutboundPolicy): URL {
   const host = hostOf(url);
   // Exactly http://127.0.0.1:<port> or http://[::1]:<port> as written: no other spelling of them.
   const loopbackAllowed = policy.allowLoopback && LOOPBACK_URL.test(raw);
-  if (url.username !== '' || url.password !== '') throw new OutboundError('user-info', 'URLs with user info are refused');
+  if (url.username !== '' || url.password !== '')
+    throw new OutboundError('user-info', 'URLs with user info are refused');
   if (loopbackAllowed) return url;
   if (url.protocol !== 'https:') throw new OutboundError('scheme', 'only https is allowed');
   const port = url.port === '' ? 443 : Number(url.port);
-  if (!policy.allowedPorts.includes(port)) throw new OutboundError('port', `port ${port} is not allowed (${policy.allowedPorts.join(', ')})`);
+  if (!policy.allowedPorts.includes(port))
+    throw new OutboundError('port', `port ${port} is not allowed (${policy.allowedPorts.join(', ')})`);
   // The URL parser already turned 2130706433, 0x7f.1, 0177.0.0.1 and 127.1 into 127.0.0.1.
-  if (isIP(host) !== 0) throw new OutboundError('literal-address', 'literal IP addresses are refused; use a public host name');
+  if (isIP(host) !== 0)
+    throw new OutboundError('literal-address', 'literal IP addresses are refused; use a public host name');
   const name = host.toLowerCase().replace(/\.$/, '');
-  if (!name.includes('.') || LOCAL_NAME.test(name)) throw new OutboundError('local-name', 'local host names are refused');
+  if (!name.includes('.') || LOCAL_NAME.test(name))
+    throw new OutboundError('local-name', 'local host names are refused');
   return url;
 }
 
 const systemResolve = (hostname: string): Promise<LookupAddress[]> =>
-  new Promise((resolve, reject) => dnsLookup(hostname, { all: true, verbatim: true }, (error, addresses) => (error ? reject(error) : resolve(addresses))));
+  new Promise((resolve, reject) =>
+    dnsLookup(hostname, { all: true, verbatim: true }, (error, addresses) =>
+      error ? reject(error) : resolve(addresses),
+    ),
+  );
 
 /**
  * Resolves the URL's host once and checks every address. Returns the address to connect to, or
@@ -123,7 +148,8 @@ export async function resolveChecked(url: URL, policy: OutboundPolicy): Promise<
 /** A lookup that answers every question with the address that was checked (no second resolution). */
 export function pinnedLookup(target: LookupAddress): LookupFunction {
   return (_hostname, options, callback) => {
-    if ((options as { all?: boolean }).all) (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, [target]);
+    if ((options as { all?: boolean }).all)
+      (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, [target]);
     else callback(null, target.address, target.family);
   };
 }
@@ -138,7 +164,11 @@ export interface OutboundResponse {
  * POSTs `body` to the URL through the guard. Any 3xx is a failure (`redirect`), never followed.
  * The socket connects to the checked address; TLS still verifies the certificate for the host name.
  */
-export async function guardedPost(raw: string, init: { headers: Record<string, string>; body: string; signal?: AbortSignal }, policy: OutboundPolicy = DEFAULT_OUTBOUND_POLICY): Promise<OutboundResponse> {
+export async function guardedPost(
+  raw: string,
+  init: { headers: Record<string, string>; body: string; signal?: AbortSignal },
+  policy: OutboundPolicy = DEFAULT_OUTBOUND_POLICY,
+): Promise<OutboundResponse> {
   const url = checkUrl(raw, policy);
   const target = await resolveChecked(url, policy);
   const pinned = pinnedLookup(target);
@@ -159,7 +189,10 @@ export async function guardedPost(raw: string, init: { headers: Record<string, s
       req.destroy();
       reject(error);
     };
-    const deadline = setTimeout(() => fail(new OutboundError('timeout', `no complete answer within ${policy.timeoutMs} ms`)), policy.timeoutMs);
+    const deadline = setTimeout(
+      () => fail(new OutboundError('timeout', `no complete answer within ${policy.timeoutMs} ms`)),
+      policy.timeoutMs,
+    );
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(options, (res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400) {

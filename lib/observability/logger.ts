@@ -19,7 +19,10 @@ function clean(value: string): string {
   return value.replace(/[\p{Cc}\p{Cf}]/gu, '?').slice(0, MAX_FIELD);
 }
 
-export function createLogger(sink: LogSink = (line) => process.stdout.write(line + '\n'), minLevel: LogLevel = 'info'): Logger {
+export function createLogger(
+  sink: LogSink = (line) => process.stdout.write(line + '\n'),
+  minLevel: LogLevel = 'info',
+): Logger {
   const order: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
   return {
     log(level, event, fields = {}) {

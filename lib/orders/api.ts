@@ -1,7 +1,14 @@
 import { z } from 'zod';
 import { defineOperation } from '../http/operation.js';
 import { problemSchema } from '../http/schemas.js';
-import { createOrderSchema, listOrdersQuerySchema, orderPageSchema, orderParamsSchema, orderSchema, updateOrderSchema } from './schemas.js';
+import {
+  createOrderSchema,
+  listOrdersQuerySchema,
+  orderPageSchema,
+  orderParamsSchema,
+  orderSchema,
+  updateOrderSchema,
+} from './schemas.js';
 
 const problems = {
   400: { description: 'Malformed request', schema: problemSchema },
@@ -17,7 +24,11 @@ export const createOrder = defineOperation({
   summary: 'Submit a lab order',
   access: { permission: 'orders:create' },
   body: createOrderSchema,
-  headers: { 'Idempotency-Key': { description: 'Retry key: the same key and body answer the first response again; another body is 409.' } },
+  headers: {
+    'Idempotency-Key': {
+      description: 'Retry key: the same key and body answer the first response again; another body is 409.',
+    },
+  },
   responses: {
     201: { description: 'The order as stored', schema: orderSchema },
     ...problems,
@@ -35,7 +46,11 @@ export const getOrder = defineOperation({
   summary: 'Read one order (audited)',
   access: { permission: 'orders:read' },
   params: orderParamsSchema,
-  responses: { 200: { description: 'The order', schema: orderSchema }, ...problems, 404: { description: 'Unknown order', schema: problemSchema } },
+  responses: {
+    200: { description: 'The order', schema: orderSchema },
+    ...problems,
+    404: { description: 'Unknown order', schema: problemSchema },
+  },
 });
 
 export const listOrders = defineOperation({

@@ -9,7 +9,14 @@ import { conflict, notFound, staleVersion, unprocessable } from '../errors.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { SHARDS, shardOf, tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
-import { type CreateOrderInput, type ListOrdersQuery, type Order, type OrderStatus, STATUS_TRANSITIONS, type UpdateOrderInput } from './schemas.js';
+import {
+  type CreateOrderInput,
+  type ListOrdersQuery,
+  type Order,
+  type OrderStatus,
+  STATUS_TRANSITIONS,
+  type UpdateOrderInput,
+} from './schemas.js';
 import { auditEvent } from '../audit/events.js';
 
 /**
@@ -91,7 +98,12 @@ export class OrderService {
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  async create(tenant: string, input: CreateOrderInput, meta: RequestMeta, idempotencyKey?: string): Promise<OrderCreated> {
+  async create(
+    tenant: string,
+    input: CreateOrderInput,
+    meta: RequestMeta,
+    idempotencyKey?: string,
+  ): Promise<OrderCreated> {
     const requestHash = sha256(JSON.stringify(input));
     const externalRef = await this.#crypto.pseudonym(tenant, 'external-id', input.externalId);
     const shard = shardOf(externalRef);
@@ -121,7 +133,12 @@ export class OrderService {
       encPhysician: await this.#crypto.encryptJson(bind('orderingPhysician'), input.orderingPhysician),
       encSpecimens: await this.#crypto.encryptJson(bind('specimens'), input.specimens),
       ...(input.clinicalInformation !== undefined
-        ? { encClinicalInformation: await this.#crypto.encryptJson(bind('clinicalInformation'), input.clinicalInformation) }
+        ? {
+            encClinicalInformation: await this.#crypto.encryptJson(
+              bind('clinicalInformation'),
+              input.clinicalInformation,
+            ),
+          }
         : {}),
     };
     const actions: TransactionAction[] = [
@@ -129,7 +146,11 @@ export class OrderService {
       ['create', row],
       ['create', { partitionKey, rowKey: PATIENT_ROW(patientRef, orderId), orderId }],
     ];
-    const event: AuditEventInput = auditEvent('order.create', 'C', { type: 'Order', id: orderId }, meta, { purpose: 'order-intake', patientRef, details: { specimens: input.specimens.length, idempotent: idempotencyKey !== undefined } });
+    const event: AuditEventInput = auditEvent('order.create', 'C', { type: 'Order', id: orderId }, meta, {
+      purpose: 'order-intake',
+      patientRef,
+      details: { specimens: input.specimens.length, idempotent: idempotencyKey !== undefined },
+    });
     let etag: string | undefined;
     try {
       etag = (await this.#audit.commit(tenant, partitionKey, () => actions, [event])).domainEtags[1];
@@ -159,7 +180,8 @@ export class OrderService {
   async *dueOrders(tenant: string, before: string): AsyncGenerator<string> {
     for (const shard of SHARDS) {
       const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA, shard)} and RowKey ge ${'order~'} and RowKey lt ${'order~~'} and createdAt lt ${before}`;
-      for await (const row of this.#table.listEntities<OrderRow>({ queryOptions: { filter, select: ['id'] } })) yield row.id;
+      for await (const row of this.#table.listEntities<OrderRow>({ queryOptions: { filter, select: ['id'] } }))
+        yield row.id;
     }
   }
 
@@ -171,7 +193,11 @@ export class OrderService {
     const partitionKey = orderPartition(tenant, orderId);
     const row = await this.#row(partitionKey, orderId);
     if (!row) return false;
-    const event: AuditEventInput = auditEvent('order.delete', 'D', { type: 'Order', id: orderId }, meta, { purpose: 'retention', patientRef: row.patientRef, details: { reason } });
+    const event: AuditEventInput = auditEvent('order.delete', 'D', { type: 'Order', id: orderId }, meta, {
+      purpose: 'retention',
+      patientRef: row.patientRef,
+      details: { reason },
+    });
     await this.#audit.commit(
       tenant,
       partitionKey,
@@ -186,14 +212,23 @@ export class OrderService {
   }
 
   /** Whether the order exists in the tenant and has this specimen; reads no personal data. */
-  async specimenRef(tenant: string, orderId: string, specimenId: string): Promise<{ partitionKey: string; patientRef: string } | undefined> {
+  async specimenRef(
+    tenant: string,
+    orderId: string,
+    specimenId: string,
+  ): Promise<{ partitionKey: string; patientRef: string } | undefined> {
     if (!/^[0-9a-f]{32}$/.test(orderId)) return undefined;
     const partitionKey = orderPartition(tenant, orderId);
     const row = await this.#row(partitionKey, orderId);
     if (!row) return undefined;
     const ids = row.specimenIds
       ? (JSON.parse(row.specimenIds) as string[])
-      : (await this.#crypto.decryptJson<{ id: string }[]>({ tenant, record: orderId, field: 'specimens' }, row.encSpecimens)).map((sp) => sp.id);
+      : (
+          await this.#crypto.decryptJson<{ id: string }[]>(
+            { tenant, record: orderId, field: 'specimens' },
+            row.encSpecimens,
+          )
+        ).map((sp) => sp.id);
     return ids.includes(specimenId) ? { partitionKey, patientRef: row.patientRef } : undefined;
   }
 
@@ -211,7 +246,13 @@ export class OrderService {
    * compares its own strong tag derived from it). The write is conditional on that version too, so
    * a change that lands in between is a 412, not a lost update.
    */
-  async update(tenant: string, orderId: string, change: UpdateOrderInput, precondition: (currentVersion: string) => boolean, meta: RequestMeta): Promise<StoredOrder> {
+  async update(
+    tenant: string,
+    orderId: string,
+    change: UpdateOrderInput,
+    precondition: (currentVersion: string) => boolean,
+    meta: RequestMeta,
+  ): Promise<StoredOrder> {
     const partitionKey = tenantPartition(tenant, AREA, orderId[0]);
     const row = await this.#row(partitionKey, orderId);
     if (!row) throw notFound('No such order.');
@@ -226,14 +267,31 @@ export class OrderService {
     const updated: OrderRow = { ...row, status: next, updatedAt: this.#clock().toISOString() };
     delete updated.etag;
     if (change.cancellationReason !== undefined) {
-      updated.encCancellationReason = await this.#crypto.encryptJson({ tenant, record: orderId, field: 'cancellationReason' }, change.cancellationReason);
+      updated.encCancellationReason = await this.#crypto.encryptJson(
+        { tenant, record: orderId, field: 'cancellationReason' },
+        change.cancellationReason,
+      );
     }
-    const event: AuditEventInput = auditEvent(next === 'cancelled' && row.status !== 'cancelled' ? 'order.cancel' : 'order.update', 'U', { type: 'Order', id: orderId }, meta, { purpose: 'order-processing', patientRef: row.patientRef, details: { from: row.status, to: next } });
+    const event: AuditEventInput = auditEvent(
+      next === 'cancelled' && row.status !== 'cancelled' ? 'order.cancel' : 'order.update',
+      'U',
+      { type: 'Order', id: orderId },
+      meta,
+      { purpose: 'order-processing', patientRef: row.patientRef, details: { from: row.status, to: next } },
+    );
     let etag: string | undefined;
     try {
-      etag = (await this.#audit.commit(tenant, partitionKey, () => [['update', updated, 'Replace', { etag: ifMatch }]], [event])).domainEtags[0];
+      etag = (
+        await this.#audit.commit(tenant, partitionKey, () => [['update', updated, 'Replace', { etag: ifMatch }]], [
+          event,
+        ])
+      ).domainEtags[0];
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.failedIndex === 0 && (error.statusCode === 412 || error.statusCode === 409)) {
+      if (
+        error instanceof TransactionFailedError &&
+        error.failedIndex === 0 &&
+        (error.statusCode === 412 || error.statusCode === 409)
+      ) {
         throw staleVersion();
       }
       throw error;
@@ -245,7 +303,11 @@ export class OrderService {
    * Lists orders (optionally by patient, external id or status), one audited read per order. `continuation`
    * is storage's own, as an earlier page returned it (the API verifies its signature before).
    */
-  async list(tenant: string, query: Omit<ListOrdersQuery, 'continuationToken'> & { continuation?: string }, meta: RequestMeta): Promise<OrderPage> {
+  async list(
+    tenant: string,
+    query: Omit<ListOrdersQuery, 'continuationToken'> & { continuation?: string },
+    meta: RequestMeta,
+  ): Promise<OrderPage> {
     let rows: OrderRow[];
     let continuation: string | undefined;
     if (query.externalId !== undefined) {
@@ -260,7 +322,9 @@ export class OrderService {
       const page = await this.#page<{ partitionKey: string; orderId: string }>(filter, query.limit, query.continuation);
       continuation = page.continuation;
       const found = await Promise.all(page.rows.map((r) => this.#row(r.partitionKey, r.orderId)));
-      rows = found.filter((r): r is OrderRow => r !== undefined && (query.status === undefined || r.status === query.status));
+      rows = found.filter(
+        (r): r is OrderRow => r !== undefined && (query.status === undefined || r.status === query.status),
+      );
     } else {
       let filter = odata`PartitionKey ge ${tenantPartition(tenant, AREA, '')} and PartitionKey lt ${tenantPartition(tenant, AREA, '~')} and RowKey ge ${'order~'} and RowKey lt ${'order~~'}`;
       if (query.status !== undefined) filter += ' and ' + odata`status eq ${query.status}`;
@@ -279,8 +343,14 @@ export class OrderService {
     return { items, ...(continuation ? { continuation } : {}) };
   }
 
-  async #page<T extends object>(filter: string, limit: number, continuation: string | undefined): Promise<{ rows: (T & { etag?: string })[]; continuation?: string }> {
-    const iterator = this.#table.listEntities<T>({ queryOptions: { filter } }).byPage({ maxPageSize: limit, ...(continuation ? { continuationToken: continuation } : {}) });
+  async #page<T extends object>(
+    filter: string,
+    limit: number,
+    continuation: string | undefined,
+  ): Promise<{ rows: (T & { etag?: string })[]; continuation?: string }> {
+    const iterator = this.#table
+      .listEntities<T>({ queryOptions: { filter } })
+      .byPage({ maxPageSize: limit, ...(continuation ? { continuationToken: continuation } : {}) });
     const page = await iterator.next();
     if (page.done) return { rows: [] };
     const next = (page.value as { continuationToken?: string }).continuationToken;
@@ -288,7 +358,10 @@ export class OrderService {
   }
 
   #readEvent(row: OrderRow, meta: RequestMeta, event: string): AuditEventInput {
-    return auditEvent(event, 'R', { type: 'Order', id: row.id }, meta, { purpose: 'order-processing', patientRef: row.patientRef });
+    return auditEvent(event, 'R', { type: 'Order', id: row.id }, meta, {
+      purpose: 'order-processing',
+      patientRef: row.patientRef,
+    });
   }
 
   async #reserveIdempotencyKey(tenant: string, key: string, requestHash: string, shard: string): Promise<string> {
@@ -296,7 +369,10 @@ export class OrderService {
     const partitionKey = tenantPartition(tenant, IDEMPOTENCY_AREA, keyHash[0]);
     for (;;) {
       try {
-        const row = await this.#table.getEntity<{ requestHash: string; orderId: string }>(partitionKey, `idem~${keyHash}`);
+        const row = await this.#table.getEntity<{ requestHash: string; orderId: string }>(
+          partitionKey,
+          `idem~${keyHash}`,
+        );
         if (row.requestHash !== requestHash) throw conflict('This Idempotency-Key was used with another request body.');
         return row.orderId;
       } catch (error) {
@@ -304,7 +380,13 @@ export class OrderService {
       }
       const orderId = newOrderId(shard);
       try {
-        await this.#table.createEntity({ partitionKey, rowKey: `idem~${keyHash}`, requestHash, orderId, createdAt: this.#clock().toISOString() });
+        await this.#table.createEntity({
+          partitionKey,
+          rowKey: `idem~${keyHash}`,
+          requestHash,
+          orderId,
+          createdAt: this.#clock().toISOString(),
+        });
         return orderId;
       } catch (error) {
         if (!isConflict(error)) throw error; // a concurrent retry reserved it first: read theirs
@@ -343,15 +425,28 @@ export class OrderService {
       updatedAt: row.updatedAt,
       externalId: await this.#crypto.decryptJson<string>(bind('externalId'), row.encExternalId),
       patient: await this.#crypto.decryptJson<Order['patient']>(bind('patient'), row.encPatient),
-      orderingPhysician: await this.#crypto.decryptJson<Order['orderingPhysician']>(bind('orderingPhysician'), row.encPhysician),
+      orderingPhysician: await this.#crypto.decryptJson<Order['orderingPhysician']>(
+        bind('orderingPhysician'),
+        row.encPhysician,
+      ),
       priority: row.priority as Order['priority'],
       ...(row.encClinicalInformation !== undefined
-        ? { clinicalInformation: await this.#crypto.decryptJson<string>(bind('clinicalInformation'), row.encClinicalInformation) }
+        ? {
+            clinicalInformation: await this.#crypto.decryptJson<string>(
+              bind('clinicalInformation'),
+              row.encClinicalInformation,
+            ),
+          }
         : {}),
       specimens: await this.#crypto.decryptJson<Order['specimens']>(bind('specimens'), row.encSpecimens),
       examinations: JSON.parse(row.examinations) as string[],
       ...(row.encCancellationReason !== undefined
-        ? { cancellationReason: await this.#crypto.decryptJson<string>(bind('cancellationReason'), row.encCancellationReason) }
+        ? {
+            cancellationReason: await this.#crypto.decryptJson<string>(
+              bind('cancellationReason'),
+              row.encCancellationReason,
+            ),
+          }
         : {}),
     };
   }

@@ -13,7 +13,9 @@ export const STATUS_TRANSITIONS: Record<OrderStatus, readonly OrderStatus[]> = {
   cancelled: [],
 };
 
-const pastDate = z.iso.date().refine((d) => d <= new Date().toISOString().slice(0, 10), { message: 'must not be in the future' });
+const pastDate = z.iso
+  .date()
+  .refine((d) => d <= new Date().toISOString().slice(0, 10), { message: 'must not be in the future' });
 
 const patientSchema = z.strictObject({
   id: line(64),
@@ -25,8 +27,14 @@ const patientSchema = z.strictObject({
 
 const physicianSchema = z.strictObject({
   name: line(200),
-  lanr: z.string().regex(/^\d{9}$/, 'nine digits').optional(),
-  bsnr: z.string().regex(/^\d{9}$/, 'nine digits').optional(),
+  lanr: z
+    .string()
+    .regex(/^\d{9}$/, 'nine digits')
+    .optional(),
+  bsnr: z
+    .string()
+    .regex(/^\d{9}$/, 'nine digits')
+    .optional(),
 });
 
 export const specimenSchema = z.strictObject({
@@ -48,7 +56,9 @@ export const createOrderSchema = z
       .array(specimenSchema)
       .min(1)
       .max(50)
-      .refine((list) => new Set(list.map((s) => s.id)).size === list.length, { message: 'specimen ids must be unique' }),
+      .refine((list) => new Set(list.map((s) => s.id)).size === list.length, {
+        message: 'specimen ids must be unique',
+      }),
     examinations: z.array(code()).min(1).max(20),
   })
   .meta({ id: 'OrderInput' });

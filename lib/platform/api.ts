@@ -15,7 +15,11 @@ export const health = defineOperation({
   responses: {
     200: {
       description: 'Healthy ("degraded": the primary is down and reads come from the secondary)',
-      schema: z.object({ status: z.enum(['ok', 'degraded']), storage: z.literal('ok'), readEndpoint: z.enum(['primary', 'secondary']) }),
+      schema: z.object({
+        status: z.enum(['ok', 'degraded']),
+        storage: z.literal('ok'),
+        readEndpoint: z.enum(['primary', 'secondary']),
+      }),
     },
     503: { description: 'Storage unreachable', schema: problemSchema },
   },
@@ -28,7 +32,16 @@ export const openApiDocument = defineOperation({
   tag: 'platform',
   summary: 'This OpenAPI 3.1 document',
   access: 'public',
-  responses: { 200: { description: 'The document', schema: z.looseObject({ openapi: z.string(), info: z.looseObject({ title: z.string(), version: z.string() }), paths: z.record(z.string(), z.unknown()) }) } },
+  responses: {
+    200: {
+      description: 'The document',
+      schema: z.looseObject({
+        openapi: z.string(),
+        info: z.looseObject({ title: z.string(), version: z.string() }),
+        paths: z.record(z.string(), z.unknown()),
+      }),
+    },
+  },
 });
 
 const orchestrationSchema = z
@@ -49,7 +62,9 @@ export const listOrchestrations = defineOperation({
   tag: 'operations',
   summary: 'Orchestration instances and their status (never their inputs or outputs)',
   access: { operatorPermission: 'orchestrations:manage' },
-  query: z.strictObject({ runtimeStatus: z.enum(['Pending', 'Running', 'Completed', 'Failed', 'Terminated', 'Suspended']).optional() }),
+  query: z.strictObject({
+    runtimeStatus: z.enum(['Pending', 'Running', 'Completed', 'Failed', 'Terminated', 'Suspended']).optional(),
+  }),
   responses: {
     200: { description: 'Instances', schema: z.object({ items: z.array(orchestrationSchema) }) },
     401: { description: 'Missing or invalid credentials', schema: problemSchema },

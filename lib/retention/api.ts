@@ -8,9 +8,18 @@ const p = (description: string): ResponseSpec => ({ description, schema: problem
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
 const days = z.number().int().min(1).max(36500);
 
-const policySchema = z.strictObject({ imagesDays: days, ordersDays: days, afterContractEndDays: z.number().int().min(1).max(3650) }).meta({ id: 'RetentionPolicy' });
+const policySchema = z
+  .strictObject({ imagesDays: days, ordersDays: days, afterContractEndDays: z.number().int().min(1).max(3650) })
+  .meta({ id: 'RetentionPolicy' });
 const boundsSchema = z
-  .strictObject({ minOrdersDays: days, maxOrdersDays: days, minImagesDays: days, maxImagesDays: days, minAfterContractEndDays: z.number().int().min(30).max(3650), maxAfterContractEndDays: z.number().int().min(30).max(3650) })
+  .strictObject({
+    minOrdersDays: days,
+    maxOrdersDays: days,
+    minImagesDays: days,
+    maxImagesDays: days,
+    minAfterContractEndDays: z.number().int().min(30).max(3650),
+    maxAfterContractEndDays: z.number().int().min(30).max(3650),
+  })
   .meta({ id: 'RetentionBounds' });
 const tenantParams = z.strictObject({ id: tenantId });
 const reasonQuery = z.strictObject({ reason: line(500).optional() });
@@ -39,7 +48,10 @@ export const getRetention = defineOperation({
   tag: 'retention',
   summary: "The tenant's retention policy and the bounds it must stay within",
   access: { permission: 'retention:manage' },
-  responses: { 200: { description: 'Policy and bounds', schema: z.object({ policy: policySchema, bounds: boundsSchema }) }, ...common },
+  responses: {
+    200: { description: 'Policy and bounds', schema: z.object({ policy: policySchema, bounds: boundsSchema }) },
+    ...common,
+  },
 });
 
 export const putRetention = defineOperation({
@@ -60,7 +72,13 @@ export const getNotices = defineOperation({
   tag: 'retention',
   summary: 'Notices to the tenant (e.g. the deletion date at contract end)',
   access: { permission: 'retention:manage' },
-  responses: { 200: { description: 'Notices', schema: z.object({ items: z.array(z.object({ kind: z.string(), text: z.string(), at: z.string() })) }) }, ...common },
+  responses: {
+    200: {
+      description: 'Notices',
+      schema: z.object({ items: z.array(z.object({ kind: z.string(), text: z.string(), at: z.string() })) }),
+    },
+    ...common,
+  },
 });
 
 export const putBounds = defineOperation({
@@ -86,12 +104,16 @@ export const terminate = defineOperation({
   method: 'POST',
   route: 'tenants/{id}/termination',
   tag: 'tenants',
-  summary: 'Contract end: schedules the deletion no earlier than the notice period from now (notice, export window, legal hold honoured)',
+  summary:
+    'Contract end: schedules the deletion no earlier than the notice period from now (notice, export window, legal hold honoured)',
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
   body: z.strictObject({ contractEndsAt: z.iso.datetime({ offset: true }) }),
   responses: {
-    202: { description: 'Scheduled', schema: z.object({ deleteAt: z.string(), noticeEndsAt: z.string(), statusQueryGetUri: z.string() }) },
+    202: {
+      description: 'Scheduled',
+      schema: z.object({ deleteAt: z.string(), noticeEndsAt: z.string(), statusQueryGetUri: z.string() }),
+    },
     ...common,
     404: p('Unknown tenant'),
     409: p('A termination is in force already, or deletion running or done'),
@@ -106,7 +128,12 @@ export const withdrawTermination = defineOperation({
   summary: 'Withdraw a termination before deletion starts (the tenant is told)',
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
-  responses: { 204: { description: 'Withdrawn' }, ...common, 404: p('No termination recorded'), 409: p('Deletion running or done') },
+  responses: {
+    204: { description: 'Withdrawn' },
+    ...common,
+    404: p('No termination recorded'),
+    409: p('Deletion running or done'),
+  },
 });
 
 export const confirmDeletion = defineOperation({
@@ -147,7 +174,12 @@ export const liftHold = defineOperation({
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
   query: reasonQuery,
-  responses: { 202: { description: 'Requested; waits for a second operator', schema: approvalSchema }, ...common, 404: p('Unknown tenant'), 409: p('Deletion running or done') },
+  responses: {
+    202: { description: 'Requested; waits for a second operator', schema: approvalSchema },
+    ...common,
+    404: p('Unknown tenant'),
+    409: p('Deletion running or done'),
+  },
 });
 
 export const getDeletion = defineOperation({
@@ -158,7 +190,11 @@ export const getDeletion = defineOperation({
   summary: 'Deletion status, date, and the signed certificate once completed',
   access: { operatorPermission: 'tenants:manage' },
   params: tenantParams,
-  responses: { 200: { description: 'Status', schema: deletionStateSchema }, ...common, 404: p('No deletion scheduled') },
+  responses: {
+    200: { description: 'Status', schema: deletionStateSchema },
+    ...common,
+    404: p('No deletion scheduled'),
+  },
 });
 
 export const certificateKeys = defineOperation({
@@ -171,4 +207,16 @@ export const certificateKeys = defineOperation({
   responses: { 200: { description: 'JWKS', schema: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }) } },
 });
 
-export const retentionOperations = [getRetention, putRetention, getNotices, putBounds, terminate, withdrawTermination, confirmDeletion, setHold, liftHold, getDeletion, certificateKeys];
+export const retentionOperations = [
+  getRetention,
+  putRetention,
+  getNotices,
+  putBounds,
+  terminate,
+  withdrawTermination,
+  confirmDeletion,
+  setHold,
+  liftHold,
+  getDeletion,
+  certificateKeys,
+];

@@ -138,21 +138,39 @@ export class DeletionService {
    * The tenant is notified at once and can export until then. A second termination while one is
    * in force is refused: withdraw it first.
    */
-  async schedule(tenant: string, contractEndsAt: string, meta: RequestMeta): Promise<{ deleteAt: string; noticeEndsAt: string }> {
+  async schedule(
+    tenant: string,
+    contractEndsAt: string,
+    meta: RequestMeta,
+  ): Promise<{ deleteAt: string; noticeEndsAt: string }> {
     if (!(await this.d.tenants.get(tenant))) throw notFound('No such tenant.');
     const existing = await this.#row(tenant);
-    if (existing?.status === 'deleting' || existing?.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
-    if (existing?.deleteAt && (existing.status === 'scheduled' || existing.status === 'on-hold')) throw conflict('A termination is recorded already; withdraw it first (DELETE /api/tenants/{id}/termination).');
+    if (existing?.status === 'deleting' || existing?.status === 'completed')
+      throw conflict(`The tenant's deletion is ${existing.status}.`);
+    if (existing?.deleteAt && (existing.status === 'scheduled' || existing.status === 'on-hold'))
+      throw conflict('A termination is recorded already; withdraw it first (DELETE /api/tenants/{id}/termination).');
     const now = this.#now();
     const days = Math.max(30, (await this.d.retention.policy(tenant)).afterContractEndDays);
     const noticeEndsAt = new Date(now.getTime() + this.d.terminationNoticeDays * DAY).toISOString();
     const afterContract = new Date(Date.parse(contractEndsAt) + days * DAY).toISOString();
     const deleteAt = afterContract > noticeEndsAt ? afterContract : noticeEndsAt;
     const legalHold = existing?.legalHold ?? false;
-    const row: LifecycleRow = { partitionKey: PARTITION, rowKey: tenant, status: legalHold ? 'on-hold' : 'scheduled', contractEndsAt, recordedAt: now.toISOString(), noticeEndsAt, deleteAt, legalHold };
+    const row: LifecycleRow = {
+      partitionKey: PARTITION,
+      rowKey: tenant,
+      status: legalHold ? 'on-hold' : 'scheduled',
+      contractEndsAt,
+      recordedAt: now.toISOString(),
+      noticeEndsAt,
+      deleteAt,
+      legalHold,
+    };
     await this.#write(row, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      auditEvent('tenant.termination', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'contract-end', details: { contractEndsAt, deleteAt, noticeEndsAt } }),
+      auditEvent('tenant.termination', 'U', { type: 'Tenant', id: tenant }, meta, {
+        purpose: 'contract-end',
+        details: { contractEndsAt, deleteAt, noticeEndsAt },
+      }),
     ]);
     await this.notice(tenant, 'scheduled');
     return { deleteAt, noticeEndsAt };
@@ -164,13 +182,18 @@ export class DeletionService {
    */
   async confirmEarly(tenant: string, confirmedBy: string, meta: RequestMeta): Promise<{ deleteAt: string }> {
     const existing = await this.#row(tenant);
-    if (!existing?.deleteAt || existing.status === 'withdrawn' || existing.status === 'not-terminated') throw conflict('No termination is recorded for this tenant.');
-    if (existing.status === 'deleting' || existing.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
+    if (!existing?.deleteAt || existing.status === 'withdrawn' || existing.status === 'not-terminated')
+      throw conflict('No termination is recorded for this tenant.');
+    if (existing.status === 'deleting' || existing.status === 'completed')
+      throw conflict(`The tenant's deletion is ${existing.status}.`);
     if (existing.legalHold) throw conflict('A legal hold stands: deletion waits until it is lifted.');
     const now = this.#now().toISOString();
     await this.#write({ ...existing, deleteAt: now, confirmedAt: now, confirmedBy }, existing);
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      auditEvent('tenant.deletion.confirmed', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'contract-end', details: { scheduledFor: existing.deleteAt } }),
+      auditEvent('tenant.deletion.confirmed', 'U', { type: 'Tenant', id: tenant }, meta, {
+        purpose: 'contract-end',
+        details: { scheduledFor: existing.deleteAt },
+      }),
     ]);
     return { deleteAt: now };
   }
@@ -178,11 +201,26 @@ export class DeletionService {
   /** Withdraws a termination before deletion starts; the tenant is told. */
   async withdraw(tenant: string, meta: RequestMeta): Promise<void> {
     const existing = await this.#row(tenant);
-    if (!existing?.deleteAt || existing.status === 'withdrawn' || existing.status === 'not-terminated') throw notFound('No termination is recorded for this tenant.');
-    if (existing.status === 'deleting' || existing.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}: too late to withdraw.`);
-    await this.#write({ partitionKey: PARTITION, rowKey: tenant, status: 'withdrawn', legalHold: existing.legalHold, contractEndsAt: existing.contractEndsAt, withdrawnAt: this.#now().toISOString() } as LifecycleRow, existing);
+    if (!existing?.deleteAt || existing.status === 'withdrawn' || existing.status === 'not-terminated')
+      throw notFound('No termination is recorded for this tenant.');
+    if (existing.status === 'deleting' || existing.status === 'completed')
+      throw conflict(`The tenant's deletion is ${existing.status}: too late to withdraw.`);
+    await this.#write(
+      {
+        partitionKey: PARTITION,
+        rowKey: tenant,
+        status: 'withdrawn',
+        legalHold: existing.legalHold,
+        contractEndsAt: existing.contractEndsAt,
+        withdrawnAt: this.#now().toISOString(),
+      } as LifecycleRow,
+      existing,
+    );
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      auditEvent('tenant.termination.withdrawn', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'contract-end', details: { deleteAt: existing.deleteAt } }),
+      auditEvent('tenant.termination.withdrawn', 'U', { type: 'Tenant', id: tenant }, meta, {
+        purpose: 'contract-end',
+        details: { deleteAt: existing.deleteAt },
+      }),
     ]);
     await this.notice(tenant, 'withdrawn');
   }
@@ -191,12 +229,19 @@ export class DeletionService {
   async setLegalHold(tenant: string, hold: boolean, meta: RequestMeta): Promise<void> {
     if (!(await this.d.tenants.get(tenant))) throw notFound('No such tenant.');
     const existing = await this.#row(tenant);
-    if (existing?.status === 'deleting' || existing?.status === 'completed') throw conflict(`The tenant's deletion is ${existing.status}.`);
-    const terminated = existing?.deleteAt !== undefined && (existing.status === 'scheduled' || existing.status === 'on-hold');
+    if (existing?.status === 'deleting' || existing?.status === 'completed')
+      throw conflict(`The tenant's deletion is ${existing.status}.`);
+    const terminated =
+      existing?.deleteAt !== undefined && (existing.status === 'scheduled' || existing.status === 'on-hold');
     const status: DeletionStatus = hold ? 'on-hold' : terminated ? 'scheduled' : 'not-terminated';
-    await this.#write({ ...(existing ?? { partitionKey: PARTITION, rowKey: tenant }), legalHold: hold, status } as LifecycleRow, existing);
+    await this.#write(
+      { ...(existing ?? { partitionKey: PARTITION, rowKey: tenant }), legalHold: hold, status } as LifecycleRow,
+      existing,
+    );
     await this.d.audit.record(tenant, tenantPartition(tenant, 'lifecycle'), [
-      auditEvent(hold ? 'tenant.legal-hold' : 'tenant.legal-hold.lifted', 'U', { type: 'Tenant', id: tenant }, meta, { purpose: 'legal-hold' }),
+      auditEvent(hold ? 'tenant.legal-hold' : 'tenant.legal-hold.lifted', 'U', { type: 'Tenant', id: tenant }, meta, {
+        purpose: 'legal-hold',
+      }),
     ]);
   }
 
@@ -234,7 +279,13 @@ export class DeletionService {
       tenant,
       partitionKey,
       async () => {
-        const actions: TransactionAction[] = [['upsert', { partitionKey, rowKey: `deletion-${kind}`, kind, text, at: this.#now().toISOString() }, 'Replace']];
+        const actions: TransactionAction[] = [
+          [
+            'upsert',
+            { partitionKey, rowKey: `deletion-${kind}`, kind, text, at: this.#now().toISOString() },
+            'Replace',
+          ],
+        ];
         for (const rowKey of stale) {
           try {
             await this.d.tenantData.getEntity(partitionKey, rowKey);
@@ -245,14 +296,25 @@ export class DeletionService {
         }
         return actions;
       },
-      [auditEvent(`tenant.deletion.${kind}`, 'E', { type: 'Tenant', id: tenant }, { actor: { type: 'system', id: 'deletion' }, correlationId: `deletion-${tenant}` }, { purpose: 'contract-end' })],
+      [
+        auditEvent(
+          `tenant.deletion.${kind}`,
+          'E',
+          { type: 'Tenant', id: tenant },
+          { actor: { type: 'system', id: 'deletion' }, correlationId: `deletion-${tenant}` },
+          { purpose: 'contract-end' },
+        ),
+      ],
     );
   }
 
   async notices(tenant: string): Promise<{ kind: string; text: string; at: string }[]> {
     const filter = odata`PartitionKey eq ${tenantPartition(tenant, 'notices')} and RowKey ge ${'deletion-'} and RowKey lt ${'deletion-~'}`;
     const out: { kind: string; text: string; at: string }[] = [];
-    for await (const r of this.d.tenantData.listEntities<{ kind: string; text: string; at: string }>({ queryOptions: { filter } })) out.push({ kind: r.kind, text: r.text, at: r.at });
+    for await (const r of this.d.tenantData.listEntities<{ kind: string; text: string; at: string }>({
+      queryOptions: { filter },
+    }))
+      out.push({ kind: r.kind, text: r.text, at: r.at });
     return out;
   }
 
@@ -268,11 +330,16 @@ export class DeletionService {
   async start(tenant: string): Promise<{ startedAt: string } | { refused: string }> {
     const row = await this.#row(tenant);
     if (row?.status === 'deleting' && row.startedAt) return { startedAt: row.startedAt };
-    if (!row?.deleteAt || row.status !== 'scheduled' || row.legalHold) return { refused: row ? (row.legalHold ? 'on-hold' : row.status) : 'not-scheduled' };
+    if (!row?.deleteAt || row.status !== 'scheduled' || row.legalHold)
+      return { refused: row ? (row.legalHold ? 'on-hold' : row.status) : 'not-scheduled' };
     if (row.deleteAt > this.#now().toISOString()) return { refused: 'not-due' };
     const startedAt = this.#now().toISOString();
     try {
-      await this.d.platform.updateEntity({ partitionKey: PARTITION, rowKey: tenant, status: 'deleting', startedAt }, 'Merge', { etag: row.etag });
+      await this.d.platform.updateEntity(
+        { partitionKey: PARTITION, rowKey: tenant, status: 'deleting', startedAt },
+        'Merge',
+        { etag: row.etag },
+      );
     } catch (error) {
       if (isPreconditionFailed(error)) return { refused: 'changed' };
       throw error;
@@ -289,7 +356,8 @@ export class DeletionService {
       if (existing) await this.d.platform.updateEntity(entity, 'Replace', { etag: existing.etag });
       else await this.d.platform.createEntity(entity);
     } catch (error) {
-      if (isPreconditionFailed(error) || isConflict(error)) throw conflict("The tenant's lifecycle changed meanwhile; reload and retry.");
+      if (isPreconditionFailed(error) || isConflict(error))
+        throw conflict("The tenant's lifecycle changed meanwhile; reload and retry.");
       throw error;
     }
   }
@@ -303,7 +371,12 @@ export class DeletionService {
     const counts: Record<string, number> = {};
     const { from, to } = tenantPartitionRange(tenant);
     const byPartition = new Map<string, string[]>();
-    for await (const row of this.d.tenantData.listEntities({ queryOptions: { filter: odata`PartitionKey ge ${from} and PartitionKey lt ${to}`, select: ['PartitionKey', 'RowKey'] } })) {
+    for await (const row of this.d.tenantData.listEntities({
+      queryOptions: {
+        filter: odata`PartitionKey ge ${from} and PartitionKey lt ${to}`,
+        select: ['PartitionKey', 'RowKey'],
+      },
+    })) {
       const list = byPartition.get(row.partitionKey as string) ?? [];
       list.push(row.rowKey as string);
       byPartition.set(row.partitionKey as string, list);
@@ -326,7 +399,11 @@ export class DeletionService {
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
-    this.d.logger.log('info', 'deletion.progress', { tenant, phase: 'rows', rows: Object.values(census).reduce((a, b) => a + b, 0) });
+    this.d.logger.log('info', 'deletion.progress', {
+      tenant,
+      phase: 'rows',
+      rows: Object.values(census).reduce((a, b) => a + b, 0),
+    });
     return census;
   }
 
@@ -342,13 +419,19 @@ export class DeletionService {
       if (!isNotFound(error)) throw error;
     }
     const census = { ...counts, ...(directory ? { directory } : {}) };
-    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, rowCensus: JSON.stringify(census) }, 'Merge');
+    await this.d.platform.upsertEntity(
+      { partitionKey: PARTITION, rowKey: tenant, rowCensus: JSON.stringify(census) },
+      'Merge',
+    );
     return census;
   }
 
   async #deleteBatch(partitionKey: string, rowKeys: string[]): Promise<void> {
     try {
-      await submitTransaction(this.d.tenantData, rowKeys.map((rowKey): TransactionAction => ['delete', { partitionKey, rowKey }]));
+      await submitTransaction(
+        this.d.tenantData,
+        rowKeys.map((rowKey): TransactionAction => ['delete', { partitionKey, rowKey }]),
+      );
     } catch (error) {
       if (!(error instanceof TransactionFailedError) || error.statusCode !== 404) throw error;
       // A row is gone already (an earlier attempt of this batch was applied, its answer lost): the rest one by one.
@@ -370,8 +453,14 @@ export class DeletionService {
     }
     const all = listed.flatMap((l) => l.items);
     const recorded = (await this.#row(tenant))?.blobCensus;
-    const census = recorded ? (JSON.parse(recorded) as { blobs: number; bytes: number }) : { blobs: all.length, bytes: all.reduce((n, x) => n + x.bytes, 0) };
-    if (!recorded) await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, blobCensus: JSON.stringify(census) }, 'Merge');
+    const census = recorded
+      ? (JSON.parse(recorded) as { blobs: number; bytes: number })
+      : { blobs: all.length, bytes: all.reduce((n, x) => n + x.bytes, 0) };
+    if (!recorded)
+      await this.d.platform.upsertEntity(
+        { partitionKey: PARTITION, rowKey: tenant, blobCensus: JSON.stringify(census) },
+        'Merge',
+      );
     for (const { container, items } of listed) await deleteItems(container, items);
     this.d.logger.log('info', 'deletion.progress', { tenant, phase: 'blobs', blobs: census.blobs });
     return census;
@@ -389,14 +478,19 @@ export class DeletionService {
   }
 
   /** Scans every table and container for anything of the tenant. */
-  async verify(tenant: string): Promise<{ tablesScanned: number; containersScanned: number; remainingRows: number; remainingBlobs: number }> {
+  async verify(
+    tenant: string,
+  ): Promise<{ tablesScanned: number; containersScanned: number; remainingRows: number; remainingBlobs: number }> {
     let tablesScanned = 0;
     let remainingRows = 0;
     const { from, to } = tenantPartitionRange(tenant);
     for await (const table of this.d.storage.tableService.listTables()) {
       tablesScanned++;
       const client = this.d.storage.table(table.name ?? '');
-      for await (const _ of client.listEntities({ queryOptions: { filter: odata`PartitionKey ge ${from} and PartitionKey lt ${to}`, select: ['PartitionKey'] } })) remainingRows++;
+      for await (const _ of client.listEntities({
+        queryOptions: { filter: odata`PartitionKey ge ${from} and PartitionKey lt ${to}`, select: ['PartitionKey'] },
+      }))
+        remainingRows++;
     }
     try {
       await this.d.storage.table(TABLES.platform).getEntity('tenant', tenant);
@@ -409,33 +503,76 @@ export class DeletionService {
     for await (const container of this.d.storage.blobService.listContainers()) {
       containersScanned++;
       if (container.name === CONTAINERS.backups) continue;
-      for await (const _ of this.d.storage.blobService.getContainerClient(container.name).listBlobsFlat({ prefix: `${tenant}/`, includeSnapshots: true, includeVersions: true })) remainingBlobs++;
+      for await (const _ of this.d.storage.blobService
+        .getContainerClient(container.name)
+        .listBlobsFlat({ prefix: `${tenant}/`, includeSnapshots: true, includeVersions: true }))
+        remainingBlobs++;
     }
     return { tablesScanned, containersScanned, remainingRows, remainingBlobs };
   }
 
-  async certify(tenant: string, facts: { startedAt: string; rows: Record<string, number>; blobs: { blobs: number; bytes: number }; keys: DestroyedSecret[]; verification: Awaited<ReturnType<DeletionService['verify']>> }): Promise<DeletionCertificate> {
+  async certify(
+    tenant: string,
+    facts: {
+      startedAt: string;
+      rows: Record<string, number>;
+      blobs: { blobs: number; bytes: number };
+      keys: DestroyedSecret[];
+      verification: Awaited<ReturnType<DeletionService['verify']>>;
+    },
+  ): Promise<DeletionCertificate> {
     const finishedAt = this.#now().toISOString();
-    const latestPurge = facts.keys.map((k) => k.purgedAt ?? k.purgeScheduledAt ?? finishedAt).sort().at(-1) ?? finishedAt;
+    const latestPurge =
+      facts.keys
+        .map((k) => k.purgedAt ?? k.purgeScheduledAt ?? finishedAt)
+        .sort()
+        .at(-1) ?? finishedAt;
     const certificate = {
       type: 'labvault-deletion-certificate',
       version: 1,
       id: randomBytes(8).toString('hex'),
       tenant,
-      method: ['physical deletion of rows, blobs, blob versions and snapshots', 'cryptographic erase: destruction of the tenant data and pseudonym keys (AES-256, HMAC-SHA256)'],
+      method: [
+        'physical deletion of rows, blobs, blob versions and snapshots',
+        'cryptographic erase: destruction of the tenant data and pseudonym keys (AES-256, HMAC-SHA256)',
+      ],
       deleted: { rowsByKind: facts.rows, blobs: facts.blobs.blobs, bytes: facts.blobs.bytes },
-      keysDestroyed: facts.keys.map((k) => ({ key: k.name, deletedAt: k.deletedAt, ...(k.purgedAt ? { purgedAt: k.purgedAt } : { purgeScheduledAt: k.purgeScheduledAt }) })),
+      keysDestroyed: facts.keys.map((k) => ({
+        key: k.name,
+        deletedAt: k.deletedAt,
+        ...(k.purgedAt ? { purgedAt: k.purgedAt } : { purgeScheduledAt: k.purgeScheduledAt }),
+      })),
       startedAt: facts.startedAt,
       finishedAt,
-      verification: { ...facts.verification, passed: facts.verification.remainingRows === 0 && facts.verification.remainingBlobs === 0 },
+      verification: {
+        ...facts.verification,
+        passed: facts.verification.remainingRows === 0 && facts.verification.remainingBlobs === 0,
+      },
       // Soft-deleted copies (blob soft delete, Key Vault soft delete) are gone, at the latest, by then.
-      softDeletedCopiesPurgedBy: new Date(Math.max(Date.parse(latestPurge), Date.parse(finishedAt) + this.d.keyVaultSoftDeleteDays * DAY)).toISOString(),
+      softDeletedCopiesPurgedBy: new Date(
+        Math.max(Date.parse(latestPurge), Date.parse(finishedAt) + this.d.keyVaultSoftDeleteDays * DAY),
+      ).toISOString(),
     };
     const { kid, key } = await this.#signingKey();
-    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(certificate))).setProtectedHeader({ alg: 'ES256', kid, typ: 'labvault-deletion-certificate+jws' }).sign(key);
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(certificate)))
+      .setProtectedHeader({ alg: 'ES256', kid, typ: 'labvault-deletion-certificate+jws' })
+      .sign(key);
     const signed: DeletionCertificate = { certificate, jws };
-    await this.d.platform.upsertEntity({ partitionKey: PARTITION, rowKey: tenant, status: 'completed', certificate: JSON.stringify(signed), legalHold: false }, 'Merge');
-    this.d.logger.log('info', 'deletion.completed', { tenant, certificate: certificate.id, passed: certificate.verification.passed });
+    await this.d.platform.upsertEntity(
+      {
+        partitionKey: PARTITION,
+        rowKey: tenant,
+        status: 'completed',
+        certificate: JSON.stringify(signed),
+        legalHold: false,
+      },
+      'Merge',
+    );
+    this.d.logger.log('info', 'deletion.completed', {
+      tenant,
+      certificate: certificate.id,
+      passed: certificate.verification.passed,
+    });
     return signed;
   }
 
@@ -456,7 +593,10 @@ export class DeletionService {
     let secret = await this.d.secrets.get(SIGNING_SECRET);
     if (!secret) {
       const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-      await this.d.secrets.set(SIGNING_SECRET, Buffer.from(JSON.stringify(await exportJWK(privateKey))).toString('base64'));
+      await this.d.secrets.set(
+        SIGNING_SECRET,
+        Buffer.from(JSON.stringify(await exportJWK(privateKey))).toString('base64'),
+      );
       secret = await this.d.secrets.get(SIGNING_SECRET);
     }
     if (!secret) throw new Error('no certificate signing key');

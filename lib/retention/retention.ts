@@ -62,11 +62,20 @@ export class RetentionService {
   async setPolicy(tenant: string, policy: RetentionPolicy, meta: RequestMeta): Promise<RetentionPolicy> {
     const b = await this.bounds(tenant);
     const errors = [];
-    if (policy.ordersDays < b.minOrdersDays || policy.ordersDays > b.maxOrdersDays) errors.push({ path: '/ordersDays', message: `between ${b.minOrdersDays} and ${b.maxOrdersDays}` });
-    if (policy.imagesDays < b.minImagesDays || policy.imagesDays > b.maxImagesDays) errors.push({ path: '/imagesDays', message: `between ${b.minImagesDays} and ${b.maxImagesDays}` });
-    if (policy.imagesDays > policy.ordersDays) errors.push({ path: '/imagesDays', message: 'images never outlive their order: at most ordersDays' });
-    if (policy.afterContractEndDays < b.minAfterContractEndDays || policy.afterContractEndDays > b.maxAfterContractEndDays) {
-      errors.push({ path: '/afterContractEndDays', message: `between ${b.minAfterContractEndDays} and ${b.maxAfterContractEndDays}` });
+    if (policy.ordersDays < b.minOrdersDays || policy.ordersDays > b.maxOrdersDays)
+      errors.push({ path: '/ordersDays', message: `between ${b.minOrdersDays} and ${b.maxOrdersDays}` });
+    if (policy.imagesDays < b.minImagesDays || policy.imagesDays > b.maxImagesDays)
+      errors.push({ path: '/imagesDays', message: `between ${b.minImagesDays} and ${b.maxImagesDays}` });
+    if (policy.imagesDays > policy.ordersDays)
+      errors.push({ path: '/imagesDays', message: 'images never outlive their order: at most ordersDays' });
+    if (
+      policy.afterContractEndDays < b.minAfterContractEndDays ||
+      policy.afterContractEndDays > b.maxAfterContractEndDays
+    ) {
+      errors.push({
+        path: '/afterContractEndDays',
+        message: `between ${b.minAfterContractEndDays} and ${b.maxAfterContractEndDays}`,
+      });
     }
     if (errors.length > 0) throw unprocessable('The policy is outside the bounds set for this tenant.', errors);
     await this.#write(tenant, 'policy', policy, meta, 'retention.policy.change');
@@ -75,10 +84,17 @@ export class RetentionService {
 
   /** Refuses inconsistent bounds (422) before anything is recorded or asked for. */
   validateBounds(bounds: RetentionBounds): void {
-    if (bounds.minOrdersDays > bounds.maxOrdersDays || bounds.minImagesDays > bounds.maxImagesDays || bounds.minAfterContractEndDays > bounds.maxAfterContractEndDays) {
+    if (
+      bounds.minOrdersDays > bounds.maxOrdersDays ||
+      bounds.minImagesDays > bounds.maxImagesDays ||
+      bounds.minAfterContractEndDays > bounds.maxAfterContractEndDays
+    ) {
       throw unprocessable('Each minimum must be at most its maximum.');
     }
-    if (bounds.minAfterContractEndDays < 30) throw unprocessable('At least 30 days after contract end (EU Data Act).', [{ path: '/minAfterContractEndDays', message: 'at least 30' }]);
+    if (bounds.minAfterContractEndDays < 30)
+      throw unprocessable('At least 30 days after contract end (EU Data Act).', [
+        { path: '/minAfterContractEndDays', message: 'at least 30' },
+      ]);
   }
 
   /** Sets the bounds (lowering them runs only through a four-eyes approval, see lib/approvals). */
@@ -90,7 +106,9 @@ export class RetentionService {
 
   async #read<T>(tenant: string, rowKey: string): Promise<T | undefined> {
     try {
-      return JSON.parse((await this.#table.getEntity<{ value: string }>(tenantPartition(tenant, AREA), rowKey)).value) as T;
+      return JSON.parse(
+        (await this.#table.getEntity<{ value: string }>(tenantPartition(tenant, AREA), rowKey)).value,
+      ) as T;
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -99,8 +117,16 @@ export class RetentionService {
 
   async #write(tenant: string, rowKey: string, value: object, meta: RequestMeta, event: string): Promise<void> {
     const partitionKey = tenantPartition(tenant, AREA);
-    await this.#audit.commit(tenant, partitionKey, () => [['upsert', { partitionKey, rowKey, value: JSON.stringify(value) }, 'Replace']], [
-      auditEvent(event, 'U', { type: 'RetentionPolicy', id: tenant }, meta, { purpose: 'retention', details: value as Record<string, number> }),
-    ]);
+    await this.#audit.commit(
+      tenant,
+      partitionKey,
+      () => [['upsert', { partitionKey, rowKey, value: JSON.stringify(value) }, 'Replace']],
+      [
+        auditEvent(event, 'U', { type: 'RetentionPolicy', id: tenant }, meta, {
+          purpose: 'retention',
+          details: value as Record<string, number>,
+        }),
+      ],
+    );
   }
 }

@@ -16,7 +16,12 @@ export interface StoredItem {
  */
 export async function listPrefixCompletely(container: ContainerClient, prefix: string): Promise<StoredItem[]> {
   const items: StoredItem[] = [];
-  for await (const item of container.listBlobsFlat({ prefix, includeSnapshots: true, includeVersions: true, includeUncommitedBlobs: true })) {
+  for await (const item of container.listBlobsFlat({
+    prefix,
+    includeSnapshots: true,
+    includeVersions: true,
+    includeUncommitedBlobs: true,
+  })) {
     items.push({
       name: item.name,
       ...(item.versionId ? { versionId: item.versionId } : {}),
@@ -60,7 +65,12 @@ export async function purgeBlob(container: ContainerClient, name: string): Promi
   return { blobs: items.length, bytes: items.reduce((n, item) => n + item.bytes, 0) };
 }
 
-const LEASE_HELD = new Set(['LeaseIdMissing', 'LeaseIdMismatchWithBlobOperation', 'LeaseIsBreakingAndCannotBeAcquired', 'LeaseAlreadyPresent']);
+const LEASE_HELD = new Set([
+  'LeaseIdMissing',
+  'LeaseIdMismatchWithBlobOperation',
+  'LeaseIsBreakingAndCannotBeAcquired',
+  'LeaseAlreadyPresent',
+]);
 
 async function removeBlob(container: ContainerClient, name: string): Promise<void> {
   const blob = container.getBlockBlobClient(name);

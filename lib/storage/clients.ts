@@ -40,9 +40,18 @@ function parseConnectionString(cs: string): Map<string, string> {
 export function createStorageClients(settings: StorageSettings, credential?: TokenCredential): StorageClients {
   const readEndpoint: ReadEndpointState = { lastRead: 'primary' };
   const tableOptions = settings.secondary
-    ? { additionalPolicies: [{ policy: secondaryReadPolicy(settings.secondary.tableServiceUri, readEndpoint), position: 'perCall' as const }] }
+    ? {
+        additionalPolicies: [
+          {
+            policy: secondaryReadPolicy(settings.secondary.tableServiceUri, readEndpoint),
+            position: 'perCall' as const,
+          },
+        ],
+      }
     : {};
-  const blobOptions = settings.secondary ? { retryOptions: { secondaryHost: new URL(settings.secondary.blobServiceUri).host, maxTries: 3 } } : {};
+  const blobOptions = settings.secondary
+    ? { retryOptions: { secondaryHost: new URL(settings.secondary.blobServiceUri).host, maxTries: 3 } }
+    : {};
   if (settings.kind === 'connectionString') {
     const cs = settings.connectionString;
     const tableEndpoint = parseConnectionString(cs).get('tableendpoint') ?? '';

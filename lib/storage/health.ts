@@ -10,7 +10,10 @@ export type StorageHealth =
   | { status: 'unreachable' };
 
 /** A read through the same clients the app uses; `unreachable` when neither endpoint answers. */
-export async function checkStorageHealth(storage: StorageClients, options: { abortSignal?: AbortSignal } = {}): Promise<StorageHealth> {
+export async function checkStorageHealth(
+  storage: StorageClients,
+  options: { abortSignal?: AbortSignal } = {},
+): Promise<StorageHealth> {
   try {
     await storage.tableService.getProperties({ abortSignal: options.abortSignal ?? AbortSignal.timeout(8000) });
   } catch {

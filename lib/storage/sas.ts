@@ -1,4 +1,9 @@
-import { BlobSASPermissions, generateBlobSASQueryParameters, SASProtocol, StorageSharedKeyCredential } from '@azure/storage-blob';
+import {
+  BlobSASPermissions,
+  generateBlobSASQueryParameters,
+  SASProtocol,
+  StorageSharedKeyCredential,
+} from '@azure/storage-blob';
 import type { StorageClients } from './clients.js';
 
 export interface BlobSasRequest {
@@ -26,7 +31,10 @@ export async function blobSasUrl(clients: StorageClients, request: BlobSasReques
   };
   let query: string;
   if (clients.sharedKey) {
-    query = generateBlobSASQueryParameters(values, new StorageSharedKeyCredential(clients.sharedKey.accountName, clients.sharedKey.accountKey)).toString();
+    query = generateBlobSASQueryParameters(
+      values,
+      new StorageSharedKeyCredential(clients.sharedKey.accountName, clients.sharedKey.accountKey),
+    ).toString();
   } else {
     const delegationKey = await clients.blobService.getUserDelegationKey(startsOn, request.expiresOn);
     query = generateBlobSASQueryParameters(values, delegationKey, clients.blobService.accountName).toString();

@@ -18,7 +18,11 @@ const READS = new Set(['GET', 'HEAD']);
  * `timeoutMs`, the same read goes to the read-access secondary (RA-GZRS). Writes never do: a
  * write to the secondary is impossible, and silently losing it would be worse than an error.
  */
-export function secondaryReadPolicy(secondaryOrigin: string, state: ReadEndpointState, timeoutMs = 2000): PipelinePolicy {
+export function secondaryReadPolicy(
+  secondaryOrigin: string,
+  state: ReadEndpointState,
+  timeoutMs = 2000,
+): PipelinePolicy {
   const secondary = new URL(secondaryOrigin);
   return {
     name: 'labvaultSecondaryReads',
@@ -50,7 +54,10 @@ export function secondaryReadPolicy(secondaryOrigin: string, state: ReadEndpoint
       state.primaryDownUntil = Date.now() + PRIMARY_RETRY_AFTER_MS;
       return toSecondary(request, caller);
 
-      async function toSecondary(req: PipelineRequest, signal: PipelineRequest['abortSignal']): Promise<PipelineResponse> {
+      async function toSecondary(
+        req: PipelineRequest,
+        signal: PipelineRequest['abortSignal'],
+      ): Promise<PipelineResponse> {
         const url = new URL(req.url);
         url.protocol = secondary.protocol;
         url.host = secondary.host;

@@ -17,7 +17,8 @@ export class TransactionFailedError extends Error {
 function propertyBytes(value: unknown): number {
   if (typeof value === 'string') return value.length * 2;
   if (value instanceof Uint8Array) return value.byteLength;
-  if (typeof value === 'object' && value !== null && 'value' in value) return propertyBytes((value as { value: unknown }).value);
+  if (typeof value === 'object' && value !== null && 'value' in value)
+    return propertyBytes((value as { value: unknown }).value);
   return 8;
 }
 
@@ -46,7 +47,10 @@ export function assertTransactionLimits(actions: readonly TransactionAction[]): 
   if (total > TABLE_LIMITS.bytesPerTransaction) throw new StorageLimitError('a transaction exceeds 4 MiB');
 }
 
-export async function submitTransaction(table: TableClient, actions: TransactionAction[]): Promise<TableTransactionResponse> {
+export async function submitTransaction(
+  table: TableClient,
+  actions: TransactionAction[],
+): Promise<TableTransactionResponse> {
   assertTransactionLimits(actions);
   try {
     return await table.submitTransaction(actions);

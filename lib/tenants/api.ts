@@ -20,7 +20,11 @@ export const tenantCreateSchema = z
   })
   .meta({ id: 'TenantInput' });
 const tenantCreatedSchema = z
-  .object({ id: z.string(), name: z.string(), admin: z.object({ id: z.string(), username: z.string(), initialPassword: z.string() }) })
+  .object({
+    id: z.string(),
+    name: z.string(),
+    admin: z.object({ id: z.string(), username: z.string(), initialPassword: z.string() }),
+  })
   .meta({ id: 'TenantCreated' });
 
 export const createTenant = defineOperation({

@@ -15,8 +15,16 @@ export async function onboardTenant(
   input: TenantOnboarding,
   meta: { actor: AuditActor; correlationId: string },
 ): Promise<Tenant & { admin?: { id: string; username: string; initialPassword: string } }> {
-  const tenant = await services.tenants.create(input.id, input.name, meta, input.retention ? { retention: input.retention } : {});
+  const tenant = await services.tenants.create(
+    input.id,
+    input.name,
+    meta,
+    input.retention ? { retention: input.retention } : {},
+  );
   if (!input.admin) return tenant;
   const created = await services.users.create(input.id, input.admin, ['tenant-admin'], meta);
-  return { ...tenant, admin: { id: created.user.id, username: created.user.username, initialPassword: created.initialPassword } };
+  return {
+    ...tenant,
+    admin: { id: created.user.id, username: created.user.username, initialPassword: created.initialPassword },
+  };
 }

@@ -29,7 +29,13 @@ export class TenantService {
   readonly #keyring: TenantKeyring;
   readonly #clock: () => Date;
 
-  constructor(dependencies: { platform: TableClient; tenantData: TableClient; audit: AuditLog; keyring: TenantKeyring; clock?: () => Date }) {
+  constructor(dependencies: {
+    platform: TableClient;
+    tenantData: TableClient;
+    audit: AuditLog;
+    keyring: TenantKeyring;
+    clock?: () => Date;
+  }) {
     this.#platform = dependencies.platform;
     this.#tenantData = dependencies.tenantData;
     this.#audit = dependencies.audit;
@@ -37,12 +43,23 @@ export class TenantService {
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  async create(id: string, name: string, meta: RequestMeta, options: { retention?: Record<string, number> } = {}): Promise<Tenant> {
+  async create(
+    id: string,
+    name: string,
+    meta: RequestMeta,
+    options: { retention?: Record<string, number> } = {},
+  ): Promise<Tenant> {
     const tenant: Tenant = { id, name, status: 'active', createdAt: this.#clock().toISOString() };
     // Keys first: a tenant row without keys would be unusable.
     await this.#keyring.ensureTenantKeys(id);
     try {
-      await this.#platform.createEntity({ partitionKey: DIRECTORY_PARTITION, rowKey: id, name, status: tenant.status, createdAt: tenant.createdAt });
+      await this.#platform.createEntity({
+        partitionKey: DIRECTORY_PARTITION,
+        rowKey: id,
+        name,
+        status: tenant.status,
+        createdAt: tenant.createdAt,
+      });
     } catch (error) {
       if (!isConflict(error)) throw error;
       // Finish a creation that stopped half-way; refuse a real duplicate.
@@ -69,7 +86,8 @@ export class TenantService {
         [auditEvent('tenant.create', 'C', { type: 'Tenant', id }, meta, { purpose: 'tenant-administration' })],
       );
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.statusCode === 409) throw conflict('A tenant with this id exists already.');
+      if (error instanceof TransactionFailedError && error.statusCode === 409)
+        throw conflict('A tenant with this id exists already.');
       throw error;
     }
     return tenant;
@@ -77,7 +95,10 @@ export class TenantService {
 
   async get(id: string): Promise<Tenant | undefined> {
     try {
-      const row = await this.#platform.getEntity<{ name: string; status: 'active'; createdAt: string }>(DIRECTORY_PARTITION, id);
+      const row = await this.#platform.getEntity<{ name: string; status: 'active'; createdAt: string }>(
+        DIRECTORY_PARTITION,
+        id,
+      );
       return { id, name: row.name, status: row.status, createdAt: row.createdAt };
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -88,7 +109,12 @@ export class TenantService {
   /** Every tenant in the directory. */
   async list(): Promise<Tenant[]> {
     const tenants: Tenant[] = [];
-    for await (const row of this.#platform.listEntities<{ rowKey: string; name: string; status: 'active'; createdAt: string }>({ queryOptions: { filter: `PartitionKey eq '${DIRECTORY_PARTITION}'` } })) {
+    for await (const row of this.#platform.listEntities<{
+      rowKey: string;
+      name: string;
+      status: 'active';
+      createdAt: string;
+    }>({ queryOptions: { filter: `PartitionKey eq '${DIRECTORY_PARTITION}'` } })) {
       tenants.push({ id: row.rowKey, name: row.name, status: row.status, createdAt: row.createdAt });
     }
     return tenants;

@@ -53,7 +53,10 @@ export class ActivityWorker {
         continue;
       }
       try {
-        const { receivedMessageItems } = await this.#o.store.workItems.receiveMessages({ numberOfMessages: 4, visibilityTimeout: this.#o.leaseSeconds });
+        const { receivedMessageItems } = await this.#o.store.workItems.receiveMessages({
+          numberOfMessages: 4,
+          visibilityTimeout: this.#o.leaseSeconds,
+        });
         for (const item of receivedMessageItems) void this.run(item);
         idle = receivedMessageItems.length > 0 ? 0 : idle + 1;
       } catch (error) {
@@ -132,7 +135,15 @@ export class ActivityWorker {
       const events = batch;
       batch = [];
       if (events.length === 0) return flushing;
-      flushing = flushing.then(() => this.#o.send({ id: randomUUID(), instanceId: pack.instanceId, executionId: pack.executionId, kind: 'event', events }));
+      flushing = flushing.then(() =>
+        this.#o.send({
+          id: randomUUID(),
+          instanceId: pack.instanceId,
+          executionId: pack.executionId,
+          kind: 'event',
+          events,
+        }),
+      );
       return flushing;
     };
     const timer = setInterval(() => void flush(), 25);
@@ -168,7 +179,8 @@ export class ActivityWorker {
 
   async #invoke(instanceId: string, work: WorkItem): Promise<TaskResult> {
     const registration = this.#o.activities.get(work.name);
-    if (!registration) return { ok: false, reason: `The activity function '${work.name}' is not registered.`, details: '' };
+    if (!registration)
+      return { ok: false, reason: `The activity function '${work.name}' is not registered.`, details: '' };
     const context = new this.#o.library.InvocationContext({
       invocationId: randomUUID(),
       functionName: work.name,
@@ -177,14 +189,22 @@ export class ActivityWorker {
       logHandler: () => undefined,
     });
     try {
-      const output = await this.#o.invoke(registration, [work.input === undefined ? undefined : JSON.parse(work.input)], context);
+      const output = await this.#o.invoke(
+        registration,
+        [work.input === undefined ? undefined : JSON.parse(work.input)],
+        context,
+      );
       return { ok: true, result: JSON.stringify(output === undefined ? null : output) };
     } catch (error) {
       // Only the class and message of the failure travel: activities keep personal data out of errors.
       const name = error instanceof Error ? error.name : 'Error';
       const message = error instanceof Error ? error.message : String(error);
       this.#o.logger.log('warn', 'durable.activity.failed', { instanceId, activity: work.name, errorName: name });
-      return { ok: false, reason: `Activity function '${work.name}' failed: ${message}`, details: JSON.stringify({ name, message }) };
+      return {
+        ok: false,
+        reason: `Activity function '${work.name}' failed: ${message}`,
+        details: JSON.stringify({ name, message }),
+      };
     }
   }
 }
@@ -192,6 +212,19 @@ export class ActivityWorker {
 function completionOf(taskId: number, result: TaskResult): HistoryEvent {
   const at = new Date().toISOString();
   return result.ok
-    ? { EventType: EventType.TaskCompleted, EventId: -1, Timestamp: at, TaskScheduledId: taskId, Result: result.result ?? 'null' }
-    : { EventType: EventType.TaskFailed, EventId: -1, Timestamp: at, TaskScheduledId: taskId, Reason: result.reason ?? 'failed', Details: result.details ?? '' };
+    ? {
+        EventType: EventType.TaskCompleted,
+        EventId: -1,
+        Timestamp: at,
+        TaskScheduledId: taskId,
+        Result: result.result ?? 'null',
+      }
+    : {
+        EventType: EventType.TaskFailed,
+        EventId: -1,
+        Timestamp: at,
+        TaskScheduledId: taskId,
+        Reason: result.reason ?? 'failed',
+        Details: result.details ?? '',
+      };
 }

@@ -37,7 +37,8 @@ export interface DurableClientOptions {
 }
 
 const json = (value: unknown): string => JSON.stringify(value === undefined ? null : value);
-const parse = (text: string | null | undefined): unknown => (text === null || text === undefined || text === '' ? null : JSON.parse(text));
+const parse = (text: string | null | undefined): unknown =>
+  text === null || text === undefined || text === '' ? null : JSON.parse(text);
 
 export class DurableClientApi {
   readonly #o: DurableClientOptions;
@@ -50,12 +51,22 @@ export class DurableClientApi {
    * Starts an instance (a sub-orchestration names its parent). A caller-chosen id that still runs
    * is a 409, except the same sub-orchestration start redelivered after a crash.
    */
-  async startNew(name: string, instanceId: string | undefined, input: unknown, parent?: { instanceId: string; executionId: string; taskId: number }): Promise<string> {
-    if (!this.#o.isOrchestrator(name)) throw new DurableApiError(400, `The function '${name}' doesn't exist, is disabled, or is not an orchestrator function.`);
+  async startNew(
+    name: string,
+    instanceId: string | undefined,
+    input: unknown,
+    parent?: { instanceId: string; executionId: string; taskId: number },
+  ): Promise<string> {
+    if (!this.#o.isOrchestrator(name))
+      throw new DurableApiError(
+        400,
+        `The function '${name}' doesn't exist, is disabled, or is not an orchestrator function.`,
+      );
     const id = instanceId ?? randomUUID().replaceAll('-', '');
     const existing = await this.#o.store.readState(id);
     if (existing && !TERMINAL.has(existing.runtimeStatus)) {
-      if (parent && existing.parentInstanceId === parent.instanceId && existing.parentTaskId === parent.taskId) return id;
+      if (parent && existing.parentInstanceId === parent.instanceId && existing.parentTaskId === parent.taskId)
+        return id;
       throw new DurableApiError(409, `An instance with ID '${id}' already exists and is ${existing.runtimeStatus}.`);
     }
     const now = new Date().toISOString();
@@ -70,17 +81,26 @@ export class DurableClientApi {
       customStatus: null,
       executionId: randomUUID().replaceAll('-', ''),
       historyCount: 0,
-      ...(parent ? { parentInstanceId: parent.instanceId, parentExecutionId: parent.executionId, parentTaskId: parent.taskId } : {}),
+      ...(parent
+        ? { parentInstanceId: parent.instanceId, parentExecutionId: parent.executionId, parentTaskId: parent.taskId }
+        : {}),
       ...(existing?.etag ? { etag: existing.etag } : {}),
     };
-    if ((await this.#o.store.commit(state, 0, [])) === undefined) throw new DurableApiError(409, `An instance with ID '${id}' was started concurrently.`);
+    if ((await this.#o.store.commit(state, 0, [])) === undefined)
+      throw new DurableApiError(409, `An instance with ID '${id}' was started concurrently.`);
     this.#o.forget(id);
     await this.#o.send({
       id: randomUUID(),
       instanceId: id,
       executionId: state.executionId,
       kind: 'event',
-      event: { EventType: EventType.ExecutionStarted, EventId: -1, Timestamp: now, Name: name, ...(state.input !== null ? { Input: state.input } : {}) },
+      event: {
+        EventType: EventType.ExecutionStarted,
+        EventId: -1,
+        Timestamp: now,
+        Name: name,
+        ...(state.input !== null ? { Input: state.input } : {}),
+      },
     });
     return id;
   }
@@ -116,7 +136,19 @@ export class DurableClientApi {
   async raiseEvent(instanceId: string, eventName: string, data: unknown): Promise<void> {
     await this.#running(instanceId);
     const id = randomUUID();
-    await this.#o.send({ id, instanceId, kind: 'event', event: { EventType: EventType.EventRaised, EventId: -1, Timestamp: new Date().toISOString(), Name: eventName, Input: json(data), MessageId: id } });
+    await this.#o.send({
+      id,
+      instanceId,
+      kind: 'event',
+      event: {
+        EventType: EventType.EventRaised,
+        EventId: -1,
+        Timestamp: new Date().toISOString(),
+        Name: eventName,
+        Input: json(data),
+        MessageId: id,
+      },
+    });
   }
 
   async terminate(instanceId: string, reason: string): Promise<void> {
@@ -137,7 +169,11 @@ export class DurableClientApi {
   async purge(instanceId: string): Promise<number> {
     const state = await this.#o.store.readState(instanceId);
     if (!state) return 0;
-    if (!TERMINAL.has(state.runtimeStatus)) throw new DurableApiError(400, `The instance '${instanceId}' is ${state.runtimeStatus}; only completed, failed or terminated instances can be purged.`);
+    if (!TERMINAL.has(state.runtimeStatus))
+      throw new DurableApiError(
+        400,
+        `The instance '${instanceId}' is ${state.runtimeStatus}; only completed, failed or terminated instances can be purged.`,
+      );
     this.#o.forget(instanceId);
     return (await this.#o.store.purge(instanceId)) ? 1 : 0;
   }
@@ -156,7 +192,8 @@ export class DurableClientApi {
   async #running(instanceId: string): Promise<InstanceState> {
     const state = await this.#o.store.readState(instanceId);
     if (!state) throw new DurableApiError(404, `No instance with ID '${instanceId}' found.`);
-    if (TERMINAL.has(state.runtimeStatus)) throw new DurableApiError(410, `The instance '${instanceId}' is ${state.runtimeStatus}.`);
+    if (TERMINAL.has(state.runtimeStatus))
+      throw new DurableApiError(410, `The instance '${instanceId}' is ${state.runtimeStatus}.`);
     return state;
   }
 }

@@ -24,7 +24,9 @@ export const EventType = {
   ExecutionResumed: 20,
 } as const;
 
-export const EVENT_TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(EventType).map(([name, value]) => [value, name]));
+export const EVENT_TYPE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(EventType).map(([name, value]) => [value, name]),
+);
 
 export interface HistoryEvent {
   EventType: number;
@@ -45,14 +47,20 @@ export interface HistoryEvent {
   MessageId?: string;
 }
 
-export type RuntimeStatus = 'Pending' | 'Running' | 'Completed' | 'ContinuedAsNew' | 'Failed' | 'Terminated' | 'Suspended';
+export type RuntimeStatus =
+  'Pending' | 'Running' | 'Completed' | 'ContinuedAsNew' | 'Failed' | 'Terminated' | 'Suspended';
 export const TERMINAL: ReadonlySet<RuntimeStatus> = new Set(['Completed', 'Failed', 'Terminated']);
 
 /** Ids of the tasks history has recorded as scheduled (activities, timers, sub-orchestrations). */
 export function scheduledIds(history: readonly HistoryEvent[]): Set<number> {
   const ids = new Set<number>();
   for (const e of history) {
-    if (e.EventType === EventType.TaskScheduled || e.EventType === EventType.TimerCreated || e.EventType === EventType.SubOrchestrationInstanceCreated) ids.add(e.EventId);
+    if (
+      e.EventType === EventType.TaskScheduled ||
+      e.EventType === EventType.TimerCreated ||
+      e.EventType === EventType.SubOrchestrationInstanceCreated
+    )
+      ids.add(e.EventId);
   }
   return ids;
 }
@@ -64,10 +72,17 @@ export function isDuplicate(history: readonly HistoryEvent[], event: HistoryEven
     switch (event.EventType) {
       case EventType.TaskCompleted:
       case EventType.TaskFailed:
-        return (e.EventType === EventType.TaskCompleted || e.EventType === EventType.TaskFailed) && e.TaskScheduledId === event.TaskScheduledId;
+        return (
+          (e.EventType === EventType.TaskCompleted || e.EventType === EventType.TaskFailed) &&
+          e.TaskScheduledId === event.TaskScheduledId
+        );
       case EventType.SubOrchestrationInstanceCompleted:
       case EventType.SubOrchestrationInstanceFailed:
-        return (e.EventType === EventType.SubOrchestrationInstanceCompleted || e.EventType === EventType.SubOrchestrationInstanceFailed) && e.TaskScheduledId === event.TaskScheduledId;
+        return (
+          (e.EventType === EventType.SubOrchestrationInstanceCompleted ||
+            e.EventType === EventType.SubOrchestrationInstanceFailed) &&
+          e.TaskScheduledId === event.TaskScheduledId
+        );
       case EventType.TimerFired:
         return e.EventType === EventType.TimerFired && e.TimerId === event.TimerId;
       case EventType.ExecutionStarted:

@@ -46,7 +46,11 @@ export function durableClientBinding(endpoints: DurableEndpoints, taskHub: strin
 
 function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   const text = body === undefined ? '' : JSON.stringify(body);
-  res.writeHead(status, { ...(text ? { 'Content-Type': 'application/json; charset=utf-8' } : {}), 'Cache-Control': 'no-store', ...headers });
+  res.writeHead(status, {
+    ...(text ? { 'Content-Type': 'application/json; charset=utf-8' } : {}),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
   res.end(text);
 }
 
@@ -61,7 +65,9 @@ function parseBody(body: Buffer): unknown {
 
 /** Whether the request carries the system key (`code` query parameter or `x-functions-key` header). */
 function hasKey(req: IncomingMessage, url: URL, systemKey: string): boolean {
-  const presented = url.searchParams.get('code') ?? (typeof req.headers['x-functions-key'] === 'string' ? req.headers['x-functions-key'] : '');
+  const presented =
+    url.searchParams.get('code') ??
+    (typeof req.headers['x-functions-key'] === 'string' ? req.headers['x-functions-key'] : '');
   const a = Buffer.from(presented);
   const b = Buffer.from(systemKey);
   return a.length === b.length && timingSafeEqual(a, b);
@@ -73,24 +79,43 @@ function hasKey(req: IncomingMessage, url: URL, systemKey: string): boolean {
  * public port (401 without); the SDK's own calls come through the internal listener (`trusted`).
  * Returns false for paths it does not own.
  */
-export function createDurableHttpHandler(client: DurableClientApi, endpoints: () => DurableEndpoints, taskHub: string, options: { trusted?: boolean } = {}) {
+export function createDurableHttpHandler(
+  client: DurableClientApi,
+  endpoints: () => DurableEndpoints,
+  taskHub: string,
+  options: { trusted?: boolean } = {},
+) {
   return async (req: IncomingMessage, res: ServerResponse, body: Buffer, pathname?: string): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const path = pathname ?? url.pathname;
     if (!path.startsWith(DURABLE_PREFIX)) return false;
     if (!options.trusted && !hasKey(req, url, endpoints().systemKey)) {
-      send(res, 401, { Message: 'The durable task API needs the host system key (code= or x-functions-key).' }, { 'WWW-Authenticate': 'FunctionsKey' });
+      send(
+        res,
+        401,
+        { Message: 'The durable task API needs the host system key (code= or x-functions-key).' },
+        { 'WWW-Authenticate': 'FunctionsKey' },
+      );
       return true;
     }
     const parts = path.slice(DURABLE_PREFIX.length).split('/').filter(Boolean).map(decodeURIComponent);
     const method = (req.method ?? 'GET').toUpperCase();
     const payload = (id: string) => {
       const binding = durableClientBinding(endpoints(), taskHub).managementUrls as Record<string, string>;
-      return Object.fromEntries(Object.entries(binding).map(([k, v]) => [k, v.replace('INSTANCEID', encodeURIComponent(id))]).map(([k, v]) => (k === 'id' ? [k, id] : [k, v])));
+      return Object.fromEntries(
+        Object.entries(binding)
+          .map(([k, v]) => [k, v.replace('INSTANCEID', encodeURIComponent(id))])
+          .map(([k, v]) => (k === 'id' ? [k, id] : [k, v])),
+      );
     };
     try {
       // What the local host does not run answers 501 with the feature's name, so the SDK's error says it.
-      const unsupported = parts[0] === 'entities' ? 'durable entities' : parts[0] === 'instances' && (parts[2] === 'rewind' || parts[2] === 'restart') ? `${parts[2]} of an orchestration` : undefined;
+      const unsupported =
+        parts[0] === 'entities'
+          ? 'durable entities'
+          : parts[0] === 'instances' && (parts[2] === 'rewind' || parts[2] === 'restart')
+            ? `${parts[2]} of an orchestration`
+            : undefined;
       if (unsupported) {
         send(res, 501, { Message: `The local host does not support ${unsupported}; Azure's Durable extension does.` });
         return true;
@@ -104,9 +129,15 @@ export function createDurableHttpHandler(client: DurableClientApi, endpoints: ()
       if (parts[0] === 'instances') {
         const id = parts[1];
         const filter = {
-          ...(url.searchParams.get('runtimeStatus') ? { runtimeStatus: (url.searchParams.get('runtimeStatus') ?? '').split(',').filter(Boolean) } : {}),
-          ...(url.searchParams.get('createdTimeFrom') ? { createdTimeFrom: url.searchParams.get('createdTimeFrom') ?? '' } : {}),
-          ...(url.searchParams.get('createdTimeTo') ? { createdTimeTo: url.searchParams.get('createdTimeTo') ?? '' } : {}),
+          ...(url.searchParams.get('runtimeStatus')
+            ? { runtimeStatus: (url.searchParams.get('runtimeStatus') ?? '').split(',').filter(Boolean) }
+            : {}),
+          ...(url.searchParams.get('createdTimeFrom')
+            ? { createdTimeFrom: url.searchParams.get('createdTimeFrom') ?? '' }
+            : {}),
+          ...(url.searchParams.get('createdTimeTo')
+            ? { createdTimeTo: url.searchParams.get('createdTimeTo') ?? '' }
+            : {}),
         };
         if (!id && method === 'GET') {
           const all = await client.list({ ...filter, showInput: bool(url.searchParams.get('showInput')) ?? false });
@@ -130,8 +161,15 @@ export function createDurableHttpHandler(client: DurableClientApi, endpoints: ()
             return true;
           }
           const running = ['Running', 'Pending', 'ContinuedAsNew', 'Suspended'].includes(String(status.runtimeStatus));
-          const failedAs500 = status.runtimeStatus === 'Failed' && bool(url.searchParams.get('returnInternalServerErrorOnFailure')) === true;
-          send(res, running ? 202 : failedAs500 ? 500 : 200, status, running ? { Location: `${endpoints().baseUrl}${path}${url.search}` } : {});
+          const failedAs500 =
+            status.runtimeStatus === 'Failed' &&
+            bool(url.searchParams.get('returnInternalServerErrorOnFailure')) === true;
+          send(
+            res,
+            running ? 202 : failedAs500 ? 500 : 200,
+            status,
+            running ? { Location: `${endpoints().baseUrl}${path}${url.search}` } : {},
+          );
           return true;
         }
         if (id && parts.length === 2 && method === 'DELETE') {

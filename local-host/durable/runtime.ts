@@ -14,8 +14,13 @@ import { DurableApiError, DurableClientApi } from './client.js';
 import { EventType, type HistoryEvent, TERMINAL } from './history.js';
 import { orchestrationStep, type Outbound } from './orchestration-step.js';
 import { SdkOrchestratorRunner } from './sdk-adapter.js';
-import { type ControlMessage, decodeMessage, type HeldMessage, type InstanceState, type TaskHubStore } from './store.js';
-
+import {
+  type ControlMessage,
+  decodeMessage,
+  type HeldMessage,
+  type InstanceState,
+  type TaskHubStore,
+} from './store.js';
 
 export interface DurableRuntimeOptions {
   store: TaskHubStore;
@@ -113,8 +118,12 @@ export class DurableRuntime {
     let idle = 0;
     while (!this.#stopped) {
       try {
-        const { receivedMessageItems } = await this.#store.control.receiveMessages({ numberOfMessages: 32, visibilityTimeout: this.#lease });
-        for (const item of receivedMessageItems) this.#deliver(decodeMessage<ControlMessage>(item.messageText).instanceId, item);
+        const { receivedMessageItems } = await this.#store.control.receiveMessages({
+          numberOfMessages: 32,
+          visibilityTimeout: this.#lease,
+        });
+        for (const item of receivedMessageItems)
+          this.#deliver(decodeMessage<ControlMessage>(item.messageText).instanceId, item);
         idle = receivedMessageItems.length > 0 ? 0 : idle + 1;
       } catch (error) {
         this.#logger.log('warn', 'durable.control.receive', errorFields(error));
@@ -177,7 +186,10 @@ export class DurableRuntime {
     const messages = await Promise.all(items.map((m) => this.#store.readMessage<ControlMessage>(m.messageText)));
     const result = await orchestrationStep(
       { state: loaded.state, history: loaded.history, messages, now: new Date() },
-      { replay: (instance, history, now) => this.#sdk.run(instance, history, now), isActivity: (name) => this.#activities.has(name) },
+      {
+        replay: (instance, history, now) => this.#sdk.run(instance, history, now),
+        isActivity: (name) => this.#activities.has(name),
+      },
     );
     switch (result.kind) {
       case 'nothing':
@@ -197,7 +209,12 @@ export class DurableRuntime {
   }
 
   /** Sends first, then commits: a crash in between re-runs the step, and duplicates are dropped. */
-  async #commit(state: InstanceState, history: HistoryEvent[], newEvents: HistoryEvent[], outbound: Outbound[]): Promise<boolean> {
+  async #commit(
+    state: InstanceState,
+    history: HistoryEvent[],
+    newEvents: HistoryEvent[],
+    outbound: Outbound[],
+  ): Promise<boolean> {
     await this.#dispatch(outbound);
     const next: InstanceState = { ...state, historyCount: history.length + newEvents.length };
     const etag = await this.#store.commit(next, history.length, newEvents);
@@ -226,8 +243,21 @@ export class DurableRuntime {
             await this.client.startNew(item.name, item.instanceId, item.input, item.parent);
           } catch (error) {
             const reason = error instanceof DurableApiError ? error.message : 'The sub-orchestration could not start.';
-            const event: HistoryEvent = { EventType: EventType.SubOrchestrationInstanceFailed, EventId: -1, Timestamp: new Date().toISOString(), TaskScheduledId: item.parent.taskId, Reason: reason, Details: reason };
-            await this.#send({ id: randomUUID(), instanceId: item.parent.instanceId, executionId: item.parent.executionId, kind: 'event', event });
+            const event: HistoryEvent = {
+              EventType: EventType.SubOrchestrationInstanceFailed,
+              EventId: -1,
+              Timestamp: new Date().toISOString(),
+              TaskScheduledId: item.parent.taskId,
+              Reason: reason,
+              Details: reason,
+            };
+            await this.#send({
+              id: randomUUID(),
+              instanceId: item.parent.instanceId,
+              executionId: item.parent.executionId,
+              kind: 'event',
+              event,
+            });
           }
           break;
       }
@@ -236,6 +266,8 @@ export class DurableRuntime {
 }
 
 function triggerKindOf(registration: Registration): TriggerKind | undefined {
-  const type = Object.values(registration.bindings).find((b) => b.direction === 'in' && String(b.type).endsWith('Trigger'))?.type;
+  const type = Object.values(registration.bindings).find(
+    (b) => b.direction === 'in' && String(b.type).endsWith('Trigger'),
+  )?.type;
   return type === 'orchestrationTrigger' || type === 'activityTrigger' ? type : undefined;
 }

@@ -12,7 +12,15 @@ import type { HistoryEvent } from './history.js';
 const SCHEMA_VERSION = 2;
 const MAXIMUM_SHORT_TIMER = '6.00:00:00';
 const LONG_TIMER_INTERVAL = '3.00:00:00';
-const ACTION = { CallActivity: 0, CallActivityWithRetry: 1, CallSubOrchestrator: 2, CallSubOrchestratorWithRetry: 3, ContinueAsNew: 4, CreateTimer: 5, WaitForExternalEvent: 6 } as const;
+const ACTION = {
+  CallActivity: 0,
+  CallActivityWithRetry: 1,
+  CallSubOrchestrator: 2,
+  CallSubOrchestratorWithRetry: 3,
+  ContinueAsNew: 4,
+  CreateTimer: 5,
+  WaitForExternalEvent: 6,
+} as const;
 /** The SDK's actions the local host does not run, by their ActionType number. */
 const UNSUPPORTED_ACTIONS: Record<number, string> = {
   7: 'durable entities (callEntity)',
@@ -62,7 +70,14 @@ type Decision =
   | { taskId: number; kind: 'unsupported'; feature: string };
 
 export type OrchestratorOutcome =
-  | { kind: 'ok'; isDone: boolean; output: unknown; customStatus: unknown; continueAsNew?: { input: string }; decisions: Decision[] }
+  | {
+      kind: 'ok';
+      isDone: boolean;
+      output: unknown;
+      customStatus: unknown;
+      continueAsNew?: { input: string };
+      decisions: Decision[];
+    }
   | { kind: 'failed'; message: string };
 
 /** The instance an orchestrator replays (what the state row knows). */
@@ -91,7 +106,11 @@ export class SdkOrchestratorRunner {
   readonly #invoke: Invoker;
   readonly #orchestrators: ReadonlyMap<string, Registration>;
 
-  constructor(options: { library: FunctionsLibrary; invoke: Invoker; orchestrators: ReadonlyMap<string, Registration> }) {
+  constructor(options: {
+    library: FunctionsLibrary;
+    invoke: Invoker;
+    orchestrators: ReadonlyMap<string, Registration>;
+  }) {
     this.#library = options.library;
     this.#invoke = options.invoke;
     this.#orchestrators = options.orchestrators;
@@ -99,12 +118,17 @@ export class SdkOrchestratorRunner {
 
   async run(instance: ReplayedInstance, history: readonly HistoryEvent[], now: Date): Promise<OrchestratorOutcome> {
     const registration = this.#orchestrators.get(instance.name);
-    if (!registration) return { kind: 'failed', message: `The orchestrator function '${instance.name}' is not registered.` };
+    if (!registration)
+      return { kind: 'failed', message: `The orchestrator function '${instance.name}' is not registered.` };
     const context = new this.#library.InvocationContext({
       invocationId: randomUUID(),
       functionName: instance.name,
       triggerMetadata: {},
-      options: { trigger: { type: 'orchestrationTrigger', name: 'context' } as never, extraInputs: [], extraOutputs: [] },
+      options: {
+        trigger: { type: 'orchestrationTrigger', name: 'context' } as never,
+        extraInputs: [],
+        extraOutputs: [],
+      },
       logHandler: () => undefined,
     });
     // The SDK turns Timestamp strings into Dates in place: hand it a copy.
@@ -144,7 +168,8 @@ export class SdkOrchestratorRunner {
  * the ids the extension must record (the timers and reschedules of retried activities included).
  */
 export function openTasksOf(context: unknown): SdkTask[] {
-  const executor = (context as { df?: { taskOrchestratorExecutor?: { openTasks?: Record<string, SdkTask> } } }).df?.taskOrchestratorExecutor;
+  const executor = (context as { df?: { taskOrchestratorExecutor?: { openTasks?: Record<string, SdkTask> } } }).df
+    ?.taskOrchestratorExecutor;
   return Object.values(executor?.openTasks ?? {}).sort((a, b) => Number(a.id) - Number(b.id));
 }
 
@@ -154,7 +179,10 @@ function failureMessage(error: unknown): string {
   const marker = text.indexOf(OUT_OF_PROC_MARKER);
   if (marker < 0) return text;
   try {
-    return (JSON.parse(text.slice(marker + OUT_OF_PROC_MARKER.length)) as { error?: string }).error ?? text.slice(0, marker).trim();
+    return (
+      (JSON.parse(text.slice(marker + OUT_OF_PROC_MARKER.length)) as { error?: string }).error ??
+      text.slice(0, marker).trim()
+    );
   } catch {
     return text.slice(0, marker).trim();
   }
@@ -171,8 +199,12 @@ function decisionOf(task: SdkTask & { id: number }, now: Date): Decision {
     if (index % 2 === 1) {
       const options = parent.retryOptions as RetryOptions;
       const attempt = parent.attemptNumber ?? 2;
-      let delay = attempt > options.maxNumberOfAttempts ? 0 : options.firstRetryIntervalInMilliseconds * (options.backoffCoefficient ?? 1) ** (attempt - 2);
-      if (options.maxRetryIntervalInMilliseconds && options.maxRetryIntervalInMilliseconds > 0) delay = Math.min(delay, options.maxRetryIntervalInMilliseconds);
+      let delay =
+        attempt > options.maxNumberOfAttempts
+          ? 0
+          : options.firstRetryIntervalInMilliseconds * (options.backoffCoefficient ?? 1) ** (attempt - 2);
+      if (options.maxRetryIntervalInMilliseconds && options.maxRetryIntervalInMilliseconds > 0)
+        delay = Math.min(delay, options.maxRetryIntervalInMilliseconds);
       return { taskId, kind: 'timer', fireAt: new Date(now.getTime() + delay), canceled: false };
     }
     action = parent.innerTask?.actionObj;
@@ -188,9 +220,19 @@ function decisionOf(task: SdkTask & { id: number }, now: Date): Decision {
     }
     case ACTION.CallSubOrchestrator:
     case ACTION.CallSubOrchestratorWithRetry:
-      return { taskId, kind: 'sub-orchestration', name: action.functionName ?? '', ...(action.instanceId ? { instanceId: action.instanceId } : {}), input: action.input };
+      return {
+        taskId,
+        kind: 'sub-orchestration',
+        name: action.functionName ?? '',
+        ...(action.instanceId ? { instanceId: action.instanceId } : {}),
+        input: action.input,
+      };
     default:
-      return { taskId, kind: 'unsupported', feature: UNSUPPORTED_ACTIONS[action.actionType] ?? `durable action type ${action.actionType}` };
+      return {
+        taskId,
+        kind: 'unsupported',
+        feature: UNSUPPORTED_ACTIONS[action.actionType] ?? `durable action type ${action.actionType}`,
+      };
   }
 }
 

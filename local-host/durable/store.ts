@@ -80,7 +80,12 @@ export class TaskHubStore {
   readonly workItems: QueueClient;
   readonly #tableService: TableServiceClient;
 
-  constructor(options: { taskHub: string; table: (name: string) => TableClient; tableService: TableServiceClient; queueService: QueueServiceClient }) {
+  constructor(options: {
+    taskHub: string;
+    table: (name: string) => TableClient;
+    tableService: TableServiceClient;
+    queueService: QueueServiceClient;
+  }) {
     const hub = options.taskHub.toLowerCase();
     this.history = options.table(`${options.taskHub}History`);
     this.control = options.queueService.getQueueClient(`${hub}-control`);
@@ -109,7 +114,8 @@ export class TaskHubStore {
     const to = historyRow(state.executionId, state.historyCount);
     const filter = odata`PartitionKey eq ${state.instanceId} and RowKey ge ${from} and RowKey lt ${to}`;
     const events: HistoryEvent[] = [];
-    for await (const row of this.history.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) events.push(decodeEvent(row));
+    for await (const row of this.history.listEntities<Record<string, unknown>>({ queryOptions: { filter } }))
+      events.push(decodeEvent(row));
     return events;
   }
 
@@ -119,9 +125,15 @@ export class TaskHubStore {
    * commits the step. Returns the new ETag, or undefined when another writer got there first.
    */
   async commit(state: InstanceState, startSeq: number, events: readonly HistoryEvent[]): Promise<string | undefined> {
-    const rows = events.map((event, i): TransactionAction => ['upsert', { partitionKey: state.instanceId, rowKey: historyRow(state.executionId, startSeq + i), ...encodeEvent(event) }, 'Replace']);
+    const rows = events.map((event, i): TransactionAction => [
+      'upsert',
+      { partitionKey: state.instanceId, rowKey: historyRow(state.executionId, startSeq + i), ...encodeEvent(event) },
+      'Replace',
+    ]);
     const stateEntity = toRow(state);
-    const stateAction: TransactionAction = state.etag ? ['update', stateEntity, 'Replace', { etag: state.etag }] : ['create', stateEntity];
+    const stateAction: TransactionAction = state.etag
+      ? ['update', stateEntity, 'Replace', { etag: state.etag }]
+      : ['create', stateEntity];
     try {
       // Full batches of history first; the last batch carries the state row, so the common case is one transaction.
       let i = 0;
@@ -130,7 +142,9 @@ export class TaskHubStore {
         i += 100;
       }
       const response = await this.history.submitTransaction([...rows.slice(i), stateAction]);
-      return response.subResponses[response.subResponses.length - 1]?.etag ?? (await this.readState(state.instanceId))?.etag;
+      return (
+        response.subResponses[response.subResponses.length - 1]?.etag ?? (await this.readState(state.instanceId))?.etag
+      );
     } catch (error) {
       const status = (error as { statusCode?: number }).statusCode;
       if (status === 412 || status === 409) return undefined;
@@ -139,7 +153,14 @@ export class TaskHubStore {
   }
 
   async writeResult(instanceId: string, executionId: string, taskId: number, result: TaskResult): Promise<void> {
-    await this.history.upsertEntity({ partitionKey: instanceId, rowKey: resultRow(executionId, taskId), ...encodeText('payload', JSON.stringify(result)) }, 'Replace');
+    await this.history.upsertEntity(
+      {
+        partitionKey: instanceId,
+        rowKey: resultRow(executionId, taskId),
+        ...encodeText('payload', JSON.stringify(result)),
+      },
+      'Replace',
+    );
   }
 
   async readResult(instanceId: string, executionId: string, taskId: number): Promise<TaskResult | undefined> {
@@ -152,7 +173,11 @@ export class TaskHubStore {
     }
   }
 
-  async listStates(filter: { runtimeStatus?: string[]; createdTimeFrom?: string; createdTimeTo?: string }): Promise<InstanceState[]> {
+  async listStates(filter: {
+    runtimeStatus?: string[];
+    createdTimeFrom?: string;
+    createdTimeTo?: string;
+  }): Promise<InstanceState[]> {
     let query = odata`RowKey eq ${STATE_ROW}`;
     if (filter.createdTimeFrom) query += ' and ' + odata`createdTime ge ${filter.createdTimeFrom}`;
     if (filter.createdTimeTo) query += ' and ' + odata`createdTime le ${filter.createdTimeTo}`;
@@ -168,9 +193,12 @@ export class TaskHubStore {
   async purge(instanceId: string): Promise<boolean> {
     const filter = odata`PartitionKey eq ${instanceId}`;
     const keys: string[] = [];
-    for await (const row of this.history.listEntities({ queryOptions: { filter, select: ['RowKey'] } })) keys.push(row.rowKey as string);
+    for await (const row of this.history.listEntities({ queryOptions: { filter, select: ['RowKey'] } }))
+      keys.push(row.rowKey as string);
     for (let i = 0; i < keys.length; i += 100) {
-      await this.history.submitTransaction(keys.slice(i, i + 100).map((rowKey): TransactionAction => ['delete', { partitionKey: instanceId, rowKey }]));
+      await this.history.submitTransaction(
+        keys.slice(i, i + 100).map((rowKey): TransactionAction => ['delete', { partitionKey: instanceId, rowKey }]),
+      );
     }
     return keys.includes(STATE_ROW);
   }
@@ -178,12 +206,21 @@ export class TaskHubStore {
   /** Sends a message hidden for `visibilityTimeoutSeconds`; the returned handle lets the sender process it. */
   async sendControl(message: ControlMessage, visibilityTimeoutSeconds = 0): Promise<HeldMessage> {
     const text = await this.#messageText(message);
-    return held(await this.control.sendMessage(text, { ...(visibilityTimeoutSeconds > 0 ? { visibilityTimeout: visibilityTimeoutSeconds } : {}), messageTimeToLive: -1 }), text);
+    return held(
+      await this.control.sendMessage(text, {
+        ...(visibilityTimeoutSeconds > 0 ? { visibilityTimeout: visibilityTimeoutSeconds } : {}),
+        messageTimeToLive: -1,
+      }),
+      text,
+    );
   }
 
   async sendWorkPack(pack: WorkPack, visibilityTimeoutSeconds: number): Promise<HeldMessage> {
     const text = await this.#messageText(pack);
-    return held(await this.workItems.sendMessage(text, { visibilityTimeout: visibilityTimeoutSeconds, messageTimeToLive: -1 }), text);
+    return held(
+      await this.workItems.sendMessage(text, { visibilityTimeout: visibilityTimeoutSeconds, messageTimeToLive: -1 }),
+      text,
+    );
   }
 
   /** A message's content, read from the history table when it was too large for the queue. */
@@ -203,7 +240,10 @@ export class TaskHubStore {
     const json = JSON.stringify(message);
     if (Buffer.byteLength(json) <= LARGE_MESSAGE_BYTES) return Buffer.from(json).toString('base64');
     const storedAs = `m~${message.id}`;
-    await this.history.upsertEntity({ partitionKey: message.instanceId, rowKey: storedAs, ...encodeText('payload', json) }, 'Replace');
+    await this.history.upsertEntity(
+      { partitionKey: message.instanceId, rowKey: storedAs, ...encodeText('payload', json) },
+      'Replace',
+    );
     const reference: StoredMessage = { id: message.id, instanceId: message.instanceId, storedAs };
     return encodeMessage(reference);
   }
@@ -232,7 +272,8 @@ export function decodeMessage<T>(text: string): T {
 
 function encodeText(prefix: string, text: string): Record<string, string | number> {
   const columns: Record<string, string | number> = { [`${prefix}Parts`]: Math.max(1, Math.ceil(text.length / CHUNK)) };
-  for (let i = 0, part = 0; i < text.length || part === 0; i += CHUNK, part++) columns[`${prefix}${part}`] = text.slice(i, i + CHUNK);
+  for (let i = 0, part = 0; i < text.length || part === 0; i += CHUNK, part++)
+    columns[`${prefix}${part}`] = text.slice(i, i + CHUNK);
   return columns;
 }
 

@@ -11,9 +11,24 @@ describe('the backup orchestration and the restore drill of the admin CLI', () =
     host = await startHost();
     empty = await startAzurite();
     admin(host.dataDir, ['tenant', 'create', '--id', 'lab-drill', '--name', 'Drill']);
-    const key = String(admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-drill', '--name', 'x', '--permissions', 'orders:create']).json?.apiKey);
+    const key = String(
+      admin(host.dataDir, [
+        'integration',
+        'create',
+        '--tenant',
+        'lab-drill',
+        '--name',
+        'x',
+        '--permissions',
+        'orders:create',
+      ]).json?.apiKey,
+    );
     for (let i = 0; i < 10; i++) {
-      await fetch(`${host.apiBaseUrl}/orders`, { method: 'POST', headers: { authorization: `ApiKey ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(exampleOrder({ externalId: `DR-${i}` })) });
+      await fetch(`${host.apiBaseUrl}/orders`, {
+        method: 'POST',
+        headers: { authorization: `ApiKey ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(exampleOrder({ externalId: `DR-${i}` })),
+      });
     }
   });
 
@@ -24,9 +39,15 @@ describe('the backup orchestration and the restore drill of the admin CLI', () =
 
   it('backs up every table through the durable orchestration and restores it into an empty account with verified checksums', async () => {
     const backupId = '20261127-drill';
-    const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-drill`), { method: 'POST', body: JSON.stringify({ backupId }) });
+    const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-drill`), {
+      method: 'POST',
+      body: JSON.stringify({ backupId }),
+    });
     expect(started.status).toBe(202);
-    let status: { runtimeStatus: string; output: { tables: number; entities: number } } = { runtimeStatus: 'Pending', output: { tables: 0, entities: 0 } };
+    let status: { runtimeStatus: string; output: { tables: number; entities: number } } = {
+      runtimeStatus: 'Pending',
+      output: { tables: 0, entities: 0 },
+    };
     for (let i = 0; i < 200 && status.runtimeStatus !== 'Completed' && status.runtimeStatus !== 'Failed'; i++) {
       await new Promise((r) => setTimeout(r, 100));
       status = (await (await fetch(host.durableUrl(`instances/backup-drill`))).json()) as typeof status;

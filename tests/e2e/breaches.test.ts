@@ -30,7 +30,6 @@ let failuresLeft = 2;
 let hookServer: Server;
 let hookSecret = '';
 
-
 const call = (method: string, path: string, auth: string, body?: unknown) => api(host, method, path, auth, body);
 const person = (tenant: string, username: string, initial: string) => login(host, tenant, username, initial);
 
@@ -50,7 +49,14 @@ describe('breach handling over HTTP', () => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
-        hooks.push({ body, headers: { 'webhook-id': String(req.headers['webhook-id']), 'webhook-timestamp': String(req.headers['webhook-timestamp']), 'webhook-signature': String(req.headers['webhook-signature']) } });
+        hooks.push({
+          body,
+          headers: {
+            'webhook-id': String(req.headers['webhook-id']),
+            'webhook-timestamp': String(req.headers['webhook-timestamp']),
+            'webhook-signature': String(req.headers['webhook-signature']),
+          },
+        });
         res.writeHead(failuresLeft-- > 0 ? 503 : 200);
         res.end();
       });
@@ -59,16 +65,31 @@ describe('breach handling over HTTP', () => {
     host = await startHost({ env });
     officer = await person('operator', 'operator', env.LABVAULT_OPERATOR_INITIAL_PASSWORD);
     for (const tenant of ['lab-b1', 'lab-b2', 'lab-b3']) {
-      const created = await call('POST', '/tenants', officer, { id: tenant, name: tenant.toUpperCase(), admin: { username: 'admin', email: `admin@${tenant}.example` } });
-      admins[tenant] = await person(tenant, 'admin', String((created.body.admin as { initialPassword: string }).initialPassword));
+      const created = await call('POST', '/tenants', officer, {
+        id: tenant,
+        name: tenant.toUpperCase(),
+        admin: { username: 'admin', email: `admin@${tenant}.example` },
+      });
+      admins[tenant] = await person(
+        tenant,
+        'admin',
+        String((created.body.admin as { initialPassword: string }).initialPassword),
+      );
     }
-    const integration = await call('POST', '/integrations', admins['lab-b1'] ?? '', { name: 'LIS', permissions: ['orders:create', 'orders:read'], currentPassword: STRONG });
+    const integration = await call('POST', '/integrations', admins['lab-b1'] ?? '', {
+      name: 'LIS',
+      permissions: ['orders:create', 'orders:read'],
+      currentPassword: STRONG,
+    });
     apiKeyB1 = `ApiKey ${String(integration.body.apiKey)}`;
     integrationB1 = String(integration.body.id);
     const order = await call('POST', '/orders', apiKeyB1, exampleOrder());
     await call('GET', `/orders/${String(order.body.id)}`, apiKeyB1);
     const port = (hookServer.address() as AddressInfo).port;
-    hookSecret = String((await call('PUT', '/breach-webhook', admins['lab-b1'] ?? '', { url: `http://127.0.0.1:${port}/hook` })).body.secret);
+    hookSecret = String(
+      (await call('PUT', '/breach-webhook', admins['lab-b1'] ?? '', { url: `http://127.0.0.1:${port}/hook` })).body
+        .secret,
+    );
   });
 
   afterAll(async () => {
@@ -92,7 +113,10 @@ describe('breach handling over HTTP', () => {
 
     for (const tenant of ['lab-b1', 'lab-b2']) {
       const notice = await until(async () => {
-        const items = (await call('GET', '/breach-notifications', admins[tenant] ?? '')).body.items as { breachId: string; content: Record<string, unknown> }[];
+        const items = (await call('GET', '/breach-notifications', admins[tenant] ?? '')).body.items as {
+          breachId: string;
+          content: Record<string, unknown>;
+        }[];
         return items.find((n) => n.breachId === id);
       });
       expect(notice.content).toMatchObject({
@@ -113,24 +137,42 @@ describe('breach handling over HTTP', () => {
       // Sent within the processor's deadline: no reason for delay.
       expect(notice.content.lateReason).toBeUndefined();
     }
-    expect(((await call('GET', '/breach-notifications', admins['lab-b3'] ?? '')).body.items as unknown[]).length).toBe(0);
+    expect(((await call('GET', '/breach-notifications', admins['lab-b3'] ?? '')).body.items as unknown[]).length).toBe(
+      0,
+    );
     expect((await call('GET', '/breach-notifications', officer)).status).toBe(404);
 
     // lab-b1 acknowledges at once, by the notification's own id; lab-b2 never does.
-    const listed = (await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body.items as { id: string; breachId: string; sequence: number }[];
+    const listed = (await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body.items as {
+      id: string;
+      breachId: string;
+      sequence: number;
+    }[];
     const notificationId = listed.find((n) => n.breachId === id)?.id ?? '';
     expect(notificationId).toBe(`${id}-1`);
-    expect((await call('POST', `/breach-notifications/${id}/acknowledgement`, admins['lab-b1'] ?? '')).status).toBe(404); // the breach's id is not a notification's
-    expect((await call('POST', `/breach-notifications/${notificationId}/acknowledgement`, admins['lab-b1'] ?? '')).status).toBe(204);
-    expect((await call('POST', `/breach-notifications/${notificationId}/acknowledgement`, admins['lab-b3'] ?? '')).status).toBe(404);
+    expect((await call('POST', `/breach-notifications/${id}/acknowledgement`, admins['lab-b1'] ?? '')).status).toBe(
+      404,
+    ); // the breach's id is not a notification's
+    expect(
+      (await call('POST', `/breach-notifications/${notificationId}/acknowledgement`, admins['lab-b1'] ?? '')).status,
+    ).toBe(204);
+    expect(
+      (await call('POST', `/breach-notifications/${notificationId}/acknowledgement`, admins['lab-b3'] ?? '')).status,
+    ).toBe(404);
 
     // The webhook failed twice, then took the notice, signed as Standard Webhooks specifies (checked
     // with the specification's own library); every attempt is recorded.
     const delivered = await until(async () => (hooks.length >= 3 ? hooks : undefined));
     const last = delivered[2];
     expect(hookSecret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
-    const verified = new Webhook(hookSecret).verify(last?.body ?? '', last?.headers ?? {}) as { type: string; data: Record<string, unknown> };
-    expect(verified).toMatchObject({ type: 'breach.notification', data: { breachId: id, sequence: 1, notificationId } });
+    const verified = new Webhook(hookSecret).verify(last?.body ?? '', last?.headers ?? {}) as {
+      type: string;
+      data: Record<string, unknown>;
+    };
+    expect(verified).toMatchObject({
+      type: 'breach.notification',
+      data: { breachId: id, sequence: 1, notificationId },
+    });
     expect(new Set(delivered.slice(0, 3).map((h) => h.headers['webhook-id'])).size).toBe(1); // one message, three attempts
     expect(() => new Webhook(hookSecret).verify(`${last?.body ?? ''} `, last?.headers ?? {})).toThrow();
 
@@ -141,39 +183,97 @@ describe('breach handling over HTTP', () => {
     const timeline = escalated.timeline as { event: string; tenant?: string; at: string }[];
     // Each clock fires at its time after awareness (3 s, 6 s, 9 s here; 12 h, 24 h, 47 h by default).
     const after = (e: { at: string }) => (Date.parse(e.at) - Date.parse(String(escalated.awareAt))) / 1000;
-    expect(timeline.filter((e) => e.event === 'reminder').map(after).map(Math.floor)).toEqual([expect.toSatisfy((s: number) => s >= 3 && s < 6), expect.toSatisfy((s: number) => s >= 6 && s < 9)]);
+    expect(
+      timeline
+        .filter((e) => e.event === 'reminder')
+        .map(after)
+        .map(Math.floor),
+    ).toEqual([expect.toSatisfy((s: number) => s >= 3 && s < 6), expect.toSatisfy((s: number) => s >= 6 && s < 9)]);
     expect(after(timeline.find((e) => e.event === 'escalation') ?? { at: '' })).toBeGreaterThanOrEqual(9);
     expect(timeline.filter((e) => e.event === 'reminder').map((e) => e.tenant)).toEqual(['lab-b2', 'lab-b2']);
     expect(timeline.filter((e) => e.event === 'escalation').map((e) => e.tenant)).toEqual(['lab-b2']);
-    expect((escalated.deliveries as { ok: boolean; httpStatus?: number; error?: string }[]).map((d) => [d.ok, d.httpStatus, d.error])).toEqual([
+    expect(
+      (escalated.deliveries as { ok: boolean; httpStatus?: number; error?: string }[]).map((d) => [
+        d.ok,
+        d.httpStatus,
+        d.error,
+      ]),
+    ).toEqual([
       [false, 503, 'http-503'],
       [false, 503, 'http-503'],
       [true, 200, undefined],
     ]);
     expect(escalated.deadlines).toMatchObject({ processor: expect.any(String), controller: expect.any(String) });
     // The unacknowledged tenant sees its reminders; the one that acknowledged got none.
-    const remindedB2 = ((await call('GET', '/breach-notifications', admins['lab-b2'] ?? '')).body.items as { breachId: string; reminders: number }[]).find((n) => n.breachId === id);
-    const remindedB1 = ((await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body.items as { breachId: string; reminders: number }[]).find((n) => n.breachId === id);
+    const remindedB2 = (
+      (await call('GET', '/breach-notifications', admins['lab-b2'] ?? '')).body.items as {
+        breachId: string;
+        reminders: number;
+      }[]
+    ).find((n) => n.breachId === id);
+    const remindedB1 = (
+      (await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body.items as {
+        breachId: string;
+        reminders: number;
+      }[]
+    ).find((n) => n.breachId === id);
     expect(remindedB2?.reminders).toBe(2);
     expect(remindedB1?.reminders).toBe(0);
     const alerts = (await call('GET', '/security/alerts', officer)).body.items as { kind: string }[];
     expect(alerts.some((a) => a.kind === 'breach-escalation')).toBe(true);
 
     // A phased update reaches the same tenants with the next sequence number.
-    expect((await call('POST', `/breaches/${id}/updates`, officer, { measures: 'Forensics done: no access found in logs', moreToFollow: false })).body).toEqual({ sequence: 2 });
+    expect(
+      (
+        await call('POST', `/breaches/${id}/updates`, officer, {
+          measures: 'Forensics done: no access found in logs',
+          moreToFollow: false,
+        })
+      ).body,
+    ).toEqual({ sequence: 2 });
     const second = await until(async () => {
-      const items = (await call('GET', '/breach-notifications', admins['lab-b2'] ?? '')).body.items as { breachId: string; sequence: number; content: Record<string, unknown> }[];
+      const items = (await call('GET', '/breach-notifications', admins['lab-b2'] ?? '')).body.items as {
+        breachId: string;
+        sequence: number;
+        content: Record<string, unknown>;
+      }[];
       return items.find((n) => n.breachId === id && n.sequence === 2);
     });
-    expect(second.content).toMatchObject({ moreToFollow: false, measures: 'Forensics done: no access found in logs', lateReason: expect.stringContaining('processor deadline') });
+    expect(second.content).toMatchObject({
+      moreToFollow: false,
+      measures: 'Forensics done: no access found in logs',
+      lateReason: expect.stringContaining('processor deadline'),
+    });
 
-    expect((await call('POST', `/breaches/${id}/analysis`, officer, { rootCause: 'Share ACL copied from a test system', measures: 'ACL review in CI', closed: true })).status).toBe(204);
+    expect(
+      (
+        await call('POST', `/breaches/${id}/analysis`, officer, {
+          rootCause: 'Share ACL copied from a test system',
+          measures: 'ACL review in CI',
+          closed: true,
+        })
+      ).status,
+    ).toBe(204);
     const closed = await until(async () => {
       const b = (await call('GET', `/breaches/${id}`, officer)).body;
       return b.status === 'closed' ? b : undefined;
     });
-    expect((closed.timeline as { event: string }[]).map((e) => e.event)).toEqual(expect.arrayContaining(['registered', 'scoped', 'notified', 'acknowledged', 'reminder', 'escalation', 'webhook-delivered', 'update-registered', 'closed']));
-    expect(((await call('GET', '/breaches', officer)).body.items as { id: string }[]).some((b) => b.id === id)).toBe(true);
+    expect((closed.timeline as { event: string }[]).map((e) => e.event)).toEqual(
+      expect.arrayContaining([
+        'registered',
+        'scoped',
+        'notified',
+        'acknowledged',
+        'reminder',
+        'escalation',
+        'webhook-delivered',
+        'update-registered',
+        'closed',
+      ]),
+    );
+    expect(((await call('GET', '/breaches', officer)).body.items as { id: string }[]).some((b) => b.id === id)).toBe(
+      true,
+    );
   });
 
   it('derives affected tenants and counts from the audit log of a suspected principal', async () => {
@@ -191,28 +291,53 @@ describe('breach handling over HTTP', () => {
       const b = (await call('GET', `/breaches/${id}`, officer)).body;
       return (b.tenants as unknown[]).length > 0 ? b : undefined;
     });
-    expect(breach.tenants).toEqual([expect.objectContaining({ tenant: 'lab-b1', dataSubjects: 1, recordsByCategory: { Order: 1 } })]);
+    expect(breach.tenants).toEqual([
+      expect.objectContaining({ tenant: 'lab-b1', dataSubjects: 1, recordsByCategory: { Order: 1 } }),
+    ]);
     await call('POST', `/breaches/${id}/analysis`, officer, { rootCause: 'r', measures: 'm', closed: true });
   });
 
   it('turns a spraying alert into a draft that is never notified, and documents the decision', async () => {
-    for (let i = 0; i < 10; i++) await call('POST', '/auth/login', '', { tenant: 'lab-b3', username: `nobody-${i}`, password: 'Winter2026!Winter2026!' });
-    const alert = ((await call('GET', '/security/alerts', officer)).body.items as { id: string; kind: string }[]).find((a) => a.kind === 'password-spraying');
+    for (let i = 0; i < 10; i++)
+      await call('POST', '/auth/login', '', {
+        tenant: 'lab-b3',
+        username: `nobody-${i}`,
+        password: 'Winter2026!Winter2026!',
+      });
+    const alert = ((await call('GET', '/security/alerts', officer)).body.items as { id: string; kind: string }[]).find(
+      (a) => a.kind === 'password-spraying',
+    );
     expect(alert).toBeDefined();
     const draft = await call('POST', `/security/alerts/${alert?.id}/breach-draft`, officer);
     expect(draft.status).toBe(201);
     const id = String(draft.body.id);
     expect((await call('GET', `/breaches/${id}`, officer)).body).toMatchObject({ status: 'draft' });
-    expect(((await call('GET', '/breach-notifications', admins['lab-b3'] ?? '')).body.items as unknown[]).length).toBe(0);
-    expect((await call('POST', `/breaches/${id}/decision`, officer, { notify: false, reasoning: 'No account was entered; all attempts failed.' })).status).toBe(204);
-    expect((await call('GET', `/breaches/${id}`, officer)).body).toMatchObject({ status: 'not-notified', decision: { reasoning: 'No account was entered; all attempts failed.' } });
+    expect(((await call('GET', '/breach-notifications', admins['lab-b3'] ?? '')).body.items as unknown[]).length).toBe(
+      0,
+    );
+    expect(
+      (
+        await call('POST', `/breaches/${id}/decision`, officer, {
+          notify: false,
+          reasoning: 'No account was entered; all attempts failed.',
+        })
+      ).status,
+    ).toBe(204);
+    expect((await call('GET', `/breaches/${id}`, officer)).body).toMatchObject({
+      status: 'not-notified',
+      decision: { reasoning: 'No account was entered; all attempts failed.' },
+    });
   });
 
   it('keeps patient data out of notifications, webhooks, orchestration history and logs', async () => {
-    const instances = (await (await fetch(host.durableUrl(`instances/?showInput=true`))).json()) as { instanceId: string }[];
+    const instances = (await (await fetch(host.durableUrl(`instances/?showInput=true`))).json()) as {
+      instanceId: string;
+    }[];
     let histories = '';
     for (const i of instances.filter((x) => x.instanceId.startsWith('breach-'))) {
-      histories += await (await fetch(host.durableUrl(`instances/${i.instanceId}?showHistory=true&showHistoryOutput=true`))).text();
+      histories += await (
+        await fetch(host.durableUrl(`instances/${i.instanceId}?showHistory=true&showHistoryOutput=true`))
+      ).text();
     }
     const notices = JSON.stringify((await call('GET', '/breach-notifications', admins['lab-b1'] ?? '')).body);
     const everything = histories + notices + hooks.map((h) => h.body).join('') + host.output();

@@ -41,7 +41,10 @@ describe('the admin CLI', () => {
     expect(r.stderr).toContain('no such tenant "no-such-lab"');
     expect(r.stdout).toBe('');
     admin(host.dataDir, ['tenant', 'create', '--id', 'lab-cli', '--name', 'Lab CLI']);
-    expect(admin(host.dataDir, ['audit', 'verify', '--tenant', 'lab-cli']).json).toMatchObject({ tenant: 'lab-cli', valid: true });
+    expect(admin(host.dataDir, ['audit', 'verify', '--tenant', 'lab-cli']).json).toMatchObject({
+      tenant: 'lab-cli',
+      valid: true,
+    });
   });
 
   it('lists backups, and prints the cause of a failure without the secrets in it', () => {
@@ -50,7 +53,8 @@ describe('the admin CLI', () => {
     const listed = admin(host.dataDir, ['backup', 'list']);
     expect((listed.json?.backups as { backupId: string }[]).map((b) => b.backupId)).toContain(created.json?.backupId);
     // Restoring into an account nobody listens on: the cause is shown, the key in the target is not.
-    const target = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=c3VwZXItc2VjcmV0LWtleQ==;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1';
+    const target =
+      'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=c3VwZXItc2VjcmV0LWtleQ==;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1';
     const failed = admin(host.dataDir, ['backup', 'restore', String(created.json?.backupId), '--target', target]);
     expect(failed.status).toBe(1);
     expect(failed.stderr).toMatch(/^admin failed: \w+: .*(ECONNREFUSED|connect)/m);
@@ -59,7 +63,14 @@ describe('the admin CLI', () => {
 
   it('says "no running local host" when local-host.json belongs to a process that is gone', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'labvault-stale-'));
-    writeFileSync(join(dataDir, 'local-host.json'), JSON.stringify({ apiBaseUrl: 'http://127.0.0.1:1/api', storageConnectionString: 'UseDevelopmentStorage=true', pid: 2147483 }));
+    writeFileSync(
+      join(dataDir, 'local-host.json'),
+      JSON.stringify({
+        apiBaseUrl: 'http://127.0.0.1:1/api',
+        storageConnectionString: 'UseDevelopmentStorage=true',
+        pid: 2147483,
+      }),
+    );
     const r = admin(dataDir, ['backup', 'list']);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('no running local host');

@@ -17,7 +17,11 @@ interface Status {
 }
 
 /** Starts through the test starter function: the real df.getClient and createCheckStatusResponse. */
-async function start(name: string, input?: unknown, instanceId?: string): Promise<{ id: string; statusQueryGetUri: string; status: number }> {
+async function start(
+  name: string,
+  input?: unknown,
+  instanceId?: string,
+): Promise<{ id: string; statusQueryGetUri: string; status: number }> {
   const response = await fetch(`${host.apiBaseUrl}/test/orchestrators/${name}${instanceId ? `/${instanceId}` : ''}`, {
     method: 'POST',
     ...(input !== undefined ? { body: JSON.stringify(input) } : {}),
@@ -28,10 +32,17 @@ async function start(name: string, input?: unknown, instanceId?: string): Promis
 
 async function status(id: string, query = ''): Promise<{ http: number; body: Status }> {
   const response = await fetch(durable(`instances/${encodeURIComponent(id)}${query}`));
-  return { http: response.status, body: response.status === 404 ? ({} as Status) : ((await response.json()) as Status) };
+  return {
+    http: response.status,
+    body: response.status === 404 ? ({} as Status) : ((await response.json()) as Status),
+  };
 }
 
-async function waitFor(id: string, states = ['Completed', 'Failed', 'Terminated'], timeoutMs = 30_000): Promise<Status> {
+async function waitFor(
+  id: string,
+  states = ['Completed', 'Failed', 'Terminated'],
+  timeoutMs = 30_000,
+): Promise<Status> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = await status(id);
@@ -84,7 +95,9 @@ describe('the durable runtime of the local host', () => {
     }
     expect((await status('sneaky-start')).http).toBe(404); // nothing was started
     // The key works as the query parameter and as the x-functions-key header.
-    expect((await fetch(`${bare}/instances/${started.id}`, { headers: { 'x-functions-key': host.systemKey } })).status).toBe(200);
+    expect(
+      (await fetch(`${bare}/instances/${started.id}`, { headers: { 'x-functions-key': host.systemKey } })).status,
+    ).toBe(200);
     expect((await fetch(started.statusQueryGetUri)).status).toBe(200);
     expect(new URL(started.statusQueryGetUri).searchParams.get('code')).toBe(host.systemKey);
     // The key belongs to the data folder: a restart keeps it.
@@ -103,11 +116,15 @@ describe('the durable runtime of the local host', () => {
     expect(await entity.text()).toContain('durable entities');
     const done = await start('testChain', 1);
     await waitFor(done.id);
-    const rewind = await fetch(`${bare}/instances/${done.id}/rewind?reason=x&code=${host.systemKey}`, { method: 'POST' });
+    const rewind = await fetch(`${bare}/instances/${done.id}/rewind?reason=x&code=${host.systemKey}`, {
+      method: 'POST',
+    });
     expect(rewind.status).toBe(501);
     expect(await rewind.text()).toContain('rewind');
     // The SDK's own client says so too, instead of pretending an entity is absent.
-    const viaSdk = (await (await fetch(`${host.apiBaseUrl}/test/unsupported/entity`, { method: 'POST' })).json()) as { error: string | null };
+    const viaSdk = (await (await fetch(`${host.apiBaseUrl}/test/unsupported/entity`, { method: 'POST' })).json()) as {
+      error: string | null;
+    };
     expect(viaSdk.error).toMatch(/501/);
     expect(viaSdk.error).toContain('durable entities');
     const http = await start('testCallHttp');
@@ -124,21 +141,34 @@ describe('the durable runtime of the local host', () => {
   it("calls the app's hooks as the worker does: appStart first, pre- and postInvocation around HTTP, orchestrator and activity calls", async () => {
     const started = await start('testChain', 2);
     await waitFor(started.id);
-    const hooks = (await (await fetch(`${host.apiBaseUrl}/test/hooks`)).json()) as { appStartedBeforeFirstCall: boolean; pre: string[]; post: string[]; replacedByPostInvocation?: boolean };
+    const hooks = (await (await fetch(`${host.apiBaseUrl}/test/hooks`)).json()) as {
+      appStartedBeforeFirstCall: boolean;
+      pre: string[];
+      post: string[];
+      replacedByPostInvocation?: boolean;
+    };
     expect(hooks.appStartedBeforeFirstCall).toBe(true);
     expect(hooks.replacedByPostInvocation).toBe(true);
-    for (const name of ['testStartOrchestration', 'testChain', 'testEcho', 'testHooks']) expect(hooks.pre).toContain(name);
+    for (const name of ['testStartOrchestration', 'testChain', 'testEcho', 'testHooks'])
+      expect(hooks.pre).toContain(name);
     for (const name of ['testStartOrchestration', 'testChain', 'testEcho']) expect(hooks.post).toContain(name);
   });
 
   it('carries activity inputs and results larger than a queue message (as the extension does with large messages)', async () => {
     const started = await start('testLargeInputs', 200);
-    expect(await waitFor(started.id)).toMatchObject({ runtimeStatus: 'Completed', output: { lengths: [204_800, 204_800, 204_800, 204_800], echoedKib: 200, same: true } });
+    expect(await waitFor(started.id)).toMatchObject({
+      runtimeStatus: 'Completed',
+      output: { lengths: [204_800, 204_800, 204_800, 204_800], echoedKib: 200, same: true },
+    });
   });
 
   it('fans out 100 activities and fans in, with custom status', async () => {
     const started = await start('testFanOut', 100);
-    expect(await waitFor(started.id)).toMatchObject({ runtimeStatus: 'Completed', output: 5050, customStatus: { done: 100 } });
+    expect(await waitFor(started.id)).toMatchObject({
+      runtimeStatus: 'Completed',
+      output: 5050,
+      customStatus: { done: 100 },
+    });
   });
 
   it('waits on a durable timer', async () => {
@@ -156,13 +186,18 @@ describe('the durable runtime of the local host', () => {
     const s = await status(started.id, '?showHistory=true');
     expect(s.body.runtimeStatus).toBe('Running');
     expect(s.body.historyEvents?.filter((e) => e.EventType === 'TimerCreated')).toHaveLength(1);
-    expect((await fetch(durable(`instances/${started.id}/terminate?reason=cleanup`), { method: 'POST' })).status).toBe(202);
+    expect((await fetch(durable(`instances/${started.id}/terminate?reason=cleanup`), { method: 'POST' })).status).toBe(
+      202,
+    );
   });
 
   it('takes an external event raced against a timer, and times out without it', async () => {
     const withEvent = await start('testEventOrTimeout', 20_000);
     await new Promise((r) => setTimeout(r, 300));
-    const raised = await fetch(durable(`instances/${withEvent.id}/raiseEvent/approval`), { method: 'POST', body: JSON.stringify({ by: 'admin' }) });
+    const raised = await fetch(durable(`instances/${withEvent.id}/raiseEvent/approval`), {
+      method: 'POST',
+      body: JSON.stringify({ by: 'admin' }),
+    });
     expect(raised.status).toBe(202);
     expect(await waitFor(withEvent.id)).toMatchObject({ output: { outcome: 'event', value: { by: 'admin' } } });
     const timeout = await start('testEventOrTimeout', 1000);
@@ -208,9 +243,13 @@ describe('the durable runtime of the local host', () => {
 
     const b = await start('testWaitForever', undefined, 'terminate-me');
     await waitFor(b.id, ['Running']);
-    expect((await fetch(durable('instances/terminate-me/terminate?reason=no%20longer%20needed'), { method: 'POST' })).status).toBe(202);
+    expect(
+      (await fetch(durable('instances/terminate-me/terminate?reason=no%20longer%20needed'), { method: 'POST' })).status,
+    ).toBe(202);
     expect(await waitFor(b.id)).toMatchObject({ runtimeStatus: 'Terminated', output: 'no longer needed' });
-    expect((await fetch(durable('instances/terminate-me/terminate?reason=again'), { method: 'POST' })).status).toBe(410);
+    expect((await fetch(durable('instances/terminate-me/terminate?reason=again'), { method: 'POST' })).status).toBe(
+      410,
+    );
     expect((await fetch(durable('instances/nobody/terminate'), { method: 'POST' })).status).toBe(404);
   });
 
@@ -226,7 +265,11 @@ describe('the durable runtime of the local host', () => {
   });
 
   it("gives the starters' helper 'already running' as an answer and every other failure as an error", async () => {
-    const starter = (name: string, id: string) => fetch(`${host.apiBaseUrl}/test/starter/${name}/${id}`, { method: 'POST' }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, string> }));
+    const starter = (name: string, id: string) =>
+      fetch(`${host.apiBaseUrl}/test/starter/${name}/${id}`, { method: 'POST' }).then(async (r) => ({
+        status: r.status,
+        body: (await r.json()) as Record<string, string>,
+      }));
     expect(await starter('testWaitForever', 'helper-1')).toEqual({ status: 200, body: { outcome: 'started' } });
     expect(await starter('testWaitForever', 'helper-1')).toEqual({ status: 200, body: { outcome: 'already-running' } });
     const failed = await starter('noSuchOrchestrator', 'helper-2');
@@ -239,9 +282,13 @@ describe('the durable runtime of the local host', () => {
   it('lists instances by status and purges finished ones', async () => {
     const done = await start('testChain', 1);
     await waitFor(done.id);
-    const listed = (await (await fetch(durable('instances/?runtimeStatus=Completed'))).json()) as { instanceId: string }[];
+    const listed = (await (await fetch(durable('instances/?runtimeStatus=Completed'))).json()) as {
+      instanceId: string;
+    }[];
     expect(listed.some((s) => s.instanceId === done.id)).toBe(true);
-    const running = (await (await fetch(durable('instances/?runtimeStatus=Running,Pending'))).json()) as { runtimeStatus: string }[];
+    const running = (await (await fetch(durable('instances/?runtimeStatus=Running,Pending'))).json()) as {
+      runtimeStatus: string;
+    }[];
     expect(running.every((s) => ['Running', 'Pending'].includes(s.runtimeStatus))).toBe(true);
     const purge = await fetch(durable(`instances/${done.id}`), { method: 'DELETE' });
     expect(purge.status).toBe(200);
@@ -265,7 +312,11 @@ describe('durability: kill -9 of the local host and a restart', () => {
       h = await startHost({ dataDir, env: EXTRA });
       host = h;
     }
-    for (const run of runs) expect(await waitFor(`crash-${run}`, ['Completed', 'Failed'], 60_000)).toMatchObject({ runtimeStatus: 'Completed', output: 'done' });
+    for (const run of runs)
+      expect(await waitFor(`crash-${run}`, ['Completed', 'Failed'], 60_000)).toMatchObject({
+        runtimeStatus: 'Completed',
+        output: 'done',
+      });
     const lines = readFileSync(join(dataDir, 'activity-log.txt'), 'utf8').trim().split('\n');
     for (const run of runs) {
       for (const step of [1, 2, 3]) {

@@ -14,7 +14,12 @@ let adminAuth: string;
 let apiKey: string;
 const ids: { orders: string[]; readyImage?: string } = { orders: [] };
 
-async function call(method: string, path: string, auth: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+async function call(
+  method: string,
+  path: string,
+  auth: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${host.apiBaseUrl}${path}`, {
     method,
     headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
@@ -24,7 +29,9 @@ async function call(method: string, path: string, auth: string, body?: unknown):
   return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
-async function runExport(format: 'ndjson' | 'fhir'): Promise<{ files: Map<string, Buffer>; status: Record<string, unknown> }> {
+async function runExport(
+  format: 'ndjson' | 'fhir',
+): Promise<{ files: Map<string, Buffer>; status: Record<string, unknown> }> {
   const started = await call('POST', '/exports', adminAuth, { format });
   expect(started.status).toBe(202);
   const id = String(started.body.id);
@@ -34,7 +41,15 @@ async function runExport(format: 'ndjson' | 'fhir'): Promise<{ files: Map<string
     if (status.status === 'completed' || status.status === 'failed') break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  expect(status.status, `${JSON.stringify(status)}\n${host.output().split('\n').filter((l) => /error|warn/.test(l)).slice(-8).join('\n')}`).toBe('completed');
+  expect(
+    status.status,
+    `${JSON.stringify(status)}\n${host
+      .output()
+      .split('\n')
+      .filter((l) => /error|warn/.test(l))
+      .slice(-8)
+      .join('\n')}`,
+  ).toBe('completed');
   const download = status.download as { url: string; sha256: string; bytes: number; expiresAt: string };
   // Links for tenant users last at most 24 hours (LABVAULT_EXPORT_LINK_HOURS).
   expect(Date.parse(download.expiresAt) - Date.now()).toBeLessThanOrEqual(24 * 3600_000);
@@ -47,25 +62,68 @@ async function runExport(format: 'ndjson' | 'fhir'): Promise<{ files: Map<string
 const ndjson = (files: Map<string, Buffer>, prefix: string): Record<string, unknown>[] =>
   [...files.entries()]
     .filter(([name]) => name.startsWith(prefix) && name.endsWith('.ndjson'))
-    .flatMap(([, data]) => data.toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>));
+    .flatMap(([, data]) =>
+      data
+        .toString('utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    );
 
 describe('data export over HTTP', () => {
   beforeAll(async () => {
     host = await startHost();
-    const tenant = admin(host.dataDir, ['tenant', 'create', '--id', 'lab-exp', '--name', 'Export Lab', '--admin-username', 'exp.admin', '--admin-email', 'a@exp.example']);
+    const tenant = admin(host.dataDir, [
+      'tenant',
+      'create',
+      '--id',
+      'lab-exp',
+      '--name',
+      'Export Lab',
+      '--admin-username',
+      'exp.admin',
+      '--admin-email',
+      'a@exp.example',
+    ]);
     const initial = String((tenant.json?.admin as { initialPassword: string }).initialPassword);
-    const first = await call('POST', '/auth/login', '', { tenant: 'lab-exp', username: 'exp.admin', password: initial });
-    await call('POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
+    const first = await call('POST', '/auth/login', '', {
+      tenant: 'lab-exp',
+      username: 'exp.admin',
+      password: initial,
+    });
+    await call('POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, {
+      currentPassword: initial,
+      newPassword: STRONG,
+    });
     adminAuth = `Bearer ${String((await call('POST', '/auth/login', '', { tenant: 'lab-exp', username: 'exp.admin', password: STRONG })).body.accessToken)}`;
     apiKey = `ApiKey ${String((await call('POST', '/integrations', adminAuth, { name: 'LIS', permissions: ['orders:create', 'images:upload', 'images:read'], currentPassword: STRONG })).body.apiKey)}`;
     for (let i = 0; i < 3; i++) {
-      const specimens = i === 0 ? [exampleOrder().specimens[0], { id: 'S-0002', type: 'cytology', collectedAt: '2026-11-21T08:00:00Z' }] : exampleOrder().specimens;
-      const order = await call('POST', '/orders', apiKey, exampleOrder({ externalId: `EXP-${i}`, specimens: specimens as never, patient: { ...exampleOrder().patient, id: `PAT-${i}` } }));
+      const specimens =
+        i === 0
+          ? [exampleOrder().specimens[0], { id: 'S-0002', type: 'cytology', collectedAt: '2026-11-21T08:00:00Z' }]
+          : exampleOrder().specimens;
+      const order = await call(
+        'POST',
+        '/orders',
+        apiKey,
+        exampleOrder({
+          externalId: `EXP-${i}`,
+          specimens: specimens as never,
+          patient: { ...exampleOrder().patient, id: `PAT-${i}` },
+        }),
+      );
       ids.orders.push(String(order.body.id));
     }
     for (const bytes of [await jpegWithMetadata(), Buffer.from('not an image')]) {
-      const created = await call('POST', `/orders/${ids.orders[0]}/specimens/S-0001/images`, apiKey, { contentType: 'image/jpeg', fileName: 'x.jpg' });
-      await fetch(String(created.body.uploadUrl), { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: bytes });
+      const created = await call('POST', `/orders/${ids.orders[0]}/specimens/S-0001/images`, apiKey, {
+        contentType: 'image/jpeg',
+        fileName: 'x.jpg',
+      });
+      await fetch(String(created.body.uploadUrl), {
+        method: 'PUT',
+        headers: { 'x-ms-blob-type': 'BlockBlob' },
+        body: bytes,
+      });
       if (!ids.readyImage) ids.readyImage = String(created.body.imageId);
     }
     for (let i = 0; i < 100; i++) {
@@ -74,8 +132,27 @@ describe('data export over HTTP', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     admin(host.dataDir, ['tenant', 'create', '--id', 'lab-noise', '--name', 'Noise']);
-    const noiseKey = String(admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-noise', '--name', 'x', '--permissions', 'orders:create']).json?.apiKey);
-    await call('POST', '/orders', `ApiKey ${noiseKey}`, exampleOrder({ externalId: 'NOISE-1', patient: { ...exampleOrder().patient, id: 'NOISE-PATIENT', lastName: 'Noisemaker' } }));
+    const noiseKey = String(
+      admin(host.dataDir, [
+        'integration',
+        'create',
+        '--tenant',
+        'lab-noise',
+        '--name',
+        'x',
+        '--permissions',
+        'orders:create',
+      ]).json?.apiKey,
+    );
+    await call(
+      'POST',
+      '/orders',
+      `ApiKey ${noiseKey}`,
+      exampleOrder({
+        externalId: 'NOISE-1',
+        patient: { ...exampleOrder().patient, id: 'NOISE-PATIENT', lastName: 'Noisemaker' },
+      }),
+    );
   });
 
   afterAll(async () => {
@@ -85,11 +162,14 @@ describe('data export over HTTP', () => {
   it('hands over every record and image once, with a manifest whose counts and checksums match', async () => {
     const { files, status } = await runExport('ndjson');
     // Once the archive is recorded, its working copies (plain NDJSON of patient data) go; only the archive stays.
-    const exportsContainer = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient('exports');
+    const exportsContainer = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient(
+      'exports',
+    );
     let stored: string[] = [];
     for (let i = 0; i < 100; i++) {
       stored = [];
-      for await (const blob of exportsContainer.listBlobsFlat({ prefix: `lab-exp/${String(status.id)}/` })) stored.push(blob.name);
+      for await (const blob of exportsContainer.listBlobsFlat({ prefix: `lab-exp/${String(status.id)}/` }))
+        stored.push(blob.name);
       if (stored.length === 1) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -107,7 +187,13 @@ describe('data export over HTTP', () => {
     for (const f of manifest.files) {
       const data = files.get(f.path);
       expect(data, f.path).toBeDefined();
-      expect({ path: f.path, bytes: data?.length, sha256: createHash('sha256').update(data ?? Buffer.alloc(0)).digest('hex') }).toEqual(f);
+      expect({
+        path: f.path,
+        bytes: data?.length,
+        sha256: createHash('sha256')
+          .update(data ?? Buffer.alloc(0))
+          .digest('hex'),
+      }).toEqual(f);
     }
     const orders = ndjson(files, 'orders/orders-');
     expect(orders.map((o) => o.id).sort()).toEqual([...ids.orders].sort());
@@ -116,16 +202,32 @@ describe('data export over HTTP', () => {
     expect(manifest.counts).toMatchObject({ order: 3, specimen: 4, image: 2, 'image-file': 1 });
     const images = ndjson(files, 'images/images-');
     expect(images.map((i) => i.status).sort()).toEqual(['ready', 'rejected']);
-    const fromApi = Buffer.from(await (await fetch(`${host.apiBaseUrl}/orders/${ids.orders[0]}/specimens/S-0001/images/${ids.readyImage}`, { headers: { authorization: apiKey } })).arrayBuffer());
+    const fromApi = Buffer.from(
+      await (
+        await fetch(`${host.apiBaseUrl}/orders/${ids.orders[0]}/specimens/S-0001/images/${ids.readyImage}`, {
+          headers: { authorization: apiKey },
+        })
+      ).arrayBuffer(),
+    );
     expect(files.get(`images/${ids.readyImage}.jpg`)?.equals(fromApi)).toBe(true);
     const users = ndjson(files, 'accounts/users');
     expect(users.map((u) => u.username)).toContain('exp.admin');
     const everything = [...files.values()].map((b) => b.toString('latin1')).join('\n');
-    for (const secret of ['$argon2id$', 'lvk_lab-exp', 'passwordHash', 'keyHash', 'NOISE-PATIENT', 'Noisemaker', 'lab-noise']) expect(everything).not.toContain(secret);
+    for (const secret of [
+      '$argon2id$',
+      'lvk_lab-exp',
+      'passwordHash',
+      'keyHash',
+      'NOISE-PATIENT',
+      'Noisemaker',
+      'lab-noise',
+    ])
+      expect(everything).not.toContain(secret);
     const audit = ndjson(files, 'audit/');
     expect(audit.length).toBeGreaterThan(5);
     expect(audit.every((e) => typeof e.hash === 'string' && typeof e.prevHash === 'string')).toBe(true);
-    for (const type of ['order', 'specimen', 'image', 'user', 'role', 'integration', 'audit-entry']) expect(files.has(`schemas/${type}.schema.json`)).toBe(true);
+    for (const type of ['order', 'specimen', 'image', 'user', 'role', 'integration', 'audit-entry'])
+      expect(files.has(`schemas/${type}.schema.json`)).toBe(true);
   });
 
   it('keeps patient data out of the orchestration history and the logs', async () => {
@@ -133,7 +235,10 @@ describe('data export over HTTP', () => {
     const exportsRun = instances.filter((i) => i.instanceId.startsWith('export-'));
     expect(exportsRun.length).toBeGreaterThan(0);
     let histories = '';
-    for (const i of exportsRun) histories += await (await fetch(host.durableUrl(`instances/${i.instanceId}?showHistory=true&showHistoryOutput=true&showInput=true`))).text();
+    for (const i of exportsRun)
+      histories += await (
+        await fetch(host.durableUrl(`instances/${i.instanceId}?showHistory=true&showHistoryOutput=true&showInput=true`))
+      ).text();
     for (const value of [...PATIENT_STRINGS, 'PAT-0', 'EXP-0']) expect(histories + host.output()).not.toContain(value);
   });
 
@@ -156,44 +261,107 @@ describe('data export over HTTP', () => {
     const same = { ...exampleOrder().patient, id: 'PAT-SAME' };
     const sameIds: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const order = await call('POST', '/orders', apiKey, exampleOrder({ externalId: `SAME-${i}`, patient: same, examinations: i === 0 ? ['histology', 'immunohistochemistry', 'molecular-pathology'] : ['histology'] }));
+      const order = await call(
+        'POST',
+        '/orders',
+        apiKey,
+        exampleOrder({
+          externalId: `SAME-${i}`,
+          patient: same,
+          examinations: i === 0 ? ['histology', 'immunohistochemistry', 'molecular-pathology'] : ['histology'],
+        }),
+      );
       sameIds.push(String(order.body.id));
     }
     const toCancel = await call('GET', `/orders/${sameIds[1]}`, adminAuth);
-    const etag = (await fetch(`${host.apiBaseUrl}/orders/${sameIds[1]}`, { headers: { authorization: adminAuth } })).headers.get('etag') ?? '';
+    const etag =
+      (await fetch(`${host.apiBaseUrl}/orders/${sameIds[1]}`, { headers: { authorization: adminAuth } })).headers.get(
+        'etag',
+      ) ?? '';
     expect(toCancel.status).toBe(200);
-    const cancelled = await fetch(`${host.apiBaseUrl}/orders/${sameIds[1]}`, { method: 'PATCH', headers: { authorization: adminAuth, 'content-type': 'application/json', 'if-match': etag }, body: JSON.stringify({ status: 'cancelled', cancellationReason: 'duplicate order' }) });
+    const cancelled = await fetch(`${host.apiBaseUrl}/orders/${sameIds[1]}`, {
+      method: 'PATCH',
+      headers: { authorization: adminAuth, 'content-type': 'application/json', 'if-match': etag },
+      body: JSON.stringify({ status: 'cancelled', cancellationReason: 'duplicate order' }),
+    });
     expect(cancelled.status).toBe(200);
 
     const { files } = await runExport('fhir');
-    const byFile = [...files.entries()].filter(([n]) => n.endsWith('.ndjson')).map(([name, d]) => ({ name, resources: d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Resource & Record<string, unknown>) }));
+    const byFile = [...files.entries()]
+      .filter(([n]) => n.endsWith('.ndjson'))
+      .map(([name, d]) => ({
+        name,
+        resources: d
+          .toString()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Resource & Record<string, unknown>),
+      }));
     const resources = byFile.flatMap((f) => f.resources);
     const types = new Set(resources.map((r) => r.resourceType));
-    for (const t of ['Patient', 'Practitioner', 'Organization', 'PractitionerRole', 'ServiceRequest', 'Task', 'Specimen', 'Media', 'AuditEvent']) expect(types.has(t as Resource['resourceType']), t).toBe(true);
+    for (const t of [
+      'Patient',
+      'Practitioner',
+      'Organization',
+      'PractitionerRole',
+      'ServiceRequest',
+      'Task',
+      'Specimen',
+      'Media',
+      'AuditEvent',
+    ])
+      expect(types.has(t as Resource['resourceType']), t).toBe(true);
 
     // One resource per identity in the whole export, whatever the shard.
     const keys = resources.map((r) => `${r.resourceType}/${String(r.id)}`);
     expect(keys.length).toBe(new Set(keys).size);
-    const patients = resources.filter((r) => r.resourceType === 'Patient') as unknown as { identifier: { value: string }[] }[];
+    const patients = resources.filter((r) => r.resourceType === 'Patient') as unknown as {
+      identifier: { value: string }[];
+    }[];
     expect(patients.filter((p) => p.identifier[0]?.value === 'PAT-SAME')).toHaveLength(1);
     expect(resources.filter((r) => r.resourceType === 'Practitioner')).toHaveLength(1);
-    const organizations = resources.filter((r) => r.resourceType === 'Organization') as unknown as { identifier: { system: string; value: string }[] }[];
-    expect(organizations).toEqual([expect.objectContaining({ identifier: [{ system: 'https://fhir.kbv.de/NamingSystem/KBV_NS_Base_BSNR', value: exampleOrder().orderingPhysician.bsnr }] })]);
+    const organizations = resources.filter((r) => r.resourceType === 'Organization') as unknown as {
+      identifier: { system: string; value: string }[];
+    }[];
+    expect(organizations).toEqual([
+      expect.objectContaining({
+        identifier: [
+          { system: 'https://fhir.kbv.de/NamingSystem/KBV_NS_Base_BSNR', value: exampleOrder().orderingPhysician.bsnr },
+        ],
+      }),
+    ]);
     // One concept per CodeableConcept: one ServiceRequest per examination, sharing the order as requisition.
-    const requests = resources.filter((r) => r.resourceType === 'ServiceRequest') as unknown as { id: string; code: { coding: unknown[] }; requisition: { value: string } }[];
+    const requests = resources.filter((r) => r.resourceType === 'ServiceRequest') as unknown as {
+      id: string;
+      code: { coding: unknown[] };
+      requisition: { value: string };
+    }[];
     expect(requests.every((r) => r.code.coding.length === 1)).toBe(true);
-    expect(requests.filter((r) => r.requisition.value === sameIds[0]).map((r) => r.id).sort()).toEqual([1, 2, 3].map((n) => `${sameIds[0]}-${n}`));
+    expect(
+      requests
+        .filter((r) => r.requisition.value === sameIds[0])
+        .map((r) => r.id)
+        .sort(),
+    ).toEqual([1, 2, 3].map((n) => `${sameIds[0]}-${n}`));
     // A cancelled order keeps its reason (Task.statusReason).
-    const task = resources.find((r) => r.resourceType === 'Task' && r.id === sameIds[1]) as unknown as { status: string; statusReason: { text: string } };
+    const task = resources.find((r) => r.resourceType === 'Task' && r.id === sameIds[1]) as unknown as {
+      status: string;
+      statusReason: { text: string };
+    };
     expect(task).toMatchObject({ status: 'cancelled', statusReason: { text: 'duplicate order' } });
 
     // The manifest counts what the archive holds, type by type, and nothing else.
-    const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as { counts: Record<string, number>; files: { path: string }[] };
+    const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as {
+      counts: Record<string, number>;
+      files: { path: string }[];
+    };
     const counted: Record<string, number> = {};
     for (const r of resources) counted[r.resourceType] = (counted[r.resourceType] ?? 0) + 1;
     counted['image-file'] = [...files.keys()].filter((n) => n.startsWith('images/')).length;
     expect(manifest.counts).toEqual(counted);
-    expect(manifest.files.map((f) => f.path).sort()).toEqual([...files.keys()].filter((n) => n !== 'manifest.json').sort());
+    expect(manifest.files.map((f) => f.path).sort()).toEqual(
+      [...files.keys()].filter((n) => n !== 'manifest.json').sort(),
+    );
 
     // Two validators nobody here wrote: Medplum's and the FHIR R4 JSON schema (ajv).
     expect(fhirValidatorsRefuse()).toBe(true);
@@ -210,7 +378,11 @@ describe('export across a kill -9 of the host', () => {
       admin(h.dataDir, ['tenant', 'create', '--id', 'lab-crash', '--name', 'Crash Lab']);
       const key = `ApiKey ${String(admin(h.dataDir, ['integration', 'create', '--tenant', 'lab-crash', '--name', 'x', '--permissions', 'orders:create,exports:start']).json?.apiKey)}`;
       const post = (path: string, body: unknown) =>
-        fetch(`${h.apiBaseUrl}${path}`, { method: 'POST', headers: { authorization: key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        fetch(`${h.apiBaseUrl}${path}`, {
+          method: 'POST',
+          headers: { authorization: key, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
       for (let i = 0; i < 60; i++) await post('/orders', exampleOrder({ externalId: `CR-${i}` }));
       const started = (await (await post('/exports', { format: 'ndjson' })).json()) as { id: string };
       await new Promise((r) => setTimeout(r, 400));
@@ -219,7 +391,9 @@ describe('export across a kill -9 of the host', () => {
       h = await startHost({ dataDir, env });
       let status: Record<string, unknown> = {};
       for (let i = 0; i < 300; i++) {
-        status = (await (await fetch(`${h.apiBaseUrl}/exports/${started.id}`, { headers: { authorization: key } })).json()) as Record<string, unknown>;
+        status = (await (
+          await fetch(`${h.apiBaseUrl}/exports/${started.id}`, { headers: { authorization: key } })
+        ).json()) as Record<string, unknown>;
         if (status.status === 'completed' || status.status === 'failed') break;
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -228,9 +402,17 @@ describe('export across a kill -9 of the host', () => {
       const zip = Buffer.from(await (await fetch(download.url)).arrayBuffer());
       expect(createHash('sha256').update(zip).digest('hex')).toBe(download.sha256);
       const files = await unzip(zip);
-      const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as { counts: Record<string, number>; files: { path: string; sha256: string }[] };
+      const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as {
+        counts: Record<string, number>;
+        files: { path: string; sha256: string }[];
+      };
       expect(manifest.counts.order).toBe(60);
-      for (const f of manifest.files) expect(createHash('sha256').update(files.get(f.path) ?? Buffer.alloc(0)).digest('hex')).toBe(f.sha256);
+      for (const f of manifest.files)
+        expect(
+          createHash('sha256')
+            .update(files.get(f.path) ?? Buffer.alloc(0))
+            .digest('hex'),
+        ).toBe(f.sha256);
       expect(new Set(ndjson(files, 'orders/orders-').map((o) => o.externalId)).size).toBe(60);
     } finally {
       await h.kill();

@@ -26,32 +26,69 @@ const nasty = fc.constantFrom(
   '',
   '{',
 );
-const body = fc.oneof(nasty, fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)), fc.string({ maxLength: 200 }));
+const body = fc.oneof(
+  nasty,
+  fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
+  fc.string({ maxLength: 200 }),
+);
 
 function pathOf(op: Operation): string {
   const candidates = ['0'.repeat(24), '0'.repeat(16), 'no-such-role', 'S-1'];
   const names = op.route.match(/\{(\w+)\}/g)?.map((m) => m.slice(1, -1)) ?? [];
   const params: Record<string, string> = {};
-  for (const name of names) params[name] = name === 'id' && op.route.startsWith('orders/') ? orderId : (candidates.find((c) => op.params?.safeParse({ ...params, [name]: c }).success) ?? candidates[0] ?? '');
+  for (const name of names)
+    params[name] =
+      name === 'id' && op.route.startsWith('orders/')
+        ? orderId
+        : (candidates.find((c) => op.params?.safeParse({ ...params, [name]: c }).success) ?? candidates[0] ?? '');
   return openApiPath(op.route).replace(/\{(\w+)\}/g, (_, n: string) => encodeURIComponent(params[n] ?? ''));
 }
 
 async function orderCount(): Promise<number> {
-  const r = (await (await fetch(`${host.apiBaseUrl}/orders?limit=200`, { headers: { authorization: auth } })).json()) as { items: unknown[] };
+  const r = (await (
+    await fetch(`${host.apiBaseUrl}/orders?limit=200`, { headers: { authorization: auth } })
+  ).json()) as { items: unknown[] };
   return r.items.length;
 }
 
 describe('fuzzing every JSON route from the OpenAPI operations', () => {
   beforeAll(async () => {
     host = await startHost();
-    const created = admin(host.dataDir, ['tenant', 'create', '--id', 'lab-fuzz', '--name', 'Fuzz', '--admin-username', 'fuzz.admin', '--admin-email', 'f@fuzz.example']);
+    const created = admin(host.dataDir, [
+      'tenant',
+      'create',
+      '--id',
+      'lab-fuzz',
+      '--name',
+      'Fuzz',
+      '--admin-username',
+      'fuzz.admin',
+      '--admin-email',
+      'f@fuzz.example',
+    ]);
     const initial = String((created.json?.admin as { initialPassword: string }).initialPassword);
     const login = async (password: string) =>
-      (await (await fetch(`${host.apiBaseUrl}/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tenant: 'lab-fuzz', username: 'fuzz.admin', password }) })).json()) as { accessToken: string };
+      (await (
+        await fetch(`${host.apiBaseUrl}/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ tenant: 'lab-fuzz', username: 'fuzz.admin', password }),
+        })
+      ).json()) as { accessToken: string };
     const first = await login(initial);
-    await fetch(`${host.apiBaseUrl}/auth/password`, { method: 'POST', headers: { authorization: `Bearer ${first.accessToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: initial, newPassword: STRONG }) });
+    await fetch(`${host.apiBaseUrl}/auth/password`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${first.accessToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ currentPassword: initial, newPassword: STRONG }),
+    });
     auth = `Bearer ${(await login(STRONG)).accessToken}`;
-    const order = (await (await fetch(`${host.apiBaseUrl}/orders`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: JSON.stringify(exampleOrder()) })).json()) as { id: string };
+    const order = (await (
+      await fetch(`${host.apiBaseUrl}/orders`, {
+        method: 'POST',
+        headers: { authorization: auth, 'content-type': 'application/json' },
+        body: JSON.stringify(exampleOrder()),
+      })
+    ).json()) as { id: string };
     orderId = order.id;
   });
 
@@ -74,7 +111,9 @@ describe('fuzzing every JSON route from the OpenAPI operations', () => {
           });
           requests++;
           const text = await response.text();
-          expect({ op: op.id, status: response.status }).toMatchObject({ status: expect.toSatisfy((s: number) => s < 500) });
+          expect({ op: op.id, status: response.status }).toMatchObject({
+            status: expect.toSatisfy((s: number) => s < 500),
+          });
           if (response.status >= 400) {
             expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
             const problem = JSON.parse(text) as { status: number; title: string };
@@ -88,13 +127,35 @@ describe('fuzzing every JSON route from the OpenAPI operations', () => {
     }
     expect(requests).toBe(operations.length * 12);
     // Query strings of the listing routes: wrong types, huge values, injection attempts.
-    const query = fc.dictionary(fc.constantFrom('limit', 'continuationToken', 'status', 'patientId', 'externalId', 'from', 'to', 'actor', 'action', 'entity', 'x'), fc.oneof(fc.string({ maxLength: 300 }), fc.constantFrom("' or 1 eq 1 or '", '-1', '1e9', 'x'.repeat(5000), '%00')));
+    const query = fc.dictionary(
+      fc.constantFrom(
+        'limit',
+        'continuationToken',
+        'status',
+        'patientId',
+        'externalId',
+        'from',
+        'to',
+        'actor',
+        'action',
+        'entity',
+        'x',
+      ),
+      fc.oneof(
+        fc.string({ maxLength: 300 }),
+        fc.constantFrom("' or 1 eq 1 or '", '-1', '1e9', 'x'.repeat(5000), '%00'),
+      ),
+    );
     for (const op of ALL_OPERATIONS.filter((o) => o.query)) {
       await fc.assert(
         fc.asyncProperty(query, async (q) => {
-          const response = await fetch(`${host.apiBaseUrl}${pathOf(op)}?${new URLSearchParams(q).toString()}`, { headers: { authorization: auth } });
+          const response = await fetch(`${host.apiBaseUrl}${pathOf(op)}?${new URLSearchParams(q).toString()}`, {
+            headers: { authorization: auth },
+          });
           await response.arrayBuffer();
-          expect({ op: op.id, status: response.status }).toMatchObject({ status: expect.toSatisfy((s: number) => s < 500) });
+          expect({ op: op.id, status: response.status }).toMatchObject({
+            status: expect.toSatisfy((s: number) => s < 500),
+          });
         }),
         { numRuns: 25, seed: 4711 },
       );

@@ -7,7 +7,12 @@ import { admin, type RunningHost, startHost } from '../support/local-host.js';
 let host: RunningHost;
 let key: string;
 
-async function http(method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<{ status: number; headers: Headers; text: string }> {
+async function http(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: unknown,
+): Promise<{ status: number; headers: Headers; text: string }> {
   const response = await fetch(`${host.apiBaseUrl}${path}`, {
     method,
     headers: { authorization: key, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
@@ -36,15 +41,28 @@ describe('HTTP semantics (RFC 9110)', () => {
     const read = await http('GET', `/orders/${id}`);
     expect(read.headers.get('etag')).toBe(first);
     // Weak tags never satisfy If-Match (strong comparison), even with the right value.
-    expect((await http('PATCH', `/orders/${id}`, { 'if-match': `W/${first}` }, { status: 'in-progress' })).status).toBe(412);
+    expect((await http('PATCH', `/orders/${id}`, { 'if-match': `W/${first}` }, { status: 'in-progress' })).status).toBe(
+      412,
+    );
     expect((await http('PATCH', `/orders/${id}`, {}, { status: 'in-progress' })).status).toBe(428);
     const moved = await http('PATCH', `/orders/${id}`, { 'if-match': `"stale", ${first}` }, { status: 'in-progress' });
     expect(moved.status).toBe(200);
     const second = moved.headers.get('etag') ?? '';
     expect(second).not.toBe(first);
     expect((await http('PATCH', `/orders/${id}`, { 'if-match': first }, { status: 'completed' })).status).toBe(412);
-    expect((await http('PATCH', `/orders/${id}`, { 'if-match': '*', 'content-type': 'application/merge-patch+json' }, { status: 'completed' })).status).toBe(200);
-    expect((await http('PATCH', `/orders/${'f'.repeat(32)}`, { 'if-match': '*' }, { status: 'completed' })).status).toBe(404);
+    expect(
+      (
+        await http(
+          'PATCH',
+          `/orders/${id}`,
+          { 'if-match': '*', 'content-type': 'application/merge-patch+json' },
+          { status: 'completed' },
+        )
+      ).status,
+    ).toBe(200);
+    expect(
+      (await http('PATCH', `/orders/${'f'.repeat(32)}`, { 'if-match': '*' }, { status: 'completed' })).status,
+    ).toBe(404);
   });
 
   it('answers a conditional GET with 304, HEAD like GET without a body, and every GET with an ETag', async () => {
@@ -65,7 +83,9 @@ describe('HTTP semantics (RFC 9110)', () => {
     // A list has a representation tag too, and answers 304 the same way.
     const list = await http('GET', '/orders?limit=5');
     expect(list.headers.get('etag')).toMatch(/^"/);
-    expect((await http('GET', '/orders?limit=5', { 'if-none-match': list.headers.get('etag') ?? '' })).status).toBe(304);
+    expect((await http('GET', '/orders?limit=5', { 'if-none-match': list.headers.get('etag') ?? '' })).status).toBe(
+      304,
+    );
     expect((await http('HEAD', '/health')).status).toBe(200);
   });
 

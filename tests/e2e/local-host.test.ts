@@ -17,7 +17,11 @@ const ROOT = resolve(import.meta.dirname, '../..');
 /** Runs `npm start`'s script to its end (a failed start) and returns its exit code and output. */
 function startExpectingFailure(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   return new Promise((resolveRun) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], { cwd: ROOT, env: { ...process.env, LABVAULT_ENVIRONMENT: 'test', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, LABVAULT_ENVIRONMENT: 'test', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -55,7 +59,11 @@ describe('the local host as a service', () => {
 
   it('stops Azurite when a setting is invalid, naming the setting in one line', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'labvault-bad-setting-'));
-    const run = await startExpectingFailure({ PORT: '0', LABVAULT_DATA_DIR: dataDir, LABVAULT_TERMINATION_NOTICE_DAYS: '3' });
+    const run = await startExpectingFailure({
+      PORT: '0',
+      LABVAULT_DATA_DIR: dataDir,
+      LABVAULT_TERMINATION_NOTICE_DAYS: '3',
+    });
     expect(run.code).toBe(2);
     expect(run.output.trim().split('\n').at(-1)).toMatch(/^Invalid setting LABVAULT_TERMINATION_NOTICE_DAYS: /);
     await new Promise((r) => setTimeout(r, 500));
@@ -67,12 +75,27 @@ describe('the local host as a service', () => {
     const lines = host.output().trim().split('\n');
     const ready = lines.findIndex((l) => l === 'LabVault local host is ready.');
     expect(ready).toBeGreaterThan(0);
-    expect(lines.slice(ready).map((l) => l.split(':')[0]?.trim())).toEqual(['LabVault local host is ready.', 'API', 'OpenAPI', 'Health', 'Durable API', 'Data', 'Admin CLI', 'Stop']);
+    expect(lines.slice(ready).map((l) => l.split(':')[0]?.trim())).toEqual([
+      'LabVault local host is ready.',
+      'API',
+      'OpenAPI',
+      'Health',
+      'Durable API',
+      'Data',
+      'Admin CLI',
+      'Stop',
+    ]);
     expect(lines.at(-1)).toMatch(/^ {2}Stop: +Ctrl\+C/);
     admin(host.dataDir, ['tenant', 'create', '--id', 'lab-restart', '--name', 'Lab Restart']);
     const key = `ApiKey ${String(admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-restart', '--name', 'lis', '--permissions', 'orders:create,images:upload,images:read']).json?.apiKey)}`;
     const order = await callJson(host.apiBaseUrl, 'POST', '/orders', key, exampleOrder({ externalId: 'RESTART-1' }));
-    const upload = await callJson(host.apiBaseUrl, 'POST', `/orders/${String(order.json.id)}/specimens/S-0001/images`, key, { contentType: 'image/png', fileName: 'x.png' });
+    const upload = await callJson(
+      host.apiBaseUrl,
+      'POST',
+      `/orders/${String(order.json.id)}/specimens/S-0001/images`,
+      key,
+      { contentType: 'image/png', fileName: 'x.png' },
+    );
     const dataDir = host.dataDir;
     await host.kill('SIGTERM'); // a clean stop: Azurite stops with the host
     host = await startHost({ dataDir });
@@ -84,7 +107,9 @@ describe('the local host as a service', () => {
       while (status !== 'ready') {
         if (Date.now() > deadline) throw new Error(`image still ${status}`);
         await new Promise((r) => setTimeout(r, 200));
-        const items = (await callJson(host.apiBaseUrl, 'GET', `/orders/${String(order.json.id)}/specimens/S-0001/images`, key)).json.items as { status: string }[];
+        const items = (
+          await callJson(host.apiBaseUrl, 'GET', `/orders/${String(order.json.id)}/specimens/S-0001/images`, key)
+        ).json.items as { status: string }[];
         status = items[0]?.status ?? '';
       }
     } finally {

@@ -14,23 +14,44 @@ interface Reply {
   body: Record<string, unknown>;
 }
 
-async function api(path: string, init: { method?: string; key?: string | null; body?: unknown; raw?: string | Buffer; headers?: Record<string, string> } = {}): Promise<Reply> {
+async function api(
+  path: string,
+  init: {
+    method?: string;
+    key?: string | null;
+    body?: unknown;
+    raw?: string | Buffer;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<Reply> {
   const headers: Record<string, string> = { ...(init.headers ?? {}) };
   if (init.key !== null) headers.authorization = `ApiKey ${init.key ?? keyA}`;
   let body: string | Buffer | undefined = init.raw;
   if (init.body !== undefined) body = JSON.stringify(init.body);
   if (body !== undefined) headers['content-type'] ??= 'application/json';
-  const response = await fetch(`${host.apiBaseUrl}${path}`, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, ...(body !== undefined ? { body } : {}) });
+  const response = await fetch(`${host.apiBaseUrl}${path}`, {
+    method: init.method ?? (body === undefined ? 'GET' : 'POST'),
+    headers,
+    ...(body !== undefined ? { body } : {}),
+  });
   const text = await response.text();
-  return { status: response.status, headers: response.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+  };
 }
 
 /** Counts order rows and audit entries of a tenant straight from Azurite. */
 async function storedCounts(tenant: string): Promise<{ orders: number; audit: number }> {
-  const table = TableClient.fromConnectionString(host.storageConnectionString, 'tenantdata', { allowInsecureConnection: true });
+  const table = TableClient.fromConnectionString(host.storageConnectionString, 'tenantdata', {
+    allowInsecureConnection: true,
+  });
   let orders = 0;
   let audit = 0;
-  for await (const row of table.listEntities({ queryOptions: { filter: `PartitionKey ge '${tenant}~orders' and PartitionKey lt '${tenant}~orders~~'` } })) {
+  for await (const row of table.listEntities({
+    queryOptions: { filter: `PartitionKey ge '${tenant}~orders' and PartitionKey lt '${tenant}~orders~~'` },
+  })) {
     if (row.rowKey?.startsWith('order~')) orders++;
     if (row.rowKey?.startsWith('audit~0')) audit++;
   }
@@ -45,11 +66,45 @@ describe('order intake over HTTP through the local host', () => {
     expect(tenant.json).toMatchObject({ id: 'lab-e2e', name: 'Lab E2E' });
     expect(tenant.stdout.trim().split('\n')).toHaveLength(1);
     admin(host.dataDir, ['tenant', 'create', '--id', 'lab-other', '--name', 'Other Lab']);
-    const integration = admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-e2e', '--name', 'LIS', '--permissions', 'orders:create,orders:read,orders:update,audit:read']);
-    expect(integration.json).toMatchObject({ tenant: 'lab-e2e', permissions: ['audit:read', 'orders:create', 'orders:read', 'orders:update'] });
+    const integration = admin(host.dataDir, [
+      'integration',
+      'create',
+      '--tenant',
+      'lab-e2e',
+      '--name',
+      'LIS',
+      '--permissions',
+      'orders:create,orders:read,orders:update,audit:read',
+    ]);
+    expect(integration.json).toMatchObject({
+      tenant: 'lab-e2e',
+      permissions: ['audit:read', 'orders:create', 'orders:read', 'orders:update'],
+    });
     keyA = String(integration.json?.apiKey);
-    keyB = String(admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-other', '--name', 'LIS', '--permissions', 'orders:create,orders:read']).json?.apiKey);
-    readOnlyKey = String(admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-e2e', '--name', 'viewer', '--permissions', 'orders:read']).json?.apiKey);
+    keyB = String(
+      admin(host.dataDir, [
+        'integration',
+        'create',
+        '--tenant',
+        'lab-other',
+        '--name',
+        'LIS',
+        '--permissions',
+        'orders:create,orders:read',
+      ]).json?.apiKey,
+    );
+    readOnlyKey = String(
+      admin(host.dataDir, [
+        'integration',
+        'create',
+        '--tenant',
+        'lab-e2e',
+        '--name',
+        'viewer',
+        '--permissions',
+        'orders:read',
+      ]).json?.apiKey,
+    );
   });
 
   afterAll(async () => {
@@ -78,13 +133,28 @@ describe('order intake over HTTP through the local host', () => {
     const byPatient = await api('/orders?patientId=A123456789');
     expect((byPatient.body.items as unknown[]).length).toBe(1);
 
-    const patched = await api(`/orders/${String(created.body.id)}`, { method: 'PATCH', body: { status: 'in-progress' }, headers: { 'if-match': read.headers.get('etag') ?? '' } });
+    const patched = await api(`/orders/${String(created.body.id)}`, {
+      method: 'PATCH',
+      body: { status: 'in-progress' },
+      headers: { 'if-match': read.headers.get('etag') ?? '' },
+    });
     expect(patched).toMatchObject({ status: 200, body: { status: 'in-progress' } });
-    expect((await api(`/orders/${String(created.body.id)}`, { method: 'PATCH', body: { status: 'completed' } })).status).toBe(428);
+    expect(
+      (await api(`/orders/${String(created.body.id)}`, { method: 'PATCH', body: { status: 'completed' } })).status,
+    ).toBe(428);
 
     const audit = await api('/audit?limit=100');
     const events = (audit.body.items as { event: string }[]).map((e) => e.event);
-    expect(events).toEqual(expect.arrayContaining(['tenant.create', 'integration.create', 'order.create', 'order.read', 'order.list', 'order.update']));
+    expect(events).toEqual(
+      expect.arrayContaining([
+        'tenant.create',
+        'integration.create',
+        'order.create',
+        'order.read',
+        'order.list',
+        'order.update',
+      ]),
+    );
     expect(JSON.stringify(audit.body)).not.toContain('Mustermann');
     expect(await api('/audit/verify')).toMatchObject({ status: 200, body: { valid: true } });
   });
@@ -96,7 +166,10 @@ describe('order intake over HTTP through the local host', () => {
     expect(first.status).toBe(201);
     expect(second.status).toBe(201);
     expect(second.body.id).toBe(first.body.id);
-    expect((await api('/orders', { body: { ...order, priority: 'urgent' }, headers: { 'idempotency-key': 'idem-1' } })).status).toBe(409);
+    expect(
+      (await api('/orders', { body: { ...order, priority: 'urgent' }, headers: { 'idempotency-key': 'idem-1' } }))
+        .status,
+    ).toBe(409);
     expect((await api('/orders', { body: order })).status).toBe(409);
   });
 
@@ -110,7 +183,11 @@ describe('order intake over HTTP through the local host', () => {
       ['unknown field', { body: { ...valid, isAdmin: true } }, 400],
       ['a 2 MiB body', { raw: JSON.stringify({ ...valid, clinicalInformation: 'x'.repeat(2 * 1024 * 1024) }) }, 413],
       ['__proto__ key', { raw: JSON.stringify(valid).replace('{', '{"__proto__":{"polluted":true},') }, 400],
-      ['constructor key', { raw: JSON.stringify(valid).replace('"patient":{', '"patient":{"constructor":{"prototype":{"x":1}},') }, 400],
+      [
+        'constructor key',
+        { raw: JSON.stringify(valid).replace('"patient":{', '"patient":{"constructor":{"prototype":{"x":1}},') },
+        400,
+      ],
       ['control characters', { body: { ...valid, patient: { ...valid.patient, lastName: 'Muster\u0000mann' } } }, 400],
       ['2026-02-30', { body: { ...valid, patient: { ...valid.patient, birthDate: '2026-02-30' } } }, 400],
       ['a huge string', { body: { ...valid, externalId: 'x'.repeat(500_000) } }, 400],
@@ -123,7 +200,12 @@ describe('order intake over HTTP through the local host', () => {
       const reply = await api('/orders', init);
       expect({ label, status: reply.status }).toEqual({ label, status });
       expect(reply.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-      expect(reply.body).toMatchObject({ status, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
+      expect(reply.body).toMatchObject({
+        status,
+        type: expect.any(String),
+        title: expect.any(String),
+        detail: expect.any(String),
+      });
       expect(JSON.stringify(reply.body)).not.toMatch(/at .*\.ts:\d+/);
     }
     expect(await storedCounts('lab-e2e')).toEqual(before);
@@ -134,16 +216,35 @@ describe('order intake over HTTP through the local host', () => {
     const foreign = await api('/orders', { key: keyB, body: exampleOrder({ externalId: 'OTHER-1' }) });
     expect(foreign.status).toBe(201);
     expect((await api(`/orders/${String(foreign.body.id)}`)).status).toBe(404);
-    expect((await api(`/orders/${String(foreign.body.id)}`, { method: 'PATCH', body: { status: 'cancelled' }, headers: { 'if-match': '*' } })).status).toBe(404);
+    expect(
+      (
+        await api(`/orders/${String(foreign.body.id)}`, {
+          method: 'PATCH',
+          body: { status: 'cancelled' },
+          headers: { 'if-match': '*' },
+        })
+      ).status,
+    ).toBe(404);
     expect((await api('/orders/not-an-id')).status).toBe(404);
     expect((await api('/orders?externalId=OTHER-1')).body.items).toEqual([]);
   });
 
   it('stops a revoked key at once', async () => {
-    const created = admin(host.dataDir, ['integration', 'create', '--tenant', 'lab-e2e', '--name', 'temp', '--permissions', 'orders:read']);
+    const created = admin(host.dataDir, [
+      'integration',
+      'create',
+      '--tenant',
+      'lab-e2e',
+      '--name',
+      'temp',
+      '--permissions',
+      'orders:read',
+    ]);
     const key = String(created.json?.apiKey);
     expect((await api('/orders', { key })).status).toBe(200);
-    expect(admin(host.dataDir, ['integration', 'revoke', '--tenant', 'lab-e2e', '--id', String(created.json?.id)]).status).toBe(0);
+    expect(
+      admin(host.dataDir, ['integration', 'revoke', '--tenant', 'lab-e2e', '--id', String(created.json?.id)]).status,
+    ).toBe(0);
     expect((await api('/orders', { key })).status).toBe(401);
   });
 

@@ -29,10 +29,21 @@ describe('outbound calls cannot be pointed inside', () => {
       res.writeHead(307, { location: `http://127.0.0.1:${internalPort}/latest/meta-data` }).end();
     });
     await new Promise<void>((r) => redirector.listen(0, '127.0.0.1', () => r()));
-    host = await startHost({ env: { LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD, LABVAULT_WEBHOOK_ALLOW_LOOPBACK: 'true' } });
+    host = await startHost({
+      env: { LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD, LABVAULT_WEBHOOK_ALLOW_LOOPBACK: 'true' },
+    });
     officer = await login(host, 'operator', 'operator', OPERATOR_PASSWORD);
-    const tenant = await call('POST', '/tenants', officer, { id: 'lab-ssrf', name: 'Lab SSRF', admin: { username: 'admin', email: 'a@lab-ssrf.example' } });
-    admin = await login(host, 'lab-ssrf', 'admin', String((tenant.body.admin as { initialPassword: string }).initialPassword));
+    const tenant = await call('POST', '/tenants', officer, {
+      id: 'lab-ssrf',
+      name: 'Lab SSRF',
+      admin: { username: 'admin', email: 'a@lab-ssrf.example' },
+    });
+    admin = await login(
+      host,
+      'lab-ssrf',
+      'admin',
+      String((tenant.body.admin as { initialPassword: string }).initialPassword),
+    );
   });
 
   afterAll(async () => {
@@ -78,7 +89,9 @@ describe('outbound calls cannot be pointed inside', () => {
   });
 
   it('accepts a public name that does not resolve now, and fails its delivery with the cause recorded', async () => {
-    expect((await call('PUT', '/breach-webhook', admin, { url: 'https://breach-hooks.lab-ssrf.example/labvault' })).status).toBe(200);
+    expect(
+      (await call('PUT', '/breach-webhook', admin, { url: 'https://breach-hooks.lab-ssrf.example/labvault' })).status,
+    ).toBe(200);
     const breach = await report();
     const deliveries = await deliveriesOf(breach);
     expect(deliveries.length).toBeGreaterThan(0);
@@ -111,11 +124,12 @@ async function report(): Promise<string> {
 async function deliveriesOf(breach: string): Promise<{ ok: boolean; error?: string }[]> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const deliveries = ((await call('GET', `/breaches/${breach}`, officer)).body.deliveries ?? []) as { ok: boolean; error?: string }[];
+    const deliveries = ((await call('GET', `/breaches/${breach}`, officer)).body.deliveries ?? []) as {
+      ok: boolean;
+      error?: string;
+    }[];
     if (deliveries.length > 0) return deliveries;
     if (Date.now() > deadline) throw new Error('no delivery attempt recorded');
     await new Promise((r) => setTimeout(r, 250));
   }
 }
-
-

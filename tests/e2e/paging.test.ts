@@ -17,7 +17,11 @@ let otherAdmin: string;
 const call = (method: string, path: string, auth: string, body?: unknown) => api(host, method, path, auth, body);
 
 async function tenantWithAdmin(operator: string, id: string): Promise<string> {
-  const created = await call('POST', '/tenants', operator, { id, name: id, admin: { username: 'admin', email: `a@${id}.example` } });
+  const created = await call('POST', '/tenants', operator, {
+    id,
+    name: id,
+    admin: { username: 'admin', email: `a@${id}.example` },
+  });
   return login(host, id, 'admin', String((created.body.admin as { initialPassword: string }).initialPassword));
 }
 
@@ -37,7 +41,15 @@ describe('paging', () => {
 
   it(`pages through ${ENTRIES} audit entries in order, a page at a time, with the time per page reported`, async () => {
     const actor = { type: 'integration' as const, id: 'seeding-lis' };
-    const batch = (n: number): AuditEventInput[] => Array.from({ length: n }, (_, i) => ({ event: 'order.read', action: 'R', outcome: 'success', actor: i % 10 === 0 ? { ...actor, id: 'the-rare-actor' } : actor, entity: { type: 'Order', id: `o-${i}` }, purpose: 'seeding' }));
+    const batch = (n: number): AuditEventInput[] =>
+      Array.from({ length: n }, (_, i) => ({
+        event: 'order.read',
+        action: 'R',
+        outcome: 'success',
+        actor: i % 10 === 0 ? { ...actor, id: 'the-rare-actor' } : actor,
+        entity: { type: 'Order', id: `o-${i}` },
+        purpose: 'seeding',
+      }));
     const shards = Array.from({ length: 16 }, (_, i) => `lab-pages~orders~${i.toString(16)}`);
     let seeded = 0;
     await Promise.all(
@@ -72,7 +84,13 @@ describe('paging', () => {
     expect(positions.length).toBe(total);
     expect(new Set(positions).size).toBe(total);
     const sorted = [...pageMs].sort((a, b) => a - b);
-    const figures = { entries: total, pages: pageMs.length, medianPageMs: Math.round(sorted[Math.floor(sorted.length / 2)] ?? 0), maxPageMs: Math.round(sorted.at(-1) ?? 0), firstPageMs: Math.round(pageMs[0] ?? 0) };
+    const figures = {
+      entries: total,
+      pages: pageMs.length,
+      medianPageMs: Math.round(sorted[Math.floor(sorted.length / 2)] ?? 0),
+      maxPageMs: Math.round(sorted.at(-1) ?? 0),
+      firstPageMs: Math.round(pageMs[0] ?? 0),
+    };
     recordFigures('auditPaging', figures);
     // A filter is applied by storage, per stream: only the rare actor's entries, still in order.
     const rare = await call('GET', '/audit?limit=200&actor=the-rare-actor', admin);
@@ -83,11 +101,20 @@ describe('paging', () => {
   it('answers order pages of 200 (the read-audit spans several transactions)', async () => {
     const key = `ApiKey ${String((await call('POST', '/integrations', admin, { name: 'LIS', permissions: ['orders:create', 'orders:read'], currentPassword: STRONG })).body.apiKey)}`;
     const meta = { actor: { type: 'system' as const, id: 'seed' }, correlationId: 'seed' };
-    for (let i = 0; i < 230; i += 10) await Promise.all(Array.from({ length: 10 }, (_, j) => s.orders.create('lab-pages', exampleOrder({ externalId: `PAGE-${i + j}` }), meta)));
+    for (let i = 0; i < 230; i += 10)
+      await Promise.all(
+        Array.from({ length: 10 }, (_, j) =>
+          s.orders.create('lab-pages', exampleOrder({ externalId: `PAGE-${i + j}` }), meta),
+        ),
+      );
     const first = await call('GET', '/orders?limit=200', key);
     expect(first.status).toBe(200);
     expect(first.body.items).toHaveLength(200);
-    const second = await call('GET', `/orders?limit=200&continuationToken=${String(first.body.continuationToken)}`, key);
+    const second = await call(
+      'GET',
+      `/orders?limit=200&continuationToken=${String(first.body.continuationToken)}`,
+      key,
+    );
     expect(second.body.items).toHaveLength(30);
     const reads = await call('GET', '/audit?action=order.list&limit=200', admin);
     expect((reads.body.items as unknown[]).length).toBe(200);
@@ -115,7 +142,10 @@ describe('paging', () => {
     expect((await call('GET', `/orders?limit=5&continuationToken=${token}`, otherAdmin)).status).toBe(400);
     expect((await call('GET', `/audit?limit=5&continuationToken=${token}`, admin)).status).toBe(400);
     const auditPage = await call('GET', '/audit?limit=5', admin);
-    expect((await call('GET', `/audit?limit=5&actor=x&continuationToken=${String(auditPage.body.continuationToken)}`, admin)).status).toBe(400);
+    expect(
+      (await call('GET', `/audit?limit=5&actor=x&continuationToken=${String(auditPage.body.continuationToken)}`, admin))
+        .status,
+    ).toBe(400);
   });
 
   it('limits expensive routes per principal with 429 and Retry-After', async () => {

@@ -24,7 +24,9 @@ describe('blob trigger and timers of the local host', () => {
   it('fires each new or changed blob once, within 2 s, with bound names, also across a restart', async () => {
     let host = await startHost({ env: EXTRA });
     try {
-      const container = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient('test-uploads');
+      const container = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient(
+        'test-uploads',
+      );
       await container.createIfNotExists();
       const blob = container.getBlockBlobClient('lab-a/photo-1.jpg');
       await blob.upload(Buffer.alloc(1234, 1), 1234);
@@ -40,7 +42,10 @@ describe('blob trigger and timers of the local host', () => {
       await host.kill('SIGKILL');
       host = await startHost({ dataDir, env: EXTRA });
       await new Promise((r) => setTimeout(r, 1500));
-      expect(lines(host).filter((l) => l.startsWith('blob lab-a photo-1.jpg'))).toEqual(['blob lab-a photo-1.jpg 1234', 'blob lab-a photo-1.jpg 99']);
+      expect(lines(host).filter((l) => l.startsWith('blob lab-a photo-1.jpg'))).toEqual([
+        'blob lab-a photo-1.jpg 1234',
+        'blob lab-a photo-1.jpg 99',
+      ]);
     } finally {
       await host.kill();
     }
@@ -49,10 +54,14 @@ describe('blob trigger and timers of the local host', () => {
   it('retries a failing blob five times, then posts it to the poison queue with the reason', async () => {
     const host = await startHost({ env: EXTRA });
     try {
-      const container = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient('test-uploads');
+      const container = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient(
+        'test-uploads',
+      );
       await container.createIfNotExists();
       await container.getBlockBlobClient('lab-b/always-fail.bin').upload(Buffer.from('x'), 1);
-      const poison = QueueServiceClient.fromConnectionString(host.storageConnectionString).getQueueClient('webjobs-blobtrigger-poison');
+      const poison = QueueServiceClient.fromConnectionString(host.storageConnectionString).getQueueClient(
+        'webjobs-blobtrigger-poison',
+      );
       let message: Record<string, string> | undefined;
       await until(() => lines(host).filter((l) => l.startsWith('blob lab-b always-fail.bin')).length >= 5, 20_000);
       for (let i = 0; i < 40 && !message; i++) {
@@ -61,7 +70,12 @@ describe('blob trigger and timers of the local host', () => {
         if (text) message = JSON.parse(Buffer.from(text, 'base64').toString()) as Record<string, string>;
         else await new Promise((r) => setTimeout(r, 250));
       }
-      expect(message).toMatchObject({ FunctionId: 'Host.Functions.testBlobEcho', ContainerName: 'test-uploads', BlobName: 'lab-b/always-fail.bin', Reason: 'Error: this blob always fails' });
+      expect(message).toMatchObject({
+        FunctionId: 'Host.Functions.testBlobEcho',
+        ContainerName: 'test-uploads',
+        BlobName: 'lab-b/always-fail.bin',
+        Reason: 'Error: this blob always fails',
+      });
       await new Promise((r) => setTimeout(r, 1500));
       expect(lines(host).filter((l) => l.startsWith('blob lab-b always-fail.bin'))).toHaveLength(5);
     } finally {

@@ -34,8 +34,18 @@ function listen(port: number): Promise<Server> {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
-      const headers = { 'webhook-id': String(req.headers['webhook-id']), 'webhook-timestamp': String(req.headers['webhook-timestamp']), 'webhook-signature': String(req.headers['webhook-signature']) };
-      received.push({ type: (JSON.parse(body) as { type: string }).type, webhookId: headers['webhook-id'], at: Date.now(), body, headers });
+      const headers = {
+        'webhook-id': String(req.headers['webhook-id']),
+        'webhook-timestamp': String(req.headers['webhook-timestamp']),
+        'webhook-signature': String(req.headers['webhook-signature']),
+      };
+      received.push({
+        type: (JSON.parse(body) as { type: string }).type,
+        webhookId: headers['webhook-id'],
+        at: Date.now(),
+        body,
+        headers,
+      });
       res.writeHead(204).end();
     });
   });
@@ -47,7 +57,10 @@ type Verify = (...args: unknown[]) => unknown;
 /** The verification snippets of docs/webhooks.md, run as a receiver would copy them. */
 async function documentedVerifiers(secret: string): Promise<{ withPackage: Verify; withCrypto: Verify }> {
   const blocks = [...readFileSync('docs/webhooks.md', 'utf8').matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
-  const [withPackage, withCrypto] = [blocks.find((b) => b.includes("from 'standardwebhooks'")), blocks.find((b) => b.includes("from 'node:crypto'"))];
+  const [withPackage, withCrypto] = [
+    blocks.find((b) => b.includes("from 'standardwebhooks'")),
+    blocks.find((b) => b.includes("from 'node:crypto'")),
+  ];
   if (!withPackage || !withCrypto) throw new Error('docs/webhooks.md lost a verification snippet');
   // Inside node_modules so that the snippet's own import of standardwebhooks resolves.
   const dir = mkdtempSync(join('node_modules', '.doc-snippet-'));
@@ -56,7 +69,8 @@ async function documentedVerifiers(secret: string): Promise<{ withPackage: Verif
     writeFileSync(join(dir, 'with-package.js'), withPackage);
     writeFileSync(join(dir, 'with-crypto.js'), withCrypto);
     process.env.LABVAULT_WEBHOOK_SECRET = secret;
-    const load = async (file: string) => ((await import(pathToFileURL(join(process.cwd(), dir, file)).href)) as { verify: Verify }).verify;
+    const load = async (file: string) =>
+      ((await import(pathToFileURL(join(process.cwd(), dir, file)).href)) as { verify: Verify }).verify;
     return { withPackage: await load('with-package.js'), withCrypto: await load('with-crypto.js') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -74,8 +88,17 @@ describe('breach deliveries that a real receiver can rely on', () => {
       },
     });
     officer = await login(host, 'operator', 'operator', OPERATOR_PASSWORD);
-    const tenant = await call('POST', '/tenants', officer, { id: 'lab-hook', name: 'Lab Hook', admin: { username: 'admin', email: 'a@lab-hook.example' } });
-    admin = await login(host, 'lab-hook', 'admin', String((tenant.body.admin as { initialPassword: string }).initialPassword));
+    const tenant = await call('POST', '/tenants', officer, {
+      id: 'lab-hook',
+      name: 'Lab Hook',
+      admin: { username: 'admin', email: 'a@lab-hook.example' },
+    });
+    admin = await login(
+      host,
+      'lab-hook',
+      'admin',
+      String((tenant.body.admin as { initialPassword: string }).initialPassword),
+    );
   });
 
   afterAll(async () => {
@@ -88,7 +111,12 @@ describe('breach deliveries that a real receiver can rely on', () => {
     const options = deliveryRetry(10);
     expect(options.firstRetryIntervalInMilliseconds).toBe(10_000);
     let total = 0;
-    for (let attempt = 1, wait = 10_000; attempt < options.maxNumberOfAttempts; attempt++, wait = Math.min(wait * 2, options.maxRetryIntervalInMilliseconds)) total += wait;
+    for (
+      let attempt = 1, wait = 10_000;
+      attempt < options.maxNumberOfAttempts;
+      attempt++, wait = Math.min(wait * 2, options.maxRetryIntervalInMilliseconds)
+    )
+      total += wait;
     expect(total).toBeGreaterThan(24 * 3600_000);
     expect(options.maxRetryIntervalInMilliseconds).toBe(3600_000);
   });
@@ -118,16 +146,26 @@ describe('breach deliveries that a real receiver can rely on', () => {
     }
     const notification = received.find((r) => r.type === 'breach.notification');
     expect((notification?.at ?? 0) - t0).toBeGreaterThan(60_000);
-    expect(new Webhook(secret).verify(notification?.body ?? '', notification?.headers ?? {})).toMatchObject({ data: { breachId: id, sequence: 1 } });
+    expect(new Webhook(secret).verify(notification?.body ?? '', notification?.headers ?? {})).toMatchObject({
+      data: { breachId: id, sequence: 1 },
+    });
     // The snippets of docs/webhooks.md accept it, and refuse it with one character changed.
     const documented = await documentedVerifiers(secret);
     const tampered = (notification?.body ?? '').replace('"sequence":1', '"sequence":2');
     expect(documented.withPackage(notification?.body, notification?.headers)).toMatchObject({ data: { breachId: id } });
-    expect(documented.withCrypto(secret, notification?.body, notification?.headers)).toMatchObject({ data: { breachId: id } });
+    expect(documented.withCrypto(secret, notification?.body, notification?.headers)).toMatchObject({
+      data: { breachId: id },
+    });
     expect(() => documented.withPackage(tampered, notification?.headers)).toThrow();
     expect(() => documented.withCrypto(secret, tampered, notification?.headers)).toThrow(/signature/);
     const breach = (await call('GET', `/breaches/${id}`, officer)).body;
-    const attempts = breach.deliveries as { kind: string; ok: boolean; error?: string; httpStatus?: number; at: string }[];
+    const attempts = breach.deliveries as {
+      kind: string;
+      ok: boolean;
+      error?: string;
+      httpStatus?: number;
+      at: string;
+    }[];
     expect(attempts.filter((a) => !a.ok).every((a) => a.error === 'connection')).toBe(true);
     expect(attempts.filter((a) => !a.ok).length).toBeGreaterThanOrEqual(3); // 0 s, 10 s, 30 s: nobody listened
     expect(attempts.filter((a) => a.ok)).toEqual([expect.objectContaining({ kind: 'notification', httpStatus: 204 })]);
@@ -141,11 +179,15 @@ describe('breach deliveries that a real receiver can rely on', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
     const reminder = received.find((r) => r.type === 'breach.reminder');
-    expect(new Webhook(secret).verify(reminder?.body ?? '', reminder?.headers ?? {})).toMatchObject({ data: { breachId: id, notificationId: `${id}-1` } });
+    expect(new Webhook(secret).verify(reminder?.body ?? '', reminder?.headers ?? {})).toMatchObject({
+      data: { breachId: id, notificationId: `${id}-1` },
+    });
 
     // Sent again on request: the same message, with the same webhook-id (receivers drop duplicates).
     const before = received.length;
-    expect((await call('POST', `/breaches/${id}/deliveries`, officer, {})).body).toEqual({ deliveries: [{ tenant: 'lab-hook', sequence: 1 }] });
+    expect((await call('POST', `/breaches/${id}/deliveries`, officer, {})).body).toEqual({
+      deliveries: [{ tenant: 'lab-hook', sequence: 1 }],
+    });
     while (received.length === before) await new Promise((r) => setTimeout(r, 200));
     expect(received.at(-1)?.webhookId).toBe(notification?.webhookId);
     expect((await call('POST', `/breaches/${id}/deliveries`, officer, { tenants: ['lab-other'] })).status).toBe(422);

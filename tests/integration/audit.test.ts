@@ -28,7 +28,11 @@ async function seed(tenant: string, streams: string[], perStream: number): Promi
   return log;
 }
 
-async function entryRow(tenant: string, stream: string, seq: number): Promise<Record<string, unknown> & { etag: string }> {
+async function entryRow(
+  tenant: string,
+  stream: string,
+  seq: number,
+): Promise<Record<string, unknown> & { etag: string }> {
   return table.getEntity(tenantPartition(tenant, stream), `audit~${String(seq).padStart(12, '0')}`);
 }
 
@@ -46,14 +50,23 @@ describe('the hash-chained audit log', () => {
   it('finds an edited entry', async () => {
     const log = await seed('edited', ['orders~1'], 5);
     const row = await entryRow('edited', 'orders~1', 3);
-    await table.updateEntity({ partitionKey: row.partitionKey as string, rowKey: row.rowKey as string, actorId: 'someone-else' }, 'Merge');
-    expect(await log.verify('edited')).toMatchObject({ valid: false, firstBrokenAt: { stream: 'orders~1', seq: 3, reason: 'hash-mismatch' } });
+    await table.updateEntity(
+      { partitionKey: row.partitionKey as string, rowKey: row.rowKey as string, actorId: 'someone-else' },
+      'Merge',
+    );
+    expect(await log.verify('edited')).toMatchObject({
+      valid: false,
+      firstBrokenAt: { stream: 'orders~1', seq: 3, reason: 'hash-mismatch' },
+    });
   });
 
   it('finds an edit that also recomputed the entry hash (the next entry no longer links)', async () => {
     const log = await seed('rehashed', ['orders~1'], 5);
     const row = await entryRow('rehashed', 'orders~1', 2);
-    await table.updateEntity({ partitionKey: row.partitionKey as string, rowKey: row.rowKey as string, hash: 'f'.repeat(64) }, 'Merge');
+    await table.updateEntity(
+      { partitionKey: row.partitionKey as string, rowKey: row.rowKey as string, hash: 'f'.repeat(64) },
+      'Merge',
+    );
     const result = await log.verify('rehashed');
     expect(result.valid).toBe(false);
     expect(result.firstBrokenAt?.seq).toBe(2);
@@ -62,22 +75,38 @@ describe('the hash-chained audit log', () => {
   it('finds a removed entry', async () => {
     const log = await seed('removed', ['orders~1'], 5);
     await table.deleteEntity(tenantPartition('removed', 'orders~1'), 'audit~000000000003');
-    expect(await log.verify('removed')).toMatchObject({ valid: false, firstBrokenAt: { seq: 3, reason: 'sequence-gap' } });
+    expect(await log.verify('removed')).toMatchObject({
+      valid: false,
+      firstBrokenAt: { seq: 3, reason: 'sequence-gap' },
+    });
   });
 
   it('finds a removed last entry through the head', async () => {
     const log = await seed('truncated', ['orders~1'], 5);
     await table.deleteEntity(tenantPartition('truncated', 'orders~1'), 'audit~000000000005');
-    expect(await log.verify('truncated')).toMatchObject({ valid: false, firstBrokenAt: { seq: 5, reason: 'head-mismatch' } });
+    expect(await log.verify('truncated')).toMatchObject({
+      valid: false,
+      firstBrokenAt: { seq: 5, reason: 'head-mismatch' },
+    });
   });
 
   it('finds reordered entries', async () => {
     const log = await seed('reordered', ['orders~1'], 5);
     const a = await entryRow('reordered', 'orders~1', 2);
     const b = await entryRow('reordered', 'orders~1', 3);
-    const strip = ({ etag: _e, timestamp: _t, partitionKey, rowKey, ...rest }: Record<string, unknown>) => ({ partitionKey, rowKey, ...rest });
-    await table.upsertEntity({ ...strip(b), partitionKey: a.partitionKey as string, rowKey: a.rowKey as string }, 'Replace');
-    await table.upsertEntity({ ...strip(a), partitionKey: b.partitionKey as string, rowKey: b.rowKey as string }, 'Replace');
+    const strip = ({ etag: _e, timestamp: _t, partitionKey, rowKey, ...rest }: Record<string, unknown>) => ({
+      partitionKey,
+      rowKey,
+      ...rest,
+    });
+    await table.upsertEntity(
+      { ...strip(b), partitionKey: a.partitionKey as string, rowKey: a.rowKey as string },
+      'Replace',
+    );
+    await table.upsertEntity(
+      { ...strip(a), partitionKey: b.partitionKey as string, rowKey: b.rowKey as string },
+      'Replace',
+    );
     expect(await log.verify('reordered')).toMatchObject({ valid: false, firstBrokenAt: { seq: 2 } });
   });
 
@@ -85,7 +114,9 @@ describe('the hash-chained audit log', () => {
     const first = new AuditLog({ table });
     const second = new AuditLog({ table });
     const partition = tenantPartition('concurrent', 'orders~7');
-    await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? first : second).record('concurrent', partition, [event(i)])));
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? first : second).record('concurrent', partition, [event(i)])),
+    );
     expect(await first.verify('concurrent')).toEqual({ valid: true, entries: 40, streams: 1 });
   });
 

@@ -14,7 +14,9 @@ const meta = { actor: { type: 'integration' as const, id: 'lis' }, correlationId
 
 async function rows(connectionString: string, table: string): Promise<string[]> {
   const out: string[] = [];
-  for await (const e of createStorageClients({ kind: 'connectionString', connectionString }).table(table).listEntities<Record<string, unknown>>()) {
+  for await (const e of createStorageClients({ kind: 'connectionString', connectionString })
+    .table(table)
+    .listEntities<Record<string, unknown>>()) {
     const { etag: _e, timestamp: _t, ...data } = e as Record<string, unknown>;
     out.push(JSON.stringify(Object.fromEntries(Object.entries(data).sort(([a], [b]) => a.localeCompare(b)))));
   }
@@ -48,16 +50,25 @@ describe('table backups and restore', () => {
     const entities = manifest.tables.reduce((n, t) => n + t.entities, 0);
     expect(entities).toBeGreaterThan(200);
 
-    const stored = await s.storage.blobService.getContainerClient('backups').getBlobClient(`${backupId}/tenantdata.ndjson.enc`).downloadToBuffer();
+    const stored = await s.storage.blobService
+      .getContainerClient('backups')
+      .getBlobClient(`${backupId}/tenantdata.ndjson.enc`)
+      .downloadToBuffer();
     expect(stored.subarray(0, 4).toString()).toBe('LVC1');
     expect(stored.includes(Buffer.from('order~'))).toBe(false);
 
     const restoreStarted = performance.now();
-    const result = await s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: target.connectionString }));
+    const result = await s.backups.restore(
+      backupId,
+      createStorageClients({ kind: 'connectionString', connectionString: target.connectionString }),
+    );
     const restoreSeconds = (performance.now() - restoreStarted) / 1000;
     expect(result.tables.every((t) => t.verified)).toBe(true);
-    for (const table of tables) expect(await rows(target.connectionString, table)).toEqual(await rows(azurite.connectionString, table));
-    process.stdout.write(`backup ${Math.round(entities / backupSeconds)} entities/s, restore ${Math.round(entities / restoreSeconds)} entities/s (${entities} entities)\n`);
+    for (const table of tables)
+      expect(await rows(target.connectionString, table)).toEqual(await rows(azurite.connectionString, table));
+    process.stdout.write(
+      `backup ${Math.round(entities / backupSeconds)} entities/s, restore ${Math.round(entities / restoreSeconds)} entities/s (${entities} entities)\n`,
+    );
 
     // The restored account works with the same keys: the chains verify and the data decrypts.
     const restored = await testServices(target.connectionString, undefined, s.config.dataDir);
@@ -65,16 +76,28 @@ describe('table backups and restore', () => {
     expect((await restored.audit.verify('lab-bk2')).valid).toBe(true);
     const page = await restored.orders.list('lab-bk1', { limit: 5 }, meta);
     expect(page.items.map((o) => o.patient.lastName)).toEqual(Array(5).fill('Mustermann'));
-    await expect(s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: target.connectionString }))).rejects.toMatchObject({ kind: 'conflict' });
+    await expect(
+      s.backups.restore(
+        backupId,
+        createStorageClients({ kind: 'connectionString', connectionString: target.connectionString }),
+      ),
+    ).rejects.toMatchObject({ kind: 'conflict' });
   });
 
   it('refuses a tampered backup', async () => {
     const backupId = s.backups.newBackupId();
     const part = await s.backups.backupTable(backupId, 'platform');
-    await s.backups.writeManifest(backupId, [{ ...part, entities: part.entities, sha256: part.sha256, encryptedSha256: '0'.repeat(64) }]);
+    await s.backups.writeManifest(backupId, [
+      { ...part, entities: part.entities, sha256: part.sha256, encryptedSha256: '0'.repeat(64) },
+    ]);
     const empty = await startAzurite();
     try {
-      await expect(s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }))).rejects.toMatchObject({ kind: 'conflict' });
+      await expect(
+        s.backups.restore(
+          backupId,
+          createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }),
+        ),
+      ).rejects.toMatchObject({ kind: 'conflict' });
     } finally {
       await empty.stop();
     }
@@ -92,7 +115,10 @@ describe('table backups and restore', () => {
     await store.remove(TenantKeyring.secretName('lab-bk2', 'pseudonym'));
     const empty = await startAzurite();
     try {
-      await s.backups.restore(backupId, createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }));
+      await s.backups.restore(
+        backupId,
+        createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }),
+      );
       // A fresh process over the restored account, with the (shredded) key store.
       const restored = await testServices(empty.connectionString, undefined, s.config.dataDir);
       await expect(restored.orders.get('lab-bk2', orderId, meta)).rejects.toThrow();

@@ -18,9 +18,13 @@ const advance = (ms: number) => {
 const meta = { actor: operatorActor, correlationId: 'test' };
 const STRONG = 'a quiet meadow under autumn rain';
 
-
-const login = (tenant: string, username: string, password: string, source = '10.0.0.1', extra: { totp?: string; recoveryCode?: string } = {}) =>
-  s.auth.login({ tenant, username, password, ...extra }, { source, correlationId: 'c' });
+const login = (
+  tenant: string,
+  username: string,
+  password: string,
+  source = '10.0.0.1',
+  extra: { totp?: string; recoveryCode?: string } = {},
+) => s.auth.login({ tenant, username, password, ...extra }, { source, correlationId: 'c' });
 
 const principalOf = (pair: TokenPair, tenantHeader: string | null = null): Promise<Principal> =>
   s.auth.authenticate(`Bearer ${pair.accessToken}`, { source: '10.0.0.1', correlationId: 'c', tenantHeader });
@@ -29,7 +33,10 @@ const principalOf = (pair: TokenPair, tenantHeader: string | null = null): Promi
 async function activeUser(tenant: string, username: string, roles: string[] = ['self']): Promise<{ id: string }> {
   const created = await s.users.create(tenant, { username, email: `${username}@lab.example` }, roles, meta);
   const first = await login(tenant, username, created.initialPassword);
-  await s.auth.changePassword(await principalOf(first), created.initialPassword, STRONG, { source: '10.0.0.1', correlationId: 'c' });
+  await s.auth.changePassword(await principalOf(first), created.initialPassword, STRONG, {
+    source: '10.0.0.1',
+    correlationId: 'c',
+  });
   return { id: created.user.id };
 }
 
@@ -46,7 +53,12 @@ describe('identity and access', () => {
     expect(pair.mustChangePassword).toBe(true);
     const principal = await principalOf(pair);
     expect(principal.scope).toBe('password-change');
-    const same = await problemOf(s.auth.changePassword(principal, created.initialPassword, created.initialPassword, { source: undefined, correlationId: 'c' }));
+    const same = await problemOf(
+      s.auth.changePassword(principal, created.initialPassword, created.initialPassword, {
+        source: undefined,
+        correlationId: 'c',
+      }),
+    );
     expect(same.status).toBe(422);
     expect(same.extras.errors?.map((e) => e.message)).toContain('must differ from the current password');
     await s.auth.changePassword(principal, created.initialPassword, STRONG, { source: undefined, correlationId: 'c' });
@@ -103,7 +115,13 @@ describe('identity and access', () => {
     const { id } = await activeUser('lab-id', 'legacy');
     const row = await s.users.row('lab-id', id);
     if (!row) throw new Error('no row');
-    await s.users.setPasswordHash('lab-id', row, await hashPassword(STRONG, { memoryCost: 4096, timeCost: 1 }), meta, 'user.password.rehash');
+    await s.users.setPasswordHash(
+      'lab-id',
+      row,
+      await hashPassword(STRONG, { memoryCost: 4096, timeCost: 1 }),
+      meta,
+      'user.password.rehash',
+    );
     expect((await s.users.row('lab-id', id))?.passwordHash).toMatch(/m=4096,t=1/);
     await login('lab-id', 'legacy', STRONG);
     expect((await s.users.row('lab-id', id))?.passwordHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
@@ -112,7 +130,9 @@ describe('identity and access', () => {
   it('backs off exponentially, locks after 100 consecutive failures, and a reset unlocks', async () => {
     const { id } = await activeUser('lab-id', 'target');
     for (let i = 1; i <= BRUTE_FORCE_POLICY.lockAfterFailures; i++) {
-      const p = await problemOf(login('lab-id', 'target', `wrong-password-${i}`, `10.1.${i % 250}.${Math.floor(i / 250)}`));
+      const p = await problemOf(
+        login('lab-id', 'target', `wrong-password-${i}`, `10.1.${i % 250}.${Math.floor(i / 250)}`),
+      );
       expect(p.status).toBe(401);
       if (i === BRUTE_FORCE_POLICY.freeFailures) {
         // In backoff now: the next try is refused without checking the password.
@@ -136,7 +156,11 @@ describe('identity and access', () => {
     const account = await s.guard.accountRef('lab-id', 'contended');
     let verified = 0;
     for (let burst = 0; burst < 120; burst++) {
-      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => problemOf(login('lab-id', 'contended', `guess-${burst}-${i}`, `10.9.${burst}.${i}`))));
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          problemOf(login('lab-id', 'contended', `guess-${burst}-${i}`, `10.9.${burst}.${i}`)),
+        ),
+      );
       expect(results.every((p) => p.status === 401 || p.status === 429)).toBe(true);
       verified += results.filter((p) => p.status === 401).length;
       // Each burst waits out the backoff; within a burst at most one guess is verified past the free ones.
@@ -144,7 +168,9 @@ describe('identity and access', () => {
       advance(BRUTE_FORCE_POLICY.maxBackoffSeconds * 1000 + 1000);
     }
     expect(verified).toBe(BRUTE_FORCE_POLICY.lockAfterFailures);
-    expect((await s.alerts.list(500)).filter((a) => a.kind === 'account-locked' && a.accountRef === account)).toHaveLength(1);
+    expect(
+      (await s.alerts.list(500)).filter((a) => a.kind === 'account-locked' && a.accountRef === account),
+    ).toHaveLength(1);
     expect(await s.guard.isLocked('lab-id', 'contended')).toBe(true);
     await s.guard.reset('lab-id', 'contended');
     expect((await login('lab-id', 'contended', STRONG, '10.9.200.1')).accessToken).toBeTruthy();
@@ -155,12 +181,14 @@ describe('identity and access', () => {
     await activeUser('lab-id', 'forgetful');
     for (let i = 0; i < 4; i++) await problemOf(login('lab-id', 'forgetful', `nope-${i}`, '10.4.0.1'));
     await login('lab-id', 'forgetful', STRONG, '10.4.0.1');
-    for (let i = 0; i < 4; i++) expect((await problemOf(login('lab-id', 'forgetful', `nope-again-${i}`, '10.4.0.1'))).status).toBe(401);
+    for (let i = 0; i < 4; i++)
+      expect((await problemOf(login('lab-id', 'forgetful', `nope-again-${i}`, '10.4.0.1'))).status).toBe(401);
   });
 
   it('detects password spraying (many accounts, one source) and alerts security officers', async () => {
     advance(BRUTE_FORCE_POLICY.windowMs);
-    for (let i = 0; i < BRUTE_FORCE_POLICY.sprayingAccounts; i++) await problemOf(login('lab-id', `sprayed-${i}`, 'Summer2026!Summer2026!', '10.66.0.1'));
+    for (let i = 0; i < BRUTE_FORCE_POLICY.sprayingAccounts; i++)
+      await problemOf(login('lab-id', `sprayed-${i}`, 'Summer2026!Summer2026!', '10.66.0.1'));
     const alerts = await s.alerts.list();
     expect(alerts.filter((a) => a.kind === 'password-spraying')).toHaveLength(1);
     expect(JSON.stringify(alerts)).not.toContain('10.66.0.1');
@@ -174,13 +202,16 @@ describe('identity and access', () => {
       advance(BRUTE_FORCE_POLICY.maxBackoffSeconds * 1000);
     }
     const account = await s.guard.accountRef('lab-id', 'stuffed');
-    expect((await s.alerts.list()).filter((a) => a.kind === 'credential-stuffing' && a.accountRef === account)).toHaveLength(1);
+    expect(
+      (await s.alerts.list()).filter((a) => a.kind === 'credential-stuffing' && a.accountRef === account),
+    ).toHaveLength(1);
   });
 
   it('throttles one source after its budget with 429 and Retry-After', async () => {
     advance(BRUTE_FORCE_POLICY.windowMs);
     let last: Awaited<ReturnType<typeof problemOf>> | undefined;
-    for (let i = 0; i <= BRUTE_FORCE_POLICY.sourceAttemptsPerWindow; i++) last = await problemOf(login('lab-two', `flood-${i % 3}`, 'x', '203.0.113.9'));
+    for (let i = 0; i <= BRUTE_FORCE_POLICY.sourceAttemptsPerWindow; i++)
+      last = await problemOf(login('lab-two', `flood-${i % 3}`, 'x', '203.0.113.9'));
     expect(last?.status).toBe(429);
     expect(last?.extras.retryAfterSeconds).toBeGreaterThan(0);
   });
@@ -204,9 +235,13 @@ describe('identity and access', () => {
     const second = await s.auth.refresh(first.refreshToken, { source: undefined, correlationId: 'c' });
     expect(second.refreshToken).not.toBe(first.refreshToken);
     await principalOf(second);
-    expect((await problemOf(s.auth.refresh(first.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect(
+      (await problemOf(s.auth.refresh(first.refreshToken, { source: undefined, correlationId: 'c' }))).status,
+    ).toBe(401);
     // The replay killed the whole family: the newer refresh token and access token die too.
-    expect((await problemOf(s.auth.refresh(second.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect(
+      (await problemOf(s.auth.refresh(second.refreshToken, { source: undefined, correlationId: 'c' }))).status,
+    ).toBe(401);
     expect((await problemOf(principalOf(second))).status).toBe(401);
   });
 
@@ -214,7 +249,9 @@ describe('identity and access', () => {
     await activeUser('lab-two', 'idle');
     const pair = await login('lab-two', 'idle', STRONG);
     advance(61 * 60 * 1000);
-    expect((await problemOf(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect((await problemOf(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(
+      401,
+    );
   });
 
   it('logs out: the refresh token and the access token stop', async () => {
@@ -222,7 +259,9 @@ describe('identity and access', () => {
     const pair = await login('lab-two', 'leaver', STRONG);
     await s.auth.logout(await principalOf(pair), { source: undefined, correlationId: 'c' });
     expect((await problemOf(principalOf(pair))).status).toBe(401);
-    expect((await problemOf(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(401);
+    expect((await problemOf(s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' }))).status).toBe(
+      401,
+    );
   });
 
   it('stops a deactivated user at login and their live token at once', async () => {
@@ -254,7 +293,9 @@ describe('identity and access', () => {
     expect((await problemOf(login('lab-two', 'two-factor', STRONG, '10.0.0.1', { totp: c }))).status).toBe(401);
     const recovery = recoveryCodes[0] ?? '';
     await login('lab-two', 'two-factor', STRONG, '10.0.0.1', { recoveryCode: recovery });
-    expect((await problemOf(login('lab-two', 'two-factor', STRONG, '10.0.0.1', { recoveryCode: recovery }))).status).toBe(401);
+    expect(
+      (await problemOf(login('lab-two', 'two-factor', STRONG, '10.0.0.1', { recoveryCode: recovery }))).status,
+    ).toBe(401);
   });
 
   it('lets a tenant require a second factor: tokens of unenrolled users only enrol', async () => {
@@ -267,7 +308,10 @@ describe('identity and access', () => {
   it('resolves custom roles to their permissions, and role changes are audited', async () => {
     await s.roles.putRole('lab-two', 'order-viewer', ['orders:read', 'profile:read'], meta);
     const { id } = await activeUser('lab-two', 'viewer', ['order-viewer']);
-    expect([...(await principalOf(await login('lab-two', 'viewer', STRONG))).permissions].sort()).toEqual(['orders:read', 'profile:read']);
+    expect([...(await principalOf(await login('lab-two', 'viewer', STRONG))).permissions].sort()).toEqual([
+      'orders:read',
+      'profile:read',
+    ]);
     await s.users.update('lab-two', id, { roles: ['self'] }, meta);
     const events = [];
     for await (const e of s.audit.list('lab-two', { entity: id })) events.push(e.event);
@@ -276,19 +320,34 @@ describe('identity and access', () => {
   });
 
   it('gives operators nothing of a tenant without a live grant, and logs every call under one', async () => {
-    const operator = await s.users.create('operator', { username: 'ops-anna', email: 'ops@vendor.example' }, ['operator'], meta);
+    const operator = await s.users.create(
+      'operator',
+      { username: 'ops-anna', email: 'ops@vendor.example' },
+      ['operator'],
+      meta,
+    );
     const first = await login('operator', 'ops-anna', operator.initialPassword);
-    await s.auth.changePassword(await principalOf(first), operator.initialPassword, STRONG, { source: undefined, correlationId: 'c' });
+    await s.auth.changePassword(await principalOf(first), operator.initialPassword, STRONG, {
+      source: undefined,
+      correlationId: 'c',
+    });
     const pair = await login('operator', 'ops-anna', STRONG);
     const without = await principalOf(pair, 'lab-two');
     expect(without.tenant).toBeUndefined();
     expect(without.permissions.size).toBe(0);
 
-    const request = await s.accessRequests.create('lab-two', operator.user.id, { reason: 'ticket 4711: order stuck', minutes: 30, permissions: ['orders:read'] }, meta);
+    const request = await s.accessRequests.create(
+      'lab-two',
+      operator.user.id,
+      { reason: 'ticket 4711: order stuck', minutes: 30, permissions: ['orders:read'] },
+      meta,
+    );
     expect((await principalOf(pair, 'lab-two')).tenant).toBeUndefined();
     await activeUser('lab-two', 'approver', ['tenant-admin']);
     const admin = await principalOf(await login('lab-two', 'approver', STRONG));
-    await expect(s.accessRequests.decide('lab-two', request.id, true, without, meta)).rejects.toMatchObject({ kind: 'forbidden' });
+    await expect(s.accessRequests.decide('lab-two', request.id, true, without, meta)).rejects.toMatchObject({
+      kind: 'forbidden',
+    });
     await s.accessRequests.decide('lab-two', request.id, true, admin, meta);
     const granted = await principalOf(pair, 'lab-two');
     expect(granted).toMatchObject({ tenant: 'lab-two', grant: { reason: 'ticket 4711: order stuck' } });
@@ -297,7 +356,10 @@ describe('identity and access', () => {
     advance(14 * 60 * 1000);
     const later = await s.auth.refresh(pair.refreshToken, { source: undefined, correlationId: 'c' });
     advance(17 * 60 * 1000);
-    const expired = await principalOf(await s.auth.refresh(later.refreshToken, { source: undefined, correlationId: 'c' }), 'lab-two');
+    const expired = await principalOf(
+      await s.auth.refresh(later.refreshToken, { source: undefined, correlationId: 'c' }),
+      'lab-two',
+    );
     expect(expired.tenant).toBeUndefined();
 
     const calls = [];

@@ -16,9 +16,17 @@ let s: TestServices;
 let orderId: string;
 const meta = { actor: { type: 'integration' as const, id: 'lis' }, correlationId: 'test' };
 
-async function upload(bytes: Buffer, fileName = 'photo.jpg', contentType = 'image/jpeg'): Promise<{ imageId: string; status: string }> {
+async function upload(
+  bytes: Buffer,
+  fileName = 'photo.jpg',
+  contentType = 'image/jpeg',
+): Promise<{ imageId: string; status: string }> {
   const created = await s.images.createUpload('lab-img', orderId, 'S-0001', { contentType, fileName }, meta);
-  const status = await uploadAndProcess(s, { tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId }, bytes);
+  const status = await uploadAndProcess(
+    s,
+    { tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId },
+    bytes,
+  );
   return { imageId: created.imageId, status };
 }
 
@@ -26,7 +34,13 @@ async function upload(bytes: Buffer, fileName = 'photo.jpg', contentType = 'imag
 async function uploadTraces(prefix: string): Promise<string[]> {
   const found: string[] = [];
   const container = s.storage.blobService.getContainerClient('specimen-uploads');
-  for await (const b of container.listBlobsFlat({ prefix, includeSnapshots: true, includeVersions: true, includeUncommitedBlobs: true })) found.push(`${b.name}${b.snapshot ? `@${b.snapshot}` : ''}`);
+  for await (const b of container.listBlobsFlat({
+    prefix,
+    includeSnapshots: true,
+    includeVersions: true,
+    includeUncommitedBlobs: true,
+  }))
+    found.push(`${b.name}${b.snapshot ? `@${b.snapshot}` : ''}`);
   return found;
 }
 
@@ -50,16 +64,28 @@ describe('specimen images', () => {
   });
 
   it('issues a write-only upload URL for one blob, valid 15 minutes, only for an existing order and specimen', async () => {
-    const created = await s.images.createUpload('lab-img', orderId, 'S-0001', { contentType: 'image/jpeg', fileName: 'Mustermann.jpg' }, meta);
+    const created = await s.images.createUpload(
+      'lab-img',
+      orderId,
+      'S-0001',
+      { contentType: 'image/jpeg', fileName: 'Mustermann.jpg' },
+      meta,
+    );
     const url = new URL(created.uploadUrl);
-    expect(url.pathname).toBe(`/devstoreaccount1/${CONTAINERS.uploads}/${uploadPath('lab-img', orderId, 'S-0001', created.imageId)}`);
+    expect(url.pathname).toBe(
+      `/devstoreaccount1/${CONTAINERS.uploads}/${uploadPath('lab-img', orderId, 'S-0001', created.imageId)}`,
+    );
     expect(url.searchParams.get('sp')).toBe('cw');
     expect(url.searchParams.get('sr')).toBe('b');
     const minutes = (Date.parse(created.expiresAt) - Date.now()) / 60_000;
     expect(minutes).toBeGreaterThan(14);
     expect(minutes).toBeLessThanOrEqual(15);
     // The URL can write its blob but not read it back.
-    const put = await fetch(created.uploadUrl, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: Buffer.from('x') });
+    const put = await fetch(created.uploadUrl, {
+      method: 'PUT',
+      headers: { 'x-ms-blob-type': 'BlockBlob' },
+      body: Buffer.from('x'),
+    });
     expect(put.status).toBe(201);
     expect((await fetch(created.uploadUrl)).status).toBe(403);
     for (const [tenant, order, specimen] of [
@@ -67,7 +93,9 @@ describe('specimen images', () => {
       ['lab-img', orderId, 'S-9999'],
       ['lab-img', '0'.repeat(32), 'S-0001'],
     ] as const) {
-      await expect(s.images.createUpload(tenant, order, specimen, { contentType: 'image/jpeg', fileName: 'x.jpg' }, meta)).rejects.toMatchObject({ kind: 'not-found' });
+      await expect(
+        s.images.createUpload(tenant, order, specimen, { contentType: 'image/jpeg', fileName: 'x.jpg' }, meta),
+      ).rejects.toMatchObject({ kind: 'not-found' });
     }
   });
 
@@ -76,16 +104,29 @@ describe('specimen images', () => {
     expect(original.includes(Buffer.from('SecretCam'))).toBe(true);
     const { imageId, status } = await upload(original, 'Erika Mustermann.jpg');
     expect(status).toBe('ready');
-    const { bytes, contentType } = await s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'image', meta);
+    const { bytes, contentType } = await s.images.read(
+      'lab-img',
+      { orderId, specimenId: 'S-0001', imageId },
+      'image',
+      meta,
+    );
     expect(contentType).toBe('image/jpeg');
     const meta2 = await sharp(bytes).metadata();
     expect(meta2.exif).toBeUndefined();
     expect(meta2.xmp).toBeUndefined();
     expect(meta2.icc).toBeUndefined();
     expect(meta2.comments ?? []).toEqual([]);
-    for (const leak of ['SecretCam', 'SN-4711', 'Mustermann', 'xmpmeta', 'Exif', 'GPS', 'Anna Schmidt']) expect(bytes.includes(Buffer.from(leak))).toBe(false);
+    for (const leak of ['SecretCam', 'SN-4711', 'Mustermann', 'xmpmeta', 'Exif', 'GPS', 'Anna Schmidt'])
+      expect(bytes.includes(Buffer.from(leak))).toBe(false);
     const rec = await record(imageId);
-    expect(rec).toMatchObject({ status: 'ready', fileName: 'Erika Mustermann.jpg', width: 320, height: 240, contentType: 'image/jpeg', uploadBytes: original.length });
+    expect(rec).toMatchObject({
+      status: 'ready',
+      fileName: 'Erika Mustermann.jpg',
+      width: 320,
+      height: 240,
+      contentType: 'image/jpeg',
+      uploadBytes: original.length,
+    });
     expect(rec.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(rec.uploadSha256).not.toBe(rec.sha256);
 
@@ -95,7 +136,12 @@ describe('specimen images', () => {
     const thumb = await s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'thumbnail', meta);
     expect((await sharp(thumb.bytes).metadata()).format).toBe('jpeg');
     // The upload is gone once processed.
-    expect(await s.storage.blobService.getContainerClient(CONTAINERS.uploads).getBlobClient(uploadPath('lab-img', orderId, 'S-0001', imageId)).exists()).toBe(false);
+    expect(
+      await s.storage.blobService
+        .getContainerClient(CONTAINERS.uploads)
+        .getBlobClient(uploadPath('lab-img', orderId, 'S-0001', imageId))
+        .exists(),
+    ).toBe(false);
   });
 
   it('applies the EXIF orientation to the pixels', async () => {
@@ -107,7 +153,9 @@ describe('specimen images', () => {
   });
 
   it('makes thumbnails of at most 512 px', async () => {
-    const big = await sharp({ create: { width: 2000, height: 1000, channels: 3, background: 'white' } }).jpeg().toBuffer();
+    const big = await sharp({ create: { width: 2000, height: 1000, channels: 3, background: 'white' } })
+      .jpeg()
+      .toBuffer();
     const { imageId } = await upload(big);
     const thumb = await s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'thumbnail', meta);
     const m = await sharp(thumb.bytes).metadata();
@@ -118,7 +166,9 @@ describe('specimen images', () => {
     const { imageId, status } = await upload(await plainPng(), 'scan.jpg', 'image/jpeg');
     expect(status).toBe('ready');
     expect(await record(imageId)).toMatchObject({ contentType: 'image/png', declaredContentType: 'image/jpeg' });
-    expect((await s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).contentType).toBe('image/png');
+    expect(
+      (await s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).contentType,
+    ).toBe('image/png');
   });
 
   it.each([
@@ -135,7 +185,9 @@ describe('specimen images', () => {
     expect(await record(imageId)).toMatchObject({ status: 'rejected', reason });
     const quarantined = await rawBlob(CONTAINERS.quarantine, uploadPath('lab-img', orderId, 'S-0001', imageId));
     expect(quarantined.subarray(0, 4).toString()).toBe('LVC1');
-    await expect(s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).rejects.toMatchObject({ kind: 'not-found' });
+    await expect(
+      s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'image', meta),
+    ).rejects.toMatchObject({ kind: 'not-found' });
   });
 
   it('gives one image when the same upload is processed twice', async () => {
@@ -149,18 +201,28 @@ describe('specimen images', () => {
 
   it('answers other tenants with 404 and audits every read without personal data', async () => {
     const { imageId } = await upload(await plainPngAsJpeg());
-    await expect(s.images.read('lab-other', { orderId, specimenId: 'S-0001', imageId }, 'image', meta)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(
+      s.images.read('lab-other', { orderId, specimenId: 'S-0001', imageId }, 'image', meta),
+    ).rejects.toBeInstanceOf(NotFoundError);
     await expect(s.images.list('lab-other', orderId, 'S-0001', meta)).rejects.toMatchObject({ kind: 'not-found' });
     await s.images.read('lab-img', { orderId, specimenId: 'S-0001', imageId }, 'thumbnail', meta);
     const events = [];
     for await (const e of s.audit.list('lab-img', { entity: imageId })) events.push(e);
-    expect(events.map((e) => e.event)).toEqual(expect.arrayContaining(['image.upload-url', 'image.process', 'image.thumbnail.read']));
+    expect(events.map((e) => e.event)).toEqual(
+      expect.arrayContaining(['image.upload-url', 'image.process', 'image.thumbnail.read']),
+    );
     expect(JSON.stringify(events)).not.toContain('Mustermann');
     expect((await s.audit.verify('lab-img')).valid).toBe(true);
   });
 
   it('removes an upload whatever its link holder did: an infinite lease, snapshots, uncommitted blocks (Azurite; Azure adds versions and soft delete)', async () => {
-    const created = await s.images.createUpload('lab-img', orderId, 'S-0001', { contentType: 'image/jpeg', fileName: 'leased.jpg' }, meta);
+    const created = await s.images.createUpload(
+      'lab-img',
+      orderId,
+      'S-0001',
+      { contentType: 'image/jpeg', fileName: 'leased.jpg' },
+      meta,
+    );
     const link = new BlockBlobClient(created.uploadUrl);
     const bytes = await jpegWithMetadata();
     await link.stageBlock(Buffer.from('one').toString('base64'), bytes, bytes.length);
@@ -171,7 +233,9 @@ describe('specimen images', () => {
     await link.getBlobLeaseClient().acquireLease(-1);
     const prefix = `lab-img/${orderId}/S-0001/${created.imageId}`;
     expect((await uploadTraces(prefix)).length).toBe(3);
-    expect(await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId })).toBe('ready');
+    expect(
+      await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId }),
+    ).toBe('ready');
     expect(await uploadTraces(prefix)).toEqual([]);
     // Uncommitted blocks alone (staged after processing) go with the image's deletion (retention).
     await link.stageBlock(Buffer.from('three').toString('base64'), Buffer.from('late'), 4);
@@ -183,16 +247,32 @@ describe('specimen images', () => {
   });
 
   it('refuses an oversized upload from its size, keeps its size and hash, and deletes it', async () => {
-    const created = await s.images.createUpload('lab-img', orderId, 'S-0001', { contentType: 'image/jpeg', fileName: 'huge.jpg' }, meta);
+    const created = await s.images.createUpload(
+      'lab-img',
+      orderId,
+      'S-0001',
+      { contentType: 'image/jpeg', fileName: 'huge.jpg' },
+      meta,
+    );
     const size = 51 * 1024 * 1024;
     const big = Buffer.alloc(size, 7);
     await new BlockBlobClient(created.uploadUrl).uploadData(big);
-    expect(await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId })).toBe('rejected');
-    expect(await record(created.imageId)).toMatchObject({ status: 'rejected', reason: 'too-large', uploadBytes: size, uploadSha256: createHash('sha256').update(big).digest('hex') });
+    expect(
+      await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId }),
+    ).toBe('rejected');
+    expect(await record(created.imageId)).toMatchObject({
+      status: 'rejected',
+      reason: 'too-large',
+      uploadBytes: size,
+      uploadSha256: createHash('sha256').update(big).digest('hex'),
+    });
     expect(await uploadTraces(`lab-img/${orderId}/S-0001/${created.imageId}`)).toEqual([]);
     // Nothing of it went to quarantine either.
     const quarantined = [];
-    for await (const b of s.storage.blobService.getContainerClient('quarantine').listBlobsFlat({ prefix: `lab-img/${orderId}/S-0001/${created.imageId}` })) quarantined.push(b.name);
+    for await (const b of s.storage.blobService
+      .getContainerClient('quarantine')
+      .listBlobsFlat({ prefix: `lab-img/${orderId}/S-0001/${created.imageId}` }))
+      quarantined.push(b.name);
     expect(quarantined).toEqual([]);
   });
 
@@ -200,11 +280,14 @@ describe('specimen images', () => {
     const later = await testServices(azurite.connectionString, () => new Date(Date.now() + 8 * 24 * 3600 * 1000));
     expect(await later.images.purgeQuarantine()).toBeGreaterThan(0);
     const left = [];
-    for await (const b of s.storage.blobService.getContainerClient(CONTAINERS.quarantine).listBlobsFlat()) left.push(b.name);
+    for await (const b of s.storage.blobService.getContainerClient(CONTAINERS.quarantine).listBlobsFlat())
+      left.push(b.name);
     expect(left).toEqual([]);
   });
 });
 
 async function plainPngAsJpeg(): Promise<Buffer> {
-  return sharp(await plainPng()).jpeg().toBuffer();
+  return sharp(await plainPng())
+    .jpeg()
+    .toBuffer();
 }

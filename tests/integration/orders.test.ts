@@ -10,7 +10,6 @@ const azurite = useAzurite();
 let s: TestServices;
 const meta: RequestMeta = { actor: { type: 'integration', id: 'lis-1' }, correlationId: 'test' };
 
-
 async function allRawEntities(): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
   for (const name of Object.values(TABLES)) {
@@ -59,12 +58,16 @@ describe('orders', () => {
     const again = await s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-IDEM' }), meta, 'key-1');
     expect(again.replayed).toBe(true);
     expect(again.order).toEqual(first.order);
-    expect((await problemOf(s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-OTHER' }), meta, 'key-1'))).status).toBe(409);
+    expect(
+      (await problemOf(s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-OTHER' }), meta, 'key-1'))).status,
+    ).toBe(409);
   });
 
   it('creates exactly one order when the same request races itself', async () => {
     const results = await Promise.allSettled(
-      Array.from({ length: 8 }, () => s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-RACE' }), meta, 'race-key')),
+      Array.from({ length: 8 }, () =>
+        s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-RACE' }), meta, 'race-key'),
+      ),
     );
     const ids = new Set(results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.order.id] : [])));
     expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
@@ -98,13 +101,43 @@ describe('orders', () => {
 
   it('changes status only along allowed transitions, under If-Match', async () => {
     const created = await s.orders.create('lab-a', exampleOrder({ externalId: 'EXT-PATCH' }), meta);
-    const started = await s.orders.update('lab-a', created.order.id, { status: 'in-progress' }, (v) => v === created.etag, meta);
+    const started = await s.orders.update(
+      'lab-a',
+      created.order.id,
+      { status: 'in-progress' },
+      (v) => v === created.etag,
+      meta,
+    );
     expect(started.order.status).toBe('in-progress');
-    expect((await problemOf(s.orders.update('lab-a', created.order.id, { status: 'completed' }, (v) => v === created.etag, meta))).status).toBe(412);
-    const cancelled = await s.orders.update('lab-a', created.order.id, { status: 'cancelled', cancellationReason: 'duplicate order' }, (v) => v === started.etag, meta);
+    expect(
+      (
+        await problemOf(
+          s.orders.update('lab-a', created.order.id, { status: 'completed' }, (v) => v === created.etag, meta),
+        )
+      ).status,
+    ).toBe(412);
+    const cancelled = await s.orders.update(
+      'lab-a',
+      created.order.id,
+      { status: 'cancelled', cancellationReason: 'duplicate order' },
+      (v) => v === started.etag,
+      meta,
+    );
     expect(cancelled.order).toMatchObject({ status: 'cancelled', cancellationReason: 'duplicate order' });
-    expect((await problemOf(s.orders.update('lab-a', created.order.id, { status: 'in-progress' }, (v) => v === cancelled.etag, meta))).status).toBe(422);
-    expect((await problemOf(s.orders.update('lab-b', created.order.id, { status: 'completed' }, (v) => v === cancelled.etag, meta))).status).toBe(404);
+    expect(
+      (
+        await problemOf(
+          s.orders.update('lab-a', created.order.id, { status: 'in-progress' }, (v) => v === cancelled.etag, meta),
+        )
+      ).status,
+    ).toBe(422);
+    expect(
+      (
+        await problemOf(
+          s.orders.update('lab-b', created.order.id, { status: 'completed' }, (v) => v === cancelled.etag, meta),
+        )
+      ).status,
+    ).toBe(404);
   });
 
   it('audits every create, read and update with ids and pseudonyms only, and the chain verifies', async () => {
@@ -115,7 +148,9 @@ describe('orders', () => {
     const entries = [];
     for await (const e of s.audit.list('lab-audit')) entries.push(e);
     expect(entries.map((e) => e.event)).toEqual(['tenant.create', 'order.create', 'order.read', 'order.update']);
-    expect(entries.slice(1).every((e) => e.entity.id === created.order.id && e.patientRef && e.actor.id === 'lis-1')).toBe(true);
+    expect(
+      entries.slice(1).every((e) => e.entity.id === created.order.id && e.patientRef && e.actor.id === 'lis-1'),
+    ).toBe(true);
     const text = JSON.stringify(entries);
     for (const value of PATIENT_STRINGS) expect(text).not.toContain(value);
     expect(await s.audit.verify('lab-audit')).toMatchObject({ valid: true, entries: 4 });

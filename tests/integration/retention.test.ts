@@ -19,7 +19,8 @@ async function rawRows(tenant: string): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
   for await (const table of s.storage.tableService.listTables()) {
     for await (const row of s.storage.table(table.name ?? '').listEntities<Record<string, unknown>>()) {
-      if (String(row.partitionKey).startsWith(`${tenant}~`) || (row.partitionKey === 'tenant' && row.rowKey === tenant)) rows.push(row);
+      if (String(row.partitionKey).startsWith(`${tenant}~`) || (row.partitionKey === 'tenant' && row.rowKey === tenant))
+        rows.push(row);
     }
   }
   return rows;
@@ -28,7 +29,8 @@ async function rawRows(tenant: string): Promise<Record<string, unknown>[]> {
 async function rawBlobs(tenant: string): Promise<string[]> {
   const names: string[] = [];
   for await (const c of s.storage.blobService.listContainers()) {
-    for await (const b of s.storage.blobService.getContainerClient(c.name).listBlobsFlat({ prefix: `${tenant}/` })) names.push(`${c.name}/${b.name}`);
+    for await (const b of s.storage.blobService.getContainerClient(c.name).listBlobsFlat({ prefix: `${tenant}/` }))
+      names.push(`${c.name}/${b.name}`);
   }
   return names;
 }
@@ -38,29 +40,73 @@ describe('retention and deletion', () => {
     s = await testServices(azurite.connectionString);
     // The same storage and keys, eleven years ago: orders made then are due now.
     past = await testServices(azurite.connectionString, () => new Date(Date.now() - 11 * YEAR), s.config.dataDir);
-    for (const tenant of ['lab-ret', 'lab-gone', 'lab-stays']) await s.tenants.create(tenant, tenant, { actor: operatorActor, correlationId: 'setup' });
+    for (const tenant of ['lab-ret', 'lab-gone', 'lab-stays'])
+      await s.tenants.create(tenant, tenant, { actor: operatorActor, correlationId: 'setup' });
   });
 
   it('keeps the policy within the operator’s bounds, and images never outlive their order', async () => {
-    expect(await s.retention.policy('lab-ret')).toEqual({ imagesDays: 3650, ordersDays: 3650, afterContractEndDays: 30 });
-    expect((await problemOf(s.retention.setPolicy('lab-ret', { imagesDays: 30, ordersDays: 365, afterContractEndDays: 30 }, meta))).extras.errors?.[0]?.path).toBe('/ordersDays');
-    expect((await problemOf(s.retention.setPolicy('lab-ret', { imagesDays: 4000, ordersDays: 3650, afterContractEndDays: 30 }, meta))).extras.errors?.map((e) => e.message)).toContain(
-      'images never outlive their order: at most ordersDays',
-    );
-    expect((await problemOf(s.retention.setBounds('lab-ret', { minOrdersDays: 1, maxOrdersDays: 10, minImagesDays: 1, maxImagesDays: 10, minAfterContractEndDays: 7, maxAfterContractEndDays: 30 }, meta))).status).toBe(422);
+    expect(await s.retention.policy('lab-ret')).toEqual({
+      imagesDays: 3650,
+      ordersDays: 3650,
+      afterContractEndDays: 30,
+    });
+    expect(
+      (
+        await problemOf(
+          s.retention.setPolicy('lab-ret', { imagesDays: 30, ordersDays: 365, afterContractEndDays: 30 }, meta),
+        )
+      ).extras.errors?.[0]?.path,
+    ).toBe('/ordersDays');
+    expect(
+      (
+        await problemOf(
+          s.retention.setPolicy('lab-ret', { imagesDays: 4000, ordersDays: 3650, afterContractEndDays: 30 }, meta),
+        )
+      ).extras.errors?.map((e) => e.message),
+    ).toContain('images never outlive their order: at most ordersDays');
+    expect(
+      (
+        await problemOf(
+          s.retention.setBounds(
+            'lab-ret',
+            {
+              minOrdersDays: 1,
+              maxOrdersDays: 10,
+              minImagesDays: 1,
+              maxImagesDays: 10,
+              minAfterContractEndDays: 7,
+              maxAfterContractEndDays: 30,
+            },
+            meta,
+          ),
+        )
+      ).status,
+    ).toBe(422);
     await s.retention.setPolicy('lab-ret', { imagesDays: 30, ordersDays: 3650, afterContractEndDays: 30 }, meta);
   });
 
   it('deletes due orders with their index rows, images and blobs, audited, and the chain still verifies', async () => {
     const old = await past.orders.create('lab-ret', exampleOrder({ externalId: 'OLD-1' }), meta);
-    const upload = await past.images.createUpload('lab-ret', old.order.id, 'S-0001', { contentType: 'image/png', fileName: 'a.png' }, meta);
-    await uploadAndProcess(past, { tenant: 'lab-ret', orderId: old.order.id, specimenId: 'S-0001', imageId: upload.imageId }, await plainPng());
+    const upload = await past.images.createUpload(
+      'lab-ret',
+      old.order.id,
+      'S-0001',
+      { contentType: 'image/png', fileName: 'a.png' },
+      meta,
+    );
+    await uploadAndProcess(
+      past,
+      { tenant: 'lab-ret', orderId: old.order.id, specimenId: 'S-0001', imageId: upload.imageId },
+      await plainPng(),
+    );
     const fresh = await s.orders.create('lab-ret', exampleOrder({ externalId: 'NEW-1' }), meta);
     const result = await s.deletion.deleteDue('lab-ret', new Date(), meta);
     expect(result).toEqual({ orders: 1, images: 1 });
     const rows = await rawRows('lab-ret');
     expect(rows.some((r) => String(r.rowKey).includes(old.order.id))).toBe(false);
-    expect(rows.filter((r) => String(r.rowKey).startsWith('external~') || String(r.rowKey).startsWith('patient~'))).toHaveLength(2); // the fresh order's
+    expect(
+      rows.filter((r) => String(r.rowKey).startsWith('external~') || String(r.rowKey).startsWith('patient~')),
+    ).toHaveLength(2); // the fresh order's
     expect((await rawBlobs('lab-ret')).some((b) => b.includes(old.order.id))).toBe(false);
     expect((await s.orders.get('lab-ret', fresh.order.id, meta)).order.externalId).toBe('NEW-1');
     const events = [];
@@ -72,17 +118,34 @@ describe('retention and deletion', () => {
 
   it('deletes a tenant irrevocably: rows, blobs, keys; the scan finds nothing; old ciphertext stays unreadable; the certificate verifies', async () => {
     const order = await s.orders.create('lab-gone', exampleOrder(), meta);
-    const upload = await s.images.createUpload('lab-gone', order.order.id, 'S-0001', { contentType: 'image/png', fileName: 'x.png' }, meta);
-    await uploadAndProcess(s, { tenant: 'lab-gone', orderId: order.order.id, specimenId: 'S-0001', imageId: upload.imageId }, await plainPng());
+    const upload = await s.images.createUpload(
+      'lab-gone',
+      order.order.id,
+      'S-0001',
+      { contentType: 'image/png', fileName: 'x.png' },
+      meta,
+    );
+    await uploadAndProcess(
+      s,
+      { tenant: 'lab-gone', orderId: order.order.id, specimenId: 'S-0001', imageId: upload.imageId },
+      await plainPng(),
+    );
     await s.orders.create('lab-stays', exampleOrder(), meta);
     // A copy of a ciphertext taken before (stands for a backup or geo-replica).
     const copy = (await rawRows('lab-gone')).find((r) => String(r.rowKey).startsWith('order~'))?.encPatient as string;
-    const { deleteAt, noticeEndsAt } = await s.deletion.schedule('lab-gone', new Date(Date.now() - YEAR).toISOString(), { actor: operatorActor, correlationId: 'x' });
+    const { deleteAt, noticeEndsAt } = await s.deletion.schedule(
+      'lab-gone',
+      new Date(Date.now() - YEAR).toISOString(),
+      { actor: operatorActor, correlationId: 'x' },
+    );
     // A contract that ended long ago still gets the whole notice period: 30 days from now.
     expect(deleteAt).toBe(noticeEndsAt);
     expect(Date.parse(deleteAt)).toBeGreaterThan(Date.now() + 29 * 24 * 3600 * 1000);
     expect(await s.deletion.start('lab-gone')).toEqual({ refused: 'not-due' });
-    await s.deletion.confirmEarly('lab-gone', 'admin-of-lab-gone', { actor: { type: 'user', id: 'admin-of-lab-gone' }, correlationId: 'x' });
+    await s.deletion.confirmEarly('lab-gone', 'admin-of-lab-gone', {
+      actor: { type: 'user', id: 'admin-of-lab-gone' },
+      correlationId: 'x',
+    });
     const started = await s.deletion.start('lab-gone');
     if (!('startedAt' in started)) throw new Error(`deletion refused: ${started.refused}`);
     const startedAt = started.startedAt;
@@ -96,10 +159,20 @@ describe('retention and deletion', () => {
     expect(keys.map((k) => k.name).sort()).toEqual(['tenant-lab-gone-data', 'tenant-lab-gone-pseudonym']);
     const fresh = new TenantKeyring({ secrets: s.secrets });
     await expect(fresh.dataKeyVersion('lab-gone', parseEnvelope(copy).keyVersion)).rejects.toThrow();
-    expect(() => decryptWithKey(Buffer.alloc(32), { tenant: 'lab-gone', record: order.order.id, field: 'patient' }, parseEnvelope(copy).raw)).toThrow();
+    expect(() =>
+      decryptWithKey(
+        Buffer.alloc(32),
+        { tenant: 'lab-gone', record: order.order.id, field: 'patient' },
+        parseEnvelope(copy).raw,
+      ),
+    ).toThrow();
     const signed = await s.deletion.certify('lab-gone', { startedAt, rows, blobs, keys, verification });
     expect(JSON.stringify(signed.certificate)).not.toMatch(/Mustermann|Erika|A123456789/);
-    expect(signed.certificate).toMatchObject({ tenant: 'lab-gone', verification: { passed: true }, deleted: { blobs: expect.any(Number) } });
+    expect(signed.certificate).toMatchObject({
+      tenant: 'lab-gone',
+      verification: { passed: true },
+      deleted: { blobs: expect.any(Number) },
+    });
     const jwks = createLocalJWKSet((await s.deletion.verificationKeys()) as never);
     const { payload } = await compactVerify(signed.jws, jwks);
     expect(JSON.parse(new TextDecoder().decode(payload))).toEqual(signed.certificate);

@@ -24,7 +24,11 @@ async function replicate(): Promise<void> {
     const name = table.name ?? '';
     await to.tableService.createTable(name);
     for await (const e of from.table(name).listEntities<Record<string, unknown>>()) {
-      const { etag: _e, timestamp: _t, ...data } = e as Record<string, unknown> & { partitionKey: string; rowKey: string };
+      const {
+        etag: _e,
+        timestamp: _t,
+        ...data
+      } = e as Record<string, unknown> & { partitionKey: string; rowKey: string };
       await to.table(name).upsertEntity(data as { partitionKey: string; rowKey: string }, 'Replace');
     }
   }
@@ -67,7 +71,11 @@ describe('reads from the read-access secondary when the primary is lost', () => 
     for await (const e of s.audit.list('lab-geo')) entries.push(e.event);
     expect(entries).toEqual(expect.arrayContaining(['tenant.create', 'user.create', 'order.create']));
     expect((await s.audit.verify('lab-geo')).valid).toBe(true);
-    expect(await checkStorageHealth(s.storage)).toEqual({ status: 'degraded', storage: 'ok', readEndpoint: 'secondary' });
+    expect(await checkStorageHealth(s.storage)).toEqual({
+      status: 'degraded',
+      storage: 'ok',
+      readEndpoint: 'secondary',
+    });
     // Writes go to the primary only: they fail rather than land on a replica.
     await expect(s.orders.create('lab-geo', exampleOrder({ externalId: 'GEO-NEW' }), meta)).rejects.toThrow();
     // Reading patient data needs its audit entry written first: it fails closed.
@@ -76,7 +84,11 @@ describe('reads from the read-access secondary when the primary is lost', () => 
     // The secondary holds the rows: a direct look finds the orders.
     let orders = 0;
     const direct = createStorageClients({ kind: 'connectionString', connectionString: secondary.connectionString });
-    for await (const row of direct.table('tenantdata').listEntities({ queryOptions: { filter: "PartitionKey ge 'lab-geo~orders~' and PartitionKey lt 'lab-geo~orders~~'" } })) {
+    for await (const row of direct
+      .table('tenantdata')
+      .listEntities({
+        queryOptions: { filter: "PartitionKey ge 'lab-geo~orders~' and PartitionKey lt 'lab-geo~orders~~'" },
+      })) {
       if (String(row.rowKey).startsWith('order~')) orders++;
     }
     expect(orders).toBe(3);

@@ -33,7 +33,13 @@ let key: string;
 const errorBodies: string[] = [];
 let requests = 0;
 
-async function call(method: string, path: string, auth: string, body?: unknown, headers?: Record<string, string>): Promise<JsonReply> {
+async function call(
+  method: string,
+  path: string,
+  auth: string,
+  body?: unknown,
+  headers?: Record<string, string>,
+): Promise<JsonReply> {
   requests++;
   const reply = await callJson(host.apiBaseUrl, method, path, auth, body, headers);
   if (reply.status >= 400) errorBodies.push(reply.text);
@@ -42,14 +48,23 @@ async function call(method: string, path: string, auth: string, body?: unknown, 
 
 async function firstLogin(tenant: string, username: string, initial: string): Promise<string> {
   const first = await call('POST', '/auth/login', '', { tenant, username, password: initial });
-  await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
+  await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, {
+    currentPassword: initial,
+    newPassword: STRONG,
+  });
   return `Bearer ${String((await call('POST', '/auth/login', '', { tenant, username, password: STRONG })).json.accessToken)}`;
 }
 
 function canaryOrder(n: number): CreateOrderInput {
   return {
     externalId: `${CANARY.externalId}-${n}`,
-    patient: { id: CANARY.patientId, firstName: CANARY.firstName, lastName: CANARY.lastName, birthDate: CANARY.birthDate, sex: 'female' },
+    patient: {
+      id: CANARY.patientId,
+      firstName: CANARY.firstName,
+      lastName: CANARY.lastName,
+      birthDate: CANARY.birthDate,
+      sex: 'female',
+    },
     orderingPhysician: { name: CANARY.physician, lanr: '123456601', bsnr: '031234500' },
     priority: 'urgent',
     clinicalInformation: CANARY.clinical,
@@ -58,7 +73,10 @@ function canaryOrder(n: number): CreateOrderInput {
   };
 }
 
-const sightings = (where: string, text: string): string[] => CANARY_VALUES.filter((v) => text.includes(v) || text.toLowerCase().includes(v.toLowerCase())).map((v) => `${where}: ${v}`);
+const sightings = (where: string, text: string): string[] =>
+  CANARY_VALUES.filter((v) => text.includes(v) || text.toLowerCase().includes(v.toLowerCase())).map(
+    (v) => `${where}: ${v}`,
+  );
 
 const scanned = { rowsScanned: 0, queueMessagesScanned: 0, blobsScanned: 0 };
 /**
@@ -67,8 +85,12 @@ const scanned = { rowsScanned: 0, queueMessagesScanned: 0, blobsScanned: 0 };
  */
 async function scanStorage(when: string): Promise<string[]> {
   const found: string[] = [];
-  for await (const t of TableServiceClient.fromConnectionString(host.storageConnectionString, { allowInsecureConnection: true }).listTables()) {
-    for await (const row of TableClient.fromConnectionString(host.storageConnectionString, t.name ?? '', { allowInsecureConnection: true }).listEntities()) {
+  for await (const t of TableServiceClient.fromConnectionString(host.storageConnectionString, {
+    allowInsecureConnection: true,
+  }).listTables()) {
+    for await (const row of TableClient.fromConnectionString(host.storageConnectionString, t.name ?? '', {
+      allowInsecureConnection: true,
+    }).listEntities()) {
       scanned.rowsScanned++;
       found.push(...sightings(`${when}: table ${t.name ?? ''}`, JSON.stringify(row)));
     }
@@ -77,7 +99,9 @@ async function scanStorage(when: string): Promise<string[]> {
   for await (const q of queues.listQueues()) {
     for (const m of (await queues.getQueueClient(q.name).peekMessages({ numberOfMessages: 32 })).peekedMessageItems) {
       scanned.queueMessagesScanned++;
-      found.push(...sightings(`${when}: queue ${q.name}`, Buffer.from(m.messageText, 'base64').toString() + m.messageText));
+      found.push(
+        ...sightings(`${when}: queue ${q.name}`, Buffer.from(m.messageText, 'base64').toString() + m.messageText),
+      );
     }
   }
   const blobService = BlobServiceClient.fromConnectionString(host.storageConnectionString);
@@ -85,7 +109,12 @@ async function scanStorage(when: string): Promise<string[]> {
     if (c.name === 'exports') continue;
     for await (const b of blobService.getContainerClient(c.name).listBlobsFlat()) {
       scanned.blobsScanned++;
-      found.push(...sightings(`${when}: blob ${c.name}/${b.name}`, (await blobService.getContainerClient(c.name).getBlobClient(b.name).downloadToBuffer()).toString('latin1')));
+      found.push(
+        ...sightings(
+          `${when}: blob ${c.name}/${b.name}`,
+          (await blobService.getContainerClient(c.name).getBlobClient(b.name).downloadToBuffer()).toString('latin1'),
+        ),
+      );
     }
   }
   return found;
@@ -93,10 +122,24 @@ async function scanStorage(when: string): Promise<string[]> {
 
 describe('canary patient data through every workflow, looked for everywhere it must not be', () => {
   beforeAll(async () => {
-    host = await startHost({ env: { LABVAULT_OPERATOR_INITIAL_PASSWORD: BOOTSTRAP_PASSWORD, LABVAULT_BREACH_REMINDER_HOURS: '0.0005,0.001', LABVAULT_DURABLE_LEASE_SECONDS: '3' } });
+    host = await startHost({
+      env: {
+        LABVAULT_OPERATOR_INITIAL_PASSWORD: BOOTSTRAP_PASSWORD,
+        LABVAULT_BREACH_REMINDER_HOURS: '0.0005,0.001',
+        LABVAULT_DURABLE_LEASE_SECONDS: '3',
+      },
+    });
     operator = await firstLogin('operator', 'operator', BOOTSTRAP_PASSWORD);
-    const tenant = await call('POST', '/tenants', operator, { id: 'lab-canary', name: 'Canary Lab', admin: { username: 'admin', email: 'admin@canary.example' } });
-    admin = await firstLogin('lab-canary', 'admin', String((tenant.json.admin as { initialPassword: string }).initialPassword));
+    const tenant = await call('POST', '/tenants', operator, {
+      id: 'lab-canary',
+      name: 'Canary Lab',
+      admin: { username: 'admin', email: 'admin@canary.example' },
+    });
+    admin = await firstLogin(
+      'lab-canary',
+      'admin',
+      String((tenant.json.admin as { initialPassword: string }).initialPassword),
+    );
     key = `ApiKey ${String((await call('POST', '/integrations', admin, { name: 'LIS', permissions: ['orders:create', 'orders:read', 'orders:update', 'images:upload', 'images:read', 'exports:start', 'audit:read'], currentPassword: STRONG })).json.apiKey)}`;
   });
 
@@ -107,33 +150,83 @@ describe('canary patient data through every workflow, looked for everywhere it m
   it('keeps the canaries out of logs, error bodies, orchestration histories, queues and every stored byte outside the encrypted fields', async () => {
     // Intake, reads, listings by patient, updates, and refusals that carry the canaries in their input.
     const ids: string[] = [];
-    for (let n = 0; n < 5; n++) ids.push(String((await call('POST', '/orders', key, canaryOrder(n), { 'idempotency-key': `canary-${n}` })).json.id));
+    for (let n = 0; n < 5; n++)
+      ids.push(
+        String((await call('POST', '/orders', key, canaryOrder(n), { 'idempotency-key': `canary-${n}` })).json.id),
+      );
     await call('POST', '/orders', key, canaryOrder(0), { 'idempotency-key': 'canary-0' }); // replay
     expect((await call('POST', '/orders', key, canaryOrder(0))).status).toBe(409);
-    expect((await call('POST', '/orders', key, { ...canaryOrder(9), patient: { ...canaryOrder(9).patient, birthDate: `${CANARY.birthDate}x` } })).status).toBe(400);
-    expect((await call('POST', '/orders', key, `{"externalId":"${CANARY.externalId}","patient":${JSON.stringify(CANARY.lastName)}`)).status).toBe(400);
+    expect(
+      (
+        await call('POST', '/orders', key, {
+          ...canaryOrder(9),
+          patient: { ...canaryOrder(9).patient, birthDate: `${CANARY.birthDate}x` },
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (
+        await call(
+          'POST',
+          '/orders',
+          key,
+          `{"externalId":"${CANARY.externalId}","patient":${JSON.stringify(CANARY.lastName)}`,
+        )
+      ).status,
+    ).toBe(400);
     expect((await call('POST', '/orders', key, { ...canaryOrder(10), unexpected: CANARY.clinical })).status).toBe(400);
     expect((await call('GET', `/orders?patientId=${encodeURIComponent(CANARY.patientId)}`, key)).status).toBe(200);
-    expect((await call('GET', `/orders?externalId=${encodeURIComponent(CANARY.lastName)}${'x'.repeat(100)}`, key)).status).toBeLessThan(500);
-    await call('PATCH', `/orders/${ids[0] ?? ''}`, key, { status: 'cancelled', cancellationReason: CANARY.clinical }, { 'if-match': '"stale"' });
+    expect(
+      (await call('GET', `/orders?externalId=${encodeURIComponent(CANARY.lastName)}${'x'.repeat(100)}`, key)).status,
+    ).toBeLessThan(500);
+    await call(
+      'PATCH',
+      `/orders/${ids[0] ?? ''}`,
+      key,
+      { status: 'cancelled', cancellationReason: CANARY.clinical },
+      { 'if-match': '"stale"' },
+    );
     // Control: the tenant's own answer carries the canaries, so the search below can see them.
-    expect(sightings('control', (await call('GET', `/orders/${ids[1] ?? ''}`, key)).text).length).toBeGreaterThanOrEqual(6);
+    expect(
+      sightings('control', (await call('GET', `/orders/${ids[1] ?? ''}`, key)).text).length,
+    ).toBeGreaterThanOrEqual(6);
 
     // Images: one with the canary in EXIF, comment and file name; one rejected with the canary in its bytes.
     const photo = withJpegComment(
-      await sharp({ create: { width: 320, height: 240, channels: 3, background: '#c33' } }).jpeg().withExif({ IFD0: { ImageDescription: CANARY.exifPerson, Artist: CANARY.lastName } }).toBuffer(),
+      await sharp({ create: { width: 320, height: 240, channels: 3, background: '#c33' } })
+        .jpeg()
+        .withExif({ IFD0: { ImageDescription: CANARY.exifPerson, Artist: CANARY.lastName } })
+        .toBuffer(),
       `${CANARY.firstName} ${CANARY.lastName}`,
     );
     for (const bytes of [photo, Buffer.from(`not an image: ${CANARY.lastName}`)]) {
-      const upload = await call('POST', `/orders/${ids[1] ?? ''}/specimens/S-0001/images`, key, { contentType: 'image/jpeg', fileName: CANARY.fileName });
-      await fetch(String(upload.json.uploadUrl), { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: bytes });
+      const upload = await call('POST', `/orders/${ids[1] ?? ''}/specimens/S-0001/images`, key, {
+        contentType: 'image/jpeg',
+        fileName: CANARY.fileName,
+      });
+      await fetch(String(upload.json.uploadUrl), {
+        method: 'PUT',
+        headers: { 'x-ms-blob-type': 'BlockBlob' },
+        body: bytes,
+      });
     }
-    await until('images', async () => ((await call('GET', `/orders/${ids[1] ?? ''}/specimens/S-0001/images`, key)).json.items as { status: string }[]).every((i) => i.status !== 'pending'), (done) => done);
+    await until(
+      'images',
+      async () =>
+        (
+          (await call('GET', `/orders/${ids[1] ?? ''}/specimens/S-0001/images`, key)).json.items as { status: string }[]
+        ).every((i) => i.status !== 'pending'),
+      (done) => done,
+    );
 
     // Exports in both formats, a breach with its notification, then the tenant's deletion.
     for (const format of ['ndjson', 'fhir']) {
       const started = await call('POST', '/exports', key, { format });
-      await until(`export ${format}`, async () => (await call('GET', `/exports/${String(started.json.id)}`, key)).json.status === 'completed', (done) => done);
+      await until(
+        `export ${format}`,
+        async () => (await call('GET', `/exports/${String(started.json.id)}`, key)).json.status === 'completed',
+        (done) => done,
+      );
     }
     const integrationId = String(((await call('GET', '/integrations', admin)).json.items as { id: string }[])[0]?.id);
     const breach = await call('POST', '/breaches', operator, {
@@ -146,13 +239,31 @@ describe('canary patient data through every workflow, looked for everywhere it m
       measures: 'Key revoked',
     });
     expect(breach.status).toBe(202);
-    await until('breach notification', async () => (((await call('GET', '/breach-notifications', admin)).json.items as unknown[] | undefined) ?? []).length > 0, (done) => done);
+    await until(
+      'breach notification',
+      async () =>
+        (((await call('GET', '/breach-notifications', admin)).json.items as unknown[] | undefined) ?? []).length > 0,
+      (done) => done,
+    );
     await new Promise((r) => setTimeout(r, 4000)); // the reminders (2 s, 4 s) run through the watcher
-    await call('POST', `/breaches/${String(breach.json.id)}/analysis`, operator, { rootCause: 'r', measures: 'm', closed: true });
+    await call('POST', `/breaches/${String(breach.json.id)}/analysis`, operator, {
+      rootCause: 'r',
+      measures: 'm',
+      closed: true,
+    });
     const found: string[] = await scanStorage('before deletion');
-    expect((await call('POST', '/tenants/lab-canary/termination', operator, { contractEndsAt: '2020-01-01T00:00:00Z' })).status).toBe(202);
-    expect((await call('POST', '/tenants/lab-canary/deletion/confirmation', admin, { currentPassword: STRONG })).status).toBe(202);
-    await until('deletion', async () => (await call('GET', '/tenants/lab-canary/deletion', operator)).json.status === 'completed', (done) => done);
+    expect(
+      (await call('POST', '/tenants/lab-canary/termination', operator, { contractEndsAt: '2020-01-01T00:00:00Z' }))
+        .status,
+    ).toBe(202);
+    expect(
+      (await call('POST', '/tenants/lab-canary/deletion/confirmation', admin, { currentPassword: STRONG })).status,
+    ).toBe(202);
+    await until(
+      'deletion',
+      async () => (await call('GET', '/tenants/lab-canary/deletion', operator)).json.status === 'completed',
+      (done) => done,
+    );
 
     // Every line the host printed: logs, telemetry, warnings.
     found.push(...sightings('host output', host.output()));
@@ -161,11 +272,27 @@ describe('canary patient data through every workflow, looked for everywhere it m
     // Every orchestration's history, input, output and custom status.
     const instances = (await (await fetch(host.durableUrl(`instances/`))).json()) as { instanceId: string }[];
     for (const { instanceId } of instances) {
-      found.push(...sightings(`orchestration ${instanceId}`, await (await fetch(host.durableUrl(`instances/${instanceId}?showHistory=true&showHistoryOutput=true&showInput=true`))).text()));
+      found.push(
+        ...sightings(
+          `orchestration ${instanceId}`,
+          await (
+            await fetch(
+              host.durableUrl(`instances/${instanceId}?showHistory=true&showHistoryOutput=true&showInput=true`),
+            )
+          ).text(),
+        ),
+      );
     }
     found.push(...(await scanStorage('after deletion')));
     expect(found).toEqual([]);
     expect(instances.length).toBeGreaterThanOrEqual(4);
-    recordFigures('canary', { canaryValues: CANARY_VALUES.length, requests, errorBodies: errorBodies.length, logBytes: host.output().length, orchestrations: instances.length, ...scanned });
+    recordFigures('canary', {
+      canaryValues: CANARY_VALUES.length,
+      requests,
+      errorBodies: errorBodies.length,
+      logBytes: host.output().length,
+      orchestrations: instances.length,
+      ...scanned,
+    });
   });
 });

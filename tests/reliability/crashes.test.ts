@@ -29,7 +29,8 @@ let operator: string;
 const random = seededRandom(SEED);
 const kills: { workflow: string; afterMs: number }[] = [];
 
-const call = (method: string, path: string, auth: string, body?: unknown, headers?: Record<string, string>) => callJson(host.apiBaseUrl, method, path, auth, body, headers);
+const call = (method: string, path: string, auth: string, body?: unknown, headers?: Record<string, string>) =>
+  callJson(host.apiBaseUrl, method, path, auth, body, headers);
 
 /** kill -9 of the host at random moments while `workflow` runs, each time followed by a restart. */
 async function crashRepeatedly(workflow: string): Promise<void> {
@@ -45,14 +46,36 @@ async function crashRepeatedly(workflow: string): Promise<void> {
 const tenantAdmins = new Map<string, string>();
 
 async function seedTenant(id: string, orders: number): Promise<string> {
-  const created = admin(dataDir, ['tenant', 'create', '--id', id, '--name', id, '--admin-username', 'admin', '--admin-email', `admin@${id}.example`]);
+  const created = admin(dataDir, [
+    'tenant',
+    'create',
+    '--id',
+    id,
+    '--name',
+    id,
+    '--admin-username',
+    'admin',
+    '--admin-email',
+    `admin@${id}.example`,
+  ]);
   const initial = String((created.json?.admin as { initialPassword: string }).initialPassword);
   const first = await call('POST', '/auth/login', '', { tenant: id, username: 'admin', password: initial });
-  await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
-  tenantAdmins.set(id, `Bearer ${String((await call('POST', '/auth/login', '', { tenant: id, username: 'admin', password: STRONG })).json.accessToken)}`);
+  await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, {
+    currentPassword: initial,
+    newPassword: STRONG,
+  });
+  tenantAdmins.set(
+    id,
+    `Bearer ${String((await call('POST', '/auth/login', '', { tenant: id, username: 'admin', password: STRONG })).json.accessToken)}`,
+  );
   const key = `ApiKey ${String(admin(dataDir, ['integration', 'create', '--tenant', id, '--name', 'lis', '--permissions', 'orders:create,images:upload,images:read,exports:start']).json?.apiKey)}`;
   await pool(orders, 8, async (i) => {
-    const reply = await call('POST', '/orders', key, exampleOrder({ externalId: `C-${i}`, patient: { ...exampleOrder().patient, id: `CP-${i}` } }));
+    const reply = await call(
+      'POST',
+      '/orders',
+      key,
+      exampleOrder({ externalId: `C-${i}`, patient: { ...exampleOrder().patient, id: `CP-${i}` } }),
+    );
     expect(reply.status).toBe(201);
   });
   return key;
@@ -62,7 +85,11 @@ async function exportOf(key: string, disturbed: boolean): Promise<Map<string, Bu
   const started = await call('POST', '/exports', key, { format: 'ndjson' });
   expect(started.status, started.text).toBe(202);
   if (disturbed) await crashRepeatedly('export');
-  const status = await until('export', () => call('GET', `/exports/${String(started.json.id)}`, key), (r) => r.json.status === 'completed' || r.json.status === 'failed');
+  const status = await until(
+    'export',
+    () => call('GET', `/exports/${String(started.json.id)}`, key),
+    (r) => r.json.status === 'completed' || r.json.status === 'failed',
+  );
   expect(status.json.status).toBe('completed');
   const download = status.json.download as { url: string; sha256: string };
   const zip = Buffer.from(await (await fetch(download.url)).arrayBuffer());
@@ -72,11 +99,26 @@ async function exportOf(key: string, disturbed: boolean): Promise<Map<string, Bu
 
 /** The archive's business content, without what differs between two tenants by design (ids, times). */
 function exportContent(files: Map<string, Buffer>): { counts: Record<string, number>; orders: unknown[] } {
-  const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as { counts: Record<string, number>; files: { path: string; sha256: string }[] };
-  for (const f of manifest.files) expect(createHash('sha256').update(files.get(f.path) ?? Buffer.alloc(0)).digest('hex'), f.path).toBe(f.sha256);
+  const manifest = JSON.parse(files.get('manifest.json')?.toString() ?? '{}') as {
+    counts: Record<string, number>;
+    files: { path: string; sha256: string }[];
+  };
+  for (const f of manifest.files)
+    expect(
+      createHash('sha256')
+        .update(files.get(f.path) ?? Buffer.alloc(0))
+        .digest('hex'),
+      f.path,
+    ).toBe(f.sha256);
   const orders = [...files.entries()]
     .filter(([name]) => name.startsWith('orders/orders-'))
-    .flatMap(([, data]) => data.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>))
+    .flatMap(([, data]) =>
+      data
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    )
     .map(({ id: _id, createdAt: _c, updatedAt: _u, ...rest }) => rest)
     .sort((a, b) => String(a.externalId).localeCompare(String(b.externalId)));
   const { 'audit-entry': _audit, user: _user, integration: _integration, ...counts } = manifest.counts;
@@ -84,13 +126,21 @@ function exportContent(files: Map<string, Buffer>): { counts: Record<string, num
 }
 
 async function deletionOf(tenant: string, disturbed: boolean): Promise<Record<string, unknown>> {
-  const terminated = await call('POST', `/tenants/${tenant}/termination`, operator, { contractEndsAt: '2020-01-01T00:00:00Z' });
+  const terminated = await call('POST', `/tenants/${tenant}/termination`, operator, {
+    contractEndsAt: '2020-01-01T00:00:00Z',
+  });
   expect(terminated.status, terminated.text).toBe(202);
   // Only the tenant's admin brings deletion forward from the end of the notice period.
-  const confirmed = await call('POST', `/tenants/${tenant}/deletion/confirmation`, tenantAdmins.get(tenant) ?? '', { currentPassword: STRONG });
+  const confirmed = await call('POST', `/tenants/${tenant}/deletion/confirmation`, tenantAdmins.get(tenant) ?? '', {
+    currentPassword: STRONG,
+  });
   expect(confirmed.status, confirmed.text).toBe(202);
   if (disturbed) await crashRepeatedly('deletion');
-  const state = await until('deletion', () => call('GET', `/tenants/${tenant}/deletion`, operator), (r) => r.json.status === 'completed');
+  const state = await until(
+    'deletion',
+    () => call('GET', `/tenants/${tenant}/deletion`, operator),
+    (r) => r.json.status === 'completed',
+  );
   return (state.json.certificate as { certificate: Record<string, unknown> }).certificate;
 }
 
@@ -98,14 +148,26 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
   beforeAll(async () => {
     host = await startHost({ env });
     dataDir = host.dataDir;
-    const first = await call('POST', '/auth/login', '', { tenant: 'operator', username: 'operator', password: OPERATOR_PASSWORD });
-    await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, { currentPassword: OPERATOR_PASSWORD, newPassword: STRONG });
+    const first = await call('POST', '/auth/login', '', {
+      tenant: 'operator',
+      username: 'operator',
+      password: OPERATOR_PASSWORD,
+    });
+    await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, {
+      currentPassword: OPERATOR_PASSWORD,
+      newPassword: STRONG,
+    });
     operator = `Bearer ${String((await call('POST', '/auth/login', '', { tenant: 'operator', username: 'operator', password: STRONG })).json.accessToken)}`;
   });
 
   afterAll(async () => {
     await host?.kill();
-    recordFigures('crashes', { seed: SEED, killsPerWorkflow: KILLS_PER_WORKFLOW, kills: kills.length, killedAfterMs: kills });
+    recordFigures('crashes', {
+      seed: SEED,
+      killsPerWorkflow: KILLS_PER_WORKFLOW,
+      kills: kills.length,
+      killedAfterMs: kills,
+    });
   });
 
   it('export: the archive after crashes holds what an undisturbed export of the same data holds', async () => {
@@ -123,13 +185,24 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
     const upload = async (i: number) => {
       const order = await call('POST', '/orders', key, exampleOrder({ externalId: `CI-${i}` }));
       const orderId = String(order.json.id);
-      const u = await call('POST', `/orders/${orderId}/specimens/S-0001/images`, key, { contentType: 'image/jpeg', fileName: 'x.jpg' });
-      const put = await fetch(String(u.json.uploadUrl), { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: jpeg });
+      const u = await call('POST', `/orders/${orderId}/specimens/S-0001/images`, key, {
+        contentType: 'image/jpeg',
+        fileName: 'x.jpg',
+      });
+      const put = await fetch(String(u.json.uploadUrl), {
+        method: 'PUT',
+        headers: { 'x-ms-blob-type': 'BlockBlob' },
+        body: jpeg,
+      });
       expect(put.status).toBe(201);
       return { orderId, imageId: String(u.json.imageId) };
     };
     const ready = async ({ orderId }: { orderId: string }) => {
-      const list = await until('image', () => call('GET', `/orders/${orderId}/specimens/S-0001/images`, key), (r) => ((r.json.items as { status: string }[] | undefined) ?? []).some((x) => x.status !== 'pending'));
+      const list = await until(
+        'image',
+        () => call('GET', `/orders/${orderId}/specimens/S-0001/images`, key),
+        (r) => ((r.json.items as { status: string }[] | undefined) ?? []).some((x) => x.status !== 'pending'),
+      );
       return ((list.json.items as Record<string, unknown>[] | undefined) ?? [])[0] ?? {};
     };
     const reference = await ready(await upload(0));
@@ -158,12 +231,19 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
   it('backup: completes across crashes and restores the tenant rows it saw', async () => {
     const key = await seedTenant('crash-bak', 200);
     expect(key).toMatch(/^ApiKey /);
-    const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-crash`), { method: 'POST', body: JSON.stringify({ backupId: '20261127-crash' }) });
+    const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-crash`), {
+      method: 'POST',
+      body: JSON.stringify({ backupId: '20261127-crash' }),
+    });
     expect(started.status).toBe(202);
     await crashRepeatedly('backup');
     const status = await until(
       'backup',
-      async () => (await (await fetch(host.durableUrl(`instances/backup-crash`))).json()) as { runtimeStatus: string; output?: { tables: number; entities: number } },
+      async () =>
+        (await (await fetch(host.durableUrl(`instances/backup-crash`))).json()) as {
+          runtimeStatus: string;
+          output?: { tables: number; entities: number };
+        },
       (s) => s.runtimeStatus === 'Completed' || s.runtimeStatus === 'Failed',
     );
     expect(status.runtimeStatus).toBe('Completed');
@@ -175,7 +255,10 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
       const keysOf = async (connectionString: string) => {
         const keys: string[] = [];
         const filter = "PartitionKey ge 'crash-bak~' and PartitionKey lt 'crash-bak~~'";
-        for await (const r of TableClient.fromConnectionString(connectionString, 'tenantdata', { allowInsecureConnection: true }).listEntities({ queryOptions: { filter, select: ['PartitionKey', 'RowKey'] } })) keys.push(`${String(r.partitionKey)}|${String(r.rowKey)}`);
+        for await (const r of TableClient.fromConnectionString(connectionString, 'tenantdata', {
+          allowInsecureConnection: true,
+        }).listEntities({ queryOptions: { filter, select: ['PartitionKey', 'RowKey'] } }))
+          keys.push(`${String(r.partitionKey)}|${String(r.rowKey)}`);
         return keys.sort();
       };
       // The tenant did not change after seeding, so the copy holds exactly its rows.
@@ -187,11 +270,26 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
   it('breach: every affected tenant is notified once, reminded twice and escalated once, as without crashes', async () => {
     const admins: Record<string, string> = {};
     for (const tenant of ['crash-br-a', 'crash-br-b']) {
-      const created = admin(dataDir, ['tenant', 'create', '--id', tenant, '--name', tenant, '--admin-username', 'admin', '--admin-email', `a@${tenant}.example`]);
+      const created = admin(dataDir, [
+        'tenant',
+        'create',
+        '--id',
+        tenant,
+        '--name',
+        tenant,
+        '--admin-username',
+        'admin',
+        '--admin-email',
+        `a@${tenant}.example`,
+      ]);
       const initial = String((created.json?.admin as { initialPassword: string }).initialPassword);
       const first = await call('POST', '/auth/login', '', { tenant, username: 'admin', password: initial });
-      await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
-      admins[tenant] = `Bearer ${String((await call('POST', '/auth/login', '', { tenant, username: 'admin', password: STRONG })).json.accessToken)}`;
+      await call('POST', '/auth/password', `Bearer ${String(first.json.accessToken)}`, {
+        currentPassword: initial,
+        newPassword: STRONG,
+      });
+      admins[tenant] =
+        `Bearer ${String((await call('POST', '/auth/login', '', { tenant, username: 'admin', password: STRONG })).json.accessToken)}`;
     }
     const reported = await call('POST', '/breaches', operator, {
       detectedAt: new Date().toISOString(),
@@ -209,16 +307,32 @@ describe(`crashes: kill -9 of the local host ${KILLS_PER_WORKFLOW} times at rand
     const breach = await until(
       'breach escalation',
       async () => (await call('GET', `/breaches/${id}`, operator)).json,
-      (b) => ((b.timeline as { event: string }[] | undefined) ?? []).filter((e) => e.event === 'escalation').length >= 2,
+      (b) =>
+        ((b.timeline as { event: string }[] | undefined) ?? []).filter((e) => e.event === 'escalation').length >= 2,
       { timeoutMs: 90_000 },
     );
     await new Promise((r) => setTimeout(r, 3000)); // a duplicate would show by now
-    const timeline = ((await call('GET', `/breaches/${id}`, operator)).json.timeline as { event: string; tenant?: string }[] | undefined) ?? breach.timeline as { event: string; tenant?: string }[];
+    const timeline =
+      ((await call('GET', `/breaches/${id}`, operator)).json.timeline as
+        { event: string; tenant?: string }[] | undefined) ?? (breach.timeline as { event: string; tenant?: string }[]);
     for (const tenant of ['crash-br-a', 'crash-br-b']) {
       const events = timeline.filter((e) => e.tenant === tenant).map((e) => e.event);
-      expect({ tenant, notified: events.filter((e) => e === 'notified').length, reminders: events.filter((e) => e === 'reminder').length, escalations: events.filter((e) => e === 'escalation').length }).toEqual({ tenant, notified: 1, reminders: 2, escalations: 1 });
-      const notices = ((await call('GET', '/breach-notifications', admins[tenant] ?? '')).json.items as { breachId: string; sequence: number; reminders: number }[]).filter((n) => n.breachId === id);
-      expect(notices.map((n) => ({ sequence: n.sequence, reminders: n.reminders }))).toEqual([{ sequence: 1, reminders: 2 }]);
+      expect({
+        tenant,
+        notified: events.filter((e) => e === 'notified').length,
+        reminders: events.filter((e) => e === 'reminder').length,
+        escalations: events.filter((e) => e === 'escalation').length,
+      }).toEqual({ tenant, notified: 1, reminders: 2, escalations: 1 });
+      const notices = (
+        (await call('GET', '/breach-notifications', admins[tenant] ?? '')).json.items as {
+          breachId: string;
+          sequence: number;
+          reminders: number;
+        }[]
+      ).filter((n) => n.breachId === id);
+      expect(notices.map((n) => ({ sequence: n.sequence, reminders: n.reminders }))).toEqual([
+        { sequence: 1, reminders: 2 },
+      ]);
     }
   });
 });

@@ -28,11 +28,28 @@ describe(`fuzzing the blob trigger with ${CASES} random and mutated image files`
   it('ends every upload ready (with an image that decodes) or rejected with a reason, never stuck, never poison, never a 5xx', async () => {
     const uploads = await fuzzedImageFiles(CASES);
     const api = (method: string, path: string, body?: unknown) =>
-      httpCall(`${host.apiBaseUrl}${path}`, { method, headers: { authorization: key, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      httpCall(`${host.apiBaseUrl}${path}`, {
+        method,
+        headers: { authorization: key, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
     const cases = await pool(uploads.length, 4, async (i) => {
-      const order = JSON.parse((await api('POST', '/orders', exampleOrder({ externalId: `IF-${i}` }))).text) as { id: string };
-      const upload = JSON.parse((await api('POST', `/orders/${order.id}/specimens/S-0001/images`, { contentType: i % 2 ? 'image/png' : 'image/jpeg', fileName: `f${i}` })).text) as { uploadUrl: string; imageId: string };
-      const put = await fetch(upload.uploadUrl, { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: uploads[i] });
+      const order = JSON.parse((await api('POST', '/orders', exampleOrder({ externalId: `IF-${i}` }))).text) as {
+        id: string;
+      };
+      const upload = JSON.parse(
+        (
+          await api('POST', `/orders/${order.id}/specimens/S-0001/images`, {
+            contentType: i % 2 ? 'image/png' : 'image/jpeg',
+            fileName: `f${i}`,
+          })
+        ).text,
+      ) as { uploadUrl: string; imageId: string };
+      const put = await fetch(upload.uploadUrl, {
+        method: 'PUT',
+        headers: { 'x-ms-blob-type': 'BlockBlob' },
+        body: uploads[i],
+      });
       expect(put.status).toBe(201);
       return { orderId: order.id, imageId: upload.imageId };
     });
@@ -62,11 +79,15 @@ describe(`fuzzing the blob trigger with ${CASES} random and mutated image files`
     // A rejected file leaves no image behind; no event was dead-lettered; nothing logged an error.
     const blobs = BlobServiceClient.fromConnectionString(host.storageConnectionString);
     let stored = 0;
-    for await (const _ of blobs.getContainerClient('specimen-images').listBlobsFlat({ prefix: 'lab-img-fuzz/' })) stored++;
+    for await (const _ of blobs.getContainerClient('specimen-images').listBlobsFlat({ prefix: 'lab-img-fuzz/' }))
+      stored++;
     expect(stored).toBe(2 * (outcomes.ready ?? 0));
     for (const name of [POISON_QUEUE, EVENT_DEAD_LETTER_QUEUE]) {
       const poison = new QueueClient(host.storageConnectionString, name);
-      expect((await poison.exists()) ? (await poison.peekMessages({ numberOfMessages: 32 })).peekedMessageItems : [], name).toEqual([]);
+      expect(
+        (await poison.exists()) ? (await poison.peekMessages({ numberOfMessages: 32 })).peekedMessageItems : [],
+        name,
+      ).toEqual([]);
     }
     expect(host.output()).not.toContain('"level":"error"');
     recordFigures('imageFuzz', { cases: uploads.length, outcomes });

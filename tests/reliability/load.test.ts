@@ -57,7 +57,18 @@ describe(`load: ${ORDERS} orders over HTTP at concurrency ${CONCURRENCY}, with r
         const reply = await httpCall(`${host.apiBaseUrl}/orders`, {
           method: 'POST',
           headers: { authorization: key, 'content-type': 'application/json', 'idempotency-key': `load-${i}` },
-          body: JSON.stringify(exampleOrder({ externalId: `LOAD-${i}`, patient: { id: `LP-${i}`, firstName: 'Load', lastName: 'Patient', birthDate: '1970-01-01', sex: 'female' } })),
+          body: JSON.stringify(
+            exampleOrder({
+              externalId: `LOAD-${i}`,
+              patient: {
+                id: `LP-${i}`,
+                firstName: 'Load',
+                lastName: 'Patient',
+                birthDate: '1970-01-01',
+                sex: 'female',
+              },
+            }),
+          ),
           ...(abortAfterMs !== undefined ? { abortAfterMs } : {}),
         });
         latencies.push(performance.now() - t0);
@@ -105,10 +116,14 @@ describe(`load: ${ORDERS} orders over HTTP at concurrency ${CONCURRENCY}, with r
     expect(fiveHundreds).toBe(0);
 
     // Storage, read directly: exactly one order row and one creation entry per order.
-    const table = TableClient.fromConnectionString(host.storageConnectionString, 'tenantdata', { allowInsecureConnection: true });
+    const table = TableClient.fromConnectionString(host.storageConnectionString, 'tenantdata', {
+      allowInsecureConnection: true,
+    });
     const orderRows = new Set<string>();
     const created = new Map<string, number>();
-    for await (const row of table.listEntities<{ event?: string; entityId?: string }>({ queryOptions: { filter: "PartitionKey ge 'lab-load~orders~' and PartitionKey lt 'lab-load~orders~~'" } })) {
+    for await (const row of table.listEntities<{ event?: string; entityId?: string }>({
+      queryOptions: { filter: "PartitionKey ge 'lab-load~orders~' and PartitionKey lt 'lab-load~orders~~'" },
+    })) {
       if (row.rowKey?.startsWith('order~')) orderRows.add(row.rowKey.slice('order~'.length));
       if (row.event === 'order.create' && row.entityId) created.set(row.entityId, (created.get(row.entityId) ?? 0) + 1);
     }
@@ -123,7 +138,12 @@ describe(`load: ${ORDERS} orders over HTTP at concurrency ${CONCURRENCY}, with r
     expect(verified.entries).toBeGreaterThanOrEqual(ORDERS);
 
     latencies.sort((a, b) => a - b);
-    const behaviourCounts = Object.fromEntries(['twice-at-once', 'abort-and-retry', 'repeat-after-answer', 'once'].map((b) => [b, behaviours.filter((x) => x === b).length]));
+    const behaviourCounts = Object.fromEntries(
+      ['twice-at-once', 'abort-and-retry', 'repeat-after-answer', 'once'].map((b) => [
+        b,
+        behaviours.filter((x) => x === b).length,
+      ]),
+    );
     recordFigures('load', {
       orders: ORDERS,
       concurrency: CONCURRENCY,

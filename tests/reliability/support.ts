@@ -32,20 +32,35 @@ const agent = new Agent({ keepAlive: true, maxSockets: 128 });
  * of fetch, and it shares the cores with the host and Azurite). `abortAfterMs` drops the request
  * midway, as a client whose timeout fired would.
  */
-export function httpCall(url: string, options: { method?: string; headers?: Record<string, string>; body?: string; abortAfterMs?: number } = {}): Promise<RawReply> {
+export function httpCall(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string; abortAfterMs?: number } = {},
+): Promise<RawReply> {
   return new Promise((resolveCall, reject) => {
     const body = options.body;
-    const req = request(url, { method: options.method ?? 'GET', agent, headers: { ...options.headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const all = Buffer.concat(chunks);
-        resolveCall({ status: res.statusCode ?? 0, headers: res.headers, body: all, text: all.toString() });
-      });
-      res.on('error', reject);
-    });
+    const req = request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        agent,
+        headers: {
+          ...options.headers,
+          ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const all = Buffer.concat(chunks);
+          resolveCall({ status: res.statusCode ?? 0, headers: res.headers, body: all, text: all.toString() });
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
-    if (options.abortAfterMs !== undefined) setTimeout(() => req.destroy(new Error('client gave up')), options.abortAfterMs);
+    if (options.abortAfterMs !== undefined)
+      setTimeout(() => req.destroy(new Error('client gave up')), options.abortAfterMs);
     req.end(body);
   });
 }
@@ -56,10 +71,21 @@ export interface JsonReply extends RawReply {
 }
 
 /** A call to LabVault's API: `auth` as the Authorization header, `body` sent as JSON (a string as it is). */
-export async function callJson(baseUrl: string, method: string, path: string, auth: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonReply> {
+export async function callJson(
+  baseUrl: string,
+  method: string,
+  path: string,
+  auth: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<JsonReply> {
   const reply = await httpCall(`${baseUrl}${path}`, {
     method,
-    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+    headers: {
+      ...(auth ? { authorization: auth } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...headers,
+    },
     ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
   });
   let json: Record<string, unknown> = {};
@@ -72,12 +98,20 @@ export async function callJson(baseUrl: string, method: string, path: string, au
 }
 
 /** Reads until `done` holds, or fails naming `what` and the last value read. */
-export async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<T> {
+export async function until<T>(
+  what: string,
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 120_000);
   for (;;) {
     const value = await read();
     if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not finish: ${JSON.stringify((value as { json?: unknown }).json ?? value).slice(0, 500)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${what} did not finish: ${JSON.stringify((value as { json?: unknown }).json ?? value).slice(0, 500)}`,
+      );
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 200));
   }
 }

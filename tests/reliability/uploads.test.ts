@@ -14,11 +14,15 @@ const UPLOAD_BYTES = 400 * 1024 * 1024;
 const CHUNK = 4 * 1024 * 1024;
 let host: RunningHost;
 let key: string;
-const call = (method: string, path: string, auth: string, body?: unknown) => callJson(host.apiBaseUrl, method, path, auth, body);
+const call = (method: string, path: string, auth: string, body?: unknown) =>
+  callJson(host.apiBaseUrl, method, path, auth, body);
 
 /** A process's memory figure from /proc, in bytes (VmRSS now, VmHWM the peak since the last reset). */
 function memory(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`)) ?? '';
+  const line =
+    readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`${field}:`)) ?? '';
   return Number(/(\d+)\s*kB/.exec(line)?.[1] ?? 0) * 1024;
 }
 
@@ -55,7 +59,10 @@ describe('uploads: size before bytes', () => {
     const orderId = String(order.json.id);
     const links = await Promise.all(
       [0, 1, 2, 3].map(async (i) => {
-        const created = await call('POST', `/orders/${orderId}/specimens/S-0001/images`, key, { contentType: 'image/tiff', fileName: `scan-${i}.tif` });
+        const created = await call('POST', `/orders/${orderId}/specimens/S-0001/images`, key, {
+          contentType: 'image/tiff',
+          fileName: `scan-${i}.tif`,
+        });
         return { imageId: String(created.json.imageId), url: String(created.json.uploadUrl) };
       }),
     );
@@ -65,7 +72,15 @@ describe('uploads: size before bytes', () => {
     const before = memory(pid, 'VmRSS');
     const hashes = links.map(() => createHash('sha256'));
     const t0 = Date.now();
-    await Promise.all(links.map((link, i) => new BlockBlobClient(link.url).uploadStream(bigUpload(i + 1, hashes[i] as ReturnType<typeof createHash>), CHUNK, 2)));
+    await Promise.all(
+      links.map((link, i) =>
+        new BlockBlobClient(link.url).uploadStream(
+          bigUpload(i + 1, hashes[i] as ReturnType<typeof createHash>),
+          CHUNK,
+          2,
+        ),
+      ),
+    );
     const uploadedMs = Date.now() - t0;
     const deadline = Date.now() + 300_000;
     let items: { imageId: string; status: string; reason?: string; uploadBytes?: number; uploadSha256?: string }[] = [];
@@ -79,13 +94,33 @@ describe('uploads: size before bytes', () => {
     const growthMb = (peak - before) / 1e6;
     const expected = hashes.map((h) => h.digest('hex'));
     for (const [i, link] of links.entries()) {
-      expect(items.find((item) => item.imageId === link.imageId)).toMatchObject({ status: 'rejected', reason: 'too-large', uploadBytes: UPLOAD_BYTES, uploadSha256: expected[i] });
+      expect(items.find((item) => item.imageId === link.imageId)).toMatchObject({
+        status: 'rejected',
+        reason: 'too-large',
+        uploadBytes: UPLOAD_BYTES,
+        uploadSha256: expected[i],
+      });
     }
     const left: string[] = [];
-    const uploads = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient('specimen-uploads');
-    for await (const b of uploads.listBlobsFlat({ prefix: `lab-big/${orderId}/`, includeSnapshots: true, includeUncommitedBlobs: true })) left.push(b.name);
+    const uploads = BlobServiceClient.fromConnectionString(host.storageConnectionString).getContainerClient(
+      'specimen-uploads',
+    );
+    for await (const b of uploads.listBlobsFlat({
+      prefix: `lab-big/${orderId}/`,
+      includeSnapshots: true,
+      includeUncommitedBlobs: true,
+    }))
+      left.push(b.name);
     expect(left).toEqual([]);
-    recordFigures('uploads', { uploads: links.length, bytesEach: UPLOAD_BYTES, uploadMs: uploadedMs, processedMs: Date.now() - t0, rssBeforeMb: Math.round(before / 1e6), peakRssMb: Math.round(peak / 1e6), peakGrowthMb: Math.round(growthMb) });
+    recordFigures('uploads', {
+      uploads: links.length,
+      bytesEach: UPLOAD_BYTES,
+      uploadMs: uploadedMs,
+      processedMs: Date.now() - t0,
+      rssBeforeMb: Math.round(before / 1e6),
+      peakRssMb: Math.round(peak / 1e6),
+      peakGrowthMb: Math.round(growthMb),
+    });
     expect(growthMb).toBeLessThan(200);
   });
 });

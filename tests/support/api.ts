@@ -8,10 +8,19 @@ export interface Reply {
 }
 
 /** A JSON call to the local host's API. */
-export async function call(host: RunningHost, method: string, path: string, auth: string, body?: unknown): Promise<Reply> {
+export async function call(
+  host: RunningHost,
+  method: string,
+  path: string,
+  auth: string,
+  body?: unknown,
+): Promise<Reply> {
   const response = await fetch(`${host.apiBaseUrl}${path}`, {
     method,
-    headers: { ...(auth ? { authorization: auth } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(auth ? { authorization: auth } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await response.text();
@@ -21,6 +30,9 @@ export async function call(host: RunningHost, method: string, path: string, auth
 /** Logs in with a one-time password, sets STRONG, and returns a full-rights Authorization value. */
 export async function person(host: RunningHost, tenant: string, username: string, initial: string): Promise<string> {
   const first = await call(host, 'POST', '/auth/login', '', { tenant, username, password: initial });
-  await call(host, 'POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, { currentPassword: initial, newPassword: STRONG });
+  await call(host, 'POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, {
+    currentPassword: initial,
+    newPassword: STRONG,
+  });
   return `Bearer ${String((await call(host, 'POST', '/auth/login', '', { tenant, username, password: STRONG })).body.accessToken)}`;
 }

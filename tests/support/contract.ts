@@ -39,7 +39,20 @@ globalThis.fetch = async (input: Parameters<typeof fetch>[0], init?: Parameters<
   return response;
 };
 
-type Doc = { paths: Record<string, Record<string, { responses: Record<string, { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema?: unknown }> }> }>> };
+type Doc = {
+  paths: Record<
+    string,
+    Record<
+      string,
+      {
+        responses: Record<
+          string,
+          { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema?: unknown }> }
+        >;
+      }
+    >
+  >;
+};
 
 /** The document's path template that names this path (literal segments before parameters). */
 function templateOf(doc: Doc, path: string): string | undefined {
@@ -82,13 +95,17 @@ afterAll(() => {
       if (header.required && !answer.headers.has(name)) violations.push(`${where}: documented header ${name} missing`);
     }
     if (answer.body === undefined || answer.body === '' || answer.method === 'HEAD') continue;
-    const mediaType = Object.keys(response.content ?? {}).find((t) => answer.contentType.startsWith(t.split(';')[0] ?? t));
+    const mediaType = Object.keys(response.content ?? {}).find((t) =>
+      answer.contentType.startsWith(t.split(';')[0] ?? t),
+    );
     if (!mediaType) {
       violations.push(`${where}: content type ${answer.contentType} not documented`);
       continue;
     }
     if (!response.content?.[mediaType]?.schema) continue;
-    const validate = ajv.getSchema(`openapi#/${pointer('paths', template, answer.method.toLowerCase(), 'responses', String(answer.status), 'content', mediaType, 'schema')}`);
+    const validate = ajv.getSchema(
+      `openapi#/${pointer('paths', template, answer.method.toLowerCase(), 'responses', String(answer.status), 'content', mediaType, 'schema')}`,
+    );
     if (!validate) {
       violations.push(`${where}: no schema to validate with`);
       continue;

@@ -6,12 +6,17 @@ import { app, type HttpRequest, type InvocationContext } from '@azure/functions'
 import * as df from 'durable-functions';
 import { startOrchestration } from '../../functions/durable.js';
 
-const log = (line: string) => appendFileSync(join(process.env.LABVAULT_DATA_DIR ?? '.', 'activity-log.txt'), `${line}\n`);
+const log = (line: string) =>
+  appendFileSync(join(process.env.LABVAULT_DATA_DIR ?? '.', 'activity-log.txt'), `${line}\n`);
 const flaky = new Map<string, number>();
 
 // The worker's hooks, as the local host must call them: appStart before any invocation, then
 // pre- and postInvocation around every call (a postInvocation hook may replace the result).
-const hookCalls = { appStartedBeforeFirstCall: false as boolean | undefined, pre: [] as string[], post: [] as string[] };
+const hookCalls = {
+  appStartedBeforeFirstCall: false as boolean | undefined,
+  pre: [] as string[],
+  post: [] as string[],
+};
 let invoked = false;
 app.hook.appStart(() => {
   hookCalls.appStartedBeforeFirstCall = !invoked;
@@ -22,9 +27,15 @@ app.hook.preInvocation((context) => {
 });
 app.hook.postInvocation((context) => {
   hookCalls.post.push(context.invocationContext.functionName);
-  if (context.invocationContext.functionName === 'testHooks') context.result = { status: 200, jsonBody: { ...hookCalls, replacedByPostInvocation: true } };
+  if (context.invocationContext.functionName === 'testHooks')
+    context.result = { status: 200, jsonBody: { ...hookCalls, replacedByPostInvocation: true } };
 });
-app.http('testHooks', { methods: ['GET'], route: 'test/hooks', authLevel: 'anonymous', handler: () => ({ status: 200, jsonBody: hookCalls }) });
+app.http('testHooks', {
+  methods: ['GET'],
+  route: 'test/hooks',
+  authLevel: 'anonymous',
+  handler: () => ({ status: 200, jsonBody: hookCalls }),
+});
 
 df.app.activity('testEcho', { handler: (input: number) => input });
 
@@ -64,14 +75,18 @@ df.app.activity('testLength', { handler: (input: string[]) => input.join('').len
 df.app.orchestration('testLargeInputs', function* (context) {
   const kib = context.df.getInput<number>();
   const items = Array.from({ length: kib }, (_, i) => `${i}`.padEnd(1024, '.'));
-  const lengths = (yield context.df.Task.all([1, 2, 3, 4].map(() => context.df.callActivity('testLength', items)))) as number[];
+  const lengths = (yield context.df.Task.all(
+    [1, 2, 3, 4].map(() => context.df.callActivity('testLength', items)),
+  )) as number[];
   const echoed = (yield context.df.callActivity('testEcho', items)) as string[];
   return { lengths, echoedKib: echoed.length, same: echoed.every((x, i) => x === items[i]) };
 });
 
 df.app.orchestration('testFanOut', function* (context) {
   const n = context.df.getInput<number>();
-  const results = (yield context.df.Task.all(Array.from({ length: n }, (_, i) => context.df.callActivity('testEcho', i + 1)))) as number[];
+  const results = (yield context.df.Task.all(
+    Array.from({ length: n }, (_, i) => context.df.callActivity('testEcho', i + 1)),
+  )) as number[];
   context.df.setCustomStatus({ done: results.length });
   return results.reduce((a, b) => a + b, 0);
 });
@@ -140,7 +155,12 @@ app.http('testStarterHelper', {
   extraInputs: [df.input.durableClient()],
   handler: async (request: HttpRequest, context: InvocationContext) => {
     try {
-      return { status: 200, jsonBody: { outcome: await startOrchestration(context, request.params.name ?? '', request.params.instanceId ?? '', null) } };
+      return {
+        status: 200,
+        jsonBody: {
+          outcome: await startOrchestration(context, request.params.name ?? '', request.params.instanceId ?? '', null),
+        },
+      };
     } catch (error) {
       return { status: 500, jsonBody: { error: error instanceof Error ? error.message : String(error) } };
     }

@@ -38,14 +38,25 @@ const ERROR_BODY = (status: number) =>
  * An HTTP proxy in front of each Azurite service that injects faults into a share of the requests,
  * chosen at random. Tests start LabVault against `connectionString` and look at storage directly.
  */
-export async function startFaultProxy(ports: { blob: number; queue: number; table: number }, random: () => number = Math.random): Promise<FaultProxy> {
+export async function startFaultProxy(
+  ports: { blob: number; queue: number; table: number },
+  random: () => number = Math.random,
+): Promise<FaultProxy> {
   let settings: Required<FaultSettings> = { rate: 0, kinds: FAULT_KINDS, timeoutMs: 3000, slowMs: 400 };
   let requests = 0;
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   const servers: Server[] = [];
 
-  const forward = (upstreamPort: number, req: IncomingMessage, res: ServerResponse, onResponse: (upstream: IncomingMessage) => void): void => {
-    const upstream = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, onResponse);
+  const forward = (
+    upstreamPort: number,
+    req: IncomingMessage,
+    res: ServerResponse,
+    onResponse: (upstream: IncomingMessage) => void,
+  ): void => {
+    const upstream = request(
+      { host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers },
+      onResponse,
+    );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   };
@@ -62,7 +73,10 @@ export async function startFaultProxy(ports: { blob: number; queue: number; tabl
       case '503':
       case '500':
         req.resume();
-        res.writeHead(Number(fault), { 'content-type': 'application/xml', 'x-ms-error-code': fault === '503' ? 'ServerBusy' : 'InternalError' });
+        res.writeHead(Number(fault), {
+          'content-type': 'application/xml',
+          'x-ms-error-code': fault === '503' ? 'ServerBusy' : 'InternalError',
+        });
         res.end(ERROR_BODY(Number(fault)));
         return;
       case 'reset':
@@ -79,7 +93,9 @@ export async function startFaultProxy(ports: { blob: number; queue: number; tabl
         });
         return;
       case 'slow':
-        forward(upstreamPort, req, res, (upstream) => setTimeout(() => pass(upstream), settings.slowMs * (0.5 + random())));
+        forward(upstreamPort, req, res, (upstream) =>
+          setTimeout(() => pass(upstream), settings.slowMs * (0.5 + random())),
+        );
         return;
       default:
         forward(upstreamPort, req, res, pass);
@@ -93,7 +109,11 @@ export async function startFaultProxy(ports: { blob: number; queue: number; tabl
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return (server.address() as AddressInfo).port;
   };
-  const proxied = { blob: await listen(ports.blob), queue: await listen(ports.queue), table: await listen(ports.table) };
+  const proxied = {
+    blob: await listen(ports.blob),
+    queue: await listen(ports.queue),
+    table: await listen(ports.table),
+  };
   const host = 'http://127.0.0.1';
   return {
     connectionString: [

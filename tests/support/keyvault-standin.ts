@@ -29,12 +29,42 @@ export class KeyVaultStandIn {
 
   constructor() {
     const dir = mkdtempSync(join(tmpdir(), 'kv-standin-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     this.ca = readFileSync(join(dir, 'cert.pem'), 'utf8');
     this.#server = createServer({ key: readFileSync(join(dir, 'key.pem')), cert: this.ca }, (req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => this.#handle(req.method ?? 'GET', new URL(req.url ?? '/', 'https://localhost'), req.headers.authorization, body, res));
+      req.on('end', () =>
+        this.#handle(
+          req.method ?? 'GET',
+          new URL(req.url ?? '/', 'https://localhost'),
+          req.headers.authorization,
+          body,
+          res,
+        ),
+      );
     });
   }
 
@@ -52,28 +82,53 @@ export class KeyVaultStandIn {
       value: v.value,
       id: `${this.url}/secrets/${name}/${v.version}`,
       ...(v.contentType ? { contentType: v.contentType } : {}),
-      attributes: { enabled: true, created: Math.floor(v.created / 1000), updated: Math.floor(v.created / 1000), recoveryLevel: 'Recoverable+Purgeable', recoverableDays: this.softDeleteDays },
+      attributes: {
+        enabled: true,
+        created: Math.floor(v.created / 1000),
+        updated: Math.floor(v.created / 1000),
+        recoveryLevel: 'Recoverable+Purgeable',
+        recoverableDays: this.softDeleteDays,
+      },
     };
   }
 
-  #handle(method: string, url: URL, authorization: string | undefined, body: string, res: import('node:http').ServerResponse): void {
+  #handle(
+    method: string,
+    url: URL,
+    authorization: string | undefined,
+    body: string,
+    res: import('node:http').ServerResponse,
+  ): void {
     const send = (status: number, payload?: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'content-type': 'application/json', ...headers });
       res.end(payload === undefined ? '' : JSON.stringify(payload));
     };
     const notFound = (what: string) => send(404, { error: { code: 'SecretNotFound', message: `${what} not found` } });
     if (!authorization?.startsWith('Bearer ')) {
-      send(401, { error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' } }, {
-        'www-authenticate': 'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net"',
-      });
+      send(
+        401,
+        { error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' } },
+        {
+          'www-authenticate':
+            'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net"',
+        },
+      );
       return;
     }
     const [, collection, name, version] = url.pathname.split('/');
     if (collection === 'secrets' && name) {
       if (method === 'PUT') {
         const input = JSON.parse(body) as { value: string; contentType?: string };
-        const v: Version = { value: input.value, version: randomBytes(16).toString('hex'), created: Date.now(), ...(input.contentType ? { contentType: input.contentType } : {}) };
-        if (this.deleted.has(name)) return send(409, { error: { code: 'Conflict', message: 'Secret is currently in a deleted but recoverable state' } });
+        const v: Version = {
+          value: input.value,
+          version: randomBytes(16).toString('hex'),
+          created: Date.now(),
+          ...(input.contentType ? { contentType: input.contentType } : {}),
+        };
+        if (this.deleted.has(name))
+          return send(409, {
+            error: { code: 'Conflict', message: 'Secret is currently in a deleted but recoverable state' },
+          });
         this.secrets.set(name, [...(this.secrets.get(name) ?? []), v]);
         return send(200, this.#bundle(name, v));
       }
@@ -96,7 +151,13 @@ export class KeyVaultStandIn {
       if (!entry) return notFound(`deleted ${name}`);
       if (method === 'GET') return send(200, this.#deleted(name, entry));
       if (method === 'DELETE') {
-        if (this.purgeProtection) return send(403, { error: { code: 'Forbidden', message: `Operation "purge" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed.` } });
+        if (this.purgeProtection)
+          return send(403, {
+            error: {
+              code: 'Forbidden',
+              message: `Operation "purge" is not allowed because purge protection is enabled for this vault. Key Vault service will automatically purge it after the retention period has passed.`,
+            },
+          });
         this.deleted.delete(name);
         return send(204);
       }
@@ -104,7 +165,10 @@ export class KeyVaultStandIn {
     send(400, { error: { code: 'BadParameter', message: 'not supported by the stand-in' } });
   }
 
-  #deleted(name: string, entry: { versions: Version[]; deletedDate: number; scheduledPurgeDate: number }): Record<string, unknown> {
+  #deleted(
+    name: string,
+    entry: { versions: Version[]; deletedDate: number; scheduledPurgeDate: number },
+  ): Record<string, unknown> {
     const last = entry.versions[entry.versions.length - 1] as Version;
     return {
       ...this.#bundle(name, last),

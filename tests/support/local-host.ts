@@ -19,7 +19,9 @@ export interface RunningHost {
 }
 
 /** Starts `scripts/start-local.ts` as `npm start` would, on a free port with its own data folder. */
-export async function startHost(options: { dataDir?: string; env?: Record<string, string> } = {}): Promise<RunningHost> {
+export async function startHost(
+  options: { dataDir?: string; env?: Record<string, string> } = {},
+): Promise<RunningHost> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'labvault-host-'));
   const infoPath = join(dataDir, 'local-host.json');
   let output = '';
@@ -45,13 +47,15 @@ export async function startHost(options: { dataDir?: string; env?: Record<string
     await new Promise((r) => setTimeout(r, 100));
   }
   const info = JSON.parse(readFileSync(infoPath, 'utf8')) as { apiBaseUrl: string; storageConnectionString: string };
-  const systemKey = (JSON.parse(readFileSync(join(dataDir, 'host-keys.json'), 'utf8')) as { systemKey: string }).systemKey;
+  const systemKey = (JSON.parse(readFileSync(join(dataDir, 'host-keys.json'), 'utf8')) as { systemKey: string })
+    .systemKey;
   const root = info.apiBaseUrl.replace(/\/api$/, '');
   return {
     ...info,
     dataDir,
     systemKey,
-    durableUrl: (pathAndQuery) => `${root}/runtime/webhooks/durabletask/${pathAndQuery}${pathAndQuery.includes('?') ? '&' : '?'}code=${encodeURIComponent(systemKey)}`,
+    durableUrl: (pathAndQuery) =>
+      `${root}/runtime/webhooks/durabletask/${pathAndQuery}${pathAndQuery.includes('?') ? '&' : '?'}code=${encodeURIComponent(systemKey)}`,
     output: () => output,
     kill: (signal = 'SIGTERM') =>
       new Promise((r) => {
@@ -90,7 +94,11 @@ export function admin(dataDir: string, args: string[]): AdminResult {
 /** The admin CLI without blocking this process (needed when this process serves storage, e.g. a fault proxy). */
 export function adminAsync(dataDir: string, args: string[]): Promise<AdminResult> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, adminArgs(args), { cwd: ROOT, env: adminEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, adminArgs(args), {
+      cwd: ROOT,
+      env: adminEnv(dataDir),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -10,7 +10,11 @@ export interface TestServices extends Services {
 }
 
 /** Real services against the given storage, with a private key store and captured logs. */
-export async function testServices(connectionString: string, clock?: () => Date, keyStoreDir?: string): Promise<TestServices> {
+export async function testServices(
+  connectionString: string,
+  clock?: () => Date,
+  keyStoreDir?: string,
+): Promise<TestServices> {
   const dataDir = keyStoreDir ?? mkdtempSync(join(tmpdir(), 'labvault-test-'));
   const logLines: string[] = [];
   const services = await createServices(

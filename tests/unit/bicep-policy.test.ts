@@ -14,9 +14,22 @@ const keyVault = read('modules/keyvault.bicep');
 const functionApp = read('modules/functionapp.bicep');
 const monitoring = read('modules/monitoring.bicep');
 const defender = read('modules/defender.bicep');
-const parameters = JSON.parse(readFileSync(join(ROOT, 'bicep', 'main.parameters.json'), 'utf8')) as { parameters: Record<string, { value: unknown }> };
+const parameters = JSON.parse(readFileSync(join(ROOT, 'bicep', 'main.parameters.json'), 'utf8')) as {
+  parameters: Record<string, { value: unknown }>;
+};
 
-const EU = ['germanywestcentral', 'germanynorth', 'westeurope', 'northeurope', 'francecentral', 'swedencentral', 'switzerlandnorth', 'italynorth', 'polandcentral', 'spaincentral'];
+const EU = [
+  'germanywestcentral',
+  'germanynorth',
+  'westeurope',
+  'northeurope',
+  'francecentral',
+  'swedencentral',
+  'switzerlandnorth',
+  'italynorth',
+  'polandcentral',
+  'spaincentral',
+];
 
 function check(name: string, text: string, pattern: RegExp): void {
   it(name, () => {
@@ -33,33 +46,59 @@ describe('storage account', () => {
   check('allowSharedKeyAccess false (identity only)', storage, /allowSharedKeyAccess: false/);
   check('isVersioningEnabled true', storage, /isVersioningEnabled: true/);
   check('blob soft delete enabled', storage, /deleteRetentionPolicy: \{ enabled: true, days: blobSoftDeleteDays \}/);
-  check('container soft delete enabled', storage, /containerDeleteRetentionPolicy: \{ enabled: true, days: blobSoftDeleteDays \}/);
+  check(
+    'container soft delete enabled',
+    storage,
+    /containerDeleteRetentionPolicy: \{ enabled: true, days: blobSoftDeleteDays \}/,
+  );
   check('change feed enabled', storage, /changeFeed: \{ enabled: true/);
   check('point-in-time restore enabled', storage, /restorePolicy: \{ enabled: true/);
   check('requireInfrastructureEncryption true', storage, /requireInfrastructureEncryption: true/);
   check('customer-managed key option', storage, /keySource: useCustomerManagedKey \? 'Microsoft\.Keyvault'/);
-  check('lifecycle rule: quarantine after 7 days', storage, /prefixMatch: \['quarantine\/'\][\s\S]*?daysAfterCreationGreaterThan: 7/);
+  check(
+    'lifecycle rule: quarantine after 7 days',
+    storage,
+    /prefixMatch: \['quarantine\/'\][\s\S]*?daysAfterCreationGreaterThan: 7/,
+  );
   check('lifecycle rule: exports', storage, /prefixMatch: \['exports\/'\]/);
-  check('diagnostic settings for blob, table and queue', storage, /scope: blobService[\s\S]*scope: tableService[\s\S]*scope: queueService/);
-  check('Defender for Storage with malware scanning', storage, /defenderForStorageSettings[\s\S]*malwareScanning: \{ onUpload: \{ isEnabled: true/);
+  check(
+    'diagnostic settings for blob, table and queue',
+    storage,
+    /scope: blobService[\s\S]*scope: tableService[\s\S]*scope: queueService/,
+  );
+  check(
+    'Defender for Storage with malware scanning',
+    storage,
+    /defenderForStorageSettings[\s\S]*malwareScanning: \{ onUpload: \{ isEnabled: true/,
+  );
 
   it('immutability (WORM) only on the audit archive and backups, never on personal-data containers', () => {
     const immutable = /var immutableContainers = \[([^\]]*)\]/.exec(storage)?.[1] ?? '';
     expect(immutable.replace(/\s/g, '')).toBe("'audit-archive','backups'");
     const data = /var dataContainers = \[([^\]]*)\]/.exec(storage)?.[1] ?? '';
     for (const c of ['specimen-uploads', 'specimen-images', 'quarantine', 'exports']) expect(data).toContain(`'${c}'`);
-    expect(storage).toMatch(/immutabilityPolicies[\s\S]*for \(name, i\) in immutableContainers[\s\S]*immutabilityPeriodSinceCreationInDays: immutabilityDays/);
+    expect(storage).toMatch(
+      /immutabilityPolicies[\s\S]*for \(name, i\) in immutableContainers[\s\S]*immutabilityPeriodSinceCreationInDays: immutabilityDays/,
+    );
   });
 });
 
 describe('key vault', () => {
   check('enableRbacAuthorization true', keyVault, /enableRbacAuthorization: true/);
   check('enableSoftDelete true', keyVault, /enableSoftDelete: true/);
-  check('softDeleteRetentionInDays from the stated parameter', keyVault, /softDeleteRetentionInDays: softDeleteRetentionInDays/);
+  check(
+    'softDeleteRetentionInDays from the stated parameter',
+    keyVault,
+    /softDeleteRetentionInDays: softDeleteRetentionInDays/,
+  );
   check('enablePurgeProtection true', keyVault, /enablePurgeProtection: true/);
   check('network rules option', keyVault, /networkAcls: \{[\s\S]*ipRules: \[for range in allowedIpRanges/);
   check('diagnostic settings', keyVault, /diagnosticSettings[\s\S]*categoryGroup: 'audit'/);
-  check('soft-delete retention bounded 7..90 with 90 default', main, /@minValue\(7\)\s*@maxValue\(90\)\s*param keyVaultSoftDeleteDays int = 90/);
+  check(
+    'soft-delete retention bounded 7..90 with 90 default',
+    main,
+    /@minValue\(7\)\s*@maxValue\(90\)\s*param keyVaultSoftDeleteDays int = 90/,
+  );
 });
 
 describe('function app', () => {
@@ -67,10 +106,22 @@ describe('function app', () => {
   check('Node 22 runtime', functionApp, /runtime: \{ name: 'node', version: '22' \}/);
   check('system-assigned identity', functionApp, /identity: \{ type: 'SystemAssigned' \}/);
   check('httpsOnly', functionApp, /httpsOnly: true/);
-  check('identity-based AzureWebJobsStorage__* settings', functionApp, /AzureWebJobsStorage__accountName[\s\S]*AzureWebJobsStorage__credential', value: 'managedidentity'/);
-  check('blob, queue and table data roles', functionApp, /blobDataOwner[\s\S]*queueDataContributor[\s\S]*tableDataContributor/);
+  check(
+    'identity-based AzureWebJobsStorage__* settings',
+    functionApp,
+    /AzureWebJobsStorage__accountName[\s\S]*AzureWebJobsStorage__credential', value: 'managedidentity'/,
+  );
+  check(
+    'blob, queue and table data roles',
+    functionApp,
+    /blobDataOwner[\s\S]*queueDataContributor[\s\S]*tableDataContributor/,
+  );
   check('Key Vault secrets role on the vault only', functionApp, /scope: vault[\s\S]*roles\.keyVaultSecretsOfficer/);
-  check('Event Grid subscription of the image function (an Event Grid trigger: no download by the host)', functionApp, /eventSubscriptions[\s\S]*endpointType: 'AzureFunction'[\s\S]*\/functions\/processSpecimenImage'[\s\S]*subjectBeginsWith: '\/blobServices\/default\/containers\/specimen-uploads\/'/);
+  check(
+    'Event Grid subscription of the image function (an Event Grid trigger: no download by the host)',
+    functionApp,
+    /eventSubscriptions[\s\S]*endpointType: 'AzureFunction'[\s\S]*\/functions\/processSpecimenImage'[\s\S]*subjectBeginsWith: '\/blobServices\/default\/containers\/specimen-uploads\/'/,
+  );
 
   it('matches the local host: scripts/start-local.ts feeds the same function from the same container', () => {
     const start = readFileSync(join(ROOT, 'scripts/start-local.ts'), 'utf8');
@@ -96,7 +147,11 @@ describe('function app', () => {
 
 describe('monitoring, Defender and location', () => {
   check('Log Analytics workspace', monitoring, /Microsoft\.OperationalInsights\/workspaces/);
-  check('Application Insights on the workspace', monitoring, /Microsoft\.Insights\/components[\s\S]*WorkspaceResourceId: workspace\.id/);
+  check(
+    'Application Insights on the workspace',
+    monitoring,
+    /Microsoft\.Insights\/components[\s\S]*WorkspaceResourceId: workspace\.id/,
+  );
   check('Defender for Storage plan', defender, /name: 'StorageAccounts'[\s\S]*pricingTier: 'Standard'/);
   check('Defender for Key Vault plan', defender, /name: 'KeyVaults'[\s\S]*pricingTier: 'Standard'/);
   check('one resource token names everything', main, /var resourceToken = toLower\(uniqueString\(/);

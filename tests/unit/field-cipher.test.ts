@@ -37,7 +37,9 @@ describe('field encryption (AES-256-GCM, bound to tenant, record and field)', ()
 
   it('uses a fresh nonce each time, so equal plaintexts give different ciphertexts', () => {
     const b = { tenant: 't1', record: 'r1', field: 'patient' };
-    expect(encryptWithKey(key, 'v1', b, Buffer.from('same'))).not.toBe(encryptWithKey(key, 'v1', b, Buffer.from('same')));
+    expect(encryptWithKey(key, 'v1', b, Buffer.from('same'))).not.toBe(
+      encryptWithKey(key, 'v1', b, Buffer.from('same')),
+    );
   });
 
   it('fails on any flipped byte', () => {
@@ -56,7 +58,9 @@ describe('field encryption (AES-256-GCM, bound to tenant, record and field)', ()
       fc.property(binding, binding, plaintext, (b, other, p) => {
         fc.pre(b.tenant !== other.tenant || b.record !== other.record || b.field !== other.field);
         const envelope = encryptWithKey(key, 'v1', b, p);
-        expect(() => decrypt(key, { ...b, field: b.field === 'patient' ? 'specimens' : 'patient' }, envelope)).toThrowError(DecryptionError);
+        expect(() =>
+          decrypt(key, { ...b, field: b.field === 'patient' ? 'specimens' : 'patient' }, envelope),
+        ).toThrowError(DecryptionError);
         expect(() => decrypt(key, other, envelope)).toThrowError(DecryptionError);
         expect(() => decrypt(otherKey, b, envelope)).toThrowError(DecryptionError);
       }),
@@ -64,7 +68,8 @@ describe('field encryption (AES-256-GCM, bound to tenant, record and field)', ()
   });
 
   it('rejects envelopes that are not ours', () => {
-    for (const bad of ['', 'v1', 'v2.k.AAAA', 'v1..AAAA', 'v1.k.AA']) expect(() => parseEnvelope(bad)).toThrowError(DecryptionError);
+    for (const bad of ['', 'v1', 'v2.k.AAAA', 'v1..AAAA', 'v1.k.AA'])
+      expect(() => parseEnvelope(bad)).toThrowError(DecryptionError);
   });
 });
 

@@ -4,7 +4,20 @@ import { describe, expect, it } from 'vitest';
 import { ALL_OPERATIONS, apiDocument } from '../../lib/operations.js';
 import { openApiPath, requiredPermission } from '../../lib/http/openapi.js';
 
-type Doc = { paths: Record<string, Record<string, { operationId: string; 'x-permission'?: string; responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, unknown> }>; requestBody?: { content: Record<string, unknown> } }>> };
+type Doc = {
+  paths: Record<
+    string,
+    Record<
+      string,
+      {
+        operationId: string;
+        'x-permission'?: string;
+        responses: Record<string, { headers?: Record<string, unknown>; content?: Record<string, unknown> }>;
+        requestBody?: { content: Record<string, unknown> };
+      }
+    >
+  >;
+};
 
 describe('the OpenAPI document', () => {
   it('is valid OpenAPI 3.1 for two independent validators', async () => {

@@ -31,7 +31,9 @@ describe('the order schema', () => {
 
   it('counts code points, not UTF-16 units', () => {
     const emoji = '😀'.repeat(100);
-    expect(createOrderSchema.safeParse({ ...valid, patient: { ...valid.patient, firstName: emoji } }).success).toBe(true);
+    expect(createOrderSchema.safeParse({ ...valid, patient: { ...valid.patient, firstName: emoji } }).success).toBe(
+      true,
+    );
   });
 
   it('requires something to change and a reason only with cancellation', () => {

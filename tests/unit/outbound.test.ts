@@ -1,7 +1,16 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blockedRange, checkUrl, DEFAULT_OUTBOUND_POLICY, guardedPost, OutboundError, type OutboundPolicy, pinnedLookup, resolveChecked } from '../../lib/net/outbound.js';
+import {
+  blockedRange,
+  checkUrl,
+  DEFAULT_OUTBOUND_POLICY,
+  guardedPost,
+  OutboundError,
+  type OutboundPolicy,
+  pinnedLookup,
+  resolveChecked,
+} from '../../lib/net/outbound.js';
 
 const reasonOf = (fn: () => unknown): string => {
   try {
@@ -12,13 +21,14 @@ const reasonOf = (fn: () => unknown): string => {
   }
   return 'accepted';
 };
-const asyncReasonOf = async (p: Promise<unknown>): Promise<string> => p.then(
-  () => 'accepted',
-  (error: unknown) => {
-    if (error instanceof OutboundError) return error.reason;
-    throw error;
-  },
-);
+const asyncReasonOf = async (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'accepted',
+    (error: unknown) => {
+      if (error instanceof OutboundError) return error.reason;
+      throw error;
+    },
+  );
 
 describe('the outbound guard: URLs refused before any network', () => {
   const refused: [string, string][] = [
@@ -59,7 +69,9 @@ describe('the outbound guard: URLs refused before any network', () => {
 
   it('accepts a public name on 443 and 8443', () => {
     expect(reasonOf(() => checkUrl('https://hooks.lab.example.com/breach', DEFAULT_OUTBOUND_POLICY))).toBe('accepted');
-    expect(reasonOf(() => checkUrl('https://hooks.lab.example.com:8443/breach', DEFAULT_OUTBOUND_POLICY))).toBe('accepted');
+    expect(reasonOf(() => checkUrl('https://hooks.lab.example.com:8443/breach', DEFAULT_OUTBOUND_POLICY))).toBe(
+      'accepted',
+    );
   });
 
   it('allows loopback only when told to, and only the two literal addresses', () => {
@@ -77,19 +89,47 @@ describe('the outbound guard: URLs refused before any network', () => {
 
 describe('the outbound guard: every resolved address is checked', () => {
   it('classifies non-public ranges, IPv4-mapped and IPv4-compatible IPv6 included', () => {
-    for (const address of ['127.0.0.1', '10.2.3.4', '172.16.0.1', '192.168.0.1', '169.254.169.254', '100.64.1.1', '224.0.0.1', '0.0.0.0', '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'ff02::1', '::ffff:10.0.0.1', '::ffff:169.254.169.254', '::7f00:1', '::a00:1', '64:ff9b::a00:1']) {
+    for (const address of [
+      '127.0.0.1',
+      '10.2.3.4',
+      '172.16.0.1',
+      '192.168.0.1',
+      '169.254.169.254',
+      '100.64.1.1',
+      '224.0.0.1',
+      '0.0.0.0',
+      '255.255.255.255',
+      '::1',
+      '::',
+      'fe80::1',
+      'fc00::1',
+      'ff02::1',
+      '::ffff:10.0.0.1',
+      '::ffff:169.254.169.254',
+      '::7f00:1',
+      '::a00:1',
+      '64:ff9b::a00:1',
+    ]) {
       expect(blockedRange(address), address).toBeDefined();
     }
-    for (const address of ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c', '::ffff:93.184.215.14']) expect(blockedRange(address), address).toBeUndefined();
+    for (const address of ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c', '::ffff:93.184.215.14'])
+      expect(blockedRange(address), address).toBeUndefined();
   });
 
   it('refuses a name when any address it resolves to is not public (a rebinding-ready record)', async () => {
-    const resolving = (addresses: string[]): OutboundPolicy => ({ ...DEFAULT_OUTBOUND_POLICY, resolve: async () => addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })) });
+    const resolving = (addresses: string[]): OutboundPolicy => ({
+      ...DEFAULT_OUTBOUND_POLICY,
+      resolve: async () => addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+    });
     const url = new URL('https://hooks.lab.example.com/x');
     expect(await asyncReasonOf(resolveChecked(url, resolving(['93.184.215.14', '10.0.0.7'])))).toBe('blocked-address');
     expect(await asyncReasonOf(resolveChecked(url, resolving(['::ffff:127.0.0.1'])))).toBe('blocked-address');
     expect(await asyncReasonOf(resolveChecked(url, resolving([])))).toBe('dns');
-    expect(await asyncReasonOf(resolveChecked(url, { ...DEFAULT_OUTBOUND_POLICY, resolve: () => Promise.reject(new Error('ENOTFOUND')) }))).toBe('dns');
+    expect(
+      await asyncReasonOf(
+        resolveChecked(url, { ...DEFAULT_OUTBOUND_POLICY, resolve: () => Promise.reject(new Error('ENOTFOUND')) }),
+      ),
+    ).toBe('dns');
     expect((await resolveChecked(url, resolving(['93.184.215.14']))).address).toBe('93.184.215.14');
   });
 
@@ -103,7 +143,9 @@ describe('the outbound guard: every resolved address is checked', () => {
         return [{ address: '192.0.2.1', family: 4 }]; // TEST-NET: refused, so nothing is sent
       },
     };
-    expect(await asyncReasonOf(guardedPost('https://hooks.lab.example.com/x', { headers: {}, body: '{}' }, policy))).toBe('blocked-address');
+    expect(
+      await asyncReasonOf(guardedPost('https://hooks.lab.example.com/x', { headers: {}, body: '{}' }, policy)),
+    ).toBe('blocked-address');
     expect(lookups).toBe(1);
   });
 });
@@ -113,7 +155,12 @@ describe('the outbound guard on the wire (loopback allowed, as in tests)', () =>
   let port = 0;
   let target: Server;
   let targetHits = 0;
-  const local: OutboundPolicy = { ...DEFAULT_OUTBOUND_POLICY, allowLoopback: true, maxResponseBytes: 1024, timeoutMs: 800 };
+  const local: OutboundPolicy = {
+    ...DEFAULT_OUTBOUND_POLICY,
+    allowLoopback: true,
+    maxResponseBytes: 1024,
+    timeoutMs: 800,
+  };
 
   beforeAll(async () => {
     target = createServer((_req, res) => {
@@ -140,27 +187,47 @@ describe('the outbound guard on the wire (loopback allowed, as in tests)', () =>
   });
 
   it('posts and reads a bounded answer', async () => {
-    expect(await guardedPost(`http://127.0.0.1:${port}/ok`, { headers: { 'content-type': 'application/json' }, body: '{}' }, local)).toMatchObject({ status: 200 });
+    expect(
+      await guardedPost(
+        `http://127.0.0.1:${port}/ok`,
+        { headers: { 'content-type': 'application/json' }, body: '{}' },
+        local,
+      ),
+    ).toMatchObject({ status: 200 });
   });
 
   it('never follows a redirect: a 3xx is a failure and the target is never contacted', async () => {
-    expect(await asyncReasonOf(guardedPost(`http://127.0.0.1:${port}/redirect`, { headers: {}, body: '{}' }, local))).toBe('redirect');
+    expect(
+      await asyncReasonOf(guardedPost(`http://127.0.0.1:${port}/redirect`, { headers: {}, body: '{}' }, local)),
+    ).toBe('redirect');
     expect(targetHits).toBe(0);
   });
 
   it('bounds the answer in size and time', async () => {
-    expect(await asyncReasonOf(guardedPost(`http://127.0.0.1:${port}/huge`, { headers: {}, body: '{}' }, local))).toBe('too-large');
+    expect(await asyncReasonOf(guardedPost(`http://127.0.0.1:${port}/huge`, { headers: {}, body: '{}' }, local))).toBe(
+      'too-large',
+    );
     const t0 = Date.now();
-    expect(await asyncReasonOf(guardedPost(`http://127.0.0.1:${port}/slow`, { headers: {}, body: '{}' }, local))).toBe('timeout');
+    expect(await asyncReasonOf(guardedPost(`http://127.0.0.1:${port}/slow`, { headers: {}, body: '{}' }, local))).toBe(
+      'timeout',
+    );
     expect(Date.now() - t0).toBeLessThan(1800);
   });
 
   it('pins the connection: a host name is dialled at the pinned address, whatever DNS would say', async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request({ hostname: 'rebinding.attacker.example', port, path: '/ok', lookup: pinnedLookup({ address: '127.0.0.1', family: 4 }) }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = request(
+        {
+          hostname: 'rebinding.attacker.example',
+          port,
+          path: '/ok',
+          lookup: pinnedLookup({ address: '127.0.0.1', family: 4 }),
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       req.end();
     });

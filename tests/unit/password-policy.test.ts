@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { BLOCKLIST_SIZE, checkPasswordPolicy, generateInitialPassword, hashPassword, needsRehash, verifyPassword } from '../../lib/identity/passwords.js';
+import {
+  BLOCKLIST_SIZE,
+  checkPasswordPolicy,
+  generateInitialPassword,
+  hashPassword,
+  needsRehash,
+  verifyPassword,
+} from '../../lib/identity/passwords.js';
 
 const ctx = { username: 'anna.schmidt', tenantId: 'lab-one', tenantName: 'Pathologie Nord', hasSecondFactor: false };
 const messages = (password: string, c = ctx) => checkPasswordPolicy(password, c).map((e) => e.message);
@@ -50,13 +57,22 @@ describe('the password policy (NIST SP 800-63B-4)', () => {
   });
 
   it('reports every broken rule at once', () => {
-    expect(messages('labvault')).toEqual(['must be at least 15 characters (has 8)', 'must not contain the service name']);
+    expect(messages('labvault')).toEqual([
+      'must be at least 15 characters (has 8)',
+      'must not contain the service name',
+    ]);
   });
 
   it('refuses long but trivial passwords by what zxcvbn finds in them, and names the pattern', () => {
-    expect(messages('abcdefghijklmnopqrs')).toEqual(['is too easy to guess: it is built on a character sequence (like "abcdef" or "13579")']);
-    expect(messages('aaaaaaaaaaaaaaaaaaaa')).toEqual(['is too easy to guess: it is built on repetition (like "aaaa" or "abcabc")']);
-    expect(messages('sommer2026sommer2026')).toEqual(['is too easy to guess: it is built on repetition (like "aaaa" or "abcabc")']);
+    expect(messages('abcdefghijklmnopqrs')).toEqual([
+      'is too easy to guess: it is built on a character sequence (like "abcdef" or "13579")',
+    ]);
+    expect(messages('aaaaaaaaaaaaaaaaaaaa')).toEqual([
+      'is too easy to guess: it is built on repetition (like "aaaa" or "abcabc")',
+    ]);
+    expect(messages('sommer2026sommer2026')).toEqual([
+      'is too easy to guess: it is built on repetition (like "aaaa" or "abcabc")',
+    ]);
     expect(messages('qwertzuiopasdfghjk').join(' ')).toContain('keyboard pattern');
     // German words with trivial padding: the German dictionary knows them.
     expect(messages('Schmetterling1234567').join(' ')).toContain('common words or passwords with trivial changes');

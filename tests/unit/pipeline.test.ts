@@ -9,9 +9,20 @@ import { line } from '../../lib/fields.js';
 import type { Principal } from '../../lib/identity/permissions.js';
 import { createLogger } from '../../lib/observability/logger.js';
 
-const { HttpRequest, InvocationContext } = createRequire(import.meta.url)('@azure/functions') as typeof import('@azure/functions');
+const { HttpRequest, InvocationContext } = createRequire(import.meta.url)(
+  '@azure/functions',
+) as typeof import('@azure/functions');
 
-const principal: Principal = { kind: 'integration', realm: 't1', tenant: 't1', id: 'i1', roles: [], permissions: new Set(['orders:create']), operatorPermissions: new Set(), scope: 'full' };
+const principal: Principal = {
+  kind: 'integration',
+  realm: 't1',
+  tenant: 't1',
+  id: 'i1',
+  roles: [],
+  permissions: new Set(['orders:create']),
+  operatorPermissions: new Set(),
+  scope: 'full',
+};
 const logLines: string[] = [];
 const services: PipelineServices = {
   logger: createLogger((l) => logLines.push(l), 'debug'),
@@ -34,18 +45,29 @@ const echo = defineOperation({
   tag: 't',
   summary: 'echo',
   access: { permission: 'orders:create' },
-  body: z.strictObject({ name: line(20), count: z.number().int().optional(), nested: z.strictObject({ a: z.string() }).optional() }),
+  body: z.strictObject({
+    name: line(20),
+    count: z.number().int().optional(),
+    nested: z.strictObject({ a: z.string() }).optional(),
+  }),
   responses: {},
 });
 
 let calls = 0;
-const handler = createHandler(async () => services, echo, async ({ body }) => {
-  calls++;
-  if (body.name === 'explode') throw new Error('secret detail Mustermann at /srv/app.ts:12');
-  return { status: 200, body };
-});
+const handler = createHandler(
+  async () => services,
+  echo,
+  async ({ body }) => {
+    calls++;
+    if (body.name === 'explode') throw new Error('secret detail Mustermann at /srv/app.ts:12');
+    return { status: 200, body };
+  },
+);
 
-async function call(body: string | Buffer | undefined, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+async function call(
+  body: string | Buffer | undefined,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
   const request = new HttpRequest({
     method: 'POST',
     url: 'http://localhost/api/echo',
@@ -54,7 +76,11 @@ async function call(body: string | Buffer | undefined, headers: Record<string, s
   });
   const response: HttpResponseInit = await handler(request, new InvocationContext());
   const h = new Headers(response.headers as Record<string, string>);
-  return { status: response.status ?? 200, headers: h, json: response.body ? (JSON.parse(response.body as string) as Record<string, unknown>) : {} };
+  return {
+    status: response.status ?? 200,
+    headers: h,
+    json: response.body ? (JSON.parse(response.body as string) as Record<string, unknown>) : {},
+  };
 }
 
 describe('the request pipeline', () => {
@@ -86,7 +112,9 @@ describe('the request pipeline', () => {
 
   it('reports each validation error with its path', async () => {
     const r = await call('{"name":5,"count":"x"}');
-    expect(r.json.errors).toEqual(expect.arrayContaining([expect.objectContaining({ path: '/name' }), expect.objectContaining({ path: '/count' })]));
+    expect(r.json.errors).toEqual(
+      expect.arrayContaining([expect.objectContaining({ path: '/name' }), expect.objectContaining({ path: '/count' })]),
+    );
   });
 
   it('refuses bodies over 1 MiB with 413', async () => {
@@ -107,8 +135,12 @@ describe('the request pipeline', () => {
   });
 
   it('echoes a sent correlation id and makes one otherwise', async () => {
-    expect((await call('{"name":"a"}', { 'x-correlation-id': 'abc-123' })).headers.get('x-correlation-id')).toBe('abc-123');
-    expect((await call('{"name":"a"}', { 'x-correlation-id': 'bad id <script>' })).headers.get('x-correlation-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await call('{"name":"a"}', { 'x-correlation-id': 'abc-123' })).headers.get('x-correlation-id')).toBe(
+      'abc-123',
+    );
+    expect(
+      (await call('{"name":"a"}', { 'x-correlation-id': 'bad id <script>' })).headers.get('x-correlation-id'),
+    ).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('sets no-store and security headers on every answer', async () => {
@@ -133,7 +165,14 @@ describe('the request pipeline', () => {
 
 describe('the client address', () => {
   const from = (xff: string | undefined, trusted: string[] = []) =>
-    clientAddressOf(new HttpRequest({ method: 'GET', url: 'http://localhost/api/x', headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }), trusted);
+    clientAddressOf(
+      new HttpRequest({
+        method: 'GET',
+        url: 'http://localhost/api/x',
+        headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+      }),
+      trusted,
+    );
 
   it('is the right-most entry (what the platform saw), whatever the caller put in front', () => {
     expect(from('10.0.0.9, 203.0.113.4')).toBe('203.0.113.4');

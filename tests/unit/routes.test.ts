@@ -33,7 +33,9 @@ describe('route templates like the Functions host', () => {
   });
 
   it('tries literal segments before parameters', () => {
-    const routes = [compileRoute('orders/{id}'), compileRoute('orders/search'), compileRoute('{*all}')].sort(compareRoutes);
+    const routes = [compileRoute('orders/{id}'), compileRoute('orders/search'), compileRoute('{*all}')].sort(
+      compareRoutes,
+    );
     expect(routes.map((r) => r.template)).toEqual(['orders/search', 'orders/{id}', '{*all}']);
   });
 

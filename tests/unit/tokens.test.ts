@@ -49,7 +49,11 @@ describe('access tokens', () => {
     expect(await tokens.verify(good)).toEqual(claims);
     const payload = decodeJwt(good);
     expect((payload.exp ?? 0) - (payload.iat ?? 0)).toBe(900);
-    expect(decodeProtectedHeader(good)).toMatchObject({ alg: 'ES256', typ: 'at+jwt', kid: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    expect(decodeProtectedHeader(good)).toMatchObject({
+      alg: 'ES256',
+      typ: 'at+jwt',
+      kid: expect.stringMatching(/^[0-9a-f]{32}$/),
+    });
   });
 
   it('refuse a tampered payload or signature', async () => {
@@ -76,7 +80,10 @@ describe('access tokens', () => {
     const header = { ...decodeProtectedHeader(good), alg: 'HS256' };
     const kid = header.kid as string;
     const secret = await store.get('token-signing-key', kid);
-    const { d: _d, ...publicJwk } = JSON.parse(Buffer.from(secret?.value ?? '', 'base64').toString()) as Record<string, string>;
+    const { d: _d, ...publicJwk } = JSON.parse(Buffer.from(secret?.value ?? '', 'base64').toString()) as Record<
+      string,
+      string
+    >;
     const signingInput = `${b64(header)}.${good.split('.')[1]}`;
     const mac = createHmac('sha256', JSON.stringify(publicJwk)).update(signingInput).digest('base64url');
     expect(await rejected(`${signingInput}.${mac}`)).toBe(true);
@@ -90,7 +97,11 @@ describe('access tokens', () => {
 
   it('refuse jku, jwk and x5u headers that point at an attacker key', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    for (const extra of [{ jku: 'https://evil.example/jwks' }, { jwk: await exportJWK(publicKey) }, { x5u: 'https://evil.example/cert' }]) {
+    for (const extra of [
+      { jku: 'https://evil.example/jwks' },
+      { jwk: await exportJWK(publicKey) },
+      { x5u: 'https://evil.example/cert' },
+    ]) {
       const forged = await forge(privateKey, extra);
       expect(await rejected(forged)).toBe(true);
     }
@@ -113,7 +124,9 @@ describe('access tokens', () => {
         .setExpirationTime(t + 600)
         .setJti('x')
         .sign(key);
-    expect(await tokens.verify(await make('labvault-api', 'https://labvault.example/auth', 'at+jwt'))).toMatchObject({ sub: 'u1' });
+    expect(await tokens.verify(await make('labvault-api', 'https://labvault.example/auth', 'at+jwt'))).toMatchObject({
+      sub: 'u1',
+    });
     expect(await rejected(await make('another-api', 'https://labvault.example/auth', 'at+jwt'))).toBe(true);
     expect(await rejected(await make('labvault-api', 'https://evil.example', 'at+jwt'))).toBe(true);
     expect(await rejected(await make('labvault-api', 'https://labvault.example/auth', 'JWT'))).toBe(true);

@@ -4,15 +4,25 @@ import { nextOccurrence } from '../../local-host/timers.js';
 
 describe('NCRONTAB schedules (seconds first, UTC)', () => {
   it('computes the next occurrence', () => {
-    expect(nextOccurrence('0 0 2 * * *', new Date('2026-11-27T01:59:59Z')).toISOString()).toBe('2026-11-27T02:00:00.000Z');
-    expect(nextOccurrence('0 0 2 * * *', new Date('2026-11-27T02:00:00Z')).toISOString()).toBe('2026-11-28T02:00:00.000Z');
-    expect(nextOccurrence('*/15 * * * * *', new Date('2026-11-27T10:00:07Z')).toISOString()).toBe('2026-11-27T10:00:15.000Z');
-    expect(nextOccurrence('0 30 9 * * 1-5', new Date('2026-11-27T10:00:00Z')).toISOString()).toBe('2026-11-30T09:30:00.000Z');
+    expect(nextOccurrence('0 0 2 * * *', new Date('2026-11-27T01:59:59Z')).toISOString()).toBe(
+      '2026-11-27T02:00:00.000Z',
+    );
+    expect(nextOccurrence('0 0 2 * * *', new Date('2026-11-27T02:00:00Z')).toISOString()).toBe(
+      '2026-11-28T02:00:00.000Z',
+    );
+    expect(nextOccurrence('*/15 * * * * *', new Date('2026-11-27T10:00:07Z')).toISOString()).toBe(
+      '2026-11-27T10:00:15.000Z',
+    );
+    expect(nextOccurrence('0 30 9 * * 1-5', new Date('2026-11-27T10:00:00Z')).toISOString()).toBe(
+      '2026-11-30T09:30:00.000Z',
+    );
   });
 
   it('takes TimeSpan schedules', () => {
     expect(nextOccurrence('00:05:00', new Date('2026-11-27T10:01:00Z')).toISOString()).toBe('2026-11-27T10:05:00.000Z');
-    expect(nextOccurrence('1.00:00:00', new Date('2026-11-27T10:01:00Z')).toISOString()).toBe('2026-11-28T00:00:00.000Z');
+    expect(nextOccurrence('1.00:00:00', new Date('2026-11-27T10:01:00Z')).toISOString()).toBe(
+      '2026-11-28T00:00:00.000Z',
+    );
   });
 
   it('refuses five-field crontab and nonsense', () => {

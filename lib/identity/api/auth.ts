@@ -10,16 +10,29 @@ const loginSchema = z
     tenant: z.union([tenantId, z.literal(OPERATOR_REALM)]),
     username: z.string().min(1).max(128),
     password: secret(1024),
-    totp: z.string().regex(/^\d{6}$/).optional(),
-    recoveryCode: z.string().regex(/^[0-9a-fA-F]{12}$/).optional(),
+    totp: z
+      .string()
+      .regex(/^\d{6}$/)
+      .optional(),
+    recoveryCode: z
+      .string()
+      .regex(/^[0-9a-fA-F]{12}$/)
+      .optional(),
   })
   .meta({ id: 'LoginRequest' });
 
 const tokenPairSchema = z
-  .object({ accessToken: z.string(), refreshToken: z.string(), expiresIn: z.number().int(), mustChangePassword: z.boolean() })
+  .object({
+    accessToken: z.string(),
+    refreshToken: z.string(),
+    expiresIn: z.number().int(),
+    mustChangePassword: z.boolean(),
+  })
   .meta({ id: 'TokenPair' });
 
-const passwordChangeSchema = z.strictObject({ currentPassword: secret(1024), newPassword: secret(4096) }).meta({ id: 'PasswordChange' });
+const passwordChangeSchema = z
+  .strictObject({ currentPassword: secret(1024), newPassword: secret(4096) })
+  .meta({ id: 'PasswordChange' });
 
 const refreshSchema = z.strictObject({ refreshToken: z.string().min(1).max(512) });
 
@@ -31,7 +44,12 @@ export const login = defineOperation({
   summary: 'Log in with username and password (and a one-time code when enrolled)',
   access: 'public',
   body: loginSchema,
-  responses: { 200: { description: 'Tokens', schema: tokenPairSchema }, 400: p('Malformed request'), 401: p('Invalid username or password'), 429: p('Throttled or locked') },
+  responses: {
+    200: { description: 'Tokens', schema: tokenPairSchema },
+    400: p('Malformed request'),
+    401: p('Invalid username or password'),
+    429: p('Throttled or locked'),
+  },
 });
 
 export const changePassword = defineOperation({
@@ -54,7 +72,11 @@ export const refresh = defineOperation({
   summary: 'Swap a refresh token for a new pair (replay revokes the family)',
   access: 'public',
   body: refreshSchema,
-  responses: { 200: { description: 'Tokens', schema: tokenPairSchema }, 400: p('Malformed request'), 401: p('Invalid, expired or replayed') },
+  responses: {
+    200: { description: 'Tokens', schema: tokenPairSchema },
+    400: p('Malformed request'),
+    401: p('Invalid, expired or replayed'),
+  },
 });
 
 export const logout = defineOperation({

@@ -6,4 +6,11 @@ import { rolesOperations } from './roles.js';
 import { staffOperations } from './staff.js';
 import { usersOperations } from './users.js';
 
-export const identityOperations = [...authOperations, ...profileOperations, ...usersOperations, ...rolesOperations, ...integrationsOperations, ...staffOperations];
+export const identityOperations = [
+  ...authOperations,
+  ...profileOperations,
+  ...usersOperations,
+  ...rolesOperations,
+  ...integrationsOperations,
+  ...staffOperations,
+];

@@ -6,7 +6,11 @@ import { permissionSchema } from '../permissions.js';
 import { integrationSchema } from '../schemas.js';
 import { p, common, currentPassword } from './shared.js';
 
-const integrationCreateSchema = z.strictObject({ name: line(200), permissions: z.array(permissionSchema).min(1).max(15), currentPassword });
+const integrationCreateSchema = z.strictObject({
+  name: line(200),
+  permissions: z.array(permissionSchema).min(1).max(15),
+  currentPassword,
+});
 
 const integrationParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{16}$/) });
 
@@ -17,7 +21,10 @@ export const listIntegrations = defineOperation({
   tag: 'integrations',
   summary: "The tenant's integrations (never their keys)",
   access: { permission: 'integrations:manage' },
-  responses: { 200: { description: 'Integrations', schema: z.object({ items: z.array(integrationSchema) }) }, ...common },
+  responses: {
+    200: { description: 'Integrations', schema: z.object({ items: z.array(integrationSchema) }) },
+    ...common,
+  },
 });
 
 export const createIntegration = defineOperation({
@@ -28,7 +35,11 @@ export const createIntegration = defineOperation({
   summary: 'Create an integration (current password; only permissions the caller holds); its API key is shown once',
   access: { permission: 'integrations:manage' },
   body: integrationCreateSchema,
-  responses: { 201: { description: 'Created', schema: z.object({ id: z.string(), apiKey: z.string() }) }, ...common, 429: p('Too many wrong passwords') },
+  responses: {
+    201: { description: 'Created', schema: z.object({ id: z.string(), apiKey: z.string() }) },
+    ...common,
+    429: p('Too many wrong passwords'),
+  },
 });
 
 export const revokeIntegration = defineOperation({

@@ -8,9 +8,16 @@ import { common, currentPassword, p } from './shared.js';
 const meSchema = userSchema.extend({ realm: z.string(), permissions: z.array(z.string()) }).meta({ id: 'Me' });
 
 const meUpdateSchema = z
-  .strictObject({ email: emailSchema.optional(), name: line(200).optional(), currentPassword: currentPassword.optional() })
+  .strictObject({
+    email: emailSchema.optional(),
+    name: line(200).optional(),
+    currentPassword: currentPassword.optional(),
+  })
   .refine((b) => b.email !== undefined || b.name !== undefined, { message: 'nothing to change' })
-  .refine((b) => b.email === undefined || b.currentPassword !== undefined, { message: 'changing the e-mail needs currentPassword', path: ['currentPassword'] });
+  .refine((b) => b.email === undefined || b.currentPassword !== undefined, {
+    message: 'changing the e-mail needs currentPassword',
+    path: ['currentPassword'],
+  });
 
 const totpStartSchema = z.object({ otpauthUri: z.string(), secret: z.string() });
 
@@ -50,7 +57,11 @@ export const startTotp = defineOperation({
   access: 'authenticated',
   scopes: ['mfa-enrolment'],
   body: reauthSchema,
-  responses: { 200: { description: 'The secret to scan', schema: totpStartSchema }, ...common, 429: p('Too many wrong passwords') },
+  responses: {
+    200: { description: 'The secret to scan', schema: totpStartSchema },
+    ...common,
+    429: p('Too many wrong passwords'),
+  },
 });
 
 export const confirmTotp = defineOperation({
@@ -58,11 +69,17 @@ export const confirmTotp = defineOperation({
   method: 'POST',
   route: 'me/mfa/totp/confirmation',
   tag: 'profile',
-  summary: "Confirm TOTP with a code (and the current password); returns recovery codes once; the account's other sessions end",
+  summary:
+    "Confirm TOTP with a code (and the current password); returns recovery codes once; the account's other sessions end",
   access: 'authenticated',
   scopes: ['mfa-enrolment'],
   body: totpConfirmSchema,
-  responses: { 200: { description: 'Recovery codes', schema: recoveryCodesSchema }, ...common, 422: p('Wrong code'), 429: p('Too many wrong passwords') },
+  responses: {
+    200: { description: 'Recovery codes', schema: recoveryCodesSchema },
+    ...common,
+    422: p('Wrong code'),
+    429: p('Too many wrong passwords'),
+  },
 });
 
 export const removeTotp = defineOperation({
@@ -70,10 +87,17 @@ export const removeTotp = defineOperation({
   method: 'POST',
   route: 'me/mfa/totp/removal',
   tag: 'profile',
-  summary: "Remove the second factor (current password; not where the tenant requires one); the account's other sessions end",
+  summary:
+    "Remove the second factor (current password; not where the tenant requires one); the account's other sessions end",
   access: 'authenticated',
   body: reauthSchema,
-  responses: { 204: { description: 'Removed' }, ...common, 409: p('None enrolled, or required by the tenant'), 422: p('Password too short without a second factor'), 429: p('Too many wrong passwords') },
+  responses: {
+    204: { description: 'Removed' },
+    ...common,
+    409: p('None enrolled, or required by the tenant'),
+    422: p('Password too short without a second factor'),
+    429: p('Too many wrong passwords'),
+  },
 });
 
 export const regenerateRecoveryCodes = defineOperation({
@@ -84,7 +108,12 @@ export const regenerateRecoveryCodes = defineOperation({
   summary: 'Ten new recovery codes (current password); the old ones stop working',
   access: 'authenticated',
   body: reauthSchema,
-  responses: { 200: { description: 'Recovery codes', schema: recoveryCodesSchema }, ...common, 409: p('No second factor'), 429: p('Too many wrong passwords') },
+  responses: {
+    200: { description: 'Recovery codes', schema: recoveryCodesSchema },
+    ...common,
+    409: p('No second factor'),
+    429: p('Too many wrong passwords'),
+  },
 });
 
 export const profileOperations = [getMe, updateMe, startTotp, confirmTotp, removeTotp, regenerateRecoveryCodes];

@@ -29,7 +29,12 @@ export const putRole = defineOperation({
   access: { permission: 'roles:manage' },
   params: roleParams,
   body: rolePutSchema,
-  responses: { 200: { description: 'Changed', schema: roleSchema }, 201: { description: 'Created', schema: roleSchema }, ...common, 422: p('Built-in role') },
+  responses: {
+    200: { description: 'Changed', schema: roleSchema },
+    201: { description: 'Created', schema: roleSchema },
+    ...common,
+    422: p('Built-in role'),
+  },
 });
 
 export const deleteRole = defineOperation({

@@ -7,10 +7,24 @@ import { usernameSchema, emailSchema } from '../schemas.js';
 import { p, common } from './shared.js';
 import { userCreatedSchema, userParams } from './users.js';
 
-const operatorCreateSchema = z.strictObject({ username: usernameSchema, email: emailSchema, name: line(200).optional(), roles: z.array(operatorRoleSchema).min(1) });
+const operatorCreateSchema = z.strictObject({
+  username: usernameSchema,
+  email: emailSchema,
+  name: line(200).optional(),
+  roles: z.array(operatorRoleSchema).min(1),
+});
 
 const alertSchema = z
-  .object({ id: z.string(), kind: z.string(), detectedAt: z.string(), realm: z.string().optional(), sourceRef: z.string().optional(), accountRef: z.string().optional(), count: z.number(), summary: z.string() })
+  .object({
+    id: z.string(),
+    kind: z.string(),
+    detectedAt: z.string(),
+    realm: z.string().optional(),
+    sourceRef: z.string().optional(),
+    accountRef: z.string().optional(),
+    count: z.number(),
+    summary: z.string(),
+  })
   .meta({ id: 'SecurityAlert' });
 
 const accessRequestCreateSchema = z.strictObject({
@@ -103,7 +117,12 @@ export const decideAccessRequest = defineOperation({
   access: { permission: 'access-requests:approve' },
   params: accessRequestParams,
   body: approvalSchema,
-  responses: { 200: { description: 'Decided', schema: accessRequestSchema }, ...common, 404: p('Unknown request'), 409: p('Decided already') },
+  responses: {
+    200: { description: 'Decided', schema: accessRequestSchema },
+    ...common,
+    404: p('Unknown request'),
+    409: p('Decided already'),
+  },
 });
 
 export const revokeAccessGrant = defineOperation({
@@ -114,7 +133,20 @@ export const revokeAccessGrant = defineOperation({
   summary: 'End an approved staff grant at once (download links issued under it stop working)',
   access: { permission: 'access-requests:approve' },
   params: accessRequestParams,
-  responses: { 200: { description: 'Revoked', schema: accessRequestSchema }, ...common, 404: p('Unknown request'), 409: p('Not a live grant') },
+  responses: {
+    200: { description: 'Revoked', schema: accessRequestSchema },
+    ...common,
+    404: p('Unknown request'),
+    409: p('Not a live grant'),
+  },
 });
 
-export const staffOperations = [createOperator, unlockOperator, listSecurityAlerts, createAccessRequest, listAccessRequests, decideAccessRequest, revokeAccessGrant];
+export const staffOperations = [
+  createOperator,
+  unlockOperator,
+  listSecurityAlerts,
+  createAccessRequest,
+  listAccessRequests,
+  decideAccessRequest,
+  revokeAccessGrant,
+];

@@ -8,12 +8,26 @@ import { p, common } from './shared.js';
 
 const roleNames = z.array(code(40)).max(20);
 
-const userCreateSchema = z.strictObject({ username: usernameSchema, email: emailSchema, name: line(200).optional(), roles: roleNames.optional() }).meta({ id: 'UserInput' });
+const userCreateSchema = z
+  .strictObject({
+    username: usernameSchema,
+    email: emailSchema,
+    name: line(200).optional(),
+    roles: roleNames.optional(),
+  })
+  .meta({ id: 'UserInput' });
 
-export const userCreatedSchema = z.object({ id: z.string(), username: z.string(), initialPassword: z.string() }).meta({ id: 'UserCreated' });
+export const userCreatedSchema = z
+  .object({ id: z.string(), username: z.string(), initialPassword: z.string() })
+  .meta({ id: 'UserCreated' });
 
 const userUpdateSchema = z
-  .strictObject({ email: emailSchema.optional(), name: line(200).optional(), roles: roleNames.optional(), status: z.enum(['active', 'deactivated']).optional() })
+  .strictObject({
+    email: emailSchema.optional(),
+    name: line(200).optional(),
+    roles: roleNames.optional(),
+    status: z.enum(['active', 'deactivated']).optional(),
+  })
   .refine((b) => Object.keys(b).length > 0, { message: 'nothing to change' })
   .meta({ id: 'UserUpdate' });
 
@@ -39,7 +53,12 @@ export const createUser = defineOperation({
   summary: 'Create a personal account (role `self` unless roles are given); the one-time password is shown once',
   access: { permission: 'users:manage' },
   body: userCreateSchema,
-  responses: { 201: { description: 'Created', schema: userCreatedSchema }, ...common, 409: p('Username taken'), 422: p('Unknown role') },
+  responses: {
+    201: { description: 'Created', schema: userCreatedSchema },
+    ...common,
+    409: p('Username taken'),
+    422: p('Unknown role'),
+  },
 });
 
 export const getUser = defineOperation({
@@ -62,7 +81,13 @@ export const updateUser = defineOperation({
   access: { permission: 'users:manage' },
   params: userParams,
   body: userUpdateSchema,
-  responses: { 200: { description: 'User', schema: userSchema }, ...common, 404: p('Unknown user'), 409: p('The last active tenant admin'), 422: p('Unknown role') },
+  responses: {
+    200: { description: 'User', schema: userSchema },
+    ...common,
+    404: p('Unknown user'),
+    409: p('The last active tenant admin'),
+    422: p('Unknown role'),
+  },
 });
 
 export const deleteUser = defineOperation({
@@ -73,7 +98,12 @@ export const deleteUser = defineOperation({
   summary: 'Deactivate a user: no login, live tokens stop at once',
   access: { permission: 'users:manage' },
   params: userParams,
-  responses: { 204: { description: 'Deactivated' }, ...common, 404: p('Unknown user'), 409: p('The last active tenant admin') },
+  responses: {
+    204: { description: 'Deactivated' },
+    ...common,
+    404: p('Unknown user'),
+    409: p('The last active tenant admin'),
+  },
 });
 
 export const resetUserPassword = defineOperation({
@@ -85,7 +115,12 @@ export const resetUserPassword = defineOperation({
   access: { permission: 'users:manage' },
   params: userParams,
   rateLimit: RATE_LIMITS.passwordReset,
-  responses: { 200: { description: 'One-time password', schema: userCreatedSchema }, ...common, 404: p('Unknown user'), 429: p('Too many resets; see Retry-After') },
+  responses: {
+    200: { description: 'One-time password', schema: userCreatedSchema },
+    ...common,
+    404: p('Unknown user'),
+    429: p('Too many resets; see Retry-After'),
+  },
 });
 
 export const unlockUser = defineOperation({
@@ -120,4 +155,14 @@ export const putSecurityPolicy = defineOperation({
   responses: { 200: { description: 'Policy', schema: securityPolicySchema }, ...common },
 });
 
-export const usersOperations = [listUsers, createUser, getUser, updateUser, deleteUser, resetUserPassword, unlockUser, getSecurityPolicy, putSecurityPolicy];
+export const usersOperations = [
+  listUsers,
+  createUser,
+  getUser,
+  updateUser,
+  deleteUser,
+  resetUserPassword,
+  unlockUser,
+  getSecurityPolicy,
+  putSecurityPolicy,
+];
