@@ -84,11 +84,9 @@ describe('reads from the read-access secondary when the primary is lost', () => 
     // The secondary holds the rows: a direct look finds the orders.
     let orders = 0;
     const direct = createStorageClients({ kind: 'connectionString', connectionString: secondary.connectionString });
-    for await (const row of direct
-      .table('tenantdata')
-      .listEntities({
-        queryOptions: { filter: "PartitionKey ge 'lab-geo~orders~' and PartitionKey lt 'lab-geo~orders~~'" },
-      })) {
+    for await (const row of direct.table('tenantdata').listEntities({
+      queryOptions: { filter: "PartitionKey ge 'lab-geo~orders~' and PartitionKey lt 'lab-geo~orders~~'" },
+    })) {
       if (String(row.rowKey).startsWith('order~')) orders++;
     }
     expect(orders).toBe(3);

@@ -167,11 +167,9 @@ describe(`storage faults (${INTAKE_FAULT_RATE * 100}% of requests during intake,
     expect(new Set(ids).size).toBe(count);
     const orders = new Set<string>();
     const created = new Map<string, number>();
-    for await (const row of direct
-      .table('tenantdata')
-      .listEntities<{ event?: string; entityId?: string }>({
-        queryOptions: { filter: "PartitionKey ge 'lab-faults~orders~' and PartitionKey lt 'lab-faults~orders~~'" },
-      })) {
+    for await (const row of direct.table('tenantdata').listEntities<{ event?: string; entityId?: string }>({
+      queryOptions: { filter: "PartitionKey ge 'lab-faults~orders~' and PartitionKey lt 'lab-faults~orders~~'" },
+    })) {
       if (row.rowKey?.startsWith('order~')) orders.add(row.rowKey.slice('order~'.length));
       if (row.event === 'order.create' && row.entityId) created.set(row.entityId, (created.get(row.entityId) ?? 0) + 1);
     }
