@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { errorFields, type Logger } from '../../lib/observability/logger.js';
 import type { Invoker, Registration } from '../core-module.js';
 import type { FunctionsLibrary } from '../http-server.js';
+import { Nap } from './nap.js';
 import { EventType, type HistoryEvent } from './history.js';
 import type { ControlMessage, HeldMessage, TaskHubStore, TaskResult, WorkItem, WorkPack } from './store.js';
 
@@ -28,7 +29,7 @@ export class ActivityWorker {
   readonly #slotWaiters: (() => void)[] = [];
   #stopped = false;
   #loop: Promise<void> = Promise.resolve();
-  #wake: (() => void) | undefined;
+  readonly #nap = new Nap();
 
   constructor(options: ActivityWorkerOptions) {
     this.#o = options;
@@ -40,7 +41,7 @@ export class ActivityWorker {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#wake?.();
+    this.#nap.wake();
     await this.#loop;
   }
 
@@ -49,7 +50,7 @@ export class ActivityWorker {
     let idle = 0;
     while (!this.#stopped) {
       if (this.#active >= this.#o.maxConcurrent) {
-        await this.#nap(50);
+        await this.#nap.for(50);
         continue;
       }
       try {
@@ -63,20 +64,8 @@ export class ActivityWorker {
         this.#o.logger.log('warn', 'durable.work.receive', errorFields(error));
         idle++;
       }
-      if (idle > 0) await this.#nap(Math.min(50 * 2 ** idle, 1000));
+      if (idle > 0) await this.#nap.for(Math.min(50 * 2 ** idle, 1000));
     }
-  }
-
-  async #nap(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
-    this.#wake = undefined;
   }
 
   async #slot(): Promise<void> {

@@ -11,6 +11,7 @@ import { type Invoker, invokeDirectly, type Registration } from '../core-module.
 import type { FunctionsLibrary } from '../http-server.js';
 import { ActivityWorker } from './activity-worker.js';
 import { DurableApiError, DurableClientApi } from './client.js';
+import { Nap } from './nap.js';
 import { EventType, type HistoryEvent, TERMINAL } from './history.js';
 import { orchestrationStep, type Outbound } from './orchestration-step.js';
 import { SdkOrchestratorRunner } from './sdk-adapter.js';
@@ -52,7 +53,7 @@ export class DurableRuntime {
   readonly #cache = new Map<string, { state: InstanceState; history: HistoryEvent[] }>();
   #stopped = false;
   #controlLoop: Promise<void> = Promise.resolve();
-  #wake: (() => void) | undefined;
+  readonly #nap = new Nap();
 
   constructor(options: DurableRuntimeOptions) {
     this.#store = options.store;
@@ -91,7 +92,7 @@ export class DurableRuntime {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#wake?.();
+    this.#nap.wake();
     await Promise.allSettled([this.#controlLoop, this.#worker.stop()]);
   }
 
@@ -129,20 +130,8 @@ export class DurableRuntime {
         this.#logger.log('warn', 'durable.control.receive', errorFields(error));
         idle++;
       }
-      if (idle > 0) await this.#nap(Math.min(20 * 2 ** idle, 500));
+      if (idle > 0) await this.#nap.for(Math.min(20 * 2 ** idle, 500));
     }
-  }
-
-  async #nap(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
-    this.#wake = undefined;
   }
 
   /** Runs steps for one instance until its inbox is empty; never two at once for an instance. */
