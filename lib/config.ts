@@ -105,6 +105,9 @@ const configSchema = z
     }
   });
 
+/** The names of every setting parsed here (docs/settings.md lists each; a test compares them). */
+export const SETTING_NAMES: readonly string[] = Object.keys(configSchema.shape);
+
 export type Environment = z.infer<typeof environmentSchema>;
 
 export type StorageSettings = (

@@ -1,4 +1,4 @@
-// `npm run admin -- <area> <command> [--flag value]`: operator tasks against the same storage and
+// `npm run -s admin -- <area> <command> [--flag value]`: operator tasks against the same storage and
 // keys as the running local host (through ${LABVAULT_DATA_DIR}/local-host.json) or the configured
 // AzureWebJobsStorage. Prints exactly one JSON object on stdout; help, diagnostics and errors go
 // to stderr (help to stdout when asked for). Exit codes: 0 done, 1 failed, 2 wrong usage or settings.
@@ -120,6 +120,24 @@ const COMMANDS: Record<string, Command> = {
       return { username, unlocked: true };
     },
   },
+  'operator password-reset': {
+    usage: 'operator password-reset --username <name>',
+    summary:
+      'Break glass: a new one-time password for an operator account (unlocked, every session ended), printed once',
+    async run(values, _p, services, { actor, correlationId }) {
+      const username = parse(
+        z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, 'an operator username'),
+        values.username,
+        'username',
+      );
+      const row = await services.users.findByUsername(OPERATOR_REALM, username);
+      if (!row) throw new UsageError(`--username: no operator "${username}"`);
+      // Audited as user.password.reset in the operator realm; the holder must change it at first login.
+      const { initialPassword } = await services.users.resetPassword(OPERATOR_REALM, row.id, { actor, correlationId });
+      await services.guard.reset(OPERATOR_REALM, username);
+      return { username, initialPassword };
+    },
+  },
   'backup create': {
     usage: 'backup create',
     summary: 'Back up every table now (encrypted, checksummed, with a manifest)',
@@ -161,7 +179,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 const USAGE = [
-  'usage: npm run admin -- <area> <command> [options]',
+  'usage: npm run -s admin -- <area> <command> [options]',
   '',
   ...Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(90)} ${c.summary}`),
   '',
@@ -232,7 +250,7 @@ async function main(argv: string[]): Promise<{ out?: unknown; help?: string }> {
   if (area === undefined || area === 'help') return { help: USAGE };
   const entry = COMMANDS[`${area} ${command ?? ''}`];
   if (!entry) throw new UsageError(`unknown command "${[area, command].filter(Boolean).join(' ')}"\n${USAGE}`);
-  if (values.help) return { help: `usage: npm run admin -- ${entry.usage}\n\n${entry.summary}.` };
+  if (values.help) return { help: `usage: npm run -s admin -- ${entry.usage}\n\n${entry.summary}.` };
   const services = await createServices(parseConfig(settings()), {
     logger: createLogger((l) => process.stderr.write(l + '\n'), 'warn'),
   });

@@ -1,6 +1,6 @@
 // Measures a data export of a seeded tenant, in this process, against its own Azurite:
 // records per second and the peak RSS. `node --import tsx scripts/measure-export.ts 20000`
-// (the figures in the README's export section come from this script).
+// (the figures in docs/performance.md come from this script).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 // `node --import tsx scripts/profile.ts intake|images [count] [concurrency]`: CPU profiles of the
 // local host and its Azurite (node --cpu-prof) while orders are posted, or 12-MP JPEGs uploaded and
 // processed; prints the CPU each process used per item, and where it went, by package and function.
-// Used to find what bounds a path (see README, Performance). Extra node options: PROFILE_NODE_OPTIONS.
+// Used to find what bounds a path (see docs/performance.md). Extra node options: PROFILE_NODE_OPTIONS.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

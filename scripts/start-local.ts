@@ -28,7 +28,7 @@ try {
       // The durable task API needs the host's system key, as on Azure (kept in host-keys.json of the data folder).
       `  Durable API:   ${host.durableBaseUrl}instances?code=${host.systemKey}`,
       `  Data:          ${host.dataDir} (Azurite's data, the local key store, host-keys.json, local-host.json)`,
-      '  Admin CLI:     npm run admin -- --help (in another terminal)',
+      '  Admin CLI:     npm run -s admin -- --help (in another terminal)',
       `  Stop:          Ctrl+C here, or kill ${process.pid}; the data stays for the next start`,
       '',
     ].join('\n'),

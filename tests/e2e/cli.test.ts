@@ -21,12 +21,12 @@ describe('the admin CLI', () => {
     for (const args of [['--help'], ['help'], ['-h']]) {
       const r = admin(host.dataDir, args);
       expect(r.status, args.join(' ')).toBe(0);
-      expect(r.stdout).toContain('usage: npm run admin -- <area> <command>');
+      expect(r.stdout).toContain('usage: npm run -s admin -- <area> <command>');
       expect(r.stdout).toContain('backup list');
     }
     const one = admin(host.dataDir, ['audit', 'verify', '--help']);
     expect(one.status).toBe(0);
-    expect(one.stdout).toContain('usage: npm run admin -- audit verify --tenant <id>');
+    expect(one.stdout).toContain('usage: npm run -s admin -- audit verify --tenant <id>');
     const unknown = admin(host.dataDir, ['frobnicate', 'now']);
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toContain('unknown command "frobnicate now"');
@@ -45,6 +45,27 @@ describe('the admin CLI', () => {
       tenant: 'lab-cli',
       valid: true,
     });
+  });
+
+  it('gives an operator a new one-time password (break glass): the old password stops, the new one must be changed', async () => {
+    const login = (password: string) =>
+      fetch(`${host.apiBaseUrl}/auth/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ tenant: 'operator', username: 'operator', password }),
+      });
+    const first = admin(host.dataDir, ['operator', 'password-reset', '--username', 'operator']);
+    expect(first.status, first.stderr).toBe(0);
+    const second = admin(host.dataDir, ['operator', 'password-reset', '--username', 'operator']);
+    const oneTime = String(second.json?.initialPassword);
+    expect(oneTime).toMatch(/^\S{20}$/);
+    expect((await login(String(first.json?.initialPassword))).status).toBe(401);
+    const answer = await login(oneTime);
+    expect(answer.status).toBe(200);
+    expect(((await answer.json()) as { mustChangePassword: boolean }).mustChangePassword).toBe(true);
+    const unknown = admin(host.dataDir, ['operator', 'password-reset', '--username', 'nobody']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain('no operator "nobody"');
   });
 
   it('lists backups, and prints the cause of a failure without the secrets in it', () => {

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 
 const RESULTS = resolve(import.meta.dirname, '../../test-results/reliability');
 
-/** Adds figures of one suite to test-results/reliability/figures.json (the README's Reliability section). */
+/** Adds figures of one suite to test-results/reliability/figures.json (docs/reliability.md). */
 export function recordFigures(suite: string, figures: Record<string, unknown>): void {
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, 'figures.json');
