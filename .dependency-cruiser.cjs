@@ -7,7 +7,7 @@
 //   lib/<domain>/                        the domains; each owns its storage; api.ts is its HTTP contract
 //   lib/ foundation                      errors, fields, config, storage, crypto, net, observability
 //   local-host/                          the embedded Functions host (never deployed), knows no domain
-const DOMAINS = '(approvals|audit|backups|breaches|exports|identity|images|orders|platform|retention|tenants)';
+const DOMAINS = '(approvals|audit|backups|breaches|exports|identity|images|intake|orders|platform|retention|tenants)';
 /** A domain's HTTP contract: its api.ts, or the files of its api/ folder. */
 const CONTRACTS = `^lib/${DOMAINS}/api(\\.ts$|/)`;
 const FOUNDATION = '^lib/(errors|fields|config)\\.ts$|^lib/(storage|crypto|net|observability)/';

@@ -8,6 +8,7 @@ import './users.js';
 import './integrations.js';
 import './staff.js';
 import './orders.js';
+import './fhir.js';
 import './images.js';
 import './exports.js';
 import '../orchestrations/export.js';

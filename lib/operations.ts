@@ -10,6 +10,7 @@ import { buildOpenApiDocument } from './http/openapi.js';
 import type { Operation } from './http/operation.js';
 import { identityOperations } from './identity/api/index.js';
 import { imageOperations } from './images/api.js';
+import { intakeOperations } from './intake/api.js';
 import { orderOperations } from './orders/api.js';
 import { platformOperations } from './platform/api.js';
 import { retentionOperations } from './retention/api.js';
@@ -20,6 +21,7 @@ export const ALL_OPERATIONS: readonly Operation[] = [
   ...identityOperations,
   ...tenantOperations,
   ...orderOperations,
+  ...intakeOperations,
   ...imageOperations,
   ...exportOperations,
   ...breachOperations,

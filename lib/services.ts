@@ -27,6 +27,7 @@ import { RetentionService } from './retention/retention.js';
 import { BreachService } from './breaches/breaches.js';
 import { ExportService } from './exports/exports.js';
 import { ImageService } from './images/images.js';
+import { FhirIntake } from './intake/fhir/service.js';
 import { OrderService } from './orders/orders.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
 import { TenantService } from './tenants/tenants.js';
@@ -42,6 +43,8 @@ export interface Services {
   tenants: TenantService;
   integrations: IntegrationService;
   orders: OrderService;
+  /** FHIR R4 intake and reads on top of the orders. */
+  fhir: FhirIntake;
   images: ImageService;
   exports: ExportService;
   breaches: BreachService;
@@ -140,6 +143,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     tenants,
     integrations,
     orders,
+    fhir: new FhirIntake({ orders }),
     images,
     exports: new ExportService({
       table: tenantData,

@@ -22,6 +22,9 @@ const SYSTEMS = {
   additive: 'urn:labvault:fixative',
 } as const;
 
+/** The identifier system of the placer order number (the order's externalId) in LabVault's FHIR views. */
+export const PLACER_SYSTEM: string = SYSTEMS.placer;
+
 const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
 
 const patientResourceId = (patientRef: string) => fhirId(`pat-${patientRef}`);

@@ -13,7 +13,7 @@ export function openApiPath(route: string): string {
   return '/' + route.replace(/\{\*?([A-Za-z0-9_]+)(?::[^}?]+)?\??\}/g, '{$1}');
 }
 
-const problemResponse = (description: string, headers?: ResponseSpec['headers']): ResponseSpec => ({
+const problemOf = (description: string, headers?: ResponseSpec['headers']): ResponseSpec => ({
   description,
   schema: problemSchema,
   ...(headers ? { headers } : {}),
@@ -27,6 +27,12 @@ const RETRY_AFTER = { 'Retry-After': { description: 'Seconds to wait before tryi
  */
 function responsesOf(op: Operation): Record<number, ResponseSpec> {
   const declared: Record<number, ResponseSpec> = { ...op.responses };
+  // An operation whose failures answer in its format's own error document documents that type.
+  const failureType = op.failures?.contentType.split(';')[0];
+  const problemResponse = (description: string, headers?: ResponseSpec['headers']): ResponseSpec =>
+    failureType
+      ? { description, contentType: failureType, ...(headers ? { headers } : {}) }
+      : problemOf(description, headers);
   const add = (status: number, spec: ResponseSpec) => {
     declared[status] ??= spec;
   };
@@ -41,10 +47,10 @@ function responsesOf(op: Operation): Record<number, ResponseSpec> {
   // A tenant's data does not exist for an operator without a staff grant for that tenant.
   if (typeof op.access === 'object' && 'permission' in op.access)
     add(404, problemResponse('No such resource, or no tenant (an operator without a staff grant)'));
-  if (op.query || op.body) add(400, problemResponse('Malformed request'));
-  if (op.body) {
+  if (op.query || op.body || op.rawBody) add(400, problemResponse('Malformed request'));
+  if (op.body || op.rawBody) {
     add(413, problemResponse('Body over 1 MiB'));
-    add(415, problemResponse('The body is not JSON'));
+    add(415, problemResponse(op.rawBody ? 'Not one of the accepted media types' : 'The body is not JSON'));
   }
   if (op.rateLimit || declared[429])
     declared[429] = { ...(declared[429] ?? problemResponse('Too many calls; see Retry-After')), headers: RETRY_AFTER };
@@ -162,9 +168,17 @@ export function buildOpenApiDocument(operations: readonly Operation[]): Record<s
             requestBody: {
               required: true,
               content: {
-                'application/json': { schema: op.body },
+                ...Object.fromEntries((op.bodyMediaTypes ?? ['application/json']).map((t) => [t, { schema: op.body }])),
                 ...(op.method === 'PATCH' ? { 'application/merge-patch+json': { schema: op.body } } : {}),
               },
+            },
+          }
+        : {}),
+      ...(op.rawBody
+        ? {
+            requestBody: {
+              required: true,
+              content: Object.fromEntries(op.rawBody.mediaTypes.map((type) => [type, { schema: { type: 'string' } }])),
             },
           }
         : {}),

@@ -42,11 +42,32 @@ export interface Operation<
   params?: P;
   query?: Q;
   body?: B;
+  /** The JSON media types the body is documented with (default application/json; any `+json` type is read). */
+  bodyMediaTypes?: readonly string[];
+  /**
+   * The body as bytes, for formats that are not JSON or need their own parser (HL7 v2, LDT, FHIR):
+   * the pipeline checks the media type and the size, the handler parses. Excludes `body`.
+   */
+  rawBody?: { mediaTypes: readonly string[] };
+  /** How failures answer when not as problem+json (same status and headers, the format's own body). */
+  failures?: FailureRenderer;
   /** A per-principal budget for an expensive route: over it, 429 with Retry-After. */
   rateLimit?: RateLimit;
   /** Request headers the operation reads (documented only). */
   headers?: Record<string, { description: string; required?: boolean }>;
   responses: Record<number, ResponseSpec>;
+}
+
+/** A failure as a format's own error document (a FHIR OperationOutcome, an HL7 ACK) instead of problem+json. */
+export interface FailureRenderer {
+  contentType: string;
+  render(failure: {
+    status: number;
+    title: string;
+    detail: string;
+    correlationId: string;
+    errors?: readonly { path: string; message: string }[];
+  }): string | Uint8Array;
 }
 
 export function defineOperation<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(

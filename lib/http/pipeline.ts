@@ -9,7 +9,7 @@ import type { RateLimit, RateVerdict } from '../identity/rate-limits.js';
 import { errorFields, type Logger } from '../observability/logger.js';
 import { StorageLimitError, statusOf } from '../storage/errors.js';
 import { ifNoneMatchHits, representationEtag } from './etags.js';
-import type { Operation } from './operation.js';
+import type { FailureRenderer, Operation } from './operation.js';
 import {
   DomainError,
   type FieldError,
@@ -63,10 +63,20 @@ export interface RequestContext<P, Q, B> {
   clientAddress: string | undefined;
   /** The Functions invocation (e.g. for df.getClient). */
   invocation: InvocationContext;
+  /** The body's bytes and media type, for operations that declare `rawBody`. */
+  rawBody?: RawBody;
   request: HttpRequest;
 }
 
 type Infer<T> = T extends z.ZodType ? z.infer<T> : undefined;
+
+export interface RawBody {
+  bytes: Buffer;
+  /** The media type without parameters, lower case. */
+  mediaType: string;
+  /** The `charset` parameter, lower case, when given. */
+  charset?: string;
+}
 
 const SECURITY_HEADERS: Record<string, string> = {
   'Cache-Control': 'no-store',
@@ -120,6 +130,22 @@ async function readBody(request: HttpRequest): Promise<unknown> {
     if (error instanceof DomainError) throw error;
     throw invalidInput('The body is not valid JSON.');
   }
+}
+
+async function readRawBody(request: HttpRequest, mediaTypes: readonly string[]): Promise<RawBody> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && Number(declared) > MAX_BODY_BYTES)
+    throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  const [type = '', ...parameters] = (request.headers.get('content-type') ?? '').split(';');
+  const mediaType = type.trim().toLowerCase();
+  if (!mediaTypes.includes(mediaType)) throw unsupportedMediaType(`Send the body as ${mediaTypes.join(' or ')}.`);
+  const bytes = Buffer.from(await request.arrayBuffer());
+  if (bytes.length > MAX_BODY_BYTES) throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  const charset = parameters
+    .map((p) => /^\s*charset\s*=\s*"?([^";\s]+)"?\s*$/i.exec(p)?.[1])
+    .find((c) => c !== undefined)
+    ?.toLowerCase();
+  return { bytes, mediaType, ...(charset ? { charset } : {}) };
 }
 
 function parseWith<T extends z.ZodType>(
@@ -231,14 +257,27 @@ function respond(
 /** The challenges of a 401 (RFC 9110 §11.6.1): people send a bearer token, integrations an API key. */
 const AUTH_CHALLENGES = 'Bearer realm="labvault", ApiKey realm="labvault"';
 
-export function problemResponse(problem: ProblemError, correlationId: string): HttpResponseInit {
+export function problemResponse(
+  problem: ProblemError,
+  correlationId: string,
+  failures?: FailureRenderer,
+): HttpResponseInit {
   const headers: Record<string, string> = {
     ...SECURITY_HEADERS,
     'x-correlation-id': correlationId,
-    'Content-Type': 'application/problem+json; charset=utf-8',
+    'Content-Type': failures?.contentType ?? 'application/problem+json; charset=utf-8',
   };
   if (problem.extras.retryAfterSeconds !== undefined) headers['Retry-After'] = String(problem.extras.retryAfterSeconds);
   if (problem.status === 401) headers['WWW-Authenticate'] = AUTH_CHALLENGES;
+  if (failures) {
+    const { status, title, detail } = problem;
+    const errors = problem.extras.errors;
+    return {
+      status,
+      headers,
+      body: failures.render({ status, title, detail, correlationId, ...(errors ? { errors } : {}) }),
+    };
+  }
   return {
     status: problem.status,
     headers,
@@ -331,6 +370,7 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
           )
         : undefined;
       let body: unknown;
+      const rawBody = operation.rawBody ? await readRawBody(request, operation.rawBody.mediaTypes) : undefined;
       if (operation.body) {
         const raw = await readBody(request);
         body = parseWith(operation.body, raw, (errors) => invalidInput('The body does not match the schema.', errors));
@@ -347,6 +387,7 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
         clientAddress,
         invocation,
         request,
+        ...(rawBody ? { rawBody } : {}),
       });
       response = respond(result, correlationId, {
         method: request.method.toUpperCase(),
@@ -354,7 +395,11 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
       });
     } catch (error) {
       const fallbackLogger: Logger = logger ?? { log: () => undefined };
-      response = problemResponse(toProblem(error, fallbackLogger, operation.id, correlationId), correlationId);
+      response = problemResponse(
+        toProblem(error, fallbackLogger, operation.id, correlationId),
+        correlationId,
+        operation.failures,
+      );
     }
     logger?.log('info', 'request', {
       operation: operation.id,

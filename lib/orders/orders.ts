@@ -57,6 +57,8 @@ type OrderRow = {
 export interface StoredOrder {
   order: Order;
   etag: string;
+  /** The patient's pseudonym (what FHIR views name the Patient by; never the plaintext id). */
+  patientRef: string;
 }
 
 export interface OrderCreated extends StoredOrder {
@@ -166,7 +168,7 @@ export class OrderService {
     }
     // The answer is what was just stored: built from the validated input, not decrypted back.
     const order: Order = { id: orderId, status: 'received', createdAt: now, updatedAt: now, ...input };
-    return { order, etag: etag ?? (await this.#etagOf(partitionKey, orderId)), replayed: false };
+    return { order, etag: etag ?? (await this.#etagOf(partitionKey, orderId)), patientRef, replayed: false };
   }
 
   /** The order a raw row of an order partition holds, decrypted (for the tenant's export); else undefined. */
@@ -238,7 +240,7 @@ export class OrderService {
     const row = await this.#row(partitionKey, orderId);
     if (!row) throw notFound('No such order.');
     await this.#audit.record(tenant, partitionKey, [this.#readEvent(row, meta, event)]);
-    return { order: await this.#toOrder(tenant, row), etag: row.etag ?? '' };
+    return { order: await this.#toOrder(tenant, row), etag: row.etag ?? '', patientRef: row.patientRef };
   }
 
   /**
@@ -296,7 +298,11 @@ export class OrderService {
       }
       throw error;
     }
-    return { order: await this.#toOrder(tenant, updated), etag: etag ?? (await this.#etagOf(partitionKey, orderId)) };
+    return {
+      order: await this.#toOrder(tenant, updated),
+      etag: etag ?? (await this.#etagOf(partitionKey, orderId)),
+      patientRef: updated.patientRef,
+    };
   }
 
   /**
