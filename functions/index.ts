@@ -9,6 +9,8 @@ import './integrations.js';
 import './staff.js';
 import './orders.js';
 import './fhir.js';
+import './hl7v2.js';
+import './ldt.js';
 import './images.js';
 import './exports.js';
 import '../orchestrations/export.js';

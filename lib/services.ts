@@ -28,6 +28,8 @@ import { BreachService } from './breaches/breaches.js';
 import { ExportService } from './exports/exports.js';
 import { ImageService } from './images/images.js';
 import { FhirIntake } from './intake/fhir/service.js';
+import { Hl7Intake } from './intake/hl7v2/service.js';
+import { LdtIntake } from './intake/ldt/service.js';
 import { OrderService } from './orders/orders.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
 import { TenantService } from './tenants/tenants.js';
@@ -45,6 +47,10 @@ export interface Services {
   orders: OrderService;
   /** FHIR R4 intake and reads on top of the orders. */
   fhir: FhirIntake;
+  /** HL7 v2 order messages (OML^O21, ORM^O01) on top of the orders. */
+  hl7: Hl7Intake;
+  /** LDT 3 practice packets of orders. */
+  ldt: LdtIntake;
   images: ImageService;
   exports: ExportService;
   breaches: BreachService;
@@ -144,6 +150,8 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     integrations,
     orders,
     fhir: new FhirIntake({ orders }),
+    hl7: new Hl7Intake({ orders, clock }),
+    ldt: new LdtIntake({ orders }),
     images,
     exports: new ExportService({
       table: tenantData,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineOperation, type FailureRenderer } from '../http/operation.js';
+import { buildAck } from './hl7v2/ack.js';
 
 // The order intake in the formats labs' systems speak. Failures answer in each format's own error
 // document: a FHIR OperationOutcome, an HL7 v2 ACK, an LDT answer as text (see each renderer).
@@ -121,7 +122,78 @@ export const fhirCapabilities = defineOperation({
   responses: { 200: outcome('CapabilityStatement') },
 });
 
+const HL7_ER7 = 'x-application/hl7-v2+er7';
+const ack = (description: string) => ({ description, contentType: HL7_ER7 });
+
+/** Failures before a message is read (credentials, media type, size) as an AR acknowledgment. */
+export const hl7AckFailures: FailureRenderer = {
+  contentType: `${HL7_ER7}; charset=utf-8`,
+  render({ detail, errors }) {
+    return buildAck(undefined, { code: 'AR', text: detail, ...(errors ? { errors } : {}) }, new Date().toISOString());
+  },
+};
+
+export const hl7v2Message = defineOperation({
+  id: 'hl7v2Message',
+  method: 'POST',
+  route: 'hl7v2',
+  tag: 'hl7v2',
+  summary:
+    'An HL7 v2 order message (OML^O21 v2.5.1, ORM^O01 v2.3–2.5): ORC-1 NW creates, CA cancels, XO changes the status; answers an ACK',
+  access: { permission: 'orders:create' },
+  rawBody: { mediaTypes: [HL7_ER7, 'application/hl7-v2'] },
+  failures: hl7AckFailures,
+  responses: {
+    200: ack('ACK with MSA-1 AA'),
+    400: ack('AE or AR: the message cannot be read (ERR names the field)'),
+    403: ack('AR: CA and XO need orders:update'),
+    404: ack('AE: no order has the placer number (CA, XO)'),
+    409: ack('AE: the control id was used with another message, or the placer number exists'),
+    422: ack('AE or AR: not a complete order, or a message type, version or character set LabVault does not accept'),
+  },
+});
+
+/** Failures of LDT uploads as plain text: what went wrong, then one line per problem (`line 12, field 3103: …`). */
+export const ldtTextFailures: FailureRenderer = {
+  contentType: 'text/plain; charset=utf-8',
+  render({ status, detail, correlationId, errors }) {
+    const lines = [
+      `${status} ${detail}`,
+      ...(errors ?? []).map((e) => `${e.path}: ${e.message}`),
+      `correlation id: ${correlationId}`,
+    ];
+    return lines.join('\n') + '\n';
+  },
+};
+
+const ldtProblem = (description: string) => ({ description, contentType: 'text/plain' });
+
+export const ldtUpload = defineOperation({
+  id: 'ldtUpload',
+  method: 'POST',
+  route: 'ldt',
+  tag: 'ldt',
+  summary:
+    'An LDT 3 practice packet (8230 … 8215 orders … 8231), ISO-8859-15 unless the charset says otherwise; every order is checked before the first is stored',
+  access: { permission: 'orders:create' },
+  rawBody: { mediaTypes: ['text/plain', 'application/octet-stream'] },
+  failures: ldtTextFailures,
+  responses: {
+    200: {
+      description: 'The orders of the file (replayed: sent before, nothing stored)',
+      schema: z.object({
+        orders: z.array(z.object({ id: z.string(), line: z.string(), replayed: z.boolean() })),
+      }),
+    },
+    400: ldtProblem('The file cannot be read: the line and field are named'),
+    409: ldtProblem('An order number exists with other content'),
+    422: ldtProblem('Not a practice packet of complete orders: each problem names its line and field'),
+  },
+});
+
 export const intakeOperations = [
+  ldtUpload,
+  hl7v2Message,
   fhirTransaction,
   fhirReadServiceRequest,
   fhirSearchServiceRequests,

@@ -250,6 +250,7 @@ describe('identity and access over HTTP', () => {
         'no-such-role',
         '20260101-none',
         `${'0'.repeat(24)}-1`,
+        `${'0'.repeat(32)}-1`,
       ]) {
         const params = Object.fromEntries(op.route.match(/\{(\w+)\}/g)?.map((m) => [m.slice(1, -1), candidate]) ?? []);
         if (op.params.safeParse(params).success) return params;

@@ -70,6 +70,9 @@ function foreignPath(op: Operation): string | undefined {
   // Names are a tenant's own namespace (roles) and specimen ids are per order: not foreign ids.
   if (names.length === 0 || names.includes('name')) return undefined;
   const value = (name: string): string => {
+    // The FHIR views name lab-a's order: its Task by the order id, a ServiceRequest by `{orderId}-{n}`.
+    if (op.route.startsWith('fhir/R4/ServiceRequest/')) return `${idsOfA.orders ?? ''}-1`;
+    if (op.route.startsWith('fhir/R4/Task/')) return idsOfA.orders ?? '';
     if (name === 'id') {
       const area = op.route.split('/')[0] ?? '';
       return idsOfA[area] ?? '0'.repeat(24);

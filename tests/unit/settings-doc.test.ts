@@ -17,16 +17,19 @@ function sourceFiles(dir: string): string[] {
     .map((f) => join(ROOT, dir, f));
 }
 
-/** Every LABVAULT_*, AzureWebJobsStorage* and PORT variable read as `env.NAME` outside the config module. */
+/** Every LABVAULT_*, AzureWebJobsStorage* and PORT variable read as `env.NAME` (or the bridge's `setting('NAME')`) outside the config module. */
 function settingsReadDirectly(): Set<string> {
   const files = [
     ...['lib', 'functions', 'orchestrations', 'local-host'].flatMap(sourceFiles),
     join(ROOT, 'scripts', 'admin.ts'),
     join(ROOT, 'scripts', 'start-local.ts'),
+    join(ROOT, 'scripts', 'mllp-bridge.ts'),
   ];
   const names = new Set<string>();
   for (const file of files)
-    for (const m of readFileSync(file, 'utf8').matchAll(/env\.((?:LABVAULT_|AzureWebJobsStorage)\w*|PORT)\b/g))
+    for (const m of readFileSync(file, 'utf8').matchAll(
+      /(?:env\.|setting\(')((?:LABVAULT_|AzureWebJobsStorage)\w*|PORT)\b/g,
+    ))
       names.add(m[1] as string);
   return names;
 }
