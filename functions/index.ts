@@ -11,6 +11,7 @@ import './orders.js';
 import './fhir.js';
 import './hl7v2.js';
 import './ldt.js';
+import './console.js';
 import './images.js';
 import './exports.js';
 import '../orchestrations/export.js';

@@ -19,7 +19,7 @@ import { pool } from '../tests/reliability/support.js';
 import { deleteBaselineRows, seedBaselineRows } from './baselines.js';
 
 const quick = process.argv.includes('--quick');
-/** `--only=export,intake` runs those scenarios only (intake, durable, images, export, deletion). */
+/** `--only=export,intake` runs those scenarios only (intake, formats, durable, images, export, deletion). */
 const only = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
@@ -327,14 +327,19 @@ const { apiBaseUrl, root, tenantRows } = main;
  * host and Azurite, and fetch costs it about twice the CPU per request.
  */
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-function postJson(url: string, authorization: string, payload: string): Promise<number> {
+function postJson(
+  url: string,
+  authorization: string,
+  payload: string | Buffer,
+  contentType = 'application/json',
+): Promise<number> {
   return new Promise((resolvePost, reject) => {
     const req = request(
       url,
       {
         method: 'POST',
         agent,
-        headers: { authorization, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        headers: { authorization, 'content-type': contentType, 'content-length': Buffer.byteLength(payload) },
       },
       (res) => {
         res.resume();
@@ -343,6 +348,30 @@ function postJson(url: string, authorization: string, payload: string): Promise<
     );
     req.on('error', reject);
     req.end(payload);
+  });
+}
+
+/**
+ * Baseline: per order the transaction intake commits, with the stored sizes: the order row (~1.5 kB
+ * of ciphertext), its audit entry (~0.7 kB), two index rows, and the stream head.
+ */
+async function transactionBaseline(concurrency: number, label: string): Promise<number[]> {
+  const [orderFiller, auditFiller] = ['o'.repeat(1500), 'a'.repeat(700)];
+  return repeat(async (rep) => {
+    const t0 = performance.now();
+    await pool(SIZES.intake, concurrency, async (i) => {
+      // Same table as the orders (Azurite's costs grow with the table), partitions of a fresh prefix.
+      const partitionKey = `zz-intake-baseline-${label}-${rep + 1}~orders~${(i % 16).toString(16)}`;
+      const actions: TransactionAction[] = [
+        ['create', { partitionKey, rowKey: `ext~${i}`, orderId: String(i) }],
+        ['create', { partitionKey, rowKey: `order~${i}`, data: orderFiller }],
+        ['create', { partitionKey, rowKey: `patient~${i}`, orderId: String(i) }],
+        ['create', { partitionKey, rowKey: `audit~${i}`, data: auditFiller }],
+        ['upsert', { partitionKey, rowKey: 'audit~head', seq: i }],
+      ];
+      await tenantRows.submitTransaction(actions);
+    });
+    return SIZES.intake / ((performance.now() - t0) / 1000);
   });
 }
 
@@ -371,25 +400,7 @@ if (scenario('intake')) {
         p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
       };
     });
-    // Baseline: per order the transaction intake commits, with the stored sizes: the order row
-    // (~1.5 kB of ciphertext), its audit entry (~0.7 kB), two index rows, and the stream head.
-    const [orderFiller, auditFiller] = ['o'.repeat(1500), 'a'.repeat(700)];
-    const baseline = await repeat(async (rep) => {
-      const t0 = performance.now();
-      await pool(SIZES.intake, concurrency, async (i) => {
-        // Same table as the orders (Azurite's costs grow with the table), partitions of a fresh prefix.
-        const partitionKey = `zz-intake-baseline-c${concurrency}-${rep + 1}~orders~${(i % 16).toString(16)}`;
-        const actions: TransactionAction[] = [
-          ['create', { partitionKey, rowKey: `ext~${i}`, orderId: String(i) }],
-          ['create', { partitionKey, rowKey: `order~${i}`, data: orderFiller }],
-          ['create', { partitionKey, rowKey: `patient~${i}`, orderId: String(i) }],
-          ['create', { partitionKey, rowKey: `audit~${i}`, data: auditFiller }],
-          ['upsert', { partitionKey, rowKey: 'audit~head', seq: i }],
-        ];
-        await tenantRows.submitTransaction(actions);
-      });
-      return SIZES.intake / ((performance.now() - t0) / 1000);
-    });
+    const baseline = await transactionBaseline(concurrency, `c${concurrency}`);
     const perSec = stat(runs.map((r) => r.perSec));
     const raw = stat(baseline);
     row(`intake c=${concurrency}`, 'orders/s', perSec);
@@ -405,6 +416,74 @@ if (scenario('intake')) {
     };
   }
   results.intake = { ...intake, ratio: (intake.c16 as { ratio: number }).ratio };
+}
+
+if (scenario('formats')) {
+  // The same orders in the formats labs' systems send, at c=16, against the same raw transaction.
+  const golden = {
+    fhir: readFileSync(join(ROOT, 'docs/examples/order.fhir.json'), 'utf8'),
+    hl7v2: readFileSync(join(ROOT, 'docs/examples/order.oml-o21.hl7'), 'utf8').trim().split('\n').join('\r') + '\r',
+    ldt: readFileSync(join(ROOT, 'docs/examples/order.ldt')),
+  };
+  const bodies: Record<string, { path: string; contentType: string; body: (n: string) => string | Buffer }> = {
+    fhir: {
+      path: 'fhir/R4',
+      contentType: 'application/fhir+json',
+      body: (n) => golden.fhir.replaceAll('KHN-2026-004711', `F-${n}`).replace('MSG-2026-4711', `M-${n}`),
+    },
+    hl7v2: {
+      path: 'hl7v2',
+      contentType: 'x-application/hl7-v2+er7',
+      body: (n) => golden.hl7v2.replaceAll('KHN-2026-004712', `H-${n}`).replace('KHN-MSG-000815', `M-${n}`),
+    },
+    ldt: {
+      path: 'ldt',
+      contentType: 'text/plain; charset=iso-8859-15',
+      // Same length as PS-2026-0815, so the line's length prefix stays right.
+      body: (n) =>
+        Buffer.from(
+          golden.ldt.toString('latin1').replace('PS-2026-0815', `L${n.padStart(11, '0').slice(-11)}`),
+          'latin1',
+        ),
+    },
+  };
+  const formats: Record<string, unknown> = {};
+  const raw = stat(await transactionBaseline(16, 'formats'));
+  let formatRun = 0;
+  for (const [format, spec] of Object.entries(bodies)) {
+    const runs = await repeat(async () => {
+      const tenant = `fmt-${format}-${formatRun++}`;
+      const key = await tenantWithKey(main, tenant);
+      const latencies: number[] = [];
+      const t0 = performance.now();
+      await pool(SIZES.intake, 16, async (i) => {
+        const s = performance.now();
+        const status = await postJson(
+          `${apiBaseUrl}/${spec.path}`,
+          key,
+          spec.body(`${formatRun}x${i}`),
+          spec.contentType,
+        );
+        if (status !== 200) throw new Error(`${format} intake answered ${status}`);
+        latencies.push(performance.now() - s);
+      });
+      latencies.sort((a, b) => a - b);
+      return {
+        perSec: SIZES.intake / ((performance.now() - t0) / 1000),
+        p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
+      };
+    });
+    const perSec = stat(runs.map((r) => r.perSec));
+    row(`${format} c=16`, 'orders/s', perSec);
+    row(`  p99 ${format}`, 'ms', stat(runs.map((r) => r.p99)));
+    formats[format] = {
+      ordersPerSec: perSec,
+      p99ms: stat(runs.map((r) => r.p99)),
+      ratio: round(perSec.median / raw.median),
+    };
+  }
+  row('  baseline c=16', 'transactions/s', raw);
+  results.formats = { ...formats, baselineTransactionsPerSec: raw };
 }
 
 if (scenario('durable')) {

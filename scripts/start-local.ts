@@ -1,8 +1,11 @@
 // `npm start`: the embedded local host (see local-host/) running the app's entry. Serves http://127.0.0.1:${PORT:-7071}/api.
 import { ConfigError } from '../lib/config.js';
 import { PortInUseError, startLocalHost } from '../local-host/host.js';
+import { buildConsole, consoleIsStale } from './build-console.js';
 
 try {
+  // The web console is static files the console function serves; built here when its sources changed.
+  if (consoleIsStale()) await buildConsole();
   // Mirrors bicep/modules/functionapp.bicep: the uploads container's BlobCreated events go to processSpecimenImage.
   const host = await startLocalHost({
     // What the package's "main" is on Azure, as TypeScript (tsx runs it).
@@ -23,6 +26,7 @@ try {
     [
       'LabVault local host is ready.',
       `  API:           ${host.apiBaseUrl}`,
+      `  Console:       ${host.apiBaseUrl}/console/`,
       `  OpenAPI:       ${host.apiBaseUrl}/openapi.json`,
       `  Health:        ${host.apiBaseUrl}/health`,
       // The durable task API needs the host's system key, as on Azure (kept in host-keys.json of the data folder).

@@ -35,10 +35,12 @@ async function call(
     ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
   });
   const text = await response.text();
+  // HL7 ACKs and LDT answers are not JSON: only their status matters here.
+  const json = /json/.test(response.headers.get('content-type') ?? '');
   return {
     status: response.status,
     headers: response.headers,
-    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+    body: text && json ? (JSON.parse(text) as Record<string, unknown>) : {},
   };
 }
 

@@ -1,0 +1,205 @@
+// The web console in a real Chromium (Debian's, driven by playwright-core; LABVAULT_CHROMIUM names
+// another binary) against a local host: the duties of an operator, a tenant admin and a security
+// officer done by clicking, found by their labels and button names. Each page is screenshotted to
+// test-results/console/ and checked with axe (no serious or critical violation).
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningHost, startHost } from '../support/local-host.js';
+
+const CHROMIUM = process.env.LABVAULT_CHROMIUM || '/usr/bin/chromium';
+const SHOTS = 'test-results/console';
+const OPERATOR_PASSWORD = 'first-start-operator-password-41';
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+let host: RunningHost;
+let browser: Browser;
+let consoleUrl: string;
+const violations: string[] = [];
+
+/** Screenshot and axe for the page as it stands. */
+async function check(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+  // Evaluated through the DevTools protocol, so the page's CSP (no inline script) stays in force.
+  await page.evaluate(AXE);
+  const found = await page.evaluate(async () => {
+    const result = await (
+      globalThis as unknown as {
+        axe: { run: () => Promise<{ violations: { id: string; impact: string; nodes: unknown[] }[] }> };
+      }
+    ).axe.run();
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length }));
+  });
+  for (const v of found)
+    if (v.impact === 'serious' || v.impact === 'critical')
+      violations.push(`${name}: ${v.id} (${v.impact}, ${v.nodes} nodes)`);
+}
+
+async function logIn(page: Page, tenant: string, username: string, password: string): Promise<void> {
+  await page.goto(consoleUrl);
+  await page.getByLabel('Tenant (operator for LabVault staff)').fill(tenant);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/** First login: the one-time password, then one's own. */
+async function firstLogIn(page: Page, tenant: string, username: string, oneTime: string, own: string, shot: string) {
+  await logIn(page, tenant, username, oneTime);
+  await page.getByLabel('New password').waitFor();
+  await check(page, shot);
+  await page.getByLabel('New password').fill(own);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.getByRole('navigation', { name: 'Main' }).waitFor();
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y chromium, or set LABVAULT_CHROMIUM`);
+  mkdirSync(SHOTS, { recursive: true });
+  host = await startHost({ env: { LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD } });
+  consoleUrl = `${host.apiBaseUrl}/console/`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+}, 90_000);
+afterAll(async () => {
+  await browser?.close();
+  await host?.kill();
+});
+
+describe('the web console in Chromium', () => {
+  it('is served with a strict policy: no inline script, never framed, the page never cached, assets for a year', async () => {
+    const page = await fetch(consoleUrl);
+    expect(page.status).toBe(200);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    const html = await page.text();
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/); // every script is a file
+    const asset = /assets\/(app-[0-9a-f]{16}\.js)/.exec(html)?.[1];
+    expect(asset).toBeDefined();
+    const js = await fetch(`${consoleUrl}assets/${asset}`);
+    expect(js.headers.get('cache-control')).toContain('immutable');
+    expect((await fetch(`${consoleUrl}assets/..%2F..%2Fhost.json`)).status).toBe(404);
+    expect((await fetch(`${consoleUrl}assets/app-0000000000000000.js`)).status).toBe(404);
+    expect((await fetch(`${consoleUrl}nothing-here`)).status).toBe(404);
+  });
+
+  it('takes each role through its duties: tenant, users, key, export, breach and acknowledgement, termination', async () => {
+    const operator = await (await browser.newContext({ acceptDownloads: true })).newPage();
+    const operatorPassword = 'night shift lanterns amber 2026';
+    await firstLogIn(operator, 'operator', 'operator', OPERATOR_PASSWORD, operatorPassword, '01-first-login');
+
+    // Operator: a tenant with its first admin.
+    await operator.getByRole('link', { name: 'Tenants' }).click();
+    await operator.getByLabel('Tenant id').fill('lab-ui');
+    await operator.getByLabel('Name', { exact: true }).fill('Lab UI');
+    await operator.getByLabel("First admin's username").fill('ada');
+    await operator.getByLabel("First admin's e-mail").fill('ada@lab-ui.example');
+    await operator.getByRole('button', { name: 'Create tenant' }).click();
+    const adaOneTime = (await operator.getByTestId('one-time-password').textContent()) ?? '';
+    expect(adaOneTime).toMatch(/^\S{20}$/);
+    await check(operator, '02-tenants');
+
+    // Tenant admin: first login, a user with a role, an integration key, an export, the audit trail.
+    const admin = await (await browser.newContext({ acceptDownloads: true })).newPage();
+    const adaPassword = 'quiet harbour lights at dusk';
+    await firstLogIn(admin, 'lab-ui', 'ada', adaOneTime, adaPassword, '03-password-change');
+    await admin.getByRole('link', { name: 'Users' }).click();
+    await admin.getByLabel('Username').fill('bob');
+    await admin.getByLabel('E-mail').fill('bob@lab-ui.example');
+    await admin.getByLabel(/^Role/).selectOption('tenant-admin');
+    await admin.getByRole('button', { name: 'Create user' }).click();
+    await expect.poll(() => admin.getByTestId('one-time-password').textContent()).toMatch(/^\S{20}$/);
+    await expect.poll(() => admin.getByRole('cell', { name: 'bob' }).count()).toBe(1);
+    await check(admin, '04-users');
+
+    await admin.getByRole('link', { name: 'Integrations' }).click();
+    await admin.getByLabel('Name').fill('lis');
+    await admin.getByLabel('images:upload').check();
+    await admin.getByLabel('Your current password').fill(adaPassword);
+    await admin.getByRole('button', { name: 'Create integration' }).click();
+    const key = (await admin.getByTestId('api-key').textContent()) ?? '';
+    expect(key).toMatch(/^lvk_lab-ui_/);
+    // The key works, with the permissions ticked.
+    const order = await fetch(`${host.apiBaseUrl}/orders?limit=1`, { headers: { authorization: `ApiKey ${key}` } });
+    expect(order.status).toBe(200);
+    await check(admin, '05-integrations');
+
+    await admin.getByRole('link', { name: 'Exports' }).click();
+    await admin.getByRole('button', { name: 'Start export' }).click();
+    await expect.poll(() => admin.getByTestId('export-status').textContent(), { timeout: 60_000 }).toBe('completed');
+    const shownSha = (await admin.getByTestId('export-sha256').textContent()) ?? '';
+    const href = (await admin.getByRole('link', { name: 'Download archive' }).getAttribute('href')) ?? '';
+    const archive = Buffer.from(await (await fetch(href)).arrayBuffer());
+    expect(createHash('sha256').update(archive).digest('hex')).toBe(shownSha);
+    await check(admin, '06-export');
+
+    await admin.getByRole('link', { name: 'Audit trail' }).click();
+    await expect.poll(() => admin.getByTestId('chain-badge').textContent()).toBe('Chain verified');
+    await admin.getByLabel('Filter by event').fill('integration');
+    await expect.poll(() => admin.getByRole('cell', { name: 'integration.create' }).count()).toBe(1);
+    await check(admin, '07-audit');
+
+    // Security officer (the bootstrap operator holds the role): a breach against lab-ui, its clocks.
+    await operator.getByRole('link', { name: 'Breach register' }).click();
+    await operator.getByLabel('Affected tenants (comma-separated)').fill('lab-ui');
+    await operator.getByLabel('What happened').fill('A support laptop with an export was stolen');
+    await operator.getByLabel('Likely consequences').fill('Disclosure of order data');
+    await operator.getByLabel('Measures taken').fill('Device wiped, keys rotated');
+    await operator.getByRole('button', { name: 'Report breach' }).click();
+    await operator.getByRole('img', { name: /Our 24 hours to notify every tenant: \d+ h \d+ min left/ }).waitFor();
+    await operator.getByRole('img', { name: /The controllers' 72 hours: \d+ h \d+ min left/ }).waitFor();
+    await check(operator, '08-breach-register');
+
+    // The tenant sees the notification with its own 72-hour clock and acknowledges it.
+    await admin.getByRole('link', { name: 'Breach notifications' }).click();
+    await expect
+      .poll(
+        async () => {
+          await admin.getByRole('link', { name: 'Audit trail' }).click();
+          await admin.getByRole('link', { name: 'Breach notifications' }).click();
+          return admin.getByRole('button', { name: 'Acknowledge' }).count();
+        },
+        { timeout: 30_000 },
+      )
+      .toBe(1);
+    await admin.getByRole('img', { name: /Your 72 hours to notify the authority/ }).waitFor();
+    await check(admin, '09-notifications');
+    await admin.getByRole('button', { name: 'Acknowledge' }).click();
+    await admin.getByTestId('acknowledged').waitFor();
+    await operator.getByRole('button', { name: 'Refresh breach' }).click();
+    await operator.getByTestId('tenant-acknowledged').waitFor();
+
+    // Operator: termination with its timeline, then withdrawn.
+    await operator.getByRole('link', { name: 'Tenants' }).click();
+    await operator.getByLabel('Tenant to terminate').fill('lab-ui');
+    await operator.getByRole('button', { name: 'Record termination' }).click();
+    await expect.poll(() => operator.getByTestId('deletion-status').textContent()).toBe('scheduled');
+    await operator.getByRole('img', { name: /Timeline: Termination recorded .*Deletion/ }).waitFor();
+    await check(operator, '10-termination');
+    await operator.getByRole('button', { name: 'Withdraw termination' }).click();
+    await expect.poll(() => operator.getByTestId('deletion-status').textContent()).toBe('withdrawn');
+
+    expect(violations).toEqual([]);
+  }, 240_000);
+
+  it('keeps tokens out of storage and URLs, and refuses a wrong password in the page', async () => {
+    const page = await (await browser.newContext()).newPage();
+    await logIn(page, 'operator', 'operator', 'not the password at all');
+    await expect.poll(() => page.getByRole('alert').textContent()).toMatch(/password/i);
+    await logIn(page, 'operator', 'operator', 'night shift lanterns amber 2026');
+    await page.getByRole('navigation', { name: 'Main' }).waitFor();
+    const stored = await page.evaluate(
+      () =>
+        JSON.stringify({ ...localStorage }) +
+        JSON.stringify({ ...sessionStorage }) +
+        (globalThis as unknown as { document: { cookie: string } }).document.cookie,
+    );
+    expect(stored).not.toMatch(/eyJ/);
+    expect(page.url()).not.toMatch(/eyJ|token/i);
+  });
+});
