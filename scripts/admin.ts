@@ -46,6 +46,13 @@ async function existingTenant(services: Services, value: unknown): Promise<strin
   return tenant;
 }
 
+async function existingOperator(services: Services, value: unknown) {
+  const username = parse(z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, 'an operator username'), value, 'username');
+  const row = await services.users.findByUsername(OPERATOR_REALM, username);
+  if (!row) throw new UsageError(`--username: no operator "${username}"`);
+  return { username, row };
+}
+
 const COMMANDS: Record<string, Command> = {
   'tenant create': {
     usage: 'tenant create --id <id> --name <name> [--admin-username <u> --admin-email <e>]',
@@ -106,13 +113,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'operator unlock --username <name>',
     summary: 'Unlock an operator account locked after failed logins',
     async run(values, _p, services, { actor, correlationId }) {
-      const username = parse(
-        z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, 'an operator username'),
-        values.username,
-        'username',
-      );
-      const row = await services.users.findByUsername(OPERATOR_REALM, username);
-      if (!row) throw new UsageError(`--username: no operator "${username}"`);
+      const { username, row } = await existingOperator(services, values.username);
       await services.guard.reset(OPERATOR_REALM, username);
       await services.audit.record(OPERATOR_REALM, services.users.partition(OPERATOR_REALM), [
         services.users.event('user.unlock', 'U', row.id, { actor, correlationId }),
@@ -125,13 +126,7 @@ const COMMANDS: Record<string, Command> = {
     summary:
       'Break glass: a new one-time password for an operator account (unlocked, every session ended), printed once',
     async run(values, _p, services, { actor, correlationId }) {
-      const username = parse(
-        z.string().regex(/^[a-z0-9][a-z0-9._@-]{2,63}$/, 'an operator username'),
-        values.username,
-        'username',
-      );
-      const row = await services.users.findByUsername(OPERATOR_REALM, username);
-      if (!row) throw new UsageError(`--username: no operator "${username}"`);
+      const { username, row } = await existingOperator(services, values.username);
       // Audited as user.password.reset in the operator realm; the holder must change it at first login.
       const { initialPassword } = await services.users.resetPassword(OPERATOR_REALM, row.id, { actor, correlationId });
       await services.guard.reset(OPERATOR_REALM, username);

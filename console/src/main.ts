@@ -4,6 +4,8 @@
 import { h, render, type ComponentChildren } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
+import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
+import QRCode from 'qrcode';
 import { api, hasToken, messageOf, setToken } from './api.js';
 
 const html = htm.bind(h);
@@ -46,6 +48,31 @@ function useLoad<T>(path: string | undefined): { data: T | undefined; error: str
     );
   }, [path, tick]);
   return { data, error, reload: useCallback(() => setTick((t) => t + 1), []) };
+}
+
+/** What a form or button starts: its error is shown until the next attempt. */
+function useAction(): {
+  error: string | undefined;
+  run: (work: () => Promise<unknown>) => Promise<void>;
+  submit: (work: () => Promise<unknown>) => (e: Event) => void;
+} {
+  const [error, setError] = useState<string | undefined>();
+  const run = async (work: () => Promise<unknown>) => {
+    setError(undefined);
+    try {
+      await work();
+    } catch (err) {
+      setError(messageOf(err));
+    }
+  };
+  return {
+    error,
+    run,
+    submit: (work) => (e: Event) => {
+      e.preventDefault();
+      void run(work);
+    },
+  };
 }
 
 function Field(props: {
@@ -141,7 +168,7 @@ function Login({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [totp, setTotp] = useState('');
   const [newPassword, setNewPassword] = useState('');
   const [mustChange, setMustChange] = useState(false);
-  const [error, setError] = useState<string | undefined>();
+  const action = useAction();
 
   const signIn = async (secret: string) => {
     const tokens = await api<{ accessToken: string; mustChangePassword: boolean }>('POST', '/auth/login', {
@@ -153,20 +180,14 @@ function Login({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
     setToken(tokens.accessToken);
     return tokens.mustChangePassword;
   };
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      if (mustChange) {
-        await api('POST', '/auth/password', { currentPassword: password, newPassword });
-        await signIn(newPassword);
-        onSignedIn(await api<Me>('GET', '/me'));
-      } else if (await signIn(password)) setMustChange(true);
-      else onSignedIn(await api<Me>('GET', '/me'));
-    } catch (err) {
-      setError(messageOf(err));
-    }
-  };
+  const submit = action.submit(async () => {
+    if (mustChange) {
+      await api('POST', '/auth/password', { currentPassword: password, newPassword });
+      await signIn(newPassword);
+      onSignedIn(await api<Me>('GET', '/me'));
+    } else if (await signIn(password)) setMustChange(true);
+    else onSignedIn(await api<Me>('GET', '/me'));
+  });
   return html`<main class="container">
     <h1>LabVault console</h1>
     <form onSubmit=${submit} aria-label=${mustChange ? 'Change password' : 'Log in'}>
@@ -216,7 +237,7 @@ function Login({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
               />
               <button type="submit">Log in</button>`
       }
-      <${Outcome} error=${error} />
+      <${Outcome} error=${action.error} />
     </form>
   </main>`;
 }
@@ -229,18 +250,12 @@ function Users() {
   const [username, setUsername] = useState('');
   const [email, setEmail] = useState('');
   const [role, setRole] = useState('self');
-  const [error, setError] = useState<string | undefined>();
+  const action = useAction();
   const [created, setCreated] = useState<Row | undefined>();
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      setCreated(await api('POST', '/users', { username, email, roles: [role] }));
-      users.reload();
-    } catch (err) {
-      setError(messageOf(err));
-    }
-  };
+  const submit = action.submit(async () => {
+    setCreated(await api('POST', '/users', { username, email, roles: [role] }));
+    users.reload();
+  });
   return html`<section>
     <h2>Users</h2>
     <${Outcome} error=${users.error} />
@@ -275,7 +290,7 @@ function Users() {
       </label>
       <button type="submit">Create user</button>
       <${Outcome}
-        error=${error}
+        error=${action.error}
         done=${
           created &&
           html`<p>
@@ -295,27 +310,21 @@ function Integrations() {
   const [name, setName] = useState('');
   const [permissions, setPermissions] = useState<string[]>(['orders:create', 'orders:read']);
   const [password, setPassword] = useState('');
-  const [error, setError] = useState<string | undefined>();
+  const action = useAction();
   const [key, setKey] = useState<string | undefined>();
   const [copied, setCopied] = useState(false);
   const toggle = (p: string) =>
     setPermissions((current) => (current.includes(p) ? current.filter((x) => x !== p) : [...current, p]));
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      const created = await api<{ apiKey: string }>('POST', '/integrations', {
-        name,
-        permissions,
-        currentPassword: password,
-      });
-      setKey(created.apiKey);
-      setPassword('');
-      list.reload();
-    } catch (err) {
-      setError(messageOf(err));
-    }
-  };
+  const submit = action.submit(async () => {
+    const created = await api<{ apiKey: string }>('POST', '/integrations', {
+      name,
+      permissions,
+      currentPassword: password,
+    });
+    setKey(created.apiKey);
+    setPassword('');
+    list.reload();
+  });
   const copy = async () => {
     if (key) await navigator.clipboard.writeText(key);
     setCopied(true);
@@ -368,7 +377,7 @@ function Integrations() {
       />
       <button type="submit">Create integration</button>
       <${Outcome}
-        error=${error}
+        error=${action.error}
         done=${
           key &&
           html`<p>API key (shown once, stored only as a hash): <code data-testid="api-key">${key}</code></p>
@@ -383,34 +392,26 @@ function Exports() {
   const [format, setFormat] = useState('ndjson');
   const [exportId, setExportId] = useState<string | undefined>();
   const [status, setStatus] = useState<Row | undefined>();
-  const [error, setError] = useState<string | undefined>();
+  const action = useAction();
   useEffect(() => {
     if (!exportId) return;
     let stop = false;
-    const poll = async () => {
-      try {
+    const poll = () =>
+      action.run(async () => {
         const current = await api<Row>('GET', `/exports/${exportId}`);
         setStatus(current);
-        if (!stop && current.status === 'running') setTimeout(() => void poll(), 1000);
-      } catch (err) {
-        setError(messageOf(err));
-      }
-    };
+        // pending, then running, until completed or failed
+        if (!stop && current.status !== 'completed' && current.status !== 'failed') setTimeout(() => void poll(), 1000);
+      });
     void poll();
     return () => {
       stop = true;
     };
   }, [exportId]);
-  const start = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
+  const start = action.submit(async () => {
     setStatus(undefined);
-    try {
-      setExportId((await api<{ id: string }>('POST', '/exports', { format })).id);
-    } catch (err) {
-      setError(messageOf(err));
-    }
-  };
+    setExportId((await api<{ id: string }>('POST', '/exports', { format })).id);
+  });
   const progress = status?.progress as { partsDone?: number; partsTotal?: number; phase?: string } | undefined;
   const download = status?.download as { url: string; sha256: string; bytes: number; expiresAt: string } | undefined;
   return html`<section>
@@ -429,7 +430,7 @@ function Exports() {
       </label>
       <button type="submit">Start export</button>
     </form>
-    <${Outcome} error=${error} />
+    <${Outcome} error=${action.error} />
     ${
       status &&
       html`<div role="status">
@@ -495,18 +496,15 @@ function Audit() {
 
 function Notifications() {
   const list = useLoad<{ items: Row[] }>('/breach-notifications');
-  const [error, setError] = useState<string | undefined>();
-  const acknowledge = async (id: string) => {
-    try {
+  const action = useAction();
+  const acknowledge = (id: string) =>
+    action.run(async () => {
       await api('POST', `/breach-notifications/${id}/acknowledgement`);
       list.reload();
-    } catch (err) {
-      setError(messageOf(err));
-    }
-  };
+    });
   return html`<section>
     <h2>Breach notifications</h2>
-    <${Outcome} error=${error ?? list.error} />
+    <${Outcome} error=${action.error ?? list.error} />
     ${(list.data?.items ?? []).length === 0 ? html`<p>No breach notifications.</p>` : null}
     ${(list.data?.items ?? []).map(
       (n) =>
@@ -543,41 +541,25 @@ function Tenants() {
   const [name, setName] = useState('');
   const [admin, setAdmin] = useState('');
   const [email, setEmail] = useState('');
-  const [error, setError] = useState<string | undefined>();
+  const action = useAction();
   const [created, setCreated] = useState<Row | undefined>();
   const [target, setTarget] = useState('');
   const [endsAt, setEndsAt] = useState(new Date().toISOString().slice(0, 10));
   const [deletion, setDeletion] = useState<Row | undefined>();
-  const [termError, setTermError] = useState<string | undefined>();
-  const create = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      setCreated(await api('POST', '/tenants', { id, name, admin: { username: admin, email } }));
-    } catch (err) {
-      setError(messageOf(err));
-    }
-  };
+  const termination = useAction();
+  const create = action.submit(async () => {
+    setCreated(await api('POST', '/tenants', { id, name, admin: { username: admin, email } }));
+  });
   const show = async () => setDeletion(await api<Row>('GET', `/tenants/${target}/deletion`));
-  const terminate = async (e: Event) => {
-    e.preventDefault();
-    setTermError(undefined);
-    try {
-      await api('POST', `/tenants/${target}/termination`, { contractEndsAt: new Date(endsAt).toISOString() });
-      await show();
-    } catch (err) {
-      setTermError(messageOf(err));
-    }
-  };
-  const withdraw = async () => {
-    setTermError(undefined);
-    try {
+  const terminate = termination.submit(async () => {
+    await api('POST', `/tenants/${target}/termination`, { contractEndsAt: new Date(endsAt).toISOString() });
+    await show();
+  });
+  const withdraw = () =>
+    termination.run(async () => {
       await api('DELETE', `/tenants/${target}/termination`);
       await show();
-    } catch (err) {
-      setTermError(messageOf(err));
-    }
-  };
+    });
   return html`<section>
     <h2>Tenants</h2>
     <form onSubmit=${create} aria-label="New tenant">
@@ -595,7 +577,7 @@ function Tenants() {
       />
       <button type="submit">Create tenant</button>
       <${Outcome}
-        error=${error}
+        error=${action.error}
         done=${
           created &&
           html`<p>
@@ -617,7 +599,7 @@ function Tenants() {
         required
       />
       <button type="submit">Record termination</button>
-      <${Outcome} error=${termError} />
+      <${Outcome} error=${termination.error} />
     </form>
     ${
       deletion &&
@@ -653,32 +635,26 @@ function Breaches() {
   const [categories, setCategories] = useState('orders');
   const [consequences, setConsequences] = useState('');
   const [measures, setMeasures] = useState('');
-  const [error, setError] = useState<string | undefined>();
+  const action = useAction();
   const [detail, setDetail] = useState<Row | undefined>();
-  const report = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      const { id } = await api<{ id: string }>('POST', '/breaches', {
-        detectedAt: new Date().toISOString(),
-        tenants: tenants
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean),
-        description,
-        dataCategories: categories
-          .split(',')
-          .map((c) => c.trim())
-          .filter(Boolean),
-        likelyConsequences: consequences,
-        measures,
-      });
-      register.reload();
-      setDetail(await api<Row>('GET', `/breaches/${id}`));
-    } catch (err) {
-      setError(messageOf(err));
-    }
-  };
+  const report = action.submit(async () => {
+    const { id } = await api<{ id: string }>('POST', '/breaches', {
+      detectedAt: new Date().toISOString(),
+      tenants: tenants
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+      description,
+      dataCategories: categories
+        .split(',')
+        .map((c) => c.trim())
+        .filter(Boolean),
+      likelyConsequences: consequences,
+      measures,
+    });
+    register.reload();
+    setDetail(await api<Row>('GET', `/breaches/${id}`));
+  });
   const open = async (id: string) => setDetail(await api<Row>('GET', `/breaches/${id}`));
   return html`<section>
     <h2>Breach register</h2>
@@ -763,8 +739,421 @@ function Breaches() {
       />
       <${Field} label="Measures taken" name="measures" value=${measures} onInput=${setMeasures} required />
       <button type="submit">Report breach</button>
-      <${Outcome} error=${error} />
+      <${Outcome} error=${action.error} />
     </form>
+  </section>`;
+}
+
+// ── everyone: the own profile and its second factor ────────────────────────────────────────────
+
+function Profile({ me }: { me: Me }) {
+  const action = useAction();
+  const [password, setPassword] = useState('');
+  const [enrolment, setEnrolment] = useState<{ secret: string; qr: string } | undefined>();
+  const [code, setCode] = useState('');
+  const [recovery, setRecovery] = useState<string[] | undefined>();
+  const start = action.submit(async () => {
+    const { otpauthUri, secret } = await api<{ otpauthUri: string; secret: string }>('POST', '/me/mfa/totp', {
+      currentPassword: password,
+    });
+    // Drawn here, in the page: the secret never goes to another service to become a picture.
+    const svg = await QRCode.toString(otpauthUri, { type: 'svg', margin: 1 });
+    setEnrolment({ secret, qr: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}` });
+  });
+  const confirm = action.submit(async () => {
+    const { recoveryCodes } = await api<{ recoveryCodes: string[] }>('POST', '/me/mfa/totp/confirmation', {
+      code,
+      currentPassword: password,
+    });
+    setRecovery(recoveryCodes);
+  });
+  return html`<section>
+    <h2>Your profile</h2>
+    <p>${me.username} · ${me.realm} · roles: ${me.roles.join(', ') || 'none'}</p>
+    <form onSubmit=${enrolment ? confirm : start} aria-label="Second factor">
+      <h3>Second factor (TOTP)</h3>
+      <${Field}
+        label="Your current password"
+        name="currentPassword"
+        type="password"
+        value=${password}
+        onInput=${setPassword}
+        required
+        autocomplete="current-password"
+      />
+      ${
+        enrolment
+          ? html`<img src=${enrolment.qr} alt="QR code to scan with your authenticator app" width="200" height="200" />
+              <p>Or enter the secret by hand: <code data-testid="totp-secret">${enrolment.secret}</code></p>
+              <${Field}
+                label="Code from your authenticator app"
+                name="code"
+                value=${code}
+                onInput=${setCode}
+                required
+                autocomplete="one-time-code"
+              />
+              <button type="submit">Confirm second factor</button>`
+          : html`<button type="submit">Set up a second factor</button>`
+      }
+      <${Outcome}
+        error=${action.error}
+        done=${
+          recovery &&
+          html`<p>Second factor active. Recovery codes (shown once, each works once):</p>
+            <ul data-testid="recovery-codes">
+              ${recovery.map((c) => html`<li><code>${c}</code></li>`)}
+            </ul>`
+        }
+      />
+    </form>
+  </section>`;
+}
+
+// ── tenant admin: retention, staff access ──────────────────────────────────────────────────────
+
+function Retention() {
+  const current = useLoad<{ policy: Row; bounds: Row }>('/retention');
+  const notices = useLoad<{ items: Row[] }>('/notices');
+  const action = useAction();
+  const deletion = useAction();
+  const [form, setForm] = useState<Record<string, string> | undefined>();
+  const [saved, setSaved] = useState(false);
+  const [password, setPassword] = useState('');
+  const [deletionStarted, setDeletionStarted] = useState(false);
+  const policy = current.data?.policy;
+  const bounds = current.data?.bounds;
+  const values =
+    form ?? (policy ? Object.fromEntries(Object.entries(policy).map(([k, v]) => [k, String(v)])) : undefined);
+  const save = action.submit(async () => {
+    setSaved(false);
+    await api('PUT', '/retention', {
+      imagesDays: Number(values?.imagesDays),
+      ordersDays: Number(values?.ordersDays),
+      afterContractEndDays: Number(values?.afterContractEndDays),
+    });
+    setSaved(true);
+    current.reload();
+  });
+  const me = useLoad<Me>('/me');
+  const deleteNow = deletion.submit(async () => {
+    await api('POST', `/tenants/${me.data?.realm}/deletion/confirmation`, { currentPassword: password });
+    setDeletionStarted(true);
+  });
+  const field = (key: string, label: string) =>
+    html`<${Field}
+      label=${label}
+      name=${key}
+      type="number"
+      value=${values?.[key] ?? ''}
+      onInput=${(v: string) => setForm({ ...(values ?? {}), [key]: v })}
+      required
+    />`;
+  return html`<section>
+    <h2>Retention</h2>
+    <${Outcome} error=${current.error} />
+    ${
+      values &&
+      html`<form onSubmit=${save} aria-label="Retention policy">
+        ${field('ordersDays', `Keep orders (days; ${bounds?.minOrdersDays}–${bounds?.maxOrdersDays})`)}
+        ${field('imagesDays', `Keep images (days; ${bounds?.minImagesDays}–${bounds?.maxImagesDays}, never longer than orders)`)}
+        ${field('afterContractEndDays', `Keep after contract end (days; at least ${bounds?.minAfterContractEndDays})`)}
+        <button type="submit">Save retention policy</button>
+        <${Outcome} error=${action.error} done=${saved && html`<p>Saved.</p>`} />
+      </form>`
+    }
+    <h3>Notices</h3>
+    ${(notices.data?.items ?? []).length === 0 ? html`<p>No notices.</p>` : null}
+    ${(notices.data?.items ?? []).map((n) => html`<article data-testid="notice">${JSON.stringify(n)}</article>`)}
+    ${
+      (notices.data?.items ?? []).length > 0 &&
+      html`<form onSubmit=${deleteNow} aria-label="Delete now">
+        <h3>Delete everything now</h3>
+        <p>
+          Your decision as the controller: the deletion starts at once instead of on its date, and cannot be undone.
+          Export first.
+        </p>
+        <${Field}
+          label="Your current password, to confirm"
+          name="deletionPassword"
+          type="password"
+          value=${password}
+          onInput=${setPassword}
+          required
+          autocomplete="current-password"
+        />
+        <button type="submit">Delete all data now</button>
+        <${Outcome}
+          error=${deletion.error}
+          done=${deletionStarted && html`<p data-testid="deletion-started">Deletion started.</p>`}
+        />
+      </form>`
+    }
+  </section>`;
+}
+
+function StaffAccess() {
+  const list = useLoad<{ items: Row[] }>('/access-requests');
+  const action = useAction();
+  const decide = (id: string, approve: boolean) =>
+    action.run(async () => {
+      await api('POST', `/access-requests/${id}/approval`, { approve });
+      list.reload();
+    });
+  const revoke = (id: string) =>
+    action.run(async () => {
+      await api('POST', `/access-requests/${id}/revocation`);
+      list.reload();
+    });
+  return html`<section>
+    <h2>Staff access</h2>
+    <p>
+      LabVault's operators reach your data only with a time-boxed grant you approve; every call under it is in your
+      audit trail.
+    </p>
+    <${Outcome} error=${action.error ?? list.error} />
+    <table>
+      <thead>
+        <tr>
+          <th scope="col">Requested</th>
+          <th scope="col">Reason</th>
+          <th scope="col">Minutes</th>
+          <th scope="col">Permissions</th>
+          <th scope="col">Status</th>
+          <th scope="col">Decision</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${(list.data?.items ?? []).map(
+          (r) =>
+            html`<tr>
+              <td>${when(r.requestedAt)}</td>
+              <td>${String(r.reason)}</td>
+              <td>${String(r.minutes)}</td>
+              <td>${(r.permissions as string[]).join(', ')}</td>
+              <td data-testid="access-status">
+                ${r.revokedAt ? 'revoked' : String(r.status)}${r.expiresAt && !r.revokedAt ? html` until ${when(r.expiresAt)}` : ''}
+              </td>
+              <td>
+                ${
+                  r.status === 'pending'
+                    ? html`<button type="button" onClick=${() => void decide(String(r.id), true)}>Approve</button>
+                        <button type="button" class="secondary" onClick=${() => void decide(String(r.id), false)}>
+                          Deny
+                        </button>`
+                    : r.status === 'approved' && !r.revokedAt
+                      ? html`<button type="button" class="secondary" onClick=${() => void revoke(String(r.id))}>
+                          End access now
+                        </button>`
+                      : null
+                }
+              </td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </section>`;
+}
+
+// ── operators: four-eyes, certificates, backups, orchestrations, alerts ────────────────────────
+
+function Approvals({ me }: { me: Me }) {
+  const list = useLoad<{ items: Row[] }>('/approvals');
+  const action = useAction();
+  const decide = (id: string, approve: boolean) =>
+    action.run(async () => {
+      await api('POST', `/approvals/${id}/decision`, { approve });
+      list.reload();
+    });
+  return html`<section>
+    <h2>Four-eyes approvals</h2>
+    <p>Irreversible steps wait for a second operator; nobody approves their own request.</p>
+    <${Outcome} error=${action.error ?? list.error} />
+    <table>
+      <thead>
+        <tr>
+          <th scope="col">Requested</th>
+          <th scope="col">What</th>
+          <th scope="col">Reason</th>
+          <th scope="col">Status</th>
+          <th scope="col">Decision</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${(list.data?.items ?? []).map(
+          (a) =>
+            html`<tr>
+              <td>${when(a.requestedAt)}</td>
+              <td>${String(a.summary)}</td>
+              <td>${String(a.reason)}</td>
+              <td>${String(a.status)}</td>
+              <td>
+                ${
+                  a.status === 'pending' && a.requestedBy !== me.id
+                    ? html`<button type="button" onClick=${() => void decide(String(a.id), true)}>Approve</button>
+                        <button type="button" class="secondary" onClick=${() => void decide(String(a.id), false)}>
+                          Deny
+                        </button>`
+                    : a.status === 'pending'
+                      ? 'waiting for a second operator'
+                      : null
+                }
+              </td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </section>`;
+}
+
+function Certificates() {
+  const [tenant, setTenant] = useState('');
+  const [state, setState] = useState<Row | undefined>();
+  const [verified, setVerified] = useState<string | undefined>();
+  const action = useAction();
+  const load = action.submit(async () => {
+    setVerified(undefined);
+    setState(await api<Row>('GET', `/tenants/${tenant}/deletion`));
+  });
+  const certificate = state?.certificate as { certificate: Row; jws: string } | undefined;
+  const verify = () =>
+    action.run(async () => {
+      // Checked here against the published keys, as anyone holding the certificate can.
+      const keys = createLocalJWKSet(await api<JSONWebKeySet>('GET', '/deletion-certificates/keys'));
+      const { payload } = await compactVerify(certificate?.jws ?? '', keys);
+      const signed = JSON.parse(new TextDecoder().decode(payload)) as Row;
+      setVerified(signed.tenant === tenant ? 'Signature verified' : 'Signed for another tenant');
+    });
+  const download = certificate
+    ? URL.createObjectURL(new Blob([JSON.stringify(certificate, null, 2)], { type: 'application/json' }))
+    : undefined;
+  return html`<section>
+    <h2>Deletion certificates</h2>
+    <form onSubmit=${load} aria-label="Deletion of a tenant">
+      <${Field} label="Tenant" name="certificateTenant" value=${tenant} onInput=${setTenant} required />
+      <button type="submit">Show deletion</button>
+    </form>
+    <${Outcome} error=${action.error} />
+    ${
+      state &&
+      html`<article aria-label="Deletion state">
+        <p>Status: <strong data-testid="certificate-status">${String(state.status)}</strong></p>
+        ${
+          certificate
+            ? html`<pre>
+${JSON.stringify((certificate.certificate as Row).verification ?? certificate.certificate, null, 2)}</pre>
+                <p><a href=${download} download=${`deletion-certificate-${tenant}.json`}>Download certificate</a></p>
+                <button type="button" onClick=${() => void verify()}>Verify signature</button>
+                ${verified ? html`<mark data-testid="certificate-verified">${verified}</mark>` : null}`
+            : html`<p>No certificate yet.</p>`
+        }
+      </article>`
+    }
+  </section>`;
+}
+
+function Backups() {
+  const list = useLoad<{ items: Row[] }>('/backups');
+  const action = useAction();
+  const [started, setStarted] = useState<string | undefined>();
+  const start = () =>
+    action.run(async () => {
+      setStarted((await api<{ backupId: string }>('POST', '/backups')).backupId);
+      list.reload();
+    });
+  return html`<section>
+    <h2>Backups</h2>
+    <p>
+      Nightly and on demand; every table encrypted and checksummed into WORM storage. The restore drill:
+      <code>npm run -s admin -- backup restore</code>.
+    </p>
+    <button type="button" onClick=${() => void start()}>Start backup now</button>
+    <${Outcome}
+      error=${action.error ?? list.error}
+      done=${started && html`<p>Backup <code data-testid="backup-started">${started}</code> started.</p>`}
+    />
+    <button type="button" class="outline" onClick=${list.reload}>Refresh backups</button>
+    <table>
+      <thead>
+        <tr>
+          <th scope="col">Backup</th>
+          <th scope="col">Created</th>
+          <th scope="col">Tables</th>
+          <th scope="col">Rows</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${(list.data?.items ?? []).map(
+          (b) =>
+            html`<tr>
+              <td>${String(b.backupId)}</td>
+              <td>${when(b.createdAt)}</td>
+              <td>${String(b.tables)}</td>
+              <td>${String(b.entities)}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </section>`;
+}
+
+function Orchestrations() {
+  const list = useLoad<{ items: Row[] }>('/orchestrations');
+  return html`<section>
+    <h2>Orchestrations</h2>
+    <${Outcome} error=${list.error} />
+    <button type="button" class="outline" onClick=${list.reload}>Refresh orchestrations</button>
+    <table>
+      <thead>
+        <tr>
+          <th scope="col">Name</th>
+          <th scope="col">Instance</th>
+          <th scope="col">Status</th>
+          <th scope="col">Last update</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${(list.data?.items ?? []).map(
+          (o) =>
+            html`<tr>
+              <td>${String(o.name)}</td>
+              <td><code>${String(o.instanceId)}</code></td>
+              <td>${String(o.runtimeStatus)}</td>
+              <td>${when(o.lastUpdatedTime)}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </section>`;
+}
+
+function Alerts() {
+  const list = useLoad<{ items: Row[] }>('/security/alerts');
+  return html`<section>
+    <h2>Security alerts</h2>
+    <${Outcome} error=${list.error} />
+    ${(list.data?.items ?? []).length === 0 ? html`<p>No alerts.</p>` : null}
+    <table>
+      <thead>
+        <tr>
+          <th scope="col">Detected</th>
+          <th scope="col">Kind</th>
+          <th scope="col">Count</th>
+          <th scope="col">Summary</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${(list.data?.items ?? []).map(
+          (a) =>
+            html`<tr>
+              <td>${when(a.detectedAt)}</td>
+              <td>${String(a.kind)}</td>
+              <td>${String(a.count)}</td>
+              <td>${String(a.summary)}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
   </section>`;
 }
 
@@ -774,11 +1163,12 @@ interface Page {
   path: string;
   title: string;
   show: (me: Me) => boolean;
-  component: () => unknown;
+  component: (props: { me: Me }) => unknown;
 }
 
 const can = (me: Me, permission: string) => me.permissions.includes(permission);
 const PAGES: Page[] = [
+  { path: '#/profile', title: 'Profile', show: () => true, component: Profile },
   { path: '#/users', title: 'Users', show: (me) => can(me, 'users:manage'), component: Users },
   {
     path: '#/integrations',
@@ -788,6 +1178,8 @@ const PAGES: Page[] = [
   },
   { path: '#/exports', title: 'Exports', show: (me) => can(me, 'exports:start'), component: Exports },
   { path: '#/audit', title: 'Audit trail', show: (me) => can(me, 'audit:read'), component: Audit },
+  { path: '#/retention', title: 'Retention', show: (me) => can(me, 'retention:manage'), component: Retention },
+  { path: '#/access', title: 'Staff access', show: (me) => can(me, 'access-requests:approve'), component: StaffAccess },
   {
     path: '#/notifications',
     title: 'Breach notifications',
@@ -795,7 +1187,17 @@ const PAGES: Page[] = [
     component: Notifications,
   },
   { path: '#/tenants', title: 'Tenants', show: (me) => can(me, 'tenants:manage'), component: Tenants },
+  { path: '#/approvals', title: 'Approvals', show: (me) => me.realm === 'operator', component: Approvals },
+  { path: '#/certificates', title: 'Certificates', show: (me) => can(me, 'tenants:manage'), component: Certificates },
+  { path: '#/backups', title: 'Backups', show: (me) => can(me, 'backups:manage'), component: Backups },
+  {
+    path: '#/orchestrations',
+    title: 'Orchestrations',
+    show: (me) => can(me, 'orchestrations:manage'),
+    component: Orchestrations,
+  },
   { path: '#/breaches', title: 'Breach register', show: (me) => can(me, 'breaches:manage'), component: Breaches },
+  { path: '#/alerts', title: 'Security alerts', show: (me) => can(me, 'security:read'), component: Alerts },
 ];
 
 function App() {
@@ -821,9 +1223,7 @@ function App() {
         </ul>
       </nav>
     </header>
-    <main>
-      ${page ? h(page.component as () => null, {}) : html`<p>Your account may only edit its own profile.</p>`}
-    </main>
+    <main>${page ? h(page.component as (props: { me: Me }) => null, { me }) : null}</main>
   </div>`;
 }
 

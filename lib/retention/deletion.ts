@@ -466,11 +466,44 @@ export class DeletionService {
     return census;
   }
 
+  /**
+   * Destroys the tenant's data and pseudonym keys. A ledger on the lifecycle row records the intent
+   * before each destruction and the result after it, so an attempt cut off in between (a crash
+   * after the vault deleted the key) still reports that key when the activity runs again: the
+   * certificate counts every destroyed key exactly once.
+   */
   async destroyKeys(tenant: string): Promise<DestroyedSecret[]> {
+    type Entry = { intentAt: string; result?: DestroyedSecret };
+    const row = (await this.#row(tenant)) as (LifecycleRow & { keyLedger?: string }) | undefined;
+    const ledger = JSON.parse(row?.keyLedger ?? '{}') as Record<string, Entry>;
+    const save = () =>
+      this.d.platform.upsertEntity(
+        { partitionKey: PARTITION, rowKey: tenant, keyLedger: JSON.stringify(ledger) },
+        'Merge',
+      );
     const destroyed: DestroyedSecret[] = [];
     for (const purpose of ['data', 'pseudonym'] as const) {
-      const result = await this.d.secrets.destroy(`tenant-${tenant}-${purpose}`);
-      if (result) destroyed.push(result);
+      const name = `tenant-${tenant}-${purpose}`;
+      const earlier = ledger[name];
+      if (earlier?.result) {
+        destroyed.push(earlier.result);
+        continue;
+      }
+      const intentAt = earlier?.intentAt ?? this.#now().toISOString();
+      if (!earlier) {
+        ledger[name] = { intentAt };
+        await save();
+      }
+      const result = await this.d.secrets.destroy(name);
+      if (result) ledger[name] = { intentAt, result };
+      // Gone without a result: an earlier attempt destroyed it after recording its intent.
+      else if (earlier)
+        ledger[name] = { intentAt, result: { name, deletedAt: intentAt, purgedAt: this.#now().toISOString() } };
+      // Never there: nothing to destroy or to certify.
+      else delete ledger[name];
+      await save();
+      const entry = ledger[name];
+      if (entry?.result) destroyed.push(entry.result);
     }
     this.d.keyring.forget(tenant);
     this.d.logger.log('info', 'deletion.progress', { tenant, phase: 'keys', keys: destroyed.length });

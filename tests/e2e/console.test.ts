@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { Secret, TOTP } from 'otpauth';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningHost, startHost } from '../support/local-host.js';
@@ -184,8 +185,108 @@ describe('the web console in Chromium', () => {
     await operator.getByRole('button', { name: 'Withdraw termination' }).click();
     await expect.poll(() => operator.getByTestId('deletion-status').textContent()).toBe('withdrawn');
 
+    // Tenant admin: a second factor from the QR page, the retention policy.
+    await admin.getByRole('link', { name: 'Profile' }).click();
+    await admin.getByLabel('Your current password').fill(adaPassword);
+    await admin.getByRole('button', { name: 'Set up a second factor' }).click();
+    await admin.getByRole('img', { name: 'QR code to scan with your authenticator app' }).waitFor();
+    const secret = (await admin.getByTestId('totp-secret').textContent()) ?? '';
+    await admin
+      .getByLabel('Code from your authenticator app')
+      .fill(new TOTP({ secret: Secret.fromBase32(secret) }).generate());
+    await check(admin, '11-second-factor');
+    await admin.getByRole('button', { name: 'Confirm second factor' }).click();
+    await expect.poll(() => admin.getByTestId('recovery-codes').getByRole('listitem').count()).toBe(10);
+
+    await admin.getByRole('link', { name: 'Retention' }).click();
+    await admin.getByLabel(/^Keep orders/).fill('3660');
+    await admin.getByRole('button', { name: 'Save retention policy' }).click();
+    await admin.getByText('Saved.').waitFor();
+    await check(admin, '12-retention');
+
+    // Staff access: an operator asks (over the API), the tenant approves in the console, then ends it.
+    const operatorToken = (await (
+      await fetch(`${host.apiBaseUrl}/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tenant: 'operator', username: 'operator', password: operatorPassword }),
+      })
+    ).json()) as { accessToken: string };
+    const asOperator = { authorization: `Bearer ${operatorToken.accessToken}`, 'content-type': 'application/json' };
+    const request = await fetch(`${host.apiBaseUrl}/access-requests`, {
+      method: 'POST',
+      headers: asOperator,
+      body: JSON.stringify({
+        tenant: 'lab-ui',
+        reason: 'Ticket 4711: export stuck',
+        minutes: 30,
+        permissions: ['audit:read'],
+      }),
+    });
+    expect(request.status).toBe(201);
+    await admin.getByRole('link', { name: 'Staff access' }).click();
+    await admin.getByRole('button', { name: 'Approve' }).click();
+    await expect.poll(() => admin.getByTestId('access-status').textContent()).toMatch(/^approved until/);
+    await check(admin, '13-staff-access');
+    await admin.getByRole('button', { name: 'End access now' }).click();
+    await expect.poll(() => admin.getByTestId('access-status').textContent()).toBe('revoked');
+
+    // Operator: a backup, its deletion waiting for a second operator, the orchestrations, the alerts.
+    await operator.getByRole('link', { name: 'Backups' }).click();
+    await operator.getByRole('button', { name: 'Start backup now' }).click();
+    const backupId = (await operator.getByTestId('backup-started').textContent()) ?? '';
+    await expect
+      .poll(
+        async () => {
+          await operator.getByRole('button', { name: 'Refresh backups' }).click();
+          return operator.getByRole('cell', { name: backupId }).count();
+        },
+        { timeout: 60_000 },
+      )
+      .toBe(1);
+    await check(operator, '14-backups');
+    const asked = await fetch(`${host.apiBaseUrl}/backups/${backupId}?reason=drill`, {
+      method: 'DELETE',
+      headers: asOperator,
+    });
+    expect(asked.status).toBe(202);
+    await operator.getByRole('link', { name: 'Approvals' }).click();
+    await operator.getByText('waiting for a second operator').waitFor();
+    await check(operator, '15-approvals');
+    await operator.getByRole('link', { name: 'Orchestrations' }).click();
+    await expect.poll(() => operator.getByRole('cell', { name: 'tableBackup' }).count()).toBeGreaterThan(0);
+    await check(operator, '16-orchestrations');
+    await operator.getByRole('link', { name: 'Security alerts' }).click();
+    await check(operator, '17-security-alerts');
+
+    // Contract end again; this time the tenant's admin deletes at once, and the certificate verifies.
+    await operator.getByRole('link', { name: 'Tenants' }).click();
+    await operator.getByLabel('Tenant to terminate').fill('lab-ui');
+    await operator.getByRole('button', { name: 'Record termination' }).click();
+    await expect.poll(() => operator.getByTestId('deletion-status').textContent()).toBe('scheduled');
+    await admin.getByRole('link', { name: 'Audit trail' }).click();
+    await admin.getByRole('link', { name: 'Retention' }).click();
+    await admin.getByTestId('notice').first().waitFor();
+    await admin.getByLabel('Your current password, to confirm').fill(adaPassword);
+    await admin.getByRole('button', { name: 'Delete all data now' }).click();
+    await admin.getByTestId('deletion-started').waitFor();
+    await operator.getByRole('link', { name: 'Certificates' }).click();
+    await operator.getByLabel('Tenant', { exact: true }).fill('lab-ui');
+    await expect
+      .poll(
+        async () => {
+          await operator.getByRole('button', { name: 'Show deletion' }).click();
+          return operator.getByTestId('certificate-status').textContent();
+        },
+        { timeout: 90_000 },
+      )
+      .toBe('completed');
+    await operator.getByRole('button', { name: 'Verify signature' }).click();
+    await expect.poll(() => operator.getByTestId('certificate-verified').textContent()).toBe('Signature verified');
+    await check(operator, '18-certificate');
+
     expect(violations).toEqual([]);
-  }, 240_000);
+  }, 300_000);
 
   it('keeps tokens out of storage and URLs, and refuses a wrong password in the page', async () => {
     const page = await (await browser.newContext()).newPage();

@@ -78,6 +78,7 @@ describe('the local host as a service', () => {
     expect(lines.slice(ready).map((l) => l.split(':')[0]?.trim())).toEqual([
       'LabVault local host is ready.',
       'API',
+      'Console',
       'OpenAPI',
       'Health',
       'Durable API',

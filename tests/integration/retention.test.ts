@@ -44,6 +44,25 @@ describe('retention and deletion', () => {
       await s.tenants.create(tenant, tenant, { actor: operatorActor, correlationId: 'setup' });
   });
 
+  it('certifies a key destroyed by an attempt cut off before it recorded the result, once', async () => {
+    await s.tenants.create('lab-cut', 'lab-cut', { actor: operatorActor, correlationId: 'setup' });
+    const destroy = s.secrets.destroy.bind(s.secrets);
+    let calls = 0;
+    // The vault deletes the data key, then the activity dies before it records that.
+    s.secrets.destroy = async (name: string) => {
+      const result = await destroy(name);
+      if (++calls === 1) throw new Error('killed after the vault deleted the key');
+      return result;
+    };
+    await expect(s.deletion.destroyKeys('lab-cut')).rejects.toThrow('killed');
+    s.secrets.destroy = destroy;
+    const retried = await s.deletion.destroyKeys('lab-cut');
+    expect(retried.map((k) => k.name)).toEqual(['tenant-lab-cut-data', 'tenant-lab-cut-pseudonym']);
+    expect(await s.secrets.get('tenant-lab-cut-data')).toBeUndefined();
+    // Run once more (another retry): the same two keys, with the same times.
+    expect(await s.deletion.destroyKeys('lab-cut')).toEqual(retried);
+  });
+
   it('keeps the policy within the operator’s bounds, and images never outlive their order', async () => {
     expect(await s.retention.policy('lab-ret')).toEqual({
       imagesDays: 3650,
