@@ -153,7 +153,7 @@ function Timeline({ points }: { points: { label: string; at: string }[] }) {
       (p, i) =>
         html`<g>
           <circle cx=${x(p.t)} cy="20" r="6" class="timeline-point" />
-          <text x=${Math.min(x(p.t), 420)} y=${48 + i * 16}>${p.label}: ${when(p.at)}</text>
+          <text x=${Math.min(x(p.t), 250)} y=${48 + i * 16}>${p.label}: ${when(p.at)}</text>
         </g>`,
     )}
   </svg>`;
@@ -605,8 +605,9 @@ function Tenants() {
       deletion &&
       html`<article aria-label="Deletion timeline">
         <header>
-          Deletion of <strong>${String(deletion.tenant)}</strong>:
-          <span data-testid="deletion-status">${String(deletion.status)}</span>
+          Deletion of <strong>${String(deletion.tenant)}</strong>:${' '}<span data-testid="deletion-status"
+            >${String(deletion.status)}</span
+          >
         </header>
         <${Timeline}
           points=${[
