@@ -1,6 +1,6 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import * as df from 'durable-functions';
-import { deleteBackup, listBackups, startBackup } from '../lib/backups/api.js';
+import { deleteBackup, drillBackup, listBackups, startBackup } from '../lib/backups/api.js';
 import { getServices } from '../lib/services.js';
 import { backupInstanceId } from '../orchestrations/backup.js';
 import { startOrchestration } from './durable.js';
@@ -51,4 +51,9 @@ app.http(
     );
     return { status: 202, headers: { Location: `/api/approvals/${approval.id}` }, body: approval };
   }),
+);
+
+app.http(
+  drillBackup.id,
+  handle(drillBackup, async (ctx, { backups }) => ({ status: 200, body: await backups.drill(ctx.params.id) })),
 );

@@ -9,6 +9,7 @@ import {
   listBreaches,
   listNotifications,
   recordAnalysis,
+  recordAuthorityNotification,
   resendDeliveries,
   reportBreach,
   setBreachWebhook,
@@ -73,6 +74,14 @@ app.http(
     },
     { extraInputs: client },
   ),
+);
+
+app.http(
+  recordAuthorityNotification.id,
+  handle(recordAuthorityNotification, async (ctx, { breaches }) => {
+    await breaches.recordAuthorityNotification(ctx.params.id, ctx.body);
+    return { status: 204 };
+  }),
 );
 
 app.http(

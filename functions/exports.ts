@@ -70,6 +70,7 @@ app.http(
           createdAt: record.createdAt,
           ...(record.completedAt ? { completedAt: record.completedAt } : {}),
           ...(record.archive ? { availableUntil: record.archive.deleteAt } : {}),
+          ...(record.archive?.summary ? { manifest: record.archive.summary } : {}),
           ...(link && record.archive
             ? {
                 download: {

@@ -8,7 +8,7 @@ import {
   revokeAccessGrant,
   unlockOperator,
 } from '../lib/identity/api/staff.js';
-import { createTenant } from '../lib/tenants/api.js';
+import { createTenant, listTenants } from '../lib/tenants/api.js';
 import { OPERATOR_REALM, type Permission } from '../lib/identity/permissions.js';
 import { forbidden, notFound } from '../lib/errors.js';
 import { onboardTenant } from '../lib/tenants/onboarding.js';
@@ -23,6 +23,31 @@ app.http(
       headers: { Location: `/api/tenants/${created.id}` },
       body: { id: created.id, name: created.name, admin: created.admin },
     };
+  }),
+);
+
+app.http(
+  listTenants.id,
+  handle(listTenants, async (_ctx, { tenants, deletion }) => {
+    const [directory, lifecycles] = await Promise.all([tenants.list(), deletion.states()]);
+    const listed = new Set(directory.map((t) => t.id));
+    const active = { status: 'active' as const, deleteAt: null, legalHold: false };
+    const items = [
+      ...directory.map((tenant) => ({ id: tenant.id, name: tenant.name, createdAt: tenant.createdAt })),
+      // A deleted tenant has left the directory; its lifecycle (and certificate) stays visible.
+      ...[...lifecycles.keys()].filter((id) => !listed.has(id)).map((id) => ({ id, name: null, createdAt: null })),
+    ]
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map((tenant) => {
+        const lifecycle = lifecycles.get(tenant.id);
+        return {
+          ...tenant,
+          lifecycle: lifecycle
+            ? { status: lifecycle.status, deleteAt: lifecycle.deleteAt, legalHold: lifecycle.legalHold }
+            : active,
+        };
+      });
+    return { status: 200, body: { items } };
   }),
 );
 

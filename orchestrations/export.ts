@@ -5,6 +5,7 @@ import { storageRetry } from './retry.js';
 import {
   ARCHIVE_DAYS,
   archiveInputsOf,
+  type ArchiveSummary,
   type ExportFormat,
   type ExportPurpose,
   type PartFile,
@@ -53,7 +54,7 @@ df.app.activity('exportAssemble', {
 });
 
 df.app.activity('exportComplete', {
-  handler: async (input: ExportInput & { archive: { bytes: number; sha256: string } }) => {
+  handler: async (input: ExportInput & { archive: { bytes: number; sha256: string } & Partial<ArchiveSummary> }) => {
     await (await getServices()).exports.complete(input.tenant, input.exportId, input.archive, system(input));
   },
 });
@@ -76,7 +77,7 @@ df.app.activity('exportDeleteArchive', {
 
 df.app.orchestration('exportTenantData', function* (context) {
   const input = context.df.getInput<ExportInput>();
-  let archive: { bytes: number; sha256: string; files: number };
+  let archive: { bytes: number; sha256: string; files: number; counts: Record<string, number> };
   try {
     const parts = (yield context.df.callActivityWithRetry('exportPlan', storageRetry(), input)) as string[];
     const files: PartFile[] = [];
@@ -116,7 +117,7 @@ df.app.orchestration('exportTenantData', function* (context) {
     })) as typeof archive;
     yield context.df.callActivityWithRetry('exportComplete', storageRetry(), {
       ...input,
-      archive: { bytes: archive.bytes, sha256: archive.sha256 },
+      archive: { bytes: archive.bytes, sha256: archive.sha256, files: archive.files, counts: archive.counts },
     });
     yield context.df.callActivityWithRetry('exportDiscardParts', storageRetry(), input);
     context.df.setCustomStatus({ phase: 'available', partsDone: parts.length, partsTotal: parts.length });

@@ -46,3 +46,15 @@ export function messageOf(error: unknown): string {
   }
   return error instanceof Error ? error.message : String(error);
 }
+
+/** A binary answer (an export archive) through the same authenticated call. */
+export async function apiBytes(path: string): Promise<ArrayBuffer> {
+  const response = await fetch(`/api${path}`, {
+    headers: accessToken ? { authorization: `Bearer ${accessToken}` } : {},
+  });
+  if (!response.ok) {
+    const text = await response.text();
+    throw new ApiError(text ? (JSON.parse(text) as Problem) : { status: response.status, title: response.statusText });
+  }
+  return response.arrayBuffer();
+}

@@ -8,9 +8,28 @@ const p = (description: string): ResponseSpec => ({ description, schema: problem
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
 const backupIdSchema = z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/);
 
+const drillKind = z.enum(['verification', 'restore']);
 const backupSummarySchema = z
-  .object({ backupId: z.string(), createdAt: z.string(), tables: z.number(), entities: z.number() })
+  .object({
+    backupId: z.string(),
+    createdAt: z.string(),
+    tables: z.number(),
+    entities: z.number(),
+    lastDrill: z.object({ at: z.string(), kind: drillKind, passed: z.boolean() }).nullable(),
+  })
   .meta({ id: 'BackupSummary' });
+const restoreDrillSchema = z
+  .object({
+    backupId: z.string(),
+    kind: drillKind,
+    at: z.string(),
+    passed: z.boolean(),
+    durationMs: z.number(),
+    tables: z.array(
+      z.object({ table: z.string(), entities: z.number(), verified: z.boolean(), reason: z.string().optional() }),
+    ),
+  })
+  .meta({ id: 'RestoreDrill' });
 
 export const listBackups = defineOperation({
   id: 'listBackups',
@@ -48,4 +67,20 @@ export const deleteBackup = defineOperation({
   },
 });
 
-export const backupOperations = [listBackups, startBackup, deleteBackup];
+export const drillBackup = defineOperation({
+  id: 'drillBackup',
+  method: 'POST',
+  route: 'backups/{id}/restore-drills',
+  tag: 'backups',
+  summary:
+    'A restore drill: every table read back as a restore reads it (both checksums, decryption, every entity counted); recorded beside the backup',
+  access: { operatorPermission: 'backups:manage' },
+  params: z.strictObject({ id: backupIdSchema }),
+  responses: {
+    200: { description: 'What the drill found (passed or not)', schema: restoreDrillSchema },
+    ...common,
+    404: p('Unknown backup'),
+  },
+});
+
+export const backupOperations = [listBackups, startBackup, deleteBackup, drillBackup];

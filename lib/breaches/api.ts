@@ -7,6 +7,8 @@ const p = (description: string): ResponseSpec => ({ description, schema: problem
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
 const id = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
 const natures = z.array(z.enum(['confidentiality', 'integrity', 'availability'])).min(1);
+/** The risk to the data subjects' rights and freedoms as assessed now (Art. 33(1), 34(1)). */
+const risk = z.enum(['unlikely', 'risk', 'high-risk']);
 
 const breachInputSchema = z
   .strictObject({
@@ -20,6 +22,7 @@ const breachInputSchema = z
     likelyConsequences: freeText(4000),
     measures: freeText(4000),
     keysExposed: z.boolean().default(false),
+    risk: risk.optional(),
   })
   .refine((b) => b.tenants !== undefined || b.suspectedPrincipal !== undefined, {
     message: 'give the affected tenants, or a suspected principal to derive them from the audit logs',
@@ -33,6 +36,7 @@ const breachUpdateSchema = z
     dataCategories: z.array(line(100)).min(1).max(30).optional(),
     likelyConsequences: freeText(4000).optional(),
     measures: freeText(4000).optional(),
+    risk: risk.optional(),
     moreToFollow: z.boolean(),
     lateReason: freeText(1000).optional(),
   })
@@ -46,6 +50,13 @@ const analysisSchema = z
     closed: z.boolean(),
   })
   .meta({ id: 'BreachAnalysis' });
+const authorityNotificationSchema = z
+  .strictObject({
+    authority: line(200),
+    reference: line(200),
+    notifiedAt: z.iso.datetime({ offset: true }),
+  })
+  .meta({ id: 'AuthorityNotification' });
 const decisionSchema = z.strictObject({ notify: z.literal(false), reasoning: freeText(4000) });
 const webhookSchema = z.strictObject({ url: z.url().max(2000) });
 
@@ -119,6 +130,19 @@ export const recordAnalysis = defineOperation({
   params: id,
   body: analysisSchema,
   responses: { 204: { description: 'Recorded' }, ...common, 404: p('Unknown breach'), 409: p('Closed') },
+});
+
+export const recordAuthorityNotification = defineOperation({
+  id: 'recordBreachAuthorityNotification',
+  method: 'PUT',
+  route: 'breaches/{id}/authority-notification',
+  tag: 'breaches',
+  summary:
+    "Record the supervisory authority's notification of this breach (who, their reference, when), where the vendor notifies as controller of its own data or a controller passes its reference on",
+  access: { operatorPermission: 'breaches:manage' },
+  params: id,
+  body: authorityNotificationSchema,
+  responses: { 204: { description: 'Recorded' }, ...common, 404: p('Unknown breach'), 409: p('A draft') },
 });
 
 export const confirmDraft = defineOperation({
@@ -226,6 +250,7 @@ export const breachOperations = [
   getBreach,
   updateBreach,
   recordAnalysis,
+  recordAuthorityNotification,
   confirmDraft,
   decideBreach,
   draftFromAlert,

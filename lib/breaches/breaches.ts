@@ -34,6 +34,7 @@ export interface BreachInput {
   likelyConsequences: string;
   measures: string;
   keysExposed: boolean;
+  risk?: 'unlikely' | 'risk' | 'high-risk';
 }
 
 /** What a webhook delivery carries: a notification (its sequence number) or a reminder of one. */
@@ -78,6 +79,7 @@ type BreachRow = {
   updates?: string;
   analysis?: string;
   decision?: string;
+  authority?: string;
   fromAlert?: string;
   closedAt?: string;
 };
@@ -714,6 +716,24 @@ export class BreachService {
     );
   }
 
+  /** Records the supervisory authority's notification (replacing an earlier record: a corrected reference). */
+  async recordAuthorityNotification(
+    id: string,
+    notification: { authority: string; reference: string; notifiedAt: string },
+  ): Promise<void> {
+    const row = await this.#row(id);
+    if (row.status === 'draft') throw conflict('The breach is a draft: confirm it first.');
+    await this.#platform.updateEntity(
+      {
+        partitionKey: row.partitionKey,
+        rowKey: row.rowKey,
+        authority: JSON.stringify({ ...notification, recordedAt: this.#clock().toISOString() }),
+      },
+      'Merge',
+    );
+    await this.timeline(id, 'authority-notified', `${notification.authority}: ${notification.reference}`);
+  }
+
   /**
    * Adds an entry to the breach's timeline. With `once`, the entry is written at most once under
    * that key, so a step the durable runtime repeats after a crash does not record its event twice.
@@ -780,6 +800,7 @@ export class BreachService {
       updates: row.updates ? (JSON.parse(row.updates) as unknown[]) : [],
       ...(row.analysis ? { analysis: JSON.parse(row.analysis) as unknown } : {}),
       ...(row.decision ? { decision: JSON.parse(row.decision) as unknown } : {}),
+      ...(row.authority ? { authorityNotification: JSON.parse(row.authority) as unknown } : {}),
       ...(row.fromAlert ? { fromAlert: row.fromAlert } : {}),
       timeline: timeline.sort((a, b) => String(a.at).localeCompare(String(b.at))),
       deliveries,

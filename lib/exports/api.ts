@@ -20,6 +20,10 @@ const exportStatusSchema = z
     completedAt: z.string().optional(),
     availableUntil: z.string().optional(),
     download: z.object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() }).optional(),
+    manifest: z
+      .object({ files: z.number(), counts: z.record(z.string(), z.number()) })
+      .optional()
+      .describe("The archive's manifest.json in short: how many files, and records by type"),
   })
   .meta({ id: 'Export' });
 

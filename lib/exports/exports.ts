@@ -47,6 +47,8 @@ type ExportRow = {
   completedAt?: string;
   archiveBytes?: number;
   archiveSha256?: string;
+  /** The manifest's summary (JSON): file count and record counts by type, for the console. */
+  archiveSummary?: string;
   deleteAt?: string;
   failure?: string;
 };
@@ -59,7 +61,13 @@ export interface ExportRecord {
   requestedBy: string;
   createdAt: string;
   completedAt?: string;
-  archive?: { bytes: number; sha256: string; deleteAt: string };
+  archive?: { bytes: number; sha256: string; deleteAt: string; summary?: ArchiveSummary };
+}
+
+/** What the archive's manifest.json counts, kept beside the export so it is shown without unzipping. */
+export interface ArchiveSummary {
+  files: number;
+  counts: Record<string, number>;
 }
 
 /** One file a part wrote: its place in the archive, what it holds, and its checksum. */
@@ -375,7 +383,7 @@ export class ExportService {
     format: ExportFormat,
     parts: PartFile[],
     options: { assembledAt?: Date } = {},
-  ): Promise<{ bytes: number; sha256: string; files: number }> {
+  ): Promise<{ bytes: number; sha256: string } & ArchiveSummary> {
     // The same inputs give the same bytes (entry times and the manifest's date are the orchestration's,
     // never the clock's), so an attempt repeated after a lost answer writes the archive it reports.
     const assembledAt = options.assembledAt ?? this.#clock();
@@ -468,7 +476,7 @@ export class ExportService {
       .getBlockBlobClient(archiveBlob(tenant, id))
       .uploadStream(out, ARCHIVE_BLOCK_BYTES, 2, { blobHTTPHeaders: { blobContentType: 'application/zip' } });
     // The parts stay until the archive is recorded (discardParts): a repeated attempt needs them.
-    return { bytes, sha256: hash.digest('hex'), files: manifestFiles.length + 1 };
+    return { bytes, sha256: hash.digest('hex'), files: manifestFiles.length + 1, counts };
   }
 
   /** The images a shard part listed for packing, read line by line from its working blob. */
@@ -489,7 +497,7 @@ export class ExportService {
   async complete(
     tenant: string,
     id: string,
-    archive: { bytes: number; sha256: string },
+    archive: { bytes: number; sha256: string } & Partial<ArchiveSummary>,
     meta: RequestMeta,
   ): Promise<ExportRecord> {
     const row = await this.#row(tenant, id);
@@ -501,6 +509,9 @@ export class ExportService {
       completedAt: now.toISOString(),
       archiveBytes: archive.bytes,
       archiveSha256: archive.sha256,
+      ...(archive.files !== undefined && archive.counts
+        ? { archiveSummary: JSON.stringify({ files: archive.files, counts: archive.counts }) }
+        : {}),
       deleteAt: new Date(now.getTime() + ARCHIVE_DAYS[row.purpose] * 24 * 3600 * 1000).toISOString(),
     };
     delete (next as Partial<ExportRow & { etag: string }>).etag;
@@ -681,7 +692,14 @@ function toRecord(row: ExportRow): ExportRecord {
     createdAt: row.createdAt,
     ...(row.completedAt ? { completedAt: row.completedAt } : {}),
     ...(row.archiveSha256
-      ? { archive: { bytes: row.archiveBytes ?? 0, sha256: row.archiveSha256, deleteAt: row.deleteAt ?? '' } }
+      ? {
+          archive: {
+            bytes: row.archiveBytes ?? 0,
+            sha256: row.archiveSha256,
+            deleteAt: row.deleteAt ?? '',
+            ...(row.archiveSummary ? { summary: JSON.parse(row.archiveSummary) as ArchiveSummary } : {}),
+          },
+        }
       : {}),
   };
 }

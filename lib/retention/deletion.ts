@@ -247,19 +247,17 @@ export class DeletionService {
 
   async state(tenant: string): Promise<DeletionState | undefined> {
     const row = await this.#row(tenant);
-    if (!row) return undefined;
-    return {
-      status: row.status,
-      deleteAt: row.deleteAt ?? null,
-      contractEndsAt: row.contractEndsAt ?? null,
-      recordedAt: row.recordedAt ?? null,
-      noticeEndsAt: row.noticeEndsAt ?? null,
-      legalHold: row.legalHold,
-      ...(row.confirmedAt ? { confirmedAt: row.confirmedAt } : {}),
-      ...(row.withdrawnAt ? { withdrawnAt: row.withdrawnAt } : {}),
-      ...(row.startedAt ? { startedAt: row.startedAt } : {}),
-      ...(row.certificate ? { certificate: JSON.parse(row.certificate) as DeletionCertificate } : {}),
-    };
+    return row ? stateOf(row) : undefined;
+  }
+
+  /** Every tenant's lifecycle state in one query (one small partition): the operators' tenant list. */
+  async states(): Promise<Map<string, DeletionState>> {
+    const states = new Map<string, DeletionState>();
+    for await (const row of this.d.platform.listEntities<LifecycleRow>({
+      queryOptions: { filter: odata`PartitionKey eq ${PARTITION}` },
+    }))
+      states.set(row.rowKey, stateOf(row));
+    return states;
   }
 
   /** Tells the tenant's admins (a notice in LabVault, audited): the date, and that they can export until then. */
@@ -636,4 +634,19 @@ export class DeletionService {
     const key = await importJWK(JSON.parse(Buffer.from(secret.value, 'base64').toString('utf8')) as JWK, 'ES256');
     return { kid: secret.version, key };
   }
+}
+
+function stateOf(row: LifecycleRow): DeletionState {
+  return {
+    status: row.status,
+    deleteAt: row.deleteAt ?? null,
+    contractEndsAt: row.contractEndsAt ?? null,
+    recordedAt: row.recordedAt ?? null,
+    noticeEndsAt: row.noticeEndsAt ?? null,
+    legalHold: row.legalHold,
+    ...(row.confirmedAt ? { confirmedAt: row.confirmedAt } : {}),
+    ...(row.withdrawnAt ? { withdrawnAt: row.withdrawnAt } : {}),
+    ...(row.startedAt ? { startedAt: row.startedAt } : {}),
+    ...(row.certificate ? { certificate: JSON.parse(row.certificate) as DeletionCertificate } : {}),
+  };
 }

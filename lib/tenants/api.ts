@@ -38,4 +38,29 @@ export const createTenant = defineOperation({
   responses: { 201: { description: 'Created', schema: tenantCreatedSchema }, ...common, 409: p('Tenant id taken') },
 });
 
-export const tenantOperations = [createTenant];
+const tenantSummarySchema = z
+  .object({
+    id: z.string(),
+    /** Null once the tenant is deleted: its directory entry is gone, its lifecycle stays. */
+    name: z.string().nullable(),
+    createdAt: z.string().nullable(),
+    lifecycle: z.object({
+      status: z.enum(['active', 'scheduled', 'on-hold', 'deleting', 'completed', 'withdrawn', 'not-terminated']),
+      deleteAt: z.string().nullable(),
+      legalHold: z.boolean(),
+    }),
+  })
+  .meta({ id: 'TenantSummary' });
+
+export const listTenants = defineOperation({
+  id: 'listTenants',
+  method: 'GET',
+  route: 'tenants',
+  tag: 'tenants',
+  summary:
+    'Every tenant with where it stands: active, deletion scheduled or on hold, deleted (name gone, certificate kept)',
+  access: { operatorPermission: 'tenants:manage' },
+  responses: { 200: { description: 'Tenants', schema: z.object({ items: z.array(tenantSummarySchema) }) }, ...common },
+});
+
+export const tenantOperations = [createTenant, listTenants];

@@ -312,6 +312,13 @@ describe('breach handling over HTTP', () => {
     expect(draft.status).toBe(201);
     const id = String(draft.body.id);
     expect((await call('GET', `/breaches/${id}`, officer)).body).toMatchObject({ status: 'draft' });
+    // A draft was never reported to anyone: no authority reference can be recorded against it yet.
+    const early = await call('PUT', `/breaches/${id}/authority-notification`, officer, {
+      authority: 'BfDI',
+      reference: 'BfDI-1',
+      notifiedAt: new Date().toISOString(),
+    });
+    expect(early.status).toBe(409);
     expect(((await call('GET', '/breach-notifications', admins['lab-b3'] ?? '')).body.items as unknown[]).length).toBe(
       0,
     );
@@ -327,6 +334,56 @@ describe('breach handling over HTTP', () => {
       status: 'not-notified',
       decision: { reasoning: 'No account was entered; all attempts failed.' },
     });
+  });
+
+  it('keeps the risk as assessed in each update and the authority’s reference in the register', async () => {
+    const refused = await call('POST', '/breaches', officer, {
+      detectedAt: new Date().toISOString(),
+      description: 'Risk written wrong',
+      tenants: ['lab-b3'],
+      dataCategories: ['health data'],
+      likelyConsequences: 'none',
+      measures: 'none',
+      risk: 'catastrophic',
+    });
+    expect(refused.status).toBe(400);
+    const reported = await call('POST', '/breaches', officer, {
+      detectedAt: new Date().toISOString(),
+      description: 'Results printed at the wrong practice',
+      tenants: ['lab-b3'],
+      dataCategories: ['health data'],
+      likelyConsequences: 'Results seen by the wrong practice',
+      measures: 'Letters recalled',
+      risk: 'risk',
+    });
+    expect(reported.status).toBe(202);
+    const id = String(reported.body.id);
+    expect(
+      (await call('POST', `/breaches/${id}/updates`, officer, { risk: 'high-risk', moreToFollow: false })).status,
+    ).toBe(202);
+    const notifiedAt = '2026-11-30T10:00:00.000Z';
+    const bad = await call('PUT', `/breaches/${id}/authority-notification`, officer, { authority: 'BfDI', notifiedAt });
+    expect(bad.status).toBe(400);
+    const recorded = await call('PUT', `/breaches/${id}/authority-notification`, officer, {
+      authority: 'BfDI',
+      reference: 'BfDI-2026-0042',
+      notifiedAt,
+    });
+    expect(recorded.status).toBe(204);
+    // A tenant admin holds no operator permission: the register is not theirs to write.
+    const tenantTry = await call('PUT', `/breaches/${id}/authority-notification`, admins['lab-b3'] ?? '', {
+      authority: 'X',
+      reference: 'Y',
+      notifiedAt,
+    });
+    expect(tenantTry.status).toBe(403);
+    const record = (await call('GET', `/breaches/${id}`, officer)).body;
+    expect(record).toMatchObject({
+      risk: 'risk',
+      updates: [{ risk: 'high-risk', moreToFollow: false }],
+      authorityNotification: { authority: 'BfDI', reference: 'BfDI-2026-0042', notifiedAt },
+    });
+    expect((record.timeline as { event: string }[]).map((t) => t.event)).toContain('authority-notified');
   });
 
   it('keeps patient data out of notifications, webhooks, orchestration history and logs', async () => {

@@ -8,7 +8,8 @@ import { createRequire } from 'node:module';
 import { Secret, TOTP } from 'otpauth';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningHost, startHost } from '../support/local-host.js';
+import { exampleOrder } from '../support/fixtures.js';
+import { admin as adminCli, type RunningHost, startHost } from '../support/local-host.js';
 
 const CHROMIUM = process.env.LABVAULT_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = 'test-results/console';
@@ -19,6 +20,7 @@ let host: RunningHost;
 let browser: Browser;
 let consoleUrl: string;
 const violations: string[] = [];
+const OPERATOR_OWN_PASSWORD = 'night shift lanterns amber 2026';
 
 /** Screenshot and axe for the page as it stands. */
 async function check(page: Page, name: string): Promise<void> {
@@ -56,6 +58,40 @@ async function firstLogIn(page: Page, tenant: string, username: string, oneTime:
   await page.getByRole('navigation', { name: 'Main' }).waitFor();
 }
 
+/** What has the keyboard focus: its aria-label, its label's text and its own text, for matching. */
+function focusedText(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    interface Focused {
+      tagName: string;
+      getAttribute(name: string): string | null;
+      closest(selector: string): { textContent: string | null } | null;
+      textContent: string | null;
+    }
+    const el = (globalThis as unknown as { document: { activeElement: Focused | null } }).document.activeElement;
+    if (!el || el.tagName === 'BODY' || el.tagName === 'HTML') return ''; // nothing focused yet
+    return [el.getAttribute('aria-label'), el.closest('label')?.textContent, el.textContent].join('|');
+  });
+}
+
+/** Presses Tab until the focus is on what `name` describes: a keyboard user's way there. */
+async function tabTo(page: Page, name: RegExp): Promise<void> {
+  for (let i = 0; i < 80; i++) {
+    await page.keyboard.press('Tab');
+    if (name.test(await focusedText(page))) return;
+  }
+  throw new Error(`Tab never reached ${String(name)}`);
+}
+
+async function apiLogin(tenant: string, username: string, password: string): Promise<Record<string, string>> {
+  const response = await fetch(`${host.apiBaseUrl}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ tenant, username, password }),
+  });
+  const { accessToken } = (await response.json()) as { accessToken: string };
+  return { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
+}
+
 beforeAll(async () => {
   if (!existsSync(CHROMIUM))
     throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y chromium, or set LABVAULT_CHROMIUM`);
@@ -91,7 +127,7 @@ describe('the web console in Chromium', () => {
 
   it('takes each role through its duties: tenant, users, key, export, breach and acknowledgement, termination', async () => {
     const operator = await (await browser.newContext({ acceptDownloads: true })).newPage();
-    const operatorPassword = 'night shift lanterns amber 2026';
+    const operatorPassword = OPERATOR_OWN_PASSWORD;
     await firstLogIn(operator, 'operator', 'operator', OPERATOR_PASSWORD, operatorPassword, '01-first-login');
 
     // Operator: a tenant with its first admin.
@@ -112,10 +148,10 @@ describe('the web console in Chromium', () => {
     await admin.getByRole('link', { name: 'Users' }).click();
     await admin.getByLabel('Username').fill('bob');
     await admin.getByLabel('E-mail').fill('bob@lab-ui.example');
-    await admin.getByLabel(/^Role/).selectOption('tenant-admin');
+    await admin.getByLabel(/^Role \(a new account/).selectOption('tenant-admin');
     await admin.getByRole('button', { name: 'Create user' }).click();
     await expect.poll(() => admin.getByTestId('one-time-password').textContent()).toMatch(/^\S{20}$/);
-    await expect.poll(() => admin.getByRole('cell', { name: 'bob' }).count()).toBe(1);
+    await expect.poll(() => admin.getByRole('cell', { name: 'bob', exact: true }).count()).toBe(1);
     await check(admin, '04-users');
 
     await admin.getByRole('link', { name: 'Integrations' }).click();
@@ -161,8 +197,14 @@ describe('the web console in Chromium', () => {
     await expect
       .poll(
         async () => {
-          await admin.getByRole('link', { name: 'Audit trail' }).click();
+          await admin.getByRole('link', { name: 'Profile' }).click();
           await admin.getByRole('link', { name: 'Breach notifications' }).click();
+          // Counted once the list has loaded: either its notifications or the sentence for none.
+          await admin
+            .getByText('No breach notifications.')
+            .or(admin.getByRole('button', { name: 'Acknowledge' }))
+            .first()
+            .waitFor();
           return admin.getByRole('button', { name: 'Acknowledge' }).count();
         },
         { timeout: 30_000 },
@@ -239,7 +281,7 @@ describe('the web console in Chromium', () => {
       .poll(
         async () => {
           await operator.getByRole('button', { name: 'Refresh backups' }).click();
-          return operator.getByRole('cell', { name: backupId }).count();
+          return operator.getByRole('cell', { name: backupId, exact: true }).count();
         },
         { timeout: 60_000 },
       )
@@ -288,11 +330,188 @@ describe('the web console in Chromium', () => {
     expect(violations).toEqual([]);
   }, 300_000);
 
+  it('does the rest by keyboard and by click: roles, manifest and checksum, the breach record, drafts, legal hold, drills', async () => {
+    const asOperator = await apiLogin('operator', 'operator', OPERATOR_OWN_PASSWORD);
+    const created = await fetch(`${host.apiBaseUrl}/tenants`, {
+      method: 'POST',
+      headers: asOperator,
+      body: JSON.stringify({
+        id: 'lab-two',
+        name: 'Lab Two',
+        admin: { username: 'grace', email: 'grace@lab-two.example' },
+      }),
+    });
+    expect(created.status).toBe(201);
+    const graceOneTime = ((await created.json()) as { admin: { initialPassword: string } }).admin.initialPassword;
+    const key = String(
+      adminCli(host.dataDir, [
+        'integration',
+        'create',
+        '--tenant',
+        'lab-two',
+        '--name',
+        'lis',
+        '--permissions',
+        'orders:create',
+      ]).json?.apiKey,
+    );
+    for (let i = 0; i < 3; i++) {
+      const order = await fetch(`${host.apiBaseUrl}/orders`, {
+        method: 'POST',
+        headers: { authorization: `ApiKey ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(exampleOrder({ externalId: `UI-${i}` })),
+      });
+      expect(order.status).toBe(201);
+    }
+
+    // Keyboard only: the first login, the password change and the way to a page, by Tab and Enter.
+    const admin = await (await browser.newContext()).newPage();
+    await admin.goto(consoleUrl);
+    await tabTo(admin, /Tenant/);
+    await admin.keyboard.type('lab-two');
+    await tabTo(admin, /Username/);
+    await admin.keyboard.type('grace');
+    await tabTo(admin, /Password/);
+    await admin.keyboard.type(graceOneTime);
+    await admin.keyboard.press('Enter');
+    await admin.getByLabel('New password').waitFor();
+    await tabTo(admin, /New password/);
+    const gracePassword = 'copper kettles sing at noon';
+    await admin.keyboard.type(gracePassword);
+    await admin.keyboard.press('Enter');
+    await admin.getByRole('navigation', { name: 'Main' }).waitFor();
+    await tabTo(admin, /^\|\|Roles$/);
+    await admin.keyboard.press('Enter');
+    await admin.getByRole('heading', { name: 'Roles' }).waitFor();
+
+    // A custom role, then given to a new account that started with only its own profile.
+    await admin.getByLabel('Role name').fill('reader');
+    await admin.getByLabel('orders:read').check();
+    await admin.getByRole('button', { name: 'Save role' }).click();
+    await expect
+      .poll(() =>
+        admin
+          .getByRole('row', { name: /^reader / })
+          .getByTestId('role-permissions')
+          .textContent(),
+      )
+      .toBe('orders:read, profile:read, profile:update');
+    await check(admin, '19-roles');
+    await admin.getByRole('link', { name: 'Users' }).click();
+    await admin.getByLabel('Username').fill('carol');
+    await admin.getByLabel('E-mail').fill('carol@lab-two.example');
+    await admin.getByRole('button', { name: 'Create user' }).click();
+    const carol = admin.getByRole('row').filter({ hasText: 'carol' }).getByTestId('user-roles');
+    await expect.poll(() => carol.textContent()).toBe('self');
+    await admin.getByLabel('Role of carol').selectOption('reader');
+    await expect.poll(() => carol.textContent()).toBe('reader');
+
+    // The export's manifest in short, and the archive fetched and hashed in the page.
+    await admin.getByRole('link', { name: 'Exports' }).click();
+    await admin.getByRole('button', { name: 'Start export' }).click();
+    await expect.poll(() => admin.getByTestId('export-status').textContent(), { timeout: 60_000 }).toBe('completed');
+    await admin.getByRole('row', { name: 'order 3', exact: true }).waitFor();
+    await admin.getByRole('button', { name: 'Download and verify checksum' }).click();
+    await expect.poll(() => admin.getByTestId('export-verified').textContent()).toBe('Checksum matches');
+    await check(admin, '20-export-manifest');
+
+    // The breach record: risk, a phased update, the authority's reference, the analysis that closes it.
+    const operator = await (await browser.newContext()).newPage();
+    await logIn(operator, 'operator', 'operator', OPERATOR_OWN_PASSWORD);
+    await operator.getByRole('link', { name: 'Breach register' }).click();
+    await operator.getByLabel('Affected tenants (comma-separated)').fill('lab-two');
+    await operator.getByLabel('What happened').fill('Misrouted result letters');
+    await operator.getByLabel('integrity').check();
+    await operator.getByLabel('Risk to the data subjects').selectOption('risk');
+    await operator.getByLabel('Likely consequences').fill('Results seen by another practice');
+    await operator.getByLabel('Measures taken').fill('Letters recalled');
+    await operator.getByRole('button', { name: 'Report breach' }).click();
+    await expect.poll(() => operator.getByTestId('breach-risk').textContent()).toBe('risk');
+    await operator.getByLabel('What is new').fill('Two more practices received letters');
+    await operator.getByLabel('Risk as assessed now').selectOption('high-risk');
+    await operator.getByRole('button', { name: 'Send update' }).click();
+    await expect.poll(() => operator.getByTestId('breach-risk').textContent()).toBe('high-risk');
+    await operator.getByLabel('Authority', { exact: true }).fill('BfDI');
+    await operator.getByLabel('Their reference').fill('BfDI-2026-0042');
+    await operator.getByRole('button', { name: 'Record authority notification' }).click();
+    await expect.poll(() => operator.getByTestId('authority-reference').textContent()).toContain('BfDI-2026-0042');
+    // One data subject (the three orders are one patient's); the records are orders, specimens and the like.
+    const affected = operator
+      .getByRole('table', { name: 'Affected tenants' })
+      .getByRole('row')
+      .filter({ hasText: 'lab-two' });
+    await expect.poll(() => affected.getByRole('cell').nth(1).textContent()).toBe('1');
+    expect(Number(await affected.getByRole('cell').nth(2).textContent())).toBeGreaterThanOrEqual(3);
+    await operator.getByLabel('Root cause').fill('Printer profile mapped to the wrong practice');
+    await operator.getByLabel('Measures against recurrence').fill('Profiles checked at every change');
+    await operator.getByLabel('Close the breach with this analysis').check();
+    await operator.getByRole('button', { name: 'Record analysis' }).click();
+    await expect.poll(() => operator.getByTestId('breach-status').textContent()).toBe('closed');
+    await check(operator, '21-breach-record');
+
+    // Ten accounts tried from one source: a spraying alert, turned into a draft, closed unnotified.
+    for (let i = 0; i < 10; i++)
+      await fetch(`${host.apiBaseUrl}/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tenant: 'lab-two', username: `guess${i}`, password: 'not a real password at all' }),
+      });
+    await operator.getByRole('link', { name: 'Security alerts' }).click();
+    await operator.getByRole('button', { name: 'Start breach draft from password-spraying alert' }).click();
+    await operator.getByTestId('breach-draft').waitFor();
+    await check(operator, '22-alert-draft');
+    await operator.getByRole('link', { name: 'breach register', exact: true }).click();
+    await operator.getByRole('row').filter({ hasText: 'draft' }).getByRole('button').click();
+    await operator.getByLabel('Why no notification is needed').fill('No login succeeded; no data reached');
+    await operator.getByRole('button', { name: 'Close without notification' }).click();
+    await expect.poll(() => operator.getByTestId('breach-status').textContent()).toBe('not-notified');
+
+    // The tenant list, a termination, a legal hold on it, and the lift waiting for a second operator.
+    await operator.getByRole('link', { name: 'Tenants' }).click();
+    const lifecycle = operator.getByRole('row').filter({ hasText: 'lab-two' }).getByTestId('tenant-lifecycle');
+    await expect.poll(() => lifecycle.textContent()).toBe('active');
+    await operator.getByLabel('Tenant to terminate').fill('lab-two');
+    await operator.getByRole('button', { name: 'Record termination' }).click();
+    await expect.poll(() => operator.getByTestId('deletion-status').textContent()).toBe('scheduled');
+    await expect.poll(() => lifecycle.textContent()).toMatch(/^scheduled, deletion /);
+    await operator.getByRole('button', { name: 'Place legal hold' }).click();
+    await expect.poll(() => operator.getByTestId('deletion-status').textContent()).toBe('on-hold');
+    await operator.getByRole('img', { name: /Deletion \(held\)/ }).waitFor();
+    await expect.poll(() => lifecycle.textContent()).toMatch(/legal hold$/);
+    await operator.getByRole('button', { name: 'Ask to lift legal hold' }).click();
+    await operator.getByTestId('hold-approval').waitFor();
+    await check(operator, '23-legal-hold');
+    const held = await fetch(`${host.apiBaseUrl}/tenants/lab-two/deletion`, { headers: asOperator });
+    expect(((await held.json()) as { legalHold: boolean }).legalHold).toBe(true); // one operator cannot lift it
+
+    // A backup and its restore drill: every table read back, the result kept beside the backup.
+    await operator.getByRole('link', { name: 'Backups' }).click();
+    await operator.getByRole('button', { name: 'Start backup now' }).click();
+    const backupId = (await operator.getByTestId('backup-started').textContent()) ?? '';
+    await expect
+      .poll(
+        async () => {
+          await operator.getByRole('button', { name: 'Refresh backups' }).click();
+          return operator.getByRole('cell', { name: backupId, exact: true }).count();
+        },
+        { timeout: 60_000 },
+      )
+      .toBe(1);
+    await operator.getByRole('button', { name: `Run restore drill on ${backupId}` }).click();
+    await expect.poll(() => operator.getByTestId('drill-result').textContent(), { timeout: 60_000 }).toBe('passed');
+    await expect
+      .poll(() => operator.getByRole('row').filter({ hasText: backupId }).getByTestId('last-drill').textContent())
+      .toMatch(/^passed .*\(verification\)$/);
+    await check(operator, '24-restore-drill');
+
+    expect(violations).toEqual([]);
+  }, 300_000);
+
   it('keeps tokens out of storage and URLs, and refuses a wrong password in the page', async () => {
     const page = await (await browser.newContext()).newPage();
     await logIn(page, 'operator', 'operator', 'not the password at all');
     await expect.poll(() => page.getByRole('alert').textContent()).toMatch(/password/i);
-    await logIn(page, 'operator', 'operator', 'night shift lanterns amber 2026');
+    await logIn(page, 'operator', 'operator', OPERATOR_OWN_PASSWORD);
     await page.getByRole('navigation', { name: 'Main' }).waitFor();
     const stored = await page.evaluate(
       () =>

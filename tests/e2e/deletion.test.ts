@@ -224,6 +224,17 @@ describe('termination and deletion at contract end, over HTTP', () => {
       status: 'on-hold',
       legalHold: true,
     });
+    const lifecycleOf = async (tenant: string) =>
+      ((await call('GET', '/tenants', operator)).body.items as { id: string; lifecycle: unknown }[]).find(
+        (t) => t.id === tenant,
+      )?.lifecycle;
+    expect(await lifecycleOf('lab-hold')).toMatchObject({
+      status: 'on-hold',
+      legalHold: true,
+      deleteAt: expect.any(String),
+    });
+    // The tenant list is the vendor's: a tenant's own admin does not see the others.
+    expect((await call('GET', '/tenants', adminAuth)).status).toBe(403);
     const lift = await call('DELETE', '/tenants/lab-hold/legal-hold?reason=court%20released%20the%20hold', operator);
     expect(lift.status).toBe(202);
     expect(lift.body).toMatchObject({ kind: 'legal-hold.lift', status: 'pending', target: 'lab-hold' });
@@ -245,6 +256,7 @@ describe('termination and deletion at contract end, over HTTP', () => {
     ).toBe(202);
     await deletionOf('lab-hold', (s) => s.status === 'completed');
     expect(await leftovers('lab-hold')).toEqual({ rows: 0, blobs: 0 });
+    expect(await lifecycleOf('lab-hold')).toMatchObject({ status: 'completed', legalHold: false });
   });
 
   it('applies raised retention bounds at once, and lowered ones only with a second operator', async () => {
