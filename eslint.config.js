@@ -4,7 +4,7 @@ import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', '.labvault/'] },
+  { ignores: ['dist/', 'artifacts/', 'node_modules/', 'coverage/', '.labvault/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   // Formatting is Prettier's (npm run format); ESLint checks what a formatter cannot.

@@ -49,6 +49,13 @@ param maximumInstanceCount int = 40
 @description('Second deployment, after publishing the code: subscribe the image trigger to upload events.')
 param deployEventSubscription bool = false
 
+@description('DEVELOPMENT ONLY. True puts storage and Key Vault on the public internet (no VNet, no private endpoints). Never for a deployment holding patient data: the deployment outputs a warning when set.')
+param allowPublicNetworkAccess bool = false
+
+@description('The durable backend: azureStorage (default; about 100 fan-out activities/s per instance) or durableTaskScheduler (about 1,400 work items/s for one worker; see docs/architecture.md).')
+@allowed(['azureStorage', 'durableTaskScheduler'])
+param durableBackend string = 'azureStorage'
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName, application: 'labvault' }
 
@@ -70,6 +77,7 @@ module keyVault 'modules/keyvault.bicep' = {
     softDeleteRetentionInDays: keyVaultSoftDeleteDays
     allowedIpRanges: keyVaultAllowedIpRanges
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    allowPublicNetworkAccess: allowPublicNetworkAccess
   }
 }
 
@@ -85,6 +93,29 @@ module storage 'modules/storage.bicep' = {
     keyVaultUri: keyVault.outputs.uri
     keyVaultName: keyVault.outputs.name
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    allowPublicNetworkAccess: allowPublicNetworkAccess
+  }
+}
+
+module network 'modules/network.bicep' = if (!allowPublicNetworkAccess) {
+  name: 'network'
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+  }
+}
+
+module scheduler 'modules/scheduler.bicep' = if (durableBackend == 'durableTaskScheduler') {
+  name: 'scheduler'
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    taskHubName: 'labvault'
   }
 }
 
@@ -102,6 +133,11 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     keyVaultSoftDeleteDays: keyVaultSoftDeleteDays
     deployEventSubscription: deployEventSubscription
+    appSubnetId: allowPublicNetworkAccess ? '' : network.outputs.appSubnetId
+    durableBackend: durableBackend
+    schedulerName: durableBackend == 'durableTaskScheduler' ? scheduler.outputs.name : ''
+    schedulerEndpoint: durableBackend == 'durableTaskScheduler' ? scheduler.outputs.endpoint : ''
+    taskHubName: 'labvault'
   }
 }
 
@@ -113,3 +149,6 @@ module defender 'modules/defender.bicep' = {
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
+output WARNING string = allowPublicNetworkAccess
+  ? 'PUBLIC NETWORK ACCESS IS ON: storage and Key Vault are reachable from the internet. Development only; never with patient data.'
+  : ''

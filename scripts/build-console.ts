@@ -38,7 +38,8 @@ export function consoleIsStale(): boolean {
   }
 }
 
-export async function buildConsole(): Promise<void> {
+/** Builds into `target` (dist/console unless a packaging run names its own folder). */
+export async function buildConsole(target: string = CONSOLE_DIST): Promise<void> {
   const bundle = await build({
     entryPoints: [join(ROOT, 'console', 'src', 'main.ts')],
     bundle: true,
@@ -57,8 +58,8 @@ export async function buildConsole(): Promise<void> {
     CSS: hashed('console', 'css', css),
   };
   // Written beside and renamed into place, so a host serving the old build never sees half a new one.
-  mkdirSync(join(ROOT, 'dist'), { recursive: true });
-  const staging = mkdtempSync(join(ROOT, 'dist', '.console-'));
+  mkdirSync(resolve(target, '..'), { recursive: true });
+  const staging = mkdtempSync(join(resolve(target, '..'), '.console-'));
   mkdirSync(join(staging, 'assets'));
   writeFileSync(join(staging, 'assets', names.APP), app);
   writeFileSync(join(staging, 'assets', names.PICO), pico);
@@ -68,14 +69,14 @@ export async function buildConsole(): Promise<void> {
     (_, key: keyof typeof names) => names[key],
   );
   writeFileSync(join(staging, 'index.html'), index);
-  const old = `${CONSOLE_DIST}.old-${process.pid}`;
+  const old = `${target}.old-${process.pid}`;
   try {
-    renameSync(CONSOLE_DIST, old);
+    renameSync(target, old);
   } catch {
     // no earlier build
   }
   try {
-    renameSync(staging, CONSOLE_DIST);
+    renameSync(staging, target);
   } catch {
     rmSync(staging, { recursive: true, force: true }); // another process built it at the same moment
   }

@@ -12,6 +12,26 @@ param keyVaultSoftDeleteDays int
 @description('Second pass, after the code is published: the blob extension key exists only then.')
 param deployEventSubscription bool = false
 
+@description('azureStorage: the Durable Functions Azure Storage provider on the app\'s account; durableTaskScheduler: the scheduler named below.')
+@allowed(['azureStorage', 'durableTaskScheduler'])
+param durableBackend string = 'azureStorage'
+param schedulerName string = ''
+param schedulerEndpoint string = ''
+param taskHubName string = 'labvault'
+
+@description('The subnet of the app\'s VNet integration (empty: none, a public development deployment).')
+param appSubnetId string = ''
+
+var useScheduler = durableBackend == 'durableTaskScheduler'
+// host.json names the Azure Storage provider; on the scheduler these app settings override it.
+var schedulerSettings = useScheduler
+  ? [
+      { name: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING', value: 'Endpoint=${schedulerEndpoint};Authentication=ManagedIdentity' }
+      { name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__type', value: 'azureManaged' }
+      { name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName', value: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING' }
+    ]
+  : []
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -38,6 +58,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Outbound to storage and Key Vault through the VNet, to their private endpoints.
+    virtualNetworkSubnetId: empty(appSubnetId) ? null : appSubnetId
+    vnetRouteAllEnabled: !empty(appSubnetId)
     functionAppConfig: {
       deployment: {
         storage: {
@@ -53,7 +76,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: [
+      appSettings: concat(schedulerSettings, [
         // Identity-based connections: no connection strings, no account keys.
         { name: 'AzureWebJobsStorage__accountName', value: storage.name }
         { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
@@ -70,7 +93,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_KEY_VAULT_URL', value: keyVaultUri }
         { name: 'LABVAULT_KEY_VAULT_SOFT_DELETE_DAYS', value: string(keyVaultSoftDeleteDays) }
         { name: 'LABVAULT_DATA_DIR', value: '/tmp/labvault' }
-        { name: 'LABVAULT_TASK_HUB', value: 'labvault' }
+        { name: 'LABVAULT_TASK_HUB', value: taskHubName }
         { name: 'LABVAULT_BREACH_PROCESSOR_DEADLINE_HOURS', value: '24' }
         { name: 'LABVAULT_BREACH_REMINDER_HOURS', value: '12,24' }
         { name: 'LABVAULT_BREACH_ESCALATION_HOURS', value: '47' }
@@ -84,7 +107,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_TRUSTED_PROXIES', value: '' }
         { name: 'LABVAULT_WEBHOOK_ALLOW_LOOPBACK', value: 'false' }
         { name: 'LABVAULT_OUTBOUND_ALLOWED_PORTS', value: '443,8443' }
-      ]
+      ])
     }
   }
 }
@@ -112,6 +135,21 @@ resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
+    principalId: app.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource scheduler 'Microsoft.DurableTask/schedulers@2024-10-01-preview' existing = if (useScheduler) {
+  name: useScheduler ? schedulerName : 'none'
+}
+
+resource schedulerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useScheduler) {
+  name: guid(resourceGroup().id, app.id, 'durable-task-data-contributor')
+  scope: scheduler
+  properties: {
+    // Durable Task Data Contributor
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0ad04412-c4d5-4796-b79c-f76d14c8d402')
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
   }

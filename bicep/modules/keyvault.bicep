@@ -4,6 +4,8 @@ param resourceToken string
 param softDeleteRetentionInDays int
 param allowedIpRanges array
 param logAnalyticsWorkspaceId string
+@description('False in production: only the private endpoint reaches the vault.')
+param allowPublicNetworkAccess bool = false
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: 'kv-${resourceToken}'
@@ -18,10 +20,10 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     // the deletion certificate states key deletion + this window as the date copies become unreadable.
     softDeleteRetentionInDays: softDeleteRetentionInDays
     enablePurgeProtection: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: allowPublicNetworkAccess ? 'Enabled' : 'Disabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: empty(allowedIpRanges) ? 'Allow' : 'Deny'
+      defaultAction: allowPublicNetworkAccess && empty(allowedIpRanges) ? 'Allow' : 'Deny'
       ipRules: [for range in allowedIpRanges: { value: range }]
     }
   }

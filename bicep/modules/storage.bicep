@@ -7,6 +7,8 @@ param useCustomerManagedKey bool
 param keyVaultUri string
 param keyVaultName string
 param logAnalyticsWorkspaceId string
+@description('False in production: only private endpoints reach the account.')
+param allowPublicNetworkAccess bool = false
 
 // Containers with personal data hold only ciphertext written by the app (AES-256-GCM, tenant keys).
 var dataContainers = ['specimen-uploads', 'specimen-images', 'quarantine', 'exports', 'app-package']
@@ -54,7 +56,8 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowSharedKeyAccess: false
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: allowPublicNetworkAccess ? 'Enabled' : 'Disabled'
+    networkAcls: { defaultAction: allowPublicNetworkAccess ? 'Allow' : 'Deny', bypass: 'AzureServices' }
     encryption: {
       requireInfrastructureEncryption: true
       keySource: useCustomerManagedKey ? 'Microsoft.Keyvault' : 'Microsoft.Storage'

@@ -164,3 +164,110 @@ describe('monitoring, Defender and location', () => {
     expect(parameters.parameters.location?.value).toBe('germanywestcentral');
   });
 });
+
+const network = read('modules/network.bicep');
+const scheduler = read('modules/scheduler.bicep');
+
+/**
+ * The template as deployed with `allowPublicNetworkAccess` set to `value`: each
+ * `allowPublicNetworkAccess ? a : b` resolved, and each module guarded by it kept or dropped.
+ */
+function shape(text: string, value: boolean): string {
+  return text.replace(
+    /allowPublicNetworkAccess \? ('[^']*') : ('[^']*')/g,
+    (_, whenPublic: string, whenPrivate: string) => (value ? whenPublic : whenPrivate),
+  );
+}
+
+describe('private by default, public only for development', () => {
+  it('defaults to private, and the production parameters keep it so', () => {
+    expect(main).toMatch(/DEVELOPMENT ONLY[\s\S]*param allowPublicNetworkAccess bool = false/);
+    expect(parameters.parameters.allowPublicNetworkAccess?.value).toBe(false);
+    for (const module of [storage, keyVault]) expect(module).toMatch(/param allowPublicNetworkAccess bool = false/);
+  });
+
+  for (const [label, value, access] of [
+    ['private (production)', false, 'Disabled'],
+    ['public (development)', true, 'Enabled'],
+  ] as const) {
+    it(`${label}: storage and Key Vault publicNetworkAccess '${access}'`, () => {
+      for (const module of [storage, keyVault]) {
+        const settings = [...shape(module, value).matchAll(/publicNetworkAccess: ('[^']*'|\S+)/g)].map((m) => m[1]);
+        expect(settings).toEqual([`'${access}'`]);
+      }
+      expect(shape(storage, value)).toContain(`defaultAction: ${value ? "'Allow'" : "'Deny'"}`);
+    });
+  }
+
+  it('private: the network module deploys, and the app joins its subnet', () => {
+    expect(main).toMatch(/module network 'modules\/network\.bicep' = if \(!allowPublicNetworkAccess\)/);
+    expect(main).toMatch(/appSubnetId: allowPublicNetworkAccess \? '' : network\.outputs\.appSubnetId/);
+    expect(functionApp).toMatch(/virtualNetworkSubnetId: empty\(appSubnetId\) \? null : appSubnetId/);
+    expect(functionApp).toMatch(/vnetRouteAllEnabled: !empty\(appSubnetId\)/);
+  });
+
+  it('public: the deployment says so loudly', () => {
+    expect(main).toMatch(/output WARNING string = allowPublicNetworkAccess\s*\?\s*'PUBLIC NETWORK ACCESS IS ON/);
+  });
+
+  check(
+    'a subnet delegated to Flex Consumption (Microsoft.App/environments)',
+    network,
+    /delegations: \[\{ name: 'flex', properties: \{ serviceName: 'Microsoft\.App\/environments' \} \}\]/,
+  );
+  for (const service of ['blob', 'queue', 'table']) {
+    check(
+      `a private endpoint and DNS zone for ${service}`,
+      network,
+      new RegExp(
+        `\\{ name: '${service}', groupId: '${service}', zone: 'privatelink\\.${service}\\.\\$\\{environment\\(\\)\\.suffixes\\.storage\\}', target: storage\\.id \\}`,
+      ),
+    );
+  }
+  check(
+    'a private endpoint and DNS zone for Key Vault',
+    network,
+    /\{ name: 'vault', groupId: 'vault', zone: 'privatelink\.vaultcore\.azure\.net', target: vault\.id \}/,
+  );
+  check('DNS zones linked to the network', network, /virtualNetworkLinks[\s\S]*virtualNetwork: \{ id: vnet\.id \}/);
+  check('DNS zone groups on the endpoints', network, /privateDnsZoneGroups[\s\S]*privateDnsZoneId: zones\[i\]\.id/);
+  check(
+    'network diagnostics to Log Analytics',
+    network,
+    /diagnosticSettings[\s\S]*workspaceId: logAnalyticsWorkspaceId/,
+  );
+});
+
+describe('the durable backend', () => {
+  it('is Azure Storage by default and the Durable Task Scheduler by choice', () => {
+    expect(main).toMatch(
+      /@allowed\(\['azureStorage', 'durableTaskScheduler'\]\)\s*param durableBackend string = 'azureStorage'/,
+    );
+    expect(parameters.parameters.durableBackend?.value).toBe('azureStorage');
+    expect(main).toMatch(
+      /module scheduler 'modules\/scheduler\.bicep' = if \(durableBackend == 'durableTaskScheduler'\)/,
+    );
+  });
+  check('a scheduler and a task hub', scheduler, /Microsoft\.DurableTask\/schedulers@[\s\S]*schedulers\/taskHubs@/);
+  check(
+    'the app on the scheduler with its identity, no key',
+    functionApp,
+    /DURABLE_TASK_SCHEDULER_CONNECTION_STRING', value: 'Endpoint=\$\{schedulerEndpoint\};Authentication=ManagedIdentity'/,
+  );
+  check(
+    "host.json's provider overridden to azureManaged",
+    functionApp,
+    /AzureFunctionsJobHost__extensions__durableTask__storageProvider__type', value: 'azureManaged'/,
+  );
+  check(
+    'Durable Task Data Contributor on the scheduler only',
+    functionApp,
+    /scope: scheduler[\s\S]*0ad04412-c4d5-4796-b79c-f76d14c8d402/,
+  );
+  it('keeps host.json on the Azure Storage provider, so the default needs no setting', () => {
+    const host = JSON.parse(readFileSync(join(ROOT, 'host.json'), 'utf8')) as {
+      extensions: { durableTask: { storageProvider: { type: string } } };
+    };
+    expect(host.extensions.durableTask.storageProvider.type).toBe('AzureStorage');
+  });
+});
