@@ -1,3 +1,4 @@
+import { currentTraceparent } from '../lib/observability/telemetry.js';
 import type { InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
 
@@ -16,8 +17,13 @@ export async function startOrchestration(
   instanceId: string,
   input: unknown,
 ): Promise<'started' | 'already-running'> {
+  // The starter's trace rides along as metadata of the input (a W3C traceparent: ids, no data), so
+  // the orchestration's activities join the request's trace (the local host reads it; Azure's
+  // durable extension propagates its own).
+  const traceparent = currentTraceparent();
+  const traced = traceparent && input && typeof input === 'object' ? { ...input, traceparent } : input;
   try {
-    await df.getClient(invocation).startNew(name, { instanceId, input });
+    await df.getClient(invocation).startNew(name, { instanceId, input: traced });
     return 'started';
   } catch (error) {
     if (error instanceof Error && ALREADY_RUNNING.test(error.message)) return 'already-running';

@@ -5,6 +5,7 @@ import { createExportLink, downloadExport, getExport, startExport } from '../lib
 import { notFound } from '../lib/errors.js';
 import type { Principal } from '../lib/identity/permissions.js';
 import { exportInstanceId } from '../orchestrations/export.js';
+import { startOrchestration } from './durable.js';
 import { handle, metaOf } from './http.js';
 
 const requester = (principal: Principal) => ({
@@ -24,10 +25,11 @@ app.http(
         ctx.principal.id,
         metaOf(ctx),
       );
-      const client = df.getClient(ctx.invocation);
-      await client.startNew('exportTenantData', {
-        instanceId: exportInstanceId(ctx.tenant, record.id),
-        input: { tenant: ctx.tenant, exportId: record.id, format: record.format, purpose: record.purpose },
+      await startOrchestration(ctx.invocation, 'exportTenantData', exportInstanceId(ctx.tenant, record.id), {
+        tenant: ctx.tenant,
+        exportId: record.id,
+        format: record.format,
+        purpose: record.purpose,
       });
       // The extension's own management URLs carry the task hub's system key: tenants get this API's URL.
       const location = `/api/exports/${record.id}`;

@@ -1,3 +1,4 @@
+import { inSpan } from '../lib/observability/telemetry.js';
 import { randomUUID } from 'node:crypto';
 import { app, type FunctionInput, type HttpMethod, type HttpRequest, type HttpResponseInit } from '@azure/functions';
 import type { z } from 'zod';
@@ -21,7 +22,12 @@ export function handle<P extends z.ZodType, Q extends z.ZodType, B extends z.Zod
     methods: (operation.method === 'GET' ? ['GET', 'HEAD'] : [operation.method]) as HttpMethod[],
     route: operation.route,
     authLevel: 'anonymous' as const,
-    handler: createHandler(getServices, operation, async (ctx) => fn(ctx, await getServices())),
+    // One span per operation inside the invocation's span: the domain's storage calls are its children.
+    handler: createHandler(getServices, operation, async (ctx) =>
+      inSpan(`labvault ${operation.id}`, { 'labvault.operation': operation.id }, async () =>
+        fn(ctx, await getServices()),
+      ),
+    ),
   };
 }
 

@@ -1,5 +1,6 @@
 // The package entry ("main"): the Functions host loads this file, and every function file
 // registers itself with app.* when imported.
+import './telemetry.js';
 import './startup.js';
 import './platform.js';
 import './auth.js';

@@ -1,3 +1,4 @@
+import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import Module from 'node:module';
 
 /** A function the app registered, with the binding metadata the real worker would send the host. */
@@ -82,7 +83,28 @@ export function extraInputsOf(
 }
 
 /** Calls a registered function with its inputs and invocation context. */
-export type Invoker = (registration: Registration, inputs: unknown[], invocationContext: unknown) => Promise<unknown>;
+export type Invoker = (
+  registration: Registration,
+  inputs: unknown[],
+  invocationContext: unknown,
+  trace?: InvocationTrace,
+) => Promise<unknown>;
+
+/** What the host knows about an invocation's place in a trace (Azure's host does the same). */
+export interface InvocationTrace {
+  /** The caller's W3C traceparent: an HTTP request's header, or a durable input's metadata. */
+  traceparent?: string | undefined;
+  server?: boolean;
+  attributes?: Record<string, string | number>;
+}
+
+const FAAS_TRIGGER: Record<string, string> = {
+  httpTrigger: 'http',
+  timerTrigger: 'timer',
+  blobTrigger: 'datasource',
+  eventGridTrigger: 'pubsub',
+  activityTrigger: 'other',
+};
 
 /** A call without hooks (components used on their own, as in the runtime's replay tests). */
 export const invokeDirectly: Invoker = async (registration, inputs, invocationContext) =>
@@ -111,6 +133,57 @@ export function runAppTerminateHooks(core: CoreModule): Promise<void> {
  * the handler), the handler, then postInvocation hooks (which may replace the result or the error).
  */
 export async function invokeFunction(
+  core: CoreModule,
+  registration: Registration,
+  inputs: unknown[],
+  invocationContext: unknown,
+  traced: InvocationTrace = {},
+): Promise<unknown> {
+  // As Azure's host does in OpenTelemetry mode: a span per invocation (orchestrator replays get
+  // none), its context handed to the worker as traceContext for the app's hooks to bind.
+  const context = invocationContext as {
+    invocationId?: string;
+    options?: { trigger?: { type?: string } };
+    traceContext?: unknown;
+  };
+  const trigger = context.options?.trigger?.type ?? 'unknown';
+  if (trigger === 'orchestrationTrigger' || trigger === 'entityTrigger')
+    return invokeTraced(core, registration, inputs, invocationContext);
+  const parent = traced.traceparent
+    ? propagation.extract(ROOT_CONTEXT, { traceparent: traced.traceparent })
+    : ROOT_CONTEXT;
+  const span = trace.getTracer('labvault-local-host').startSpan(
+    registration.name,
+    {
+      kind: traced.server ? SpanKind.SERVER : SpanKind.INTERNAL,
+      attributes: {
+        'faas.name': registration.name,
+        'faas.trigger': FAAS_TRIGGER[trigger] ?? 'other',
+        ...(context.invocationId ? { 'faas.invocation_id': context.invocationId } : {}),
+        ...traced.attributes,
+      },
+    },
+    parent,
+  );
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(parent, span), carrier);
+  if (carrier.traceparent)
+    context.traceContext = { traceParent: carrier.traceparent, traceState: carrier.tracestate, attributes: {} };
+  try {
+    const result = await invokeTraced(core, registration, inputs, invocationContext);
+    const status = (result as { status?: unknown } | undefined)?.status;
+    if (typeof status === 'number') span.setAttribute('http.response.status_code', status);
+    if (typeof status === 'number' && status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+    return result;
+  } catch (error) {
+    span.setStatus({ code: SpanStatusCode.ERROR });
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
+async function invokeTraced(
   core: CoreModule,
   registration: Registration,
   inputs: unknown[],

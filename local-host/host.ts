@@ -203,7 +203,8 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     // Tests add their own functions (small orchestrations that are not part of the product).
     if (env.LABVAULT_LOCAL_EXTRA_ENTRY) await import(toImportSpecifier(env.LABVAULT_LOCAL_EXTRA_ENTRY));
     const registrations = [...core.registrations.values()];
-    const invoke: Invoker = (registration, inputs, context) => invokeFunction(core, registration, inputs, context);
+    const invoke: Invoker = (registration, inputs, context, traced) =>
+      invokeFunction(core, registration, inputs, context, traced);
     // As the worker does once the app is loaded, before any invocation (the app bootstraps its operator there).
     await runAppStartHooks(core, process.cwd());
     started.push(() => runAppTerminateHooks(core));

@@ -189,7 +189,12 @@ async function invoke(
     const resolve = inputBindings[input.type];
     if (resolve) context.extraInputs.set(input.name, resolve());
   }
-  const result = (await call(fn.registration, [request], context)) as HttpResponseInit | HttpResponse | undefined;
+  const result = (await call(fn.registration, [request], context, {
+    traceparent: headers.traceparent,
+    server: true,
+    // The route template, never the URL: paths and queries may name records.
+    attributes: { 'http.request.method': req.method ?? 'GET', 'http.route': fn.route.template },
+  })) as HttpResponseInit | HttpResponse | undefined;
   const response = result instanceof HttpResponse ? result : new HttpResponse(result ?? { status: 204 });
   const out: Record<string, string> = {};
   response.headers.forEach((value, name) => {

@@ -178,11 +178,12 @@ export class ActivityWorker {
       logHandler: () => undefined,
     });
     try {
-      const output = await this.#o.invoke(
-        registration,
-        [work.input === undefined ? undefined : JSON.parse(work.input)],
-        context,
-      );
+      const input = work.input === undefined ? undefined : (JSON.parse(work.input) as unknown);
+      // The starter's trace travels in the durable input's metadata (ids only, never patient data).
+      const traceparent = (input as { traceparent?: unknown } | undefined)?.traceparent;
+      const output = await this.#o.invoke(registration, [input], context, {
+        traceparent: typeof traceparent === 'string' ? traceparent : undefined,
+      });
       return { ok: true, result: JSON.stringify(output === undefined ? null : output) };
     } catch (error) {
       // Only the class and message of the failure travel: activities keep personal data out of errors.

@@ -2,6 +2,8 @@ import { TableClient, TableServiceClient } from '@azure/data-tables';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
 import sharp from 'sharp';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateOrderInput } from '../../lib/orders/schemas.js';
 import { withJpegComment } from '../support/images.js';
@@ -120,10 +122,24 @@ async function scanStorage(when: string): Promise<string[]> {
   return found;
 }
 
+// Everything the host exports as telemetry, received on loopback and searched like its logs.
+const telemetry: string[] = [];
+let receiver: Server;
+
 describe('canary patient data through every workflow, looked for everywhere it must not be', () => {
   beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        telemetry.push(body);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
     host = await startHost({
       env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
         LABVAULT_OPERATOR_INITIAL_PASSWORD: BOOTSTRAP_PASSWORD,
         LABVAULT_BREACH_REMINDER_HOURS: '0.0005,0.001',
         LABVAULT_DURABLE_LEASE_SECONDS: '3',
@@ -145,6 +161,7 @@ describe('canary patient data through every workflow, looked for everywhere it m
 
   afterAll(async () => {
     await host?.kill();
+    receiver?.close();
   });
 
   it('keeps the canaries out of logs, error bodies, orchestration histories, queues and every stored byte outside the encrypted fields', async () => {
@@ -267,6 +284,10 @@ describe('canary patient data through every workflow, looked for everywhere it m
 
     // Every line the host printed: logs, telemetry, warnings.
     found.push(...sightings('host output', host.output()));
+    // Every span exported over OTLP (the batch goes out within a second).
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(telemetry.length).toBeGreaterThan(0);
+    for (const body of telemetry) found.push(...sightings('telemetry', body));
     // Every error body any of the calls above received.
     for (const body of errorBodies) found.push(...sightings('error body', body));
     // Every orchestration's history, input, output and custom status.
@@ -291,6 +312,7 @@ describe('canary patient data through every workflow, looked for everywhere it m
       requests,
       errorBodies: errorBodies.length,
       logBytes: host.output().length,
+      telemetryBytes: telemetry.reduce((n, b) => n + b.length, 0),
       orchestrations: instances.length,
       ...scanned,
     });

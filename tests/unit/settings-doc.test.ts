@@ -28,7 +28,7 @@ function settingsReadDirectly(): Set<string> {
   const names = new Set<string>();
   for (const file of files)
     for (const m of readFileSync(file, 'utf8').matchAll(
-      /(?:env\.|setting\(')((?:LABVAULT_|AzureWebJobsStorage)\w*|PORT)\b/g,
+      /(?:env\.|setting\(')((?:LABVAULT_|AzureWebJobsStorage|OTEL_|APPLICATIONINSIGHTS_)\w*|PORT)\b/g,
     ))
       names.add(m[1] as string);
   return names;

@@ -1,0 +1,13 @@
+// First import of the entry: tracing starts before any function registers, when the app settings
+// name a destination (OTEL_EXPORTER_OTLP_ENDPOINT, APPLICATIONINSIGHTS_CONNECTION_STRING).
+import { ManagedIdentityCredential } from '@azure/identity';
+import { startTelemetry } from '../lib/observability/telemetry.js';
+
+startTelemetry({
+  otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
+  applicationInsightsConnectionString: process.env.APPLICATIONINSIGHTS_CONNECTION_STRING || undefined,
+  // "Authorization=AAD": ingestion with the app's identity (local authentication is off).
+  applicationInsightsCredential: /Authorization=AAD/.test(process.env.APPLICATIONINSIGHTS_AUTHENTICATION_STRING ?? '')
+    ? new ManagedIdentityCredential()
+    : undefined,
+});
