@@ -1,4 +1,4 @@
-import { currentTraceparent } from '../lib/observability/telemetry.js';
+import { currentTraceparent } from '../lib/observability/instruments.js';
 import type { InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
 

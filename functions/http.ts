@@ -1,6 +1,13 @@
-import { inSpan } from '../lib/observability/telemetry.js';
+import { inSpan, recordRequest } from '../lib/observability/instruments.js';
 import { randomUUID } from 'node:crypto';
-import { app, type FunctionInput, type HttpMethod, type HttpRequest, type HttpResponseInit } from '@azure/functions';
+import {
+  app,
+  type FunctionInput,
+  type HttpMethod,
+  type HttpRequest,
+  type HttpResponseInit,
+  type InvocationContext,
+} from '@azure/functions';
 import type { z } from 'zod';
 import type { Operation } from '../lib/http/operation.js';
 import { type ApiResult, createHandler, type RequestContext } from '../lib/http/pipeline.js';
@@ -22,12 +29,28 @@ export function handle<P extends z.ZodType, Q extends z.ZodType, B extends z.Zod
     methods: (operation.method === 'GET' ? ['GET', 'HEAD'] : [operation.method]) as HttpMethod[],
     route: operation.route,
     authLevel: 'anonymous' as const,
-    // One span per operation inside the invocation's span: the domain's storage calls are its children.
-    handler: createHandler(getServices, operation, async (ctx) =>
-      inSpan(`labvault ${operation.id}`, { 'labvault.operation': operation.id }, async () =>
-        fn(ctx, await getServices()),
+    handler: measured(
+      operation.id,
+      createHandler(getServices, operation, async (ctx) =>
+        // One span per operation inside the invocation's span: the domain's storage calls are its children.
+        inSpan(`labvault ${operation.id}`, { 'labvault.operation': operation.id }, async () =>
+          fn(ctx, await getServices()),
+        ),
       ),
     ),
+  };
+}
+
+/** Counts each answer by operation and status (refusals the pipeline gives before the domain too). */
+function measured(
+  operationId: string,
+  handler: (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>,
+): (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit> {
+  return async (request, context) => {
+    const started = performance.now();
+    const response = await handler(request, context);
+    recordRequest(operationId, response.status ?? 200, performance.now() - started);
+    return response;
   };
 }
 

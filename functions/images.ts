@@ -1,3 +1,4 @@
+import { recordImageProcessed } from '../lib/observability/instruments.js';
 import { app, type EventGridEvent, type InvocationContext } from '@azure/functions';
 import { createImageUpload, getImage, getThumbnail, listImages } from '../lib/images/api.js';
 import { errorFields } from '../lib/observability/logger.js';
@@ -58,10 +59,13 @@ app.eventGrid('processSpecimenImage', {
       return;
     }
     const [, tenant = '', orderId = '', specimenId = '', imageId = ''] = match;
+    const started = performance.now();
     try {
       const status = await images.processUpload({ tenant, orderId, specimenId, imageId });
+      recordImageProcessed(String(status), performance.now() - started);
       logger.log('info', 'image.processed', { status, imageId });
     } catch (error) {
+      recordImageProcessed('error', performance.now() - started);
       logger.log('error', 'image.processing.failed', { imageId, ...errorFields(error) });
       throw error; // redelivered by Event Grid, then dead-lettered
     }

@@ -5,6 +5,7 @@ import { startTelemetry } from '../lib/observability/telemetry.js';
 
 startTelemetry({
   otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
+  metricIntervalMs: Number(process.env.OTEL_METRIC_EXPORT_INTERVAL) || undefined,
   applicationInsightsConnectionString: process.env.APPLICATIONINSIGHTS_CONNECTION_STRING || undefined,
   // "Authorization=AAD": ingestion with the app's identity (local authentication is off).
   applicationInsightsCredential: /Authorization=AAD/.test(process.env.APPLICATIONINSIGHTS_AUTHENTICATION_STRING ?? '')

@@ -1,3 +1,4 @@
+import { recordWorkflow } from '../observability/instruments.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -521,6 +522,7 @@ export class ExportService {
       next,
       this.#event('export.complete', 'E', id, meta, { bytes: archive.bytes, sha256: archive.sha256 }),
     );
+    recordWorkflow('export', (now.getTime() - new Date(row.createdAt).getTime()) / 1000);
     this.#d.logger.log('info', 'export.completed', { tenant, exportId: id, bytes: archive.bytes });
     return toRecord(next);
   }

@@ -1,3 +1,4 @@
+import { recordSecurityAlert } from '../observability/instruments.js';
 import { randomBytes } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import type { Logger } from '../observability/logger.js';
@@ -40,6 +41,7 @@ export class SecurityAlertService {
     const now = this.#clock();
     const id = randomBytes(8).toString('hex');
     const full: SecurityAlert = { ...alert, id, detectedAt: now.toISOString() };
+    recordSecurityAlert(alert.kind);
     // Newest first: row keys sort by inverted time.
     const inverted = String(8_640_000_000_000_000 - now.getTime()).padStart(16, '0');
     await this.#table.createEntity({ partitionKey: PARTITION, rowKey: `${inverted}~${id}`, ...full });

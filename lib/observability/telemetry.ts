@@ -7,20 +7,14 @@ import type { TokenCredential } from '@azure/core-auth';
 import * as coreTracing from '@azure/core-tracing';
 import * as azureFunctions from '@azure/functions';
 import functionsInstrumentation from '@azure/functions-opentelemetry-instrumentation';
-import { AzureMonitorTraceExporter } from '@azure/monitor-opentelemetry-exporter';
+import { AzureMonitorMetricExporter, AzureMonitorTraceExporter } from '@azure/monitor-opentelemetry-exporter';
 import { createAzureSdkInstrumentation } from '@azure/opentelemetry-instrumentation-azure-sdk';
-import {
-  type Attributes,
-  context,
-  type Context,
-  propagation,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from '@opentelemetry/api';
+import { metrics, type SpanStatusCode } from '@opentelemetry/api';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
 import { resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider, type MetricReader, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import {
   BatchSpanProcessor,
   type ReadableSpan,
@@ -31,7 +25,6 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 
-const TRACER = 'labvault';
 // A webpack bundle: Node's ESM loader sees only its default export.
 const { AzureFunctionsInstrumentationESM } = functionsInstrumentation;
 
@@ -102,6 +95,8 @@ export interface TelemetryOptions {
   applicationInsightsCredential?: TokenCredential | undefined;
   /** Further exporters, exported at once (tests: an in-memory exporter). */
   exporters?: SpanExporter[];
+  /** How often metrics are sent (OTEL_METRIC_EXPORT_INTERVAL, ms; default one minute). */
+  metricIntervalMs?: number | undefined;
   serviceName?: string;
 }
 
@@ -137,17 +132,43 @@ export function startTelemetry(options: TelemetryOptions): Telemetry | undefined
     );
   for (const exporter of options.exporters ?? []) processors.push(new SimpleSpanProcessor(exporter));
   if (processors.length === 1) return undefined;
-  const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': options.serviceName ?? 'labvault' }),
-    spanProcessors: processors,
-  });
+  const resource = resourceFromAttributes({ 'service.name': options.serviceName ?? 'labvault' });
+  const provider = new NodeTracerProvider({ resource, spanProcessors: processors });
   provider.register();
+  const exportIntervalMillis = options.metricIntervalMs ?? 60_000;
+  const readers: MetricReader[] = [];
+  if (options.otlpEndpoint)
+    readers.push(
+      new PeriodicExportingMetricReader({
+        exporter: new OTLPMetricExporter({ url: `${options.otlpEndpoint.replace(/\/$/, '')}/v1/metrics` }),
+        exportIntervalMillis,
+      }),
+    );
+  if (options.applicationInsightsConnectionString)
+    readers.push(
+      new PeriodicExportingMetricReader({
+        exporter: new AzureMonitorMetricExporter({
+          connectionString: options.applicationInsightsConnectionString,
+          ...(options.applicationInsightsCredential ? { credential: options.applicationInsightsCredential } : {}),
+        }),
+        exportIntervalMillis,
+      }),
+    );
+  const meters = new MeterProvider({ resource, readers });
+  metrics.setGlobalMeterProvider(meters);
   for (const instrumentation of [createAzureSdkInstrumentation(), new AzureFunctionsInstrumentationESM()])
     patchByHand(
       instrumentation,
       instrumentation instanceof AzureFunctionsInstrumentationESM ? azureFunctions : coreTracing,
     );
-  started = { forceFlush: () => provider.forceFlush(), shutdown: () => provider.shutdown() };
+  started = {
+    forceFlush: async () => {
+      await Promise.all([provider.forceFlush(), meters.forceFlush()]);
+    },
+    shutdown: async () => {
+      await Promise.all([provider.shutdown(), meters.shutdown()]);
+    },
+  };
   return started;
 }
 
@@ -156,39 +177,4 @@ function patchByHand(instrumentation: Instrumentation, moduleExports: object): v
     instrumentation as unknown as { getModuleDefinitions(): { patch?: (exports: object) => unknown }[] }
   ).getModuleDefinitions();
   for (const definition of definitions) definition.patch?.(moduleExports);
-}
-
-/** The tracer LabVault's own spans come from. */
-export const tracer = () => trace.getTracer(TRACER);
-
-/** Runs `work` in a span; the span records the outcome (never the error's text). */
-export async function inSpan<T>(
-  name: string,
-  attributes: Attributes,
-  work: () => Promise<T>,
-  options: { kind?: SpanKind; parent?: Context } = {},
-): Promise<T> {
-  const span = tracer().startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL, attributes }, options.parent);
-  try {
-    const result = await context.with(trace.setSpan(options.parent ?? context.active(), span), work);
-    return result;
-  } catch (error) {
-    span.setStatus({ code: SpanStatusCode.ERROR });
-    span.setAttribute('error.type', error instanceof Error ? error.name : 'error');
-    throw error;
-  } finally {
-    span.end();
-  }
-}
-
-/** The W3C traceparent of the active span (for durable inputs), if tracing runs. */
-export function currentTraceparent(): string | undefined {
-  const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
-  return carrier.traceparent;
-}
-
-/** A context whose parent is `traceparent` (from a request header or a durable input). */
-export function contextFrom(traceparent: string | undefined): Context {
-  return traceparent ? propagation.extract(context.active(), { traceparent }) : context.active();
 }

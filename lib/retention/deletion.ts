@@ -1,3 +1,4 @@
+import { recordWorkflow } from '../observability/instruments.js';
 import { randomBytes } from 'node:crypto';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import type { ContainerClient } from '@azure/storage-blob';
@@ -553,6 +554,7 @@ export class DeletionService {
     },
   ): Promise<DeletionCertificate> {
     const finishedAt = this.#now().toISOString();
+    recordWorkflow('deletion', (new Date(finishedAt).getTime() - new Date(facts.startedAt).getTime()) / 1000);
     const latestPurge =
       facts.keys
         .map((k) => k.purgedAt ?? k.purgeScheduledAt ?? finishedAt)

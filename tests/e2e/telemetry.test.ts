@@ -22,6 +22,7 @@ interface ExportedSpan {
 
 let receiver: Server;
 const bodies: string[] = [];
+const metricBodies: string[] = [];
 let host: RunningHost;
 let key: string;
 // Values only this test's patient has: any of them in telemetry is a leak.
@@ -40,6 +41,36 @@ const spans = (): ExportedSpan[] =>
   );
 const attribute = (span: ExportedSpan, name: string): unknown =>
   Object.values(span.attributes.find((a) => a.key === name)?.value ?? {})[0];
+interface DataPoint {
+  attributes: { key: string; value: Record<string, unknown> }[];
+  asInt?: string | number;
+  asDouble?: number;
+  count?: string | number;
+}
+/** The newest data points of one metric (sums and histograms are cumulative: the last export has the totals). */
+function points(name: string): { attributes: Record<string, unknown>; value: number }[] {
+  for (const body of [...metricBodies].reverse()) {
+    const metric = (
+      JSON.parse(body) as {
+        resourceMetrics: {
+          scopeMetrics: {
+            metrics: { name: string; sum?: { dataPoints: DataPoint[] }; histogram?: { dataPoints: DataPoint[] } }[];
+          }[];
+        }[];
+      }
+    ).resourceMetrics
+      .flatMap((r) => r.scopeMetrics.flatMap((m) => m.metrics))
+      .find((m) => m.name === name);
+    if (!metric) continue;
+    return (
+      (metric.sum ?? metric.histogram)?.dataPoints.map((p) => ({
+        attributes: Object.fromEntries(p.attributes.map((a) => [a.key, Object.values(a.value)[0]])),
+        value: Number(p.asInt ?? p.asDouble ?? p.count ?? 0),
+      })) ?? []
+    );
+  }
+  return [];
+}
 const traceparentOf = (traceId: string, spanId: string) => `00-${traceId}-${spanId}-01`;
 
 async function spansOf(traceId: string, until: (found: ExportedSpan[]) => boolean): Promise<ExportedSpan[]> {
@@ -71,13 +102,16 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
       if (req.url === '/v1/traces') bodies.push(body);
+      if (req.url === '/v1/metrics') metricBodies.push(body);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
     });
   });
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
   const port = (receiver.address() as AddressInfo).port;
-  host = await startHost({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` } });
+  host = await startHost({
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_METRIC_EXPORT_INTERVAL: '1000' },
+  });
   admin(host.dataDir, ['tenant', 'create', '--id', 'lab-otel', '--name', 'Otel']);
   key = String(
     admin(host.dataDir, [
@@ -99,7 +133,7 @@ afterAll(async () => {
 });
 
 describe('telemetry over OTLP', () => {
-  it('stitches an order, an image and an export into traces, with no patient data, query string or key in them', async () => {
+  it('stitches an order, an image and an export into traces, counts them in metrics, and exports no patient data, query string or key', async () => {
     const auth = { authorization: `ApiKey ${key}`, 'content-type': 'application/json' };
     const orderTrace = randomBytes(16).toString('hex');
     const orderParent = randomBytes(8).toString('hex');
@@ -121,6 +155,16 @@ describe('telemetry over OTLP', () => {
     });
     expect(order.status).toBe(201);
     const orderId = String(((await order.json()) as { id: string }).id);
+    // A refused order (no patient): counted as refused, per format.
+    expect(
+      (
+        await fetch(`${host.apiBaseUrl}/orders`, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ externalId: 'X' }),
+        })
+      ).status,
+    ).toBe(400);
     // A search by the patient's id: the query string must not travel either.
     expect((await fetch(`${host.apiBaseUrl}/orders?patientId=${CANARY.patientId}`, { headers: auth })).status).toBe(
       200,
@@ -184,6 +228,22 @@ describe('telemetry over OTLP', () => {
     );
     expect(unstitched(exported, exportParent)).toEqual([]);
 
+    // The metrics an operator watches: orders per format and outcome, image processing, export duration.
+    await expect
+      .poll(() => points('labvault.workflow.duration').some((p) => p.attributes.workflow === 'export'), {
+        timeout: 20_000,
+      })
+      .toBe(true);
+    const orders = points('labvault.orders');
+    expect(orders.find((p) => p.attributes.format === 'json' && p.attributes.outcome === 'accepted')?.value).toBe(1);
+    expect(orders.find((p) => p.attributes.format === 'json' && p.attributes.outcome === 'refused')?.value).toBe(1);
+    expect(points('labvault.images.processing').find((p) => p.attributes.outcome === 'ready')?.value).toBe(1);
+    expect(
+      points('labvault.http.requests').find(
+        (p) => p.attributes['labvault.operation'] === 'startExport' && p.attributes['http.status_class'] === '2xx',
+      )?.value,
+    ).toBe(1);
+
     // Only allow-listed attributes arrived (whatever the SDKs add), and no URL kept its query.
     const keys = new Set(spans().flatMap((s) => s.attributes.map((a) => a.key)));
     expect([...keys].filter((k) => !ALLOWED_ATTRIBUTES.has(k))).toEqual([]);
@@ -191,7 +251,7 @@ describe('telemetry over OTLP', () => {
     expect(urls.length).toBeGreaterThan(0);
     expect(urls.filter((url) => String(url).includes('?'))).toEqual([]);
     // Nothing exported names the patient, carries a query string or a credential.
-    const everything = bodies.join('\n');
+    const everything = [...bodies, ...metricBodies].join('\n');
     for (const value of Object.values(CANARY)) expect(everything).not.toContain(value);
     expect(everything).not.toContain('1931-02-03');
     expect(everything).not.toMatch(/[?&](sig|sv|se|sp|patientId)=/);
