@@ -117,3 +117,34 @@ export function recordWorkflow(workflow: 'export' | 'deletion', seconds: number)
 export function recordSecurityAlert(kind: string): void {
   instrumentsOf().alerts.add(1, { kind });
 }
+
+/** A storage request sent again by the SDK's retry policy (a throttled or failing account shows here first). */
+export function recordStorageRetry(service: string): void {
+  (storageRetries ??= meter().createCounter('labvault.storage.retries', {
+    description: 'Storage requests the SDK sent again',
+  })).add(1, { service });
+}
+let storageRetries: ReturnType<ReturnType<typeof meter>['createCounter']> | undefined;
+
+/**
+ * The nearest deadline of every open breach, in seconds (negative: overdue), for the processor's own
+ * clock and the controllers' 72 hours: read from the register at each collection, never stored.
+ */
+export function observeBreachDeadlines(
+  openBreaches: () => Promise<Record<string, unknown>[]>,
+  clock: () => number = Date.now,
+): void {
+  const gauge = meter().createObservableGauge('labvault.breach.deadline.remaining', {
+    description: 'Seconds until the nearest deadline of an open breach',
+    unit: 's',
+  });
+  gauge.addCallback(async (result) => {
+    const open = (await openBreaches()).filter((b) => b.status === 'open');
+    for (const clockName of ['processor', 'controller'] as const) {
+      const deadlines = open
+        .map((b) => Date.parse(String((b.deadlines as Record<string, unknown>)[clockName])))
+        .filter((t) => Number.isFinite(t));
+      if (deadlines.length > 0) result.observe((Math.min(...deadlines) - clock()) / 1000, { clock: clockName });
+    }
+  });
+}

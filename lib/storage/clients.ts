@@ -1,4 +1,6 @@
+import type { PipelinePolicy, PipelineRequest } from '@azure/core-rest-pipeline';
 import { TableClient, TableServiceClient } from '@azure/data-tables';
+import { recordStorageRetry } from '../observability/instruments.js';
 import type { TokenCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
@@ -39,16 +41,19 @@ function parseConnectionString(cs: string): Map<string, string> {
  */
 export function createStorageClients(settings: StorageSettings, credential?: TokenCredential): StorageClients {
   const readEndpoint: ReadEndpointState = { lastRead: 'primary' };
-  const tableOptions = settings.secondary
-    ? {
-        additionalPolicies: [
-          {
-            policy: secondaryReadPolicy(settings.secondary.tableServiceUri, readEndpoint),
-            position: 'perCall' as const,
-          },
-        ],
-      }
-    : {};
+  const tableOptions = {
+    additionalPolicies: [
+      ...(settings.secondary
+        ? [
+            {
+              policy: secondaryReadPolicy(settings.secondary.tableServiceUri, readEndpoint),
+              position: 'perCall' as const,
+            },
+          ]
+        : []),
+      { policy: retryCounter('table'), position: 'perRetry' as const },
+    ],
+  };
   const blobOptions = settings.secondary
     ? { retryOptions: { secondaryHost: new URL(settings.secondary.blobServiceUri).host, maxTries: 3 } }
     : {};
@@ -91,6 +96,19 @@ export function createStorageClients(settings: StorageSettings, credential?: Tok
     tableService: new TableServiceClient(settings.tableServiceUri, credential, tableOptions),
     blobService: new BlobServiceClient(settings.blobServiceUri, credential, blobOptions),
     queueService: new QueueServiceClient(settings.queueServiceUri, credential),
+  };
+}
+
+/** Counts the attempts after the first of each request: the SDK's retries, as a metric. */
+function retryCounter(service: string): PipelinePolicy {
+  const sent = new WeakSet<PipelineRequest>();
+  return {
+    name: 'labvaultRetryCounter',
+    sendRequest(request, next) {
+      if (sent.has(request)) recordStorageRetry(service);
+      else sent.add(request);
+      return next(request);
+    },
   };
 }
 

@@ -363,16 +363,6 @@ describe('accounts under attack, over HTTP', () => {
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(6);
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(44);
     expect(replies.filter((r) => r.status === 429).every((r) => Number(r.headers.get('retry-after')) > 0)).toBe(true);
-    // The right password waits out the backoff too (asked at once: the backoff after the failures
-    // counted is seconds long, and a loaded machine may take that long over the audit query below).
-    expect(
-      (
-        await call('POST', '/auth/login', {
-          from: '203.0.113.7',
-          body: { tenant: 'lab-sec', username: 'storm', password: STRONG },
-        })
-      ).status,
-    ).toBe(429);
     const entries = (await call('GET', '/audit?action=auth.login&limit=200', { auth: admin })).body.items as {
       outcome: string;
       details?: { account?: string };
@@ -381,9 +371,10 @@ describe('accounts under attack, over HTTP', () => {
     for (const e of entries)
       if (e.outcome === 'failure' && e.details?.account)
         byAccount.set(e.details.account, (byAccount.get(e.details.account) ?? 0) + 1);
-    // Each attempt once: the 50 wrong ones and the refused right one.
-    expect(Math.max(...byAccount.values())).toBe(51);
-    // An admin's unlock lets the right password in at once.
+    expect(Math.max(...byAccount.values())).toBe(50);
+    // How long the backoff lasts depends on how many of the 50 were counted before the rest met
+    // contention, so its length is tested sequentially (tests/integration/identity.test.ts); here an
+    // admin's unlock lets the right password in at once.
     expect((await call('POST', `/users/${id}/unlock`, { auth: admin })).status).toBe(204);
     expect(
       (

@@ -82,6 +82,22 @@ async function tabTo(page: Page, name: RegExp): Promise<void> {
   throw new Error(`Tab never reached ${String(name)}`);
 }
 
+/** Starts a backup on the Backups page and waits until it is listed; its id. */
+async function backUpNow(operator: Page): Promise<string> {
+  await operator.getByRole('button', { name: 'Start backup now' }).click();
+  const backupId = (await operator.getByTestId('backup-started').textContent()) ?? '';
+  await expect
+    .poll(
+      async () => {
+        await operator.getByRole('button', { name: 'Refresh backups' }).click();
+        return operator.getByRole('cell', { name: backupId, exact: true }).count();
+      },
+      { timeout: 60_000 },
+    )
+    .toBe(1);
+  return backupId;
+}
+
 async function apiLogin(tenant: string, username: string, password: string): Promise<Record<string, string>> {
   const response = await fetch(`${host.apiBaseUrl}/auth/login`, {
     method: 'POST',
@@ -275,17 +291,7 @@ describe('the web console in Chromium', () => {
 
     // Operator: a backup, its deletion waiting for a second operator, the orchestrations, the alerts.
     await operator.getByRole('link', { name: 'Backups' }).click();
-    await operator.getByRole('button', { name: 'Start backup now' }).click();
-    const backupId = (await operator.getByTestId('backup-started').textContent()) ?? '';
-    await expect
-      .poll(
-        async () => {
-          await operator.getByRole('button', { name: 'Refresh backups' }).click();
-          return operator.getByRole('cell', { name: backupId, exact: true }).count();
-        },
-        { timeout: 60_000 },
-      )
-      .toBe(1);
+    const backupId = await backUpNow(operator);
     await check(operator, '14-backups');
     const asked = await fetch(`${host.apiBaseUrl}/backups/${backupId}?reason=drill`, {
       method: 'DELETE',
@@ -486,17 +492,7 @@ describe('the web console in Chromium', () => {
 
     // A backup and its restore drill: every table read back, the result kept beside the backup.
     await operator.getByRole('link', { name: 'Backups' }).click();
-    await operator.getByRole('button', { name: 'Start backup now' }).click();
-    const backupId = (await operator.getByTestId('backup-started').textContent()) ?? '';
-    await expect
-      .poll(
-        async () => {
-          await operator.getByRole('button', { name: 'Refresh backups' }).click();
-          return operator.getByRole('cell', { name: backupId, exact: true }).count();
-        },
-        { timeout: 60_000 },
-      )
-      .toBe(1);
+    const backupId = await backUpNow(operator);
     await operator.getByRole('button', { name: `Run restore drill on ${backupId}` }).click();
     await expect.poll(() => operator.getByTestId('drill-result').textContent(), { timeout: 60_000 }).toBe('passed');
     await expect

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleOrder } from '../support/fixtures.js';
 import { photoJpeg } from '../support/images.js';
+import { call, person } from '../support/api.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
 import { ALLOWED_ATTRIBUTES } from '../../lib/observability/telemetry.js';
 
@@ -21,6 +22,7 @@ interface ExportedSpan {
 }
 
 let receiver: Server;
+const OPERATOR_PASSWORD = 'first-start-operator-password-88';
 const bodies: string[] = [];
 const metricBodies: string[] = [];
 let host: RunningHost;
@@ -47,14 +49,19 @@ interface DataPoint {
   asDouble?: number;
   count?: string | number;
 }
-/** The newest data points of one metric (sums and histograms are cumulative: the last export has the totals). */
+/** The newest data points of one metric (sums and histograms are cumulative: the last export has the totals; gauges are the latest reading). */
 function points(name: string): { attributes: Record<string, unknown>; value: number }[] {
   for (const body of [...metricBodies].reverse()) {
     const metric = (
       JSON.parse(body) as {
         resourceMetrics: {
           scopeMetrics: {
-            metrics: { name: string; sum?: { dataPoints: DataPoint[] }; histogram?: { dataPoints: DataPoint[] } }[];
+            metrics: {
+              name: string;
+              sum?: { dataPoints: DataPoint[] };
+              histogram?: { dataPoints: DataPoint[] };
+              gauge?: { dataPoints: DataPoint[] };
+            }[];
           }[];
         }[];
       }
@@ -63,7 +70,7 @@ function points(name: string): { attributes: Record<string, unknown>; value: num
       .find((m) => m.name === name);
     if (!metric) continue;
     return (
-      (metric.sum ?? metric.histogram)?.dataPoints.map((p) => ({
+      (metric.sum ?? metric.histogram ?? metric.gauge)?.dataPoints.map((p) => ({
         attributes: Object.fromEntries(p.attributes.map((a) => [a.key, Object.values(a.value)[0]])),
         value: Number(p.asInt ?? p.asDouble ?? p.count ?? 0),
       })) ?? []
@@ -110,7 +117,11 @@ beforeAll(async () => {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
   const port = (receiver.address() as AddressInfo).port;
   host = await startHost({
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_METRIC_EXPORT_INTERVAL: '1000' },
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+      OTEL_METRIC_EXPORT_INTERVAL: '1000',
+      LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD,
+    },
   });
   admin(host.dataDir, ['tenant', 'create', '--id', 'lab-otel', '--name', 'Otel']);
   key = String(
@@ -243,6 +254,26 @@ describe('telemetry over OTLP', () => {
         (p) => p.attributes['labvault.operation'] === 'startExport' && p.attributes['http.status_class'] === '2xx',
       )?.value,
     ).toBe(1);
+
+    // An open breach: its nearest deadlines as gauges, read from the register at each collection.
+    const officer = await person(host, 'operator', 'operator', OPERATOR_PASSWORD);
+    const breach = await call(host, 'POST', '/breaches', officer, {
+      detectedAt: new Date().toISOString(),
+      description: 'A test breach for the deadline gauge',
+      tenants: ['lab-otel'],
+      dataCategories: ['orders'],
+      likelyConsequences: 'none',
+      measures: 'none',
+    });
+    expect(breach.status).toBe(202);
+    await expect
+      .poll(() => points('labvault.breach.deadline.remaining').find((p) => p.attributes.clock === 'processor')?.value, {
+        timeout: 20_000,
+      })
+      .toBeGreaterThan(23 * 3600);
+    const controller = points('labvault.breach.deadline.remaining').find((p) => p.attributes.clock === 'controller');
+    expect(controller?.value).toBeGreaterThan(71 * 3600);
+    expect(controller?.value).toBeLessThanOrEqual(72 * 3600);
 
     // Only allow-listed attributes arrived (whatever the SDKs add), and no URL kept its query.
     const keys = new Set(spans().flatMap((s) => s.attributes.map((a) => a.key)));

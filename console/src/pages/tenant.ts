@@ -95,25 +95,6 @@ export function Users() {
   </section>`;
 }
 
-/** The tenant permission vocabulary a custom role is made of (the API refuses anything else). */
-const TENANT_PERMISSIONS = [
-  'profile:read',
-  'profile:update',
-  'orders:create',
-  'orders:read',
-  'orders:update',
-  'images:upload',
-  'images:read',
-  'users:manage',
-  'roles:manage',
-  'integrations:manage',
-  'exports:start',
-  'audit:read',
-  'retention:manage',
-  'breaches:acknowledge',
-  'access-requests:approve',
-];
-
 export function Roles() {
   const roles = useLoad<{ items: Row[] }>('/roles');
   const [name, setName] = useState('');
@@ -132,6 +113,8 @@ export function Roles() {
     setSaved(name);
     roles.reload();
   });
+  // The vocabulary is what the built-in tenant-admin role holds: all of it, as the API defines it.
+  const vocabulary = ((roles.data?.items ?? []).find((r) => r.name === 'tenant-admin')?.permissions ?? []) as string[];
   const remove = (role: string) =>
     action.run(async () => {
       await api('DELETE', `/roles/${encodeURIComponent(role)}`);
@@ -168,7 +151,7 @@ export function Roles() {
       <${Field} label="Role name" name="roleName" value=${name} onInput=${setName} required />
       <fieldset>
         <legend>Permissions of the role</legend>
-        ${TENANT_PERMISSIONS.map(
+        ${vocabulary.map(
           (p) =>
             html`<label
               ><input
