@@ -1,3 +1,5 @@
+import { logs, SeverityNumber } from '@opentelemetry/api-logs';
+
 /**
  * Structured logging that can only carry what is safe to log: the fields are typed as ids, codes,
  * numbers and flags, and every string is cut and stripped of control characters (log injection).
@@ -13,6 +15,12 @@ export interface Logger {
 export type LogSink = (line: string) => void;
 
 const MAX_FIELD = 200;
+const SEVERITY: Record<LogLevel, SeverityNumber> = {
+  debug: SeverityNumber.DEBUG,
+  info: SeverityNumber.INFO,
+  warn: SeverityNumber.WARN,
+  error: SeverityNumber.ERROR,
+};
 
 function clean(value: string): string {
   // eslint-friendly: the control range is the point of this pattern.
@@ -33,6 +41,13 @@ export function createLogger(
         safe[clean(key)] = typeof value === 'string' ? clean(value) : value;
       }
       sink(JSON.stringify({ at: new Date().toISOString(), level, event: clean(event), ...safe }));
+      // The same record through OpenTelemetry (a no-op until the app's entry starts telemetry).
+      logs.getLogger('labvault').emit({
+        severityNumber: SEVERITY[level],
+        severityText: level,
+        body: clean(event),
+        attributes: safe,
+      });
     },
   };
 }

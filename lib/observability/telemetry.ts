@@ -7,13 +7,20 @@ import type { TokenCredential } from '@azure/core-auth';
 import * as coreTracing from '@azure/core-tracing';
 import * as azureFunctions from '@azure/functions';
 import functionsInstrumentation from '@azure/functions-opentelemetry-instrumentation';
-import { AzureMonitorMetricExporter, AzureMonitorTraceExporter } from '@azure/monitor-opentelemetry-exporter';
+import {
+  AzureMonitorLogExporter,
+  AzureMonitorMetricExporter,
+  AzureMonitorTraceExporter,
+} from '@azure/monitor-opentelemetry-exporter';
 import { createAzureSdkInstrumentation } from '@azure/opentelemetry-instrumentation-azure-sdk';
 import { metrics, type SpanStatusCode } from '@opentelemetry/api';
+import { logs } from '@opentelemetry/api-logs';
+import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
 import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchLogRecordProcessor, LoggerProvider, type LogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { MeterProvider, type MetricReader, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import {
   BatchSpanProcessor,
@@ -156,6 +163,27 @@ export function startTelemetry(options: TelemetryOptions): Telemetry | undefined
     );
   const meters = new MeterProvider({ resource, readers });
   metrics.setGlobalMeterProvider(meters);
+  // Logs too: the Functions instrumentation tells the host the worker sends its own, so without
+  // this provider they would go nowhere. The app's log lines are safe by construction (logger.ts).
+  const logProcessors: LogRecordProcessor[] = [];
+  if (options.otlpEndpoint)
+    logProcessors.push(
+      new BatchLogRecordProcessor({
+        exporter: new OTLPLogExporter({ url: `${options.otlpEndpoint.replace(/\/$/, '')}/v1/logs` }),
+        scheduledDelayMillis: 1000,
+      }),
+    );
+  if (options.applicationInsightsConnectionString)
+    logProcessors.push(
+      new BatchLogRecordProcessor({
+        exporter: new AzureMonitorLogExporter({
+          connectionString: options.applicationInsightsConnectionString,
+          ...(options.applicationInsightsCredential ? { credential: options.applicationInsightsCredential } : {}),
+        }),
+      }),
+    );
+  const loggers = new LoggerProvider({ resource, processors: logProcessors });
+  logs.setGlobalLoggerProvider(loggers);
   for (const instrumentation of [createAzureSdkInstrumentation(), new AzureFunctionsInstrumentationESM()])
     patchByHand(
       instrumentation,
@@ -163,10 +191,10 @@ export function startTelemetry(options: TelemetryOptions): Telemetry | undefined
     );
   started = {
     forceFlush: async () => {
-      await Promise.all([provider.forceFlush(), meters.forceFlush()]);
+      await Promise.all([provider.forceFlush(), meters.forceFlush(), loggers.forceFlush()]);
     },
     shutdown: async () => {
-      await Promise.all([provider.shutdown(), meters.shutdown()]);
+      await Promise.all([provider.shutdown(), meters.shutdown(), loggers.shutdown()]);
     },
   };
   return started;

@@ -25,6 +25,7 @@ let receiver: Server;
 const OPERATOR_PASSWORD = 'first-start-operator-password-88';
 const bodies: string[] = [];
 const metricBodies: string[] = [];
+const logBodies: string[] = [];
 let host: RunningHost;
 let key: string;
 // Values only this test's patient has: any of them in telemetry is a leak.
@@ -110,6 +111,7 @@ beforeAll(async () => {
     req.on('end', () => {
       if (req.url === '/v1/traces') bodies.push(body);
       if (req.url === '/v1/metrics') metricBodies.push(body);
+      if (req.url === '/v1/logs') logBodies.push(body);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
     });
@@ -275,6 +277,13 @@ describe('telemetry over OTLP', () => {
     expect(controller?.value).toBeGreaterThan(71 * 3600);
     expect(controller?.value).toBeLessThanOrEqual(72 * 3600);
 
+    // The app's log lines arrive as OpenTelemetry logs, in the trace they were written in.
+    await expect
+      .poll(() => logBodies.some((b) => b.includes('"export.completed"') && b.includes(exportTrace)), {
+        timeout: 20_000,
+      })
+      .toBe(true);
+
     // Only allow-listed attributes arrived (whatever the SDKs add), and no URL kept its query.
     const keys = new Set(spans().flatMap((s) => s.attributes.map((a) => a.key)));
     expect([...keys].filter((k) => !ALLOWED_ATTRIBUTES.has(k))).toEqual([]);
@@ -282,7 +291,7 @@ describe('telemetry over OTLP', () => {
     expect(urls.length).toBeGreaterThan(0);
     expect(urls.filter((url) => String(url).includes('?'))).toEqual([]);
     // Nothing exported names the patient, carries a query string or a credential.
-    const everything = [...bodies, ...metricBodies].join('\n');
+    const everything = [...bodies, ...metricBodies, ...logBodies].join('\n');
     for (const value of Object.values(CANARY)) expect(everything).not.toContain(value);
     expect(everything).not.toContain('1931-02-03');
     expect(everything).not.toMatch(/[?&](sig|sv|se|sp|patientId)=/);
