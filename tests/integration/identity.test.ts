@@ -99,16 +99,18 @@ describe('identity and access', () => {
     };
     const known: number[] = [];
     const missing: number[] = [];
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 12; i++) {
       known.push(await time(`timing`));
       missing.push(await time(`ghost-${i}`));
       await s.guard.reset('lab-id', 'timing');
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
-    // Both paths run one Argon2id verification; the ratio stays near 1 (no fast path for unknown users).
+    // Both paths run one Argon2id verification, so the ratio stays near 1; a fast path for unknown
+    // users would put it near 50 (a table read against ~50 ms of Argon2id). The band is wide because
+    // the other test worker shares the two cores and can slow either side for a while.
     const ratio = median(known) / median(missing);
-    expect(ratio).toBeGreaterThan(0.5);
-    expect(ratio).toBeLessThan(2);
+    expect(ratio).toBeGreaterThan(1 / 3);
+    expect(ratio).toBeLessThan(3);
   });
 
   it('upgrades a weak stored hash at login', async () => {
