@@ -1,8 +1,10 @@
 import { Readable } from 'node:stream';
-import { app } from '@azure/functions';
+import { app, type InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
 import { createExportLink, downloadExport, getExport, startExport } from '../lib/exports/api.js';
+import type { RequestMeta } from '../lib/audit/types.js';
 import { notFound } from '../lib/errors.js';
+import type { ExportRecord, ExportService } from '../lib/exports/exports.js';
 import type { Principal } from '../lib/identity/permissions.js';
 import { exportInstanceId } from '../orchestrations/export.js';
 import { startOrchestration } from './durable.js';
@@ -12,6 +14,30 @@ const requester = (principal: Principal) => ({
   id: principal.id,
   ...(principal.grant ? { grant: { expiresAt: principal.grant.expiresAt } } : {}),
 });
+
+/**
+ * Starts the export's orchestration. When the start fails the record is marked failed, which
+ * releases the tenant's export lock: a lost start must not block the next export for good.
+ */
+export async function startExportOrchestration(
+  invocation: InvocationContext,
+  exports: ExportService,
+  tenant: string,
+  record: Pick<ExportRecord, 'id' | 'format' | 'purpose'>,
+  meta: RequestMeta,
+): Promise<void> {
+  try {
+    await startOrchestration(invocation, 'exportTenantData', exportInstanceId(tenant, record.id), {
+      tenant,
+      exportId: record.id,
+      format: record.format,
+      purpose: record.purpose,
+    });
+  } catch (error) {
+    await exports.fail(tenant, record.id, 'the orchestration could not be started', meta).catch(() => undefined);
+    throw error;
+  }
+}
 
 app.http(
   startExport.id,
@@ -25,12 +51,7 @@ app.http(
         ctx.principal.id,
         metaOf(ctx),
       );
-      await startOrchestration(ctx.invocation, 'exportTenantData', exportInstanceId(ctx.tenant, record.id), {
-        tenant: ctx.tenant,
-        exportId: record.id,
-        format: record.format,
-        purpose: record.purpose,
-      });
+      await startExportOrchestration(ctx.invocation, exports, ctx.tenant, record, metaOf(ctx));
       // The extension's own management URLs carry the task hub's system key: tenants get this API's URL.
       const location = `/api/exports/${record.id}`;
       return {

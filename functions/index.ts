@@ -16,6 +16,8 @@ import './console.js';
 import './images.js';
 import './exports.js';
 import '../orchestrations/export.js';
+import './subject-requests.js';
+import '../orchestrations/subject-erasure.js';
 import './breaches.js';
 import '../orchestrations/breach.js';
 import './backups.js';

@@ -48,6 +48,13 @@ const configSchema = z
     LABVAULT_EXPORT_LINK_HOURS: z.coerce.number().positive().max(24, 'at most 24 hours').default(24),
     /** Hours a four-eyes approval request stays open before it expires. */
     LABVAULT_APPROVAL_HOURS: z.coerce.number().positive().max(168).default(24),
+    /** Seconds between a data subject's erasure being confirmed and its execution (the window to cancel it). */
+    LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 86400)
+      .default(86400),
     /** Tests only: breach webhooks may be http://127.0.0.1:<port> or http://[::1]:<port> (never in production). */
     LABVAULT_WEBHOOK_ALLOW_LOOPBACK: z.enum(['true', 'false']).default('false'),
     /** Ports outbound calls (webhooks) may use. */
@@ -90,6 +97,13 @@ const configSchema = z
         code: 'custom',
         path: ['LABVAULT_WEBHOOK_ALLOW_LOOPBACK'],
         message: 'must be false in production (loopback webhooks are for local tests)',
+      });
+    }
+    if (value.LABVAULT_ENVIRONMENT === 'production' && value.LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS < 3600) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS'],
+        message: 'at least 3600 in production (the window to cancel an erasure)',
       });
     }
     if (
@@ -136,6 +150,7 @@ export interface AppConfig {
   terminationNoticeDays: number;
   exportLinkHours: number;
   approvalHours: number;
+  subjectErasureDelaySeconds: number;
   trustedProxies: string[];
   outbound: { allowLoopback: boolean; allowedPorts: number[] };
 }
@@ -218,6 +233,7 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
     terminationNoticeDays: c.LABVAULT_TERMINATION_NOTICE_DAYS,
     exportLinkHours: c.LABVAULT_EXPORT_LINK_HOURS,
     approvalHours: c.LABVAULT_APPROVAL_HOURS,
+    subjectErasureDelaySeconds: c.LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS,
     trustedProxies: c.LABVAULT_TRUSTED_PROXIES ? c.LABVAULT_TRUSTED_PROXIES.split(',') : [],
     outbound: {
       allowLoopback: c.LABVAULT_WEBHOOK_ALLOW_LOOPBACK === 'true',

@@ -164,3 +164,8 @@ export const unprocessable = (detail: string, errors?: FieldError[]) => new Unpr
 export const rateLimited = (detail: string, retryAfterSeconds: number) =>
   new RateLimitedError(detail, retryAfterSeconds);
 export const unavailable = (retryAfterSeconds?: number) => new UnavailableError(retryAfterSeconds);
+/** A restricted data subject's record (Art. 18 GDPR): stored, readable, not changed. */
+export const restricted = () =>
+  new ConflictError(
+    "Processing of this record is restricted at the data subject's request (Art. 18 GDPR); it is read-only until the restriction is lifted.",
+  );

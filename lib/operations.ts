@@ -14,6 +14,7 @@ import { intakeOperations } from './intake/api.js';
 import { orderOperations } from './orders/api.js';
 import { platformOperations } from './platform/api.js';
 import { retentionOperations } from './retention/api.js';
+import { subjectRequestOperations } from './subjects/api.js';
 import { tenantOperations } from './tenants/api.js';
 
 export const ALL_OPERATIONS: readonly Operation[] = [
@@ -24,6 +25,7 @@ export const ALL_OPERATIONS: readonly Operation[] = [
   ...intakeOperations,
   ...imageOperations,
   ...exportOperations,
+  ...subjectRequestOperations,
   ...breachOperations,
   ...retentionOperations,
   ...auditOperations,

@@ -31,6 +31,7 @@ import { FhirIntake } from './intake/fhir/service.js';
 import { Hl7Intake } from './intake/hl7v2/service.js';
 import { LdtIntake } from './intake/ldt/service.js';
 import { OrderService } from './orders/orders.js';
+import { SubjectRequestService } from './subjects/subject-requests.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
 import { TenantService } from './tenants/tenants.js';
 
@@ -53,6 +54,8 @@ export interface Services {
   ldt: LdtIntake;
   images: ImageService;
   exports: ExportService;
+  /** Data subjects' requests (access, erasure, restriction), answered for the tenant. */
+  subjects: SubjectRequestService;
   breaches: BreachService;
   backups: BackupService;
   retention: RetentionService;
@@ -130,6 +133,36 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     clock,
   });
   const retention = new RetentionService({ table: tenantData, audit, tenants });
+  const exports = new ExportService({
+    table: tenantData,
+    storage,
+    audit,
+    orders,
+    images,
+    users,
+    roles,
+    integrations,
+    tenants,
+    logger,
+    linkHours: config.exportLinkHours,
+    clock,
+  });
+  const deletion = new DeletionService({
+    storage,
+    platform,
+    tenantData,
+    audit,
+    orders,
+    images,
+    tenants,
+    retention,
+    secrets,
+    keyring,
+    keyVaultSoftDeleteDays: config.keyVaultSoftDeleteDays,
+    terminationNoticeDays: config.terminationNoticeDays,
+    logger,
+    clock,
+  });
   const authenticator: Authenticator = {
     authenticate: (authorization, request) =>
       auth.authenticate(authorization, {
@@ -153,38 +186,24 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     hl7: new Hl7Intake({ orders, clock }),
     ldt: new LdtIntake({ orders }),
     images,
-    exports: new ExportService({
+    exports,
+    subjects: new SubjectRequestService({
       table: tenantData,
       storage,
       audit,
+      crypto,
       orders,
       images,
-      users,
-      roles,
-      integrations,
-      tenants,
+      exports,
+      retention,
+      deletion,
       logger,
-      linkHours: config.exportLinkHours,
+      erasureDelaySeconds: config.subjectErasureDelaySeconds,
       clock,
     }),
     backups: new BackupService({ storage, secrets, logger, clock }),
     retention,
-    deletion: new DeletionService({
-      storage,
-      platform,
-      tenantData,
-      audit,
-      orders,
-      images,
-      tenants,
-      retention,
-      secrets,
-      keyring,
-      keyVaultSoftDeleteDays: config.keyVaultSoftDeleteDays,
-      terminationNoticeDays: config.terminationNoticeDays,
-      logger,
-      clock,
-    }),
+    deletion,
     breaches: new BreachService({
       platform,
       tenantData,

@@ -32,7 +32,7 @@ df.app.activity('exportPlan', {
   handler: async (input: ExportInput) => {
     const { exports } = await getServices();
     await exports.markRunning(input.tenant, input.exportId);
-    return exports.plan();
+    return exports.plan(input.tenant, input.exportId);
   },
 });
 

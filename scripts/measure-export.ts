@@ -72,7 +72,7 @@ const timed = async <T>(step: string, run: () => Promise<T>): Promise<T> => {
   return result;
 };
 // Four parts at a time, as the orchestration runs them.
-const parts = services.exports.plan();
+const parts = await services.exports.plan('lab-measure', record.id);
 for (let i = 0; i < parts.length; i += 4) {
   const batch = parts.slice(i, i + 4);
   const results = await timed('parts', () =>

@@ -324,6 +324,14 @@ export class AuditLog {
     return toEntry(tenant, row as unknown as EntryRow);
   }
 
+  /** Every entry of the tenant's streams about one data subject (by its keyed pseudonym). */
+  async *entriesAbout(tenant: string, patientRef: string): AsyncGenerator<AuditEntry> {
+    const { from, to } = tenantPartitionRange(tenant);
+    const filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO} and patientRef eq ${patientRef}`;
+    for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } }))
+      yield toEntry(tenant, row);
+  }
+
   /** Every entry of the tenant's streams outside the partitions starting `{tenant}~{area}~`. */
   async *entriesOutside(tenant: string, area: string): AsyncGenerator<AuditEntry> {
     const { from, to } = tenantPartitionRange(tenant);

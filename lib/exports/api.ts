@@ -14,7 +14,7 @@ const exportStatusSchema = z
     id: z.string(),
     status: z.enum(['pending', 'running', 'completed', 'failed', 'expired']),
     format: z.enum(['ndjson', 'fhir']),
-    purpose: z.enum(['request', 'contract-end']),
+    purpose: z.enum(['request', 'contract-end', 'subject-access']),
     progress: z.object({ phase: z.string(), partsDone: z.number(), partsTotal: z.number() }).optional(),
     createdAt: z.string(),
     completedAt: z.string().optional(),

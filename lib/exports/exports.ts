@@ -30,7 +30,7 @@ import { auditEvent } from '../audit/events.js';
 
 const EXPORT_SCHEMA_VERSION = '1.0';
 const GENERATOR = { name: 'LabVault', version: '0.1.0' };
-export const ARCHIVE_DAYS = { request: 7, 'contract-end': 30 } as const;
+export const ARCHIVE_DAYS = { request: 7, 'contract-end': 30, 'subject-access': 7 } as const;
 
 export type ExportFormat = 'ndjson' | 'fhir';
 export type ExportPurpose = keyof typeof ARCHIVE_DAYS;
@@ -52,6 +52,8 @@ type ExportRow = {
   archiveSummary?: string;
   deleteAt?: string;
   failure?: string;
+  /** A data subject's access export: only the records of this patient pseudonym. */
+  subjectRef?: string;
 };
 
 export interface ExportRecord {
@@ -166,13 +168,17 @@ export class ExportService {
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
-  /** Records the request; one export runs per tenant at a time (409 otherwise). */
+  /**
+   * Records the request; one export of the whole tenant runs at a time (409 otherwise). A data
+   * subject's export (`subjectRef`) is small and takes no lock: it never waits for a tenant export.
+   */
   async request(
     tenant: string,
     format: ExportFormat,
     purpose: ExportPurpose,
     requestedBy: string,
     meta: RequestMeta,
+    options: { subjectRef?: string } = {},
   ): Promise<ExportRecord> {
     const id = randomBytes(12).toString('hex');
     const partitionKey = tenantPartition(tenant, AREA);
@@ -185,16 +191,26 @@ export class ExportService {
       purpose,
       requestedBy,
       createdAt: this.#clock().toISOString(),
+      ...(options.subjectRef ? { subjectRef: options.subjectRef } : {}),
     };
     try {
       await this.#d.audit.commit(
         tenant,
         partitionKey,
-        () => [
-          ['create', { partitionKey, rowKey: LOCK, exportId: id }],
-          ['create', row],
+        () =>
+          options.subjectRef
+            ? [['create', row]]
+            : [
+                ['create', { partitionKey, rowKey: LOCK, exportId: id }],
+                ['create', row],
+              ],
+        [
+          auditEvent('export.request', 'C', { type: 'Export', id }, meta, {
+            purpose: 'data-portability',
+            ...(options.subjectRef ? { patientRef: options.subjectRef } : {}),
+            details: { format, purpose },
+          }),
         ],
-        [this.#event('export.request', 'C', id, meta, { format, purpose })],
       );
     } catch (error) {
       if (error instanceof TransactionFailedError && error.failedIndex === 0)
@@ -208,9 +224,14 @@ export class ExportService {
     return toRecord(await this.#row(tenant, id));
   }
 
-  /** The parts to write: one per order shard, one for accounts and settings, one for the audit log. */
-  plan(): string[] {
-    return [...SHARDS.map((s) => `shard-${s}`), 'identity', 'audit'];
+  /**
+   * The parts to write: one per order shard, one for accounts and settings, one for the audit log;
+   * a data subject's export has the shards and the audit entries about that subject.
+   */
+  async plan(tenant: string, id: string): Promise<string[]> {
+    const row = await this.#row(tenant, id);
+    const shards = SHARDS.map((s) => `shard-${s}`);
+    return row.subjectRef ? [...shards, 'subject-audit'] : [...shards, 'identity', 'audit'];
   }
 
   async markRunning(tenant: string, id: string): Promise<void> {
@@ -235,12 +256,16 @@ export class ExportService {
       }
       return w;
     };
+    // A data subject's export keeps the rows whose pseudonym is the subject's (orders, images, entries).
+    const subjectRef = (await this.#row(tenant, id)).subjectRef;
+    const aboutSubject = (row: Record<string, unknown>) => subjectRef === undefined || row.patientRef === subjectRef;
     if (part.startsWith('shard-')) {
       // One pass over the shard's partition: orders, images and the partition's audit stream live
       // there together, and storage reads a whole partition for any query of it.
       const shard = part.slice('shard-'.length);
       const filter = odata`PartitionKey eq ${shardPartition(tenant, shard)}`;
       for await (const row of this.#d.table.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
+        if (!aboutSubject(row)) continue;
         const order = await this.#d.orders.exportRow(tenant, row);
         if (order) {
           if (format === 'fhir') {
@@ -297,6 +322,9 @@ export class ExportService {
         const entry = this.#d.audit.entryOfRow(tenant, row);
         if (entry) await this.#writeAuditEntry(writer, format, entry, shard);
       }
+    } else if (part === 'subject-audit' && subjectRef !== undefined) {
+      for await (const entry of this.#d.audit.entriesOutside(tenant, ORDERS_AREA))
+        if (entry.patientRef === subjectRef) await this.#writeAuditEntry(writer, format, entry);
     } else if (part === 'identity' && format === 'ndjson') {
       for (const user of await this.#d.users.list(tenant))
         await writer('user', 'accounts/users.ndjson').write(user, user.createdAt);
@@ -654,6 +682,15 @@ export class ExportService {
       if (isNotFound(error)) throw notFound('No such export.');
       throw error;
     }
+  }
+
+  /** The ids of a data subject's access exports (erasure deletes their archives). */
+  async subjectExports(tenant: string, subjectRef: string): Promise<string[]> {
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${'export~'} and RowKey lt ${'export~~'} and subjectRef eq ${subjectRef}`;
+    const ids: string[] = [];
+    for await (const row of this.#d.table.listEntities<ExportRow>({ queryOptions: { filter, select: ['id'] } }))
+      ids.push(row.id);
+    return ids;
   }
 
   /** Exports of a tenant (used by retention to check a confirmed contract-end export). */

@@ -17,6 +17,7 @@ export const PERMISSIONS = [
   'retention:manage',
   'breaches:acknowledge',
   'access-requests:approve',
+  'subject-requests:manage',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 export const permissionSchema = z.enum(PERMISSIONS);

@@ -74,4 +74,6 @@ export const RATE_LIMITS = {
   auditVerify: { name: 'audit-verify', limit: 10, windowSeconds: 60 },
   exportStart: { name: 'export-start', limit: 10, windowSeconds: 3600 },
   passwordReset: { name: 'password-reset', limit: 20, windowSeconds: 3600 },
+  /** Subject searches and requests scan the tenant's partitions: enough for a busy lab, not for harvesting. */
+  subjectRequests: { name: 'subject-requests', limit: 120, windowSeconds: 3600 },
 } as const satisfies Record<string, RateLimit>;

@@ -37,7 +37,11 @@ export const createImageUpload = defineOperation({
   access: { permission: 'images:upload' },
   params: specimenParams,
   body: uploadRequestSchema,
-  responses: { 201: { description: 'Upload URL', schema: uploadResponseSchema }, ...common },
+  responses: {
+    201: { description: 'Upload URL', schema: uploadResponseSchema },
+    ...common,
+    409: { description: "The data subject's processing is restricted (Art. 18 GDPR)", schema: problemSchema },
+  },
 });
 
 export const listImages = defineOperation({

@@ -8,7 +8,7 @@ import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import { createDecryptStream, createEncryptStream } from '../crypto/chunked.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import type { TenantKeyring } from '../crypto/keyring.js';
-import { notFound } from '../errors.js';
+import { notFound, restricted } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
@@ -114,6 +114,7 @@ export class ImageService {
   ): Promise<{ imageId: string; uploadUrl: string; expiresAt: string }> {
     const ref = await this.#d.orders.specimenRef(tenant, orderId, specimenId);
     if (!ref) throw notFound('No such order or specimen.');
+    if (ref.restricted) throw restricted();
     const imageId = randomBytes(16).toString('hex');
     const now = this.#clock();
     const expiresAt = new Date(now.getTime() + UPLOAD_URL_MINUTES * 60_000);
@@ -306,6 +307,7 @@ export class ImageService {
   async list(tenant: string, orderId: string, specimenId: string, meta: RequestMeta): Promise<ImageRecord[]> {
     const ref = await this.#d.orders.specimenRef(tenant, orderId, specimenId);
     if (!ref) throw notFound('No such order or specimen.');
+    if (ref.restricted) return []; // a restricted subject's images stay out of listings
     const prefix = `image~${orderId}~${specimenId}~`;
     const filter = odata`PartitionKey eq ${ref.partitionKey} and RowKey ge ${prefix} and RowKey lt ${prefix + '~'}`;
     const rows: ImageRow[] = [];

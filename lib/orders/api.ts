@@ -78,6 +78,7 @@ export const updateOrder = defineOperation({
     200: { description: 'The updated order', schema: orderSchema },
     ...problems,
     404: { description: 'Unknown order', schema: problemSchema },
+    409: { description: "The data subject's processing is restricted (Art. 18 GDPR)", schema: problemSchema },
     412: { description: 'ETag mismatch', schema: problemSchema },
     422: { description: 'Status change not allowed', schema: problemSchema },
     428: { description: 'If-Match missing', schema: problemSchema },

@@ -5,7 +5,7 @@ import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 
 export type { RequestMeta };
 import type { TenantCrypto } from '../crypto/field-cipher.js';
-import { conflict, notFound, staleVersion, unprocessable } from '../errors.js';
+import { conflict, notFound, restricted, staleVersion, unprocessable } from '../errors.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { SHARDS, shardOf, tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
@@ -51,8 +51,18 @@ type OrderRow = {
   encSpecimens: string;
   encClinicalInformation?: string;
   encCancellationReason?: string;
+  /** Set while a data subject's restriction of processing (Art. 18 GDPR) stands: read-only, unlisted. */
+  restricted?: boolean;
   etag?: string;
 };
+
+/** What the subject-request inventory shows of an order: ids, dates, status; no personal data. */
+export interface SubjectOrder {
+  id: string;
+  status: OrderStatus;
+  createdAt: string;
+  restricted: boolean;
+}
 
 export interface StoredOrder {
   order: Order;
@@ -218,7 +228,7 @@ export class OrderService {
     tenant: string,
     orderId: string,
     specimenId: string,
-  ): Promise<{ partitionKey: string; patientRef: string } | undefined> {
+  ): Promise<{ partitionKey: string; patientRef: string; restricted: boolean } | undefined> {
     if (!/^[0-9a-f]{32}$/.test(orderId)) return undefined;
     const partitionKey = orderPartition(tenant, orderId);
     const row = await this.#row(partitionKey, orderId);
@@ -231,7 +241,9 @@ export class OrderService {
             row.encSpecimens,
           )
         ).map((sp) => sp.id);
-    return ids.includes(specimenId) ? { partitionKey, patientRef: row.patientRef } : undefined;
+    return ids.includes(specimenId)
+      ? { partitionKey, patientRef: row.patientRef, restricted: row.restricted === true }
+      : undefined;
   }
 
   /** Reads one order; the read of patient data is audited before the data is returned. */
@@ -260,6 +272,7 @@ export class OrderService {
     if (!row) throw notFound('No such order.');
     const ifMatch = row.etag ?? '';
     if (!precondition(ifMatch)) throw staleVersion();
+    if (row.restricted) throw restricted();
     const next = change.status ?? row.status;
     if (next !== row.status && !STATUS_TRANSITIONS[row.status].includes(next)) {
       throw unprocessable(`An order in status "${row.status}" cannot change to "${next}".`, [
@@ -338,6 +351,8 @@ export class OrderService {
       continuation = page.continuation;
       rows = page.rows;
     }
+    // A restricted subject's orders stay stored but out of listings (a page may come back shorter).
+    rows = rows.filter((row) => !row.restricted);
     if (rows.length > 0) {
       await this.#audit.record(
         tenant,
@@ -347,6 +362,51 @@ export class OrderService {
     }
     const items = await Promise.all(rows.map((row) => this.#toOrder(tenant, row)));
     return { items, ...(continuation ? { continuation } : {}) };
+  }
+
+  /** A data subject's orders, found through the patient index of every shard (never by decrypting). */
+  async subjectOrders(tenant: string, patientRef: string): Promise<SubjectOrder[]> {
+    const filter = odata`PartitionKey ge ${tenantPartition(tenant, AREA, '')} and PartitionKey lt ${tenantPartition(tenant, AREA, '~')} and RowKey ge ${`patient~${patientRef}~`} and RowKey lt ${`patient~${patientRef}~~`}`;
+    const found: SubjectOrder[] = [];
+    for await (const index of this.#table.listEntities<{ partitionKey: string; orderId: string }>({
+      queryOptions: { filter },
+    })) {
+      const row = await this.#row(index.partitionKey, index.orderId);
+      if (row)
+        found.push({ id: row.id, status: row.status, createdAt: row.createdAt, restricted: row.restricted === true });
+    }
+    return found;
+  }
+
+  /**
+   * Marks an order restricted (or lifts it), in one transaction with its audit entry; conditional on
+   * the version read, so a concurrent change is retried by the caller, not overwritten.
+   */
+  async setRestricted(tenant: string, orderId: string, restrictedNow: boolean, meta: RequestMeta): Promise<boolean> {
+    const partitionKey = orderPartition(tenant, orderId);
+    const row = await this.#row(partitionKey, orderId);
+    if (!row || (row.restricted === true) === restrictedNow) return false;
+    const event = auditEvent(
+      restrictedNow ? 'order.restrict' : 'order.restriction-lift',
+      'U',
+      { type: 'Order', id: orderId },
+      meta,
+      { purpose: 'data-subject-request', patientRef: row.patientRef },
+    );
+    await this.#audit.commit(
+      tenant,
+      partitionKey,
+      () => [
+        [
+          'update',
+          { partitionKey, rowKey: ORDER_ROW(orderId), restricted: restrictedNow },
+          'Merge',
+          { etag: row.etag },
+        ],
+      ],
+      [event],
+    );
+    return true;
   }
 
   async #page<T extends object>(

@@ -9,7 +9,17 @@ const common = { 400: p('Malformed request'), 401: p('Missing or invalid credent
 const days = z.number().int().min(1).max(36500);
 
 const policySchema = z
-  .strictObject({ imagesDays: days, ordersDays: days, afterContractEndDays: z.number().int().min(1).max(3650) })
+  .strictObject({
+    imagesDays: days,
+    ordersDays: days,
+    afterContractEndDays: z.number().int().min(1).max(3650),
+    legalDuty: z
+      .strictObject({ days, basis: line(200) })
+      .optional()
+      .describe(
+        "A duty to keep records (e.g. 3650 days, §630f(3) BGB): a data subject's erasure of younger orders is refused",
+      ),
+  })
   .meta({ id: 'RetentionPolicy' });
 const boundsSchema = z
   .strictObject({

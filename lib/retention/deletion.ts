@@ -586,11 +586,7 @@ export class DeletionService {
         Math.max(Date.parse(latestPurge), Date.parse(finishedAt) + this.d.keyVaultSoftDeleteDays * DAY),
       ).toISOString(),
     };
-    const { kid, key } = await this.#signingKey();
-    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(certificate)))
-      .setProtectedHeader({ alg: 'ES256', kid, typ: 'labvault-deletion-certificate+jws' })
-      .sign(key);
-    const signed: DeletionCertificate = { certificate, jws };
+    const signed = await this.signCertificate(certificate, 'labvault-deletion-certificate+jws');
     await this.d.platform.upsertEntity(
       {
         partitionKey: PARTITION,
@@ -612,6 +608,18 @@ export class DeletionService {
   /** A step failed for good (after its retries): logged with its cause, for the operator on call. */
   failed(tenant: string, cause: string): void {
     this.d.logger.log('error', 'deletion.failed', { tenant, cause: cause.slice(0, 200) });
+  }
+
+  /**
+   * Signs a certificate (ES256 compact JWS) with the key the JWKS at /api/deletion-certificates/keys
+   * publishes: tenant deletions and data-subject erasures are verified the same way.
+   */
+  async signCertificate(certificate: Record<string, unknown>, typ: string): Promise<DeletionCertificate> {
+    const { kid, key } = await this.#signingKey();
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(certificate)))
+      .setProtectedHeader({ alg: 'ES256', kid, typ })
+      .sign(key);
+    return { certificate, jws };
   }
 
   /** The public keys that verify deletion certificates (JWKS). */

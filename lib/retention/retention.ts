@@ -11,6 +11,11 @@ export interface RetentionPolicy {
   imagesDays: number;
   ordersDays: number;
   afterContractEndDays: number;
+  /**
+   * A duty to keep records the tenant declares (e.g. 3650 days, "§630f(3) BGB"): a data subject's
+   * erasure of orders younger than this is refused with the basis (Art. 17(3)(b) GDPR).
+   */
+  legalDuty?: { days: number; basis: string };
 }
 
 /** What the operator allows a tenant to choose (e.g. legal minimums such as §630f(3) BGB). */
@@ -68,6 +73,8 @@ export class RetentionService {
       errors.push({ path: '/imagesDays', message: `between ${b.minImagesDays} and ${b.maxImagesDays}` });
     if (policy.imagesDays > policy.ordersDays)
       errors.push({ path: '/imagesDays', message: 'images never outlive their order: at most ordersDays' });
+    if (policy.legalDuty && policy.legalDuty.days > policy.ordersDays)
+      errors.push({ path: '/legalDuty/days', message: 'a duty to keep records needs ordersDays at least as long' });
     if (
       policy.afterContractEndDays < b.minAfterContractEndDays ||
       policy.afterContractEndDays > b.maxAfterContractEndDays
@@ -124,9 +131,20 @@ export class RetentionService {
       [
         auditEvent(event, 'U', { type: 'RetentionPolicy', id: tenant }, meta, {
           purpose: 'retention',
-          details: value as Record<string, number>,
+          details: flatDetails(value),
         }),
       ],
     );
   }
+}
+
+/** Audit details are flat: a nested setting (the legal duty) is recorded as `legalDuty.days` and so on. */
+function flatDetails(value: object): Record<string, string | number> {
+  const details: Record<string, string | number> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v === 'object' && v !== null)
+      for (const [inner, w] of Object.entries(v as Record<string, unknown>)) details[`${key}.${inner}`] = String(w);
+    else details[key] = v as number;
+  }
+  return details;
 }

@@ -67,6 +67,11 @@ export class DurableClientApi {
     if (existing && !TERMINAL.has(existing.runtimeStatus)) {
       if (parent && existing.parentInstanceId === parent.instanceId && existing.parentTaskId === parent.taskId)
         return id;
+      // A start whose state was written but whose start message was lost (a storage fault between the
+      // two writes) would stay Pending for good: the message is sent again. A duplicate is harmless,
+      // since the orchestration step drops a second ExecutionStarted.
+      if (existing.runtimeStatus === 'Pending' && existing.historyCount === 0)
+        await this.#o.send(startMessage(existing));
       throw new DurableApiError(409, `An instance with ID '${id}' already exists and is ${existing.runtimeStatus}.`);
     }
     const now = new Date().toISOString();
@@ -89,19 +94,7 @@ export class DurableClientApi {
     if ((await this.#o.store.commit(state, 0, [])) === undefined)
       throw new DurableApiError(409, `An instance with ID '${id}' was started concurrently.`);
     this.#o.forget(id);
-    await this.#o.send({
-      id: randomUUID(),
-      instanceId: id,
-      executionId: state.executionId,
-      kind: 'event',
-      event: {
-        EventType: EventType.ExecutionStarted,
-        EventId: -1,
-        Timestamp: now,
-        Name: name,
-        ...(state.input !== null ? { Input: state.input } : {}),
-      },
-    });
+    await this.#o.send(startMessage(state));
     return id;
   }
 
@@ -208,5 +201,22 @@ function statusBody(state: InstanceState, showInput: boolean): Record<string, un
     output: parse(state.output),
     createdTime: state.createdTime,
     lastUpdatedTime: state.lastUpdatedTime,
+  };
+}
+
+/** The ExecutionStarted message of an instance's current execution. */
+function startMessage(state: InstanceState): ControlMessage {
+  return {
+    id: randomUUID(),
+    instanceId: state.instanceId,
+    executionId: state.executionId,
+    kind: 'event',
+    event: {
+      EventType: EventType.ExecutionStarted,
+      EventId: -1,
+      Timestamp: state.createdTime,
+      Name: state.name,
+      ...(state.input !== null ? { Input: state.input } : {}),
+    },
   };
 }

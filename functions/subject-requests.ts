@@ -1,0 +1,112 @@
+import { app } from '@azure/functions';
+import * as df from 'durable-functions';
+import {
+  cancelSubjectErasure,
+  confirmSubjectErasure,
+  createSubjectRequest,
+  getSubjectRequest,
+  listSubjectRequests,
+  liftSubjectRestriction,
+  searchSubject,
+} from '../lib/subjects/api.js';
+import { subjectErasureInstanceId } from '../orchestrations/subject-erasure.js';
+import { startOrchestration, terminate } from './durable.js';
+import { startExportOrchestration } from './exports.js';
+import { handle, metaOf } from './http.js';
+
+const client = [df.input.durableClient()];
+
+app.http(
+  searchSubject.id,
+  handle(searchSubject, async (ctx, { subjects }) => ({
+    status: 200,
+    body: await subjects.inventory(ctx.tenant, ctx.body.patientId, metaOf(ctx)),
+  })),
+);
+
+app.http(
+  createSubjectRequest.id,
+  handle(
+    createSubjectRequest,
+    async (ctx, { subjects, exports }) => {
+      const meta = metaOf(ctx);
+      const input = ctx.body;
+      if (input.type === 'access') {
+        const request = await subjects.requestAccess(ctx.tenant, input.patientId, input.format, ctx.principal.id, meta);
+        // The same orchestration as a tenant export; the export record says whose records to take.
+        await startExportOrchestration(
+          ctx.invocation,
+          exports,
+          ctx.tenant,
+          { id: request.exportId as string, format: input.format, purpose: 'subject-access' },
+          meta,
+        );
+        return { status: 202, headers: { Location: `/api/subject-requests/${request.id}` }, body: request };
+      }
+      const request =
+        input.type === 'erasure'
+          ? await subjects.requestErasure(ctx.tenant, input.patientId, ctx.principal.id, meta)
+          : await subjects.restrict(ctx.tenant, input.patientId, ctx.principal.id, meta);
+      return {
+        status: input.type === 'erasure' ? 202 : 201,
+        headers: { Location: `/api/subject-requests/${request.id}` },
+        body: request,
+      };
+    },
+    { extraInputs: client },
+  ),
+);
+
+app.http(
+  listSubjectRequests.id,
+  handle(listSubjectRequests, async (ctx, { subjects }) => ({
+    status: 200,
+    body: { items: await subjects.list(ctx.tenant) },
+  })),
+);
+
+app.http(
+  getSubjectRequest.id,
+  handle(getSubjectRequest, async (ctx, { subjects }) => ({
+    status: 200,
+    body: await subjects.get(ctx.tenant, ctx.params.id),
+  })),
+);
+
+app.http(
+  confirmSubjectErasure.id,
+  handle(
+    confirmSubjectErasure,
+    async (ctx, { subjects }) => {
+      const request = await subjects.confirmErasure(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
+      await startOrchestration(ctx.invocation, 'subjectErasure', subjectErasureInstanceId(ctx.tenant, request.id), {
+        tenant: ctx.tenant,
+        requestId: request.id,
+      });
+      return { status: 202, headers: { Location: `/api/subject-requests/${request.id}` }, body: request };
+    },
+    { extraInputs: client },
+  ),
+);
+
+app.http(
+  cancelSubjectErasure.id,
+  handle(
+    cancelSubjectErasure,
+    async (ctx, { subjects }) => {
+      const request = await subjects.cancelErasure(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
+      // The state row decides in any case (the orchestration checks it after its timer); this ends the wait.
+      await terminate(ctx.invocation, subjectErasureInstanceId(ctx.tenant, request.id), 'cancelled');
+      return { status: 200, body: request };
+    },
+    { extraInputs: client },
+  ),
+);
+
+app.http(
+  liftSubjectRestriction.id,
+  handle(liftSubjectRestriction, async (ctx, { subjects }) => ({
+    status: 200,
+    body: await subjects.lift(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx)),
+  })),
+);

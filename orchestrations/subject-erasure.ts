@@ -1,0 +1,74 @@
+// A data subject's erasure once confirmed by a second person: wait out the cancellation window,
+// check again (a legal hold placed meanwhile wins), erase, verify, certify. Inputs and outputs
+// are ids and counts only; the subject is named by the request id, never by an identifier.
+import * as df from 'durable-functions';
+import { storageRetry } from './retry.js';
+import type { ErasureFacts } from '../lib/subjects/subject-requests.js';
+import { getServices } from '../lib/services.js';
+
+interface ErasureInput {
+  tenant: string;
+  requestId: string;
+}
+
+export const subjectErasureInstanceId = (tenant: string, requestId: string) => `subject-erasure-${tenant}-${requestId}`;
+const system = (input: ErasureInput) => ({
+  actor: { type: 'system' as const, id: 'subject-erasure' },
+  correlationId: subjectErasureInstanceId(input.tenant, input.requestId),
+});
+
+df.app.activity('subjectErasureBegin', {
+  handler: async (input: ErasureInput) =>
+    (await getServices()).subjects.beginErasure(input.tenant, input.requestId, system(input)),
+});
+df.app.activity('subjectErasureErase', {
+  handler: async (input: ErasureInput) =>
+    (await getServices()).subjects.erase(input.tenant, input.requestId, system(input)),
+});
+df.app.activity('subjectErasureVerify', {
+  handler: async (input: ErasureInput & { orderIds: string[] }) =>
+    (await getServices()).subjects.verifyErasure(input.tenant, input.requestId, input.orderIds),
+});
+df.app.activity('subjectErasureCertify', {
+  handler: async (
+    input: ErasureInput & {
+      facts: Omit<ErasureFacts, 'orderIds'>;
+      verification: Awaited<ReturnType<Awaited<ReturnType<typeof getServices>>['subjects']['verifyErasure']>>;
+    },
+  ) => {
+    const done = await (
+      await getServices()
+    ).subjects.certifyErasure(input.tenant, input.requestId, input.facts, input.verification, system(input));
+    const verification = done.certificate?.certificate.verification as { passed?: boolean } | undefined;
+    return { status: done.status, passed: verification?.passed === true };
+  },
+});
+
+df.app.orchestration('subjectErasure', function* (context) {
+  const input = context.df.getInput<ErasureInput>();
+  for (;;) {
+    const begun = (yield context.df.callActivityWithRetry('subjectErasureBegin', storageRetry(), input)) as
+      { proceed: true } | { proceed: false; status: string; executeAt?: string };
+    if (begun.proceed) break;
+    if (!begun.executeAt) return { status: begun.status }; // cancelled or refused meanwhile
+    context.df.setCustomStatus({ phase: 'window', until: begun.executeAt });
+    yield context.df.createTimer(new Date(begun.executeAt));
+  }
+  context.df.setCustomStatus({ phase: 'erasing' });
+  const { orderIds, ...facts } = (yield context.df.callActivityWithRetry(
+    'subjectErasureErase',
+    storageRetry(),
+    input,
+  )) as ErasureFacts;
+  context.df.setCustomStatus({ phase: 'verification' });
+  const verification = yield context.df.callActivityWithRetry('subjectErasureVerify', storageRetry(), {
+    ...input,
+    orderIds,
+  });
+  context.df.setCustomStatus({ phase: 'certificate' });
+  return yield context.df.callActivityWithRetry('subjectErasureCertify', storageRetry(), {
+    ...input,
+    facts,
+    verification,
+  });
+});
