@@ -1,6 +1,7 @@
 import { app, type InvocationContext, type Timer } from '@azure/functions';
 import * as df from 'durable-functions';
 import { deleteBackup, drillBackup, listBackups, startBackup } from '../lib/backups/api.js';
+import { BACKUP_SCHEDULE } from '../lib/backups/backups.js';
 import { getServices } from '../lib/services.js';
 import { backupInstanceId } from '../orchestrations/backup.js';
 import { startOrchestration } from './durable.js';
@@ -8,7 +9,7 @@ import { handle, metaOf } from './http.js';
 
 // Nightly at 01:30 UTC; one backup per day (the instance id is the date, so a re-run is refused).
 app.timer('nightlyBackup', {
-  schedule: '0 30 1 * * *',
+  schedule: BACKUP_SCHEDULE,
   extraInputs: [df.input.durableClient()],
   handler: async (_timer: Timer, context: InvocationContext) => {
     const { logger } = await getServices();

@@ -18,6 +18,8 @@ import './exports.js';
 import '../orchestrations/export.js';
 import './subject-requests.js';
 import '../orchestrations/subject-erasure.js';
+import './sub-processors.js';
+import './compliance.js';
 import './breaches.js';
 import '../orchestrations/breach.js';
 import './backups.js';

@@ -48,6 +48,10 @@ const configSchema = z
     LABVAULT_EXPORT_LINK_HOURS: z.coerce.number().positive().max(24, 'at most 24 hours').default(24),
     /** Hours a four-eyes approval request stays open before it expires. */
     LABVAULT_APPROVAL_HOURS: z.coerce.number().positive().max(168).default(24),
+    /** Days between announcing a change of sub-processors and its taking effect (the tenants' objection window). */
+    LABVAULT_SUBPROCESSOR_OBJECTION_DAYS: z.coerce.number().positive().max(365).default(30),
+    /** The Azure region the deployment runs in (the Bicep sets it): named in the sub-processor register and the TOMs. */
+    LABVAULT_REGION: z.string().max(60).default('local'),
     /** Seconds between a data subject's erasure being confirmed and its execution (the window to cancel it). */
     LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS: z.coerce
       .number()
@@ -97,6 +101,13 @@ const configSchema = z
         code: 'custom',
         path: ['LABVAULT_WEBHOOK_ALLOW_LOOPBACK'],
         message: 'must be false in production (loopback webhooks are for local tests)',
+      });
+    }
+    if (value.LABVAULT_ENVIRONMENT === 'production' && value.LABVAULT_SUBPROCESSOR_OBJECTION_DAYS < 14) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LABVAULT_SUBPROCESSOR_OBJECTION_DAYS'],
+        message: 'at least 14 in production (the tenants need time to object)',
       });
     }
     if (value.LABVAULT_ENVIRONMENT === 'production' && value.LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS < 3600) {
@@ -151,6 +162,8 @@ export interface AppConfig {
   exportLinkHours: number;
   approvalHours: number;
   subjectErasureDelaySeconds: number;
+  subProcessorObjectionDays: number;
+  region: string;
   trustedProxies: string[];
   outbound: { allowLoopback: boolean; allowedPorts: number[] };
 }
@@ -234,6 +247,8 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
     exportLinkHours: c.LABVAULT_EXPORT_LINK_HOURS,
     approvalHours: c.LABVAULT_APPROVAL_HOURS,
     subjectErasureDelaySeconds: c.LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS,
+    subProcessorObjectionDays: c.LABVAULT_SUBPROCESSOR_OBJECTION_DAYS,
+    region: c.LABVAULT_REGION,
     trustedProxies: c.LABVAULT_TRUSTED_PROXIES ? c.LABVAULT_TRUSTED_PROXIES.split(',') : [],
     outbound: {
       allowLoopback: c.LABVAULT_WEBHOOK_ALLOW_LOOPBACK === 'true',

@@ -15,6 +15,8 @@ import { orderOperations } from './orders/api.js';
 import { platformOperations } from './platform/api.js';
 import { retentionOperations } from './retention/api.js';
 import { subjectRequestOperations } from './subjects/api.js';
+import { subProcessorOperations } from './subprocessors/api.js';
+import { complianceOperations } from './compliance/api.js';
 import { tenantOperations } from './tenants/api.js';
 
 export const ALL_OPERATIONS: readonly Operation[] = [
@@ -26,6 +28,8 @@ export const ALL_OPERATIONS: readonly Operation[] = [
   ...imageOperations,
   ...exportOperations,
   ...subjectRequestOperations,
+  ...subProcessorOperations,
+  ...complianceOperations,
   ...breachOperations,
   ...retentionOperations,
   ...auditOperations,

@@ -32,6 +32,8 @@ import { Hl7Intake } from './intake/hl7v2/service.js';
 import { LdtIntake } from './intake/ldt/service.js';
 import { OrderService } from './orders/orders.js';
 import { SubjectRequestService } from './subjects/subject-requests.js';
+import { SubProcessorService } from './subprocessors/sub-processors.js';
+import { TomReport } from './compliance/toms.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
 import { TenantService } from './tenants/tenants.js';
 
@@ -56,6 +58,10 @@ export interface Services {
   exports: ExportService;
   /** Data subjects' requests (access, erasure, restriction), answered for the tenant. */
   subjects: SubjectRequestService;
+  /** The sub-processor register and its announced changes with objection windows. */
+  subProcessors: SubProcessorService;
+  /** The technical and organisational measures, read from settings and live state. */
+  toms: TomReport;
   breaches: BreachService;
   backups: BackupService;
   retention: RetentionService;
@@ -163,6 +169,31 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     logger,
     clock,
   });
+  const subProcessors = new SubProcessorService({
+    platform,
+    tenantData,
+    audit,
+    tenants,
+    objectionDays: config.subProcessorObjectionDays,
+    initial: [
+      {
+        // The one sub-processor every deployment has: the cloud it runs in, in the region it was deployed to.
+        name: 'Microsoft Ireland Operations Limited (Microsoft Azure)',
+        purpose: 'Hosting: Azure Functions, Azure Storage (tables, blobs, queues), Azure Key Vault, Azure Monitor',
+        location: config.region,
+        dataCategories: [
+          'orders (encrypted)',
+          'specimen images (encrypted)',
+          'audit entries (pseudonymous)',
+          'accounts',
+        ],
+        safeguards:
+          'Region fixed by the deployment (EU regions only); personal fields and images encrypted with keys from Key Vault before storage; Microsoft Products and Services Data Protection Addendum',
+      },
+    ],
+    clock,
+  });
+  const backups = new BackupService({ storage, secrets, logger, clock });
   const authenticator: Authenticator = {
     authenticate: (authorization, request) =>
       auth.authenticate(authorization, {
@@ -201,7 +232,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       erasureDelaySeconds: config.subjectErasureDelaySeconds,
       clock,
     }),
-    backups: new BackupService({ storage, secrets, logger, clock }),
+    backups,
     retention,
     deletion,
     breaches: new BreachService({
@@ -220,6 +251,8 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       },
       clock,
     }),
+    subProcessors,
+    toms: new TomReport({ config, secrets, storage, audit, backups, retention, policy, subProcessors, clock }),
     users,
     roles,
     mfa,

@@ -104,6 +104,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_EXPORT_LINK_HOURS', value: '24' }
         { name: 'LABVAULT_APPROVAL_HOURS', value: '24' }
         { name: 'LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS', value: '86400' }
+        { name: 'LABVAULT_SUBPROCESSOR_OBJECTION_DAYS', value: '30' }
+        { name: 'LABVAULT_REGION', value: location }
         // Empty: the platform's front end is the only proxy, and it appends the client address itself.
         { name: 'LABVAULT_TRUSTED_PROXIES', value: '' }
         { name: 'LABVAULT_WEBHOOK_ALLOW_LOOPBACK', value: 'false' }

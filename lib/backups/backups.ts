@@ -10,6 +10,8 @@ import type { Logger } from '../observability/logger.js';
 import type { StorageClients } from '../storage/clients.js';
 
 const BACKUP_CONTAINER = 'backups';
+/** The nightly backup's timer (NCRONTAB, UTC): 01:30 every day. */
+export const BACKUP_SCHEDULE = '0 30 1 * * *';
 const BACKUP_KEY = 'backup-key';
 
 export interface TableBackup {

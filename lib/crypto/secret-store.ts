@@ -10,6 +10,8 @@ export interface SecretVersion {
   version: string;
   /** Base64 of the secret bytes. */
   value: string;
+  /** When this version was made (key rotation dates for the TOM report). */
+  createdOn?: string;
 }
 
 /** What destroying a secret achieved: purged now, or (purge protection) purged by the vault later. */
@@ -84,7 +86,12 @@ export class KeyVaultSecretStore implements SecretStore {
     try {
       const secret = await this.#client.getSecret(name, version ? { version } : {});
       if (secret.value === undefined || secret.properties.version === undefined) return undefined;
-      return { name, version: secret.properties.version, value: secret.value };
+      return {
+        name,
+        version: secret.properties.version,
+        value: secret.value,
+        ...(secret.properties.createdOn ? { createdOn: secret.properties.createdOn.toISOString() } : {}),
+      };
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode === 404) return undefined;
       throw error;
@@ -139,7 +146,12 @@ export class LocalSecretStore implements SecretStore {
     stored.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
     const newest = stored[0];
     if (!newest) return undefined;
-    return { name, version: newest.version, value: this.#unwrap(await this.#master(), name, newest) };
+    return {
+      name,
+      version: newest.version,
+      value: this.#unwrap(await this.#master(), name, newest),
+      createdOn: newest.createdAt.slice(0, 24), // the ISO time; a high-resolution counter follows for ordering
+    };
   }
 
   async set(name: string, value: string): Promise<SecretVersion> {

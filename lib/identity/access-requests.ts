@@ -32,6 +32,8 @@ type RequestRow = Omit<AccessRequest, 'permissions' | 'tenant'> & {
 };
 
 const AREA = 'staff-access';
+/** The longest staff grant a tenant can approve (8 hours). */
+export const STAFF_GRANT_MAX_MINUTES = 480;
 const ROW = (id: string) => `request~${id}`;
 
 /**

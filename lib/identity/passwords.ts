@@ -69,6 +69,7 @@ const BLOCKLIST = new Set(dictionary['passwords-common'].map((p) => p.normalize(
 export const BLOCKLIST_SIZE = BLOCKLIST.size;
 
 const PASSWORD_MAX_CODE_POINTS = 256;
+const PASSWORD_MIN_CODE_POINTS = { withoutSecondFactor: 15, withSecondFactor: 8 } as const;
 
 /**
  * Guess estimates below which a password is refused, as log10 of the guesses zxcvbn estimates:
@@ -118,7 +119,9 @@ export function checkPasswordPolicy(password: string, context: PolicyContext): F
   const errors: FieldError[] = [];
   const normalised = normalisePassword(password);
   const length = [...normalised].length;
-  const minimum = context.hasSecondFactor ? 8 : 15;
+  const minimum = context.hasSecondFactor
+    ? PASSWORD_MIN_CODE_POINTS.withSecondFactor
+    : PASSWORD_MIN_CODE_POINTS.withoutSecondFactor;
   if (length < minimum)
     errors.push({ path: '/newPassword', message: `must be at least ${minimum} characters (has ${length})` });
   if (length > PASSWORD_MAX_CODE_POINTS)
@@ -158,3 +161,13 @@ export function checkPasswordPolicy(password: string, context: PolicyContext): F
   }
   return errors;
 }
+
+/** The password rules in force, as the TOM report states them (read from the constants above). */
+export const PASSWORD_POLICY = {
+  standard: 'NIST SP 800-63B-4',
+  minCodePoints: PASSWORD_MIN_CODE_POINTS,
+  maxCodePoints: PASSWORD_MAX_CODE_POINTS,
+  guessesFloorLog10: GUESSES_FLOOR_LOG10,
+  blocklistEntries: BLOCKLIST_SIZE,
+  hash: { algorithm: 'Argon2id', ...ARGON2_TARGET },
+} as const;

@@ -18,6 +18,7 @@ export const PERMISSIONS = [
   'breaches:acknowledge',
   'access-requests:approve',
   'subject-requests:manage',
+  'sub-processors:object',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 export const permissionSchema = z.enum(PERMISSIONS);

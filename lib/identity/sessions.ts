@@ -197,3 +197,9 @@ export class SessionService {
 function newToken(realm: string, familyId: string): string {
   return `lvr_${realm}_${familyId}_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('hex')}`;
 }
+
+/** Session lifetimes as the TOM report states them. */
+export const SESSION_POLICY = {
+  absoluteHours: SESSION_ABSOLUTE_MS / 3_600_000,
+  idleHours: SESSION_IDLE_MS / 3_600_000,
+} as const;

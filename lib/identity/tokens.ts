@@ -123,3 +123,6 @@ export class TokenService {
     return key;
   }
 }
+
+/** Access tokens as the TOM report states them. */
+export const ACCESS_TOKEN_POLICY = { algorithm: ALGORITHM, lifetimeSeconds: ACCESS_TOKEN_SECONDS, type: TYPE } as const;

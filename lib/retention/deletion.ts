@@ -308,12 +308,13 @@ export class DeletionService {
   }
 
   async notices(tenant: string): Promise<{ kind: string; text: string; at: string }[]> {
-    const filter = odata`PartitionKey eq ${tenantPartition(tenant, 'notices')} and RowKey ge ${'deletion-'} and RowKey lt ${'deletion-~'}`;
+    // Every notice of the tenant: its deletion's, and announcements such as a change of sub-processors.
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, 'notices')}`;
     const out: { kind: string; text: string; at: string }[] = [];
     for await (const r of this.d.tenantData.listEntities<{ kind: string; text: string; at: string }>({
       queryOptions: { filter },
     }))
-      out.push({ kind: r.kind, text: r.text, at: r.at });
+      if (typeof r.kind === 'string' && typeof r.text === 'string') out.push({ kind: r.kind, text: r.text, at: r.at }); // not the partition's audit rows
     return out;
   }
 

@@ -88,6 +88,7 @@ const VALID_BODIES: Record<string, unknown> = {
   updateOrder: { status: 'cancelled', cancellationReason: 'hijack' },
   createImageUpload: { contentType: 'image/png', fileName: 'x.png' },
   decideAccessRequest: { approve: true },
+  objectToSubProcessorChange: { reason: 'hijack' },
   putRetentionBounds: {
     minOrdersDays: 3650,
     maxOrdersDays: 7300,
@@ -175,6 +176,10 @@ describe("isolation: another tenant's identifiers in paths, queries and bodies, 
       ).json.id,
     );
     idsOfA.tenants = 'lab-a';
+    // A data-subject request of lab-a (an erasure awaiting its second person: it changes nothing).
+    idsOfA['subject-requests'] = String(
+      (await call('POST', '/subject-requests', adminA, { type: 'erasure', patientId: 'ISO-NOBODY-A' })).json.id,
+    );
     // Let the image and the export finish, so the snapshot is of a tenant at rest.
     for (let i = 0; i < 100; i++) {
       const image = await call('GET', `/orders/${idsOfA.orders}/specimens/S-0001/images`, keyA);

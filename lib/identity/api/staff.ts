@@ -1,3 +1,4 @@
+import { STAFF_GRANT_MAX_MINUTES } from '../access-requests.js';
 // The vendor's staff: operator accounts, security alerts, need-to-know access to a tenant.
 import { z } from 'zod';
 import { defineOperation } from '../../http/operation.js';
@@ -30,7 +31,7 @@ const alertSchema = z
 const accessRequestCreateSchema = z.strictObject({
   tenant: tenantId,
   reason: line(500),
-  minutes: z.number().int().min(5).max(480),
+  minutes: z.number().int().min(5).max(STAFF_GRANT_MAX_MINUTES),
   permissions: z.array(z.enum(GRANTABLE_PERMISSIONS as [string, ...string[]])).min(1),
 });
 
