@@ -1,11 +1,14 @@
-import { app } from '@azure/functions';
+import { app, type InvocationContext, type Timer } from '@azure/functions';
+import { getServices } from '../lib/services.js';
 import {
   createAccessRequest,
   createOperator,
   decideAccessRequest,
   listAccessRequests,
   listSecurityAlerts,
+  listTenantAlerts,
   revokeAccessGrant,
+  runAnomalyScan,
   unlockOperator,
 } from '../lib/identity/api/staff.js';
 import { createTenant, listTenants } from '../lib/tenants/api.js';
@@ -81,6 +84,29 @@ app.http(
   listSecurityAlerts.id,
   handle(listSecurityAlerts, async (_ctx, { alerts }) => ({ status: 200, body: { items: await alerts.list() } })),
 );
+
+app.http(
+  listTenantAlerts.id,
+  handle(listTenantAlerts, async (ctx, { alerts }) => ({
+    status: 200,
+    body: { items: await alerts.listForRealm(ctx.tenant) },
+  })),
+);
+
+app.http(
+  runAnomalyScan.id,
+  handle(runAnomalyScan, async (_ctx, { anomalies }) => ({ status: 200, body: { items: await anomalies.scan() } })),
+);
+
+// Every five minutes: each realm's audit log against its principals' baselines.
+app.timer('anomalyScan', {
+  schedule: '0 */5 * * * *',
+  handler: async (_timer: Timer, _context: InvocationContext) => {
+    const { anomalies, logger } = await getServices();
+    const raised = await anomalies.scan();
+    logger.log('info', 'anomaly.scan', { alerts: raised.length });
+  },
+});
 
 app.http(
   createAccessRequest.id,

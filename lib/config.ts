@@ -52,6 +52,23 @@ const configSchema = z
     LABVAULT_SUBPROCESSOR_OBJECTION_DAYS: z.coerce.number().positive().max(365).default(30),
     /** The Azure region the deployment runs in (the Bicep sets it): named in the sub-processor register and the TOMs. */
     LABVAULT_REGION: z.string().max(60).default('local'),
+    /** Anomaly scan: the window counts are taken over, and how many earlier windows make a principal's baseline. */
+    LABVAULT_ANOMALY_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86400).default(3600),
+    LABVAULT_ANOMALY_BASELINE_WINDOWS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 30)
+      .default(168),
+    /** Patient-record reads in a window that alert when also this many times the principal's baseline. */
+    LABVAULT_ANOMALY_READS_MIN: z.coerce.number().int().min(1).default(500),
+    LABVAULT_ANOMALY_READS_FACTOR: z.coerce.number().positive().default(10),
+    /** Exports and subject-access requests by one principal in a window. */
+    LABVAULT_ANOMALY_EXPORTS: z.coerce.number().int().min(1).default(3),
+    /** Refused calls (403, 404) by one principal in a window: probing. */
+    LABVAULT_ANOMALY_REFUSALS: z.coerce.number().int().min(1).default(50),
+    /** Patient-record reads by an operator under a staff grant in a window. */
+    LABVAULT_ANOMALY_GRANT_READS: z.coerce.number().int().min(1).default(100),
     /** Seconds between a data subject's erasure being confirmed and its execution (the window to cancel it). */
     LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS: z.coerce
       .number()
@@ -163,6 +180,15 @@ export interface AppConfig {
   approvalHours: number;
   subjectErasureDelaySeconds: number;
   subProcessorObjectionDays: number;
+  anomalies: {
+    windowSeconds: number;
+    baselineWindows: number;
+    readsMin: number;
+    readsFactor: number;
+    exports: number;
+    refusals: number;
+    grantReads: number;
+  };
   region: string;
   trustedProxies: string[];
   outbound: { allowLoopback: boolean; allowedPorts: number[] };
@@ -248,6 +274,15 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
     approvalHours: c.LABVAULT_APPROVAL_HOURS,
     subjectErasureDelaySeconds: c.LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS,
     subProcessorObjectionDays: c.LABVAULT_SUBPROCESSOR_OBJECTION_DAYS,
+    anomalies: {
+      windowSeconds: c.LABVAULT_ANOMALY_WINDOW_SECONDS,
+      baselineWindows: c.LABVAULT_ANOMALY_BASELINE_WINDOWS,
+      readsMin: c.LABVAULT_ANOMALY_READS_MIN,
+      readsFactor: c.LABVAULT_ANOMALY_READS_FACTOR,
+      exports: c.LABVAULT_ANOMALY_EXPORTS,
+      refusals: c.LABVAULT_ANOMALY_REFUSALS,
+      grantReads: c.LABVAULT_ANOMALY_GRANT_READS,
+    },
     region: c.LABVAULT_REGION,
     trustedProxies: c.LABVAULT_TRUSTED_PROXIES ? c.LABVAULT_TRUSTED_PROXIES.split(',') : [],
     outbound: {

@@ -16,6 +16,9 @@ import { ContinuationTokens } from './http/continuation.js';
 import { RoleService } from './identity/roles.js';
 import { SecurityPolicyService } from './identity/security-policy.js';
 import { SecurityAlertService } from './identity/security-alerts.js';
+import { AnomalyDetector } from './identity/anomalies.js';
+import { auditEvent } from './audit/events.js';
+import { shardOf, tenantPartition } from './storage/keys.js';
 import { SessionService } from './identity/sessions.js';
 import { TokenService } from './identity/tokens.js';
 import { UserService } from './identity/users.js';
@@ -75,6 +78,8 @@ export interface Services {
   tokens: TokenService;
   guard: BruteForceGuard;
   alerts: SecurityAlertService;
+  /** Intrusion detection on the audit log (read volume, export bursts, probing, staff grants). */
+  anomalies: AnomalyDetector;
   accessRequests: AccessRequestService;
   auth: AuthService;
   authenticator: Authenticator;
@@ -82,6 +87,7 @@ export interface Services {
   rateLimiter: RateLimiter;
   continuations: ContinuationTokens;
   recordStaffAccess: PipelineServices['recordStaffAccess'];
+  recordRefusal: NonNullable<PipelineServices['recordRefusal']>;
 }
 
 export interface ServiceOptions {
@@ -270,6 +276,31 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     continuations: new ContinuationTokens({ secrets }),
     recordStaffAccess: (principal, operationId, correlationId, actor) =>
       accessRequests.recordCall(principal, operationId, { actor, correlationId }),
+    // In the realm the caller reached for (an operator without a grant: the operator realm), spread
+    // over shards by principal so a flood of refusals does not queue on one audit stream.
+    recordRefusal: async (principal, operationId, status, correlationId, actor) => {
+      const realm = principal.tenant ?? principal.realm;
+      await audit.record(realm, tenantPartition(realm, 'refusals', shardOf(principal.id)), [
+        auditEvent(
+          'access.denied',
+          'E',
+          { type: 'Operation', id: operationId },
+          { actor, correlationId },
+          {
+            outcome: 'failure',
+            details: { status },
+          },
+        ),
+      ]);
+    },
+    anomalies: new AnomalyDetector({
+      tenantData,
+      audit,
+      alerts,
+      tenants,
+      thresholds: config.anomalies,
+      clock,
+    }),
   };
 }
 

@@ -106,6 +106,13 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS', value: '86400' }
         { name: 'LABVAULT_SUBPROCESSOR_OBJECTION_DAYS', value: '30' }
         { name: 'LABVAULT_REGION', value: location }
+        { name: 'LABVAULT_ANOMALY_WINDOW_SECONDS', value: '3600' }
+        { name: 'LABVAULT_ANOMALY_BASELINE_WINDOWS', value: '168' }
+        { name: 'LABVAULT_ANOMALY_READS_MIN', value: '500' }
+        { name: 'LABVAULT_ANOMALY_READS_FACTOR', value: '10' }
+        { name: 'LABVAULT_ANOMALY_EXPORTS', value: '3' }
+        { name: 'LABVAULT_ANOMALY_REFUSALS', value: '50' }
+        { name: 'LABVAULT_ANOMALY_GRANT_READS', value: '100' }
         // Empty: the platform's front end is the only proxy, and it appends the client address itself.
         { name: 'LABVAULT_TRUSTED_PROXIES', value: '' }
         { name: 'LABVAULT_WEBHOOK_ALLOW_LOOPBACK', value: 'false' }

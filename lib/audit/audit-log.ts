@@ -324,6 +324,14 @@ export class AuditLog {
     return toEntry(tenant, row as unknown as EntryRow);
   }
 
+  /** Every entry of the tenant's streams written in [from, to) (the anomaly scan's windows). */
+  async *entriesBetween(tenant: string, from: string, to: string): AsyncGenerator<AuditEntry> {
+    const range = tenantPartitionRange(tenant);
+    const filter = odata`PartitionKey ge ${range.from} and PartitionKey lt ${range.to} and RowKey ge ${ENTRY_FROM} and RowKey lt ${ENTRY_TO} and at ge ${from} and at lt ${to}`;
+    for await (const row of this.#table.listEntities<EntryRow>({ queryOptions: { filter } }))
+      yield toEntry(tenant, row);
+  }
+
   /** Every entry of the tenant's streams about one data subject (by its keyed pseudonym). */
   async *entriesAbout(tenant: string, patientRef: string): AsyncGenerator<AuditEntry> {
     const { from, to } = tenantPartitionRange(tenant);

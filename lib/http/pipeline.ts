@@ -48,6 +48,14 @@ export interface PipelineServices {
   rateLimiter: { take(principal: string, rule: RateLimit): Promise<RateVerdict> };
   /** Records a call made under an operator's access grant in the tenant's audit log (before it runs). */
   recordStaffAccess(principal: Principal, operationId: string, correlationId: string, actor: AuditActor): Promise<void>;
+  /** Records a refusal (403, 404) of an authenticated caller: the anomaly scan counts them as probing. */
+  recordRefusal?(
+    principal: Principal,
+    operationId: string,
+    status: number,
+    correlationId: string,
+    actor: AuditActor,
+  ): Promise<void>;
 }
 
 export interface RequestContext<P, Q, B> {
@@ -338,12 +346,14 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
     let logger: Logger | undefined;
     let principalId: string | undefined;
     let response: HttpResponseInit;
+    let svc: PipelineServices | undefined;
+    let principal: Principal | undefined;
+    let actor: AuditActor | undefined;
     try {
-      const svc = await services();
+      svc = await services();
       logger = svc.logger;
       const clientAddress = clientAddressOf(request, svc.trustedProxies);
-      let principal: Principal | undefined;
-      let actor: AuditActor = { type: 'system', id: 'anonymous', ...(clientAddress ? { address: clientAddress } : {}) };
+      actor = { type: 'system', id: 'anonymous', ...(clientAddress ? { address: clientAddress } : {}) };
       if (operation.access !== 'public') {
         principal = await svc.authenticator.authenticate(request.headers.get('authorization'), {
           clientAddress,
@@ -400,6 +410,13 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
         correlationId,
         operation.failures,
       );
+    }
+    const status = response.status ?? 200;
+    if (principal && actor && svc?.recordRefusal && (status === 403 || status === 404)) {
+      // Best effort: the refusal is the answer whatever happens to its record.
+      await svc.recordRefusal(principal, operation.id, status, correlationId, actor).catch(() => {
+        logger?.log('warn', 'refusal.record.failed', { operation: operation.id, correlationId });
+      });
     }
     logger?.log('info', 'request', {
       operation: operation.id,

@@ -1,6 +1,7 @@
 import { recordSecurityAlert } from '../observability/instruments.js';
 import { randomBytes } from 'node:crypto';
-import type { TableClient } from '@azure/data-tables';
+import { odata, type TableClient } from '@azure/data-tables';
+import { isConflict, isNotFound } from '../storage/errors.js';
 import type { Logger } from '../observability/logger.js';
 
 type AlertKind =
@@ -9,7 +10,11 @@ type AlertKind =
   | 'account-locked'
   | 'breach-escalation'
   | 'breach-analysis-due'
-  | 'breach-delivery-failed';
+  | 'breach-delivery-failed'
+  | 'unusual-read-volume'
+  | 'export-burst'
+  | 'probing'
+  | 'staff-grant-overuse';
 
 export interface SecurityAlert {
   id: string;
@@ -19,11 +24,19 @@ export interface SecurityAlert {
   sourceRef?: string;
   accountRef?: string;
   realm?: string;
+  /** The principal an anomaly is about (`user:…`, `integration:…`, `operator:…`): ids, never patient data. */
+  principal?: string;
+  /** The window the counts are from. */
+  window?: { from: string; to: string };
+  /** What the count was compared with (the principal's baseline per window, or the threshold). */
+  baseline?: number;
   count: number;
   summary: string;
 }
 
 const PARTITION = 'security-alerts';
+/** Claims of alerts raised once per quiet period (see raiseOnce). */
+const PARTITION_ONCE = 'security-alerts-once';
 
 /** Security events for the vendor's security officers (`GET /api/security/alerts`). */
 export class SecurityAlertService {
@@ -44,7 +57,12 @@ export class SecurityAlertService {
     recordSecurityAlert(alert.kind);
     // Newest first: row keys sort by inverted time.
     const inverted = String(8_640_000_000_000_000 - now.getTime()).padStart(16, '0');
-    await this.#table.createEntity({ partitionKey: PARTITION, rowKey: `${inverted}~${id}`, ...full });
+    await this.#table.createEntity({
+      partitionKey: PARTITION,
+      rowKey: `${inverted}~${id}`,
+      ...full,
+      ...(full.window ? { window: JSON.stringify(full.window) } : {}),
+    });
     this.#logger.log('warn', 'security.alert', {
       kind: alert.kind,
       alertId: id,
@@ -54,6 +72,53 @@ export class SecurityAlertService {
     return full;
   }
 
+  /**
+   * Raises an alert unless one with the same key was raised less than `quietMs` ago: a pattern that
+   * goes on is one alert per quiet period, not one per scan. The key row is claimed under its ETag,
+   * so two scans at once raise it once.
+   */
+  async raiseOnce(
+    key: string,
+    quietMs: number,
+    alert: Omit<SecurityAlert, 'id' | 'detectedAt'>,
+  ): Promise<SecurityAlert | undefined> {
+    const now = this.#clock().getTime();
+    const rowKey = `once~${key}`;
+    const claim = { partitionKey: PARTITION_ONCE, rowKey, until: new Date(now + quietMs).toISOString() };
+    try {
+      await this.#table.createEntity(claim);
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+      let existing: { until: string; etag: string };
+      try {
+        existing = await this.#table.getEntity<{ until: string }>(PARTITION_ONCE, rowKey);
+      } catch (inner) {
+        if (isNotFound(inner)) return undefined;
+        throw inner;
+      }
+      if (Date.parse(existing.until) > now) return undefined;
+      try {
+        await this.#table.updateEntity(claim, 'Replace', { etag: existing.etag });
+      } catch (inner) {
+        if (inner instanceof Error && 'statusCode' in inner && inner.statusCode === 412) return undefined;
+        throw inner;
+      }
+    }
+    return this.raise(alert);
+  }
+
+  /** The alerts about one tenant's principals (what its admins see). */
+  async listForRealm(realm: string, limit = 100): Promise<SecurityAlert[]> {
+    const result: SecurityAlert[] = [];
+    for await (const row of this.#table.listEntities<SecurityAlert>({
+      queryOptions: { filter: odata`PartitionKey eq ${PARTITION} and realm eq ${realm}` },
+    })) {
+      result.push(toAlert(row));
+      if (result.length >= limit) break;
+    }
+    return result;
+  }
+
   async list(limit = 100): Promise<SecurityAlert[]> {
     const result: SecurityAlert[] = [];
     const pages = this.#table
@@ -61,19 +126,24 @@ export class SecurityAlertService {
       .byPage({ maxPageSize: limit });
     const first = await pages.next();
     if (!first.done) {
-      for (const row of first.value) {
-        result.push({
-          id: row.id,
-          kind: row.kind,
-          detectedAt: row.detectedAt,
-          count: row.count,
-          summary: row.summary,
-          ...(row.sourceRef ? { sourceRef: row.sourceRef } : {}),
-          ...(row.accountRef ? { accountRef: row.accountRef } : {}),
-          ...(row.realm ? { realm: row.realm } : {}),
-        });
-      }
+      for (const row of first.value) result.push(toAlert(row));
     }
     return result;
   }
+}
+
+function toAlert(row: SecurityAlert & { window?: unknown }): SecurityAlert {
+  return {
+    id: row.id,
+    kind: row.kind,
+    detectedAt: row.detectedAt,
+    count: row.count,
+    summary: row.summary,
+    ...(row.sourceRef ? { sourceRef: row.sourceRef } : {}),
+    ...(row.accountRef ? { accountRef: row.accountRef } : {}),
+    ...(row.realm ? { realm: row.realm } : {}),
+    ...(row.principal ? { principal: row.principal } : {}),
+    ...(typeof row.window === 'string' ? { window: JSON.parse(row.window) as { from: string; to: string } } : {}),
+    ...(typeof row.baseline === 'number' ? { baseline: row.baseline } : {}),
+  };
 }

@@ -23,6 +23,9 @@ const alertSchema = z
     realm: z.string().optional(),
     sourceRef: z.string().optional(),
     accountRef: z.string().optional(),
+    principal: z.string().optional().describe('The principal an anomaly is about (kind:id)'),
+    window: z.object({ from: z.string(), to: z.string() }).optional(),
+    baseline: z.number().optional().describe("The principal's usual count per window, or the threshold"),
     count: z.number(),
     summary: z.string(),
   })
@@ -83,9 +86,32 @@ export const listSecurityAlerts = defineOperation({
   method: 'GET',
   route: 'security/alerts',
   tag: 'security',
-  summary: 'Brute-force, spraying and stuffing detections, newest first',
+  summary: 'Brute-force, spraying and stuffing detections and anomalies of every realm, newest first',
   access: { operatorPermission: 'security:read' },
   responses: { 200: { description: 'Alerts', schema: z.object({ items: z.array(alertSchema) }) }, ...common },
+});
+
+export const listTenantAlerts = defineOperation({
+  id: 'listTenantAlerts',
+  method: 'GET',
+  route: 'alerts',
+  tag: 'security',
+  summary: "Alerts about the tenant's own principals (read volume, exports, probing, staff grants), newest first",
+  access: { permission: 'audit:read' },
+  responses: { 200: { description: 'Alerts', schema: z.object({ items: z.array(alertSchema) }) }, ...common },
+});
+
+export const runAnomalyScan = defineOperation({
+  id: 'runAnomalyScan',
+  method: 'POST',
+  route: 'security/anomaly-scans',
+  tag: 'security',
+  summary: "Scan every tenant's audit log for anomalies now (the timer does it every five minutes)",
+  access: { operatorPermission: 'security:read' },
+  responses: {
+    200: { description: 'Alerts raised by this scan', schema: z.object({ items: z.array(alertSchema) }) },
+    ...common,
+  },
 });
 
 export const createAccessRequest = defineOperation({
@@ -146,6 +172,8 @@ export const staffOperations = [
   createOperator,
   unlockOperator,
   listSecurityAlerts,
+  listTenantAlerts,
+  runAnomalyScan,
   createAccessRequest,
   listAccessRequests,
   decideAccessRequest,
