@@ -69,6 +69,9 @@ const configSchema = z
     LABVAULT_ANOMALY_REFUSALS: z.coerce.number().int().min(1).default(50),
     /** Patient-record reads by an operator under a staff grant in a window. */
     LABVAULT_ANOMALY_GRANT_READS: z.coerce.number().int().min(1).default(100),
+    /** Windows per day (24 for hourly windows) and the reads at an unusual time of day that alert. */
+    LABVAULT_ANOMALY_CYCLE_WINDOWS: z.coerce.number().int().min(1).default(24),
+    LABVAULT_ANOMALY_OFFHOURS_READS: z.coerce.number().int().min(1).default(20),
     /** Seconds between a data subject's erasure being confirmed and its execution (the window to cancel it). */
     LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS: z.coerce
       .number()
@@ -188,6 +191,8 @@ export interface AppConfig {
     exports: number;
     refusals: number;
     grantReads: number;
+    cycleWindows: number;
+    offHoursReads: number;
   };
   region: string;
   trustedProxies: string[];
@@ -282,6 +287,8 @@ export function parseConfig(env: Record<string, string | undefined>): AppConfig 
       exports: c.LABVAULT_ANOMALY_EXPORTS,
       refusals: c.LABVAULT_ANOMALY_REFUSALS,
       grantReads: c.LABVAULT_ANOMALY_GRANT_READS,
+      cycleWindows: c.LABVAULT_ANOMALY_CYCLE_WINDOWS,
+      offHoursReads: c.LABVAULT_ANOMALY_OFFHOURS_READS,
     },
     region: c.LABVAULT_REGION,
     trustedProxies: c.LABVAULT_TRUSTED_PROXIES ? c.LABVAULT_TRUSTED_PROXIES.split(',') : [],

@@ -113,6 +113,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LABVAULT_ANOMALY_EXPORTS', value: '3' }
         { name: 'LABVAULT_ANOMALY_REFUSALS', value: '50' }
         { name: 'LABVAULT_ANOMALY_GRANT_READS', value: '100' }
+        { name: 'LABVAULT_ANOMALY_CYCLE_WINDOWS', value: '24' }
+        { name: 'LABVAULT_ANOMALY_OFFHOURS_READS', value: '20' }
         // Empty: the platform's front end is the only proxy, and it appends the client address itself.
         { name: 'LABVAULT_TRUSTED_PROXIES', value: '' }
         { name: 'LABVAULT_WEBHOOK_ALLOW_LOOPBACK', value: 'false' }

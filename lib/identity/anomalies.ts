@@ -13,6 +13,9 @@ export interface AnomalyThresholds {
   exports: number;
   refusals: number;
   grantReads: number;
+  /** Windows per day (24 for hourly windows): reads in a window of the day the principal never used alert. */
+  cycleWindows: number;
+  offHoursReads: number;
 }
 
 export interface AnomalyDependencies {
@@ -45,7 +48,10 @@ const ROLLUP_ROW = (start: string) => `window~${start}`;
  *   `readsMin` and at least `readsFactor` times the principal's baseline;
  * - `export-burst`: exports and subject-access exports (`export.request`) at least `exports`;
  * - `probing`: refused calls (`access.denied`, the pipeline's 403 and 404) at least `refusals`;
- * - `staff-grant-overuse`: patient-record reads by an operator under a staff grant at least `grantReads`.
+ * - `staff-grant-overuse`: patient-record reads by an operator under a staff grant at least `grantReads`;
+ * - `off-hours-reads`: at least `offHoursReads` patient-record reads at a time of day (the window's
+ *   place in a cycle of `cycleWindows`) at which the principal read nothing in its whole baseline,
+ *   while it did read at other times (a principal without history has no usual hours).
  *
  * An alert names the principal, the window and the counts, never patient data, and is raised once
  * per window for the same principal and pattern however often the scan runs.
@@ -85,7 +91,17 @@ export class AnomalyDetector {
       counts.set(who, c);
     }
     if (counts.size === 0) return [];
-    const baseline = await this.#baseline(tenant, now - windowMs, windowMs);
+    const history = await this.#baseline(tenant, now - windowMs, windowMs);
+    const baseline = new Map<string, number>();
+    const usualSlots = new Map<string, Set<number>>();
+    const slotOf = (start: number) => Math.floor(start / windowMs) % t.cycleWindows;
+    for (const { start, reads } of history)
+      for (const [who, n] of Object.entries(reads)) {
+        baseline.set(who, (baseline.get(who) ?? 0) + n);
+        if (n > 0) usualSlots.set(who, (usualSlots.get(who) ?? new Set()).add(slotOf(start)));
+      }
+    // The sliding window's time of day: the aligned window holding most of it.
+    const currentSlot = slotOf(Math.floor((now - windowMs / 2) / windowMs) * windowMs);
     const window = { from, to };
     const raised: SecurityAlert[] = [];
     const raise = async (kind: SecurityAlert['kind'], who: string, count: number, base: number, summary: string) => {
@@ -109,6 +125,17 @@ export class AnomalyDetector {
           c.reads,
           Math.round(usual * 10) / 10,
           `${who} read ${c.reads} patient records in ${t.windowSeconds} s; its baseline is ${usual.toFixed(1)} per window`,
+        );
+      const slots = usualSlots.get(who);
+      // Usual hours need a baseline of at least one whole day.
+      const knowsItsDay = t.baselineWindows >= t.cycleWindows;
+      if (knowsItsDay && slots && !slots.has(currentSlot) && c.reads >= t.offHoursReads)
+        await raise(
+          'off-hours-reads',
+          who,
+          c.reads,
+          slots.size,
+          `${who} read ${c.reads} patient records at a time of day it did not read at in its baseline (${slots.size} usual windows of ${t.cycleWindows})`,
         );
       if (c.exports >= t.exports)
         await raise(
@@ -142,7 +169,11 @@ export class AnomalyDetector {
    * Reads per principal over the `baselineWindows` closed windows before `before`, from one rollup
    * row per window; the windows not rolled up yet are counted from the audit log once and stored.
    */
-  async #baseline(tenant: string, before: number, windowMs: number): Promise<Map<string, number>> {
+  async #baseline(
+    tenant: string,
+    before: number,
+    windowMs: number,
+  ): Promise<{ start: number; reads: Record<string, number> }[]> {
     const partitionKey = tenantPartition(tenant, ROLLUPS);
     const lastEnd = Math.floor(before / windowMs) * windowMs;
     const starts = Array.from(
@@ -176,9 +207,6 @@ export class AnomalyDetector {
         stored.set(rowKey, reads);
       }
     }
-    const total = new Map<string, number>();
-    for (const reads of stored.values())
-      for (const [who, n] of Object.entries(reads)) total.set(who, (total.get(who) ?? 0) + n);
-    return total;
+    return starts.map((start) => ({ start, reads: stored.get(ROLLUP_ROW(new Date(start).toISOString())) ?? {} }));
   }
 }

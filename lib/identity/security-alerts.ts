@@ -14,7 +14,8 @@ type AlertKind =
   | 'unusual-read-volume'
   | 'export-burst'
   | 'probing'
-  | 'staff-grant-overuse';
+  | 'staff-grant-overuse'
+  | 'off-hours-reads';
 
 export interface SecurityAlert {
   id: string;
