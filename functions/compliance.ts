@@ -1,27 +1,24 @@
 import { app } from '@azure/functions';
-import { getToms, getTomsHtml } from '../lib/compliance/api.js';
+import { getOperatorToms, getOperatorTomsPage, getToms, getTomsPage } from '../lib/compliance/api.js';
 import { renderTomsHtml } from '../lib/compliance/toms.js';
-import { forbidden } from '../lib/errors.js';
-import type { Principal } from '../lib/identity/permissions.js';
+import { OPERATOR_REALM } from '../lib/identity/permissions.js';
 import { handle } from './http.js';
 
-/** Tenants' auditors (audit:read) and the vendor's security officer (security:read) may read it. */
-function realmOf(principal: Principal): string {
-  if (principal.permissions.has('audit:read') || principal.operatorPermissions.has('security:read'))
-    return principal.realm;
-  throw forbidden('The TOM report needs audit:read (tenants) or security:read (operators).');
-}
+const html = (body: string) => ({ status: 200, headers: { 'Content-Type': 'text/html; charset=utf-8' }, body });
 
 app.http(
   getToms.id,
-  handle(getToms, async (ctx, { toms }) => ({ status: 200, body: await toms.report(realmOf(ctx.principal)) })),
+  handle(getToms, async (ctx, { toms }) => ({ status: 200, body: await toms.report(ctx.tenant) })),
 );
-
 app.http(
-  getTomsHtml.id,
-  handle(getTomsHtml, async (ctx, { toms }) => ({
-    status: 200,
-    headers: { 'Content-Type': 'text/html; charset=utf-8' },
-    body: renderTomsHtml(await toms.report(realmOf(ctx.principal))),
-  })),
+  getTomsPage.id,
+  handle(getTomsPage, async (ctx, { toms }) => html(renderTomsHtml(await toms.report(ctx.tenant)))),
+);
+app.http(
+  getOperatorToms.id,
+  handle(getOperatorToms, async (_ctx, { toms }) => ({ status: 200, body: await toms.report(OPERATOR_REALM) })),
+);
+app.http(
+  getOperatorTomsPage.id,
+  handle(getOperatorTomsPage, async (_ctx, { toms }) => html(renderTomsHtml(await toms.report(OPERATOR_REALM)))),
 );
