@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { person, type Reply, STRONG } from '../support/api.js';
+import { person, type Reply, STRONG, tenantWithAdmin } from '../support/api.js';
 import { exampleOrder } from '../support/fixtures.js';
-import { admin, type RunningHost, startHost } from '../support/local-host.js';
+import { type RunningHost, startHost } from '../support/local-host.js';
 
 // Exfiltration and anomaly alerts from the audit log, driven over HTTP: each pattern raises exactly
 // one alert naming the principal, the window and the counts; a principal reading as much as usual
@@ -60,31 +60,8 @@ describe('anomaly alerts from the audit log', () => {
       },
     });
     operator = await person(host, 'operator', 'operator', OPERATOR_PASSWORD);
-    for (const [tenant, name] of [
-      [TENANT, 'anom.admin'],
-      ['lab-anom-other', 'other.admin'],
-    ] as const) {
-      const created = admin(host.dataDir, [
-        'tenant',
-        'create',
-        '--id',
-        tenant,
-        '--name',
-        tenant,
-        '--admin-username',
-        name,
-        '--admin-email',
-        `${name}@example.org`,
-      ]);
-      const auth = await person(
-        host,
-        tenant,
-        name,
-        String((created.json?.admin as { initialPassword: string }).initialPassword),
-      );
-      if (tenant === TENANT) tenantAdmin = auth;
-      else otherAdmin = auth;
-    }
+    tenantAdmin = await tenantWithAdmin(host, TENANT, 'anom.admin');
+    otherAdmin = await tenantWithAdmin(host, 'lab-anom-other', 'other.admin');
     const second = await call('POST', '/users', tenantAdmin, {
       username: 'anom.second',
       email: 'second@example.org',

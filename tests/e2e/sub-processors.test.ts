@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call as callHost, person, type Reply } from '../support/api.js';
-import { admin, type RunningHost, startHost } from '../support/local-host.js';
+import { call as callHost, person, type Reply, tenantWithAdmin } from '../support/api.js';
+import { type RunningHost, startHost } from '../support/local-host.js';
 
 // The contract's evidence over HTTP. The sub-processor register: a change announced to every
 // tenant, an objection with its reason (seen by operators, not by other tenants), the change in
@@ -46,26 +46,7 @@ describe('sub-processors: announced, objected to, in force after the window', ()
       },
     });
     operator = await person(host, 'operator', 'operator', OPERATOR_PASSWORD);
-    for (const tenant of ['lab-sp-a', 'lab-sp-b']) {
-      const created = admin(host.dataDir, [
-        'tenant',
-        'create',
-        '--id',
-        tenant,
-        '--name',
-        tenant,
-        '--admin-username',
-        'admin',
-        '--admin-email',
-        `admin@${tenant}.example`,
-      ]);
-      admins[tenant] = await person(
-        host,
-        tenant,
-        'admin',
-        String((created.json?.admin as { initialPassword: string }).initialPassword),
-      );
-    }
+    for (const tenant of ['lab-sp-a', 'lab-sp-b']) admins[tenant] = await tenantWithAdmin(host, tenant);
     const user = await call('POST', '/users', admins['lab-sp-a']!, {
       username: 'reader',
       email: 'reader@lab-sp-a.example',

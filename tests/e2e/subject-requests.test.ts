@@ -3,10 +3,10 @@ import { TableClient } from '@azure/data-tables';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call as callHost, person, type Reply, STRONG } from '../support/api.js';
+import { call as callHost, person, type Reply, STRONG, tenantWithAdmin } from '../support/api.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { jpegWithMetadata } from '../support/images.js';
-import { admin, type RunningHost, startHost } from '../support/local-host.js';
+import { type RunningHost, startHost } from '../support/local-host.js';
 import { unzip } from '../support/zip.js';
 
 // Data subjects' requests over HTTP on a tenant with many patients: the inventory, an access
@@ -103,24 +103,7 @@ describe('data subject requests over HTTP', () => {
     host = await startHost({
       env: { LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS: '3', LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD },
     });
-    const created = admin(host.dataDir, [
-      'tenant',
-      'create',
-      '--id',
-      TENANT,
-      '--name',
-      'Subject Lab',
-      '--admin-username',
-      'dsr.admin',
-      '--admin-email',
-      'a@dsr.example',
-    ]);
-    requester = await person(
-      host,
-      TENANT,
-      'dsr.admin',
-      String((created.json?.admin as { initialPassword: string }).initialPassword),
-    );
+    requester = await tenantWithAdmin(host, TENANT, 'dsr.admin');
     const newPerson = async (username: string, roles: string[]) => {
       const user = await call('POST', '/users', requester, { username, email: `${username}@dsr.example`, roles });
       expect(user.status, JSON.stringify(user.body)).toBe(201);

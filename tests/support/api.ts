@@ -1,4 +1,4 @@
-import type { RunningHost } from './local-host.js';
+import { admin, type RunningHost } from './local-host.js';
 
 export const STRONG = 'a quiet meadow under autumn rain';
 
@@ -35,4 +35,26 @@ export async function person(host: RunningHost, tenant: string, username: string
     newPassword: STRONG,
   });
   return `Bearer ${String((await call(host, 'POST', '/auth/login', '', { tenant, username, password: STRONG })).body.accessToken)}`;
+}
+
+/**
+ * A tenant made with the admin CLI (as `npm run admin -- tenant create` would) and its admin's
+ * first login done: returns the admin's full-rights Authorization value.
+ */
+export async function tenantWithAdmin(host: RunningHost, tenant: string, username = 'admin'): Promise<string> {
+  const created = admin(host.dataDir, [
+    'tenant',
+    'create',
+    '--id',
+    tenant,
+    '--name',
+    tenant,
+    '--admin-username',
+    username,
+    '--admin-email',
+    `${username}@${tenant}.example`,
+  ]);
+  const initial = (created.json?.admin as { initialPassword?: string } | undefined)?.initialPassword;
+  if (!initial) throw new Error(`tenant create failed: ${created.stderr}`);
+  return person(host, tenant, username, initial);
 }
