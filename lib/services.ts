@@ -299,6 +299,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       alerts,
       tenants,
       thresholds: config.anomalies,
+      isBeingDeleted: async (realm) => ['deleting', 'completed'].includes((await deletion.state(realm))?.status ?? ''),
       clock,
     }),
   };

@@ -24,6 +24,8 @@ export interface AnomalyDependencies {
   alerts: SecurityAlertService;
   tenants: TenantService;
   thresholds: AnomalyThresholds;
+  /** Whether a realm's data is being deleted or gone (a scan must not write rows under it then). */
+  isBeingDeleted?: (realm: string) => Promise<boolean>;
   clock?: () => Date;
 }
 
@@ -74,6 +76,7 @@ export class AnomalyDetector {
   }
 
   async scanTenant(tenant: string): Promise<SecurityAlert[]> {
+    if (await this.#d.isBeingDeleted?.(tenant)) return [];
     const t = this.#d.thresholds;
     const windowMs = t.windowSeconds * 1000;
     const now = this.#clock().getTime();
@@ -81,6 +84,7 @@ export class AnomalyDetector {
     const to = new Date(now).toISOString();
     const counts = new Map<string, WindowCounts>();
     for await (const entry of this.#d.audit.entriesBetween(tenant, from, to)) {
+      if (entry.actor.type === 'system') continue; // the platform's own steps are not principals
       const who = `${entry.actor.type}:${entry.actor.id}`;
       const c = counts.get(who) ?? { reads: 0, exports: 0, refusals: 0 };
       if (entry.action === 'R' && entry.patientRef) c.reads++;
@@ -91,7 +95,9 @@ export class AnomalyDetector {
       counts.set(who, c);
     }
     if (counts.size === 0) return [];
-    const history = await this.#baseline(tenant, now - windowMs, windowMs);
+    // The baseline (and its rollup rows) only when some principal read enough to need a comparison.
+    const needsBaseline = [...counts.values()].some((c) => c.reads >= Math.min(t.readsMin, t.offHoursReads));
+    const history = needsBaseline ? await this.#baseline(tenant, now - windowMs, windowMs) : [];
     const baseline = new Map<string, number>();
     const usualSlots = new Map<string, Set<number>>();
     const slotOf = (start: number) => Math.floor(start / windowMs) % t.cycleWindows;
