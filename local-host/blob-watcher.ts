@@ -87,7 +87,13 @@ export interface BlobWatcherOptions {
   receipts: TableClient;
   /** Event Grid subscriptions to deliver BlobCreated events for (Bicep declares them on Azure). */
   subscriptions?: readonly BlobEventSubscription[];
+  /** The pause between scans while blobs arrive or are processed. */
   pollMs?: number;
+  /**
+   * The longest pause when nothing happens: each empty scan doubles the pause up to this (Azure's
+   * queue-based triggers back off the same way); a new blob or `wake()` makes it short again.
+   */
+  idlePollMs?: number;
   /** Blobs processed at the same time (image decoding is memory-hungry). */
   maxConcurrent?: number;
 }
@@ -109,6 +115,10 @@ export class BlobWatcher {
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #tick: Promise<void> = Promise.resolve();
+  #pauseMs = 0;
+  #scanning = false;
+  /** The last scan left blobs for later (all slots busy): a freed slot scans again at once. */
+  #backlog = false;
 
   constructor(options: BlobWatcherOptions) {
     this.#options = options;
@@ -149,15 +159,51 @@ export class BlobWatcher {
     await this.#options.queueService.getQueueClient(EVENT_DEAD_LETTER_QUEUE).createIfNotExists();
     for (const w of this.#watches)
       await this.#options.blobService.getContainerClient(w.path.container).createIfNotExists();
-    const loop = (): void => {
-      if (this.#stopped) return;
-      this.#tick = this.scan()
-        .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.scan', errorFields(error)))
-        .finally(() => {
-          if (!this.#stopped) this.#timer = setTimeout(loop, this.#options.pollMs ?? 100);
-        });
-    };
-    loop();
+    this.#pauseMs = this.#fastPollMs;
+    this.#loop();
+  }
+
+  get #fastPollMs(): number {
+    return this.#options.pollMs ?? 100;
+  }
+
+  #loop(): void {
+    if (this.#stopped) return;
+    this.#timer = undefined;
+    this.#scanning = true;
+    this.#tick = this.scan()
+      .then((started) => {
+        // Busy (a blob started or is still running): scan again soon; idle: back off.
+        this.#pauseMs =
+          started > 0 || this.#inFlight.size > 0
+            ? this.#fastPollMs
+            : Math.min(this.#pauseMs * 2, this.#options.idlePollMs ?? 1000);
+      })
+      .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.scan', errorFields(error)))
+      .finally(() => {
+        this.#scanning = false;
+        if (!this.#stopped) this.#timer = setTimeout(() => this.#loop(), this.#pauseMs);
+      });
+  }
+
+  /** Scans as soon as the current scan (if any) is done, instead of after the pause. */
+  #scanNow(): void {
+    if (this.#stopped || !this.#timer || this.#scanning) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#loop(), 0);
+  }
+
+  /**
+   * Something may have been uploaded (the local host calls this on each HTTP request it serves: an
+   * upload follows a request for its URL): scan within the short pause instead of the idle one.
+   */
+  wake(): void {
+    if (this.#stopped || this.#pauseMs <= this.#fastPollMs) return;
+    this.#pauseMs = this.#fastPollMs;
+    if (this.#timer && !this.#scanning) {
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => this.#loop(), this.#fastPollMs);
+    }
   }
 
   async stop(): Promise<void> {
@@ -170,13 +216,19 @@ export class BlobWatcher {
   /**
    * One pass over every watched container. New blobs start at once and run in the background (each
    * blob once at a time, at most `maxConcurrent` together), so a slow blob never delays the next one.
+   * Resolves to the number of blobs it started.
    */
-  async scan(): Promise<void> {
+  async scan(): Promise<number> {
     const limit = this.#options.maxConcurrent ?? 4;
+    let started = 0;
+    this.#backlog = false;
     for (const watch of this.#watches) {
       const container = this.#options.blobService.getContainerClient(watch.path.container);
       for await (const blob of container.listBlobsFlat({ prefix: watch.path.prefix })) {
-        if (this.#inFlight.size >= limit) return; // the rest waits for the next pass
+        if (this.#inFlight.size >= limit) {
+          this.#backlog = true; // the rest waits for a free slot
+          return started;
+        }
         const match = watch.path.pattern.exec(blob.name);
         const etag = blob.properties.etag ?? '';
         if (!match) continue;
@@ -191,10 +243,13 @@ export class BlobWatcher {
           .finally(() => {
             this.#running.delete(key);
             this.#inFlight.delete(work);
+            if (this.#backlog) this.#scanNow();
           });
         this.#inFlight.add(work);
+        started++;
       }
     }
+    return started;
   }
 
   async #process(

@@ -277,6 +277,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       subscriptions: options.eventSubscriptions ?? [],
     });
     await blobs.start();
+    server.on('request', () => blobs.wake());
     started.push(() => blobs.stop());
     const info: LocalHostInfo = {
       apiBaseUrl: `http://127.0.0.1:${address.port}/api`,

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { HttpResponse, HttpResponseInit } from '@azure/functions';
 import { errorFields, type Logger } from '../lib/observability/logger.js';
 import { extraInputsOf, type Invoker, invokeDirectly, type Registration } from './core-module.js';
-import { type CompiledRoute, compareRoutes, compileRoute, matchRoute } from './routes.js';
+import { type CompiledRoute, compareRoutes, compileRoute, matchPath, pathSegments } from './routes.js';
 
 /** The local host buffers at most this much; the app's own limit (1 MiB) answers below it. */
 const HOST_BODY_LIMIT = 8 * 1024 * 1024;
@@ -100,8 +100,9 @@ export function createHttpServer(registrations: Iterable<Registration>, options:
       const method = (req.method ?? 'GET').toUpperCase();
       let target: { fn: HttpFunction; params: Record<string, string> } | undefined;
       let pathMatched = false;
+      const segments = pathSegments(path);
       for (const fn of functions) {
-        const params = matchRoute(fn.route, path);
+        const params = matchPath(fn.route, segments);
         if (!params) continue;
         pathMatched = true;
         if (fn.methods && !fn.methods.has(method)) continue;
@@ -195,6 +196,7 @@ async function invoke(
     // The route template, never the URL: paths and queries may name records.
     attributes: { 'http.request.method': req.method ?? 'GET', 'http.route': fn.route.template },
   })) as HttpResponseInit | HttpResponse | undefined;
+  if (writePlainResponse(result, res)) return;
   const response = result instanceof HttpResponse ? result : new HttpResponse(result ?? { status: 204 });
   const out: Record<string, string> = {};
   response.headers.forEach((value, name) => {
@@ -210,4 +212,32 @@ async function invoke(
     if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
   }
   res.end();
+}
+
+/**
+ * Writes a plain `HttpResponseInit` with a string or byte body and string headers (what LabVault's
+ * routes return, except streams) straight to the socket, as the Functions host serialises a
+ * worker's response; anything else (streams, cookies, `jsonBody`, `HttpResponse`) goes through
+ * `HttpResponse`. Building a fetch `Response` and reading it back as a stream cost more host CPU per
+ * order than the order's encryption.
+ */
+function writePlainResponse(result: unknown, res: ServerResponse): boolean {
+  if (typeof result !== 'object' || result === null || Object.getPrototypeOf(result) !== Object.prototype) return false;
+  const init = result as Record<string, unknown>;
+  for (const key of Object.keys(init)) if (key !== 'status' && key !== 'headers' && key !== 'body') return false;
+  const { status = 200, headers = {}, body } = init as { status?: unknown; headers?: unknown; body?: unknown };
+  if (typeof status !== 'number') return false;
+  if (typeof headers !== 'object' || headers === null || Object.getPrototypeOf(headers) !== Object.prototype)
+    return false;
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') return false;
+    out[name.toLowerCase()] = value;
+  }
+  if (body !== undefined && typeof body !== 'string' && !(body instanceof Uint8Array)) return false;
+  if (body !== undefined && out['content-type'] === undefined && typeof body === 'string')
+    out['content-type'] = 'text/plain;charset=UTF-8'; // what a fetch Response sets for a string body
+  res.writeHead(status, out);
+  res.end(body);
+  return true;
 }

@@ -86,17 +86,33 @@ export function compileRoute(template: string): CompiledRoute {
   return { template, segments, rank };
 }
 
-/** Matches a request path (without the `/api` prefix) and returns the bound parameters. */
-export function matchRoute(route: CompiledRoute, path: string): Record<string, string> | undefined {
-  const parts = path
+/** A request path (without the `/api` prefix) split into segments once per request, as given and lower-cased. */
+export interface PathSegments {
+  raw: readonly string[];
+  lower: readonly string[];
+}
+
+export function pathSegments(path: string): PathSegments {
+  const raw = path
     .replace(/^\/+|\/+$/g, '')
     .split('/')
     .filter((p) => p !== '');
+  return { raw, lower: raw.map((p) => p.toLowerCase()) };
+}
+
+/** Matches a request path (without the `/api` prefix) and returns the bound parameters. */
+export function matchRoute(route: CompiledRoute, path: string): Record<string, string> | undefined {
+  return matchPath(route, pathSegments(path));
+}
+
+/** `matchRoute` on a path already split by `pathSegments` (the host tries every route on one split). */
+export function matchPath(route: CompiledRoute, path: PathSegments): Record<string, string> | undefined {
+  const parts = path.raw;
   const params: Record<string, string> = {};
   let i = 0;
   for (const segment of route.segments) {
     if (segment.kind === 'literal') {
-      if (parts[i]?.toLowerCase() !== segment.text) return undefined;
+      if (path.lower[i] !== segment.text) return undefined;
       i++;
       continue;
     }

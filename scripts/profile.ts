@@ -1,13 +1,22 @@
 // `node --import tsx scripts/profile.ts intake|images [count] [concurrency]`: CPU profiles of the
-// local host and its Azurite (node --cpu-prof) while orders are posted, or 12-MP JPEGs uploaded and
-// processed; prints the CPU each process used per item, and where it went, by package and function.
-// Used to find what bounds a path (see docs/performance.md). Extra node options: PROFILE_NODE_OPTIONS.
-import { spawn, spawnSync } from 'node:child_process';
+// local host (node --cpu-prof) while orders are posted, or 12-MP JPEGs uploaded and processed;
+// prints the CPU the host, Azurite and this client used per item, the storage requests per item by
+// kind (counted at a proxy in front of Azurite), and where the host's CPU went, by package and
+// function. Used to find what bounds a path (see docs/performance.md). Extra node options for the
+// host: PROFILE_NODE_OPTIONS (e.g. `--cpu-prof-interval=500`); PROFILE_NO_CPU_PROF=1 leaves the
+// profiler off (its own overhead then is not in the figures); PROFILE_IDEMPOTENCY=1 sends an
+// Idempotency-Key with every order, as integrations that retry do; PROFILE_HOST_ENV adds variables
+// to the host's environment only (e.g. `MALLOC_ARENA_MAX=2 VIPS_CONCURRENCY=1`).
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { TableClient } from '@azure/data-tables';
 import sharp from 'sharp';
+import { startAzurite } from '../local-host/azurite.js';
+import { HOST_PROCESS_ENV } from '../local-host/process-env.js';
+import { startFaultProxy } from '../tests/support/fault-proxy.js';
 import { cpuSecondsOf } from './baselines.js';
 
 const scenario = process.argv[2] === 'images' ? 'images' : 'intake';
@@ -16,19 +25,35 @@ const concurrency = Number(process.argv[4] ?? (scenario === 'images' ? 4 : 16));
 const ROOT = resolve(import.meta.dirname, '..');
 const dataDir = mkdtempSync(join(tmpdir(), 'labvault-profile-'));
 const profileDir = join(dataDir, 'profiles');
+// PROFILE_AZURITE=1 profiles Azurite instead of the host (its profile is printed the same way).
+const profileAzurite = process.env.PROFILE_AZURITE === '1';
+if (profileAzurite) process.env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${profileDir}`;
+const azurite = await startAzurite();
+delete process.env.NODE_OPTIONS;
+const proxy = await startFaultProxy(azurite.ports);
+const cpuProf =
+  process.env.PROFILE_NO_CPU_PROF === '1' || profileAzurite ? '' : `--cpu-prof --cpu-prof-dir=${profileDir}`;
 const host = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
   cwd: ROOT,
   env: {
     ...process.env,
+    ...HOST_PROCESS_ENV,
+    ...Object.fromEntries(
+      (process.env.PROFILE_HOST_ENV ?? '')
+        .split(/\s+/)
+        .filter(Boolean)
+        .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+    ),
     PORT: '0',
+    AzureWebJobsStorage: proxy.connectionString,
     LABVAULT_DATA_DIR: dataDir,
     LABVAULT_ENVIRONMENT: 'test',
-    NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir} ${process.env.PROFILE_NODE_OPTIONS ?? ''}`,
+    NODE_OPTIONS: `${cpuProf} ${process.env.PROFILE_NODE_OPTIONS ?? ''}`,
   },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 let apiBaseUrl = '';
-let azuritePid = 0;
+const azuritePid = azurite.pid;
 let storageConnectionString = '';
 for (let i = 0; i < 600 && !apiBaseUrl; i++) {
   await new Promise((r) => setTimeout(r, 100));
@@ -36,24 +61,27 @@ for (let i = 0; i < 600 && !apiBaseUrl; i++) {
     const info = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as {
       apiBaseUrl: string;
       pid: number;
-      azuritePid: number;
       storageConnectionString: string;
     };
-    if (info.pid === host.pid) ({ apiBaseUrl, azuritePid, storageConnectionString } = info);
+    if (info.pid === host.pid) ({ apiBaseUrl, storageConnectionString } = info);
   } catch {
     // not written yet
   }
 }
-const admin = (args: string[]) =>
+if (!apiBaseUrl) throw new Error('the local host did not start');
+// Not spawnSync: this process serves the proxy the admin CLI's storage calls go through.
+const admin = async (args: string[]) =>
   JSON.parse(
-    spawnSync(process.execPath, ['--import', 'tsx', 'scripts/admin.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, LABVAULT_DATA_DIR: dataDir },
-      encoding: 'utf8',
-    }).stdout,
+    (
+      await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/admin.ts', ...args], {
+        cwd: ROOT,
+        env: { ...process.env, LABVAULT_DATA_DIR: dataDir },
+        encoding: 'utf8',
+      })
+    ).stdout,
   ) as Record<string, unknown>;
-admin(['tenant', 'create', '--id', 'profile', '--name', 'Profile']);
-const key = `ApiKey ${String(admin(['integration', 'create', '--tenant', 'profile', '--name', 'p', '--permissions', 'orders:create,images:upload,images:read']).apiKey)}`;
+await admin(['tenant', 'create', '--id', 'profile', '--name', 'Profile']);
+const key = `ApiKey ${String((await admin(['integration', 'create', '--tenant', 'profile', '--name', 'p', '--permissions', 'orders:create,images:upload,images:read'])).apiKey)}`;
 const body = (n: number) =>
   JSON.stringify({
     externalId: `prof-${n}`,
@@ -63,10 +91,16 @@ const body = (n: number) =>
     specimens: [{ id: 'S-1', type: 'biopsy', bodySite: 'left forearm', collectedAt: '2026-11-20T09:30:00Z' }],
     examinations: ['histology'],
   });
+const idempotency = process.env.PROFILE_IDEMPOTENCY === '1';
+let posted = 0;
 const post = async (path: string, payload: string) => {
   const r = await fetch(`${apiBaseUrl}${path}`, {
     method: 'POST',
-    headers: { authorization: key, 'content-type': 'application/json' },
+    headers: {
+      authorization: key,
+      'content-type': 'application/json',
+      ...(idempotency ? { 'idempotency-key': `profile-${process.pid}-${posted++}` } : {}),
+    },
     body: payload,
   });
   if (r.status !== 201 && r.status !== 200) throw new Error(`${path} answered ${r.status}`);
@@ -142,10 +176,28 @@ const cpuByThread = (pid: number | undefined): Map<string, number> => {
   }
   return out;
 };
+// What the host asks of storage when nobody asks anything of it (its pollers), over five seconds.
+const idleBefore = proxy.requestsByKind();
+const idleCpuBefore = { host: cpuSecondsOf(host.pid), azurite: cpuSecondsOf(azuritePid) };
+await new Promise((r) => setTimeout(r, 5000));
+const idle = [...proxy.requestsByKind()]
+  .map(([kind, n]) => [kind, n - (idleBefore.get(kind) ?? 0)] as const)
+  .filter(([, n]) => n > 0);
+process.stdout.write(
+  `idle: ${(idle.reduce((a, [, n]) => a + n, 0) / 5).toFixed(1)} storage requests/s (${idle
+    .map(([kind, n]) => `${kind} ${(n / 5).toFixed(1)}/s`)
+    .join(
+      ', ',
+    )}); host ${((1000 * (cpuSecondsOf(host.pid) - idleCpuBefore.host)) / 5).toFixed(0)} ms CPU/s, azurite ${((1000 * (cpuSecondsOf(azuritePid) - idleCpuBefore.azurite)) / 5).toFixed(0)} ms CPU/s\n`,
+);
+const requestsBefore = proxy.requestsByKind();
 const hostThreadsBefore = cpuByThread(host.pid);
 const cpuBefore = { host: cpuSecondsOf(host.pid), azurite: cpuSecondsOf(azuritePid), client: process.cpuUsage() };
 const t0 = performance.now();
+// The run's window on the monotonic clock profiles count their samples on (µs), to leave out start-up.
+const windowStart = Number(process.hrtime.bigint() / 1000n);
 await run(work);
+const windowEnd = Number(process.hrtime.bigint() / 1000n);
 const seconds = (performance.now() - t0) / 1000;
 const clientCpu = process.cpuUsage(cpuBefore.client);
 const perItem = (cpu: number) =>
@@ -162,23 +214,42 @@ process.stdout.write(
       .map(([name, cpu]) => `${name} ${((1000 * cpu) / count).toFixed(1)} ms`)
       .join(', ')}\n`,
 );
+const requestsDuring = [...proxy.requestsByKind()]
+  .map(([kind, n]) => [kind, n - (requestsBefore.get(kind) ?? 0)] as const)
+  .filter(([, n]) => n > 0)
+  .sort((a, b) => b[1] - a[1]);
+const totalRequests = requestsDuring.reduce((a, [, n]) => a + n, 0);
+process.stdout.write(
+  `  storage requests: ${totalRequests} in ${seconds.toFixed(1)} s, ${(totalRequests / count).toFixed(2)} per item\n` +
+    requestsDuring.map(([kind, n]) => `    ${(n / count).toFixed(2).padStart(7)}  ${kind} (${n})`).join('\n') +
+    '\n',
+);
 host.kill('SIGTERM');
 await new Promise((r) => host.once('exit', r));
 await new Promise((r) => setTimeout(r, 1000));
+await proxy.close();
+await azurite.stop();
 
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
 }
-for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'))) {
+for (const file of cpuProf || profileAzurite ? readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile')) : []) {
   const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as {
     nodes: ProfileNode[];
     samples: number[];
     timeDeltas: number[];
+    startTime: number;
   };
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
-  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  let at = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (at >= windowStart && at <= windowEnd) self.set(id, (self.get(id) ?? 0) + delta);
+  });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const byPackage = new Map<string, number>();
   const byFunction = new Map<string, number>();
@@ -197,6 +268,21 @@ for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile
     const fn = `${functionName || '(anonymous)'} ${url.split('/').slice(-2).join('/')}:${lineNumber}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
   }
+  // Inclusive time of LabVault's own functions (and the local host's): what a call costs with all it calls.
+  const parentOf = new Map<number, number>();
+  for (const n of profile.nodes) for (const child of n.children ?? []) parentOf.set(child, n.id);
+  const inclusive = new Map<string, number>();
+  for (const [id, us] of self) {
+    const seen = new Set<string>();
+    for (let node = byId.get(id); node; node = byId.get(parentOf.get(node.id) ?? -1)) {
+      const { functionName, url, lineNumber } = node.callFrame;
+      if (!/\/(lib|local-host|functions)\//.test(url) || url.includes('node_modules')) continue;
+      const fn = `${functionName || '(anonymous)'} ${url.split('/').slice(-2).join('/')}:${lineNumber}`;
+      if (seen.has(fn)) continue;
+      seen.add(fn);
+      inclusive.set(fn, (inclusive.get(fn) ?? 0) + us);
+    }
+  }
   const top = (m: Map<string, number>, n: number) =>
     [...m]
       .sort((a, b) => b[1] - a[1])
@@ -204,7 +290,7 @@ for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile
       .map(([k, us]) => `  ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`)
       .join('\n');
   process.stdout.write(
-    `\n${file}: ${(total / 1e6).toFixed(1)} s sampled (${(total / 1e6 / seconds).toFixed(2)} of the run)\nby package:\n${top(byPackage, 12)}\nby function:\n${top(byFunction, 25)}\n`,
+    `\n${file}: ${(total / 1e6).toFixed(1)} s sampled during the run\nby package:\n${top(byPackage, 12)}\nby function:\n${top(byFunction, 25)}\nLabVault's functions, inclusive:\n${top(inclusive, 40)}\n`,
   );
 }
 process.exit(0);

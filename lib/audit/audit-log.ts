@@ -3,6 +3,7 @@ import { odata, type TableClient, type TransactionAction } from '@azure/data-tab
 import { isNotFound } from '../storage/errors.js';
 import { KeyedQueue } from '../storage/keyed-queue.js';
 import { padSeq, streamOf, tenantPartitionRange } from '../storage/keys.js';
+import { TABLE_LIMITS } from '../storage/errors.js';
 import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
 import type { AuditEntry, AuditEventInput, ChainBreak, VerifyResult } from './types.js';
 
@@ -146,6 +147,18 @@ async function fill(cursor: StreamCursor, tenant: string, after: AuditPosition |
   return cursor.buffer.length > 0;
 }
 
+/** A commit waiting for its partition's turn (see `AuditLog.commit`). */
+interface PendingCommit {
+  tenant: string;
+  buildActions: () => TransactionAction[] | Promise<TransactionAction[]>;
+  events: readonly AuditEventInput[];
+  resolve: (result: CommitResult) => void;
+  reject: (reason: unknown) => void;
+}
+
+/** Commits at most in one group: small transactions keep a failure's retry cheap. */
+const MAX_GROUP = 8;
+
 export interface AuditLogOptions {
   clock?: () => Date;
 }
@@ -163,6 +176,8 @@ export class AuditLog {
   readonly #clock: () => Date;
   readonly #heads = new Map<string, Head>();
   readonly #queue = new KeyedQueue();
+  /** Commits waiting for their partition's turn, in arrival order. */
+  readonly #waiting = new Map<string, PendingCommit[]>();
 
   constructor(dependencies: { table: TableClient } & AuditLogOptions) {
     this.#table = dependencies.table;
@@ -172,71 +187,167 @@ export class AuditLog {
   /**
    * Commits `domainActions` (all in `partitionKey`) together with audit entries for `events`, in
    * one transaction. `buildActions` is called again when the chain head moved under us.
-   * A conflict in a domain action is rethrown as TransactionFailedError with its index.
+   * A conflict in a domain action is rethrown as TransactionFailedError with its index (in the
+   * caller's own actions).
+   *
+   * Commits to one partition run one at a time in this process (its chain head is one row); those
+   * that arrive while one is in flight go together in the next transaction (a group commit), each
+   * with its own entries in arrival order, as long as they fit in one (at most 100 rows, 4 MiB). A
+   * group costs one round trip instead of one per commit, and a commit no longer waits for each one
+   * queued before it. A member whose own action fails is answered with its failure; the others are
+   * retried without it.
    */
-  async commit(
+  commit(
     tenant: string,
     partitionKey: string,
     buildActions: () => TransactionAction[] | Promise<TransactionAction[]>,
     events: readonly AuditEventInput[],
   ): Promise<CommitResult> {
-    return this.#queue.run(partitionKey, async () => {
-      for (let attempt = 1; ; attempt++) {
-        const domainActions = await buildActions();
-        const head = await this.#head(partitionKey);
-        const stream = streamOf(tenant, partitionKey);
+    return new Promise<CommitResult>((resolve, reject) => {
+      const waiting = this.#waiting.get(partitionKey);
+      const pending: PendingCommit = { tenant, buildActions, events, resolve, reject };
+      if (waiting) waiting.push(pending);
+      else this.#waiting.set(partitionKey, [pending]);
+      // One turn per commit: a turn whose commit an earlier group took finds less (or nothing) to do.
+      void this.#queue.run(partitionKey, () => this.#flush(partitionKey));
+    });
+  }
+
+  /** Commits the partition's waiting commits, as many as fit in one transaction, until each is answered. */
+  async #flush(partitionKey: string): Promise<void> {
+    const waiting = this.#waiting.get(partitionKey);
+    if (!waiting || waiting.length === 0) return;
+    try {
+      await this.#commitGroup(partitionKey, waiting);
+    } finally {
+      if (waiting.length === 0 && this.#waiting.get(partitionKey) === waiting) this.#waiting.delete(partitionKey);
+    }
+  }
+
+  async #commitGroup(partitionKey: string, waiting: PendingCommit[]): Promise<void> {
+    let group: PendingCommit[] = [];
+    for (let attempt = 1; ; attempt++) {
+      // Build every member's actions (again, on a retry) and take as many as fit, in arrival order.
+      const built: { member: PendingCommit; actions: TransactionAction[] }[] = [];
+      let rowCount = 1; // the head
+      const candidates = group.length > 0 ? group : waiting.slice(0, MAX_GROUP);
+      for (const member of candidates) {
+        let actions: TransactionAction[];
+        try {
+          actions = await member.buildActions();
+        } catch (error) {
+          this.#settle(waiting, member, () => member.reject(error));
+          continue;
+        }
+        const rows = actions.length + member.events.length;
+        if (built.length > 0 && rowCount + rows > TABLE_LIMITS.actionsPerTransaction) break;
+        rowCount += rows;
+        built.push({ member, actions });
+      }
+      group = built.map((b) => b.member);
+      if (group.length === 0) return;
+
+      const head = await this.#head(partitionKey).catch((error: unknown) => {
+        for (const member of group) this.#settle(waiting, member, () => member.reject(error));
+        return undefined;
+      });
+      if (!head) return;
+      const tenant = group[0]?.tenant ?? '';
+      const stream = streamOf(tenant, partitionKey);
+      // Within a stream, time never goes backwards (the listing merges streams by time, page by page).
+      const now = this.#clock().toISOString();
+      const at = head.at !== undefined && head.at > now ? head.at : now;
+      let prev = head.hash;
+      let seq = head.seq;
+      const actions: TransactionAction[] = [];
+      const parts = built.map(({ member, actions: domainActions }) => {
+        const firstAction = actions.length;
+        actions.push(...domainActions);
         const rows: EntryRow[] = [];
-        let prev = head.hash;
-        let seq = head.seq;
-        // Within a stream, time never goes backwards (the listing merges streams by time, page by page).
-        const now = this.#clock().toISOString();
-        const at = head.at !== undefined && head.at > now ? head.at : now;
-        for (const event of events) {
+        for (const event of member.events) {
           seq += 1;
           const row = toRow(tenant, partitionKey, seq, at, prev, event, stream);
           rows.push(row);
           prev = row.hash;
         }
-        const headEntity = { partitionKey, rowKey: HEAD_ROW, seq, hash: prev, updatedAt: at };
-        const headAction: TransactionAction =
-          head.etag === undefined ? ['create', headEntity] : ['update', headEntity, 'Replace', { etag: head.etag }];
-        const actions: TransactionAction[] = [
-          ...domainActions,
-          ...rows.map((r): TransactionAction => ['create', r]),
-          headAction,
-        ];
-        let headEtag: string | undefined;
-        let domainEtags: (string | undefined)[];
-        try {
-          const response = await submitTransaction(this.#table, actions);
-          headEtag = response.subResponses[actions.length - 1]?.etag;
-          domainEtags = domainActions.map((_, i) => response.subResponses[i]?.etag);
-        } catch (error) {
-          // The answer may have been lost after the transaction was applied (the SDK's retry then
-          // meets its own rows): if this attempt's last entry is stored, the commit happened.
-          const last = rows[rows.length - 1];
-          if (last && (await this.#landed(partitionKey, last.rowKey, last.hash))) {
-            this.#heads.delete(partitionKey);
-            return { entries: rows.map((r) => toEntry(tenant, r)), domainEtags: domainActions.map(() => undefined) };
-          }
-          if (!(error instanceof TransactionFailedError)) throw error;
-          const failedInDomain = error.failedIndex !== undefined && error.failedIndex < domainActions.length;
-          this.#heads.delete(partitionKey);
-          if (failedInDomain || attempt >= MAX_COMMIT_ATTEMPTS) throw error;
-          if (error.failedIndex === undefined) {
-            // Unknown culprit: retry only if the head really moved; otherwise it was a domain conflict.
-            const fresh = await this.#head(partitionKey);
-            if (fresh.seq === head.seq && fresh.hash === head.hash) throw error;
-          }
-          // Another instance appended to this stream: back off a little, with jitter, and retry.
-          await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * attempt)));
-          continue;
-        }
+        actions.push(...rows.map((r): TransactionAction => ['create', r]));
+        return { member, firstAction, domainCount: domainActions.length, rows };
+      });
+      const headEntity = { partitionKey, rowKey: HEAD_ROW, seq, hash: prev, updatedAt: at };
+      actions.push(
+        head.etag === undefined ? ['create', headEntity] : ['update', headEntity, 'Replace', { etag: head.etag }],
+      );
+      const answer = (etagOf: (i: number) => string | undefined) => {
+        for (const part of parts)
+          this.#settle(waiting, part.member, () =>
+            part.member.resolve({
+              entries: part.rows.map((r) => toEntry(tenant, r)),
+              domainEtags: Array.from({ length: part.domainCount }, (_, i) => etagOf(part.firstAction + i)),
+            }),
+          );
+      };
+      try {
+        const response = await submitTransaction(this.#table, actions);
+        const headEtag = response.subResponses[actions.length - 1]?.etag;
         if (headEtag) this.#heads.set(partitionKey, { seq, hash: prev, at, etag: headEtag });
         else this.#heads.delete(partitionKey);
-        return { entries: rows.map((r) => toEntry(tenant, r)), domainEtags };
+        answer((i) => response.subResponses[i]?.etag);
+        return;
+      } catch (error) {
+        this.#heads.delete(partitionKey);
+        // The answer may have been lost after the transaction was applied (the SDK's retry then
+        // meets its own rows): if this attempt's last entry is stored, the commit happened.
+        const last = parts.flatMap((p) => p.rows).at(-1);
+        if (last && (await this.#landed(partitionKey, last.rowKey, last.hash))) {
+          answer(() => undefined);
+          return;
+        }
+        const failAll = (reason: unknown) => {
+          for (const member of group) this.#settle(waiting, member, () => member.reject(reason));
+        };
+        if (!(error instanceof TransactionFailedError)) return failAll(error);
+        const culprit =
+          error.failedIndex === undefined
+            ? undefined
+            : parts.find(
+                (p) =>
+                  error.failedIndex !== undefined &&
+                  error.failedIndex >= p.firstAction &&
+                  error.failedIndex < p.firstAction + p.domainCount,
+              );
+        if (culprit) {
+          // One member's own action failed: answer it, retry the others without it.
+          const local = (error.failedIndex ?? 0) - culprit.firstAction;
+          this.#settle(waiting, culprit.member, () =>
+            culprit.member.reject(new TransactionFailedError(error.statusCode, local, { cause: error.cause })),
+          );
+          group = group.filter((m) => m !== culprit.member);
+          if (group.length === 0) return;
+          continue;
+        }
+        if (error.failedIndex === undefined) {
+          if (group.length > 1) {
+            // Unknown culprit among several: try them one by one.
+            group = group.slice(0, 1);
+            continue;
+          }
+          // Unknown culprit: retry only if the head really moved; otherwise it was a domain conflict.
+          const fresh = await this.#head(partitionKey).catch(() => head);
+          if (fresh.seq === head.seq && fresh.hash === head.hash) return failAll(error);
+        }
+        if (attempt >= MAX_COMMIT_ATTEMPTS) return failAll(error);
+        // Another instance appended to this stream: back off a little, with jitter, and retry.
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * attempt)));
       }
-    });
+    }
+  }
+
+  /** Takes a commit off the partition's waiting list and answers it (once). */
+  #settle(waiting: PendingCommit[], member: PendingCommit, answer: () => void): void {
+    const index = waiting.indexOf(member);
+    if (index < 0) return;
+    waiting.splice(index, 1);
+    answer();
   }
 
   /** Whether an entry with this row key and hash is stored (its hash is unique to one attempt). */

@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
+import { pooledRandomBytes } from './random-pool.js';
 import type { TenantKeyring } from './keyring.js';
 
 /** Where a ciphertext belongs: decrypting it anywhere else fails. */
@@ -25,7 +26,7 @@ function associatedData(binding: FieldBinding): Buffer {
 
 /** `v1.{keyVersion}.{base64url(nonce | ciphertext | tag)}` — AES-256-GCM with a random 96-bit nonce. */
 export function encryptWithKey(key: Buffer, keyVersion: string, binding: FieldBinding, plaintext: Buffer): string {
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = pooledRandomBytes(NONCE_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(associatedData(binding));
   const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);

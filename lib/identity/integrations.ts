@@ -37,18 +37,50 @@ function hashKey(apiKey: string): Buffer {
 }
 
 /**
+ * How long an instance may answer a verified API key from memory. Not a setting: a revocation waits
+ * this long before it answers (see `revoke`), so the admin CLI and every host must agree on it.
+ */
+export const API_KEY_CACHE_MS = 1000;
+/** Verified keys held at most (the oldest go first); one entry per key in use, so rarely reached. */
+const API_KEY_CACHE_ENTRIES = 10_000;
+
+interface CachedKey {
+  tenant: string;
+  id: string;
+  permissions: Permission[];
+  /** `performance.now()` after which the entry is stale: the cache lifetime from when its read was sent. */
+  staleAfter: number;
+}
+
+/**
  * Integration API keys. Keys carry 256 random bits, so a plain SHA-256 is the right stored form
  * (a slow password hash would only slow every request down without adding safety).
+ *
+ * A verified key is answered from memory for at most `API_KEY_CACHE_MS` (a key's row was a second
+ * storage round trip on every order). Revocation stays immediate for the person revoking: `revoke`
+ * writes the revocation, then answers only once every entry any instance may have cached before
+ * the write has gone stale. When the revoke call returns, the key fails on its next request on every
+ * instance; between the write and the answer (one cache lifetime), an instance that verified the
+ * key just before may still accept it. Failures are never cached (each is read and audited).
  */
 export class IntegrationService {
   readonly #table: TableClient;
   readonly #audit: AuditLog;
   readonly #clock: () => Date;
+  readonly #verified = new Map<string, CachedKey>();
+  readonly #sleep: (ms: number) => Promise<void>;
 
-  constructor(dependencies: { table: TableClient; audit: AuditLog; clock?: () => Date }) {
+  constructor(dependencies: {
+    table: TableClient;
+    audit: AuditLog;
+    clock?: () => Date;
+    /** How `revoke` waits out the cache lifetime (tests with a moved clock replace it). */
+    sleep?: (ms: number) => Promise<void>;
+  }) {
     this.#table = dependencies.table;
     this.#audit = dependencies.audit;
     this.#clock = dependencies.clock ?? (() => new Date());
+    this.#sleep = dependencies.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
   /**
@@ -98,6 +130,11 @@ export class IntegrationService {
     await this.#audit.commit(tenant, partitionKey, () => [['update', revoked, 'Merge', { etag }]], [
       auditEvent('integration.revoke', 'U', { type: 'Integration', id }, meta, { purpose: 'access-management' }),
     ]);
+    for (const [hash, entry] of this.#verified)
+      if (entry.tenant === tenant && entry.id === id) this.#verified.delete(hash);
+    // Other instances (and hosts beside the admin CLI) may hold the key verified from a read sent
+    // before the write above: answer once those entries have gone stale.
+    await this.#sleep(API_KEY_CACHE_MS);
   }
 
   async list(tenant: string): Promise<Integration[]> {
@@ -116,9 +153,13 @@ export class IntegrationService {
     const match = API_KEY.exec(apiKey);
     if (!match) throw unauthenticated();
     const [, tenant = '', id = ''] = match;
-    // Read on every request, never cached: a revoked key must stop at once on every instance.
-    const row = await this.#row(tenant, id);
     const presented = hashKey(apiKey);
+    const cacheKey = presented.toString('base64');
+    const cached = this.#verified.get(cacheKey);
+    if (cached && performance.now() < cached.staleAfter) return integrationPrincipal(tenant, id, cached.permissions);
+    if (cached) this.#verified.delete(cacheKey);
+    const readSentAt = performance.now();
+    const row = await this.#row(tenant, id);
     const valid =
       row !== undefined && timingSafeEqual(Buffer.from(row.keyHash, 'hex'), presented) && row.revokedAt === undefined;
     if (!row || !valid) {
@@ -143,16 +184,13 @@ export class IntegrationService {
       }
       throw unauthenticated();
     }
-    return {
-      kind: 'integration',
-      realm: tenant,
-      tenant,
-      id,
-      roles: [],
-      permissions: new Set(JSON.parse(row.permissions) as Permission[]),
-      operatorPermissions: new Set(),
-      scope: 'full',
-    };
+    const permissions = JSON.parse(row.permissions) as Permission[];
+    if (this.#verified.size >= API_KEY_CACHE_ENTRIES) {
+      const oldest = this.#verified.keys().next().value;
+      if (oldest !== undefined) this.#verified.delete(oldest);
+    }
+    this.#verified.set(cacheKey, { tenant, id, permissions, staleAfter: readSentAt + API_KEY_CACHE_MS });
+    return integrationPrincipal(tenant, id, permissions);
   }
 
   async #row(tenant: string, id: string): Promise<(IntegrationRow & { etag: string }) | undefined> {
@@ -163,6 +201,19 @@ export class IntegrationService {
       throw error;
     }
   }
+}
+
+function integrationPrincipal(tenant: string, id: string, permissions: readonly Permission[]): Principal {
+  return {
+    kind: 'integration',
+    realm: tenant,
+    tenant,
+    id,
+    roles: [],
+    permissions: new Set(permissions),
+    operatorPermissions: new Set(),
+    scope: 'full',
+  };
 }
 
 function toIntegration(row: IntegrationRow): Integration {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { buffer as streamToBuffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { odata, type TableClient } from '@azure/data-tables';
 import type { BlobClient } from '@azure/storage-blob';
@@ -22,6 +23,8 @@ import { auditEvent } from '../audit/events.js';
 
 const UPLOAD_URL_MINUTES = 15;
 const QUARANTINE_DAYS = 7;
+/** Stored forms up to this size are written with one Put Blob; larger ones in 4 MiB blocks. */
+const SINGLE_PUT_BYTES = 8 * 1024 * 1024;
 
 export type ImageStatus = 'pending' | 'ready' | 'rejected';
 
@@ -450,12 +453,19 @@ export class ImageService {
     const key = await this.#d.keyring.currentDataKey(tenant);
     const encrypt = createEncryptStream(key.key, key.version, { tenant, record, field });
     const blob = this.#d.storage.blobService.getContainerClient(container).getBlockBlobClient(blobName);
-    Readable.from([bytes]).pipe(encrypt);
-    await blob.uploadStream(encrypt, 4 * 1024 * 1024, 2, {
+    const options = {
       blobHTTPHeaders: { blobContentType: 'application/octet-stream' },
       // Only what an operator may see: the plaintext content type, never names or hashes.
       metadata: { encryption: 'labvault-aes256gcm-chunked', plaincontenttype: contentType },
-    });
+    };
+    Readable.from([bytes]).pipe(encrypt);
+    if (bytes.length <= SINGLE_PUT_BYTES) {
+      // One Put Blob instead of a block and a block list: the bytes are in memory already.
+      const encrypted = await streamToBuffer(encrypt);
+      await blob.upload(encrypted, encrypted.length, options);
+      return;
+    }
+    await blob.uploadStream(encrypt, 4 * 1024 * 1024, 2, options);
   }
 
   async #row(

@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 
 export type { RequestMeta };
 import type { TenantCrypto } from '../crypto/field-cipher.js';
+import { pooledRandomBytes } from '../crypto/random-pool.js';
 import { conflict, notFound, restricted, staleVersion, unprocessable } from '../errors.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { SHARDS, shardOf, tenantPartition } from '../storage/keys.js';
@@ -430,20 +431,17 @@ export class OrderService {
     });
   }
 
+  /**
+   * The order id an Idempotency-Key stands for: a new one, reserved by inserting the key's row (one
+   * round trip when the key is new, as it is on every first attempt), or the id of the first request
+   * with this key and body. The row lives in a partition chosen by the key, not in the order's own
+   * transaction: a reused key with another body may carry another externalId, hence another shard,
+   * and only a place found by the key alone sees both requests.
+   */
   async #reserveIdempotencyKey(tenant: string, key: string, requestHash: string, shard: string): Promise<string> {
     const keyHash = sha256(`${tenant}\u0000${key}`);
     const partitionKey = tenantPartition(tenant, IDEMPOTENCY_AREA, keyHash[0]);
     for (;;) {
-      try {
-        const row = await this.#table.getEntity<{ requestHash: string; orderId: string }>(
-          partitionKey,
-          `idem~${keyHash}`,
-        );
-        if (row.requestHash !== requestHash) throw conflict('This Idempotency-Key was used with another request body.');
-        return row.orderId;
-      } catch (error) {
-        if (!isNotFound(error)) throw error;
-      }
       const orderId = newOrderId(shard);
       try {
         await this.#table.createEntity({
@@ -455,7 +453,17 @@ export class OrderService {
         });
         return orderId;
       } catch (error) {
-        if (!isConflict(error)) throw error; // a concurrent retry reserved it first: read theirs
+        if (!isConflict(error)) throw error; // taken: by an earlier attempt of this request, or another body
+      }
+      try {
+        const row = await this.#table.getEntity<{ requestHash: string; orderId: string }>(
+          partitionKey,
+          `idem~${keyHash}`,
+        );
+        if (row.requestHash !== requestHash) throw conflict('This Idempotency-Key was used with another request body.');
+        return row.orderId;
+      } catch (error) {
+        if (!isNotFound(error)) throw error; // removed meanwhile (retention): reserve it again
       }
     }
   }
@@ -532,5 +540,5 @@ function orderPartition(tenant: string, orderId: string): string {
 
 /** 32 hex digits; the first is the storage shard. */
 function newOrderId(shard: string): string {
-  return shard + randomBytes(16).toString('hex').slice(1);
+  return shard + pooledRandomBytes(16).toString('hex').slice(1);
 }

@@ -28,6 +28,11 @@ export interface FaultProxy {
   set(settings: FaultSettings): void;
   /** Requests seen, and faults injected by kind. */
   stats(): { requests: number; faults: Record<FaultKind, number> };
+  /**
+   * Requests seen by service, method and resource (`table GET tenantdata(key) orders`: a point read
+   * in an `orders` partition; `table POST $batch`: a transaction), for counting round trips.
+   */
+  requestsByKind(): Map<string, number>;
   close(): Promise<void>;
 }
 
@@ -44,6 +49,7 @@ export async function startFaultProxy(
 ): Promise<FaultProxy> {
   let settings: Required<FaultSettings> = { rate: 0, kinds: FAULT_KINDS, timeoutMs: 3000, slowMs: 400 };
   let requests = 0;
+  const byKind = new Map<string, number>();
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   const servers: Server[] = [];
 
@@ -61,8 +67,10 @@ export async function startFaultProxy(
     req.pipe(upstream);
   };
 
-  const serve = (upstreamPort: number) => (req: IncomingMessage, res: ServerResponse) => {
+  const serve = (service: string, upstreamPort: number) => (req: IncomingMessage, res: ServerResponse) => {
     requests++;
+    const kind = `${service} ${req.method ?? ''} ${requestResource(req.url ?? '')}`;
+    byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
     const fault = random() < settings.rate ? settings.kinds[Math.floor(random() * settings.kinds.length)] : undefined;
     if (fault) faults[fault]++;
     const pass = (upstream: IncomingMessage) => {
@@ -102,17 +110,17 @@ export async function startFaultProxy(
     }
   };
 
-  const listen = async (upstreamPort: number): Promise<number> => {
-    const server = createServer(serve(upstreamPort));
+  const listen = async (service: string, upstreamPort: number): Promise<number> => {
+    const server = createServer(serve(service, upstreamPort));
     server.keepAliveTimeout = 5000;
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return (server.address() as AddressInfo).port;
   };
   const proxied = {
-    blob: await listen(ports.blob),
-    queue: await listen(ports.queue),
-    table: await listen(ports.table),
+    blob: await listen('blob', ports.blob),
+    queue: await listen('queue', ports.queue),
+    table: await listen('table', ports.table),
   };
   const host = 'http://127.0.0.1';
   return {
@@ -128,9 +136,22 @@ export async function startFaultProxy(
       settings = { ...settings, ...next, kinds: next.kinds ?? FAULT_KINDS };
     },
     stats: () => ({ requests, faults: { ...faults } }),
+    requestsByKind: () => new Map(byKind),
     close: async () => {
       for (const server of servers) server.closeAllConnections();
       await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     },
   };
+}
+
+/**
+ * `/devstoreaccount1/tenantdata(PartitionKey='t~orders~a',RowKey='x')?…` → `tenantdata(key) orders`;
+ * `/devstoreaccount1/uploads/a/b.jpg?comp=block` → `uploads comp=block`. No ids, so kinds add up.
+ */
+function requestResource(url: string): string {
+  const [path = '', query = ''] = url.split('?');
+  const resource = decodeURIComponent(path.split('/')[2] ?? '');
+  const area = /PartitionKey='[^~']*~([^~']*)/.exec(resource)?.[1];
+  const comp = /(?:^|&)comp=([a-z]+)/.exec(query)?.[1];
+  return [resource.replace(/\(.+\)/, '(key)'), area, comp && `comp=${comp}`].filter(Boolean).join(' ');
 }

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { HOST_PROCESS_ENV } from '../../local-host/process-env.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -27,7 +28,14 @@ export async function startHost(
   let output = '';
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: '0', LABVAULT_DATA_DIR: dataDir, LABVAULT_ENVIRONMENT: 'test', ...options.env },
+    env: {
+      ...process.env,
+      ...HOST_PROCESS_ENV,
+      PORT: '0',
+      LABVAULT_DATA_DIR: dataDir,
+      LABVAULT_ENVIRONMENT: 'test',
+      ...options.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));

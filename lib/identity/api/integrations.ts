@@ -47,7 +47,7 @@ export const revokeIntegration = defineOperation({
   method: 'DELETE',
   route: 'integrations/{id}',
   tag: 'integrations',
-  summary: "Revoke an integration's key",
+  summary: "Revoke an integration's key; answers once the key fails on every instance",
   access: { permission: 'integrations:manage' },
   params: integrationParams,
   responses: { 204: { description: 'Revoked' }, ...common, 404: p('Unknown integration') },
