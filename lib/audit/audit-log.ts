@@ -209,7 +209,8 @@ export class AuditLog {
       if (waiting) waiting.push(pending);
       else this.#waiting.set(partitionKey, [pending]);
       // One turn per commit: a turn whose commit an earlier group took finds less (or nothing) to do.
-      void this.#queue.run(partitionKey, () => this.#flush(partitionKey));
+      // `#flush` answers every commit it takes, failures included, and never rejects itself.
+      void this.#queue.run(partitionKey, () => this.#flush(partitionKey)).catch(() => undefined);
     });
   }
 
@@ -219,6 +220,9 @@ export class AuditLog {
     if (!waiting || waiting.length === 0) return;
     try {
       await this.#commitGroup(partitionKey, waiting);
+    } catch (error) {
+      // Not expected (every failure above answers its members); never leave a caller waiting.
+      for (const member of waiting.slice(0, MAX_GROUP)) this.#settle(waiting, member, () => member.reject(error));
     } finally {
       if (waiting.length === 0 && this.#waiting.get(partitionKey) === waiting) this.#waiting.delete(partitionKey);
     }
@@ -230,6 +234,7 @@ export class AuditLog {
       // Build every member's actions (again, on a retry) and take as many as fit, in arrival order.
       const built: { member: PendingCommit; actions: TransactionAction[] }[] = [];
       let rowCount = 1; // the head
+      const rowKeys = new Set<string>();
       const candidates = group.length > 0 ? group : waiting.slice(0, MAX_GROUP);
       for (const member of candidates) {
         let actions: TransactionAction[];
@@ -241,6 +246,11 @@ export class AuditLog {
         }
         const rows = actions.length + member.events.length;
         if (built.length > 0 && rowCount + rows > TABLE_LIMITS.actionsPerTransaction) break;
+        // A row may appear once per transaction (two retries of one request touch the same rows):
+        // such a commit waits for the next turn, where it meets the first one's result.
+        const keys = actions.map((a) => a[1].rowKey);
+        if (built.length > 0 && keys.some((k) => rowKeys.has(k))) continue;
+        for (const k of keys) rowKeys.add(k);
         rowCount += rows;
         built.push({ member, actions });
       }

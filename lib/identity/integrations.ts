@@ -50,6 +50,8 @@ interface CachedKey {
   permissions: Permission[];
   /** `performance.now()` after which the entry is stale: the cache lifetime from when its read was sent. */
   staleAfter: number;
+  /** A background read of the row is under way. */
+  refreshing?: boolean;
 }
 
 /**
@@ -68,6 +70,10 @@ export class IntegrationService {
   readonly #audit: AuditLog;
   readonly #clock: () => Date;
   readonly #verified = new Map<string, CachedKey>();
+  readonly #reads = new Map<
+    string,
+    Promise<{ row: (IntegrationRow & { etag: string }) | undefined; readSentAt: number }>
+  >();
   readonly #sleep: (ms: number) => Promise<void>;
 
   constructor(dependencies: {
@@ -156,10 +162,23 @@ export class IntegrationService {
     const presented = hashKey(apiKey);
     const cacheKey = presented.toString('base64');
     const cached = this.#verified.get(cacheKey);
-    if (cached && performance.now() < cached.staleAfter) return integrationPrincipal(tenant, id, cached.permissions);
+    const now = performance.now();
+    if (cached && now < cached.staleAfter) {
+      // In its second half-life the entry is read again in the background (once), so steady traffic
+      // never waits for the key's row; the refreshed entry's lifetime starts at its own read.
+      if (now > cached.staleAfter - API_KEY_CACHE_MS / 2 && !cached.refreshing) {
+        cached.refreshing = true;
+        void this.#verify(tenant, id, presented)
+          .then((verified) => {
+            if (verified) this.#remember(cacheKey, tenant, id, verified.permissions, verified.readSentAt);
+            else this.#verified.delete(cacheKey);
+          })
+          .catch(() => undefined); // it expires as it would have; the next request reads again
+      }
+      return integrationPrincipal(tenant, id, cached.permissions);
+    }
     if (cached) this.#verified.delete(cacheKey);
-    const readSentAt = performance.now();
-    const row = await this.#row(tenant, id);
+    const { row, readSentAt } = await this.#sharedRead(tenant, id);
     const valid =
       row !== undefined && timingSafeEqual(Buffer.from(row.keyHash, 'hex'), presented) && row.revokedAt === undefined;
     if (!row || !valid) {
@@ -185,12 +204,48 @@ export class IntegrationService {
       throw unauthenticated();
     }
     const permissions = JSON.parse(row.permissions) as Permission[];
+    this.#remember(cacheKey, tenant, id, permissions, readSentAt);
+    return integrationPrincipal(tenant, id, permissions);
+  }
+
+  #remember(cacheKey: string, tenant: string, id: string, permissions: Permission[], readSentAt: number): void {
+    this.#verified.delete(cacheKey); // re-inserted last: the oldest entries go first when the map is full
     if (this.#verified.size >= API_KEY_CACHE_ENTRIES) {
       const oldest = this.#verified.keys().next().value;
       if (oldest !== undefined) this.#verified.delete(oldest);
     }
     this.#verified.set(cacheKey, { tenant, id, permissions, staleAfter: readSentAt + API_KEY_CACHE_MS });
-    return integrationPrincipal(tenant, id, permissions);
+  }
+
+  /** The key's permissions when its row proves the presented key valid now; undefined otherwise. */
+  async #verify(
+    tenant: string,
+    id: string,
+    presented: Buffer,
+  ): Promise<{ permissions: Permission[]; readSentAt: number } | undefined> {
+    const { row, readSentAt } = await this.#sharedRead(tenant, id);
+    if (!row || row.revokedAt !== undefined || !timingSafeEqual(Buffer.from(row.keyHash, 'hex'), presented))
+      return undefined;
+    return { permissions: JSON.parse(row.permissions) as Permission[], readSentAt };
+  }
+
+  /**
+   * The key's row, one read for all who ask at once (when an entry expires under load, every request
+   * in flight misses together); `readSentAt` is when the shared read was sent.
+   */
+  #sharedRead(
+    tenant: string,
+    id: string,
+  ): Promise<{ row: (IntegrationRow & { etag: string }) | undefined; readSentAt: number }> {
+    const key = `${tenant}/${id}`;
+    const inFlight = this.#reads.get(key);
+    if (inFlight) return inFlight;
+    const readSentAt = performance.now();
+    const read = this.#row(tenant, id)
+      .then((row) => ({ row, readSentAt }))
+      .finally(() => this.#reads.delete(key));
+    this.#reads.set(key, read);
+    return read;
   }
 
   async #row(tenant: string, id: string): Promise<(IntegrationRow & { etag: string }) | undefined> {

@@ -80,13 +80,39 @@ describe('API keys: verified once per second, revoked for every instance when th
     const reads = await tableRequestsDuring(() => first.integrations.authenticate(created.apiKey, quiet, 'c2'));
     expect(reads.get('table GET tenantdata(key) integrations')).toBe(1);
   });
+  it('reads a key once for fifty requests that miss together', async () => {
+    const created = await second.integrations.create('lab-rt', 'lis-4', ['orders:create'], meta);
+    const reads = await tableRequestsDuring(() =>
+      Promise.all(
+        Array.from({ length: 50 }, (_, i) => first.integrations.authenticate(created.apiKey, quiet, `c${i}`)),
+      ),
+    );
+    expect(reads.get('table GET tenantdata(key) integrations')).toBe(1);
+  });
+
+  it('refreshes a key in use in the background, and still stops it once a revocation returns', async () => {
+    const created = await second.integrations.create('lab-rt', 'lis-5', ['orders:create'], meta);
+    await first.integrations.authenticate(created.apiKey, quiet, 'c1');
+    // In the entry's second half-life: answered from memory, read again in the background.
+    await new Promise((r) => setTimeout(r, API_KEY_CACHE_MS * 0.6));
+    const reads = await tableRequestsDuring(async () => {
+      await first.integrations.authenticate(created.apiKey, quiet, 'c2');
+      await new Promise((r) => setTimeout(r, 100));
+    });
+    expect(reads.get('table GET tenantdata(key) integrations')).toBe(1);
+    await second.integrations.revoke('lab-rt', created.id, meta);
+    expect((await problemOf(first.integrations.authenticate(created.apiKey, quiet, 'c3'))).status).toBe(401);
+  });
 });
 
 describe('an order costs one transaction; with an Idempotency-Key, one more insert', () => {
   it('stores an order in one table request once its partition’s audit head is known', async () => {
-    await first.orders.create('lab-rt', exampleOrder({ externalId: 'RT-WARM' }), meta);
-    // Warm every shard's audit head, then count fresh orders.
-    for (let i = 0; i < 48; i++) await first.orders.create('lab-rt', exampleOrder({ externalId: `RT-W-${i}` }), meta);
+    // Warm every shard's audit head (an order id starts with its shard), then count fresh orders.
+    const shards = new Set<string>();
+    for (let i = 0; shards.size < 16; i++)
+      shards.add(
+        (await first.orders.create('lab-rt', exampleOrder({ externalId: `RT-W-${i}` }), meta)).order.id[0] ?? '',
+      );
     const requests = await tableRequestsDuring(async () => {
       for (let i = 0; i < 10; i++) await first.orders.create('lab-rt', exampleOrder({ externalId: `RT-${i}` }), meta);
     });
@@ -141,6 +167,22 @@ describe('audit group commit: commits to one partition that arrive together shar
       expect(r.domainEtags).toHaveLength(1);
       expect(r.domainEtags[0]).toBeTruthy();
     }
+    expect((await second.audit.verify('lab-rt')).valid).toBe(true);
+  });
+
+  it('never puts two commits of the same row in one transaction: the second meets the first (409), not a 400', async () => {
+    const partitionKey = 'lab-rt~group~2';
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 6 }, (_, n) =>
+        first.audit.commit('lab-rt', partitionKey, () => [['create', { partitionKey, rowKey: 'same', n }]], [event(n)]),
+      ),
+    );
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    for (const o of outcomes)
+      if (o.status === 'rejected') {
+        expect(o.reason).toBeInstanceOf(TransactionFailedError);
+        expect((o.reason as TransactionFailedError).statusCode).toBe(409);
+      }
     expect((await second.audit.verify('lab-rt')).valid).toBe(true);
   });
 
