@@ -1,7 +1,7 @@
 // `npm run bench [-- --quick]`: LabVault against the raw speed of the same storage and libraries,
 // measured in the same run, as ratios. Starts its own local host (with its own Azurite).
 // Writes bench-results.json. Not part of `npm test`.
-import { uploadAndProcess } from '../tests/support/images.js';
+import { photoJpeg, uploadAndProcess } from '../tests/support/images.js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -579,18 +579,7 @@ if (scenario('images')) {
   const byBatch: Record<string, unknown> = {};
   let imageRun = 0;
   for (const batch of SIZES.imageBatches) {
-    const noise = await sharp({
-      create: {
-        width: 64,
-        height: 48,
-        channels: 3,
-        background: 'grey',
-        noise: { type: 'gaussian', mean: 128, sigma: 60 },
-      },
-    })
-      .png()
-      .toBuffer();
-    const photo = await sharp(noise).resize(batch.width, batch.height).jpeg({ quality: 85 }).toBuffer();
+    const photo = await photoJpeg(batch.width, batch.height);
     const label = `${batch.count} × ${round((batch.width * batch.height) / 1e6, 0)} MP`;
     const labVault = stat(
       await repeat(async () => {

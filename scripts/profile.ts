@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TableClient } from '@azure/data-tables';
-import sharp from 'sharp';
 import { startAzurite } from '../local-host/azurite.js';
 import { HOST_PROCESS_ENV } from '../local-host/process-env.js';
 import { startFaultProxy } from '../tests/support/fault-proxy.js';
+import { photoJpeg } from '../tests/support/images.js';
 import { cpuSecondsOf } from './baselines.js';
 
 const scenario = process.argv[2] === 'images' ? 'images' : 'intake';
@@ -118,18 +118,7 @@ let work: (i: number) => Promise<void> = async (i) => {
   await post('/orders', body(i));
 };
 if (scenario === 'images') {
-  const noise = await sharp({
-    create: {
-      width: 64,
-      height: 48,
-      channels: 3,
-      background: 'grey',
-      noise: { type: 'gaussian', mean: 128, sigma: 60 },
-    },
-  })
-    .png()
-    .toBuffer();
-  const photo = await sharp(noise).resize(4000, 3000).jpeg({ quality: 85 }).toBuffer();
+  const photo = await photoJpeg(4000, 3000);
   const orderIds: string[] = [];
   const rows = TableClient.fromConnectionString(storageConnectionString, 'tenantdata', {
     allowInsecureConnection: true,

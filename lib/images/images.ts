@@ -14,7 +14,7 @@ import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
 import { purgeBlob } from '../storage/blobs.js';
-import { isNotFound } from '../storage/errors.js';
+import { isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { SHARDS } from '../storage/keys.js';
 import { blobSasUrl } from '../storage/sas.js';
 import { TransactionFailedError } from '../storage/transaction.js';
@@ -188,7 +188,15 @@ export class ImageService {
     const now = this.#clock().toISOString();
     let next: ImageRow;
     let event: AuditEventInput;
-    const content = size > IMAGE_LIMITS.maxBytes ? undefined : await this.#downloadBounded(upload, properties.etag);
+    let content: Buffer | undefined;
+    try {
+      content = size > IMAGE_LIMITS.maxBytes ? undefined : await this.#downloadBounded(upload, properties.etag);
+    } catch (error) {
+      // Gone or replaced since its properties were read (another delivery of this event processed
+      // it, or the holder of the link uploaded again): the record says where it stands.
+      if (isNotFound(error) || isPreconditionFailed(error)) return row.status;
+      throw error;
+    }
     if (content === undefined) {
       // Too large (or it grew while we read it): refused from its size; the hash is streamed, nothing kept.
       const { bytes, sha256 } = await this.#hashStreamed(upload);
