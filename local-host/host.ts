@@ -257,7 +257,9 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     await durable.start();
     started.push(() => durable.stop());
     const timers = new TimerHost({
-      registrations,
+      // As the Functions host does: the app setting `AzureWebJobs.<name>.Disabled=true` keeps a
+      // function's trigger from firing (tests turn off a schedule that would race what they measure).
+      registrations: registrations.filter((r) => env[`AzureWebJobs.${r.name}.Disabled`] !== 'true'),
       library,
       invoke,
       logger,
