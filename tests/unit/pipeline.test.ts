@@ -1,9 +1,16 @@
 import { createRequire } from 'node:module';
 import type { HttpResponseInit } from '@azure/functions';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineOperation } from '../../lib/http/operation.js';
-import { clientAddressOf, createHandler, MAX_BODY_BYTES, type PipelineServices } from '../../lib/http/pipeline.js';
+import {
+  clientAddressOf,
+  createHandler,
+  MAX_BODY_BYTES,
+  parseJsonStrict,
+  type PipelineServices,
+} from '../../lib/http/pipeline.js';
 import { unauthenticated } from '../../lib/errors.js';
 import { line } from '../../lib/fields.js';
 import type { Principal } from '../../lib/identity/permissions.js';
@@ -97,6 +104,7 @@ describe('the request pipeline', () => {
     ['unknown field', '{"name":"a","extra":1}', 400],
     ['__proto__ key', '{"name":"a","__proto__":{"admin":true}}', 400],
     ['nested constructor key', '{"name":"a","nested":{"a":"x","constructor":{"prototype":{}}}}', 400],
+    ['__proto__ key spelled with escapes', '{"name":"a","\\u005f_pr\\u006fto__":{"admin":true}}', 400],
     ['control character', '{"name":"a\\u0000b"}', 400],
     ['bidi override', '{"name":"a\\u202eb"}', 400],
     ['huge string', JSON.stringify({ name: 'x'.repeat(100_000) }), 400],
@@ -195,5 +203,56 @@ describe('the client address', () => {
   it('is unknown when the entry that counts is not an address', () => {
     expect(from('not-an-ip')).toBeUndefined();
     expect(from('198.51.100.7, garbage, 127.0.0.1', ['127.0.0.1'])).toBeUndefined();
+  });
+});
+
+describe('parseJsonStrict', () => {
+  /** The reference: every key checked by a reviver. */
+  const reference = (text: string): unknown =>
+    JSON.parse(text, (key, value: unknown) => {
+      if (['__proto__', 'constructor', 'prototype'].includes(key)) throw new Error('forbidden');
+      return value;
+    });
+  const outcome = (parse: (text: string) => unknown, text: string) => {
+    try {
+      return { value: parse(text) };
+    } catch {
+      return { refused: true };
+    }
+  };
+  // Keys (and string values) drawn from the forbidden words and their neighbours; any character of a
+  // key may be written as a \u escape, which JSON.parse decodes before anyone sees the key.
+  const word = fc.constantFrom('__proto__', 'constructor', 'prototype', 'proto', 'name', 'a', 'x__proto__');
+  const escapeSome = (text: string, mask: number[]) =>
+    [...text]
+      .map((c, i) =>
+        (mask[i % mask.length] ?? 0) % 3 === 0 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c,
+      )
+      .join('');
+  const json: fc.Arbitrary<string> = fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small' },
+      fc.integer().map(String),
+      word.map((w) => JSON.stringify(w)),
+      fc.array(tie('value'), { maxLength: 3 }).map((items) => `[${items.join(',')}]`),
+      tie('object'),
+    ),
+    object: fc
+      .array(fc.tuple(word, fc.array(fc.nat(), { minLength: 1, maxLength: 12 }), fc.boolean(), tie('value')), {
+        maxLength: 4,
+      })
+      .map(
+        (members) =>
+          `{${members.map(([key, mask, escaped, value]) => `"${escaped ? escapeSome(key, mask) : key}":${value}`).join(',')}}`,
+      ),
+  })).object as fc.Arbitrary<string>;
+
+  it('refuses exactly what a reviver on every key refuses, however the keys are spelled', () => {
+    fc.assert(
+      fc.property(json, (text) => {
+        expect(outcome(parseJsonStrict, text)).toEqual(outcome(reference, text));
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
