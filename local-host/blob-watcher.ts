@@ -263,36 +263,45 @@ export class BlobWatcher {
     const receipts = this.#options.receipts;
     const partitionKey = watch.registration.name;
     const rowKey = createHash('sha256').update(`${watch.path.container}/${blobName}|${etag}`).digest('hex');
-    let receipt: (ReceiptRow & { etag: string }) | undefined;
-    try {
-      receipt = await receipts.getEntity<ReceiptRow>(partitionKey, rowKey);
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-    }
-    if (receipt && receipt.status !== 'processing') {
-      this.#done.add(key);
-      return;
-    }
-    const attempts = (receipt?.attempts ?? 0) + 1;
-    // Back off between attempts of a failing blob.
-    if (receipt && Date.now() - Date.parse(receipt.lastAttemptAt) < 200 * 2 ** Math.min(receipt.attempts, 5)) return;
-    const claim: ReceiptRow = {
+    const claimAt = new Date().toISOString();
+    const claimOf = (attempts: number): ReceiptRow => ({
       partitionKey,
       rowKey,
       blob: `${watch.path.container}/${blobName}`,
       etag,
       status: 'processing',
       attempts,
-      lastAttemptAt: new Date().toISOString(),
-    };
+      lastAttemptAt: claimAt,
+    });
+    // The claim keeps two hosts off one blob: an insert for a blob seen for the first time (the usual
+    // case: one request); where a receipt exists, an update under its ETag, unless it says done.
+    let claim = claimOf(1);
     try {
-      // The claim (an insert, or an update under the receipt's ETag) keeps two hosts off one blob.
-      if (receipt) await receipts.updateEntity(claim, 'Replace', { etag: receipt.etag });
-      else await receipts.createEntity(claim);
+      await receipts.createEntity(claim);
     } catch (error) {
-      if (isConflict(error) || isPreconditionFailed(error)) return;
-      throw error;
+      if (!isConflict(error)) throw error;
+      let receipt: ReceiptRow & { etag: string };
+      try {
+        receipt = await receipts.getEntity<ReceiptRow>(partitionKey, rowKey);
+      } catch (readError) {
+        if (isNotFound(readError)) return; // removed in between: the next scan claims it afresh
+        throw readError;
+      }
+      if (receipt.status !== 'processing') {
+        this.#done.add(key);
+        return;
+      }
+      // Back off between attempts of a failing blob.
+      if (Date.now() - Date.parse(receipt.lastAttemptAt) < 200 * 2 ** Math.min(receipt.attempts, 5)) return;
+      claim = claimOf(receipt.attempts + 1);
+      try {
+        await receipts.updateEntity(claim, 'Replace', { etag: receipt.etag });
+      } catch (updateError) {
+        if (isConflict(updateError) || isPreconditionFailed(updateError) || isNotFound(updateError)) return;
+        throw updateError;
+      }
     }
+    const attempts = claim.attempts;
     const blobClient = this.#options.blobService.getContainerClient(watch.path.container).getBlobClient(blobName);
     let input: unknown;
     let triggerMetadata: Record<string, unknown>;

@@ -13,8 +13,8 @@ import { notFound, restricted } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
-import { purgeBlob } from '../storage/blobs.js';
-import { isNotFound, isPreconditionFailed } from '../storage/errors.js';
+import { discardBlob, purgeBlob } from '../storage/blobs.js';
+import { isNotFound } from '../storage/errors.js';
 import { SHARDS } from '../storage/keys.js';
 import { blobSasUrl } from '../storage/sas.js';
 import { TransactionFailedError } from '../storage/transaction.js';
@@ -169,32 +169,25 @@ export class ImageService {
     if (!row) {
       // Nothing asked for this upload (no URL was issued): it is not kept.
       this.#d.logger.log('warn', 'image.upload.unknown', { tenantKnown: false });
-      await purgeBlob(uploads, name);
+      await discardBlob(uploads, name);
       return 'unknown';
     }
     if (row.status !== 'pending') {
-      await purgeBlob(uploads, name);
+      await discardBlob(uploads, name);
       return row.status;
     }
-    let properties: { contentLength?: number; etag?: string };
-    try {
-      properties = await upload.getProperties();
-    } catch (error) {
-      if (isNotFound(error)) return row.status; // nothing (committed) there yet: a later event brings it
-      throw error;
-    }
-    const size = properties.contentLength ?? 0;
     const meta: RequestMeta = { actor: { type: 'system', id: 'image-processor' }, correlationId: `blob-${imageId}` };
     const now = this.#clock().toISOString();
     let next: ImageRow;
     let event: AuditEventInput;
     let content: Buffer | undefined;
     try {
-      content = size > IMAGE_LIMITS.maxBytes ? undefined : await this.#downloadBounded(upload, properties.etag);
+      // One request: the download's own headers say the size, so nothing is read twice.
+      content = await this.#downloadBounded(upload);
     } catch (error) {
-      // Gone or replaced since its properties were read (another delivery of this event processed
-      // it, or the holder of the link uploaded again): the record says where it stands.
-      if (isNotFound(error) || isPreconditionFailed(error)) return row.status;
+      // Nothing (committed) there yet, or gone since (another delivery of this event processed it):
+      // the record says where it stands; a later event brings a later upload.
+      if (isNotFound(error)) return row.status;
       throw error;
     }
     if (content === undefined) {
@@ -283,19 +276,25 @@ export class ImageService {
       // Another run finished first; its record stands.
       if (!(error instanceof TransactionFailedError && error.failedIndex === 0)) throw error;
     }
-    await purgeBlob(uploads, name);
+    await discardBlob(uploads, name);
     return next.status;
   }
 
   /** The upload's bytes, or undefined when it holds more than the limit (read no further than that). */
-  async #downloadBounded(upload: BlobClient, etag: string | undefined): Promise<Buffer | undefined> {
-    const download = await upload.download(0, undefined, etag ? { conditions: { ifMatch: etag } } : {});
+  /** The blob's bytes, or undefined when it is larger than an image may be (then nothing more is read). */
+  async #downloadBounded(upload: BlobClient): Promise<Buffer | undefined> {
+    const download = await upload.download(0);
+    const body = download.readableStreamBody as NodeJS.ReadableStream & { destroy?: () => void };
+    if ((download.contentLength ?? 0) > IMAGE_LIMITS.maxBytes) {
+      body.destroy?.();
+      return undefined;
+    }
     const chunks: Buffer[] = [];
     let bytes = 0;
-    for await (const chunk of download.readableStreamBody as AsyncIterable<Buffer>) {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
       bytes += chunk.length;
       if (bytes > IMAGE_LIMITS.maxBytes) {
-        (download.readableStreamBody as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+        body.destroy?.();
         return undefined;
       }
       chunks.push(chunk);
