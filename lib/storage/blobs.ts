@@ -50,7 +50,11 @@ export async function deleteItems(container: ContainerClient, listed: readonly S
         const client = container.getBlobClient(item.name);
         if (item.snapshot) await client.withSnapshot(item.snapshot).deleteIfExists();
         else if (item.versionId && !item.current) await client.withVersion(item.versionId).deleteIfExists();
-        else await removeBlob(container, item.name);
+        else {
+          await removeBlob(container, item.name);
+          // Where versioning is on, deleting the blob keeps its current version as a previous one.
+          if (item.versionId) await client.withVersion(item.versionId).deleteIfExists();
+        }
       }
     }),
   );
