@@ -122,8 +122,21 @@ interface BenchHost {
  * data in a file that Azurite rewrites whole every few seconds, which at 100,000 orders costs more
  * than everything measured here.
  */
+/** Processes this run started: ended with it, also when it fails (a failed run left them polling). */
+const childPids = new Set<number>();
+process.on('exit', () => {
+  for (const pid of childPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+});
+
 async function startBenchHost(): Promise<BenchHost> {
   const azurite = await startAzurite();
+  childPids.add(azurite.pid);
   const dataDir = mkdtempSync(join(tmpdir(), 'labvault-bench-'));
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
     cwd: ROOT,
@@ -139,6 +152,7 @@ async function startBenchHost(): Promise<BenchHost> {
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  if (child.pid) childPids.add(child.pid);
   const readInfo = (): { apiBaseUrl: string; storageConnectionString: string; pid: number } | undefined => {
     try {
       const parsed = JSON.parse(readFileSync(join(dataDir, 'local-host.json'), 'utf8')) as {
@@ -182,6 +196,8 @@ async function startBenchHost(): Promise<BenchHost> {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
       await azurite.stop();
+      childPids.delete(child.pid ?? 0);
+      childPids.delete(azurite.pid);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -7,6 +7,7 @@ import {
   type HttpClient,
   RestError,
 } from '@azure/core-rest-pipeline';
+import { createTracingClient, type OperationTracingOptions } from '@azure/core-tracing';
 import { StorageLimitError, statusOf, TABLE_LIMITS } from './errors.js';
 
 /** A failed entity-group transaction, with the index of the action the service rejected. */
@@ -74,6 +75,8 @@ const SYSTEM_NAMES: Record<string, string> = {
   timestamp: 'Timestamp',
 };
 let sharedHttpClient: HttpClient | undefined;
+/** Spans as the SDK's own transaction makes them (its namespace, its operation name). */
+const tracing = createTracingClient({ namespace: 'Microsoft.Data.Tables', packageName: '@azure/data-tables' });
 
 /** An entity as the service's JSON: the SDK's typing rules (Date, bigint, bytes and `{value, type}` get an @odata.type). */
 function entityJson(entity: Record<string, unknown>): string {
@@ -192,23 +195,29 @@ async function sendBatch(table: TableClient, actions: readonly TransactionAction
     ...actions.map((action) => changesetPart(changeset, tableUrl, action)),
     `--${changeset}--${LINE}--${batch}--${LINE}`,
   ].join(LINE);
-  const request = createPipelineRequest({
-    url: `${base}/$batch${sas ? `?${sas}` : ''}`,
-    method: 'POST',
-    body,
-    headers: createHttpHeaders({
-      accept: 'application/json',
-      'accept-charset': 'UTF-8',
-      'x-ms-version': '2019-02-02',
-      DataServiceVersion: '3.0;',
-      MaxDataServiceVersion: '3.0;NetFx',
-      'content-type': `multipart/mixed; boundary=${batch}`,
-    }),
-    allowInsecureConnection: base.startsWith('http://'),
-  });
   sharedHttpClient ??= createDefaultHttpClient();
-  const response = await table.pipeline.sendRequest(sharedHttpClient, request);
-  return parseResponse(response.status, response.bodyAsText ?? '', actions);
+  const httpClient = sharedHttpClient;
+  // No tracing context given: the span is a child of the active one (the invocation's).
+  const underActiveSpan: { tracingOptions: OperationTracingOptions } = { tracingOptions: {} };
+  return tracing.withSpan('TableTransaction.submitTransaction', underActiveSpan, async (options) => {
+    const request = createPipelineRequest({
+      url: `${base}/$batch${sas ? `?${sas}` : ''}`,
+      method: 'POST',
+      body,
+      headers: createHttpHeaders({
+        accept: 'application/json',
+        'accept-charset': 'UTF-8',
+        'x-ms-version': '2019-02-02',
+        DataServiceVersion: '3.0;',
+        MaxDataServiceVersion: '3.0;NetFx',
+        'content-type': `multipart/mixed; boundary=${batch}`,
+      }),
+      allowInsecureConnection: base.startsWith('http://'),
+      tracingOptions: options.tracingOptions,
+    });
+    const response = await table.pipeline.sendRequest(httpClient, request);
+    return parseResponse(response.status, response.bodyAsText ?? '', actions);
+  });
 }
 
 export async function submitTransaction(

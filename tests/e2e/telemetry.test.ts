@@ -195,6 +195,10 @@ describe('telemetry over OTLP', () => {
     const domain = ordered.find((s) => s.name === 'labvault createOrder');
     expect(domain?.parentSpanId).toBe(invocation?.spanId);
     expect(ordered.filter((s) => attribute(s, 'az.namespace') === 'Microsoft.Data.Tables').length).toBeGreaterThan(0);
+    // The order's entity-group transaction, under the invocation as the SDK's own would be.
+    const transaction = ordered.find((s) => s.name === 'TableTransaction.submitTransaction');
+    expect(attribute(transaction as ExportedSpan, 'az.namespace')).toBe('Microsoft.Data.Tables');
+    expect(ordered.some((s) => s.parentSpanId === transaction?.spanId)).toBe(true); // its HTTP request
     expect(unstitched(ordered, orderParent)).toEqual([]);
 
     // An image: the upload URL in the caller's trace, the processing in the trigger's own trace.
