@@ -861,10 +861,13 @@ if (scenario('deletion')) {
     { currentPassword: OPERATOR_PASSWORD, newPassword },
     `Bearer ${String(firstLogin.accessToken)}`,
   );
-  const operator = `Bearer ${String((await post('/auth/login', { tenant: 'operator', username: 'operator', password: newPassword })).accessToken)}`;
+  // Access tokens last 15 minutes and a slow run outlasts one: a fresh operator login per run.
+  const operatorLogin = async () =>
+    `Bearer ${String((await post('/auth/login', { tenant: 'operator', username: 'operator', password: newPassword })).accessToken)}`;
   let deletionRun = 0;
   const deletions = await repeat(async () => {
     const tenant = `del-${deletionRun++}`;
+    let operator = await operatorLogin();
     await seedTenant(main, tenant, SIZES.deletionOrders, SIZES.deletionImages);
     // Deletion before the notice period ends is the tenant admin's decision: an admin with a known password.
     const created = await main.seeder.users.create(
@@ -905,6 +908,7 @@ if (scenario('deletion')) {
         throw new Error(`deletion of ${tenant} did not complete: ${JSON.stringify(state)}`);
       await new Promise((r) => setTimeout(r, 100));
       state = (await json(`/tenants/${tenant}/deletion`, { headers: { authorization: operator } })) as typeof state;
+      if ((state as { status?: unknown }).status === 401) operator = await operatorLogin(); // expired while waiting
     }
     const seconds = (performance.now() - t0) / 1000;
     const deleted = state.certificate?.certificate.deleted;
