@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TableClient } from '@azure/data-tables';
 import { startAzurite } from '../local-host/azurite.js';
-import { HOST_PROCESS_ENV } from '../local-host/process-env.js';
+import { HOST_NODE_ARGUMENTS, HOST_PROCESS_ENV } from '../local-host/process-env.js';
 import { startFaultProxy } from '../tests/support/fault-proxy.js';
 import { photoJpeg } from '../tests/support/images.js';
 import { cpuSecondsOf } from './baselines.js';
@@ -33,7 +33,7 @@ delete process.env.NODE_OPTIONS;
 const proxy = await startFaultProxy(azurite.ports);
 const cpuProf =
   process.env.PROFILE_NO_CPU_PROF === '1' || profileAzurite ? '' : `--cpu-prof --cpu-prof-dir=${profileDir}`;
-const host = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
+const host = spawn(process.execPath, [...HOST_NODE_ARGUMENTS, '--import', 'tsx', 'scripts/start-local.ts'], {
   cwd: ROOT,
   env: {
     ...process.env,

@@ -87,6 +87,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }
         // Read by glibc at process start: two malloc arenas instead of one per libvips thread (docs/performance.md).
         { name: 'MALLOC_ARENA_MAX', value: '2' }
+        // The worker's V8 heap limit, three quarters of instanceMemoryMB: below 2 GB V8 lets at most
+        // 1.3–2 × the live heap accumulate as garbage, not 4 ×, so a long export's peak stays near a short one's.
+        { name: 'languageWorkers__node__arguments', value: '--max-old-space-size=1536' }
         // Every setting of lib/config.ts:
         { name: 'LABVAULT_ENVIRONMENT', value: 'production' }
         // Empty: the RA-GZRS secondary is derived from the account name ("{account}-secondary").

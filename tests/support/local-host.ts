@@ -2,7 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HOST_PROCESS_ENV } from '../../local-host/process-env.js';
+import { HOST_NODE_ARGUMENTS, HOST_PROCESS_ENV } from '../../local-host/process-env.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -26,18 +26,22 @@ export async function startHost(
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'labvault-host-'));
   const infoPath = join(dataDir, 'local-host.json');
   let output = '';
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      ...HOST_PROCESS_ENV,
-      PORT: '0',
-      LABVAULT_DATA_DIR: dataDir,
-      LABVAULT_ENVIRONMENT: 'test',
-      ...options.env,
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...HOST_NODE_ARGUMENTS, '--import', 'tsx', 'scripts/start-local.ts'],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        ...HOST_PROCESS_ENV,
+        PORT: '0',
+        LABVAULT_DATA_DIR: dataDir,
+        LABVAULT_ENVIRONMENT: 'test',
+        ...options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   const deadline = Date.now() + 45_000;
