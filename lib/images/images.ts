@@ -281,7 +281,6 @@ export class ImageService {
   }
 
   /** The upload's bytes, or undefined when it holds more than the limit (read no further than that). */
-  /** The blob's bytes, or undefined when it is larger than an image may be (then nothing more is read). */
   async #downloadBounded(upload: BlobClient): Promise<Buffer | undefined> {
     const download = await upload.download(0);
     const body = download.readableStreamBody as NodeJS.ReadableStream & { destroy?: () => void };
