@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 
 /**
@@ -30,3 +31,20 @@ export const HOST_PROCESS_ENV: Readonly<Record<string, string>> = {
  * main thread's CPU in collections, 1,536 MB nothing measurable.
  */
 export const HOST_NODE_ARGUMENTS: readonly string[] = ['--max-old-space-size=1536'];
+
+/**
+ * Starts `scripts/start-local.ts` in a child Node with the arguments and environment above, on a free
+ * port, in the test environment: how the tests, the benchmark and the profile script start their
+ * hosts. `env` adds to the environment and overrides it.
+ */
+export function spawnLocalHost(options: {
+  root: string;
+  env: Record<string, string | undefined>;
+  stdio: StdioOptions;
+}): ChildProcess {
+  return spawn(process.execPath, [...HOST_NODE_ARGUMENTS, '--import', 'tsx', 'scripts/start-local.ts'], {
+    cwd: options.root,
+    env: { ...process.env, ...HOST_PROCESS_ENV, PORT: '0', LABVAULT_ENVIRONMENT: 'test', ...options.env },
+    stdio: options.stdio,
+  });
+}

@@ -2,7 +2,7 @@
 // measured in the same run, as ratios. Starts its own local host (with its own Azurite).
 // Writes bench-results.json. Not part of `npm test`.
 import { photoJpeg, uploadAndProcess } from '../tests/support/images.js';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import { parseConfig } from '../lib/config.js';
 import { hashPassword } from '../lib/identity/passwords.js';
 import { startAzurite } from '../local-host/azurite.js';
-import { HOST_NODE_ARGUMENTS, HOST_PROCESS_ENV } from '../local-host/process-env.js';
+import { spawnLocalHost } from '../local-host/process-env.js';
 import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
 import { createServices } from '../lib/services.js';
@@ -162,30 +162,22 @@ async function startBenchHost(): Promise<BenchHost> {
   const azurite = await startAzurite();
   childPids.add(azurite.pid);
   const dataDir = mkdtempSync(join(tmpdir(), 'labvault-bench-'));
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...HOST_NODE_ARGUMENTS, '--import', 'tsx', 'scripts/start-local.ts'],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        ...HOST_PROCESS_ENV,
-        PORT: '0',
-        AzureWebJobsStorage: azurite.connectionString,
-        LABVAULT_DATA_DIR: dataDir,
-        LABVAULT_ENVIRONMENT: 'test',
-        LABVAULT_LOCAL_EXTRA_ENTRY: 'tests/support/durable-app.ts',
-        LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD,
-        // The five-minute anomaly scan reads every tenant's last hour of audit entries, one range
-        // query per tenant, and Azurite answers each page of a query by scanning the whole table: with
-        // the shared host's two dozen tenants it held Azurite for seconds, in whichever run it fell
-        // (a fixed-rate run's p99 683 ms, an image baseline run at half speed). Off while paths are
-        // measured; the `anomaly` scenario measures the scan itself.
-        'AzureWebJobs.anomalyScan.Disabled': 'true',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
+  const child: ChildProcess = spawnLocalHost({
+    root: ROOT,
+    env: {
+      AzureWebJobsStorage: azurite.connectionString,
+      LABVAULT_DATA_DIR: dataDir,
+      LABVAULT_LOCAL_EXTRA_ENTRY: 'tests/support/durable-app.ts',
+      LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD,
+      // The five-minute anomaly scan reads every tenant's last hour of audit entries, one range
+      // query per tenant, and Azurite answers each page of a query by scanning the whole table: with
+      // the shared host's two dozen tenants it held Azurite for seconds, in whichever run it fell
+      // (a fixed-rate run's p99 683 ms, an image baseline run at half speed). Off while paths are
+      // measured; the `anomaly` scenario measures the scan itself.
+      'AzureWebJobs.anomalyScan.Disabled': 'true',
     },
-  );
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   if (child.pid) childPids.add(child.pid);
   const readInfo = (): { apiBaseUrl: string; storageConnectionString: string; pid: number } | undefined => {
     try {

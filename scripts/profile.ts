@@ -7,14 +7,14 @@
 // profiler off (its own overhead then is not in the figures); PROFILE_IDEMPOTENCY=1 sends an
 // Idempotency-Key with every order, as integrations that retry do; PROFILE_HOST_ENV adds variables
 // to the host's environment only (e.g. `MALLOC_ARENA_MAX=2 VIPS_CONCURRENCY=1`).
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TableClient } from '@azure/data-tables';
 import { startAzurite } from '../local-host/azurite.js';
-import { HOST_NODE_ARGUMENTS, HOST_PROCESS_ENV } from '../local-host/process-env.js';
+import { spawnLocalHost } from '../local-host/process-env.js';
 import { startFaultProxy } from '../tests/support/fault-proxy.js';
 import { photoJpeg } from '../tests/support/images.js';
 import { cpuSecondsOf } from './baselines.js';
@@ -33,21 +33,17 @@ delete process.env.NODE_OPTIONS;
 const proxy = await startFaultProxy(azurite.ports);
 const cpuProf =
   process.env.PROFILE_NO_CPU_PROF === '1' || profileAzurite ? '' : `--cpu-prof --cpu-prof-dir=${profileDir}`;
-const host = spawn(process.execPath, [...HOST_NODE_ARGUMENTS, '--import', 'tsx', 'scripts/start-local.ts'], {
-  cwd: ROOT,
+const host = spawnLocalHost({
+  root: ROOT,
   env: {
-    ...process.env,
-    ...HOST_PROCESS_ENV,
     ...Object.fromEntries(
       (process.env.PROFILE_HOST_ENV ?? '')
         .split(/\s+/)
         .filter(Boolean)
         .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
     ),
-    PORT: '0',
     AzureWebJobsStorage: proxy.connectionString,
     LABVAULT_DATA_DIR: dataDir,
-    LABVAULT_ENVIRONMENT: 'test',
     NODE_OPTIONS: `${cpuProf} ${process.env.PROFILE_NODE_OPTIONS ?? ''}`,
   },
   stdio: ['ignore', 'ignore', 'inherit'],

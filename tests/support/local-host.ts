@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HOST_NODE_ARGUMENTS, HOST_PROCESS_ENV } from '../../local-host/process-env.js';
+import { spawnLocalHost } from '../../local-host/process-env.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -26,22 +26,11 @@ export async function startHost(
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'labvault-host-'));
   const infoPath = join(dataDir, 'local-host.json');
   let output = '';
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...HOST_NODE_ARGUMENTS, '--import', 'tsx', 'scripts/start-local.ts'],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        ...HOST_PROCESS_ENV,
-        PORT: '0',
-        LABVAULT_DATA_DIR: dataDir,
-        LABVAULT_ENVIRONMENT: 'test',
-        ...options.env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawnLocalHost({
+    root: ROOT,
+    env: { LABVAULT_DATA_DIR: dataDir, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   const deadline = Date.now() + 45_000;
