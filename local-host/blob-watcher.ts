@@ -167,9 +167,21 @@ export class BlobWatcher {
     return this.#options.pollMs ?? 100;
   }
 
+  get #maxConcurrent(): number {
+    return this.#options.maxConcurrent ?? 4;
+  }
+
   #loop(): void {
     if (this.#stopped) return;
     this.#timer = undefined;
+    if (this.#inFlight.size >= this.#maxConcurrent) {
+      // Every slot busy: a listing now could start nothing (and listing a container of waiting
+      // uploads costs host and storage CPU the blobs being processed need). The first slot to free
+      // scans at once; the timer is only a fallback.
+      this.#backlog = true;
+      this.#timer = setTimeout(() => this.#loop(), this.#options.idlePollMs ?? 1000);
+      return;
+    }
     this.#scanning = true;
     this.#tick = this.scan()
       .then((started) => {
@@ -219,7 +231,7 @@ export class BlobWatcher {
    * Resolves to the number of blobs it started.
    */
   async scan(): Promise<number> {
-    const limit = this.#options.maxConcurrent ?? 4;
+    const limit = this.#maxConcurrent;
     let started = 0;
     this.#backlog = false;
     for (const watch of this.#watches) {

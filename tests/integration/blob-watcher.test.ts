@@ -1,0 +1,100 @@
+import { TableClient } from '@azure/data-tables';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { QueueServiceClient } from '@azure/storage-queue';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobWatcher } from '../../local-host/blob-watcher.js';
+import type { Registration } from '../../local-host/core-module.js';
+import type { FunctionsLibrary } from '../../local-host/http-server.js';
+import { createLogger } from '../../lib/observability/logger.js';
+import { useAzurite } from '../support/azurite.js';
+import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
+
+// The local host's blob trigger, on its own against Azurite (through a proxy that counts requests):
+// how many blobs it runs at once and what it asks storage meanwhile.
+const azurite = useAzurite();
+let proxy: FaultProxy;
+
+beforeAll(async () => {
+  proxy = await startFaultProxy(azurite.instance.ports);
+});
+afterAll(async () => {
+  await proxy.close();
+});
+
+/** The one part of `@azure/functions` the watcher uses, without the worker's core module. */
+const library = {
+  InvocationContext: class {
+    constructor(init: Record<string, unknown>) {
+      Object.assign(this, init);
+    }
+  },
+} as unknown as FunctionsLibrary;
+
+const listings = () => proxy.requestsByKind().get('blob GET held-uploads comp=list') ?? 0;
+
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('the local blob watcher', () => {
+  it('runs at most maxConcurrent blobs at once, lists nothing while every slot is busy, and runs each waiting blob once a slot frees', async () => {
+    const blobService = BlobServiceClient.fromConnectionString(proxy.connectionString);
+    const container = blobService.getContainerClient('held-uploads');
+    await container.createIfNotExists();
+    for (let i = 0; i < 6; i++) await container.getBlockBlobClient(`b-${i}`).upload(Buffer.from(`blob ${i}`), 6);
+
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const runs: string[] = [];
+    let running = 0;
+    let mostAtOnce = 0;
+    const registration: Registration = {
+      name: 'heldBlobs',
+      bindings: { blob: { type: 'blobTrigger', direction: 'in', path: 'held-uploads/{name}' } },
+      handler: async (_blob: unknown, context: unknown) => {
+        running++;
+        mostAtOnce = Math.max(mostAtOnce, running);
+        runs.push((context as { triggerMetadata: { name: string } }).triggerMetadata.name);
+        await gate;
+        running--;
+      },
+    };
+    const receipts = TableClient.fromConnectionString(proxy.connectionString, 'watcherReceipts', {
+      allowInsecureConnection: true,
+    });
+    const watcher = new BlobWatcher({
+      registrations: [registration],
+      library,
+      logger: createLogger(() => undefined),
+      blobService,
+      queueService: QueueServiceClient.fromConnectionString(proxy.connectionString),
+      receipts,
+      pollMs: 20,
+      idlePollMs: 200,
+      maxConcurrent: 2,
+    });
+    await watcher.start();
+    try {
+      await until(() => runs.length === 2, 5000);
+      // Both slots held: at a 20-ms poll this would be about 40 listings of a container whose blobs
+      // could not start anyway.
+      const listedBefore = listings();
+      await new Promise((r) => setTimeout(r, 800));
+      expect(listings() - listedBefore).toBeLessThanOrEqual(1);
+      expect(runs).toHaveLength(2);
+
+      release();
+      await until(() => runs.length === 6, 5000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect([...runs].sort()).toEqual(['b-0', 'b-1', 'b-2', 'b-3', 'b-4', 'b-5']);
+      expect(mostAtOnce).toBe(2);
+    } finally {
+      release();
+      await watcher.stop();
+    }
+  });
+});
