@@ -75,6 +75,18 @@ type ReceiptRow = {
   lastAttemptAt: string;
 };
 
+/** A new blob (or a new version of one) as a listing found it. */
+interface ListedBlob {
+  watch: Watch;
+  name: string;
+  etag: string;
+  match: RegExpExecArray;
+  /** Function, blob and ETag: what runs once. */
+  key: string;
+  length: number;
+  contentType: string;
+}
+
 export interface BlobWatcherOptions {
   registrations: Iterable<Registration>;
   library: FunctionsLibrary;
@@ -117,7 +129,9 @@ export class BlobWatcher {
   #tick: Promise<void> = Promise.resolve();
   #pauseMs = 0;
   #scanning = false;
-  /** The last scan left blobs for later (all slots busy): a freed slot scans again at once. */
+  /** Blobs the last listing found while every slot was busy, in its order: started as slots free. */
+  readonly #waiting: ListedBlob[] = [];
+  /** Listings were skipped while every slot was busy: a freed slot with nothing waiting lists at once. */
   #backlog = false;
 
   constructor(options: BlobWatcherOptions) {
@@ -177,7 +191,7 @@ export class BlobWatcher {
     if (this.#inFlight.size >= this.#maxConcurrent) {
       // Every slot busy: a listing now could start nothing (and listing a container of waiting
       // uploads costs host and storage CPU the blobs being processed need). The first slot to free
-      // scans at once; the timer is only a fallback.
+      // takes a waiting blob or lists at once; the timer is only a fallback.
       this.#backlog = true;
       this.#timer = setTimeout(() => this.#loop(), this.#options.idlePollMs ?? 1000);
       return;
@@ -226,52 +240,68 @@ export class BlobWatcher {
   }
 
   /**
-   * One pass over every watched container. New blobs start at once and run in the background (each
-   * blob once at a time, at most `maxConcurrent` together), so a slow blob never delays the next one.
-   * Resolves to the number of blobs it started.
+   * One pass over every watched container: every new blob it lists starts at once if a slot is free
+   * and waits for one otherwise (each blob once at a time, at most `maxConcurrent` together), so a
+   * slow blob never delays the next one. Resolves to the number of blobs it started.
    */
   async scan(): Promise<number> {
-    const limit = this.#maxConcurrent;
-    let started = 0;
     this.#backlog = false;
+    const found: ListedBlob[] = [];
     for (const watch of this.#watches) {
       const container = this.#options.blobService.getContainerClient(watch.path.container);
       for await (const blob of container.listBlobsFlat({ prefix: watch.path.prefix })) {
-        if (this.#inFlight.size >= limit) {
-          this.#backlog = true; // the rest waits for a free slot
-          return started;
-        }
         const match = watch.path.pattern.exec(blob.name);
-        const etag = blob.properties.etag ?? '';
         if (!match) continue;
+        const etag = blob.properties.etag ?? '';
         const key = `${watch.registration.name}|${watch.path.container}/${blob.name}|${etag}`;
         if (this.#done.has(key) || this.#running.has(key)) continue;
-        this.#running.add(key);
-        const work: Promise<void> = this.#process(watch, blob.name, etag, match, key, {
+        found.push({
+          watch,
+          name: blob.name,
+          etag,
+          match,
+          key,
           length: blob.properties.contentLength ?? 0,
           contentType: blob.properties.contentType ?? 'application/octet-stream',
-        })
-          .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.process', errorFields(error)))
-          .finally(() => {
-            this.#running.delete(key);
-            this.#inFlight.delete(work);
-            if (this.#backlog) this.#scanNow();
-          });
-        this.#inFlight.add(work);
-        started++;
+        });
       }
+    }
+    // This listing is newer than whatever an earlier one left waiting.
+    this.#waiting.splice(0, this.#waiting.length, ...found);
+    return this.#startWaiting();
+  }
+
+  /** Starts waiting blobs while slots are free; returns how many it started. */
+  #startWaiting(): number {
+    let started = 0;
+    for (let next = this.#waiting.shift(); next; next = this.#waiting.shift()) {
+      if (this.#done.has(next.key) || this.#running.has(next.key)) continue;
+      this.#start(next);
+      started++;
+      if (this.#inFlight.size >= this.#maxConcurrent) break;
     }
     return started;
   }
 
-  async #process(
-    watch: Watch,
-    blobName: string,
-    etag: string,
-    match: RegExpExecArray,
-    key: string,
-    listed: { length: number; contentType: string },
-  ): Promise<void> {
+  #start(blob: ListedBlob): void {
+    this.#running.add(blob.key);
+    const work: Promise<void> = this.#process(blob)
+      .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.process', errorFields(error)))
+      .finally(() => {
+        this.#running.delete(blob.key);
+        this.#inFlight.delete(work);
+        if (this.#stopped) return;
+        // A freed slot takes the next blob the last listing found, without listing again (a listing
+        // of many waiting uploads costs the host and storage more CPU than starting one of them);
+        // when none is left and listings were skipped meanwhile, it lists at once.
+        if (this.#waiting.length > 0) this.#startWaiting();
+        else if (this.#backlog) this.#scanNow();
+      });
+    this.#inFlight.add(work);
+  }
+
+  async #process(listed: ListedBlob): Promise<void> {
+    const { watch, name: blobName, etag, match, key } = listed;
     const receipts = this.#options.receipts;
     const partitionKey = watch.registration.name;
     const rowKey = createHash('sha256').update(`${watch.path.container}/${blobName}|${etag}`).digest('hex');
