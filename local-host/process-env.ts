@@ -41,8 +41,11 @@ export function spawnLocalHost(options: {
   root: string;
   env: Record<string, string | undefined>;
   stdio: StdioOptions;
+  /** Node arguments after the host's own (V8 flags NODE_OPTIONS refuses, such as `--trace-gc`). */
+  nodeArguments?: readonly string[];
 }): ChildProcess {
-  return spawn(process.execPath, [...HOST_NODE_ARGUMENTS, '--import', 'tsx', 'scripts/start-local.ts'], {
+  const args = [...HOST_NODE_ARGUMENTS, ...(options.nodeArguments ?? []), '--import', 'tsx', 'scripts/start-local.ts'];
+  return spawn(process.execPath, args, {
     cwd: options.root,
     env: { ...process.env, ...HOST_PROCESS_ENV, PORT: '0', LABVAULT_ENVIRONMENT: 'test', ...options.env },
     stdio: options.stdio,

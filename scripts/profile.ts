@@ -6,7 +6,9 @@
 // host: PROFILE_NODE_OPTIONS (e.g. `--cpu-prof-interval=500`); PROFILE_NO_CPU_PROF=1 leaves the
 // profiler off (its own overhead then is not in the figures); PROFILE_IDEMPOTENCY=1 sends an
 // Idempotency-Key with every order, as integrations that retry do; PROFILE_HOST_ENV adds variables
-// to the host's environment only (e.g. `MALLOC_ARENA_MAX=2 VIPS_CONCURRENCY=1`).
+// to the host's environment only (e.g. `MALLOC_ARENA_MAX=2 VIPS_CONCURRENCY=1`); PROFILE_HOST_ARGS
+// adds node arguments NODE_OPTIONS refuses (e.g. `--trace-gc`), PROFILE_HOST_STDOUT=1 shows the
+// host's output (where `--trace-gc` writes).
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,7 +48,8 @@ const host = spawnLocalHost({
     LABVAULT_DATA_DIR: dataDir,
     NODE_OPTIONS: `${cpuProf} ${process.env.PROFILE_NODE_OPTIONS ?? ''}`,
   },
-  stdio: ['ignore', 'ignore', 'inherit'],
+  stdio: ['ignore', process.env.PROFILE_HOST_STDOUT === '1' ? 'inherit' : 'ignore', 'inherit'],
+  nodeArguments: (process.env.PROFILE_HOST_ARGS ?? '').split(/\s+/).filter(Boolean),
 });
 let apiBaseUrl = '';
 const azuritePid = azurite.pid;
