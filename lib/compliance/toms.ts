@@ -5,7 +5,7 @@ import { TenantKeyring } from '../crypto/keyring.js';
 import type { SecretStore } from '../crypto/secret-store.js';
 import { STAFF_GRANT_MAX_MINUTES } from '../identity/access-requests.js';
 import { BRUTE_FORCE_POLICY } from '../identity/brute-force.js';
-import { PASSWORD_POLICY } from '../identity/passwords.js';
+import { passwordPolicy } from '../identity/passwords.js';
 import { GRANTABLE_PERMISSIONS, OPERATOR_REALM } from '../identity/permissions.js';
 import type { SecurityPolicyService } from '../identity/security-policy.js';
 import { SESSION_POLICY } from '../identity/sessions.js';
@@ -87,7 +87,7 @@ export class TomReport {
         ? { policy: await this.#d.retention.policy(realm), bounds: await this.#d.retention.bounds(realm) }
         : null,
       authentication: {
-        passwords: PASSWORD_POLICY,
+        passwords: await passwordPolicy(),
         secondFactorRequired: (await this.#d.policy.policy(realm)).requireMfa,
         sessions: SESSION_POLICY,
         accessTokens: ACCESS_TOKEN_POLICY,

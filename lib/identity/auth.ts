@@ -211,7 +211,7 @@ export class AuthService {
     }
     const user = await this.#d.users.toUser(principal.realm, row);
     const tenant = principal.realm === OPERATOR_REALM ? undefined : await this.#d.tenants.get(principal.realm);
-    const errors = checkPasswordPolicy(newPassword, {
+    const errors = await checkPasswordPolicy(newPassword, {
       username: user.username,
       tenantId: principal.realm,
       ...(tenant ? { tenantName: tenant.name } : {}),

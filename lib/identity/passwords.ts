@@ -1,9 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { hash, verify } from '@node-rs/argon2';
-import { ZxcvbnFactory } from '@zxcvbn-ts/core';
-import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
-import * as german from '@zxcvbn-ts/language-de';
-import * as english from '@zxcvbn-ts/language-en';
+import type { ZxcvbnFactory } from '@zxcvbn-ts/core';
 import type { FieldError } from '../errors.js';
 
 // @node-rs/argon2's Algorithm is a const enum; its Argon2id member is 2.
@@ -65,9 +62,6 @@ export function generateInitialPassword(length = 20): string {
   return out;
 }
 
-const BLOCKLIST = new Set(dictionary['passwords-common'].map((p) => p.normalize('NFKC').toLowerCase()));
-export const BLOCKLIST_SIZE = BLOCKLIST.size;
-
 const PASSWORD_MAX_CODE_POINTS = 256;
 const PASSWORD_MIN_CODE_POINTS = { withoutSecondFactor: 15, withSecondFactor: 8 } as const;
 
@@ -77,17 +71,49 @@ const PASSWORD_MIN_CODE_POINTS = { withoutSecondFactor: 15, withSecondFactor: 8 
  */
 const GUESSES_FLOOR_LOG10 = { withoutSecondFactor: 10, withSecondFactor: 8 } as const;
 
-// zxcvbn-ts with the common, English and German dictionaries: it recognises sequences, keyboard
-// walks, repetitions, dates and dictionary words under trivial changes (l33t, case, reversal,
-// padding), which a blocklist alone cannot. Built on first use: ranking the dictionaries takes a while.
-let estimator: ZxcvbnFactory | undefined;
-function strength(): ZxcvbnFactory {
-  estimator ??= new ZxcvbnFactory({
-    dictionary: { ...dictionary, ...english.dictionary, ...german.dictionary },
-    graphs: adjacencyGraphs,
-    translations: english.translations,
-  });
-  return estimator;
+interface PasswordDictionaries {
+  /** zxcvbn's common-password list, folded (NFKC, lower case). */
+  blocklist: ReadonlySet<string>;
+  /**
+   * zxcvbn-ts with the common, English and German dictionaries: it recognises sequences, keyboard
+   * walks, repetitions, dates and dictionary words under trivial changes (l33t, case, reversal,
+   * padding), which a blocklist alone cannot. Built on first use: ranking the dictionaries takes a while.
+   */
+  strength(): ZxcvbnFactory;
+}
+
+let dictionaries: Promise<PasswordDictionaries> | undefined;
+
+/**
+ * Loaded on the first password check, not when an instance starts: the dictionaries are about 20 MB
+ * of heap that every garbage collection would otherwise mark again, on instances that mostly take
+ * orders and images and seldom see a new password.
+ */
+function passwordDictionaries(): Promise<PasswordDictionaries> {
+  dictionaries ??= (async () => {
+    const [{ ZxcvbnFactory }, common, english, german] = await Promise.all([
+      import('@zxcvbn-ts/core'),
+      import('@zxcvbn-ts/language-common'),
+      import('@zxcvbn-ts/language-en'),
+      import('@zxcvbn-ts/language-de'),
+    ]);
+    let estimator: ZxcvbnFactory | undefined;
+    return {
+      blocklist: new Set(common.dictionary['passwords-common'].map((p) => p.normalize('NFKC').toLowerCase())),
+      strength: () =>
+        (estimator ??= new ZxcvbnFactory({
+          dictionary: { ...common.dictionary, ...english.dictionary, ...german.dictionary },
+          graphs: common.adjacencyGraphs,
+          translations: english.translations,
+        })),
+    };
+  })();
+  return dictionaries;
+}
+
+/** How many passwords the common-password list refuses. */
+export async function blocklistSize(): Promise<number> {
+  return (await passwordDictionaries()).blocklist.size;
 }
 
 /** What each weak zxcvbn pattern means, in the words of the 422 (the rule that failed). */
@@ -115,7 +141,8 @@ export interface PolicyContext {
  * than the floor (sequences, keyboard walks, repetitions, padded common words). Every broken
  * rule is named.
  */
-export function checkPasswordPolicy(password: string, context: PolicyContext): FieldError[] {
+export async function checkPasswordPolicy(password: string, context: PolicyContext): Promise<FieldError[]> {
+  const { blocklist, strength } = await passwordDictionaries();
   const errors: FieldError[] = [];
   const normalised = normalisePassword(password);
   const length = [...normalised].length;
@@ -127,7 +154,7 @@ export function checkPasswordPolicy(password: string, context: PolicyContext): F
   if (length > PASSWORD_MAX_CODE_POINTS)
     errors.push({ path: '/newPassword', message: `must be at most ${PASSWORD_MAX_CODE_POINTS} characters` });
   const folded = normalised.normalize('NFKC').toLowerCase();
-  const blocklisted = BLOCKLIST.has(folded);
+  const blocklisted = blocklist.has(folded);
   if (blocklisted) errors.push({ path: '/newPassword', message: 'is on the list of common or breached passwords' });
   const contextWords = [
     ['the username', context.username],
@@ -163,11 +190,13 @@ export function checkPasswordPolicy(password: string, context: PolicyContext): F
 }
 
 /** The password rules in force, as the TOM report states them (read from the constants above). */
-export const PASSWORD_POLICY = {
-  standard: 'NIST SP 800-63B-4',
-  minCodePoints: PASSWORD_MIN_CODE_POINTS,
-  maxCodePoints: PASSWORD_MAX_CODE_POINTS,
-  guessesFloorLog10: GUESSES_FLOOR_LOG10,
-  blocklistEntries: BLOCKLIST_SIZE,
-  hash: { algorithm: 'Argon2id', ...ARGON2_TARGET },
-} as const;
+export async function passwordPolicy() {
+  return {
+    standard: 'NIST SP 800-63B-4',
+    minCodePoints: PASSWORD_MIN_CODE_POINTS,
+    maxCodePoints: PASSWORD_MAX_CODE_POINTS,
+    guessesFloorLog10: GUESSES_FLOOR_LOG10,
+    blocklistEntries: await blocklistSize(),
+    hash: { algorithm: 'Argon2id', ...ARGON2_TARGET },
+  } as const;
+}

@@ -171,12 +171,20 @@ describe('sub-processors: announced, objected to, in force after the window', ()
       retention: { policy: { ordersDays: 3650 } },
       authentication: {
         secondFactorRequired: false,
-        passwords: { minCodePoints: { withoutSecondFactor: 15 }, hash: { algorithm: 'Argon2id' } },
+        passwords: {
+          minCodePoints: { withoutSecondFactor: 15 },
+          hash: { algorithm: 'Argon2id' },
+          // Counted from the list the checks use (loaded on first use, not at start).
+          blocklistEntries: expect.any(Number) as number,
+        },
         lockout: { lockAfterFailures: 100 },
       },
       auditChain: { valid: true },
       subProcessors: { version: 2 },
     });
+    expect(
+      (before.body.authentication as { passwords: { blocklistEntries: number } }).passwords.blocklistEntries,
+    ).toBeGreaterThanOrEqual(40_000);
     const keys = (before.body.encryption as { keys: { purpose: string; version: string; createdOn: string }[] }).keys;
     expect(keys.map((k) => k.purpose)).toEqual(['data', 'pseudonym']);
     for (const key of keys) expect(Date.parse(key.createdOn)).toBeLessThanOrEqual(Date.now());
