@@ -135,6 +135,16 @@ describe('function app', () => {
     expect(functionApp).not.toMatch(/AccountKey=|listKeys\(storage/);
   });
 
+  it('starts the worker as the local host starts its Node: the same arguments and allocator setting', async () => {
+    // What the benchmarks and tests measure is what Azure runs (local-host/process-env.ts says why each).
+    const { HOST_NODE_ARGUMENTS, HOST_PROCESS_ENV } = await import('../../local-host/process-env.js');
+    expect(functionApp).toContain(
+      `{ name: 'languageWorkers__node__arguments', value: '${HOST_NODE_ARGUMENTS.join(' ')}' }`,
+    );
+    expect(HOST_NODE_ARGUMENTS).toContain('--max-old-space-size=1536');
+    expect(functionApp).toContain(`{ name: 'MALLOC_ARENA_MAX', value: '${HOST_PROCESS_ENV.MALLOC_ARENA_MAX ?? ''}' }`);
+  });
+
   it('sets every setting of lib/config.ts', () => {
     const config = readFileSync(join(ROOT, 'lib/config.ts'), 'utf8');
     const settings = [...config.matchAll(/^\s{4}(LABVAULT_[A-Z_]+):/gm)].map((m) => m[1]);
