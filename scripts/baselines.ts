@@ -14,6 +14,34 @@ export function cpuSecondsOf(pid: number | undefined): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** CPU seconds the host, Azurite and this process spent since a meter started, and the wall-clock seconds. */
+export interface CpuSpent {
+  host: number;
+  azurite: number;
+  client: number;
+  total: number;
+  wallSeconds: number;
+}
+
+/**
+ * Starts measuring the CPU of the host and Azurite (from /proc; a process left out counts 0) and of
+ * this process; the function it returns reads what each spent since, as often as asked.
+ */
+export function startCpuMeter(pids: { host?: number; azurite?: number }): () => CpuSpent {
+  const of = (pid: number | undefined) => (pid === undefined ? 0 : cpuSecondsOf(pid));
+  const host0 = of(pids.host);
+  const azurite0 = of(pids.azurite);
+  const client0 = process.cpuUsage();
+  const t0 = performance.now();
+  return () => {
+    const own = process.cpuUsage(client0);
+    const host = of(pids.host) - host0;
+    const azurite = of(pids.azurite) - azurite0;
+    const client = (own.user + own.system) / 1e6;
+    return { host, azurite, client, total: host + azurite + client, wallSeconds: (performance.now() - t0) / 1000 };
+  };
+}
+
 /** `count` rows of ~200 bytes under `prefix`, in 16 partitions, written in 100-row batches. */
 export async function seedBaselineRows(table: TableClient, prefix: string, count: number): Promise<void> {
   const rowsByPartition = new Map<string, string[]>();

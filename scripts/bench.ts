@@ -17,7 +17,7 @@ import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
 import { createServices } from '../lib/services.js';
 import { pool } from '../tests/reliability/support.js';
-import { cpuSecondsOf, deleteBaselineRows, seedBaselineRows } from './baselines.js';
+import { type CpuSpent, deleteBaselineRows, seedBaselineRows, startCpuMeter } from './baselines.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only=export,intake` runs those scenarios only (intake, formats, durable, images, anomaly, export, deletion). */
@@ -479,24 +479,21 @@ async function transactionBaselineRuns(
   label: string,
 ): Promise<{ perSec: number; azuriteCpuMs: number; clientCpuMs: number; p50: number; p99: number }[]> {
   return repeat(async (rep) => {
-    const azurite0 = cpuSecondsOf(main.azuritePid);
-    const client0 = process.cpuUsage();
+    const cpu = startCpuMeter({ azurite: main.azuritePid });
     const latencies: number[] = [];
-    const t0 = performance.now();
     await pool(SIZES.intake, concurrency, async (i) => {
       const s = performance.now();
       await tenantRows.submitTransaction(baselineTransaction(`${label}-${rep + 1}`, i));
       latencies.push(performance.now() - s);
     });
-    const perSec = SIZES.intake / ((performance.now() - t0) / 1000);
-    const client = process.cpuUsage(client0);
+    const spent = cpu();
     latencies.sort((a, b) => a - b);
     return {
-      perSec,
+      perSec: SIZES.intake / spent.wallSeconds,
       p50: percentile(latencies, 0.5),
       p99: percentile(latencies, 0.99),
-      azuriteCpuMs: (1000 * (cpuSecondsOf(main.azuritePid) - azurite0)) / SIZES.intake,
-      clientCpuMs: (client.user + client.system) / 1000 / SIZES.intake,
+      azuriteCpuMs: (1000 * spent.azurite) / SIZES.intake,
+      clientCpuMs: (1000 * spent.client) / SIZES.intake,
     };
   });
 }
@@ -547,8 +544,7 @@ if (scenario('intake')) {
       // Orders after the tenant's first 4 × c: its first orders also read each shard's audit head
       // and verify the API key, costs a tenant pays once per host instance.
       const steady: number[] = [];
-      const cpu0 = { host: cpuSecondsOf(main.pid), azurite: cpuSecondsOf(main.azuritePid), client: process.cpuUsage() };
-      const t0 = performance.now();
+      const cpu = startCpuMeter({ host: main.pid, azurite: main.azuritePid });
       await pool(SIZES.intake, concurrency, async (i) => {
         const s = performance.now();
         const status = await postJson(`${apiBaseUrl}/orders`, key, JSON.stringify(orderInput(`${tenant}-${i}`)));
@@ -556,16 +552,15 @@ if (scenario('intake')) {
         latencies.push(performance.now() - s);
         if (i >= 4 * concurrency) steady.push(performance.now() - s);
       });
-      const seconds = (performance.now() - t0) / 1000;
-      const clientCpu = process.cpuUsage(cpu0.client);
+      const spent = cpu();
       latencies.sort((a, b) => a - b);
       steady.sort((a, b) => a - b);
       const msPerOrder = (cpuSeconds: number) => (1000 * cpuSeconds) / SIZES.intake;
       return {
-        hostCpuMs: msPerOrder(cpuSecondsOf(main.pid) - cpu0.host),
-        azuriteCpuMs: msPerOrder(cpuSecondsOf(main.azuritePid) - cpu0.azurite),
-        clientCpuMs: msPerOrder((clientCpu.user + clientCpu.system) / 1e6),
-        perSec: SIZES.intake / seconds,
+        hostCpuMs: msPerOrder(spent.host),
+        azuriteCpuMs: msPerOrder(spent.azurite),
+        clientCpuMs: msPerOrder(spent.client),
+        perSec: SIZES.intake / spent.wallSeconds,
         p50: percentile(latencies, 0.5),
         p99: percentile(latencies, 0.99),
         steadyP99: percentile(steady, 0.99),
@@ -617,14 +612,10 @@ if (scenario('intake')) {
   const fixedRate = round(0.5 * (intake.c16 as { ordersPerSec: Stat }).ordersPerSec.median, 0);
   /** The share of the machine's cores the host (if any), Azurite and this process used during `run`. */
   const busyDuring = async <T>(run: () => Promise<T>): Promise<{ result: T; busy: number }> => {
-    const cpuSeconds = () => {
-      const own = process.cpuUsage();
-      return cpuSecondsOf(main.pid) + cpuSecondsOf(main.azuritePid) + (own.user + own.system) / 1e6;
-    };
-    const cpu0 = cpuSeconds();
-    const t0 = performance.now();
+    const cpu = startCpuMeter({ host: main.pid, azurite: main.azuritePid });
     const result = await run();
-    return { result, busy: (cpuSeconds() - cpu0) / ((performance.now() - t0) / 1000) / availableParallelism() };
+    const spent = cpu();
+    return { result, busy: spent.total / spent.wallSeconds / availableParallelism() };
   };
   const rateRuns = await repeat(async () => {
     const tenant = `intake-rate-${intakeRun++}`;
@@ -784,20 +775,10 @@ if (scenario('images')) {
   for (const batch of SIZES.imageBatches) {
     const photo = await photoJpeg(batch.width, batch.height);
     const label = `${batch.count} × ${round((batch.width * batch.height) / 1e6, 0)} MP`;
-    const cpuNow = () => ({
-      host: cpuSecondsOf(main.pid),
-      azurite: cpuSecondsOf(main.azuritePid),
-      client: process.cpuUsage(),
-    });
-    /** CPU per image (ms) of host, Azurite and this process since `before`. */
-    const cpuPerImage = (before: ReturnType<typeof cpuNow>) => {
-      const client = process.cpuUsage(before.client);
+    /** CPU per image (ms) of host, Azurite and this process. */
+    const cpuPerImage = (spent: CpuSpent) => {
       const ms = (seconds: number) => round((1000 * seconds) / batch.count, 1);
-      return {
-        host: ms(cpuSecondsOf(main.pid) - before.host),
-        azurite: ms(cpuSecondsOf(main.azuritePid) - before.azurite),
-        client: ms((client.user + client.system) / 1e6),
-      };
+      return { host: ms(spent.host), azurite: ms(spent.azurite), client: ms(spent.client) };
     };
     const labVaultRun = async () => {
       // One order per image, made beforehand.
@@ -815,7 +796,7 @@ if (scenario('images')) {
       // interval nor its load is in the figure. Readiness is read from the image's row (a point
       // read, once a second): polling the API's image list instead (an audited query, which Azurite
       // answers by scanning the whole table) loads host and Azurite more than the processing measured.
-      const cpu0 = cpuNow();
+      const cpu = startCpuMeter({ host: main.pid, azurite: main.azuritePid });
       const wallT0 = Date.now();
       const uploaded = await pool(batch.count, batch.count, async (i) => {
         const orderId = orderIds[i] ?? '';
@@ -844,7 +825,7 @@ if (scenario('images')) {
       const lastReady = Math.max(...uploaded.map((u) => u.readyAt));
       if (!Number.isFinite(lastReady) || lastReady < wallT0) throw new Error('no storage timestamp for the ready rows');
       const seconds = (lastReady - wallT0) / 1000;
-      const cpu = cpuPerImage(cpu0);
+      const cpuMs = cpuPerImage(cpu());
       // What the client sees agrees (outside the timing).
       for (const { orderId, imageId } of uploaded) {
         const list = (await (
@@ -853,7 +834,7 @@ if (scenario('images')) {
         if (list.items.find((x) => x.imageId === imageId)?.status !== 'ready')
           throw new Error('the API does not show the image ready');
       }
-      return { perSec: batch.count / seconds, cpu };
+      return { perSec: batch.count / seconds, cpu: cpuMs };
     };
     // The minimal pipeline for one upload: raw-SDK download, the same two sharp operations with the
     // same options, raw-SDK uploads of image and thumbnail.
@@ -882,13 +863,13 @@ if (scenario('images')) {
     const baselineRun = async (rep: number) => {
       const prefix = `${batch.width}x${batch.height}/with-upload-${rep + 1}`;
       const slot = limiter(4);
-      const cpu0 = cpuNow();
-      const t0 = performance.now();
+      const cpu = startCpuMeter({ host: main.pid, azurite: main.azuritePid });
       await pool(batch.count, batch.count, async (i) => {
         await containers.in.getBlockBlobClient(`${prefix}/${i}.jpg`).uploadData(photo);
         await slot(() => processOne(`${prefix}/${i}`));
       });
-      return { perSec: batch.count / ((performance.now() - t0) / 1000), cpu: cpuPerImage(cpu0) };
+      const spent = cpu();
+      return { perSec: batch.count / spent.wallSeconds, cpu: cpuPerImage(spent) };
     };
     // Alternately, so that a slow phase of the machine (the baseline alone ranged 5.5–8.2 images/s
     // across one run's batches) falls on both sides rather than on whichever ran during it.
@@ -981,12 +962,12 @@ if (scenario('anomaly')) {
   };
   const idle = await probeWhile(new Promise((r) => setTimeout(r, 2000)));
   const runs = await repeat(async () => {
-    const azurite0 = cpuSecondsOf(main.azuritePid);
-    const t0 = performance.now();
+    const cpu = startCpuMeter({ azurite: main.azuritePid });
     const latencies = await probeWhile(main.seeder.anomalies.scan());
+    const spent = cpu();
     return {
-      seconds: (performance.now() - t0) / 1000,
-      azuriteCpuSeconds: cpuSecondsOf(main.azuritePid) - azurite0,
+      seconds: spent.wallSeconds,
+      azuriteCpuSeconds: spent.azurite,
       probeP50: percentile(latencies, 0.5),
       probeMax: latencies[latencies.length - 1] ?? 0,
     };

@@ -10,7 +10,7 @@ import { parseConfig } from '../lib/config.js';
 import { startAzurite } from '../local-host/azurite.js';
 import { createLogger } from '../lib/observability/logger.js';
 import { createServices } from '../lib/services.js';
-import { cpuSecondsOf, deleteBaselineRows, seedBaselineRows } from './baselines.js';
+import { deleteBaselineRows, seedBaselineRows, startCpuMeter } from './baselines.js';
 
 const count = Number(process.argv[2] ?? 2000);
 const azurite = await startAzurite();
@@ -61,14 +61,11 @@ await Promise.all(
     }
   }),
 );
-const azuriteCpu0 = cpuSecondsOf(azurite.pid);
-const cpu0 = process.cpuUsage();
+const rowsMeter = startCpuMeter({ azurite: azurite.pid });
 const t0 = performance.now();
 const rows = await services.deletion.deleteRows('lab-del');
-const rowsCpu = {
-  labvault: (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6,
-  azurite: cpuSecondsOf(azurite.pid) - azuriteCpu0,
-};
+const rowsSpent = rowsMeter();
+const rowsCpu = { labvault: rowsSpent.client, azurite: rowsSpent.azurite };
 const t1 = performance.now();
 const blobs = await services.deletion.deleteBlobs('lab-del');
 const t2 = performance.now();
@@ -77,15 +74,12 @@ const rowCount = Object.values(rows).reduce((a, b) => a + b, 0);
 // and removed by 100-row batch deletes, DELETE_CONCURRENCY partitions at a time.
 const table = services.storage.table('tenantdata');
 await seedBaselineRows(table, 'zz-baseline~', rowCount);
-const baseAzurite0 = cpuSecondsOf(azurite.pid);
-const baseCpu0 = process.cpuUsage();
+const baseMeter = startCpuMeter({ azurite: azurite.pid });
 const b0 = performance.now();
 await deleteBaselineRows(table, 'zz-baseline~');
 const b1 = performance.now();
-const baseCpu = {
-  client: (process.cpuUsage(baseCpu0).user + process.cpuUsage(baseCpu0).system) / 1e6,
-  azurite: cpuSecondsOf(azurite.pid) - baseAzurite0,
-};
+const baseSpent = baseMeter();
+const baseCpu = { client: baseSpent.client, azurite: baseSpent.azurite };
 process.stdout.write(
   JSON.stringify({
     orders: count,

@@ -10,7 +10,7 @@ import { createLogger } from '../lib/observability/logger.js';
 import type { CreateOrderInput } from '../lib/orders/schemas.js';
 import type { PartFile } from '../lib/exports/exports.js';
 import { createServices } from '../lib/services.js';
-import { cpuSecondsOf } from './baselines.js';
+import { startCpuMeter } from './baselines.js';
 
 const count = Number(process.argv[2] ?? 20000);
 const azurite = await startAzurite();
@@ -56,8 +56,7 @@ const sampler = setInterval(() => {
   peak = Math.max(peak, m.rss);
   for (const k of Object.keys(peaks) as (keyof typeof peaks)[]) peaks[k] = Math.max(peaks[k], m[k]);
 }, 50);
-const azuriteCpuBefore = cpuSecondsOf(azurite.pid);
-const cpuBefore = process.cpuUsage();
+const cpuMeter = startCpuMeter({ azurite: azurite.pid });
 const started = performance.now();
 const record = await services.exports.request('lab-measure', 'ndjson', 'request', 'measure', {
   actor,
@@ -82,8 +81,8 @@ for (let i = 0; i < parts.length; i += 4) {
 }
 const archive = await timed('assemble', () => services.exports.assemble('lab-measure', record.id, 'ndjson', files));
 const seconds = (performance.now() - started) / 1000;
-const cpu = process.cpuUsage(cpuBefore);
-const azuriteCpu = cpuSecondsOf(azurite.pid) - azuriteCpuBefore;
+const spent = cpuMeter();
+const azuriteCpu = spent.azurite;
 clearInterval(sampler);
 const records = files.reduce((n, f) => n + f.count, 0);
 process.stdout.write(
@@ -100,7 +99,7 @@ process.stdout.write(
     peakMB: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, Math.round(v / 1048576)])),
     stepSeconds,
     cpuSeconds: {
-      labvault: Number(((cpu.user + cpu.system) / 1e6).toFixed(1)),
+      labvault: Number(spent.client.toFixed(1)),
       azurite: Number(azuriteCpu.toFixed(1)),
     },
   }) + '\n',

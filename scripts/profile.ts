@@ -19,7 +19,7 @@ import { startAzurite } from '../local-host/azurite.js';
 import { spawnLocalHost } from '../local-host/process-env.js';
 import { startFaultProxy } from '../tests/support/fault-proxy.js';
 import { photoJpeg } from '../tests/support/images.js';
-import { cpuSecondsOf } from './baselines.js';
+import { startCpuMeter } from './baselines.js';
 
 const scenario = process.argv[2] === 'images' ? 'images' : 'intake';
 const count = Number(process.argv[3] ?? (scenario === 'images' ? 24 : 1000));
@@ -166,8 +166,9 @@ const cpuByThread = (pid: number | undefined): Map<string, number> => {
 };
 // What the host asks of storage when nobody asks anything of it (its pollers), over five seconds.
 const idleBefore = proxy.requestsByKind();
-const idleCpuBefore = { host: cpuSecondsOf(host.pid), azurite: cpuSecondsOf(azuritePid) };
+const idleCpu = startCpuMeter({ host: host.pid, azurite: azuritePid });
 await new Promise((r) => setTimeout(r, 5000));
+const idleSpent = idleCpu();
 const idle = [...proxy.requestsByKind()]
   .map(([kind, n]) => [kind, n - (idleBefore.get(kind) ?? 0)] as const)
   .filter(([, n]) => n > 0);
@@ -176,25 +177,24 @@ process.stdout.write(
     .map(([kind, n]) => `${kind} ${(n / 5).toFixed(1)}/s`)
     .join(
       ', ',
-    )}); host ${((1000 * (cpuSecondsOf(host.pid) - idleCpuBefore.host)) / 5).toFixed(0)} ms CPU/s, azurite ${((1000 * (cpuSecondsOf(azuritePid) - idleCpuBefore.azurite)) / 5).toFixed(0)} ms CPU/s\n`,
+    )}); host ${((1000 * idleSpent.host) / 5).toFixed(0)} ms CPU/s, azurite ${((1000 * idleSpent.azurite) / 5).toFixed(0)} ms CPU/s\n`,
 );
 const requestsBefore = proxy.requestsByKind();
 const hostThreadsBefore = cpuByThread(host.pid);
-const cpuBefore = { host: cpuSecondsOf(host.pid), azurite: cpuSecondsOf(azuritePid), client: process.cpuUsage() };
-const t0 = performance.now();
+const runCpu = startCpuMeter({ host: host.pid, azurite: azuritePid });
 // The run's window on the monotonic clock profiles count their samples on (µs), to leave out start-up.
 const windowStart = Number(process.hrtime.bigint() / 1000n);
 await run(work);
 const windowEnd = Number(process.hrtime.bigint() / 1000n);
-const seconds = (performance.now() - t0) / 1000;
-const clientCpu = process.cpuUsage(cpuBefore.client);
+const spent = runCpu();
+const seconds = spent.wallSeconds;
 const perItem = (cpu: number) =>
   `${((1000 * cpu) / count).toFixed(1)} ms CPU per item (${(cpu / seconds).toFixed(2)} cores)`;
 process.stdout.write(
   `${count} ${scenario} at c=${concurrency}: ${(count / seconds).toFixed(1)}/s\n` +
-    `  host:    ${perItem(cpuSecondsOf(host.pid) - cpuBefore.host)}\n` +
-    `  azurite: ${perItem(cpuSecondsOf(azuritePid) - cpuBefore.azurite)}\n` +
-    `  client:  ${perItem((clientCpu.user + clientCpu.system) / 1e6)}\n` +
+    `  host:    ${perItem(spent.host)}\n` +
+    `  azurite: ${perItem(spent.azurite)}\n` +
+    `  client:  ${perItem(spent.client)}\n` +
     `  host by thread: ${[...cpuByThread(host.pid)]
       .map(([name, cpu]) => [name, cpu - (hostThreadsBefore.get(name) ?? 0)] as const)
       .filter(([, cpu]) => cpu > 0)
