@@ -73,6 +73,9 @@ export interface ImageRecord {
 }
 
 const ROW = (orderId: string, specimenId: string, imageId: string) => `image~${orderId}~${specimenId}~${imageId}`;
+/** An upload as read: its bytes, or, over the limit, only its size and SHA-256. */
+type BoundedRead = { kind: 'content'; content: Buffer } | { kind: 'too-large'; bytes: number; sha256: string };
+
 export const uploadPath = (tenant: string, orderId: string, specimenId: string, imageId: string) =>
   `${tenant}/${orderId}/${specimenId}/${imageId}`;
 const storedPath = (
@@ -148,9 +151,10 @@ export class ImageService {
   }
 
   /**
-   * Processes one uploaded blob, reading it itself: its size comes from the blob's properties first,
-   * and an upload over the limit is refused without being downloaded (its size and a hash streamed
-   * through are recorded, never its bytes). At most one bounded upload is in memory per call.
+   * Processes one uploaded blob, reading it itself, once: its size comes from the download's headers
+   * first, and an upload over the limit is refused without being held (it streams through a hash;
+   * its size and that hash are recorded, never its bytes). At most one bounded upload is in memory
+   * per call.
    * Whatever the holder of the upload link did to the blob (leases, snapshots, uncommitted blocks,
    * uploads again), every trace of it is removed at the end. Safe to repeat: a record leaves
    * `pending` only after its encrypted bytes are stored, and a repeat only removes the upload.
@@ -180,19 +184,19 @@ export class ImageService {
     const now = this.#clock().toISOString();
     let next: ImageRow;
     let event: AuditEventInput;
-    let content: Buffer | undefined;
+    let read: BoundedRead;
     try {
       // One request: the download's own headers say the size, so nothing is read twice.
-      content = await this.#downloadBounded(upload);
+      read = await this.#downloadBounded(upload);
     } catch (error) {
       // Nothing (committed) there yet, or gone since (another delivery of this event processed it):
       // the record says where it stands; a later event brings a later upload.
       if (isNotFound(error)) return row.status;
       throw error;
     }
-    if (content === undefined) {
-      // Too large (or it grew while we read it): refused from its size; the hash is streamed, nothing kept.
-      const { bytes, sha256 } = await this.#hashStreamed(upload);
+    if (read.kind === 'too-large') {
+      // Too large (or it grew while we read it): refused from its size; the hash was streamed, nothing kept.
+      const { bytes, sha256 } = read;
       next = {
         ...row,
         status: 'rejected',
@@ -203,6 +207,7 @@ export class ImageService {
       };
       event = { ...this.#event('image.reject', 'U', next, meta, { reason: 'too-large', bytes }), outcome: 'failure' };
     } else {
+      const content = read.content;
       const result = await inspectAndClean(content);
       if (result.ok) {
         const img = result.image;
@@ -280,37 +285,29 @@ export class ImageService {
     return next.status;
   }
 
-  /** The upload's bytes, or undefined when it holds more than the limit (read no further than that). */
-  async #downloadBounded(upload: BlobClient): Promise<Buffer | undefined> {
+  /**
+   * The upload's bytes, read once: up to the limit into memory; past it (from the download's own
+   * length, or when more arrives than it said) only through a SHA-256, one chunk at a time, so an
+   * oversized upload is refused with its size and hash without being held or downloaded again.
+   */
+  async #downloadBounded(upload: BlobClient): Promise<BoundedRead> {
     const download = await upload.download(0);
-    const body = download.readableStreamBody as NodeJS.ReadableStream & { destroy?: () => void };
-    if ((download.contentLength ?? 0) > IMAGE_LIMITS.maxBytes) {
-      body.destroy?.();
-      return undefined;
-    }
     const chunks: Buffer[] = [];
     let bytes = 0;
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      bytes += chunk.length;
-      if (bytes > IMAGE_LIMITS.maxBytes) {
-        body.destroy?.();
-        return undefined;
-      }
-      chunks.push(chunk);
-    }
-    return Buffer.concat(chunks);
-  }
-
-  /** Size and SHA-256 of a blob read as a stream: memory holds one chunk, whatever its size. */
-  async #hashStreamed(upload: BlobClient): Promise<{ bytes: number; sha256: string }> {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const download = await upload.download();
+    // Set once the upload is known to be over the limit: from then on chunks go through it only.
+    let hash = (download.contentLength ?? 0) > IMAGE_LIMITS.maxBytes ? createHash('sha256') : undefined;
     for await (const chunk of download.readableStreamBody as AsyncIterable<Buffer>) {
-      hash.update(chunk);
       bytes += chunk.length;
+      if (!hash && bytes > IMAGE_LIMITS.maxBytes) {
+        hash = createHash('sha256');
+        for (const held of chunks.splice(0)) hash.update(held);
+      }
+      if (hash) hash.update(chunk);
+      else chunks.push(chunk);
     }
-    return { bytes, sha256: hash.digest('hex') };
+    return hash
+      ? { kind: 'too-large', bytes, sha256: hash.digest('hex') }
+      : { kind: 'content', content: Buffer.concat(chunks) };
   }
 
   async list(tenant: string, orderId: string, specimenId: string, meta: RequestMeta): Promise<ImageRecord[]> {

@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BlockBlobClient } from '@azure/storage-blob';
 import sharp from 'sharp';
 import { uploadAndProcess } from '../support/images.js';
@@ -7,11 +10,14 @@ import { NotFoundError } from '../../lib/errors.js';
 import { uploadPath } from '../../lib/images/images.js';
 import { CONTAINERS } from '../../lib/storage/clients.js';
 import { useAzurite } from '../support/azurite.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { jpegWithMetadata, plainPng, pngBombHeader, rotatedJpeg, withJpegComment } from '../support/images.js';
 import { operatorActor, type TestServices, testServices } from '../support/services.js';
 
 const azurite = useAzurite();
+/** One key store for every services instance of this file, as instances share Key Vault. */
+const keyStore = mkdtempSync(join(tmpdir(), 'labvault-images-'));
 let s: TestServices;
 let orderId: string;
 const meta = { actor: { type: 'integration' as const, id: 'lis' }, correlationId: 'test' };
@@ -57,7 +63,7 @@ async function rawBlob(container: string, name: string): Promise<Buffer> {
 
 describe('specimen images', () => {
   beforeAll(async () => {
-    s = await testServices(azurite.connectionString);
+    s = await testServices(azurite.connectionString, undefined, keyStore);
     await s.tenants.create('lab-img', 'Image Lab', { actor: operatorActor, correlationId: 'setup' });
     await s.tenants.create('lab-other', 'Other Lab', { actor: operatorActor, correlationId: 'setup' });
     orderId = (await s.orders.create('lab-img', exampleOrder(), meta)).order.id;
@@ -246,7 +252,7 @@ describe('specimen images', () => {
     expect(await uploadTraces(prefix)).toEqual([]);
   });
 
-  it('refuses an oversized upload from its size, keeps its size and hash, and deletes it', async () => {
+  it('refuses an oversized upload from its size, reading it once: keeps its size and hash, deletes it', async () => {
     const created = await s.images.createUpload(
       'lab-img',
       orderId,
@@ -257,9 +263,23 @@ describe('specimen images', () => {
     const size = 51 * 1024 * 1024;
     const big = Buffer.alloc(size, 7);
     await new BlockBlobClient(created.uploadUrl).uploadData(big);
-    expect(
-      await s.images.processUpload({ tenant: 'lab-img', orderId, specimenId: 'S-0001', imageId: created.imageId }),
-    ).toBe('rejected');
+    // Processed by an instance whose storage requests a proxy counts.
+    const proxy = await startFaultProxy(azurite.instance.ports);
+    try {
+      const counted = await testServices(proxy.connectionString, undefined, keyStore);
+      expect(
+        await counted.images.processUpload({
+          tenant: 'lab-img',
+          orderId,
+          specimenId: 'S-0001',
+          imageId: created.imageId,
+        }),
+      ).toBe('rejected');
+      // Read once: the length from the download's own headers, the bytes streamed through the hash.
+      expect(proxy.requestsByKind().get('blob GET specimen-uploads')).toBe(1);
+    } finally {
+      await proxy.close();
+    }
     expect(await record(created.imageId)).toMatchObject({
       status: 'rejected',
       reason: 'too-large',
