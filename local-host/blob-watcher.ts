@@ -274,11 +274,12 @@ export class BlobWatcher {
   /** Starts waiting blobs while slots are free; returns how many it started. */
   #startWaiting(): number {
     let started = 0;
-    for (let next = this.#waiting.shift(); next; next = this.#waiting.shift()) {
+    while (this.#inFlight.size < this.#maxConcurrent) {
+      const next = this.#waiting.shift();
+      if (!next) break;
       if (this.#done.has(next.key) || this.#running.has(next.key)) continue;
       this.#start(next);
       started++;
-      if (this.#inFlight.size >= this.#maxConcurrent) break;
     }
     return started;
   }

@@ -8,6 +8,7 @@ import type { FunctionsLibrary } from '../../local-host/http-server.js';
 import { createLogger } from '../../lib/observability/logger.js';
 import { useAzurite } from '../support/azurite.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
+import { until } from '../reliability/support.js';
 
 // The local host's blob trigger, on its own against Azurite (through a proxy that counts requests):
 // how many blobs it runs at once and what it asks storage meanwhile.
@@ -31,14 +32,6 @@ const library = {
 } as unknown as FunctionsLibrary;
 
 const listings = () => proxy.requestsByKind().get('blob GET held-uploads comp=list') ?? 0;
-
-async function until(check: () => boolean, timeoutMs: number): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('the local blob watcher', () => {
   it('runs at most maxConcurrent blobs at once, lists nothing while every slot is busy, and runs the blobs left waiting as slots free without listing again', async () => {
@@ -81,7 +74,12 @@ describe('the local blob watcher', () => {
     });
     await watcher.start();
     try {
-      await until(() => runs.length === 2, 5000);
+      await until(
+        'two blobs started',
+        async () => runs.length,
+        (n) => n === 2,
+        { timeoutMs: 5000, intervalMs: 10 },
+      );
       // Both slots held: at a 20-ms poll this would be about 40 listings of a container whose blobs
       // could not start anyway.
       const listedBefore = listings();
@@ -91,7 +89,12 @@ describe('the local blob watcher', () => {
 
       const listedWhileHeld = listings();
       release();
-      await until(() => runs.length === 6, 5000);
+      await until(
+        'six blobs run',
+        async () => runs.length,
+        (n) => n === 6,
+        { timeoutMs: 5000, intervalMs: 10 },
+      );
       // The four that waited start from the first listing as slots free, not from a listing per
       // freed slot.
       expect(listedWhenLastStarted - listedWhileHeld).toBe(0);
