@@ -199,11 +199,10 @@ export class BlobWatcher {
     this.#scanning = true;
     this.#tick = this.scan()
       .then((started) => {
-        // Busy (a blob started or is still running): scan again soon; idle: back off.
-        this.#pauseMs =
-          started > 0 || this.#inFlight.size > 0
-            ? this.#fastPollMs
-            : Math.min(this.#pauseMs * 2, this.#options.idlePollMs ?? 1000);
+        // New blobs arrived: scan again soon; none: back off, also while blobs are still running
+        // (listing a container of uploads in progress every 100 ms cost host and storage CPU the
+        // processing needs). An HTTP request brings the short pause back (`wake`).
+        this.#pauseMs = started > 0 ? this.#fastPollMs : Math.min(this.#pauseMs * 2, this.#options.idlePollMs ?? 1000);
       })
       .catch((error: unknown) => this.#options.logger.log('warn', 'blobtrigger.scan', errorFields(error)))
       .finally(() => {

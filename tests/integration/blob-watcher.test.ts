@@ -31,7 +31,7 @@ const library = {
   },
 } as unknown as FunctionsLibrary;
 
-const listings = () => proxy.requestsByKind().get('blob GET held-uploads comp=list') ?? 0;
+const listings = (container = 'held-uploads') => proxy.requestsByKind().get(`blob GET ${container} comp=list`) ?? 0;
 
 describe('the local blob watcher', () => {
   it('runs at most maxConcurrent blobs at once, lists nothing while every slot is busy, and runs the blobs left waiting as slots free without listing again', async () => {
@@ -101,6 +101,67 @@ describe('the local blob watcher', () => {
       await new Promise((r) => setTimeout(r, 300));
       expect([...runs].sort()).toEqual(['b-0', 'b-1', 'b-2', 'b-3', 'b-4', 'b-5']);
       expect(mostAtOnce).toBe(2);
+    } finally {
+      release();
+      await watcher.stop();
+    }
+  });
+
+  it('backs off while a blob runs and nothing new arrives, and still starts an upload that arrives meanwhile', async () => {
+    const blobService = BlobServiceClient.fromConnectionString(proxy.connectionString);
+    const container = blobService.getContainerClient('slow-uploads');
+    await container.createIfNotExists();
+    await container.getBlockBlobClient('slow').upload(Buffer.from('slow'), 4);
+
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const started: string[] = [];
+    const registration: Registration = {
+      name: 'slowBlobs',
+      bindings: { blob: { type: 'blobTrigger', direction: 'in', path: 'slow-uploads/{name}' } },
+      handler: async (_blob: unknown, context: unknown) => {
+        const name = (context as { triggerMetadata: { name: string } }).triggerMetadata.name;
+        started.push(name);
+        if (name === 'slow') await gate;
+      },
+    };
+    const watcher = new BlobWatcher({
+      registrations: [registration],
+      library,
+      logger: createLogger(() => undefined),
+      blobService,
+      queueService: QueueServiceClient.fromConnectionString(proxy.connectionString),
+      receipts: TableClient.fromConnectionString(proxy.connectionString, 'slowReceipts', {
+        allowInsecureConnection: true,
+      }),
+      pollMs: 20,
+      idlePollMs: 200,
+      maxConcurrent: 2,
+    });
+    await watcher.start();
+    try {
+      await until(
+        'the slow blob started',
+        async () => started.length,
+        (n) => n === 1,
+        { timeoutMs: 5000, intervalMs: 10 },
+      );
+      // One slot free, nothing new: listing every 20 ms would be about 50 listings in a second
+      // (the old rule kept the short pause while anything ran); backing off to 200 ms, about 8.
+      const listedBefore = listings('slow-uploads');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(listings('slow-uploads') - listedBefore).toBeLessThanOrEqual(10);
+
+      // An upload arriving while the slow one runs still starts, within the longest pause.
+      const uploadedAt = Date.now();
+      await container.getBlockBlobClient('next').upload(Buffer.from('next'), 4);
+      await until(
+        'the next blob started',
+        async () => started,
+        (names) => names.includes('next'),
+        { timeoutMs: 2000, intervalMs: 10 },
+      );
+      expect(Date.now() - uploadedAt).toBeLessThan(1000);
     } finally {
       release();
       await watcher.stop();
