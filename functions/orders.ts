@@ -1,7 +1,17 @@
 import { app } from '@azure/functions';
 import { ifMatchHolds, strongEtag } from '../lib/http/etags.js';
 import { invalidInput, versionRequired } from '../lib/errors.js';
-import { createOrder, getOrder, idempotencyKeySchema, listOrders, updateOrder } from '../lib/orders/api.js';
+import {
+  createOrder,
+  getOrder,
+  idempotencyKeySchema,
+  listOrders,
+  searchOrders,
+  updateOrder,
+} from '../lib/orders/api.js';
+import type { OrderFilters } from '../lib/orders/schemas.js';
+import type { RequestContext } from '../lib/http/pipeline.js';
+import type { Services } from '../lib/services.js';
 import { handle, metaOf } from './http.js';
 
 app.http(
@@ -37,23 +47,35 @@ app.http(
 const isContinuation = (v: unknown): v is { c: string } =>
   typeof v === 'object' && v !== null && typeof (v as { c?: unknown }).c === 'string';
 
+/** One page of orders for GET /orders and POST /orders/search alike. */
+async function orderPage(
+  { orders, continuations }: Services,
+  ctx: RequestContext<unknown, unknown, unknown>,
+  route: string,
+  { limit, continuationToken, ...filters }: OrderFilters & { limit: number; continuationToken?: string | undefined },
+) {
+  // Storage's continuation travels signed: a token of another tenant, route or query, or a changed one, is a 400.
+  const binding = { tenant: ctx.tenant, route, query: filters };
+  const continuation = continuationToken
+    ? (await continuations.open(binding, continuationToken, isContinuation)).c
+    : undefined;
+  const page = await orders.list(
+    ctx.tenant,
+    { ...filters, limit, ...(continuation ? { continuation } : {}) },
+    metaOf(ctx),
+  );
+  const next = page.continuation ? await continuations.issue(binding, { c: page.continuation }) : undefined;
+  return { status: 200, body: { items: page.items, ...(next ? { continuationToken: next } : {}) } };
+}
+
 app.http(
   listOrders.id,
-  handle(listOrders, async (ctx, { orders, continuations }) => {
-    const { limit, continuationToken, ...filters } = ctx.query;
-    // Storage's continuation travels signed: a token of another tenant or query, or a changed one, is a 400.
-    const binding = { tenant: ctx.tenant, route: listOrders.id, query: filters };
-    const continuation = continuationToken
-      ? (await continuations.open(binding, continuationToken, isContinuation)).c
-      : undefined;
-    const page = await orders.list(
-      ctx.tenant,
-      { ...filters, limit, ...(continuation ? { continuation } : {}) },
-      metaOf(ctx),
-    );
-    const next = page.continuation ? await continuations.issue(binding, { c: page.continuation }) : undefined;
-    return { status: 200, body: { items: page.items, ...(next ? { continuationToken: next } : {}) } };
-  }),
+  handle(listOrders, (ctx, services) => orderPage(services, ctx, listOrders.id, ctx.query)),
+);
+
+app.http(
+  searchOrders.id,
+  handle(searchOrders, (ctx, services) => orderPage(services, ctx, searchOrders.id, ctx.body)),
 );
 
 app.http(

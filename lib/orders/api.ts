@@ -7,6 +7,7 @@ import {
   orderPageSchema,
   orderParamsSchema,
   orderSchema,
+  searchOrdersSchema,
   updateOrderSchema,
 } from './schemas.js';
 
@@ -58,10 +59,27 @@ export const listOrders = defineOperation({
   method: 'GET',
   route: 'orders',
   tag: 'orders',
-  summary: 'List orders by patient id, external id or status, paged (audited)',
+  summary: 'List orders by external id or status, paged (audited); by patient id: POST /orders/search',
   access: { permission: 'orders:read' },
   query: listOrdersQuerySchema,
   responses: { 200: { description: 'A page of orders', schema: orderPageSchema }, ...problems },
+});
+
+export const searchOrders = defineOperation({
+  id: 'searchOrders',
+  method: 'POST',
+  route: 'orders/search',
+  tag: 'orders',
+  summary:
+    'Orders by patient id, external id or status, paged (audited): the filters in the body, so a patient id never stands in a URL',
+  access: { permission: 'orders:read' },
+  body: searchOrdersSchema,
+  responses: {
+    200: { description: 'A page of orders', schema: orderPageSchema },
+    ...problems,
+    413: { description: 'Body over 1 MiB', schema: problemSchema },
+    415: { description: 'Body is not JSON', schema: problemSchema },
+  },
 });
 
 export const updateOrder = defineOperation({

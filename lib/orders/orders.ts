@@ -12,7 +12,7 @@ import { SHARDS, shardOf, tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import {
   type CreateOrderInput,
-  type ListOrdersQuery,
+  type OrderFilters,
   type Order,
   type OrderStatus,
   STATUS_TRANSITIONS,
@@ -325,7 +325,7 @@ export class OrderService {
    */
   async list(
     tenant: string,
-    query: Omit<ListOrdersQuery, 'continuationToken'> & { continuation?: string },
+    query: OrderFilters & { limit: number; continuation?: string },
     meta: RequestMeta,
   ): Promise<OrderPage> {
     let rows: OrderRow[];

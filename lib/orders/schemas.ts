@@ -91,13 +91,36 @@ export type UpdateOrderInput = z.infer<typeof updateOrderSchema>;
 const orderIdSchema = z.string().regex(/^[0-9a-f]{32}$/);
 export const orderParamsSchema = z.strictObject({ id: orderIdSchema });
 
-export const listOrdersQuerySchema = z.strictObject({
-  patientId: line(64).optional(),
-  externalId: line(64).optional(),
-  status: orderStatusSchema.optional(),
-  ...pageQuery,
-});
+/**
+ * `GET /orders` filters. A patient id is not taken from a URL: URLs end up in proxies' and the
+ * platform's request logs and telemetry, so it goes in the body of `POST /orders/search`.
+ */
+export const listOrdersQuerySchema = z.strictObject(
+  {
+    externalId: line(64).optional(),
+    status: orderStatusSchema.optional(),
+    ...pageQuery,
+  },
+  {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys' && issue.keys.includes('patientId')
+        ? 'patient ids are not taken in URLs (they would stay in request logs): send POST /api/orders/search with {"patientId": …}'
+        : undefined,
+  },
+);
 export type ListOrdersQuery = z.infer<typeof listOrdersQuerySchema>;
+
+/** `POST /orders/search`: the same filters as `GET /orders` and the patient id, in the body. */
+export const searchOrdersSchema = z
+  .strictObject({
+    patientId: line(64).optional(),
+    externalId: line(64).optional(),
+    status: orderStatusSchema.optional(),
+    limit: z.number().int().min(1).max(200).default(50),
+    continuationToken: z.string().max(2048).optional(),
+  })
+  .meta({ id: 'OrderSearch' });
+export type OrderFilters = Omit<z.infer<typeof searchOrdersSchema>, 'limit' | 'continuationToken'>;
 
 export const orderPageSchema = z
   .object({ items: z.array(orderSchema), continuationToken: z.string().optional() })

@@ -133,8 +133,10 @@ describe('HL7 v2 intake', () => {
   it('answers a resent message with the same ACK and stores nothing new', async () => {
     const again = await post(OML);
     expect(again.text).toBe(firstAck.text);
-    const response = await fetch(`${host.apiBaseUrl}/orders?patientId=P-0081543`, {
-      headers: { authorization: `ApiKey ${key}` },
+    const response = await fetch(`${host.apiBaseUrl}/orders/search`, {
+      method: 'POST',
+      headers: { authorization: `ApiKey ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ patientId: 'P-0081543' }),
     });
     expect(((await response.json()) as { items: unknown[] }).items).toHaveLength(1);
     // The same control id from the same sender with other content: AE, duplicate key, nothing stored.

@@ -130,8 +130,9 @@ describe('order intake over HTTP through the local host', () => {
     expect(read.status).toBe(200);
     expect(read.body).toEqual(created.body);
 
-    const byPatient = await api('/orders?patientId=A123456789');
-    expect((byPatient.body.items as unknown[]).length).toBe(1);
+    const byPatient = await api('/orders/search', { body: { patientId: 'A123456789' } });
+    expect(byPatient.status).toBe(200);
+    expect((byPatient.body.items as { id: string }[]).map((o) => o.id)).toEqual([created.body.id]);
 
     const patched = await api(`/orders/${String(created.body.id)}`, {
       method: 'PATCH',
@@ -227,6 +228,75 @@ describe('order intake over HTTP through the local host', () => {
     ).toBe(404);
     expect((await api('/orders/not-an-id')).status).toBe(404);
     expect((await api('/orders?externalId=OTHER-1')).body.items).toEqual([]);
+  });
+
+  it('finds orders by patient id only from a body: POST /orders/search, pages bound to it; a patient id in a URL is a 400 that does not echo it', async () => {
+    const patientId = 'SEARCH-PATIENT-7';
+    for (let i = 0; i < 3; i++) {
+      const created = await api('/orders', {
+        body: exampleOrder({ externalId: `SEARCH-${i}`, patient: { ...exampleOrder().patient, id: patientId } }),
+      });
+      expect(created.status).toBe(201);
+    }
+    // Another tenant's order for the same patient id stays in that tenant.
+    const foreign = await api('/orders', {
+      key: keyB,
+      body: exampleOrder({ externalId: 'SEARCH-OTHER', patient: { ...exampleOrder().patient, id: patientId } }),
+    });
+    expect(foreign.status).toBe(201);
+
+    const first = await api('/orders/search', { body: { patientId, limit: 2 } });
+    expect(first.status).toBe(200);
+    expect(first.body.items).toHaveLength(2);
+    expect(typeof first.body.continuationToken).toBe('string');
+    const second = await api('/orders/search', {
+      body: { patientId, limit: 2, continuationToken: first.body.continuationToken },
+    });
+    expect(second.status).toBe(200);
+    const ids = [...(first.body.items as { id: string }[]), ...(second.body.items as { id: string }[])].map(
+      (o) => o.id,
+    );
+    expect(new Set(ids).size).toBe(3);
+    expect(ids).not.toContain(foreign.body.id);
+    // The token is bound to tenant, route and filters: not reusable for another patient, nor on GET /orders.
+    expect(
+      (
+        await api('/orders/search', {
+          body: { patientId: 'A123456789', continuationToken: first.body.continuationToken },
+        })
+      ).status,
+    ).toBe(400);
+    expect(
+      (await api(`/orders?continuationToken=${encodeURIComponent(String(first.body.continuationToken))}`)).status,
+    ).toBe(400);
+    // Another tenant's search finds only its own order; a key without orders:read is refused.
+    const theirs = await api('/orders/search', { key: keyB, body: { patientId } });
+    expect((theirs.body.items as { id: string }[]).map((o) => o.id)).toEqual([foreign.body.id]);
+    const noRead = admin(host.dataDir, [
+      'integration',
+      'create',
+      '--tenant',
+      'lab-e2e',
+      '--name',
+      'submit-only',
+      '--permissions',
+      'orders:create',
+    ]);
+    expect((await api('/orders/search', { key: String(noRead.json?.apiKey), body: { patientId } })).status).toBe(403);
+    expect((await api('/orders/search', { key: null, body: { patientId } })).status).toBe(401);
+
+    // In a URL the patient id is refused, with the way to search instead, and not echoed back.
+    const inUrl = await api(`/orders?patientId=${patientId}`);
+    expect(inUrl.status).toBe(400);
+    expect(inUrl.headers.get('content-type')).toContain('application/problem+json');
+    expect(JSON.stringify(inUrl.body)).toContain('POST /api/orders/search');
+    expect(JSON.stringify(inUrl.body)).not.toContain(patientId);
+    // Bad bodies: unknown fields, a string limit, a blank id.
+    for (const body of [{ patientId, extra: 1 }, { patientId, limit: '2' }, { patientId: ' ' }, { limit: 500 }])
+      expect((await api('/orders/search', { body })).status).toBe(400);
+    // Neither the searches nor the refused URL put the id into the host's logs.
+    expect(host.output()).toContain('"operation":"searchOrders"');
+    expect(host.output()).not.toContain(patientId);
   });
 
   it('stops a revoked key at once', async () => {

@@ -217,7 +217,7 @@ describe('data subject requests over HTTP', () => {
       (await call('POST', '/subject-requests', requester, { type: 'restriction', patientId: RESTRICTED })).status,
     ).toBe(409);
 
-    expect((await call('GET', `/orders?patientId=${RESTRICTED}`, lis)).body.items).toEqual([]);
+    expect((await call('POST', '/orders/search', lis, { patientId: RESTRICTED })).body.items).toEqual([]);
     const all = await call('GET', '/orders?limit=200', lis);
     expect((all.body.items as { id: string }[]).map((o) => o.id)).not.toContain(first);
     const read = await fetch(`${host.apiBaseUrl}/orders/${first}`, { headers: { authorization: lis } });
@@ -237,7 +237,7 @@ describe('data subject requests over HTTP', () => {
 
     const lifted = await call('POST', `/subject-requests/${String(restricted.body.id)}/lift`, requester);
     expect(lifted.body).toMatchObject({ status: 'lifted', evidence: { orders: 2, ordersReleased: 2 } });
-    expect((await call('GET', `/orders?patientId=${RESTRICTED}`, lis)).body.items).toHaveLength(2);
+    expect((await call('POST', '/orders/search', lis, { patientId: RESTRICTED })).body.items).toHaveLength(2);
     const again = await fetch(`${host.apiBaseUrl}/orders/${first}`, { headers: { authorization: lis } });
     const changed = await fetch(`${host.apiBaseUrl}/orders/${first}`, {
       method: 'PATCH',

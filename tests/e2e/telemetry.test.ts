@@ -178,10 +178,20 @@ describe('telemetry over OTLP', () => {
         })
       ).status,
     ).toBe(400);
-    // A search by the patient's id: the query string must not travel either.
+    // A patient id in a URL is refused, and its query string must not travel either; the search by
+    // patient id takes it in the body, which must not travel.
     expect((await fetch(`${host.apiBaseUrl}/orders?patientId=${CANARY.patientId}`, { headers: auth })).status).toBe(
-      200,
+      400,
     );
+    expect(
+      (
+        await fetch(`${host.apiBaseUrl}/orders/search`, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ patientId: CANARY.patientId }),
+        })
+      ).status,
+    ).toBe(200);
 
     // Children end (and are sent) before their parents: wait until the whole tree has arrived.
     const ordered = await spansOf(

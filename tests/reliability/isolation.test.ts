@@ -234,7 +234,6 @@ describe("isolation: another tenant's identifiers in paths, queries and bodies, 
   it("finds nothing of lab-a through lab-b's queries, and lab-a's values in lab-b's bodies stay lab-b's", async () => {
     const before = await snapshotOfA();
     const queries = [
-      `/orders?patientId=ISO-PATIENT-A`,
       `/orders?externalId=ISO-A-1`,
       `/audit?entity=${idsOfA.orders ?? ''}`,
       `/audit?actor=${idsOfA.users ?? ''}`,
@@ -252,6 +251,10 @@ describe("isolation: another tenant's identifiers in paths, queries and bodies, 
       expect(reply.text).not.toContain('ISO-A-1');
       expect(reply.text).not.toContain('lab-a');
     }
+    // The search by patient id takes it in the body.
+    const search = await call('POST', '/orders/search', adminB, { patientId: 'ISO-PATIENT-A' });
+    expect(search.status).toBeLessThan(500);
+    for (const id of Object.values(idsOfA).filter((v) => v.length > 8)) expect(search.text).not.toContain(id);
     // lab-a's external id and patient id in lab-b's order: a new order of lab-b, no conflict with lab-a.
     const own = await call(
       'POST',
@@ -263,6 +266,11 @@ describe("isolation: another tenant's identifiers in paths, queries and bodies, 
     expect(own.json.id).not.toBe(idsOfA.orders);
     expect(
       ((await call('GET', '/orders?externalId=ISO-A-1', keyB)).json.items as { id: string }[]).map((o) => o.id),
+    ).toEqual([own.json.id]);
+    expect(
+      ((await call('POST', '/orders/search', keyB, { patientId: 'ISO-PATIENT-A' })).json.items as { id: string }[]).map(
+        (o) => o.id,
+      ),
     ).toEqual([own.json.id]);
     // lab-a's ids inside bodies: an access request or role naming lab-a's things gives lab-b nothing of lab-a.
     expect((await call('POST', '/users', adminB, { username: 'admin.a', email: 'x@lab-b.example' })).status).toBe(201);
