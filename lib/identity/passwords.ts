@@ -108,6 +108,9 @@ function passwordDictionaries(): Promise<PasswordDictionaries> {
         })),
     };
   })();
+  // A failed load fails this check closed (the caller answers 500, nothing is accepted unchecked) and
+  // is not kept: the next check loads again instead of every password change failing until a restart.
+  dictionaries.catch(() => (dictionaries = undefined));
   return dictionaries;
 }
 

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   blocklistSize,
   checkPasswordPolicy,
@@ -111,5 +111,50 @@ describe('password hashing', () => {
     const a = generateInitialPassword();
     expect(a).toMatch(/^[a-zA-Z2-9]{20}$/);
     expect(new Set(Array.from({ length: 50 }, () => generateInitialPassword())).size).toBe(50);
+  });
+});
+
+describe('the password policy on a cold instance', () => {
+  afterEach(() => {
+    vi.doUnmock('@zxcvbn-ts/core');
+    vi.resetModules();
+  });
+
+  /** A fresh copy of the policy module, with zxcvbn's estimator counted (and failing `failures` times). */
+  async function coldPolicy(failures = 0) {
+    const counts = { loads: 0, estimators: 0 };
+    vi.resetModules();
+    vi.doMock('@zxcvbn-ts/core', async (importOriginal) => {
+      const original = await importOriginal<typeof import('@zxcvbn-ts/core')>();
+      counts.loads++;
+      if (counts.loads <= failures) throw new Error('the dictionaries could not be loaded');
+      return {
+        ...original,
+        ZxcvbnFactory: class extends original.ZxcvbnFactory {
+          constructor(...args: ConstructorParameters<typeof original.ZxcvbnFactory>) {
+            counts.estimators++;
+            super(...args);
+          }
+        },
+      };
+    });
+    return { policy: await import('../../lib/identity/passwords.js'), counts };
+  }
+
+  it('answers fifty checks at once, each right, from one dictionary load and one estimator', async () => {
+    const { policy, counts } = await coldPolicy();
+    const candidates = ['zwölf Boxkämpfer jagen Viktor', 'password12345678', 'qwertzuiopasdfgh', 'tx8#Lq-vR2m!Zp0w-a'];
+    const verdicts = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => policy.checkPasswordPolicy(candidates[i % 4] ?? '', ctx)),
+    );
+    verdicts.forEach((errors, i) => expect(errors.length > 0, candidates[i % 4]).toBe(i % 4 === 1 || i % 4 === 2));
+    expect(counts).toEqual({ loads: 1, estimators: 1 });
+  });
+
+  it('fails a check closed when the dictionaries cannot be loaded, and loads them again on the next', async () => {
+    const { policy } = await coldPolicy(1);
+    await expect(policy.checkPasswordPolicy('zwölf Boxkämpfer jagen Viktor', ctx)).rejects.toThrow();
+    expect(await policy.checkPasswordPolicy('password12345678', ctx)).not.toEqual([]);
+    expect(await policy.checkPasswordPolicy('zwölf Boxkämpfer jagen Viktor', ctx)).toEqual([]);
   });
 });
