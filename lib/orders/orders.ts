@@ -381,33 +381,43 @@ export class OrderService {
 
   /**
    * Marks an order restricted (or lifts it), in one transaction with its audit entry; conditional on
-   * the version read, so a concurrent change is retried by the caller, not overwritten.
+   * the version read, so a concurrent change is read again and decided again, never overwritten.
+   * True when this call made the change.
    */
   async setRestricted(tenant: string, orderId: string, restrictedNow: boolean, meta: RequestMeta): Promise<boolean> {
     const partitionKey = orderPartition(tenant, orderId);
-    const row = await this.#row(partitionKey, orderId);
-    if (!row || (row.restricted === true) === restrictedNow) return false;
-    const event = auditEvent(
-      restrictedNow ? 'order.restrict' : 'order.restriction-lift',
-      'U',
-      { type: 'Order', id: orderId },
-      meta,
-      { purpose: 'data-subject-request', patientRef: row.patientRef },
-    );
-    await this.#audit.commit(
-      tenant,
-      partitionKey,
-      () => [
-        [
-          'update',
-          { partitionKey, rowKey: ORDER_ROW(orderId), restricted: restrictedNow },
-          'Merge',
-          { etag: row.etag },
-        ],
-      ],
-      [event],
-    );
-    return true;
+    // A concurrent change (another restriction of the same subject, a status change) moves the
+    // version: read again and decide again, a few times, rather than overwrite or fail.
+    for (let attempt = 1; ; attempt++) {
+      const row = await this.#row(partitionKey, orderId);
+      if (!row || (row.restricted === true) === restrictedNow) return false;
+      const event = auditEvent(
+        restrictedNow ? 'order.restrict' : 'order.restriction-lift',
+        'U',
+        { type: 'Order', id: orderId },
+        meta,
+        { purpose: 'data-subject-request', patientRef: row.patientRef },
+      );
+      try {
+        await this.#audit.commit(
+          tenant,
+          partitionKey,
+          () => [
+            [
+              'update',
+              { partitionKey, rowKey: ORDER_ROW(orderId), restricted: restrictedNow },
+              'Merge',
+              { etag: row.etag },
+            ],
+          ],
+          [event],
+        );
+        return true;
+      } catch (error) {
+        const moved = error instanceof TransactionFailedError && error.failedIndex === 0 && error.statusCode === 412;
+        if (!moved || attempt >= 5) throw error;
+      }
+    }
   }
 
   async #page<T extends object>(

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { odata, type TableClient } from '@azure/data-tables';
+import { odata, type TableClient, type TransactionAction } from '@azure/data-tables';
 import type { AuditLog } from '../audit/audit-log.js';
 import { auditEvent } from '../audit/events.js';
 import type { AuditEntry, RequestMeta } from '../audit/types.js';
@@ -14,6 +14,7 @@ import type { RetentionService } from '../retention/retention.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
+import { TransactionFailedError } from '../storage/transaction.js';
 
 export type SubjectRequestType = 'access' | 'erasure' | 'restriction';
 export type SubjectRequestStatus =
@@ -122,6 +123,11 @@ export interface SubjectRequestDependencies {
 
 const AREA = 'subject-requests';
 const ROW = (id: string) => `request~${id}`;
+/**
+ * One row per data subject with a restriction in force, created in the restriction's own transaction
+ * and deleted in its lift's: storage lets only one of two concurrent restrictions create it.
+ */
+const RESTRICTION_ROW = (patientRef: string) => `restriction~${patientRef}`;
 const DAY = 24 * 3600 * 1000;
 const LATEST_ENTRIES = 200;
 
@@ -401,14 +407,30 @@ export class SubjectRequestService {
       odata` and patientRef eq ${patientRef} and type eq 'restriction' and status eq 'active'`,
     )(tenant);
     if (standing[0]) throw conflict(`A restriction of this data subject stands already (request ${standing[0].id}).`);
-    let orders = 0;
-    for (const order of await this.#d.orders.subjectOrders(tenant, patientRef))
-      if (await this.#d.orders.setRestricted(tenant, order.id, true, meta)) orders++;
-    return this.#create(
-      tenant,
-      { type: 'restriction', status: 'active', patientRef, requestedBy, evidence: JSON.stringify({ orders }) },
-      meta,
-    );
+    // Every order of the subject is restricted before the request says so (setting it twice is a
+    // no-op, so a concurrent request for the same subject changes nothing more).
+    const subjectOrders = await this.#d.orders.subjectOrders(tenant, patientRef);
+    for (const order of subjectOrders) await this.#d.orders.setRestricted(tenant, order.id, true, meta);
+    const partitionKey = tenantPartition(tenant, AREA);
+    try {
+      return await this.#create(
+        tenant,
+        {
+          type: 'restriction',
+          status: 'active',
+          patientRef,
+          requestedBy,
+          evidence: JSON.stringify({ orders: subjectOrders.length }),
+        },
+        meta,
+        (id) => [['create', { partitionKey, rowKey: RESTRICTION_ROW(patientRef), requestId: id }]],
+      );
+    } catch (error) {
+      // Another restriction of this subject was recorded between the check above and this one.
+      if (error instanceof TransactionFailedError && error.failedIndex === 1 && error.statusCode === 409)
+        throw conflict('A restriction of this data subject stands already.');
+      throw error;
+    }
   }
 
   /** Lifts a restriction: the orders are writable and listed again. */
@@ -419,6 +441,10 @@ export class SubjectRequestService {
     let orders = 0;
     for (const order of await this.#d.orders.subjectOrders(tenant, row.patientRef))
       if (await this.#d.orders.setRestricted(tenant, order.id, false, meta)) orders++;
+    // Restrictions recorded before the marker row existed have none to delete.
+    const marker = await this.#d.table
+      .getEntity(row.partitionKey, RESTRICTION_ROW(row.patientRef))
+      .catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
     return this.#update(
       tenant,
       row,
@@ -430,6 +456,8 @@ export class SubjectRequestService {
       },
       'subject-request.lift',
       meta,
+      {},
+      marker ? [['delete', { partitionKey: row.partitionKey, rowKey: RESTRICTION_ROW(row.patientRef) }]] : [],
     );
   }
 
@@ -484,6 +512,8 @@ export class SubjectRequestService {
     tenant: string,
     fields: Pick<RequestRow, 'type' | 'status' | 'patientRef' | 'requestedBy'> & Partial<RequestRow>,
     meta: RequestMeta,
+    /** Further rows of the request's partition, in the same transaction (after the request's own). */
+    alongside: (id: string) => TransactionAction[] = () => [],
   ): Promise<SubjectRequest> {
     const id = randomBytes(12).toString('hex');
     const now = this.#clock();
@@ -498,7 +528,7 @@ export class SubjectRequestService {
       dueAt: due.toISOString(),
       ...(fields.status === 'refused' ? { completedAt: now.toISOString() } : {}),
     };
-    await this.#d.audit.commit(tenant, partitionKey, () => [['create', row]], [
+    await this.#d.audit.commit(tenant, partitionKey, () => [['create', row], ...alongside(id)], [
       auditEvent('subject-request.create', 'C', { type: 'SubjectRequest', id }, meta, {
         purpose: 'data-subject-request',
         patientRef: fields.patientRef,
@@ -516,17 +546,23 @@ export class SubjectRequestService {
     event: string,
     meta: RequestMeta,
     details: Record<string, string | number | boolean> = {},
+    alongside: TransactionAction[] = [],
   ): Promise<SubjectRequest> {
     const next: RequestRow = { ...row, ...change };
     delete next.etag;
     try {
-      await this.#d.audit.commit(tenant, row.partitionKey, () => [['update', next, 'Replace', { etag: row.etag }]], [
-        auditEvent(event, 'U', { type: 'SubjectRequest', id: row.id }, meta, {
-          purpose: 'data-subject-request',
-          patientRef: row.patientRef,
-          details: { status: next.status, ...details },
-        }),
-      ]);
+      await this.#d.audit.commit(
+        tenant,
+        row.partitionKey,
+        () => [['update', next, 'Replace', { etag: row.etag }], ...alongside],
+        [
+          auditEvent(event, 'U', { type: 'SubjectRequest', id: row.id }, meta, {
+            purpose: 'data-subject-request',
+            patientRef: row.patientRef,
+            details: { status: next.status, ...details },
+          }),
+        ],
+      );
     } catch (error) {
       if (error instanceof Error && 'statusCode' in error && (error.statusCode === 412 || error.statusCode === 409))
         throw conflict('The request changed meanwhile; read it again.');

@@ -64,6 +64,13 @@ async function uploadImage(orderId: string): Promise<string> {
   throw new Error('image not processed');
 }
 
+/** A person of the tenant with these roles, signed in (the admin creates the account). */
+async function newPerson(username: string, roles: string[]): Promise<string> {
+  const user = await call('POST', '/users', requester, { username, email: `${username}@dsr.example`, roles });
+  expect(user.status, JSON.stringify(user.body)).toBe(201);
+  return person(host, TENANT, username, String(user.body.initialPassword));
+}
+
 async function waitFor(id: string, statuses: string[], timeoutMs = 40_000): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -104,11 +111,6 @@ describe('data subject requests over HTTP', () => {
       env: { LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS: '3', LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD },
     });
     requester = await tenantWithAdmin(host, TENANT, 'dsr.admin');
-    const newPerson = async (username: string, roles: string[]) => {
-      const user = await call('POST', '/users', requester, { username, email: `${username}@dsr.example`, roles });
-      expect(user.status, JSON.stringify(user.body)).toBe(201);
-      return person(host, TENANT, username, String(user.body.initialPassword));
-    };
     second = await newPerson('dsr.second', ['tenant-admin']);
     third = await newPerson('dsr.third', ['tenant-admin']);
     selfUser = await newPerson('dsr.self', ['self']);
@@ -382,5 +384,56 @@ describe('data subject requests over HTTP', () => {
     expect((await call('GET', '/subject-requests', selfUser)).status).toBe(403);
     expect((await call('GET', '/subject-requests/000000000000000000000000', requester)).status).toBe(404);
     expect((await call('GET', '/subject-requests/zz', requester)).status).toBe(404);
+  });
+
+  it('lets a person with only subject-requests:manage handle requests and nothing else; fifty restrictions at once leave one in force', async () => {
+    const BURST = 'SUBJ-0005';
+    await order(BURST, 1);
+    await order(BURST, 2);
+    const role = await call('PUT', '/roles/dsr-officer', requester, { permissions: ['subject-requests:manage'] });
+    expect(role.status, JSON.stringify(role.body)).toBeLessThan(300);
+    const officer = await newPerson('dsr.officer', ['dsr-officer']);
+    // One admin permission: the subject routes, and none of the tenant's other administration or data.
+    expect((await call('POST', '/subject-requests/search', officer, { patientId: BURST })).status).toBe(200);
+    for (const [method, path, body] of [
+      ['POST', '/users', { username: 'dsr.extra', email: 'x@dsr.example', roles: ['tenant-admin'] }],
+      ['PUT', '/roles/dsr-officer', { permissions: ['subject-requests:manage', 'users:manage'] }],
+      ['GET', '/integrations', undefined],
+      ['GET', '/audit', undefined],
+      ['POST', '/exports', { purpose: 'contract-end' }],
+      ['POST', '/orders/search', { patientId: BURST }],
+    ] as const)
+      expect((await call(method, path, officer, body)).status, `${method} ${path}`).toBe(403);
+
+    // Fifty at once: storage lets exactly one record the restriction; the rest are told it stands
+    // (409) or to come back (429, the officer's budget under contention). None is half-recorded.
+    const replies = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        call('POST', '/subject-requests', officer, { type: 'restriction', patientId: BURST }),
+      ),
+    );
+    const statuses = replies.map((r) => r.status);
+    expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+    expect(statuses.filter((s) => s !== 201 && s !== 409 && s !== 429)).toEqual([]);
+    const winner = replies.find((r) => r.status === 201)!.body;
+    expect(winner).toMatchObject({ type: 'restriction', status: 'active', evidence: { orders: 2 } });
+    const log = (await call('GET', '/subject-requests', requester)).body.items as {
+      id: string;
+      type: string;
+      status: string;
+    }[];
+    expect(log.filter((r) => r.type === 'restriction' && r.status === 'active').map((r) => r.id)).toEqual([winner.id]);
+    expect((await call('POST', '/orders/search', lis, { patientId: BURST })).body.items).toEqual([]);
+
+    // Lifted once, the subject is free again, and a new restriction can be recorded after it.
+    const lifts = await Promise.all([
+      call('POST', `/subject-requests/${String(winner.id)}/lift`, officer),
+      call('POST', `/subject-requests/${String(winner.id)}/lift`, requester),
+    ]);
+    expect(lifts.map((l) => l.status).sort()).toEqual([200, 409]);
+    expect((await call('POST', '/orders/search', lis, { patientId: BURST })).body.items).toHaveLength(2);
+    const again = await call('POST', '/subject-requests', officer, { type: 'restriction', patientId: BURST });
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
+    expect((await call('POST', `/subject-requests/${String(again.body.id)}/lift`, officer)).status).toBe(200);
   });
 });
