@@ -131,7 +131,7 @@ if (scenario === 'images') {
     await fetch(u.uploadUrl ?? '', { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: photo });
     // Readiness from the image's row (a point read, once a second), as the bench does: polling the
     // audited list route, or polling often, would profile the polling (at 50 ms it was 29 of the 41
-    // storage requests per image and most of Azurite's CPU).
+    // storage requests per image and about 40 % of Azurite's CPU: 123 → 77 ms per image at 1 s).
     const orderId = orderIds[i] ?? '';
     for (;;) {
       const row = await rows.getEntity<{ status: string }>(

@@ -441,9 +441,10 @@ export class SubjectRequestService {
     let orders = 0;
     for (const order of await this.#d.orders.subjectOrders(tenant, row.patientRef))
       if (await this.#d.orders.setRestricted(tenant, order.id, false, meta)) orders++;
-    // Restrictions recorded before the marker row existed have none to delete.
+    // This restriction's marker, if it has one (those recorded before markers existed have none).
     const marker = await this.#d.table
-      .getEntity(row.partitionKey, RESTRICTION_ROW(row.patientRef))
+      .getEntity<{ requestId: string }>(row.partitionKey, RESTRICTION_ROW(row.patientRef))
+      .then((entity) => (entity.requestId === row.id ? entity : undefined))
       .catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
     return this.#update(
       tenant,

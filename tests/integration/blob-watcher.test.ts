@@ -33,6 +33,23 @@ const library = {
 
 const listings = (container = 'held-uploads') => proxy.requestsByKind().get(`blob GET ${container} comp=list`) ?? 0;
 
+/** A watcher of one registration through the proxy: two slots, a 20-ms short and a 200-ms idle pause. */
+function watcherOf(registration: Registration, receiptsTable: string): BlobWatcher {
+  return new BlobWatcher({
+    registrations: [registration],
+    library,
+    logger: createLogger(() => undefined),
+    blobService: BlobServiceClient.fromConnectionString(proxy.connectionString),
+    queueService: QueueServiceClient.fromConnectionString(proxy.connectionString),
+    receipts: TableClient.fromConnectionString(proxy.connectionString, receiptsTable, {
+      allowInsecureConnection: true,
+    }),
+    pollMs: 20,
+    idlePollMs: 200,
+    maxConcurrent: 2,
+  });
+}
+
 describe('the local blob watcher', () => {
   it('runs at most maxConcurrent blobs at once, lists nothing while every slot is busy, and runs the blobs left waiting as slots free without listing again', async () => {
     const blobService = BlobServiceClient.fromConnectionString(proxy.connectionString);
@@ -58,20 +75,7 @@ describe('the local blob watcher', () => {
         running--;
       },
     };
-    const receipts = TableClient.fromConnectionString(proxy.connectionString, 'watcherReceipts', {
-      allowInsecureConnection: true,
-    });
-    const watcher = new BlobWatcher({
-      registrations: [registration],
-      library,
-      logger: createLogger(() => undefined),
-      blobService,
-      queueService: QueueServiceClient.fromConnectionString(proxy.connectionString),
-      receipts,
-      pollMs: 20,
-      idlePollMs: 200,
-      maxConcurrent: 2,
-    });
+    const watcher = watcherOf(registration, 'watcherReceipts');
     await watcher.start();
     try {
       await until(
@@ -125,19 +129,7 @@ describe('the local blob watcher', () => {
         if (name === 'slow') await gate;
       },
     };
-    const watcher = new BlobWatcher({
-      registrations: [registration],
-      library,
-      logger: createLogger(() => undefined),
-      blobService,
-      queueService: QueueServiceClient.fromConnectionString(proxy.connectionString),
-      receipts: TableClient.fromConnectionString(proxy.connectionString, 'slowReceipts', {
-        allowInsecureConnection: true,
-      }),
-      pollMs: 20,
-      idlePollMs: 200,
-      maxConcurrent: 2,
-    });
+    const watcher = watcherOf(registration, 'slowReceipts');
     await watcher.start();
     try {
       await until(
