@@ -16,6 +16,11 @@ const problems = {
   401: { description: 'Missing or invalid credentials', schema: problemSchema },
   403: { description: 'Not permitted', schema: problemSchema },
 } as const;
+/** What a JSON body can be refused for before it is read. */
+const bodyProblems = {
+  413: { description: 'Body over 1 MiB', schema: problemSchema },
+  415: { description: 'Body is not JSON', schema: problemSchema },
+} as const;
 
 export const createOrder = defineOperation({
   id: 'createOrder',
@@ -34,8 +39,7 @@ export const createOrder = defineOperation({
     201: { description: 'The order as stored', schema: orderSchema },
     ...problems,
     409: { description: 'externalId exists, or the Idempotency-Key was used with another body', schema: problemSchema },
-    413: { description: 'Body over 1 MiB', schema: problemSchema },
-    415: { description: 'Body is not JSON', schema: problemSchema },
+    ...bodyProblems,
   },
 });
 
@@ -77,8 +81,7 @@ export const searchOrders = defineOperation({
   responses: {
     200: { description: 'A page of orders', schema: orderPageSchema },
     ...problems,
-    413: { description: 'Body over 1 MiB', schema: problemSchema },
-    415: { description: 'Body is not JSON', schema: problemSchema },
+    ...bodyProblems,
   },
 });
 

@@ -108,7 +108,6 @@ export const listOrdersQuerySchema = z.strictObject(
         : undefined,
   },
 );
-export type ListOrdersQuery = z.infer<typeof listOrdersQuerySchema>;
 
 /** `POST /orders/search`: the same filters as `GET /orders` and the patient id, in the body. */
 export const searchOrdersSchema = z
