@@ -108,4 +108,4 @@ export const updateOrder = defineOperation({
 
 export const idempotencyKeySchema = z.string().regex(/^[\x21-\x7e]{1,128}$/);
 
-export const orderOperations = [createOrder, getOrder, listOrders, updateOrder];
+export const orderOperations = [createOrder, getOrder, listOrders, searchOrders, updateOrder];
