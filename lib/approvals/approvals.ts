@@ -4,6 +4,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import { conflict, forbidden, notFound } from '../errors.js';
 import { OPERATOR_REALM, type OperatorPermission, type Principal } from '../identity/permissions.js';
+import { landedAlready } from '../storage/conditional-writes.js';
 import { isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { auditEvent } from '../audit/events.js';
@@ -48,7 +49,13 @@ export interface Approval {
   failure?: string;
 }
 
-type ApprovalRow = Omit<Approval, 'params' | 'summary'> & { partitionKey: string; rowKey: string; params: string };
+type ApprovalRow = Omit<Approval, 'params' | 'summary'> & {
+  partitionKey: string;
+  rowKey: string;
+  params: string;
+  /** Unique to one decision attempt: tells our own claim (its answer lost) from another's, even within a millisecond. */
+  decisionId?: string;
+};
 
 const PARTITION = 'approvals';
 const HOUR = 3600 * 1000;
@@ -97,7 +104,12 @@ export class ApprovalService {
       expiresAt: new Date(now.getTime() + this.#d.approvalHours * HOUR).toISOString(),
       status: 'pending',
     };
-    await this.#d.platform.createEntity(row);
+    try {
+      await this.#d.platform.createEntity(row);
+    } catch (error) {
+      // The id is new: a row there already is this request's own, its answer lost.
+      if (!(await landedAlready(this.#d.platform, row, error))) throw error;
+    }
     await this.#audit(row, this.#event('approval.request', 'C', row, meta));
     return toApproval(row);
   }
@@ -143,14 +155,18 @@ export class ApprovalService {
       status: approve ? 'executed' : 'denied',
       decidedBy: decider.id,
       decidedAt: now,
+      decisionId: randomBytes(12).toString('hex'),
     };
     delete (decided as Partial<ApprovalRow & { etag: string }>).etag;
     try {
       // The claim: of two deciders, one changes the row; the other meets a new ETag.
       await this.#d.platform.updateEntity(decided, 'Replace', { etag: (row as ApprovalRow & { etag: string }).etag });
     } catch (error) {
-      if (isPreconditionFailed(error)) throw conflict('Someone decided on this request meanwhile.');
-      throw error;
+      // Our own claim whose answer was lost is still ours: the decision is audited and the action runs.
+      if (!(await landedAlready(this.#d.platform, decided, error))) {
+        if (isPreconditionFailed(error)) throw conflict('Someone decided on this request meanwhile.');
+        throw error;
+      }
     }
     await this.#audit(decided, this.#event(approve ? 'approval.approve' : 'approval.deny', 'U', decided, meta));
     if (!approve) return toApproval(decided);

@@ -15,6 +15,7 @@ import {
   resolveChecked,
 } from '../net/outbound.js';
 import type { Logger } from '../observability/logger.js';
+import { landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
@@ -163,7 +164,12 @@ export class BreachService {
       controllerDeadline: timing.controllerDeadline,
       ...(options.fromAlert ? { fromAlert: options.fromAlert } : {}),
     };
-    await this.#platform.createEntity(row);
+    try {
+      await this.#platform.createEntity(row);
+    } catch (error) {
+      // The id is new: a row there already is this report's own, its answer lost.
+      if (!(await landedAlready(this.#platform, row, error))) throw error;
+    }
     await this.timeline(
       id,
       options.draft ? 'draft-created' : 'registered',

@@ -1,7 +1,8 @@
 import { recordSecurityAlert } from '../observability/instruments.js';
 import { randomBytes } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
-import { isConflict, isNotFound } from '../storage/errors.js';
+import { landedAlready } from '../storage/conditional-writes.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import type { Logger } from '../observability/logger.js';
 
 type AlertKind =
@@ -58,12 +59,18 @@ export class SecurityAlertService {
     recordSecurityAlert(alert.kind);
     // Newest first: row keys sort by inverted time.
     const inverted = String(8_640_000_000_000_000 - now.getTime()).padStart(16, '0');
-    await this.#table.createEntity({
+    const row = {
       partitionKey: PARTITION,
       rowKey: `${inverted}~${id}`,
       ...full,
       ...(full.window ? { window: JSON.stringify(full.window) } : {}),
-    });
+    };
+    try {
+      await this.#table.createEntity(row);
+    } catch (error) {
+      // The id is new: a row there already is this alert's own, its answer lost.
+      if (!(await landedAlready(this.#table, row, error))) throw error;
+    }
     this.#logger.log('warn', 'security.alert', {
       kind: alert.kind,
       alertId: id,
@@ -90,6 +97,9 @@ export class SecurityAlertService {
       await this.#table.createEntity(claim);
     } catch (error) {
       if (!isConflict(error)) throw error;
+      // Our own claim, its answer lost: raise. (Two claims within one millisecond raise twice; a
+      // duplicate alert is better than none.)
+      if (await landedAlready(this.#table, claim, error)) return this.raise(alert);
       let existing: { until: string; etag: string };
       try {
         existing = await this.#table.getEntity<{ until: string }>(PARTITION_ONCE, rowKey);
@@ -101,7 +111,8 @@ export class SecurityAlertService {
       try {
         await this.#table.updateEntity(claim, 'Replace', { etag: existing.etag });
       } catch (inner) {
-        if (inner instanceof Error && 'statusCode' in inner && inner.statusCode === 412) return undefined;
+        if (await landedAlready(this.#table, claim, inner)) return this.raise(alert);
+        if (isPreconditionFailed(inner)) return undefined;
         throw inner;
       }
     }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import { unauthenticated } from '../errors.js';
+import { landedAlready } from '../storage/conditional-writes.js';
 import { isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { shardOf, tenantPartition } from '../storage/keys.js';
 
@@ -120,19 +121,19 @@ export class SessionService {
     }
     const next = newToken(realm, familyId);
     const used = [...(JSON.parse(row.usedHashes ?? '[]') as string[]), row.currentHash].slice(-USED_TOKENS_KEPT);
+    const session = { realm, userId: row.userId, familyId, epoch: row.epoch ?? 0, refreshToken: next };
+    const rotated = {
+      partitionKey: row.partitionKey,
+      rowKey: row.rowKey,
+      currentHash: hashToken(next).toString('hex'),
+      usedHashes: JSON.stringify(used),
+      lastUsedAt: now.toISOString(),
+    };
     try {
-      await this.#table.updateEntity(
-        {
-          partitionKey: row.partitionKey,
-          rowKey: row.rowKey,
-          currentHash: hashToken(next).toString('hex'),
-          usedHashes: JSON.stringify(used),
-          lastUsedAt: now.toISOString(),
-        },
-        'Merge',
-        { etag: row.etag },
-      );
+      await this.#table.updateEntity(rotated, 'Merge', { etag: row.etag });
     } catch (error) {
+      // The new token's hash is unique: stored, it is this rotation's own write whose answer was lost.
+      if (await landedAlready(this.#table, rotated, error)) return session;
       // Two refreshes with one real token: the loser used a token that is no longer the live one.
       if (isPreconditionFailed(error)) {
         await this.revoke(realm, familyId, 'replay');
@@ -140,7 +141,7 @@ export class SessionService {
       }
       throw error;
     }
-    return { realm, userId: row.userId, familyId, epoch: row.epoch ?? 0, refreshToken: next };
+    return session;
   }
 
   async revoke(realm: string, familyId: string, reason: string): Promise<void> {

@@ -13,6 +13,7 @@ import type { Logger } from '../observability/logger.js';
 import type { OrderService } from '../orders/orders.js';
 import { deleteItems, listPrefixCompletely, type StoredItem } from '../storage/blobs.js';
 import { CONTAINERS, type StorageClients, TABLES } from '../storage/clients.js';
+import { landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { tenantPartition, tenantPartitionRange } from '../storage/keys.js';
 import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
@@ -356,6 +357,7 @@ export class DeletionService {
       if (existing) await this.d.platform.updateEntity(entity, 'Replace', { etag: existing.etag });
       else await this.d.platform.createEntity(entity);
     } catch (error) {
+      if (await landedAlready(this.d.platform, entity, error)) return; // our own write, its answer lost
       if (isPreconditionFailed(error) || isConflict(error))
         throw conflict("The tenant's lifecycle changed meanwhile; reload and retry.");
       throw error;

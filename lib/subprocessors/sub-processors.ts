@@ -5,6 +5,7 @@ import { auditEvent } from '../audit/events.js';
 import type { RequestMeta } from '../audit/types.js';
 import { conflict, notFound } from '../errors.js';
 import { OPERATOR_REALM } from '../identity/permissions.js';
+import { landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
@@ -70,7 +71,16 @@ type ChangeRow = {
   withdrawnAt?: string;
   etag?: string;
 };
-type ObjectionRow = { partitionKey: string; rowKey: string; tenant: string; reason: string; at: string; by: string };
+type ObjectionRow = {
+  partitionKey: string;
+  rowKey: string;
+  tenant: string;
+  reason: string;
+  at: string;
+  by: string;
+  /** Unique to one attempt: tells our own objection (its answer lost) from an earlier one. */
+  objectionId?: string;
+};
 
 const PARTITION = 'sub-processors';
 const OBJECTIONS = 'sub-processor-objections';
@@ -191,12 +201,15 @@ export class SubProcessorService {
       reason,
       at: this.#clock().toISOString(),
       by: meta.actor.id,
+      objectionId: randomBytes(12).toString('hex'),
     };
     try {
       await this.#d.platform.createEntity(objection);
     } catch (error) {
-      if (isConflict(error)) throw conflict('This tenant has objected to this change already.');
-      throw error;
+      if (!(await landedAlready(this.#d.platform, objection, error))) {
+        if (isConflict(error)) throw conflict('This tenant has objected to this change already.');
+        throw error;
+      }
     }
     await this.#d.audit.record(tenant, tenantPartition(tenant, 'contract'), [
       auditEvent('sub-processors.objection', 'C', { type: 'SubProcessorChange', id: changeId }, meta, {

@@ -20,6 +20,10 @@ interface FaultSettings {
   kinds?: readonly FaultKind[];
   timeoutMs?: number;
   slowMs?: number;
+  /** Only requests of these kinds get faults (as `requestsByKind` names them); every request when unset. */
+  only?: (requestKind: string) => boolean;
+  /** How many faults to inject before passing everything again; no limit when unset. */
+  times?: number;
 }
 
 export interface FaultProxy {
@@ -47,7 +51,12 @@ export async function startFaultProxy(
   ports: { blob: number; queue: number; table: number },
   random: () => number = Math.random,
 ): Promise<FaultProxy> {
-  let settings: Required<FaultSettings> = { rate: 0, kinds: FAULT_KINDS, timeoutMs: 3000, slowMs: 400 };
+  let settings: FaultSettings & Required<Pick<FaultSettings, 'kinds' | 'timeoutMs' | 'slowMs'>> = {
+    rate: 0,
+    kinds: FAULT_KINDS,
+    timeoutMs: 3000,
+    slowMs: 400,
+  };
   let requests = 0;
   const byKind = new Map<string, number>();
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
@@ -71,8 +80,13 @@ export async function startFaultProxy(
     requests++;
     const kind = `${service} ${req.method ?? ''} ${requestResource(req.url ?? '')}`;
     byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
-    const fault = random() < settings.rate ? settings.kinds[Math.floor(random() * settings.kinds.length)] : undefined;
-    if (fault) faults[fault]++;
+    const eligible = (settings.only?.(kind) ?? true) && (settings.times ?? 1) > 0;
+    const fault =
+      eligible && random() < settings.rate ? settings.kinds[Math.floor(random() * settings.kinds.length)] : undefined;
+    if (fault) {
+      faults[fault]++;
+      if (settings.times !== undefined) settings.times--;
+    }
     const pass = (upstream: IncomingMessage) => {
       res.writeHead(upstream.statusCode ?? 502, upstream.headers);
       upstream.pipe(res);
@@ -133,7 +147,13 @@ export async function startFaultProxy(
       `TableEndpoint=${host}:${proxied.table}/${AZURITE_ACCOUNT}`,
     ].join(';'),
     set(next) {
-      settings = { ...settings, ...next, kinds: next.kinds ?? FAULT_KINDS };
+      // Each call states the whole fault plan: a filter or budget of an earlier call does not linger.
+      settings = {
+        timeoutMs: settings.timeoutMs,
+        slowMs: settings.slowMs,
+        ...next,
+        kinds: next.kinds ?? FAULT_KINDS,
+      };
     },
     stats: () => ({ requests, faults: { ...faults } }),
     requestsByKind: () => new Map(byKind),

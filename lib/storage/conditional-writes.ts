@@ -1,0 +1,35 @@
+import type { TableClient, TableEntity } from '@azure/data-tables';
+import { isConflict, isNotFound, isPreconditionFailed } from './errors.js';
+
+/**
+ * Whether a conditional write that was answered 412 (ETag moved) or 409 (row exists) had in fact
+ * landed. When the answer to a write is lost (connection dropped after the service applied it), the
+ * SDK sends the request again, and the retry meets the ETag or the row its own first attempt wrote.
+ * Without this check the caller reports "changed meanwhile" for its own change, and skips what
+ * follows the write (its audit entry, the action an approval releases).
+ *
+ * True when the stored row holds every field of `written`: callers write something unique to the
+ * attempt (a timestamp with who acted, a fresh token hash), so another writer's row never matches.
+ */
+export async function landedAlready(table: TableClient, written: TableEntity, error: unknown): Promise<boolean> {
+  if (!isPreconditionFailed(error) && !isConflict(error)) return false;
+  let stored: Record<string, unknown>;
+  try {
+    stored = await table.getEntity(written.partitionKey, written.rowKey);
+  } catch (readError) {
+    if (isNotFound(readError)) return false;
+    throw readError;
+  }
+  return Object.entries(written).every(
+    ([field, value]) => SERVICE_FIELDS.has(field) || sameValue(stored[field], value),
+  );
+}
+
+/** Kept by the service, not by the writer (a row read and written back carries the old ones). */
+const SERVICE_FIELDS = new Set(['etag', 'timestamp', 'odata.etag', 'odata.metadata']);
+
+function sameValue(stored: unknown, written: unknown): boolean {
+  if (written instanceof Date) return stored instanceof Date && stored.getTime() === written.getTime();
+  // A field written as undefined is not stored at all.
+  return written === undefined ? stored === undefined : stored === written;
+}
