@@ -16,7 +16,7 @@ import {
 } from '../net/outbound.js';
 import type { Logger } from '../observability/logger.js';
 import { landedAlready } from '../storage/conditional-writes.js';
-import { isConflict, isNotFound } from '../storage/errors.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
 import { auditEvent } from '../audit/events.js';
@@ -83,6 +83,8 @@ type BreachRow = {
   authority?: string;
   fromAlert?: string;
   closedAt?: string;
+  /** The last officer's change (see #changeRecord). */
+  changeId?: string;
 };
 
 type NoticeRow = {
@@ -202,9 +204,8 @@ export class BreachService {
   async confirmDraft(id: string): Promise<BreachTiming> {
     const row = await this.#row(id);
     if (row.status !== 'draft') throw conflict(`The breach is ${row.status}.`);
-    await this.#platform.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, status: 'open' }, 'Merge', {
-      etag: (row as BreachRow & { etag: string }).etag,
-    });
+    if (!(await this.#changeRecord(row, { status: 'open' })))
+      throw conflict('The breach changed meanwhile; reload it.');
     await this.timeline(id, 'confirmed', 'draft confirmed for notification');
     return this.timingOf(row);
   }
@@ -214,17 +215,35 @@ export class BreachService {
     const row = await this.#row(id);
     if (row.status !== 'draft')
       throw conflict(`The breach is ${row.status}; only drafts can be closed without notification.`);
-    await this.#platform.updateEntity(
-      {
-        partitionKey: row.partitionKey,
-        rowKey: row.rowKey,
-        status: 'not-notified',
-        decision: JSON.stringify({ notify: false, reasoning, at: this.#clock().toISOString() }),
-        closedAt: this.#clock().toISOString(),
-      },
-      'Merge',
-    );
+    const closed = await this.#changeRecord(row, {
+      status: 'not-notified',
+      decision: JSON.stringify({ notify: false, reasoning, at: this.#clock().toISOString() }),
+      closedAt: this.#clock().toISOString(),
+    });
+    if (!closed) throw conflict('The breach changed meanwhile; reload it.');
     await this.timeline(id, 'not-notified', reasoning);
+  }
+
+  /**
+   * Changes the breach record under the ETag it was read with; false when it changed since (of two
+   * officers deciding at once, one wins). The change id makes each attempt's write its own, so a
+   * write whose answer was lost is recognised as made.
+   */
+  async #changeRecord(row: BreachRow, fields: Partial<BreachRow>): Promise<boolean> {
+    const change = {
+      partitionKey: row.partitionKey,
+      rowKey: row.rowKey,
+      ...fields,
+      changeId: randomBytes(12).toString('hex'),
+    };
+    try {
+      await this.#platform.updateEntity(change, 'Merge', { etag: (row as BreachRow & { etag: string }).etag });
+    } catch (error) {
+      if (await landedAlready(this.#platform, change, error)) return true;
+      if (isPreconditionFailed(error)) return false;
+      throw error;
+    }
+    return true;
   }
 
   timingOf(row: { awareAt: string }): BreachTiming {
@@ -351,17 +370,20 @@ export class BreachService {
 
   /** Registers a phased update (Art. 33(4)); returns the next sequence number. */
   async addUpdate(id: string, update: Record<string, unknown>): Promise<number> {
-    const row = await this.#row(id);
-    if (row.status !== 'open') throw conflict(`The breach is ${row.status}.`);
-    const updates = row.updates ? (JSON.parse(row.updates) as Record<string, unknown>[]) : [];
-    updates.push(update);
-    await this.#platform.updateEntity(
-      { partitionKey: row.partitionKey, rowKey: row.rowKey, updates: JSON.stringify(updates) },
-      'Merge',
-      { etag: (row as BreachRow & { etag: string }).etag },
-    );
-    await this.timeline(id, 'update-registered', `update ${updates.length + 1}`);
-    return updates.length + 1;
+    // Updates of one breach do not contradict each other: one that meets another (or the
+    // orchestration's scope) reads the record again and goes after it.
+    for (let attempt = 1; ; attempt++) {
+      const row = await this.#row(id);
+      if (row.status !== 'open') throw conflict(`The breach is ${row.status}.`);
+      const updates = row.updates ? (JSON.parse(row.updates) as Record<string, unknown>[]) : [];
+      updates.push(update);
+      if (!(await this.#changeRecord(row, { updates: JSON.stringify(updates) }))) {
+        if (attempt < 10) continue;
+        throw conflict('The breach is being changed by many at once; retry.');
+      }
+      await this.timeline(id, 'update-registered', `update ${updates.length + 1}`);
+      return updates.length + 1;
+    }
   }
 
   /**

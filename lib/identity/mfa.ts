@@ -4,6 +4,7 @@ import * as OTPAuth from 'otpauth';
 import type { RequestMeta } from '../audit/types.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import { conflict, notFound, unprocessable } from '../errors.js';
+import { landedAlready } from '../storage/conditional-writes.js';
 import type { SecurityPolicyService } from './security-policy.js';
 import type { UserRow, UserService } from './users.js';
 
@@ -173,10 +174,12 @@ export class MfaService {
     } else {
       return false;
     }
+    // Unique to this use: tells our own write whose answer was lost from a concurrent use of the same code.
+    next.factorUseId = randomBytes(12).toString('hex');
     try {
       await this.#d.table.updateEntity(next, 'Replace', { etag: row.etag });
-    } catch {
-      return false; // used concurrently: one of the two wins
+    } catch (error) {
+      return landedAlready(this.#d.table, next, error); // else used concurrently: one of the two wins
     }
     return true;
   }

@@ -44,6 +44,8 @@ export type UserRow = {
   encTotpSecret?: string;
   encPendingTotpSecret?: string;
   lastTotpStep?: number;
+  /** The last use of a second factor (a random id; see MfaService.verify). */
+  factorUseId?: string;
   recoveryCodeHashes?: string;
   /**
    * The credential epoch: raised by every change of password, second factor, roles or status.

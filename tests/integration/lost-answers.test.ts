@@ -3,7 +3,9 @@
 // first attempt wrote. Each case loses exactly that one answer (through a proxy in front of Azurite)
 // and checks the caller still sees its own change as made: no "changed meanwhile", no missing audit
 // entry, no action skipped, no session thrown away as a replay.
+import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BreachInput } from '../../lib/breaches/breaches.js';
 import type { Principal } from '../../lib/identity/permissions.js';
 import { useAzurite } from '../support/azurite.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
@@ -62,6 +64,16 @@ async function auditEvents(tenant: string): Promise<string[]> {
   for await (const entry of app.audit.list(tenant)) events.push(entry.event);
   return events;
 }
+
+const breachInput: BreachInput = {
+  detectedAt: new Date().toISOString(),
+  description: 'Lost answers drill',
+  nature: ['confidentiality'],
+  dataCategories: ['account credentials'],
+  likelyConsequences: 'none',
+  measures: 'none',
+  keysExposed: false,
+};
 
 const operator = (id: string): Principal => ({
   kind: 'operator',
@@ -189,17 +201,7 @@ describe('a conditional write whose answer was lost counts as made', () => {
 
   it('records a reported breach once, with its timeline', async () => {
     const before = (await app.breaches.list()).length;
-    const { id } = await losingOneAnswer(/^table POST platform$/, () =>
-      app.breaches.register({
-        detectedAt: new Date().toISOString(),
-        description: 'Lost answers drill',
-        nature: ['confidentiality'],
-        dataCategories: ['account credentials'],
-        likelyConsequences: 'none',
-        measures: 'none',
-        keysExposed: false,
-      }),
-    );
+    const { id } = await losingOneAnswer(/^table POST platform$/, () => app.breaches.register(breachInput));
     expect((await app.breaches.list()).length).toBe(before + 1);
     const timeline = (await app.breaches.get(id)).timeline as { event: string }[];
     expect(timeline.filter((t) => t.event === 'registered')).toHaveLength(1);
@@ -218,5 +220,67 @@ describe('a conditional write whose answer was lost counts as made', () => {
     const single = { kind: 'probing' as const, count: 40, summary: 'forty refused ids in a minute' };
     await losingOneAnswer(/^table POST platform$/, () => app.alerts.raise(single));
     expect((await app.alerts.list()).filter((a) => a.summary === single.summary)).toHaveLength(1);
+  });
+
+  it('confirms a draft breach once, and of a confirmation and a closure at once only one counts', async () => {
+    const draft = { ...breachInput, description: 'Lost answers drill, draft' };
+    const { id } = await app.breaches.register(draft, { draft: true });
+    await losingOneAnswer(/^table (PATCH|MERGE) platform\(key\) /, () => app.breaches.confirmDraft(id));
+    const confirmed = await app.breaches.get(id);
+    expect(confirmed.status).toBe('open');
+    expect((confirmed.timeline as { event: string }[]).filter((t) => t.event === 'confirmed')).toHaveLength(1);
+
+    const sequence = await losingOneAnswer(/^table (PATCH|MERGE) platform\(key\) /, () =>
+      app.breaches.addUpdate(id, { measures: 'passwords reset' }),
+    );
+    expect(sequence).toBe(2);
+    expect((await app.breaches.get(id)).updates).toHaveLength(1);
+
+    // Five updates at once: each is recorded once, under a sequence number of its own.
+    const numbers = await Promise.all(
+      [1, 2, 3, 4, 5].map((n) => app.breaches.addUpdate(id, { measures: `step ${n}` })),
+    );
+    expect(numbers.sort()).toEqual([3, 4, 5, 6, 7]);
+    expect((await app.breaches.get(id)).updates).toHaveLength(6);
+
+    const other = await app.breaches.register(draft, { draft: true });
+    const outcomes = await Promise.allSettled([
+      app.breaches.confirmDraft(other.id),
+      app.breaches.decideNotToNotify(other.id, 'no risk to anyone'),
+    ]);
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    const decided = await app.breaches.get(other.id);
+    expect(decided.status).toBe(outcomes[0].status === 'fulfilled' ? 'open' : 'not-notified');
+  });
+
+  it('accepts a recovery code whose use landed, once; the same code twice at once passes once', async () => {
+    const { user } = await app.users.create(
+      'lab-lost',
+      { username: 'two.factor', email: 't@lab.example' },
+      ['self'],
+      meta,
+    );
+    const { secret } = await app.mfa.begin('lab-lost', user.id, meta);
+    const totp = new TOTP({ secret: Secret.fromBase32(secret), period: 30, digits: 6 });
+    const { recoveryCodes } = await app.mfa.confirm('lab-lost', user.id, totp.generate(), meta);
+    const [first = '', second = ''] = recoveryCodes;
+    const row = async () => {
+      const found = await app.users.row('lab-lost', user.id);
+      if (!found) throw new Error('no user row');
+      return found;
+    };
+    expect(
+      await losingOneAnswer(/^table PUT tenantdata\(key\) /, async () =>
+        app.mfa.verify('lab-lost', await row(), { recoveryCode: first }),
+      ),
+    ).toBe(true);
+    expect(await app.mfa.verify('lab-lost', await row(), { recoveryCode: first })).toBe(false);
+
+    const current = await row();
+    const atOnce = await Promise.all([
+      app.mfa.verify('lab-lost', current, { recoveryCode: second }),
+      app.mfa.verify('lab-lost', current, { recoveryCode: second }),
+    ]);
+    expect(atOnce.filter(Boolean)).toHaveLength(1);
   });
 });
