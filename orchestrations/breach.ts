@@ -45,8 +45,8 @@ df.app.activity('breachRemind', {
     (await services()).breaches.remind(input.breachId, input.tenant, input.kind, input.hours),
 });
 df.app.activity('breachRemindAnalysis', {
-  handler: async (input: BreachRun) => {
-    await (await services()).breaches.remindAnalysis(input.breachId);
+  handler: async (input: BreachRun & { dueAt?: string }) => {
+    await (await services()).breaches.remindAnalysis(input.breachId, input.dueAt);
   },
 });
 
@@ -149,9 +149,8 @@ df.app.orchestration('breachHandling', function* (context) {
   const deliveries = new Set<Task>();
   let analysis = context.df.waitForExternalEvent('analysis');
   let update = context.df.waitForExternalEvent('update');
-  let reminder = context.df.createTimer(
-    new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR),
-  );
+  let reminderAt = new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR);
+  let reminder = context.df.createTimer(reminderAt);
   for (;;) {
     const winner = (yield context.df.Task.any([...watchers, ...deliveries, analysis, update, reminder])) as Task;
     if (winner === analysis) {
@@ -168,10 +167,13 @@ df.app.orchestration('breachHandling', function* (context) {
       for (const tenant of tenants) deliveries.add(delivery(context, input, tenant, { kind: 'notification', seq }));
       update = context.df.waitForExternalEvent('update');
     } else if (winner === reminder) {
-      yield context.df.callActivityWithRetry('breachRemindAnalysis', storageRetry(), input);
-      reminder = context.df.createTimer(
-        new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR),
-      );
+      // The due time names this reminder: a repeat of the step after a crash records it once.
+      yield context.df.callActivityWithRetry('breachRemindAnalysis', storageRetry(), {
+        ...input,
+        dueAt: reminderAt.toISOString(),
+      });
+      reminderAt = new Date(context.df.currentUtcDateTime.getTime() + input.timing.analysisReminderHours * HOUR);
+      reminder = context.df.createTimer(reminderAt);
     } else {
       watchers.delete(winner);
       deliveries.delete(winner);

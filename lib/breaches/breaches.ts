@@ -713,13 +713,23 @@ export class BreachService {
     return remindedOf;
   }
 
-  async remindAnalysis(id: string): Promise<void> {
+  /**
+   * Reminds the officers that the internal analysis is missing. `dueAt` names the reminder: repeated
+   * after a crash, its timeline entry is written once (the alert may come twice: better than none).
+   */
+  async remindAnalysis(id: string, dueAt?: string): Promise<void> {
     await this.#alerts.raise({
       kind: 'breach-analysis-due',
       count: 1,
       summary: `breach ${id}: the internal analysis is still missing`,
     });
-    await this.timeline(id, 'analysis-reminder', 'internal analysis still missing');
+    await this.timeline(
+      id,
+      'analysis-reminder',
+      'internal analysis still missing',
+      undefined,
+      dueAt ? `analysis-reminder~${dueAt}` : undefined,
+    );
   }
 
   async recordAnalysis(
@@ -768,19 +778,14 @@ export class BreachService {
    */
   async timeline(id: string, event: string, detail: string, tenant?: string, once?: string): Promise<void> {
     const at = this.#clock().toISOString();
-    const rowKey = once ? `timeline~once~${once}` : `timeline~${at}~${randomBytes(3).toString('hex')}`;
+    const rowKey = once ? `timeline~once~${once}` : `timeline~${at}~${randomBytes(6).toString('hex')}`;
+    const entry = { partitionKey: PARTITION(id), rowKey, at, event, detail, ...(tenant ? { tenant } : {}) };
     try {
-      await this.#platform.createEntity({
-        partitionKey: PARTITION(id),
-        rowKey,
-        at,
-        event,
-        detail,
-        ...(tenant ? { tenant } : {}),
-      });
+      await this.#platform.createEntity(entry);
     } catch (error) {
       if (once && isConflict(error)) return; // recorded by an earlier run of the same step
-      throw error;
+      // A new row key: a row there already is this entry, its answer lost.
+      if (!(await landedAlready(this.#platform, entry, error))) throw error;
     }
     this.#logger.log('info', 'breach.timeline', { breachId: id, event });
   }

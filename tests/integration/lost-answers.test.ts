@@ -243,6 +243,22 @@ describe('a conditional write whose answer was lost counts as made', () => {
     expect(numbers.sort()).toEqual([3, 4, 5, 6, 7]);
     expect((await app.breaches.get(id)).updates).toHaveLength(6);
 
+    // The timeline entry's answer lost: the update stands once and its number is answered (was a 500,
+    // and the officer's retry added the update a second time).
+    const afterLostEntry = await losingOneAnswer(/^table POST platform$/, () =>
+      app.breaches.addUpdate(id, { measures: 'logs reviewed' }),
+    );
+    expect(afterLostEntry).toBe(8);
+    expect((await app.breaches.get(id)).updates).toHaveLength(7);
+
+    // An analysis reminder repeated after a crash (the same due time) is in the timeline once.
+    await app.breaches.remindAnalysis(id, '2026-12-03T00:00:00.000Z');
+    await app.breaches.remindAnalysis(id, '2026-12-03T00:00:00.000Z');
+    const reminders = ((await app.breaches.get(id)).timeline as { event: string }[]).filter(
+      (t) => t.event === 'analysis-reminder',
+    );
+    expect(reminders).toHaveLength(1);
+
     const other = await app.breaches.register(draft, { draft: true });
     const outcomes = await Promise.allSettled([
       app.breaches.confirmDraft(other.id),
