@@ -163,7 +163,12 @@ export class SubProcessorService {
       effectiveAt: new Date(now.getTime() + this.#d.objectionDays * DAY).toISOString(),
       items: JSON.stringify(input.items),
     };
-    await this.#d.platform.createEntity(row);
+    try {
+      await this.#d.platform.createEntity(row);
+    } catch (error) {
+      // The id is new: a row there already is this announcement's own, its answer lost.
+      if (!(await landedAlready(this.#d.platform, row, error))) throw error;
+    }
     await this.#operatorAudit('sub-processors.announce', 'C', id, meta, { items: input.items.length });
     const text = `Planned change of sub-processors: ${input.summary}. It takes effect on ${row.effectiveAt} unless withdrawn. You may object until then (POST /api/sub-processors/changes/${id}/objections); see GET /api/sub-processors.`;
     for (const tenant of await this.#d.tenants.list()) {

@@ -168,26 +168,30 @@ describe('a conditional write whose answer was lost counts as made', () => {
     expect((await app.sessions.row('lab-lost', started.familyId))?.revokedAt).toBeDefined();
   });
 
-  it("records a tenant's objection to a sub-processor change once", async () => {
+  it("announces a sub-processor change and records a tenant's objection, each once", async () => {
     await app.tenants.create('lab-lost-sub', 'Lost answers, objection', meta);
     const { current } = await app.subProcessors.register();
-    const change = await app.subProcessors.announce(
-      {
-        summary: 'A second-opinion service',
-        items: [
-          ...current.items,
-          {
-            name: 'Example Pathology Cloud',
-            purpose: 'second opinions',
-            location: 'EU',
-            dataCategories: ['specimen images'],
-            safeguards: 'EU data processing agreement',
-          },
-        ],
-      },
-      'op-announcing',
-      meta,
+    const change = await losingOneAnswer(/^table POST platform$/, () =>
+      app.subProcessors.announce(
+        {
+          summary: 'A second-opinion service',
+          items: [
+            ...current.items,
+            {
+              name: 'Example Pathology Cloud',
+              purpose: 'second opinions',
+              location: 'EU',
+              dataCategories: ['specimen images'],
+              safeguards: 'EU data processing agreement',
+            },
+          ],
+        },
+        'op-announcing',
+        meta,
+      ),
     );
+    // Every tenant was told, the one whose objection follows among them.
+    expect((await app.deletion.notices('lab-lost-sub')).filter((n) => n.kind === 'sub-processors')).toHaveLength(1);
     await losingOneAnswer(/^table POST platform$/, () =>
       app.subProcessors.object('lab-lost-sub', change.id, 'Not in our DPA', meta),
     );
