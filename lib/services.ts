@@ -35,6 +35,7 @@ import { Hl7Intake } from './intake/hl7v2/service.js';
 import { LdtIntake } from './intake/ldt/service.js';
 import { OrderService } from './orders/orders.js';
 import { SubjectRequestService } from './subjects/subject-requests.js';
+import { RestrictionRegister } from './subjects/restrictions.js';
 import { SubProcessorService } from './subprocessors/sub-processors.js';
 import { TomReport } from './compliance/toms.js';
 import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
@@ -51,6 +52,8 @@ export interface Services {
   tenants: TenantService;
   integrations: IntegrationService;
   orders: OrderService;
+  /** The data subjects under restriction (Art. 18), which intake consults for every new order. */
+  restrictions: RestrictionRegister;
   /** FHIR R4 intake and reads on top of the orders. */
   fhir: FhirIntake;
   /** HL7 v2 order messages (OML^O21, ORM^O01) on top of the orders. */
@@ -117,7 +120,8 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   await keyring.ensureTenantKeys('platform');
   await keyring.ensureTenantKeys('operator');
   const integrations = new IntegrationService({ table: tenantData, audit, clock });
-  const orders = new OrderService({ table: tenantData, audit, crypto, clock });
+  const restrictions = new RestrictionRegister({ table: tenantData });
+  const orders = new OrderService({ table: tenantData, audit, crypto, restrictions, clock });
   const images = new ImageService({ table: tenantData, storage, audit, crypto, keyring, orders, logger, clock });
   const tenants = new TenantService({ platform, tenantData, audit, keyring, clock });
   const roles = new RoleService({ table: tenantData, audit });
@@ -219,6 +223,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     tenants,
     integrations,
     orders,
+    restrictions,
     fhir: new FhirIntake({ orders }),
     hl7: new Hl7Intake({ orders, clock }),
     ldt: new LdtIntake({ orders }),
@@ -230,6 +235,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       audit,
       crypto,
       orders,
+      restrictions,
       images,
       exports,
       retention,

@@ -87,6 +87,8 @@ export interface OrderServiceDependencies {
   table: TableClient;
   audit: AuditLog;
   crypto: TenantCrypto;
+  /** Whether a data subject's processing is restricted (Art. 18): their new orders are stored restricted. */
+  restrictions?: { isRestricted(tenant: string, patientRef: string): Promise<boolean> };
   clock?: () => Date;
 }
 
@@ -102,12 +104,14 @@ export class OrderService {
   readonly #table: TableClient;
   readonly #audit: AuditLog;
   readonly #crypto: TenantCrypto;
+  readonly #restrictions: OrderServiceDependencies['restrictions'];
   readonly #clock: () => Date;
 
   constructor(dependencies: OrderServiceDependencies) {
     this.#table = dependencies.table;
     this.#audit = dependencies.audit;
     this.#crypto = dependencies.crypto;
+    this.#restrictions = dependencies.restrictions;
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
@@ -125,6 +129,7 @@ export class OrderService {
       : newOrderId(shard);
     const partitionKey = tenantPartition(tenant, AREA, shard);
     const patientRef = await this.#crypto.pseudonym(tenant, 'patient-id', input.patient.id);
+    const restricted = (await this.#restrictions?.isRestricted(tenant, patientRef)) ?? false;
     const now = this.#clock().toISOString();
     const bind = (field: string) => ({ tenant, record: orderId, field });
 
@@ -140,6 +145,8 @@ export class OrderService {
       patientRef,
       externalRef,
       requestHash,
+      // Stored, but read-only and out of every listing while the subject's restriction stands.
+      ...(restricted ? { restricted: true } : {}),
       specimenIds: JSON.stringify(input.specimens.map((sp) => sp.id)),
       encExternalId: await this.#crypto.encryptJson(bind('externalId'), input.externalId),
       encPatient: await this.#crypto.encryptJson(bind('patient'), input.patient),
@@ -162,7 +169,11 @@ export class OrderService {
     const event: AuditEventInput = auditEvent('order.create', 'C', { type: 'Order', id: orderId }, meta, {
       purpose: 'order-intake',
       patientRef,
-      details: { specimens: input.specimens.length, idempotent: idempotencyKey !== undefined },
+      details: {
+        specimens: input.specimens.length,
+        idempotent: idempotencyKey !== undefined,
+        ...(restricted ? { restricted: true } : {}),
+      },
     });
     let etag: string | undefined;
     try {

@@ -15,6 +15,7 @@ import { CONTAINERS, type StorageClients } from '../storage/clients.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
+import type { RestrictionRegister } from './restrictions.js';
 
 export type SubjectRequestType = 'access' | 'erasure' | 'restriction';
 export type SubjectRequestStatus =
@@ -111,6 +112,8 @@ export interface SubjectRequestDependencies {
   audit: AuditLog;
   crypto: TenantCrypto;
   orders: OrderService;
+  /** The markers of the subjects under restriction, which intake consults too. */
+  restrictions: RestrictionRegister;
   images: ImageService;
   exports: ExportService;
   retention: RetentionService;
@@ -123,11 +126,6 @@ export interface SubjectRequestDependencies {
 
 const AREA = 'subject-requests';
 const ROW = (id: string) => `request~${id}`;
-/**
- * One row per data subject with a restriction in force, created in the restriction's own transaction
- * and deleted in its lift's: storage lets only one of two concurrent restrictions create it.
- */
-const RESTRICTION_ROW = (patientRef: string) => `restriction~${patientRef}`;
 const DAY = 24 * 3600 * 1000;
 const LATEST_ENTRIES = 200;
 
@@ -411,9 +409,9 @@ export class SubjectRequestService {
     // no-op, so a concurrent request for the same subject changes nothing more).
     const subjectOrders = await this.#d.orders.subjectOrders(tenant, patientRef);
     for (const order of subjectOrders) await this.#d.orders.setRestricted(tenant, order.id, true, meta);
-    const partitionKey = tenantPartition(tenant, AREA);
+    let request: SubjectRequest;
     try {
-      return await this.#create(
+      request = await this.#create(
         tenant,
         {
           type: 'restriction',
@@ -423,7 +421,7 @@ export class SubjectRequestService {
           evidence: JSON.stringify({ orders: subjectOrders.length }),
         },
         meta,
-        (id) => [['create', { partitionKey, rowKey: RESTRICTION_ROW(patientRef), requestId: id }]],
+        (id) => [this.#d.restrictions.marker(tenant, patientRef, id)],
       );
     } catch (error) {
       // Another restriction of this subject was recorded between the check above and this one.
@@ -431,6 +429,11 @@ export class SubjectRequestService {
         throw conflict('A restriction of this data subject stands already.');
       throw error;
     }
+    // New orders are restricted at intake from the marker on; those an instance took while its copy
+    // of the markers was older are caught here, before the call returns.
+    await this.#d.restrictions.settle();
+    await this.#sweep(tenant, patientRef, true, meta);
+    return request;
   }
 
   /** Lifts a restriction: the orders are writable and listed again. */
@@ -438,15 +441,10 @@ export class SubjectRequestService {
     const row = await this.#row(tenant, id);
     if (row.type !== 'restriction') throw notFound('No such restriction.');
     if (row.status !== 'active') throw conflict(`This restriction is ${row.status}.`);
-    let orders = 0;
-    for (const order of await this.#d.orders.subjectOrders(tenant, row.patientRef))
-      if (await this.#d.orders.setRestricted(tenant, order.id, false, meta)) orders++;
+    const orders = await this.#sweep(tenant, row.patientRef, false, meta);
     // This restriction's marker, if it has one (those recorded before markers existed have none).
-    const marker = await this.#d.table
-      .getEntity<{ requestId: string }>(row.partitionKey, RESTRICTION_ROW(row.patientRef))
-      .then((entity) => (entity.requestId === row.id ? entity : undefined))
-      .catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
-    return this.#update(
+    const marker = (await this.#d.restrictions.restrictingRequest(tenant, row.patientRef)) === row.id;
+    const lifted = await this.#update(
       tenant,
       row,
       {
@@ -458,8 +456,23 @@ export class SubjectRequestService {
       'subject-request.lift',
       meta,
       {},
-      marker ? [['delete', { partitionKey: row.partitionKey, rowKey: RESTRICTION_ROW(row.patientRef) }]] : [],
+      marker ? [this.#d.restrictions.removal(tenant, row.patientRef)] : [],
     );
+    // Orders taken while an instance's copy still had the marker were restricted at intake: released
+    // here, unless a new restriction of the subject began meanwhile.
+    await this.#d.restrictions.settle();
+    if (!(await this.#d.restrictions.restrictingRequest(tenant, row.patientRef)))
+      await this.#sweep(tenant, row.patientRef, false, meta);
+    return lifted;
+  }
+
+  /** Sets every order of the subject restricted (or not); how many this call changed. */
+  async #sweep(tenant: string, patientRef: string, restricted: boolean, meta: RequestMeta): Promise<number> {
+    let changed = 0;
+    for (const order of await this.#d.orders.subjectOrders(tenant, patientRef))
+      if (order.restricted !== restricted && (await this.#d.orders.setRestricted(tenant, order.id, restricted, meta)))
+        changed++;
+    return changed;
   }
 
   async get(tenant: string, id: string): Promise<SubjectRequest> {
