@@ -219,7 +219,17 @@ describe('data subject requests over HTTP', () => {
       (await call('POST', '/subject-requests', requester, { type: 'restriction', patientId: RESTRICTED })).status,
     ).toBe(409);
 
+    // An order the lab sends while the restriction stands is taken (201) and restricted with the others.
+    const arrived = await order(RESTRICTED, 3);
     expect((await call('POST', '/orders/search', lis, { patientId: RESTRICTED })).body.items).toEqual([]);
+    expect(
+      (
+        await call('POST', `/orders/${arrived}/specimens/S-0001/images`, lis, {
+          contentType: 'image/jpeg',
+          fileName: 'y.jpg',
+        })
+      ).status,
+    ).toBe(409);
     const all = await call('GET', '/orders?limit=200', lis);
     expect((all.body.items as { id: string }[]).map((o) => o.id)).not.toContain(first);
     const read = await fetch(`${host.apiBaseUrl}/orders/${first}`, { headers: { authorization: lis } });
@@ -238,8 +248,8 @@ describe('data subject requests over HTTP', () => {
     expect(upload.status).toBe(409);
 
     const lifted = await call('POST', `/subject-requests/${String(restricted.body.id)}/lift`, requester);
-    expect(lifted.body).toMatchObject({ status: 'lifted', evidence: { orders: 2, ordersReleased: 2 } });
-    expect((await call('POST', '/orders/search', lis, { patientId: RESTRICTED })).body.items).toHaveLength(2);
+    expect(lifted.body).toMatchObject({ status: 'lifted', evidence: { orders: 2, ordersReleased: 3 } });
+    expect((await call('POST', '/orders/search', lis, { patientId: RESTRICTED })).body.items).toHaveLength(3);
     const again = await fetch(`${host.apiBaseUrl}/orders/${first}`, { headers: { authorization: lis } });
     const changed = await fetch(`${host.apiBaseUrl}/orders/${first}`, {
       method: 'PATCH',
