@@ -8,8 +8,10 @@ import { isConflict, isNotFound, isPreconditionFailed } from './errors.js';
  * Without this check the caller reports "changed meanwhile" for its own change, and skips what
  * follows the write (its audit entry, the action an approval releases).
  *
- * True when the stored row holds every field of `written`: callers write something unique to the
- * attempt (a timestamp with who acted, a fresh token hash), so another writer's row never matches.
+ * True when the stored row holds every field of `written`. Callers whose write decides something
+ * (a claim, a one-time use) write a value unique to the attempt (a decision id, a fresh token hash),
+ * so another writer's row never matches; where two writers would store the very same state (the same
+ * legal hold set twice), either may take it as made.
  */
 export async function landedAlready(table: TableClient, written: TableEntity, error: unknown): Promise<boolean> {
   if (!isPreconditionFailed(error) && !isConflict(error)) return false;

@@ -7,7 +7,9 @@ export const RESTRICTIONS_CACHE_MS = 1000;
 /** Beyond the copy's age: an order checked just before that had this long to be stored. */
 const IN_FLIGHT_MS = 500;
 
-const AREA = 'subject-requests';
+/** The tenant's partition area of subject requests: the requests and the restriction markers. */
+export const SUBJECT_REQUESTS_AREA = 'subject-requests';
+const AREA = SUBJECT_REQUESTS_AREA;
 const PREFIX = 'restriction~';
 /**
  * One row per data subject with a restriction in force, created in the restriction's own transaction

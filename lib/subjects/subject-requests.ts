@@ -15,7 +15,7 @@ import { CONTAINERS, type StorageClients } from '../storage/clients.js';
 import { isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { TransactionFailedError } from '../storage/transaction.js';
-import type { RestrictionRegister } from './restrictions.js';
+import { type RestrictionRegister, SUBJECT_REQUESTS_AREA } from './restrictions.js';
 
 export type SubjectRequestType = 'access' | 'erasure' | 'restriction';
 export type SubjectRequestStatus =
@@ -124,7 +124,7 @@ export interface SubjectRequestDependencies {
   clock?: () => Date;
 }
 
-const AREA = 'subject-requests';
+const AREA = SUBJECT_REQUESTS_AREA;
 const ROW = (id: string) => `request~${id}`;
 const DAY = 24 * 3600 * 1000;
 const LATEST_ENTRIES = 200;
