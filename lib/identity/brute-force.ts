@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
+import { landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { KeyedQueue } from '../storage/keyed-queue.js';
 import { shardOf } from '../storage/keys.js';
@@ -312,12 +314,14 @@ export class BruteForceGuard {
         const row = await this.#get<T>(partitionKey, rowKey);
         const changed = change(row);
         if (changed === undefined) return;
-        const next = { partitionKey, rowKey, ...changed };
+        // The change's own id: a write whose answer was lost is not applied (counted) a second time.
+        const next = { partitionKey, rowKey, ...changed, writeId: randomBytes(12).toString('hex') };
         try {
           if (row) await this.#table.updateEntity(next, 'Replace', { etag: row.etag });
           else await this.#table.createEntity(next);
           return;
         } catch (error) {
+          if (await landedAlready(this.#table, next, error)) return;
           if (!isPreconditionFailed(error) && !isConflict(error)) throw error;
           await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 5 * 2 ** attempt)));
         }

@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
+import { landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { KeyedQueue } from '../storage/keyed-queue.js';
 import { shardOf } from '../storage/keys.js';
@@ -53,12 +54,15 @@ export class RateLimiter {
           rowKey,
           count: (row?.count ?? 0) + 1,
           expiresAt: new Date((window + 1) * windowMs).toISOString(),
+          // This increment's own id: a write whose answer was lost is not counted a second time.
+          writeId: randomBytes(12).toString('hex'),
         };
         try {
           if (row) await this.#table.updateEntity(next, 'Replace', { etag: row.etag });
           else await this.#table.createEntity(next);
           return { allowed: true };
         } catch (error) {
+          if (await landedAlready(this.#table, next, error)) return { allowed: true };
           if (!isPreconditionFailed(error) && !isConflict(error)) throw error;
           await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** attempt)));
         }

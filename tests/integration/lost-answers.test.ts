@@ -6,6 +6,7 @@
 import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BreachInput } from '../../lib/breaches/breaches.js';
+import { BRUTE_FORCE_POLICY } from '../../lib/identity/brute-force.js';
 import type { Principal } from '../../lib/identity/permissions.js';
 import { useAzurite } from '../support/azurite.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
@@ -302,5 +303,24 @@ describe('a conditional write whose answer was lost counts as made', () => {
       app.mfa.verify('lab-lost', current, { recoveryCode: second }),
     ]);
     expect(atOnce.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('counts a login attempt and a rate-limited call whose answers were lost once each', async () => {
+    // Five failures pass without delay; the sixth attempt waits. The first one's answer is lost.
+    const attempt = { realm: 'lab-lost', username: 'counted.once', source: '203.0.113.9' };
+    expect(await losingOneAnswer(/^table POST platform$/, () => app.guard.reserve(attempt))).toEqual({
+      allowed: true,
+    });
+    for (let n = 2; n <= BRUTE_FORCE_POLICY.freeFailures; n++)
+      expect(await app.guard.reserve(attempt), `attempt ${n}`).toEqual({ allowed: true });
+    expect(await app.guard.reserve(attempt)).toMatchObject({ allowed: false, reason: 'backoff' });
+
+    const rule = { name: 'lost-answers', limit: 3, windowSeconds: 3600 };
+    expect(await losingOneAnswer(/^table POST platform$/, () => app.rateLimiter.take('op-counted', rule))).toEqual({
+      allowed: true,
+    });
+    expect(await app.rateLimiter.take('op-counted', rule)).toEqual({ allowed: true });
+    expect(await app.rateLimiter.take('op-counted', rule)).toEqual({ allowed: true });
+    expect(await app.rateLimiter.take('op-counted', rule)).toMatchObject({ allowed: false });
   });
 });
