@@ -4,7 +4,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEventInput, RequestMeta } from '../audit/types.js';
 import { conflict, forbidden, notFound } from '../errors.js';
 import { OPERATOR_REALM, type OperatorPermission, type Principal } from '../identity/permissions.js';
-import { landedAlready } from '../storage/conditional-writes.js';
+import { createNewRow, landedAlready } from '../storage/conditional-writes.js';
 import { isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
 import { auditEvent } from '../audit/events.js';
@@ -104,12 +104,7 @@ export class ApprovalService {
       expiresAt: new Date(now.getTime() + this.#d.approvalHours * HOUR).toISOString(),
       status: 'pending',
     };
-    try {
-      await this.#d.platform.createEntity(row);
-    } catch (error) {
-      // The id is new: a row there already is this request's own, its answer lost.
-      if (!(await landedAlready(this.#d.platform, row, error))) throw error;
-    }
+    await createNewRow(this.#d.platform, row);
     await this.#audit(row, this.#event('approval.request', 'C', row, meta));
     return toApproval(row);
   }

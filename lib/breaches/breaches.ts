@@ -15,7 +15,7 @@ import {
   resolveChecked,
 } from '../net/outbound.js';
 import type { Logger } from '../observability/logger.js';
-import { landedAlready } from '../storage/conditional-writes.js';
+import { createNewRow, landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
@@ -166,12 +166,7 @@ export class BreachService {
       controllerDeadline: timing.controllerDeadline,
       ...(options.fromAlert ? { fromAlert: options.fromAlert } : {}),
     };
-    try {
-      await this.#platform.createEntity(row);
-    } catch (error) {
-      // The id is new: a row there already is this report's own, its answer lost.
-      if (!(await landedAlready(this.#platform, row, error))) throw error;
-    }
+    await createNewRow(this.#platform, row);
     await this.timeline(
       id,
       options.draft ? 'draft-created' : 'registered',

@@ -1,7 +1,7 @@
 import { recordSecurityAlert } from '../observability/instruments.js';
 import { randomBytes } from 'node:crypto';
 import { odata, type TableClient } from '@azure/data-tables';
-import { landedAlready } from '../storage/conditional-writes.js';
+import { createNewRow, landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import type { Logger } from '../observability/logger.js';
 
@@ -65,12 +65,7 @@ export class SecurityAlertService {
       ...full,
       ...(full.window ? { window: JSON.stringify(full.window) } : {}),
     };
-    try {
-      await this.#table.createEntity(row);
-    } catch (error) {
-      // The id is new: a row there already is this alert's own, its answer lost.
-      if (!(await landedAlready(this.#table, row, error))) throw error;
-    }
+    await createNewRow(this.#table, row);
     this.#logger.log('warn', 'security.alert', {
       kind: alert.kind,
       alertId: id,

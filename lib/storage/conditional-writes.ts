@@ -35,3 +35,15 @@ function sameValue(stored: unknown, written: unknown): boolean {
   // A field written as undefined is not stored at all.
   return written === undefined ? stored === undefined : stored === written;
 }
+
+/**
+ * Creates a row under a key new to this call (a random id): a 409 whose stored row is this one is the
+ * call's own create, its answer lost, and counts as made.
+ */
+export async function createNewRow(table: TableClient, row: TableEntity): Promise<void> {
+  try {
+    await table.createEntity(row);
+  } catch (error) {
+    if (!(await landedAlready(table, row, error))) throw error;
+  }
+}

@@ -408,7 +408,8 @@ export class SubjectRequestService {
     // Every order of the subject is restricted before the request says so (setting it twice is a
     // no-op, so a concurrent request for the same subject changes nothing more).
     const subjectOrders = await this.#d.orders.subjectOrders(tenant, patientRef);
-    for (const order of subjectOrders) await this.#d.orders.setRestricted(tenant, order.id, true, meta);
+    for (const order of subjectOrders)
+      if (!order.restricted) await this.#d.orders.setRestricted(tenant, order.id, true, meta);
     let request: SubjectRequest;
     try {
       request = await this.#create(

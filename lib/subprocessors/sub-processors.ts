@@ -5,7 +5,7 @@ import { auditEvent } from '../audit/events.js';
 import type { RequestMeta } from '../audit/types.js';
 import { conflict, notFound } from '../errors.js';
 import { OPERATOR_REALM } from '../identity/permissions.js';
-import { landedAlready } from '../storage/conditional-writes.js';
+import { createNewRow, landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { padSeq, tenantPartition } from '../storage/keys.js';
 import type { TenantService } from '../tenants/tenants.js';
@@ -163,12 +163,7 @@ export class SubProcessorService {
       effectiveAt: new Date(now.getTime() + this.#d.objectionDays * DAY).toISOString(),
       items: JSON.stringify(input.items),
     };
-    try {
-      await this.#d.platform.createEntity(row);
-    } catch (error) {
-      // The id is new: a row there already is this announcement's own, its answer lost.
-      if (!(await landedAlready(this.#d.platform, row, error))) throw error;
-    }
+    await createNewRow(this.#d.platform, row);
     await this.#operatorAudit('sub-processors.announce', 'C', id, meta, { items: input.items.length });
     const text = `Planned change of sub-processors: ${input.summary}. It takes effect on ${row.effectiveAt} unless withdrawn. You may object until then (POST /api/sub-processors/changes/${id}/objections); see GET /api/sub-processors.`;
     for (const tenant of await this.#d.tenants.list()) {
