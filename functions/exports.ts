@@ -3,12 +3,12 @@ import { app, type InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
 import { createExportLink, downloadExport, getExport, startExport } from '../lib/exports/api.js';
 import type { RequestMeta } from '../lib/audit/types.js';
-import { notFound } from '../lib/errors.js';
+import { invalidInput, notFound } from '../lib/errors.js';
 import type { ExportRecord, ExportService } from '../lib/exports/exports.js';
 import type { Principal } from '../lib/identity/permissions.js';
 import { exportInstanceId } from '../orchestrations/export.js';
 import { startOrchestration } from './durable.js';
-import { handle, metaOf } from './http.js';
+import { attemptOf, handle, metaOf } from './http.js';
 
 const requester = (principal: Principal) => ({
   id: principal.id,
@@ -43,7 +43,17 @@ app.http(
   startExport.id,
   handle(
     startExport,
-    async (ctx, { exports }) => {
+    async (ctx, { auth, exports }) => {
+      // The whole tenant's data in one archive: a person confirms with their password, so a stolen
+      // access token alone cannot take it. API keys are credentials of their own (created with a
+      // password); an operator's staff grant was approved by a second person and ends with its time.
+      if (ctx.principal.kind === 'user') {
+        if (ctx.body.currentPassword === undefined)
+          throw invalidInput('A person starting an export confirms it with their current password.', [
+            { path: '/currentPassword', message: 'required when a person starts an export' },
+          ]);
+        await auth.reauthenticate(ctx.principal, ctx.body.currentPassword, attemptOf(ctx));
+      }
       const record = await exports.request(
         ctx.tenant,
         ctx.body.format,

@@ -1,12 +1,21 @@
 import { z } from 'zod';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
 import { problemSchema } from '../http/schemas.js';
+import { currentPassword } from '../identity/api/shared.js';
 import { RATE_LIMITS } from '../identity/rate-limits.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
 
 const exportRequestSchema = z
-  .strictObject({ format: z.enum(['ndjson', 'fhir']), purpose: z.enum(['request', 'contract-end']).optional() })
+  .strictObject({
+    format: z.enum(['ndjson', 'fhir']),
+    purpose: z.enum(['request', 'contract-end']).optional(),
+    currentPassword: currentPassword
+      .optional()
+      .describe(
+        "The signed-in person's current password: needed when a person starts an export (a stolen access token alone cannot take the tenant's data); API keys and staff grants send none",
+      ),
+  })
   .meta({ id: 'ExportRequest' });
 
 const exportStatusSchema = z
@@ -41,11 +50,11 @@ export const startExport = defineOperation({
       description: 'Started; poll Location',
       schema: z.object({ id: z.string(), status: z.string(), statusQueryGetUri: z.string() }),
     },
-    400: p('Malformed request'),
+    400: p('Malformed request, or a person sent no currentPassword'),
     401: p('Missing or invalid credentials'),
-    403: p('Not permitted'),
+    403: p('Not permitted, or the current password is wrong'),
     409: p('An export is running'),
-    429: p('Too many exports started; see Retry-After'),
+    429: p('Too many exports started, or too many wrong passwords; see Retry-After'),
   },
 });
 

@@ -514,7 +514,7 @@ describe('accounts under attack, over HTTP', () => {
     ).toBe(404);
 
     // A tenant user's own export: a storage link valid at most 24 hours, and a new one on request.
-    const mine = await call('POST', '/exports', { auth: admin, body: { format: 'ndjson' } });
+    const mine = await call('POST', '/exports', { auth: admin, body: { format: 'ndjson', currentPassword: STRONG } });
     const done = await until(
       async () => (await call('GET', `/exports/${String(mine.body.id)}`, { auth: admin })).body,
       (b) => b.status === 'completed',

@@ -183,6 +183,7 @@ describe('the web console in Chromium', () => {
     await check(admin, '05-integrations');
 
     await admin.getByRole('link', { name: 'Exports' }).click();
+    await admin.getByLabel('Your current password').fill(adaPassword);
     await admin.getByRole('button', { name: 'Start export' }).click();
     await expect.poll(() => admin.getByTestId('export-status').textContent(), { timeout: 60_000 }).toBe('completed');
     const shownSha = (await admin.getByTestId('export-sha256').textContent()) ?? '';
@@ -414,6 +415,7 @@ describe('the web console in Chromium', () => {
 
     // The export's manifest in short, and the archive fetched and hashed in the page.
     await admin.getByRole('link', { name: 'Exports' }).click();
+    await admin.getByLabel('Your current password').fill(gracePassword);
     await admin.getByRole('button', { name: 'Start export' }).click();
     await expect.poll(() => admin.getByTestId('export-status').textContent(), { timeout: 60_000 }).toBe('completed');
     await admin.getByRole('row', { name: 'order 3', exact: true }).waitFor();

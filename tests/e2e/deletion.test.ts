@@ -117,7 +117,7 @@ describe('termination and deletion at contract end, over HTTP', () => {
     expect((await call('GET', '/tenants/lab-notice/deletion', operator)).body).toMatchObject({ status: 'scheduled' });
     expect((await leftovers('lab-notice')).rows).toBeGreaterThan(0);
     // The export window is open.
-    expect((await call('POST', '/exports', adminAuth, { format: 'ndjson' })).status).toBe(202);
+    expect((await call('POST', '/exports', adminAuth, { format: 'ndjson', currentPassword: STRONG })).status).toBe(202);
     // A second termination cannot move the date.
     expect((await call('POST', '/tenants/lab-notice/termination', operator, pastContractEnd())).status).toBe(409);
   });

@@ -32,7 +32,7 @@ async function call(
 async function runExport(
   format: 'ndjson' | 'fhir',
 ): Promise<{ files: Map<string, Buffer>; status: Record<string, unknown> }> {
-  const started = await call('POST', '/exports', adminAuth, { format });
+  const started = await call('POST', '/exports', adminAuth, { format, currentPassword: STRONG });
   expect(started.status).toBe(202);
   const id = String(started.body.id);
   let status: Record<string, unknown> = {};
@@ -243,8 +243,8 @@ describe('data export over HTTP', () => {
   });
 
   it('refuses a second export while one runs, and audits request, completion and links', async () => {
-    const first = await call('POST', '/exports', adminAuth, { format: 'ndjson' });
-    const second = await call('POST', '/exports', adminAuth, { format: 'ndjson' });
+    const first = await call('POST', '/exports', adminAuth, { format: 'ndjson', currentPassword: STRONG });
+    const second = await call('POST', '/exports', adminAuth, { format: 'ndjson', currentPassword: STRONG });
     expect(first.status).toBe(202);
     expect(second.status).toBe(409);
     for (let i = 0; i < 300; i++) {
@@ -254,6 +254,39 @@ describe('data export over HTTP', () => {
     const audit = await call('GET', `/audit?entity=${String(first.body.id)}&limit=100`, adminAuth);
     const events = (audit.body.items as { event: string }[]).map((e) => e.event);
     expect(events).toEqual(expect.arrayContaining(['export.request', 'export.complete', 'export.link']));
+  });
+
+  it('starts a person’s export only with their password: a stolen access token alone takes nothing', async () => {
+    // Someone holding the admin's access token but not the password.
+    const withoutPassword = await call('POST', '/exports', adminAuth, { format: 'ndjson' });
+    expect(withoutPassword.status).toBe(400);
+    expect(withoutPassword.body.errors).toEqual([
+      { path: '/currentPassword', message: 'required when a person starts an export' },
+    ]);
+    const guessed = 'a guess at the admin password';
+    const wrong = await call('POST', '/exports', adminAuth, { format: 'ndjson', currentPassword: guessed });
+    expect(wrong.status).toBe(403);
+    // Nothing was started or recorded as requested: no export runs (the next start is not 409), and the
+    // audit trail holds the failed re-authentication, not an export request.
+    const audit = await call('GET', '/audit?action=auth.reauthenticate&limit=100', adminAuth);
+    expect((audit.body.items as { outcome: string }[]).some((e) => e.outcome === 'failure')).toBe(true);
+    const requestsBefore = await call('GET', '/audit?action=export.request&limit=100', adminAuth);
+    const started = await call('POST', '/exports', adminAuth, { format: 'ndjson', currentPassword: STRONG });
+    expect(started.status).toBe(202);
+    const requestsAfter = await call('GET', '/audit?action=export.request&limit=100', adminAuth);
+    expect((requestsAfter.body.items as unknown[]).length).toBe((requestsBefore.body.items as unknown[]).length + 1);
+    for (let i = 0; i < 300; i++) {
+      if ((await call('GET', `/exports/${String(started.body.id)}`, adminAuth)).body.status === 'completed') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // The password goes no further than its check: not into logs, nor the export's orchestration.
+    const instance = await (
+      await fetch(
+        host.durableUrl(`instances/export-lab-exp-${String(started.body.id)}?showHistory=true&showInput=true`),
+      )
+    ).text();
+    expect(instance).toContain(String(started.body.id));
+    for (const secret of [STRONG, guessed]) expect(instance + host.output()).not.toContain(secret);
   });
 
   it('writes FHIR R4 Bulk Data NDJSON that two validators accept, with one resource per identity and one concept per code', async () => {

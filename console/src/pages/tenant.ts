@@ -250,6 +250,7 @@ export function Integrations() {
 
 export function Exports() {
   const [format, setFormat] = useState('ndjson');
+  const [password, setPassword] = useState('');
   const [exportId, setExportId] = useState<string | undefined>();
   const [status, setStatus] = useState<Row | undefined>();
   const action = useAction();
@@ -270,7 +271,8 @@ export function Exports() {
   }, [exportId]);
   const start = action.submit(async () => {
     setStatus(undefined);
-    setExportId((await api<{ id: string }>('POST', '/exports', { format })).id);
+    setExportId((await api<{ id: string }>('POST', '/exports', { format, currentPassword: password })).id);
+    setPassword('');
   });
   const progress = status?.progress as { partsDone?: number; partsTotal?: number; phase?: string } | undefined;
   const download = status?.download as { url: string; sha256: string; bytes: number; expiresAt: string } | undefined;
@@ -302,6 +304,15 @@ export function Exports() {
           <option value="fhir">FHIR R4 (Bulk Data NDJSON)</option>
         </select>
       </label>
+      <${Field}
+        label="Your current password"
+        name="currentPassword"
+        type="password"
+        value=${password}
+        onInput=${setPassword}
+        required
+        autocomplete="current-password"
+      />
       <button type="submit">Start export</button>
     </form>
     <${Outcome} error=${action.error} />
