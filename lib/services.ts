@@ -1,4 +1,5 @@
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { AuditAnchors } from './audit/anchors.js';
 import { AuditLog } from './audit/audit-log.js';
 import { type AppConfig, parseConfig } from './config.js';
 import { TenantCrypto } from './crypto/field-cipher.js';
@@ -38,7 +39,7 @@ import { SubjectRequestService } from './subjects/subject-requests.js';
 import { RestrictionRegister } from './subjects/restrictions.js';
 import { SubProcessorService } from './subprocessors/sub-processors.js';
 import { TomReport } from './compliance/toms.js';
-import { createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
+import { CONTAINERS, createStorageClients, ensureTables, type StorageClients, TABLES } from './storage/clients.js';
 import { TenantService } from './tenants/tenants.js';
 
 export interface Services {
@@ -49,6 +50,8 @@ export interface Services {
   keyring: TenantKeyring;
   crypto: TenantCrypto;
   audit: AuditLog;
+  /** The audit chains' heads in write-once storage (the hourly `anchorAuditChains` timer). */
+  auditAnchors: AuditAnchors;
   tenants: TenantService;
   integrations: IntegrationService;
   orders: OrderService;
@@ -114,7 +117,12 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   const keyring = new TenantKeyring({ secrets });
   const crypto = new TenantCrypto({ keyring });
   const tenantData = storage.table(TABLES.tenantData);
-  const audit = new AuditLog({ table: tenantData, clock });
+  const auditAnchors = new AuditAnchors({
+    table: tenantData,
+    container: storage.blobService.getContainerClient(CONTAINERS.auditArchive),
+    clock,
+  });
+  const audit = new AuditLog({ table: tenantData, anchors: auditAnchors, clock });
   const platform = storage.table(TABLES.platform);
   // The platform's own pseudonym key (brute-force counters) and the operator realm's keys.
   await keyring.ensureTenantKeys('platform');
@@ -220,6 +228,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
     keyring,
     crypto,
     audit,
+    auditAnchors,
     tenants,
     integrations,
     orders,

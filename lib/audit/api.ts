@@ -40,7 +40,8 @@ export const verifyAudit = defineOperation({
   method: 'GET',
   route: 'audit/verify',
   tag: 'audit',
-  summary: "Verify every hash chain of the tenant's audit trail",
+  summary:
+    "Verify every hash chain of the tenant's audit trail, and that it still holds what was anchored in write-once storage",
   access: { permission: 'audit:read' },
   rateLimit: RATE_LIMITS.auditVerify,
   responses: {
@@ -51,6 +52,17 @@ export const verifyAudit = defineOperation({
         entries: z.number().int(),
         streams: z.number().int(),
         firstBrokenAt: z.object({ stream: z.string(), seq: z.number().int(), reason: z.string() }).optional(),
+        anchors: z
+          .object({
+            lines: z.number().int(),
+            positions: z.number().int(),
+            lastAnchoredAt: z.string().optional(),
+            unreadableLines: z.number().int().optional(),
+          })
+          .optional()
+          .describe(
+            'The write-once anchors of the chains checked: every anchored position must still hold the hash anchored for it (a rewritten or cut past fails with anchor-mismatch or anchored-entry-missing)',
+          ),
       }),
     },
     401: { description: 'Missing or invalid credentials', schema: problemSchema },

@@ -5,9 +5,14 @@ import { KeyedQueue } from '../storage/keyed-queue.js';
 import { padSeq, streamOf, tenantPartitionRange } from '../storage/keys.js';
 import { TABLE_LIMITS } from '../storage/errors.js';
 import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
-import type { AuditEntry, AuditEventInput, ChainBreak, VerifyResult } from './types.js';
-
-const HEAD_ROW = 'audit~head';
+import type { AuditAnchors } from './anchors.js';
+import {
+  AUDIT_HEAD_ROW as HEAD_ROW,
+  type AuditEntry,
+  type AuditEventInput,
+  type ChainBreak,
+  type VerifyResult,
+} from './types.js';
 const ENTRY_PREFIX = 'audit~';
 const ENTRY_FROM = 'audit~0';
 const ENTRY_TO = 'audit~:'; // ':' sorts right after '9'
@@ -161,6 +166,8 @@ const MAX_GROUP = 8;
 
 export interface AuditLogOptions {
   clock?: () => Date;
+  /** Where the chains' heads are anchored in write-once storage; verification checks them. */
+  anchors?: AuditAnchors;
 }
 
 /**
@@ -174,6 +181,7 @@ export interface AuditLogOptions {
 export class AuditLog {
   readonly #table: TableClient;
   readonly #clock: () => Date;
+  readonly #anchors: AuditAnchors | undefined;
   readonly #heads = new Map<string, Head>();
   readonly #queue = new KeyedQueue();
   /** Commits waiting for their partition's turn, in arrival order. */
@@ -182,6 +190,7 @@ export class AuditLog {
   constructor(dependencies: { table: TableClient } & AuditLogOptions) {
     this.#table = dependencies.table;
     this.#clock = dependencies.clock ?? (() => new Date());
+    this.#anchors = dependencies.anchors;
   }
 
   /**
@@ -477,9 +486,15 @@ export class AuditLog {
 
   /**
    * Walks every stream of the tenant in sequence order and reports the first entry whose hash,
-   * predecessor or position is wrong, or a head that does not match the last entry.
+   * predecessor or position is wrong, or a head that does not match the last entry; then, where
+   * anchors are kept, an entry whose hash differs from one anchored for it, or an anchored entry
+   * that is gone (a chain rewritten or cut after it was anchored).
    */
   async verify(tenant: string): Promise<VerifyResult> {
+    const anchored = this.#anchors ? await this.#anchors.read(tenant) : undefined;
+    /** Anchored positions not met yet: `stream seq`. */
+    const unmet = new Set<string>();
+    for (const [stream, seqs] of anchored?.points ?? []) for (const seq of seqs.keys()) unmet.add(`${stream} ${seq}`);
     const { from, to } = tenantPartitionRange(tenant);
     const filter = odata`PartitionKey ge ${from} and PartitionKey lt ${to} and RowKey ge ${ENTRY_FROM} and RowKey le ${HEAD_ROW}`;
     let entries = 0;
@@ -519,12 +534,41 @@ export class AuditLog {
       } else if (entryHash({ ...entry, stream: current.stream }) !== entry.hash) {
         broken({ stream: current.stream, seq: expectedSeq, reason: 'hash-mismatch' });
       }
+      const anchoredHashes = anchored?.points.get(current.stream)?.get(entry.seq);
+      if (anchoredHashes) {
+        unmet.delete(`${current.stream} ${entry.seq}`);
+        if ([...anchoredHashes].some((hash) => hash !== entry.hash))
+          broken({ stream: current.stream, seq: entry.seq, reason: 'anchor-mismatch' });
+      }
       // Continue from what the row claims, so one break is reported once, at its first entry.
       current.seq = typeof entry.seq === 'number' ? entry.seq : expectedSeq;
       current.hash = entry.hash;
     }
     finishWithoutHead();
-    return { valid: firstBrokenAt === undefined, entries, streams, ...(firstBrokenAt ? { firstBrokenAt } : {}) };
+    for (const position of unmet) {
+      const split = position.lastIndexOf(' ');
+      broken({
+        stream: position.slice(0, split),
+        seq: Number(position.slice(split + 1)),
+        reason: 'anchored-entry-missing',
+      });
+    }
+    return {
+      valid: firstBrokenAt === undefined,
+      entries,
+      streams,
+      ...(firstBrokenAt ? { firstBrokenAt } : {}),
+      ...(anchored
+        ? {
+            anchors: {
+              lines: anchored.lines,
+              positions: [...anchored.points.values()].reduce((n, seqs) => n + seqs.size, 0),
+              ...(anchored.lastAt ? { lastAnchoredAt: anchored.lastAt } : {}),
+              ...(anchored.unreadable > 0 ? { unreadableLines: anchored.unreadable } : {}),
+            },
+          }
+        : {}),
+    };
   }
 
   async #head(partitionKey: string): Promise<Head> {

@@ -1,3 +1,6 @@
+/** The row of each audit stream that holds its last sequence number and hash. */
+export const AUDIT_HEAD_ROW = 'audit~head';
+
 /** FHIR AuditEvent action codes: create, read, update, delete, execute. */
 export type AuditAction = 'C' | 'R' | 'U' | 'D' | 'E';
 export type AuditOutcome = 'success' | 'failure';
@@ -45,7 +48,14 @@ export interface AuditEntry extends AuditEventInput {
 export interface ChainBreak {
   stream: string;
   seq: number;
-  reason: 'hash-mismatch' | 'previous-hash-mismatch' | 'sequence-gap' | 'head-mismatch' | 'missing-head';
+  reason:
+    | 'hash-mismatch'
+    | 'previous-hash-mismatch'
+    | 'sequence-gap'
+    | 'head-mismatch'
+    | 'missing-head'
+    | 'anchor-mismatch'
+    | 'anchored-entry-missing';
 }
 
 export interface VerifyResult {
@@ -53,4 +63,6 @@ export interface VerifyResult {
   entries: number;
   streams: number;
   firstBrokenAt?: ChainBreak;
+  /** The write-once anchors checked (where they are kept). */
+  anchors?: { lines: number; positions: number; lastAnchoredAt?: string; unreadableLines?: number };
 }

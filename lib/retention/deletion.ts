@@ -449,7 +449,9 @@ export class DeletionService {
   async deleteBlobs(tenant: string): Promise<{ blobs: number; bytes: number }> {
     const listed: { container: ContainerClient; items: StoredItem[] }[] = [];
     for (const name of Object.values(CONTAINERS)) {
-      if (name === CONTAINERS.backups) continue; // immutable; their tenant data is ciphertext under the keys destroyed next
+      // Write-once: backups hold tenant data only as ciphertext under the keys destroyed next; the
+      // audit anchors hold hashes of audit entries, no tenant data, and outlive the tenant as proof.
+      if (name === CONTAINERS.backups || name === CONTAINERS.auditArchive) continue;
       const container = this.d.storage.blobService.getContainerClient(name);
       listed.push({ container, items: await listPrefixCompletely(container, `${tenant}/`) });
     }
@@ -512,10 +514,18 @@ export class DeletionService {
     return destroyed;
   }
 
-  /** Scans every table and container for anything of the tenant. */
-  async verify(
-    tenant: string,
-  ): Promise<{ tablesScanned: number; containersScanned: number; remainingRows: number; remainingBlobs: number }> {
+  /**
+   * Scans every table and container for anything of the tenant. The write-once containers are
+   * named, not searched: backups (ciphertext under the destroyed keys) and the audit anchors, which
+   * are counted as kept (hashes of the audit entries, no tenant data; proof of the log that was).
+   */
+  async verify(tenant: string): Promise<{
+    tablesScanned: number;
+    containersScanned: number;
+    remainingRows: number;
+    remainingBlobs: number;
+    keptAuditAnchorBlobs: number;
+  }> {
     let tablesScanned = 0;
     let remainingRows = 0;
     const { from, to } = tenantPartitionRange(tenant);
@@ -535,15 +545,18 @@ export class DeletionService {
     }
     let containersScanned = 0;
     let remainingBlobs = 0;
+    let keptAuditAnchorBlobs = 0;
     for await (const container of this.d.storage.blobService.listContainers()) {
       containersScanned++;
       if (container.name === CONTAINERS.backups) continue;
       for await (const _ of this.d.storage.blobService
         .getContainerClient(container.name)
-        .listBlobsFlat({ prefix: `${tenant}/`, includeSnapshots: true, includeVersions: true }))
-        remainingBlobs++;
+        .listBlobsFlat({ prefix: `${tenant}/`, includeSnapshots: true, includeVersions: true })) {
+        if (container.name === CONTAINERS.auditArchive) keptAuditAnchorBlobs++;
+        else remainingBlobs++;
+      }
     }
-    return { tablesScanned, containersScanned, remainingRows, remainingBlobs };
+    return { tablesScanned, containersScanned, remainingRows, remainingBlobs, keptAuditAnchorBlobs };
   }
 
   async certify(
@@ -572,6 +585,8 @@ export class DeletionService {
         'physical deletion of rows, blobs, blob versions and snapshots',
         'cryptographic erase: destruction of the tenant data and pseudonym keys (AES-256, HMAC-SHA256)',
       ],
+      // What is kept on purpose, without tenant data: the audit chains' anchors in write-once storage.
+      kept: ['audit anchors: stream names, sequence numbers and SHA-256 hashes of the audit entries (WORM)'],
       deleted: { rowsByKind: facts.rows, blobs: facts.blobs.blobs, bytes: facts.blobs.bytes },
       keysDestroyed: facts.keys.map((k) => ({
         key: k.name,

@@ -119,6 +119,8 @@ export const CONTAINERS = {
   quarantine: 'quarantine',
   exports: 'exports',
   backups: 'backups',
+  /** Anchors of the audit chains (WORM in production); they hold hashes, no tenant data. */
+  auditArchive: 'audit-archive',
 } as const;
 
 /** Creates every table and container LabVault needs; safe to run on every start. */

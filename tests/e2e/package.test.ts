@@ -110,7 +110,14 @@ describe('the deployment package', () => {
       [...`${loaded.stdout}${loaded.stderr}`.matchAll(/register function "([^"]+)"/g)].map((m) => m[1]),
     );
     for (const op of ALL_OPERATIONS) expect(registered.has(op.id), op.id).toBe(true);
-    for (const name of ['breachHandling', 'exportTenantData', 'tenantDeletion', 'tableBackup', 'nightlyBackup'])
+    for (const name of [
+      'breachHandling',
+      'exportTenantData',
+      'tenantDeletion',
+      'tableBackup',
+      'nightlyBackup',
+      'anchorAuditChains',
+    ])
       expect(registered.has(name), name).toBe(true);
   });
 });

@@ -3,6 +3,7 @@ import { uploadAndProcess } from '../support/images.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decryptWithKey, parseEnvelope } from '../../lib/crypto/field-cipher.js';
 import { TenantKeyring } from '../../lib/crypto/keyring.js';
+import { onboardTenant } from '../../lib/tenants/onboarding.js';
 import { useAzurite } from '../support/azurite.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { plainPng } from '../support/images.js';
@@ -150,6 +151,8 @@ describe('retention and deletion', () => {
       await plainPng(),
     );
     await s.orders.create('lab-stays', exampleOrder(), meta);
+    // The hourly anchoring has run: the tenant's audit heads are in write-once storage.
+    expect((await s.auditAnchors.anchor('lab-gone')).streams).toBeGreaterThan(0);
     // A copy of a ciphertext taken before (stands for a backup or geo-replica).
     const copy = (await rawRows('lab-gone')).find((r) => String(r.rowKey).startsWith('order~'))?.encPatient as string;
     const { deleteAt, noticeEndsAt } = await s.deletion.schedule(
@@ -172,9 +175,12 @@ describe('retention and deletion', () => {
     const blobs = await s.deletion.deleteBlobs('lab-gone');
     const keys = await s.deletion.destroyKeys('lab-gone');
     const verification = await s.deletion.verify('lab-gone');
-    expect(verification).toMatchObject({ remainingRows: 0, remainingBlobs: 0 });
+    // Everything is gone but the audit anchors (hashes, in the WORM container), which are named as kept.
+    expect(verification).toMatchObject({ remainingRows: 0, remainingBlobs: 0, keptAuditAnchorBlobs: 1 });
     expect(await rawRows('lab-gone')).toEqual([]);
-    expect(await rawBlobs('lab-gone')).toEqual([]);
+    expect(await rawBlobs('lab-gone')).toEqual([
+      `audit-archive/lab-gone/${new Date().toISOString().slice(0, 7)}.ndjson`,
+    ]);
     expect(keys.map((k) => k.name).sort()).toEqual(['tenant-lab-gone-data', 'tenant-lab-gone-pseudonym']);
     const fresh = new TenantKeyring({ secrets: s.secrets });
     await expect(fresh.dataKeyVersion('lab-gone', parseEnvelope(copy).keyVersion)).rejects.toThrow();
@@ -196,6 +202,11 @@ describe('retention and deletion', () => {
     const { payload } = await compactVerify(signed.jws, jwks);
     expect(JSON.parse(new TextDecoder().decode(payload))).toEqual(signed.certificate);
     expect((await s.deletion.state('lab-gone'))?.status).toBe('completed');
+    expect(await s.tenants.get('lab-gone')).toBeUndefined();
+    expect(signed.certificate.kept).toEqual([expect.stringMatching(/^audit anchors: /)]);
+    // The id is not handed to someone else: its certificate and anchors describe the tenant that was.
+    const reuse = await problemOf(onboardTenant(s, { id: 'lab-gone', name: 'Someone else' }, meta));
+    expect(reuse.status).toBe(409);
     expect(await s.tenants.get('lab-gone')).toBeUndefined();
     expect((await s.orders.list('lab-stays', { limit: 5 }, meta)).items).toHaveLength(1);
   });

@@ -363,7 +363,7 @@ export function Exports() {
 }
 
 export function Audit() {
-  const verify = useLoad<{ valid: boolean; entries?: number }>('/audit/verify');
+  const verify = useLoad<{ valid: boolean; entries?: number; anchors?: { lastAnchoredAt?: string } }>('/audit/verify');
   const entries = useLoad<{ items: Row[] }>('/audit?limit=200');
   const [filter, setFilter] = useState('');
   const shown = (entries.data?.items ?? []).filter((e) => String(e.event).includes(filter));
@@ -374,6 +374,14 @@ export function Audit() {
         verify.data
           ? html`<mark data-testid="chain-badge">${verify.data.valid ? 'Chain verified' : 'Chain broken'}</mark>`
           : 'Verifying the chain…'
+      }
+      ${
+        verify.data &&
+        html` ${
+          verify.data.anchors?.lastAnchoredAt
+            ? `Checked against its write-once anchors, the last from ${when(verify.data.anchors.lastAnchoredAt)}.`
+            : 'No write-once anchor yet (they are written every hour).'
+        }`
       }
     </p>
     <${Field} label="Filter by event" name="filter" value=${filter} onInput=${setFilter} />
