@@ -1,7 +1,7 @@
 import { app } from '@azure/functions';
-import { listAudit, verifyAudit } from '../lib/audit/api.js';
+import { anchorAuditChains, listAudit, verifyAudit } from '../lib/audit/api.js';
 import { OPERATOR_REALM } from '../lib/identity/permissions.js';
-import { getServices } from '../lib/services.js';
+import { getServices, type Services } from '../lib/services.js';
 import type { AuditEntry } from '../lib/audit/types.js';
 import type { AuditPosition } from '../lib/audit/audit-log.js';
 import { handle } from './http.js';
@@ -56,12 +56,24 @@ app.http(
   handle(verifyAudit, async (ctx, { audit }) => ({ status: 200, body: await audit.verify(ctx.tenant) })),
 );
 
+/** Every realm whose audit chains are anchored: the tenants and the vendor's staff. */
+async function allRealms(tenants: Services['tenants']): Promise<string[]> {
+  return [...(await tenants.list()).map((t) => t.id), OPERATOR_REALM];
+}
+
 /** Every hour: the heads of the audit streams that moved, to write-once storage (lib/audit/anchors.ts). */
 app.timer('anchorAuditChains', {
   schedule: '0 7 * * * *',
   handler: async () => {
     const { auditAnchors, tenants, logger } = await getServices();
-    const anchored = await auditAnchors.anchorAll([...(await tenants.list()).map((t) => t.id), OPERATOR_REALM]);
-    logger.log('info', 'audit.anchored', anchored);
+    logger.log('info', 'audit.anchored', await auditAnchors.anchorAll(await allRealms(tenants)));
   },
 });
+
+app.http(
+  anchorAuditChains.id,
+  handle(anchorAuditChains, async (_ctx, { auditAnchors, tenants }) => ({
+    status: 200,
+    body: await auditAnchors.anchorAll(await allRealms(tenants)),
+  })),
+);

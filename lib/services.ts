@@ -120,6 +120,9 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
   const auditAnchors = new AuditAnchors({
     table: tenantData,
     container: storage.blobService.getContainerClient(CONTAINERS.auditArchive),
+    ...(storage.secondaryBlobService
+      ? { secondary: storage.secondaryBlobService.getContainerClient(CONTAINERS.auditArchive) }
+      : {}),
     clock,
   });
   const audit = new AuditLog({ table: tenantData, anchors: auditAnchors, clock });

@@ -1,6 +1,6 @@
 import { odata, type TableClient } from '@azure/data-tables';
 import type { ContainerClient } from '@azure/storage-blob';
-import { isNotFound } from '../storage/errors.js';
+import { isNotFound, statusOf } from '../storage/errors.js';
 import { streamOf, tenantPartitionRange } from '../storage/keys.js';
 import { AUDIT_HEAD_ROW } from './types.js';
 
@@ -53,13 +53,23 @@ const isAnchorLine = (value: unknown): value is AnchorLine => {
 export class AuditAnchors {
   readonly #table: TableClient;
   readonly #container: ContainerClient;
+  readonly #secondary: ContainerClient | undefined;
   readonly #clock: () => Date;
   /** Per realm, the seq last anchored per stream (this instance's knowledge; read once from storage). */
   readonly #anchored = new Map<string, Map<string, number>>();
+  /** A realm's run in progress: calls meanwhile share it instead of appending the same heads again. */
+  readonly #running = new Map<string, Promise<{ streams: number }>>();
 
-  constructor(dependencies: { table: TableClient; container: ContainerClient; clock?: () => Date }) {
+  constructor(dependencies: {
+    table: TableClient;
+    container: ContainerClient;
+    /** The same container at the read-access secondary: verification reads it while the primary is lost. */
+    secondary?: ContainerClient;
+    clock?: () => Date;
+  }) {
     this.#table = dependencies.table;
     this.#container = dependencies.container;
+    this.#secondary = dependencies.secondary;
     this.#clock = dependencies.clock ?? (() => new Date());
   }
 
@@ -85,7 +95,15 @@ export class AuditAnchors {
   }
 
   /** Appends the heads of the realm's streams that moved since they were last anchored; how many. */
-  async anchor(realm: string, options: { abortSignal?: AbortSignal } = {}): Promise<{ streams: number }> {
+  anchor(realm: string, options: { abortSignal?: AbortSignal } = {}): Promise<{ streams: number }> {
+    const running = this.#running.get(realm);
+    if (running) return running;
+    const run = this.#anchorOnce(realm, options).finally(() => this.#running.delete(realm));
+    this.#running.set(realm, run);
+    return run;
+  }
+
+  async #anchorOnce(realm: string, options: { abortSignal?: AbortSignal }): Promise<{ streams: number }> {
     let last = this.#anchored.get(realm);
     if (!last) {
       last = new Map();
@@ -113,15 +131,30 @@ export class AuditAnchors {
     return { streams };
   }
 
-  /** Every anchor of the realm, as verification checks them. */
+  /**
+   * Every anchor of the realm, as verification checks them: from the primary, or, while it cannot
+   * answer (no connection, 5xx), from the read-access secondary, which geo-replication keeps too.
+   */
   async read(realm: string, options: { abortSignal?: AbortSignal } = {}): Promise<AnchoredHeads> {
+    try {
+      return await this.#readFrom(this.#container, realm, options);
+    } catch (error) {
+      const status = statusOf(error);
+      if (!this.#secondary || (status !== undefined && status < 500)) throw error;
+      return this.#readFrom(this.#secondary, realm, options);
+    }
+  }
+
+  async #readFrom(
+    container: ContainerClient,
+    realm: string,
+    options: { abortSignal?: AbortSignal },
+  ): Promise<AnchoredHeads> {
     const result: AnchoredHeads = { points: new Map(), lines: 0, unreadable: 0 };
-    for await (const item of this.#container.listBlobsFlat({ prefix: `${realm}/`, abortSignal: options.abortSignal })) {
+    for await (const item of container.listBlobsFlat({ prefix: `${realm}/`, abortSignal: options.abortSignal })) {
       let text: string;
       try {
-        text = (await this.#container.getBlobClient(item.name).downloadToBuffer(0, undefined, options)).toString(
-          'utf8',
-        );
+        text = (await container.getBlobClient(item.name).downloadToBuffer(0, undefined, options)).toString('utf8');
       } catch (error) {
         if (isNotFound(error)) continue;
         throw error;

@@ -71,4 +71,23 @@ export const verifyAudit = defineOperation({
   },
 });
 
-export const auditOperations = [listAudit, verifyAudit];
+export const anchorAuditChains = defineOperation({
+  id: 'anchorAuditChainsNow',
+  method: 'POST',
+  route: 'security/audit-anchors',
+  tag: 'security',
+  summary:
+    "Anchor every realm's audit chains in write-once storage now (the timer does it every hour), e.g. at the start of an investigation",
+  access: { operatorPermission: 'security:read' },
+  responses: {
+    200: {
+      description:
+        'Realms anchored, and the streams whose heads were appended (those that moved since their last anchor)',
+      schema: z.object({ realms: z.number().int(), streams: z.number().int() }),
+    },
+    401: { description: 'Missing or invalid credentials', schema: problemSchema },
+    403: { description: 'Not permitted', schema: problemSchema },
+  },
+});
+
+export const auditOperations = [listAudit, verifyAudit, anchorAuditChains];

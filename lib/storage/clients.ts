@@ -2,7 +2,7 @@ import type { PipelinePolicy, PipelineRequest } from '@azure/core-rest-pipeline'
 import { TableClient, TableServiceClient } from '@azure/data-tables';
 import { recordStorageRetry } from '../observability/instruments.js';
 import type { TokenCredential } from '@azure/identity';
-import { BlobServiceClient } from '@azure/storage-blob';
+import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
 import type { StorageSettings } from '../config.js';
 import { type ReadEndpointState, secondaryReadPolicy } from './secondary.js';
@@ -23,6 +23,11 @@ export interface StorageClients {
   table(name: string): TableClient;
   tableService: TableServiceClient;
   blobService: BlobServiceClient;
+  /**
+   * The read-access secondary's blob endpoint (RA-GZRS), for the few reads that must work while the
+   * primary is lost (the audit anchors); never written to.
+   */
+  secondaryBlobService?: BlobServiceClient;
   queueService: QueueServiceClient;
 }
 
@@ -78,6 +83,14 @@ export function createStorageClients(settings: StorageSettings, credential?: Tok
       },
       tableService: TableServiceClient.fromConnectionString(cs, { allowInsecureConnection, ...tableOptions }),
       blobService: BlobServiceClient.fromConnectionString(cs, blobOptions),
+      ...(settings.secondary && accountName && accountKey
+        ? {
+            secondaryBlobService: new BlobServiceClient(
+              settings.secondary.blobServiceUri,
+              new StorageSharedKeyCredential(accountName, accountKey),
+            ),
+          }
+        : {}),
       queueService: QueueServiceClient.fromConnectionString(cs),
     };
   }
@@ -95,6 +108,9 @@ export function createStorageClients(settings: StorageSettings, credential?: Tok
     },
     tableService: new TableServiceClient(settings.tableServiceUri, credential, tableOptions),
     blobService: new BlobServiceClient(settings.blobServiceUri, credential, blobOptions),
+    ...(settings.secondary
+      ? { secondaryBlobService: new BlobServiceClient(settings.secondary.blobServiceUri, credential) }
+      : {}),
     queueService: new QueueServiceClient(settings.queueServiceUri, credential),
   };
 }

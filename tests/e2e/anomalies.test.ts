@@ -165,4 +165,25 @@ describe('anomaly alerts from the audit log', () => {
     const draft = await call('POST', `/security/alerts/${spike.id}/breach-draft`, operator);
     expect(draft.status, JSON.stringify(draft.body)).toBe(201);
   });
+
+  it('anchors every realm’s audit chains when the security officer asks, and verification checks them', async () => {
+    const anchored = await call('POST', '/security/audit-anchors', operator);
+    expect(anchored.status, JSON.stringify(anchored.body)).toBe(200);
+    // Two tenants and the vendor's own realm; every stream of theirs had moved (no anchor yet).
+    expect(anchored.body.realms).toBeGreaterThanOrEqual(3);
+    expect(anchored.body.streams).toBeGreaterThan(3);
+    // Ten at once: each answers (runs on one instance share the one in progress).
+    const burst = await Promise.all(
+      Array.from({ length: 10 }, () => call('POST', '/security/audit-anchors', operator)),
+    );
+    expect(burst.map((r) => r.status)).toEqual(Array(10).fill(200));
+    const verified = await call('GET', '/audit/verify', tenantAdmin);
+    expect(verified.body).toMatchObject({ valid: true, anchors: { lastAnchoredAt: expect.any(String) } });
+    const anchors = verified.body.anchors as { lines: number; positions: number };
+    expect(anchors.lines).toBeGreaterThanOrEqual(1);
+    expect(anchors.positions).toBeGreaterThan(0);
+    // Neither a tenant admin nor an API key may start it.
+    expect((await call('POST', '/security/audit-anchors', tenantAdmin)).status).toBe(403);
+    expect((await call('POST', '/security/audit-anchors', keys.steady!)).status).toBe(403);
+  });
 });
