@@ -95,6 +95,19 @@ export function Field(props: {
   /></label>`;
 }
 
+/** The current password, which sensitive actions ask for again: a session's token alone is not enough. */
+export function CurrentPasswordField(props: { value: string; onInput: (value: string) => void }) {
+  return html`<${Field}
+    label="Your current password"
+    name="currentPassword"
+    type="password"
+    value=${props.value}
+    onInput=${props.onInput}
+    required
+    autocomplete="current-password"
+  />`;
+}
+
 export function Outcome({ error, done }: { error?: string | undefined; done?: ComponentChildren }) {
   if (error) return html`<p role="alert" class="error">${error}</p>`;
   if (done) return html`<div role="status">${done}</div>`;

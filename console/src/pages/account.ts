@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks';
 import QRCode from 'qrcode';
 import { api, setToken } from '../api.js';
-import { Field, html, Outcome, useAction, type Me } from '../ui.js';
+import { CurrentPasswordField, Field, html, Outcome, useAction, type Me } from '../ui.js';
 
 export function Login({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [tenant, setTenant] = useState('');
@@ -111,15 +111,7 @@ export function Profile({ me }: { me: Me }) {
     <p>${me.username} · ${me.realm} · roles: ${me.roles.join(', ') || 'none'}</p>
     <form onSubmit=${enrolment ? confirm : start} aria-label="Second factor">
       <h3>Second factor (TOTP)</h3>
-      <${Field}
-        label="Your current password"
-        name="currentPassword"
-        type="password"
-        value=${password}
-        onInput=${setPassword}
-        required
-        autocomplete="current-password"
-      />
+      <${CurrentPasswordField} value=${password} onInput=${setPassword} />
       ${
         enrolment
           ? html`<img src=${enrolment.qr} alt="QR code to scan with your authenticator app" width="200" height="200" />

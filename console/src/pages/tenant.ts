@@ -2,7 +2,19 @@
 // notifications, retention, staff access.
 import { useEffect, useState } from 'preact/hooks';
 import { api, apiBytes } from '../api.js';
-import { Clock, DataTable, Field, html, Outcome, useAction, useLoad, when, type Me, type Row } from '../ui.js';
+import {
+  Clock,
+  CurrentPasswordField,
+  DataTable,
+  Field,
+  html,
+  Outcome,
+  useAction,
+  useLoad,
+  when,
+  type Me,
+  type Row,
+} from '../ui.js';
 
 export function Users() {
   const users = useLoad<{ items: Row[] }>('/users');
@@ -226,15 +238,7 @@ export function Integrations() {
             >`,
         )}
       </fieldset>
-      <${Field}
-        label="Your current password"
-        name="currentPassword"
-        type="password"
-        value=${password}
-        onInput=${setPassword}
-        required
-        autocomplete="current-password"
-      />
+      <${CurrentPasswordField} value=${password} onInput=${setPassword} />
       <button type="submit">Create integration</button>
       <${Outcome}
         error=${action.error}
@@ -304,15 +308,7 @@ export function Exports() {
           <option value="fhir">FHIR R4 (Bulk Data NDJSON)</option>
         </select>
       </label>
-      <${Field}
-        label="Your current password"
-        name="currentPassword"
-        type="password"
-        value=${password}
-        onInput=${setPassword}
-        required
-        autocomplete="current-password"
-      />
+      <${CurrentPasswordField} value=${password} onInput=${setPassword} />
       <button type="submit">Start export</button>
     </form>
     <${Outcome} error=${action.error} />
