@@ -1,9 +1,16 @@
 import { Readable } from 'node:stream';
 import { app, type InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
-import { createExportLink, downloadExport, getExport, startExport } from '../lib/exports/api.js';
+import {
+  createExportLink,
+  downloadExport,
+  downloadExportWithPassword,
+  getExport,
+  startExport,
+} from '../lib/exports/api.js';
 import type { RequestMeta } from '../lib/audit/types.js';
-import { invalidInput, notFound } from '../lib/errors.js';
+import { forbidden, invalidInput, notFound } from '../lib/errors.js';
+import type { AuthService } from '../lib/identity/auth.js';
 import type { ExportRecord, ExportService } from '../lib/exports/exports.js';
 import type { Principal } from '../lib/identity/permissions.js';
 import { exportInstanceId } from '../orchestrations/export.js';
@@ -14,6 +21,50 @@ const requester = (principal: Principal) => ({
   id: principal.id,
   ...(principal.grant ? { grant: { expiresAt: principal.grant.expiresAt } } : {}),
 });
+
+/**
+ * The tenant's data leaves only with a person's password: a stolen access token alone neither starts
+ * an export nor takes an archive. API keys are credentials of their own (created with a password);
+ * an operator's staff grant was approved by a second person and ends with its time.
+ */
+async function confirmPerson(
+  ctx: { principal: Principal; clientAddress: string | undefined; correlationId: string },
+  auth: AuthService,
+  currentPassword: string | undefined,
+  action: string,
+): Promise<void> {
+  if (ctx.principal.kind !== 'user') return;
+  if (currentPassword === undefined)
+    throw invalidInput(`A person who ${action} confirms it with their current password.`, [
+      { path: '/currentPassword', message: `required when a person ${action}` },
+    ]);
+  await auth.reauthenticate(ctx.principal, currentPassword, attemptOf(ctx));
+}
+
+/** The requester's archive while it is kept: what a download link or the archive route hands out. */
+const archiveFor = (record: ExportRecord, principal: Principal) =>
+  record.status === 'completed' && record.requestedBy === principal.id ? record.archive : undefined;
+
+async function archiveResponse(
+  exports: ExportService,
+  tenant: string,
+  id: string,
+  principal: Principal,
+  meta: RequestMeta,
+) {
+  const archive = await exports.openArchive(tenant, id, principal.id, meta);
+  return {
+    status: 200,
+    body: Readable.toWeb(Readable.from(archive.stream as AsyncIterable<Buffer>)) as ReadableStream<Uint8Array>,
+    // The archive's SHA-256 is its strong entity tag.
+    headers: {
+      'Content-Type': 'application/zip',
+      'Content-Length': String(archive.bytes),
+      ETag: `"${archive.sha256}"`,
+      'Content-Disposition': `attachment; filename="export-${id}.zip"`,
+    },
+  };
+}
 
 /**
  * Starts the export's orchestration. When the start fails the record is marked failed, which
@@ -44,16 +95,7 @@ app.http(
   handle(
     startExport,
     async (ctx, { auth, exports }) => {
-      // The whole tenant's data in one archive: a person confirms with their password, so a stolen
-      // access token alone cannot take it. API keys are credentials of their own (created with a
-      // password); an operator's staff grant was approved by a second person and ends with its time.
-      if (ctx.principal.kind === 'user') {
-        if (ctx.body.currentPassword === undefined)
-          throw invalidInput('A person starting an export confirms it with their current password.', [
-            { path: '/currentPassword', message: 'required when a person starts an export' },
-          ]);
-        await auth.reauthenticate(ctx.principal, ctx.body.currentPassword, attemptOf(ctx));
-      }
+      await confirmPerson(ctx, auth, ctx.body.currentPassword, 'starts an export');
       const record = await exports.request(
         ctx.tenant,
         ctx.body.format,
@@ -89,9 +131,11 @@ app.http(
       } catch {
         // The instance may be purged; the record still answers.
       }
-      const link = record.archive
-        ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx))
-        : undefined;
+      // A person's link comes with their password (POST /exports/{id}/links); here only the checksum.
+      const link =
+        record.archive && ctx.principal.kind !== 'user'
+          ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx))
+          : undefined;
       return {
         status: 200,
         body: {
@@ -104,11 +148,10 @@ app.http(
           ...(record.completedAt ? { completedAt: record.completedAt } : {}),
           ...(record.archive ? { availableUntil: record.archive.deleteAt } : {}),
           ...(record.archive?.summary ? { manifest: record.archive.summary } : {}),
-          ...(link && record.archive
+          ...(archiveFor(record, ctx.principal) && record.archive
             ? {
                 download: {
-                  url: link.url,
-                  expiresAt: link.expiresAt,
+                  ...(link ? { url: link.url, expiresAt: link.expiresAt } : {}),
                   sha256: record.archive.sha256,
                   bytes: record.archive.bytes,
                 },
@@ -123,8 +166,14 @@ app.http(
 
 app.http(
   createExportLink.id,
-  handle(createExportLink, async (ctx, { exports }) => {
+  handle(createExportLink, async (ctx, { auth, exports }) => {
     const record = await exports.get(ctx.tenant, ctx.params.id);
+    // Only the requester's link is worth a password check (and a counted failure); others get the 404 below.
+    if (archiveFor(record, ctx.principal)) {
+      // An optional body (API keys and staff grants send none), as the operation declares.
+      const confirmation = ctx.body as { currentPassword: string } | undefined;
+      await confirmPerson(ctx, auth, confirmation?.currentPassword, 'takes a download link');
+    }
     const link = record.archive
       ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx))
       : undefined;
@@ -139,17 +188,20 @@ app.http(
 app.http(
   downloadExport.id,
   handle(downloadExport, async (ctx, { exports }) => {
-    const archive = await exports.openArchive(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
-    return {
-      status: 200,
-      body: Readable.toWeb(Readable.from(archive.stream as AsyncIterable<Buffer>)) as ReadableStream<Uint8Array>,
-      // The archive's SHA-256 is its strong entity tag.
-      headers: {
-        'Content-Type': 'application/zip',
-        'Content-Length': String(archive.bytes),
-        ETag: `"${archive.sha256}"`,
-        'Content-Disposition': `attachment; filename="export-${ctx.params.id}.zip"`,
-      },
-    };
+    if (ctx.principal.kind === 'user')
+      throw forbidden('A person downloads with their current password: POST to this URL, or take a link.');
+    return archiveResponse(exports, ctx.tenant, ctx.params.id, ctx.principal, metaOf(ctx));
+  }),
+);
+
+app.http(
+  downloadExportWithPassword.id,
+  handle(downloadExportWithPassword, async (ctx, { auth, exports }) => {
+    if (ctx.principal.kind !== 'user')
+      throw forbidden('This download is for a person with their password; API keys and staff grants use GET.');
+    const record = await exports.get(ctx.tenant, ctx.params.id);
+    if (!archiveFor(record, ctx.principal)) throw notFound('No such archive.');
+    await confirmPerson(ctx, auth, ctx.body.currentPassword, 'downloads an archive');
+    return archiveResponse(exports, ctx.tenant, ctx.params.id, ctx.principal, metaOf(ctx));
   }),
 );

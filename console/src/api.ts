@@ -21,9 +21,9 @@ export const setToken = (token: string | undefined): void => {
 };
 export const hasToken = (): boolean => accessToken !== undefined;
 
-/** A JSON call to `/api/…`; a problem+json answer becomes an ApiError carrying it. */
-export async function api<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`/api${path}`, {
+/** The fetch every call makes: the session's token, and a JSON body when there is one. */
+function send(method: string, path: string, body: unknown): Promise<Response> {
+  return fetch(`/api${path}`, {
     method,
     headers: {
       ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}),
@@ -31,6 +31,11 @@ export async function api<T = Record<string, unknown>>(method: string, path: str
     },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
+}
+
+/** A JSON call to `/api/…`; a problem+json answer becomes an ApiError carrying it. */
+export async function api<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await send(method, path, body);
   const text = await response.text();
   const parsed = text ? (JSON.parse(text) as unknown) : undefined;
   if (!response.ok)
@@ -48,10 +53,8 @@ export function messageOf(error: unknown): string {
 }
 
 /** A binary answer (an export archive) through the same authenticated call. */
-export async function apiBytes(path: string): Promise<ArrayBuffer> {
-  const response = await fetch(`/api${path}`, {
-    headers: accessToken ? { authorization: `Bearer ${accessToken}` } : {},
-  });
+export async function apiBytes(method: string, path: string, body?: unknown): Promise<ArrayBuffer> {
+  const response = await send(method, path, body);
   if (!response.ok) {
     const text = await response.text();
     throw new ApiError(text ? (JSON.parse(text) as Problem) : { status: response.status, title: response.statusText });

@@ -28,7 +28,12 @@ const exportStatusSchema = z
     createdAt: z.string(),
     completedAt: z.string().optional(),
     availableUntil: z.string().optional(),
-    download: z.object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() }).optional(),
+    download: z
+      .object({ url: z.string().optional(), expiresAt: z.string().optional(), sha256: z.string(), bytes: z.number() })
+      .optional()
+      .describe(
+        "The completed archive's checksum and size; `url` and `expiresAt` only for an API key or an operator under a staff grant: a person gets a link with their password (POST /exports/{id}/links), so a stolen access token alone takes no archive",
+      ),
     manifest: z
       .object({ files: z.number(), counts: z.record(z.string(), z.number()) })
       .optional()
@@ -63,12 +68,13 @@ export const getExport = defineOperation({
   method: 'GET',
   route: 'exports/{id}',
   tag: 'exports',
-  summary: 'Export status and progress; the requester gets a fresh 1-hour download link once completed',
+  summary:
+    'Export status and progress; once completed, the checksum (and for an API key or a staff grant a fresh download link)',
   access: { permission: 'exports:start' },
   params: z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) }),
   responses: {
     200: {
-      description: 'Status (with a fresh download link for the requester once completed)',
+      description: 'Status (with the download link for an API key or a staff grant once completed)',
       schema: exportStatusSchema,
     },
     401: p('Missing or invalid credentials'),
@@ -78,6 +84,13 @@ export const getExport = defineOperation({
 });
 
 const exportParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
+const passwordConfirmation = z
+  .strictObject({
+    currentPassword: currentPassword.describe(
+      "The signed-in person's current password (a stolen access token alone takes no archive); API keys and staff grants send no body",
+    ),
+  })
+  .meta({ id: 'ArchiveConfirmation' });
 const downloadLinkSchema = z
   .object({ url: z.string(), expiresAt: z.string(), sha256: z.string(), bytes: z.number() })
   .meta({ id: 'DownloadLink' });
@@ -91,11 +104,15 @@ export const createExportLink = defineOperation({
     'A new download link for the requester while the archive exists (24 h at most; an operator’s ends with the staff grant)',
   access: { permission: 'exports:start' },
   params: exportParams,
+  body: passwordConfirmation,
+  bodyOptional: true,
   responses: {
     201: { description: 'Link', schema: downloadLinkSchema },
+    400: p('A person sent no currentPassword'),
     401: p('Missing or invalid credentials'),
-    403: p('Not permitted'),
+    403: p('Not permitted, or the current password is wrong'),
     404: p('Unknown export, not completed, or not the requester'),
+    429: p('Too many wrong passwords; see Retry-After'),
   },
 });
 
@@ -104,15 +121,36 @@ export const downloadExport = defineOperation({
   method: 'GET',
   route: 'exports/{id}/archive',
   tag: 'exports',
-  summary: 'The archive through the API (the link an operator under a staff grant gets: it dies with the grant)',
+  summary:
+    'The archive through the API for an API key or an operator under a staff grant (the link such a requester gets; an operator’s dies with the grant); a person uses POST',
   access: { permission: 'exports:start' },
   params: exportParams,
   responses: {
     200: { description: 'The ZIP archive', contentType: 'application/zip' },
     401: p('Missing or invalid credentials'),
-    403: p('Not permitted'),
+    403: p('Not permitted, or a person (who downloads with their password: POST)'),
     404: p('Unknown export or not the requester'),
   },
 });
 
-export const exportOperations = [startExport, getExport, createExportLink, downloadExport];
+export const downloadExportWithPassword = defineOperation({
+  id: 'downloadExportArchiveWithPassword',
+  method: 'POST',
+  route: 'exports/{id}/archive',
+  tag: 'exports',
+  summary:
+    'The archive through the API for the person who requested it, confirmed with their password (what the console downloads and checks)',
+  access: { permission: 'exports:start' },
+  params: exportParams,
+  body: passwordConfirmation,
+  responses: {
+    200: { description: 'The ZIP archive', contentType: 'application/zip' },
+    400: p('Malformed request'),
+    401: p('Missing or invalid credentials'),
+    403: p('Not permitted, not a person, or the current password is wrong'),
+    404: p('Unknown export or not the requester'),
+    429: p('Too many wrong passwords; see Retry-After'),
+  },
+});
+
+export const exportOperations = [startExport, getExport, createExportLink, downloadExport, downloadExportWithPassword];

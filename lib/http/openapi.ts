@@ -166,7 +166,7 @@ export function buildOpenApiDocument(operations: readonly Operation[]): Record<s
       ...(op.body
         ? {
             requestBody: {
-              required: true,
+              required: op.bodyOptional !== true,
               content: {
                 ...Object.fromEntries((op.bodyMediaTypes ?? ['application/json']).map((t) => [t, { schema: op.body }])),
                 ...(op.method === 'PATCH' ? { 'application/merge-patch+json': { schema: op.body } } : {}),

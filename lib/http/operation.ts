@@ -45,6 +45,11 @@ export interface Operation<
   /** The JSON media types the body is documented with (default application/json; any `+json` type is read). */
   bodyMediaTypes?: readonly string[];
   /**
+   * The body may be left out (no bytes at all): the handler then gets `undefined`. For a body only
+   * some callers need, e.g. the password a person confirms with where an API key sends nothing.
+   */
+  bodyOptional?: boolean;
+  /**
    * The body as bytes, for formats that are not JSON or need their own parser (HL7 v2, LDT, FHIR):
    * the pipeline checks the media type and the size, the handler parses. Excludes `body`.
    */

@@ -121,12 +121,13 @@ export function parseJsonStrict(text: string): unknown {
   });
 }
 
-async function readBody(request: HttpRequest): Promise<unknown> {
+async function readBody(request: HttpRequest, optional: boolean): Promise<unknown> {
   const declared = request.headers.get('content-length');
   if (declared !== null && Number(declared) > MAX_BODY_BYTES)
     throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
   const bytes = Buffer.from(await request.arrayBuffer());
   if (bytes.length > MAX_BODY_BYTES) throw tooLarge(`Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+  if (optional && bytes.length === 0) return undefined;
   const contentType = (request.headers.get('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   if (contentType !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(contentType)) {
     throw unsupportedMediaType('Send the body as application/json.');
@@ -387,8 +388,11 @@ export function createHandler<P extends z.ZodType, Q extends z.ZodType, B extend
       let body: unknown;
       const rawBody = operation.rawBody ? await readRawBody(request, operation.rawBody.mediaTypes) : undefined;
       if (operation.body) {
-        const raw = await readBody(request);
-        body = parseWith(operation.body, raw, (errors) => invalidInput('The body does not match the schema.', errors));
+        const raw = await readBody(request, operation.bodyOptional === true);
+        body =
+          raw === undefined
+            ? undefined
+            : parseWith(operation.body, raw, (errors) => invalidInput('The body does not match the schema.', errors));
       }
       const result = await handle({
         principal: principal ?? (undefined as unknown as Principal),

@@ -513,18 +513,21 @@ describe('accounts under attack, over HTTP', () => {
         .status,
     ).toBe(404);
 
-    // A tenant user's own export: a storage link valid at most 24 hours, and a new one on request.
+    // A tenant user's own export: a storage link valid at most 24 hours, with the password, and a new one on request.
     const mine = await call('POST', '/exports', { auth: admin, body: { format: 'ndjson', currentPassword: STRONG } });
-    const done = await until(
+    await until(
       async () => (await call('GET', `/exports/${String(mine.body.id)}`, { auth: admin })).body,
       (b) => b.status === 'completed',
     );
-    const link = done.download as { url: string; expiresAt: string };
+    const confirmed = { auth: admin, body: { currentPassword: STRONG } };
+    const first = await call('POST', `/exports/${String(mine.body.id)}/links`, confirmed);
+    expect(first.status).toBe(201);
+    const link = first.body as { url: string; expiresAt: string };
     expect(Date.parse(link.expiresAt) - Date.now()).toBeLessThanOrEqual(24 * 3600 * 1000);
     expect(Date.parse(link.expiresAt) - Date.now()).toBeGreaterThan(23 * 3600 * 1000);
     expect((await fetch(link.url)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1100));
-    const renewed = await call('POST', `/exports/${String(mine.body.id)}/links`, { auth: admin });
+    const renewed = await call('POST', `/exports/${String(mine.body.id)}/links`, confirmed);
     expect(renewed.status).toBe(201);
     expect(Date.parse(String(renewed.body.expiresAt))).toBeGreaterThan(Date.parse(link.expiresAt));
     expect((await fetch(String(renewed.body.url))).status).toBe(200);

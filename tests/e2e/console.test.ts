@@ -187,6 +187,10 @@ describe('the web console in Chromium', () => {
     await admin.getByRole('button', { name: 'Start export' }).click();
     await expect.poll(() => admin.getByTestId('export-status').textContent(), { timeout: 60_000 }).toBe('completed');
     const shownSha = (await admin.getByTestId('export-sha256').textContent()) ?? '';
+    // The archive comes with the password again (a stolen session token alone takes none).
+    const download = admin.getByRole('form', { name: 'Download archive' });
+    await download.getByLabel('Your current password').fill(adaPassword);
+    await download.getByRole('button', { name: 'Get a download link' }).click();
     const href = (await admin.getByRole('link', { name: 'Download archive' }).getAttribute('href')) ?? '';
     const archive = Buffer.from(await (await fetch(href)).arrayBuffer());
     expect(createHash('sha256').update(archive).digest('hex')).toBe(shownSha);
@@ -419,7 +423,12 @@ describe('the web console in Chromium', () => {
     await admin.getByRole('button', { name: 'Start export' }).click();
     await expect.poll(() => admin.getByTestId('export-status').textContent(), { timeout: 60_000 }).toBe('completed');
     await admin.getByRole('row', { name: 'order 3', exact: true }).waitFor();
-    await admin.getByRole('button', { name: 'Download and verify checksum' }).click();
+    const archiveForm = admin.getByRole('form', { name: 'Download archive' });
+    await archiveForm.getByLabel('Your current password').fill('not the password at all');
+    await archiveForm.getByRole('button', { name: 'Download and verify checksum' }).click();
+    await expect.poll(() => admin.getByRole('alert').textContent()).toMatch(/password/i);
+    await archiveForm.getByLabel('Your current password').fill(gracePassword);
+    await archiveForm.getByRole('button', { name: 'Download and verify checksum' }).click();
     await expect.poll(() => admin.getByTestId('export-verified').textContent()).toBe('Checksum matches');
     await check(admin, '20-export-manifest');
 

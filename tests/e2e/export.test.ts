@@ -50,10 +50,14 @@ async function runExport(
       .slice(-8)
       .join('\n')}`,
   ).toBe('completed');
-  const download = status.download as { url: string; sha256: string; bytes: number; expiresAt: string };
+  const download = status.download as { sha256: string; bytes: number };
+  const link = (await call('POST', `/exports/${id}/links`, adminAuth, { currentPassword: STRONG })).body as {
+    url: string;
+    expiresAt: string;
+  };
   // Links for tenant users last at most 24 hours (LABVAULT_EXPORT_LINK_HOURS).
-  expect(Date.parse(download.expiresAt) - Date.now()).toBeLessThanOrEqual(24 * 3600_000);
-  const zip = Buffer.from(await (await fetch(download.url)).arrayBuffer());
+  expect(Date.parse(link.expiresAt) - Date.now()).toBeLessThanOrEqual(24 * 3600_000);
+  const zip = Buffer.from(await (await fetch(link.url)).arrayBuffer());
   expect(zip.length).toBe(download.bytes);
   expect(createHash('sha256').update(zip).digest('hex')).toBe(download.sha256);
   return { files: await unzip(zip), status };
@@ -251,6 +255,9 @@ describe('data export over HTTP', () => {
       if ((await call('GET', `/exports/${String(first.body.id)}`, adminAuth)).body.status === 'completed') break;
       await new Promise((r) => setTimeout(r, 200));
     }
+    expect(
+      (await call('POST', `/exports/${String(first.body.id)}/links`, adminAuth, { currentPassword: STRONG })).status,
+    ).toBe(201);
     const audit = await call('GET', `/audit?entity=${String(first.body.id)}&limit=100`, adminAuth);
     const events = (audit.body.items as { event: string }[]).map((e) => e.event);
     expect(events).toEqual(expect.arrayContaining(['export.request', 'export.complete', 'export.link']));
@@ -287,6 +294,70 @@ describe('data export over HTTP', () => {
     ).text();
     expect(instance).toContain(String(started.body.id));
     for (const secret of [STRONG, guessed]) expect(instance + host.output()).not.toContain(secret);
+  });
+
+  it('hands a person’s archive out only with their password: a stolen access token alone downloads nothing', async () => {
+    const started = await call('POST', '/exports', adminAuth, { format: 'ndjson', currentPassword: STRONG });
+    expect(started.status).toBe(202);
+    const id = String(started.body.id);
+    let status: Record<string, unknown> = {};
+    for (let i = 0; i < 300 && status.status !== 'completed'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      status = (await call('GET', `/exports/${id}`, adminAuth)).body;
+    }
+    // The status shows a person the checksum, no link.
+    const download = status.download as Record<string, unknown>;
+    expect(Object.keys(download).sort()).toEqual(['bytes', 'sha256']);
+    const handedOut = async () =>
+      ((await call('GET', '/audit?action=export.link&limit=200', adminAuth)).body.items as unknown[]).length +
+      ((await call('GET', '/audit?action=export.download&limit=200', adminAuth)).body.items as unknown[]).length;
+    const before = await handedOut();
+
+    // Someone holding the admin's access token but not the password.
+    const noPassword = await call('POST', `/exports/${id}/links`, adminAuth);
+    expect(noPassword.status).toBe(400);
+    expect(noPassword.body.errors).toEqual([
+      { path: '/currentPassword', message: 'required when a person takes a download link' },
+    ]);
+    const guessed = 'another guess at the admin password';
+    expect((await call('POST', `/exports/${id}/links`, adminAuth, { currentPassword: guessed })).status).toBe(403);
+    expect((await call('POST', `/exports/${id}/archive`, adminAuth, { currentPassword: guessed })).status).toBe(403);
+    expect((await call('POST', `/exports/${id}/archive`, adminAuth, {})).status).toBe(400);
+    const byToken = await fetch(`${host.apiBaseUrl}/exports/${id}/archive`, { headers: { authorization: adminAuth } });
+    expect(byToken.status).toBe(403);
+    expect(byToken.headers.get('content-type')).toMatch(/problem\+json/);
+    // An API key is no person: the password route is not its way in (its own exports' status carries a link),
+    // and someone else's archive is not its to take.
+    const exporter = await call('POST', '/integrations', adminAuth, {
+      name: 'Archive',
+      permissions: ['exports:start'],
+      currentPassword: STRONG,
+    });
+    const exporterKey = `ApiKey ${String(exporter.body.apiKey)}`;
+    expect((await call('POST', `/exports/${id}/archive`, exporterKey, { currentPassword: STRONG })).status).toBe(403);
+    expect((await call('POST', `/exports/${id}/links`, exporterKey)).status).toBe(404);
+    expect((await call('GET', `/exports/${id}`, exporterKey)).body.download).toBeUndefined();
+    expect(await handedOut()).toBe(before);
+
+    // With the password: a link, and the archive through the API, both the bytes the checksum names.
+    const link = await call('POST', `/exports/${id}/links`, adminAuth, { currentPassword: STRONG });
+    expect(link.status).toBe(201);
+    const viaLink = Buffer.from(await (await fetch(String(link.body.url))).arrayBuffer());
+    expect(createHash('sha256').update(viaLink).digest('hex')).toBe(download.sha256);
+    const viaApi = await fetch(`${host.apiBaseUrl}/exports/${id}/archive`, {
+      method: 'POST',
+      headers: { authorization: adminAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ currentPassword: STRONG }),
+    });
+    expect(viaApi.status).toBe(200);
+    expect(viaApi.headers.get('etag')).toBe(`"${String(download.sha256)}"`);
+    expect(
+      createHash('sha256')
+        .update(Buffer.from(await viaApi.arrayBuffer()))
+        .digest('hex'),
+    ).toBe(download.sha256);
+    expect(await handedOut()).toBe(before + 2);
+    expect(host.output()).not.toContain(guessed);
   });
 
   it('writes FHIR R4 Bulk Data NDJSON that two validators accept, with one resource per identity and one concept per code', async () => {

@@ -184,8 +184,12 @@ describe('data subject requests over HTTP', () => {
     expect(done.status).toBe('completed');
     const exported = await call('GET', `/exports/${String(done.exportId)}`, requester);
     expect(exported.body).toMatchObject({ status: 'completed', purpose: 'subject-access' });
-    const download = exported.body.download as { url: string; sha256: string };
-    const zip = Buffer.from(await (await fetch(download.url)).arrayBuffer());
+    const download = exported.body.download as { sha256: string };
+    const link = await call('POST', `/exports/${String(done.exportId)}/links`, requester, {
+      currentPassword: STRONG,
+    });
+    expect(link.status, JSON.stringify(link.body)).toBe(201);
+    const zip = Buffer.from(await (await fetch(String(link.body.url))).arrayBuffer());
     expect(createHash('sha256').update(zip).digest('hex')).toBe(download.sha256);
     const files = await unzip(zip);
     const lines = (prefix: string) =>

@@ -257,6 +257,9 @@ export function Exports() {
   const [password, setPassword] = useState('');
   const [exportId, setExportId] = useState<string | undefined>();
   const [status, setStatus] = useState<Row | undefined>();
+  const [downloadPassword, setDownloadPassword] = useState('');
+  const [link, setLink] = useState<{ url: string; expiresAt: string } | undefined>();
+  const [checked, setChecked] = useState<{ matches: boolean; url: string } | undefined>();
   const action = useAction();
   useEffect(() => {
     if (!exportId) return;
@@ -275,24 +278,38 @@ export function Exports() {
   }, [exportId]);
   const start = action.submit(async () => {
     setStatus(undefined);
+    setLink(undefined);
+    setChecked(undefined);
     setExportId((await api<{ id: string }>('POST', '/exports', { format, currentPassword: password })).id);
     setPassword('');
   });
   const progress = status?.progress as { partsDone?: number; partsTotal?: number; phase?: string } | undefined;
-  const download = status?.download as { url: string; sha256: string; bytes: number; expiresAt: string } | undefined;
+  // A person's archive comes only with their password (a stolen session token alone takes none):
+  // the status carries the checksum, the password brings the bytes or a link.
+  const download = status?.download as { sha256: string; bytes: number } | undefined;
   const manifest = status?.manifest as { files: number; counts: Record<string, number> } | undefined;
-  const [checked, setChecked] = useState<{ matches: boolean; url: string } | undefined>();
-  // Fetched through the API (same origin, the session's token) and hashed here with WebCrypto:
-  // what the admin saves is what LabVault reported, checked before it leaves the page.
+  // Fetched through the API (same origin) and hashed here with WebCrypto: what the admin saves is
+  // what LabVault reported, checked before it leaves the page.
   const verify = () =>
     action.run(async () => {
-      const bytes = await apiBytes(`/exports/${exportId}/archive`);
+      const bytes = await apiBytes('POST', `/exports/${exportId}/archive`, { currentPassword: downloadPassword });
+      setDownloadPassword('');
       const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
       const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
       setChecked({
         matches: hex === download?.sha256,
         url: URL.createObjectURL(new Blob([bytes], { type: 'application/zip' })),
       });
+    });
+  // A link straight to storage, for archives too big to hold in the page (valid 24 hours at most).
+  const takeLink = () =>
+    action.run(async () => {
+      setLink(
+        await api<{ url: string; expiresAt: string }>('POST', `/exports/${exportId}/links`, {
+          currentPassword: downloadPassword,
+        }),
+      );
+      setDownloadPassword('');
     });
   return html`<section>
     <h2>Data export</h2>
@@ -326,11 +343,20 @@ export function Exports() {
         ${
           download &&
           html`<p>
-              <a href=${download.url} download="export.zip">Download archive</a> (${download.bytes} bytes, link valid
-              until ${when(download.expiresAt)})
+              Archive: ${download.bytes} bytes, SHA-256 <code data-testid="export-sha256">${download.sha256}</code>
             </p>
-            <p>SHA-256: <code data-testid="export-sha256">${download.sha256}</code></p>
-            <button type="button" class="outline" onClick=${() => void verify()}>Download and verify checksum</button>
+            <form aria-label="Download archive" onSubmit=${(e: Event) => e.preventDefault()}>
+              <${CurrentPasswordField} value=${downloadPassword} onInput=${setDownloadPassword} />
+              <button type="button" onClick=${() => void verify()}>Download and verify checksum</button>
+              <button type="button" class="outline" onClick=${() => void takeLink()}>Get a download link</button>
+            </form>
+            ${
+              link &&
+              html`<p>
+                <a href=${link.url} download="export.zip">Download archive</a> (link valid until
+                ${when(link.expiresAt)})
+              </p>`
+            }
             ${
               checked &&
               html`<p>
