@@ -515,9 +515,10 @@ export class DeletionService {
   }
 
   /**
-   * Scans every table and container for anything of the tenant. The write-once containers are
-   * named, not searched: backups (ciphertext under the destroyed keys) and the audit anchors, which
-   * are counted as kept (hashes of the audit entries, no tenant data; proof of the log that was).
+   * Scans every table and container for anything of the tenant, except the two write-once
+   * containers deletion leaves on purpose: backups are skipped (ciphertext under the destroyed keys,
+   * aged out by their own retention), the audit anchors are listed and counted as kept, not as
+   * remaining (hashes of the audit entries, no tenant data; proof of the log that was).
    */
   async verify(tenant: string): Promise<{
     tablesScanned: number;

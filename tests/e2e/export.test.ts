@@ -360,6 +360,55 @@ describe('data export over HTTP', () => {
     expect(host.output()).not.toContain(guessed);
   });
 
+  it('a person holding only exports:start: fifty starts at once make one export, and nothing else opens to them', async () => {
+    expect((await call('PUT', '/roles/exporter', adminAuth, { permissions: ['exports:start'] })).status).toBe(201);
+    const created = await call('POST', '/users', adminAuth, {
+      username: 'exp.exporter',
+      email: 'exporter@exp.example',
+      roles: ['exporter'],
+    });
+    expect(created.status).toBe(201);
+    const first = await call('POST', '/auth/login', '', {
+      tenant: 'lab-exp',
+      username: 'exp.exporter',
+      password: String(created.body.initialPassword),
+    });
+    await call('POST', '/auth/password', `Bearer ${String(first.body.accessToken)}`, {
+      currentPassword: String(created.body.initialPassword),
+      newPassword: STRONG,
+    });
+    const exporter = `Bearer ${String((await call('POST', '/auth/login', '', { tenant: 'lab-exp', username: 'exp.exporter', password: STRONG })).body.accessToken)}`;
+    const before = ((await call('GET', '/audit?action=export.request&limit=200', adminAuth)).body.items as unknown[])
+      .length;
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        call('POST', '/exports', exporter, { format: 'ndjson', currentPassword: STRONG }),
+      ),
+    );
+    const statuses = answers.map((a) => a.status);
+    expect(statuses.filter((s) => s === 202)).toHaveLength(1);
+    // The others: an export is running (409), or over the person's budget or password throttle (429).
+    expect(statuses.filter((s) => s !== 202 && s !== 409 && s !== 429)).toEqual([]);
+    const after = ((await call('GET', '/audit?action=export.request&limit=200', adminAuth)).body.items as unknown[])
+      .length;
+    expect(after).toBe(before + 1);
+    const id = String(answers.find((a) => a.status === 202)?.body.id);
+    for (let i = 0; i < 300; i++) {
+      if ((await call('GET', `/exports/${id}`, exporter)).body.status === 'completed') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect((await call('POST', `/exports/${id}/links`, exporter, { currentPassword: STRONG })).status).toBe(201);
+    // One admin permission reaches one duty: not the orders, the audit trail, users, roles or keys.
+    for (const [method, path, body] of [
+      ['GET', '/orders?limit=1', undefined],
+      ['GET', '/audit?limit=1', undefined],
+      ['GET', '/users', undefined],
+      ['PUT', '/roles/exporter', { permissions: ['exports:start', 'orders:read'] }],
+      ['POST', '/integrations', { name: 'mine', permissions: ['exports:start'], currentPassword: STRONG }],
+    ] as const)
+      expect((await call(method, path, exporter, body)).status, `${method} ${path}`).toBe(403);
+  });
+
   it('writes FHIR R4 Bulk Data NDJSON that two validators accept, with one resource per identity and one concept per code', async () => {
     // The same patient in six orders (spread over the shards), one with three examinations, one cancelled with its reason.
     const same = { ...exampleOrder().patient, id: 'PAT-SAME' };
