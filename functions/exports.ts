@@ -17,15 +17,13 @@ import { exportInstanceId } from '../orchestrations/export.js';
 import { startOrchestration } from './durable.js';
 import { attemptOf, handle, metaOf } from './http.js';
 
-const requester = (principal: Principal) => ({
-  id: principal.id,
-  ...(principal.grant ? { grant: { expiresAt: principal.grant.expiresAt } } : {}),
-});
+/** A person (a tenant's user, or an operator under a staff grant), not an API key. */
+const isPerson = (principal: Principal) => principal.kind !== 'integration';
 
 /**
  * The tenant's data leaves only with a person's password: a stolen access token alone neither starts
- * an export nor takes an archive. API keys are credentials of their own (created with a password);
- * an operator's staff grant was approved by a second person and ends with its time.
+ * an export nor takes an archive, whether it is a tenant user's or an operator's under a staff grant.
+ * API keys are credentials of their own, created by a person with their password.
  */
 async function confirmPerson(
   ctx: { principal: Principal; clientAddress: string | undefined; correlationId: string },
@@ -33,17 +31,24 @@ async function confirmPerson(
   currentPassword: string | undefined,
   action: string,
 ): Promise<void> {
-  if (ctx.principal.kind !== 'user') return;
+  if (!isPerson(ctx.principal)) return;
   if (currentPassword === undefined)
     throw invalidInput(`A person who ${action} confirms it with their current password.`, [
       { path: '/currentPassword', message: `required when a person ${action}` },
     ]);
-  await auth.reauthenticate(ctx.principal, currentPassword, attemptOf(ctx));
+  await auth.confirmPassword(ctx.principal, currentPassword, attemptOf(ctx));
 }
 
 /** The requester's archive while it is kept: what a download link or the archive route hands out. */
 const archiveFor = (record: ExportRecord, principal: Principal) =>
   record.status === 'completed' && record.requestedBy === principal.id ? record.archive : undefined;
+
+/** The same, or 404 first: whoever did not request it learns nothing more about it (not even a 403). */
+function requestersArchive(record: ExportRecord, principal: Principal): NonNullable<ExportRecord['archive']> {
+  const archive = archiveFor(record, principal);
+  if (!archive) throw notFound('No archive of this export is available to you.');
+  return archive;
+}
 
 async function archiveResponse(
   exports: ExportService,
@@ -131,10 +136,10 @@ app.http(
       } catch {
         // The instance may be purged; the record still answers.
       }
-      // A person's link comes with their password (POST /exports/{id}/links); here only the checksum.
+      // A person's archive comes with their password (POST …/links or …/archive); here only the checksum.
       const link =
-        record.archive && ctx.principal.kind !== 'user'
-          ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx))
+        archiveFor(record, ctx.principal) && !isPerson(ctx.principal)
+          ? await exports.downloadLink(ctx.tenant, record.id, ctx.principal.id, metaOf(ctx))
           : undefined;
       return {
         status: 200,
@@ -168,19 +173,20 @@ app.http(
   createExportLink.id,
   handle(createExportLink, async (ctx, { auth, exports }) => {
     const record = await exports.get(ctx.tenant, ctx.params.id);
-    // Only the requester's link is worth a password check (and a counted failure); others get the 404 below.
-    if (archiveFor(record, ctx.principal)) {
-      // An optional body (API keys and staff grants send none), as the operation declares.
-      const confirmation = ctx.body as { currentPassword: string } | undefined;
-      await confirmPerson(ctx, auth, confirmation?.currentPassword, 'takes a download link');
-    }
-    const link = record.archive
-      ? await exports.downloadLink(ctx.tenant, record.id, requester(ctx.principal), metaOf(ctx))
-      : undefined;
-    if (!link || !record.archive) throw notFound('No archive of this export is available to you.');
+    const archive = requestersArchive(record, ctx.principal);
+    // A storage link cannot be revoked before it expires: an operator's download must end with the grant.
+    if (ctx.principal.grant)
+      throw forbidden(
+        'An operator under a staff grant downloads through POST /exports/{id}/archive with their password.',
+      );
+    // An optional body (API keys send none), as the operation declares.
+    const confirmation = ctx.body as { currentPassword: string } | undefined;
+    await confirmPerson(ctx, auth, confirmation?.currentPassword, 'takes a download link');
+    const link = await exports.downloadLink(ctx.tenant, record.id, ctx.principal.id, metaOf(ctx));
+    if (!link) throw notFound('No archive of this export is available to you.');
     return {
       status: 201,
-      body: { url: link.url, expiresAt: link.expiresAt, sha256: record.archive.sha256, bytes: record.archive.bytes },
+      body: { url: link.url, expiresAt: link.expiresAt, sha256: archive.sha256, bytes: archive.bytes },
     };
   }),
 );
@@ -188,7 +194,8 @@ app.http(
 app.http(
   downloadExport.id,
   handle(downloadExport, async (ctx, { exports }) => {
-    if (ctx.principal.kind === 'user')
+    requestersArchive(await exports.get(ctx.tenant, ctx.params.id), ctx.principal);
+    if (isPerson(ctx.principal))
       throw forbidden('A person downloads with their current password: POST to this URL, or take a link.');
     return archiveResponse(exports, ctx.tenant, ctx.params.id, ctx.principal, metaOf(ctx));
   }),
@@ -197,10 +204,9 @@ app.http(
 app.http(
   downloadExportWithPassword.id,
   handle(downloadExportWithPassword, async (ctx, { auth, exports }) => {
-    if (ctx.principal.kind !== 'user')
-      throw forbidden('This download is for a person with their password; API keys and staff grants use GET.');
-    const record = await exports.get(ctx.tenant, ctx.params.id);
-    if (!archiveFor(record, ctx.principal)) throw notFound('No such archive.');
+    requestersArchive(await exports.get(ctx.tenant, ctx.params.id), ctx.principal);
+    if (!isPerson(ctx.principal))
+      throw forbidden('This download is for a person with their password; an API key uses GET or its link.');
     await confirmPerson(ctx, auth, ctx.body.currentPassword, 'downloads an archive');
     return archiveResponse(exports, ctx.tenant, ctx.params.id, ctx.principal, metaOf(ctx));
   }),

@@ -13,7 +13,7 @@ const exportRequestSchema = z
     currentPassword: currentPassword
       .optional()
       .describe(
-        "The signed-in person's current password: needed when a person starts an export (a stolen access token alone cannot take the tenant's data); API keys and staff grants send none",
+        "The signed-in person's current password (an operator under a staff grant: their own): needed when a person starts an export (a stolen access token alone cannot take the tenant's data); API keys send none",
       ),
   })
   .meta({ id: 'ExportRequest' });
@@ -32,7 +32,7 @@ const exportStatusSchema = z
       .object({ url: z.string().optional(), expiresAt: z.string().optional(), sha256: z.string(), bytes: z.number() })
       .optional()
       .describe(
-        "The completed archive's checksum and size; `url` and `expiresAt` only for an API key or an operator under a staff grant: a person gets a link with their password (POST /exports/{id}/links), so a stolen access token alone takes no archive",
+        "The completed archive's checksum and size, for the requester; `url` and `expiresAt` only for an API key: a person takes the archive with their password (POST /exports/{id}/links or /exports/{id}/archive), so a stolen access token alone takes none",
       ),
     manifest: z
       .object({ files: z.number(), counts: z.record(z.string(), z.number()) })
@@ -69,12 +69,12 @@ export const getExport = defineOperation({
   route: 'exports/{id}',
   tag: 'exports',
   summary:
-    'Export status and progress; once completed, the checksum (and for an API key or a staff grant a fresh download link)',
+    'Export status and progress; once completed, the checksum for the requester (and for an API key a fresh download link)',
   access: { permission: 'exports:start' },
   params: z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) }),
   responses: {
     200: {
-      description: 'Status (with the download link for an API key or a staff grant once completed)',
+      description: 'Status (with a download link for an API key once completed)',
       schema: exportStatusSchema,
     },
     401: p('Missing or invalid credentials'),
@@ -87,7 +87,7 @@ const exportParams = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
 const passwordConfirmation = z
   .strictObject({
     currentPassword: currentPassword.describe(
-      "The signed-in person's current password (a stolen access token alone takes no archive); API keys and staff grants send no body",
+      "The signed-in person's current password (a stolen access token alone takes no archive); API keys send no body",
     ),
   })
   .meta({ id: 'ArchiveConfirmation' });
@@ -101,7 +101,7 @@ export const createExportLink = defineOperation({
   route: 'exports/{id}/links',
   tag: 'exports',
   summary:
-    'A new download link for the requester while the archive exists (24 h at most; an operator’s ends with the staff grant)',
+    'A new storage link for the requester while the archive exists (24 h at most; a person confirms with their password; not for an operator under a staff grant, whose download must end with the grant)',
   access: { permission: 'exports:start' },
   params: exportParams,
   body: passwordConfirmation,
@@ -110,7 +110,7 @@ export const createExportLink = defineOperation({
     201: { description: 'Link', schema: downloadLinkSchema },
     400: p('A person sent no currentPassword'),
     401: p('Missing or invalid credentials'),
-    403: p('Not permitted, or the current password is wrong'),
+    403: p('Not permitted, an operator under a staff grant, or the current password is wrong'),
     404: p('Unknown export, not completed, or not the requester'),
     429: p('Too many wrong passwords; see Retry-After'),
   },
@@ -121,8 +121,7 @@ export const downloadExport = defineOperation({
   method: 'GET',
   route: 'exports/{id}/archive',
   tag: 'exports',
-  summary:
-    'The archive through the API for an API key or an operator under a staff grant (the link such a requester gets; an operator’s dies with the grant); a person uses POST',
+  summary: 'The archive through the API for the API key that requested it; a person uses POST with their password',
   access: { permission: 'exports:start' },
   params: exportParams,
   responses: {
@@ -139,7 +138,7 @@ export const downloadExportWithPassword = defineOperation({
   route: 'exports/{id}/archive',
   tag: 'exports',
   summary:
-    'The archive through the API for the person who requested it, confirmed with their password (what the console downloads and checks)',
+    'The archive through the API for the person who requested it, confirmed with their password (what the console downloads and checks; an operator under a staff grant, only while the grant lives)',
   access: { permission: 'exports:start' },
   params: exportParams,
   body: passwordConfirmation,

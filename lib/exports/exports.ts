@@ -570,36 +570,28 @@ export class ExportService {
   }
 
   /**
-   * A download link for the requester only, audited. Tenant users and integrations get a read-only
-   * storage link valid `linkHours` (24 at most). An operator under a staff grant gets this API's
-   * own archive route instead: it checks the grant on every call, so the link dies with the grant
-   * (a storage link cannot be revoked before its expiry).
+   * A read-only storage link for the requester only, valid `linkHours` (24 at most), audited. Not
+   * for an operator under a staff grant (the route refuses): a storage link cannot be revoked before
+   * its expiry, and an operator's download must end with the grant.
    */
   async downloadLink(
     tenant: string,
     id: string,
-    requester: { id: string; grant?: { expiresAt: string } },
+    requesterId: string,
     meta: RequestMeta,
   ): Promise<{ url: string; expiresAt: string } | undefined> {
     const row = await this.#row(tenant, id);
-    if (row.status !== 'completed' || row.requestedBy !== requester.id) return undefined;
-    let url: string;
-    let expiresAt: string;
-    if (requester.grant) {
-      url = `/api/exports/${id}/archive`;
-      expiresAt = requester.grant.expiresAt;
-    } else {
-      const expiresOn = new Date(this.#clock().getTime() + this.#d.linkHours * 3600_000);
-      url = await blobSasUrl(this.#d.storage, {
-        container: CONTAINERS.exports,
-        blob: archiveBlob(tenant, id),
-        permissions: 'r',
-        expiresOn,
-      });
-      expiresAt = expiresOn.toISOString();
-    }
+    if (row.status !== 'completed' || row.requestedBy !== requesterId) return undefined;
+    const expiresOn = new Date(this.#clock().getTime() + this.#d.linkHours * 3600_000);
+    const url = await blobSasUrl(this.#d.storage, {
+      container: CONTAINERS.exports,
+      blob: archiveBlob(tenant, id),
+      permissions: 'r',
+      expiresOn,
+    });
+    const expiresAt = expiresOn.toISOString();
     await this.#d.audit.record(tenant, tenantPartition(tenant, AREA), [
-      this.#event('export.link', 'E', id, meta, { expiresAt, viaApi: requester.grant !== undefined }),
+      this.#event('export.link', 'E', id, meta, { expiresAt }),
     ]);
     return { url, expiresAt };
   }

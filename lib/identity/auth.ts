@@ -159,7 +159,20 @@ export class AuthService {
     currentPassword: string,
     request: RequestInfo,
   ): Promise<UserRow & { etag: string }> {
-    if (principal.kind === 'integration' || principal.grant)
+    if (principal.grant) throw forbidden('Only the account holder, with their password, makes this change.');
+    return this.confirmPassword(principal, currentPassword, request);
+  }
+
+  /**
+   * The calling person's current password, counted like a login attempt: what re-authentication
+   * checks, also for an operator acting in a tenant under a staff grant (their own operator account).
+   */
+  async confirmPassword(
+    principal: Principal,
+    currentPassword: string,
+    request: RequestInfo,
+  ): Promise<UserRow & { etag: string }> {
+    if (principal.kind === 'integration')
       throw forbidden('Only the account holder, with their password, makes this change.');
     const row = await this.#d.users.row(principal.realm, principal.id);
     if (!row) throw unauthenticated();

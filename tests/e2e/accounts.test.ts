@@ -469,7 +469,7 @@ describe('accounts under attack, over HTTP', () => {
     ).toBe(204);
   });
 
-  it('gives an operator under a staff grant a link that dies with the grant; tenant users get links of at most 24 hours', async () => {
+  it('lets an operator under a staff grant export and download only with their password and only while the grant lives; tenant users get links of at most 24 hours', async () => {
     const key = `ApiKey ${String((await call('POST', '/integrations', { auth: admin, body: { name: 'LIS', permissions: ['orders:create'], currentPassword: STRONG } })).body.apiKey)}`;
     expect((await call('POST', '/orders', { auth: key, body: exampleOrder() })).status).toBe(201);
     const request = await call('POST', '/access-requests', {
@@ -485,18 +485,41 @@ describe('accounts under attack, over HTTP', () => {
       ).status,
     ).toBe(200);
     const asStaff = { auth: operator, headers: { 'x-labvault-tenant': 'lab-sec' } };
-    const started = await call('POST', '/exports', { ...asStaff, body: { format: 'ndjson' } });
+    // An operator is a person too: the grant alone (a stolen operator token) starts nothing.
+    expect((await call('POST', '/exports', { ...asStaff, body: { format: 'ndjson' } })).status).toBe(400);
+    expect(
+      (await call('POST', '/exports', { ...asStaff, body: { format: 'ndjson', currentPassword: 'a guess' } })).status,
+    ).toBe(403);
+    const started = await call('POST', '/exports', {
+      ...asStaff,
+      body: { format: 'ndjson', currentPassword: STRONG },
+    });
     expect(started.status).toBe(202);
     const status = await until(
       async () => (await call('GET', `/exports/${String(started.body.id)}`, asStaff)).body,
       (b) => b.status === 'completed',
     );
-    const download = status.download as { url: string; expiresAt: string; sha256: string };
-    expect(download.url).toBe(`/api/exports/${String(started.body.id)}/archive`);
-    const root = host.apiBaseUrl.replace(/\/api$/, '');
-    const fetched = await fetch(`${root}${download.url}`, {
-      headers: { authorization: operator, 'x-labvault-tenant': 'lab-sec' },
-    });
+    // No link in the status, and no storage link at all: it could not be revoked with the grant.
+    const download = status.download as Record<string, unknown>;
+    expect(Object.keys(download).sort()).toEqual(['bytes', 'sha256']);
+    const archiveUrl = `/exports/${String(started.body.id)}/archive`;
+    expect(
+      (
+        await call('POST', `/exports/${String(started.body.id)}/links`, {
+          ...asStaff,
+          body: { currentPassword: STRONG },
+        })
+      ).status,
+    ).toBe(403);
+    expect((await call('GET', archiveUrl, asStaff)).status).toBe(403);
+    const fetchArchive = (currentPassword: string) =>
+      fetch(`${host.apiBaseUrl}${archiveUrl}`, {
+        method: 'POST',
+        headers: { authorization: operator, 'x-labvault-tenant': 'lab-sec', 'content-type': 'application/json' },
+        body: JSON.stringify({ currentPassword }),
+      });
+    expect((await fetchArchive('another guess')).status).toBe(403);
+    const fetched = await fetchArchive(STRONG);
     expect(fetched.status).toBe(200);
     const { createHash } = await import('node:crypto');
     expect(
@@ -504,14 +527,11 @@ describe('accounts under attack, over HTTP', () => {
         .update(Buffer.from(await fetched.arrayBuffer()))
         .digest('hex'),
     ).toBe(download.sha256);
-    // The tenant ends the grant: the link stops at once.
+    // The tenant ends the grant: the download stops at once, password or not.
     expect((await call('POST', `/access-requests/${String(request.body.id)}/revocation`, { auth: admin })).status).toBe(
       200,
     );
-    expect(
-      (await fetch(`${root}${download.url}`, { headers: { authorization: operator, 'x-labvault-tenant': 'lab-sec' } }))
-        .status,
-    ).toBe(404);
+    expect((await fetchArchive(STRONG)).status).toBe(404);
 
     // A tenant user's own export: a storage link valid at most 24 hours, with the password, and a new one on request.
     const mine = await call('POST', '/exports', { auth: admin, body: { format: 'ndjson', currentPassword: STRONG } });

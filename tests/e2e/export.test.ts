@@ -326,15 +326,14 @@ describe('data export over HTTP', () => {
     const byToken = await fetch(`${host.apiBaseUrl}/exports/${id}/archive`, { headers: { authorization: adminAuth } });
     expect(byToken.status).toBe(403);
     expect(byToken.headers.get('content-type')).toMatch(/problem\+json/);
-    // An API key is no person: the password route is not its way in (its own exports' status carries a link),
-    // and someone else's archive is not its to take.
+    // Another credential of the tenant with exports:start learns nothing about this archive (404).
     const exporter = await call('POST', '/integrations', adminAuth, {
       name: 'Archive',
       permissions: ['exports:start'],
       currentPassword: STRONG,
     });
     const exporterKey = `ApiKey ${String(exporter.body.apiKey)}`;
-    expect((await call('POST', `/exports/${id}/archive`, exporterKey, { currentPassword: STRONG })).status).toBe(403);
+    expect((await call('POST', `/exports/${id}/archive`, exporterKey, { currentPassword: STRONG })).status).toBe(404);
     expect((await call('POST', `/exports/${id}/links`, exporterKey)).status).toBe(404);
     expect((await call('GET', `/exports/${id}`, exporterKey)).body.download).toBeUndefined();
     expect(await handedOut()).toBe(before);
@@ -358,6 +357,25 @@ describe('data export over HTTP', () => {
     ).toBe(download.sha256);
     expect(await handedOut()).toBe(before + 2);
     expect(host.output()).not.toContain(guessed);
+
+    // An API key is a credential of its own: its export's status carries the link, GET serves the
+    // archive, and the password route is not its way in.
+    const keyExport = await call('POST', '/exports', exporterKey, { format: 'ndjson' });
+    expect(keyExport.status).toBe(202);
+    let keyStatus: Record<string, unknown> = {};
+    for (let i = 0; i < 300 && keyStatus.status !== 'completed'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      keyStatus = (await call('GET', `/exports/${String(keyExport.body.id)}`, exporterKey)).body;
+    }
+    const keyDownload = keyStatus.download as { url: string; sha256: string };
+    const fromLink = Buffer.from(await (await fetch(keyDownload.url)).arrayBuffer());
+    expect(createHash('sha256').update(fromLink).digest('hex')).toBe(keyDownload.sha256);
+    const keyArchive = `${host.apiBaseUrl}/exports/${String(keyExport.body.id)}/archive`;
+    expect((await fetch(keyArchive, { headers: { authorization: exporterKey } })).status).toBe(200);
+    expect(
+      (await call('POST', `/exports/${String(keyExport.body.id)}/archive`, exporterKey, { currentPassword: STRONG }))
+        .status,
+    ).toBe(403);
   });
 
   it('a person holding only exports:start: fifty starts at once make one export, and nothing else opens to them', async () => {

@@ -100,6 +100,9 @@ const VALID_BODIES: Record<string, unknown> = {
   terminateTenant: { contractEndsAt: '2020-01-01T00:00:00Z' },
   // lab-b's admin, with lab-b's right password: lab-a's deletion is still not theirs to confirm.
   confirmEarlyDeletion: { currentPassword: STRONG },
+  // …nor lab-a's export archive theirs to take.
+  createExportLink: { currentPassword: STRONG },
+  downloadExportArchiveWithPassword: { currentPassword: STRONG },
 };
 
 describe("isolation: another tenant's identifiers in paths, queries and bodies, for every route of the OpenAPI document", () => {
