@@ -18,14 +18,14 @@ import { startOrchestration } from './durable.js';
 import { attemptOf, handle, metaOf } from './http.js';
 
 /** A person (a tenant's user, or an operator under a staff grant), not an API key. */
-const isPerson = (principal: Principal) => principal.kind !== 'integration';
+export const isPerson = (principal: Principal) => principal.kind !== 'integration';
 
 /**
  * The tenant's data leaves only with a person's password: a stolen access token alone neither starts
  * an export nor takes an archive, whether it is a tenant user's or an operator's under a staff grant.
  * API keys are credentials of their own, created by a person with their password.
  */
-async function confirmPerson(
+export async function confirmPerson(
   ctx: { principal: Principal; clientAddress: string | undefined; correlationId: string },
   auth: AuthService,
   currentPassword: string | undefined,
@@ -50,7 +50,7 @@ function requestersArchive(record: ExportRecord, principal: Principal): NonNulla
   return archive;
 }
 
-async function archiveResponse(
+export async function archiveResponse(
   exports: ExportService,
   tenant: string,
   id: string,

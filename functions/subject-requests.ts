@@ -4,6 +4,7 @@ import {
   cancelSubjectErasure,
   confirmSubjectErasure,
   createSubjectRequest,
+  downloadSubjectAccessArchive,
   getSubjectRequest,
   listSubjectRequests,
   liftSubjectRestriction,
@@ -11,7 +12,8 @@ import {
 } from '../lib/subjects/api.js';
 import { subjectErasureInstanceId } from '../orchestrations/subject-erasure.js';
 import { startOrchestration, terminate } from './durable.js';
-import { startExportOrchestration } from './exports.js';
+import { forbidden, notFound } from '../lib/errors.js';
+import { archiveResponse, confirmPerson, isPerson, startExportOrchestration } from './exports.js';
 import { handle, metaOf } from './http.js';
 
 const client = [df.input.durableClient()];
@@ -109,4 +111,18 @@ app.http(
     status: 200,
     body: await subjects.lift(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx)),
   })),
+);
+
+app.http(
+  downloadSubjectAccessArchive.id,
+  handle(downloadSubjectAccessArchive, async (ctx, { auth, exports, subjects }) => {
+    const request = await subjects.get(ctx.tenant, ctx.params.id);
+    // The request carries its export's archive (read live) and the requester, who is the export's too.
+    if (!request.exportId || !request.archive || request.requestedBy !== ctx.principal.id)
+      throw notFound('No archive of this request is available to you.');
+    if (!isPerson(ctx.principal))
+      throw forbidden("An access request's archive is for the person who made it, with their password.");
+    await confirmPerson(ctx, auth, ctx.body.currentPassword, "takes a subject's archive");
+    return archiveResponse(exports, ctx.tenant, request.exportId, ctx.principal, metaOf(ctx));
+  }),
 );

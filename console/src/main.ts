@@ -9,6 +9,7 @@ import { Login, Profile } from './pages/account.js';
 import { Audit, Exports, Integrations, Notifications, Retention, Roles, StaffAccess, Users } from './pages/tenant.js';
 import { Approvals, Backups, Certificates, Orchestrations, Tenants } from './pages/operator.js';
 import { Alerts, Breaches } from './pages/security.js';
+import { SubjectRequests } from './pages/subjects.js';
 import { useState } from 'preact/hooks';
 
 interface Page {
@@ -30,6 +31,12 @@ const PAGES: Page[] = [
     component: Integrations,
   },
   { path: '#/exports', title: 'Exports', show: (me) => can(me, 'exports:start'), component: Exports },
+  {
+    path: '#/subject-requests',
+    title: 'Subject requests',
+    show: (me) => can(me, 'subject-requests:manage'),
+    component: SubjectRequests,
+  },
   { path: '#/audit', title: 'Audit trail', show: (me) => can(me, 'audit:read'), component: Audit },
   { path: '#/retention', title: 'Retention', show: (me) => can(me, 'retention:manage'), component: Retention },
   { path: '#/access', title: 'Staff access', show: (me) => can(me, 'access-requests:approve'), component: StaffAccess },

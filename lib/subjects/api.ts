@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { line } from '../fields.js';
 import { defineOperation, type ResponseSpec } from '../http/operation.js';
 import { problemSchema } from '../http/schemas.js';
+import { currentPassword } from '../identity/api/shared.js';
 import { RATE_LIMITS } from '../identity/rate-limits.js';
 
 const p = (description: string): ResponseSpec => ({ description, schema: problemSchema });
@@ -31,7 +32,7 @@ const subjectRequestSchema = z
     dueAt: z.string().describe('One month after receipt (Art. 12(3) GDPR)'),
     requestedBy: z.string(),
     completedAt: z.string().optional(),
-    exportId: z.string().optional().describe('Access: the export (status, manifest, link at /api/exports/{id})'),
+    exportId: z.string().optional().describe('Access: the export (status and manifest at /api/exports/{id})'),
     format: z.enum(['ndjson', 'fhir']).optional(),
     confirmedBy: z.string().optional(),
     executeAt: z.string().optional().describe('Erasure: when it runs unless cancelled before'),
@@ -40,6 +41,12 @@ const subjectRequestSchema = z
     liftedBy: z.string().optional(),
     liftedAt: z.string().optional(),
     evidence: z.record(z.string(), z.number()).optional(),
+    archive: z
+      .object({ sha256: z.string(), bytes: z.number(), availableUntil: z.string() })
+      .optional()
+      .describe(
+        'Access: the archive while it is kept; the person who made the request takes it with POST /subject-requests/{id}/archive and their password',
+      ),
     certificate: z.object({ certificate: z.record(z.string(), z.unknown()), jws: z.string() }).optional(),
   })
   .meta({ id: 'SubjectRequest' });
@@ -188,6 +195,28 @@ export const liftSubjectRestriction = defineOperation({
   },
 });
 
+export const downloadSubjectAccessArchive = defineOperation({
+  id: 'downloadSubjectAccessArchive',
+  method: 'POST',
+  route: 'subject-requests/{id}/archive',
+  tag: 'subject-requests',
+  summary:
+    "An access request's archive for the person who made it, confirmed with their password (no exports permission needed: answering the subject is this duty's)",
+  access,
+  params,
+  body: z.strictObject({ currentPassword }).meta({ id: 'SubjectArchiveConfirmation' }),
+  responses: {
+    200: {
+      description: "The ZIP archive (its SHA-256 is the ETag and the request's archive.sha256)",
+      contentType: 'application/zip',
+    },
+    ...common,
+    403: p('Not permitted, not a person, or the current password is wrong'),
+    404: p('Unknown access request, its archive not (or no longer) there, or not the requester'),
+    429: p('Too many wrong passwords; see Retry-After'),
+  },
+});
+
 export const subjectRequestOperations = [
   searchSubject,
   createSubjectRequest,
@@ -196,4 +225,5 @@ export const subjectRequestOperations = [
   confirmSubjectErasure,
   cancelSubjectErasure,
   liftSubjectRestriction,
+  downloadSubjectAccessArchive,
 ];

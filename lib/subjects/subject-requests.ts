@@ -54,6 +54,8 @@ export interface SubjectRequest {
   liftedAt?: string;
   /** Counts of what was done (orders restricted, rows and blobs erased). */
   evidence?: Record<string, number>;
+  /** Access: the archive while it is kept (the requester takes it with their password). */
+  archive?: { sha256: string; bytes: number; availableUntil: string };
   /** Erasure: the signed certificate (verify with /api/deletion-certificates/keys). */
   certificate?: DeletionCertificate;
 }
@@ -499,6 +501,15 @@ export class SubjectRequestService {
         status: 'completed',
         ...(exported.completedAt ? { completedAt: exported.completedAt } : {}),
         ...(exported.archive?.summary ? { evidence: exported.archive.summary.counts } : {}),
+        ...(exported.status === 'completed' && exported.archive
+          ? {
+              archive: {
+                sha256: exported.archive.sha256,
+                bytes: exported.archive.bytes,
+                availableUntil: exported.archive.deleteAt,
+              },
+            }
+          : {}),
       };
     return request;
   }

@@ -432,6 +432,29 @@ describe('the web console in Chromium', () => {
     await expect.poll(() => admin.getByTestId('export-verified').textContent()).toBe('Checksum matches');
     await check(admin, '20-export-manifest');
 
+    // A patient asks for their data, then for a restriction that is lifted again; the identifier is typed
+    // into the page and never reaches the address bar.
+    await admin.getByRole('link', { name: 'Subject requests' }).click();
+    const subject = admin.getByRole('form', { name: 'Data subject' });
+    await subject.getByLabel('Patient identifier').fill('A123456789');
+    await subject.getByRole('button', { name: 'Find data held' }).click();
+    await expect.poll(() => admin.getByTestId('subject-found').textContent()).toMatch(/^\s*3 orders \(0 restricted\)/);
+    await subject.getByLabel('Format').selectOption('ndjson');
+    await subject.getByRole('button', { name: 'Record request' }).click();
+    await admin.getByRole('button', { name: 'Download archive' }).click({ timeout: 60_000 });
+    const access = admin.getByRole('form', { name: 'Access archive' });
+    await access.getByLabel('Your current password').fill(gracePassword);
+    await access.getByRole('button', { name: 'Download and verify checksum' }).click();
+    await expect.poll(() => admin.getByTestId('subject-verified').textContent()).toBe('Checksum matches');
+    await subject.getByLabel('Request').selectOption('restriction');
+    await subject.getByRole('button', { name: 'Record request' }).click();
+    await admin.getByRole('button', { name: 'Lift restriction' }).click();
+    await expect
+      .poll(async () => (await admin.getByTestId('subject-status').allTextContents()).sort())
+      .toEqual(['completed', 'lifted']);
+    expect(admin.url()).not.toContain('A123456789');
+    await check(admin, '20b-subject-requests');
+
     // The breach record: risk, a phased update, the authority's reference, the analysis that closes it.
     const operator = await (await browser.newContext()).newPage();
     await logIn(operator, 'operator', 'operator', OPERATOR_OWN_PASSWORD);

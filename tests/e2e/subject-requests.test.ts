@@ -450,4 +450,63 @@ describe('data subject requests over HTTP', () => {
     expect(again.status, JSON.stringify(again.body)).toBe(201);
     expect((await call('POST', `/subject-requests/${String(again.body.id)}/lift`, officer)).status).toBe(200);
   });
+
+  it('lets the person who took an access request, holding only subject-requests:manage, take its archive with their password', async () => {
+    const PATIENT = 'SUBJ-0006';
+    await order(PATIENT, 1);
+    await order(PATIENT, 2);
+    await call('PUT', '/roles/dsr-officer', requester, { permissions: ['subject-requests:manage'] });
+    const officer = await newPerson('dsr.access', ['dsr-officer']);
+    const started = await call('POST', '/subject-requests', officer, {
+      type: 'access',
+      patientId: PATIENT,
+      format: 'ndjson',
+    });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    const id = String(started.body.id);
+    const done = await waitFor(id, ['completed', 'failed'], 60_000);
+    expect(done.status).toBe('completed');
+    const archive = (await call('GET', `/subject-requests/${id}`, officer)).body.archive as {
+      sha256: string;
+      bytes: number;
+    };
+    expect(archive.sha256).toMatch(/^[0-9a-f]{64}$/);
+    // The exports routes are not this duty's (no exports:start): the subject's archive comes from here.
+    expect((await call('GET', `/exports/${String(done.exportId)}`, officer)).status).toBe(403);
+    const take = (auth: string, body: unknown) =>
+      fetch(`${host.apiBaseUrl}/subject-requests/${id}/archive`, {
+        method: 'POST',
+        headers: { authorization: auth, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    // A stolen token alone, a guessed password, another admin with the right password: nothing.
+    expect((await take(officer, {})).status).toBe(400);
+    const guessed = 'a guess at the officer password';
+    expect((await take(officer, { currentPassword: guessed })).status).toBe(403);
+    expect((await take(second, { currentPassword: STRONG })).status).toBe(404);
+    expect((await take(lis, { currentPassword: STRONG })).status).toBe(403);
+    const downloadsBefore = (
+      (await call('GET', `/audit?action=export.download&entity=${String(done.exportId)}&limit=50`, requester)).body
+        .items as unknown[]
+    ).length;
+    expect(downloadsBefore).toBe(0);
+
+    const taken = await take(officer, { currentPassword: STRONG });
+    expect(taken.status).toBe(200);
+    expect(taken.headers.get('content-type')).toBe('application/zip');
+    const zip = Buffer.from(await taken.arrayBuffer());
+    expect(zip.length).toBe(archive.bytes);
+    expect(createHash('sha256').update(zip).digest('hex')).toBe(archive.sha256);
+    const files = await unzip(zip);
+    const orders = [...files.entries()]
+      .filter(([name]) => name.startsWith('orders/orders-') && name.endsWith('.ndjson'))
+      .flatMap(([, data]) => data.toString('utf8').split('\n').filter(Boolean))
+      .map((l) => JSON.parse(l) as { patient: { id: string } });
+    expect(orders.map((o) => o.patient.id)).toEqual([PATIENT, PATIENT]);
+    const downloads = (
+      await call('GET', `/audit?action=export.download&entity=${String(done.exportId)}&limit=50`, requester)
+    ).body.items as unknown[];
+    expect(downloads).toHaveLength(1);
+    expect(host.output()).not.toContain(guessed);
+  });
 });

@@ -103,6 +103,7 @@ const VALID_BODIES: Record<string, unknown> = {
   // …nor lab-a's export archive theirs to take.
   createExportLink: { currentPassword: STRONG },
   downloadExportArchiveWithPassword: { currentPassword: STRONG },
+  downloadSubjectAccessArchive: { currentPassword: STRONG },
 };
 
 describe("isolation: another tenant's identifiers in paths, queries and bodies, for every route of the OpenAPI document", () => {

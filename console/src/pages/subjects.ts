@@ -1,0 +1,162 @@
+// Data-subject requests (Art. 15, 17, 18 GDPR) for the tenant's admins: find what is held about a
+// patient, record a request, confirm or cancel an erasure, lift a restriction, and hand the patient
+// their access archive. The patient identifier stays in this page's memory and request bodies: never
+// in the address bar, where the browser's history would keep it.
+import { useEffect, useState } from 'preact/hooks';
+import { api, apiBytes } from '../api.js';
+import { CurrentPasswordField, DataTable, Field, html, Outcome, type Row, useAction, useLoad, when } from '../ui.js';
+
+interface Inventory {
+  orders: { restricted: boolean }[];
+  images: unknown[];
+  auditEntries: { total: number };
+  requests: unknown[];
+}
+
+export function SubjectRequests() {
+  const list = useLoad<{ items: Row[] }>('/subject-requests');
+  const action = useAction();
+  const [patientId, setPatientId] = useState('');
+  const [type, setType] = useState('access');
+  const [format, setFormat] = useState('fhir');
+  const [found, setFound] = useState<Inventory | undefined>();
+  const [chosen, setChosen] = useState<Row | undefined>();
+  // An access export runs for a while, an erasure after its window: look again until they settle.
+  const unsettled = list.data?.items.some((r) => r.status === 'running' || r.status === 'erasing');
+  useEffect(() => {
+    if (!unsettled) return;
+    const timer = setTimeout(list.reload, 1000);
+    return () => clearTimeout(timer);
+  }, [list.data]);
+  const search = () =>
+    action.run(async () => setFound(await api<Inventory>('POST', '/subject-requests/search', { patientId })));
+  const record = action.submit(async () => {
+    await api('POST', '/subject-requests', type === 'access' ? { type, patientId, format } : { type, patientId });
+    list.reload();
+  });
+  const step = (id: string, what: 'confirmation' | 'cancellation' | 'lift') =>
+    action.run(async () => {
+      await api('POST', `/subject-requests/${id}/${what}`);
+      list.reload();
+    });
+  const button = (label: string, onClick: () => void, secondary = false) =>
+    html`<button type="button" class=${secondary ? 'secondary' : undefined} onClick=${onClick}>${label}</button>`;
+  const actionsOf = (r: Row) => {
+    const id = String(r.id);
+    if (r.type === 'erasure' && r.status === 'awaiting-confirmation')
+      return html`${button('Confirm erasure', () => void step(id, 'confirmation'))}
+      ${button('Cancel erasure', () => void step(id, 'cancellation'), true)}`;
+    if (r.type === 'erasure' && r.status === 'scheduled')
+      return button('Cancel erasure', () => void step(id, 'cancellation'), true);
+    if (r.type === 'restriction' && r.status === 'active')
+      return button('Lift restriction', () => void step(id, 'lift'), true);
+    if (r.type === 'access' && r.archive) return button('Download archive', () => setChosen(r));
+    return null;
+  };
+  return html`<section>
+    <h2>Data subject requests</h2>
+    <p>
+      Your patients' requests about their data: access (an export of just their records), restriction (read-only and out
+      of every listing until lifted), erasure (confirmed by a second person, run after a window you can cancel in). Each
+      is due one month after receipt.
+    </p>
+    <form onSubmit=${record} aria-label="Data subject">
+      <${Field} label="Patient identifier" name="patientId" value=${patientId} onInput=${setPatientId} required />
+      <label
+        >Request
+        <select name="type" value=${type} onChange=${(e: Event) => setType((e.target as HTMLSelectElement).value)}>
+          <option value="access">Access (Art. 15)</option>
+          <option value="restriction">Restriction (Art. 18)</option>
+          <option value="erasure">Erasure (Art. 17)</option>
+        </select>
+      </label>
+      ${
+        type === 'access' &&
+        html`<label
+          >Format
+          <select
+            name="format"
+            value=${format}
+            onChange=${(e: Event) => setFormat((e.target as HTMLSelectElement).value)}
+          >
+            <option value="fhir">FHIR R4 (Bulk Data NDJSON)</option>
+            <option value="ndjson">NDJSON</option>
+          </select>
+        </label>`
+      }
+      <button type="button" class="outline" onClick=${() => void search()}>Find data held</button>
+      <button type="submit">Record request</button>
+    </form>
+    <${Outcome} error=${action.error ?? list.error} />
+    ${
+      found &&
+      html`<p role="status" data-testid="subject-found">
+        ${[
+          `${found.orders.length} orders (${found.orders.filter((o) => o.restricted).length} restricted)`,
+          `${found.images.length} images`,
+          `${found.auditEntries.total} audit entries`,
+          `${found.requests.length} earlier requests`,
+        ].join(', ')}
+      </p>`
+    }
+    <${DataTable}
+      label="Data subject requests"
+      empty="No requests yet."
+      rows=${list.data?.items}
+      columns=${[
+        { title: 'Received', cell: (r: Row) => when(r.receivedAt) },
+        { title: 'Type', cell: (r: Row) => String(r.type) },
+        { title: 'Status', testId: 'subject-status', cell: (r: Row) => String(r.status) },
+        { title: 'Due', cell: (r: Row) => when(r.dueAt) },
+        {
+          title: 'Evidence',
+          cell: (r: Row) =>
+            Object.entries((r.evidence as Record<string, number> | undefined) ?? {})
+              .map(([k, v]) => `${k}: ${v}`)
+              .join(', '),
+        },
+        { title: '', cell: actionsOf },
+      ]}
+    />
+    ${chosen && html`<${AccessArchive} request=${chosen} />`}
+  </section>`;
+}
+
+/** The access archive for the patient: fetched with the password, hashed in the page, then saved. */
+function AccessArchive({ request }: { request: Row }) {
+  const archive = request.archive as { sha256: string; bytes: number; availableUntil: string };
+  const [password, setPassword] = useState('');
+  const [checked, setChecked] = useState<{ matches: boolean; url: string } | undefined>();
+  const action = useAction();
+  const verify = action.submit(async () => {
+    const bytes = await apiBytes('POST', `/subject-requests/${String(request.id)}/archive`, {
+      currentPassword: password,
+    });
+    setPassword('');
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+    setChecked({
+      matches: hex === archive.sha256,
+      url: URL.createObjectURL(new Blob([bytes], { type: 'application/zip' })),
+    });
+  });
+  return html`<form onSubmit=${verify} aria-label="Access archive">
+    <h3>Access archive</h3>
+    <p>
+      ${`${archive.bytes} bytes, kept until ${when(archive.availableUntil)}, SHA-256 `}
+      <code data-testid="subject-sha256">${archive.sha256}</code>
+    </p>
+    <${CurrentPasswordField} value=${password} onInput=${setPassword} />
+    <button type="submit">Download and verify checksum</button>
+    <${Outcome}
+      error=${action.error}
+      done=${
+        checked &&
+        html`<p>
+          <mark data-testid="subject-verified">${checked.matches ? 'Checksum matches' : 'Checksum differs'}</mark>
+          ${checked.matches ? html` <a href=${checked.url} download="access.zip">Save verified archive</a>` : null}
+        </p>`
+      }
+    />
+  </form>`;
+}
