@@ -677,21 +677,19 @@ export class ExportService {
   }
 
   /** The ids of a data subject's access exports (erasure deletes their archives). */
-  async subjectExports(tenant: string, subjectRef: string): Promise<string[]> {
-    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${'export~'} and RowKey lt ${'export~~'} and subjectRef eq ${subjectRef}`;
-    const ids: string[] = [];
-    for await (const row of this.#d.table.listEntities<ExportRow>({ queryOptions: { filter, select: ['id'] } }))
-      ids.push(row.id);
-    return ids;
-  }
-
-  /** Exports of a tenant (used by retention to check a confirmed contract-end export). */
-  async list(tenant: string): Promise<ExportRecord[]> {
+  /**
+   * The archives an erasure of this subject must take: the subject's own access exports, and every
+   * tenant-wide archive still held (made before the erasure, it may hold the subject's records; the
+   * tenant can export again). One partition per tenant, a handful of rows.
+   */
+  async archivesHoldingSubject(tenant: string, subjectRef: string): Promise<string[]> {
     const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${'export~'} and RowKey lt ${'export~~'}`;
-    const result: ExportRecord[] = [];
-    for await (const row of this.#d.table.listEntities<ExportRow>({ queryOptions: { filter } }))
-      result.push(toRecord(row));
-    return result;
+    const ids: string[] = [];
+    for await (const row of this.#d.table.listEntities<ExportRow>({
+      queryOptions: { filter, select: ['id', 'status', 'subjectRef'] },
+    }))
+      if (row.subjectRef === subjectRef || (!row.subjectRef && row.status === 'completed')) ids.push(row.id);
+    return ids;
   }
 
   #event(

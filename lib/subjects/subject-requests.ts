@@ -312,7 +312,7 @@ export class SubjectRequestService {
       }
       if (await this.#d.orders.deleteOrder(tenant, order.id, meta, 'subject-erasure')) facts.orders++;
     }
-    for (const exportId of await this.#d.exports.subjectExports(tenant, row.patientRef)) {
+    for (const exportId of await this.#d.exports.archivesHoldingSubject(tenant, row.patientRef)) {
       await this.#d.exports.deleteArchive(tenant, exportId, meta);
       facts.exportArchives++;
     }
@@ -364,7 +364,7 @@ export class SubjectRequestService {
       method: [
         'physical deletion of the order rows with their index rows, the image rows',
         'deletion of image, thumbnail, upload and quarantine blobs with their versions and snapshots',
-        "deletion of the subject's earlier access-export archives",
+        "deletion of the subject's earlier access-export archives and of the tenant's export archives held at the time (made before the erasure, they may hold the subject's records; the tenant exports again)",
       ],
       deleted: {
         orders: facts.orders,

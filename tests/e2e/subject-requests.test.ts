@@ -288,6 +288,13 @@ describe('data subject requests over HTTP', () => {
   });
 
   it('erases one subject after a second person confirms and the window passes; nothing else changes', async () => {
+    // A tenant-wide export held at the time: it holds the subject's records too.
+    const tenantExport = await call('POST', '/exports', requester, { format: 'ndjson', currentPassword: STRONG });
+    expect(tenantExport.status).toBe(202);
+    for (let i = 0; i < 300; i++) {
+      if ((await call('GET', `/exports/${String(tenantExport.body.id)}`, requester)).body.status === 'completed') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     const before = await snapshot();
     const requested = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: SUBJECT });
     expect(requested.status, JSON.stringify(requested.body)).toBe(202);
@@ -320,10 +327,12 @@ describe('data subject requests over HTTP', () => {
     expect(JSON.parse(new TextDecoder().decode(verified.payload))).toEqual(signed.certificate);
     expect(signed.certificate).toMatchObject({
       request: id,
-      deleted: { orders: 3, images: 1, exportArchives: 1 },
+      // The earlier access archive and the tenant's export archive.
+      deleted: { orders: 3, images: 1, exportArchives: 2 },
       verification: { remainingOrders: 0, remainingImages: 0, remainingBlobs: 0, passed: true },
     });
     expect(JSON.stringify(signed)).not.toContain(SUBJECT);
+    expect((await call('GET', `/exports/${String(tenantExport.body.id)}`, requester)).body.status).toBe('expired');
 
     // Gone: the orders, the image blobs (with versions), the earlier access archive.
     const after = await call('POST', '/subject-requests/search', requester, { patientId: SUBJECT });
