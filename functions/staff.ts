@@ -17,6 +17,9 @@ import { forbidden, notFound } from '../lib/errors.js';
 import { onboardTenant } from '../lib/tenants/onboarding.js';
 import { handle, metaOf } from './http.js';
 
+const isAfter = (value: unknown): value is { after: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { after?: unknown }).after === 'string';
+
 app.http(
   createTenant.id,
   handle(createTenant, async (ctx, services) => {
@@ -31,26 +34,36 @@ app.http(
 
 app.http(
   listTenants.id,
-  handle(listTenants, async (_ctx, { tenants, deletion }) => {
-    const [directory, lifecycles] = await Promise.all([tenants.list(), deletion.states()]);
-    const listed = new Set(directory.map((t) => t.id));
+  handle(listTenants, async (ctx, { tenants, deletion, continuations }) => {
+    const { limit, continuationToken } = ctx.query;
+    const binding = { tenant: ctx.tenant, route: listTenants.id, query: {} };
+    const after = continuationToken ? (await continuations.open(binding, continuationToken, isAfter)).after : undefined;
+    // Two keyed listings merged by id: the directory, and the lifecycles (a deleted tenant has left
+    // the directory; its lifecycle and certificate stay visible). The first `limit` ids of the union
+    // are complete: a page that filled up ends beyond every one of them.
+    const [directory, lifecycles] = await Promise.all([
+      tenants.page({ after, limit }),
+      deletion.statesPage({ after, limit }),
+    ]);
+    const named = new Map(directory.map((t) => [t.id, t]));
+    const ids = [...new Set([...named.keys(), ...lifecycles.keys()])].sort().slice(0, limit);
     const active = { status: 'active' as const, deleteAt: null, legalHold: false };
-    const items = [
-      ...directory.map((tenant) => ({ id: tenant.id, name: tenant.name, createdAt: tenant.createdAt })),
-      // A deleted tenant has left the directory; its lifecycle (and certificate) stays visible.
-      ...[...lifecycles.keys()].filter((id) => !listed.has(id)).map((id) => ({ id, name: null, createdAt: null })),
-    ]
-      .sort((a, b) => a.id.localeCompare(b.id))
-      .map((tenant) => {
-        const lifecycle = lifecycles.get(tenant.id);
-        return {
-          ...tenant,
-          lifecycle: lifecycle
-            ? { status: lifecycle.status, deleteAt: lifecycle.deleteAt, legalHold: lifecycle.legalHold }
-            : active,
-        };
-      });
-    return { status: 200, body: { items } };
+    const items = ids.map((id) => {
+      const tenant = named.get(id);
+      const lifecycle = lifecycles.get(id);
+      return {
+        id,
+        name: tenant?.name ?? null,
+        createdAt: tenant?.createdAt ?? null,
+        lifecycle: lifecycle
+          ? { status: lifecycle.status, deleteAt: lifecycle.deleteAt, legalHold: lifecycle.legalHold }
+          : active,
+      };
+    });
+    const more = directory.length === limit || lifecycles.size === limit;
+    const last = ids[ids.length - 1];
+    const next = more && last ? await continuations.issue(binding, { after: last }) : undefined;
+    return { status: 200, body: { items, ...(next ? { continuationToken: next } : {}) } };
   }),
 );
 

@@ -49,6 +49,41 @@ export function useLoad<T>(path: string | undefined): {
   return { data, error, reload: useCallback(() => setTick((t) => t + 1), []) };
 }
 
+/**
+ * A paged listing (`{items, continuationToken}`): the first page on load and on `reload()`, the next
+ * one appended by `more()` while the API says there is one.
+ */
+export function usePaged(path: string): {
+  items: Row[] | undefined;
+  hasMore: boolean;
+  error: string | undefined;
+  more: () => void;
+  reload: () => void;
+} {
+  const first = useLoad<{ items: Row[]; continuationToken?: string }>(path);
+  const [later, setLater] = useState<{ items: Row[]; next: string | undefined }>({ items: [], next: undefined });
+  const [error, setError] = useState<string | undefined>();
+  useEffect(() => setLater({ items: [], next: first.data?.continuationToken }), [first.data]);
+  const more = () => {
+    if (!later.next) return;
+    const separator = path.includes('?') ? '&' : '?';
+    api<{ items: Row[]; continuationToken?: string }>(
+      'GET',
+      `${path}${separator}continuationToken=${encodeURIComponent(later.next)}`,
+    ).then(
+      (page) => setLater((l) => ({ items: [...l.items, ...page.items], next: page.continuationToken })),
+      (e: unknown) => setError(messageOf(e)),
+    );
+  };
+  return {
+    items: first.data ? [...first.data.items, ...later.items] : undefined,
+    hasMore: later.next !== undefined,
+    error: first.error ?? error,
+    more,
+    reload: first.reload,
+  };
+}
+
 /** What a form or button starts: its error is shown until the next attempt. */
 export function useAction(): {
   error: string | undefined;

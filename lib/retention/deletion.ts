@@ -16,6 +16,7 @@ import { CONTAINERS, type StorageClients, TABLES } from '../storage/clients.js';
 import { landedAlready } from '../storage/conditional-writes.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { tenantPartition, tenantPartitionRange } from '../storage/keys.js';
+import { rowsAfter } from '../storage/pages.js';
 import { submitTransaction, TransactionFailedError } from '../storage/transaction.js';
 import type { TenantService } from '../tenants/tenants.js';
 import type { RetentionService } from './retention.js';
@@ -253,6 +254,12 @@ export class DeletionService {
   }
 
   /** Every tenant's lifecycle state in one query (one small partition): the operators' tenant list. */
+  /** One page of the lifecycles in tenant-id order: those after `after`, at most `limit`. */
+  async statesPage(options: { after?: string | undefined; limit: number }): Promise<Map<string, DeletionState>> {
+    const rows = await rowsAfter<LifecycleRow>(this.d.platform, PARTITION, options);
+    return new Map(rows.map((row) => [row.rowKey, stateOf(row)]));
+  }
+
   async states(): Promise<Map<string, DeletionState>> {
     const states = new Map<string, DeletionState>();
     for await (const row of this.d.platform.listEntities<LifecycleRow>({

@@ -1,6 +1,6 @@
 // Creating a tenant with its first admin (the vendor's operators).
 import { z } from 'zod';
-import { line, tenantId } from '../fields.js';
+import { line, pageQuery, tenantId } from '../fields.js';
 import { defineOperation } from '../http/operation.js';
 import { common, p } from '../identity/api/shared.js';
 import { emailSchema, usernameSchema } from '../identity/schemas.js';
@@ -60,7 +60,14 @@ export const listTenants = defineOperation({
   summary:
     'Every tenant with where it stands: active, deletion scheduled or on hold, deleted (name gone, certificate kept)',
   access: { operatorPermission: 'tenants:manage' },
-  responses: { 200: { description: 'Tenants', schema: z.object({ items: z.array(tenantSummarySchema) }) }, ...common },
+  query: z.strictObject(pageQuery),
+  responses: {
+    200: {
+      description: 'Tenants in id order, a page at a time (continuationToken while there are more)',
+      schema: z.object({ items: z.array(tenantSummarySchema), continuationToken: z.string().optional() }),
+    },
+    ...common,
+  },
 });
 
 export const tenantOperations = [createTenant, listTenants];

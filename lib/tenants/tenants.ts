@@ -5,6 +5,7 @@ import type { TenantKeyring } from '../crypto/keyring.js';
 import { conflict } from '../errors.js';
 import { isConflict, isNotFound } from '../storage/errors.js';
 import { tenantPartition } from '../storage/keys.js';
+import { rowsAfter } from '../storage/pages.js';
 import { TransactionFailedError } from '../storage/transaction.js';
 import { auditEvent } from '../audit/events.js';
 
@@ -107,6 +108,17 @@ export class TenantService {
   }
 
   /** Every tenant in the directory. */
+  /** One page of the directory in id order: the tenants after `after`, at most `limit`. */
+  async page(options: { after?: string | undefined; limit: number }): Promise<Tenant[]> {
+    return (
+      await rowsAfter<{ name: string; status: 'active'; createdAt: string }>(
+        this.#platform,
+        DIRECTORY_PARTITION,
+        options,
+      )
+    ).map((row) => ({ id: row.rowKey ?? '', name: row.name, status: row.status, createdAt: row.createdAt }));
+  }
+
   async list(): Promise<Tenant[]> {
     const tenants: Tenant[] = [];
     for await (const row of this.#platform.listEntities<{

@@ -6,6 +6,7 @@ import { recordFigures } from '../reliability/support.js';
 import { call as api, person as login, STRONG } from '../support/api.js';
 import { exampleOrder } from '../support/fixtures.js';
 import { type RunningHost, startHost } from '../support/local-host.js';
+import { TABLES } from '../../lib/storage/clients.js';
 import { type TestServices, testServices } from '../support/services.js';
 
 const OPERATOR_PASSWORD = 'first-start-only-password-42';
@@ -14,6 +15,7 @@ let host: RunningHost;
 let s: TestServices;
 let admin: string;
 let otherAdmin: string;
+let operator: string;
 const call = (method: string, path: string, auth: string, body?: unknown) => api(host, method, path, auth, body);
 
 async function tenantWithAdmin(operator: string, id: string): Promise<string> {
@@ -30,7 +32,7 @@ describe('paging', () => {
     host = await startHost({ env: { LABVAULT_OPERATOR_INITIAL_PASSWORD: OPERATOR_PASSWORD } });
     // LabVault's own services on the host's storage and key store seed what would take long over HTTP.
     s = await testServices(host.storageConnectionString, undefined, host.dataDir);
-    const operator = await login(host, 'operator', 'operator', OPERATOR_PASSWORD);
+    operator = await login(host, 'operator', 'operator', OPERATOR_PASSWORD);
     admin = await tenantWithAdmin(operator, 'lab-pages');
     otherAdmin = await tenantWithAdmin(operator, 'lab-other');
   }, 120_000);
@@ -146,6 +148,55 @@ describe('paging', () => {
       (await call('GET', `/audit?limit=5&actor=x&continuationToken=${String(auditPage.body.continuationToken)}`, admin))
         .status,
     ).toBe(400);
+  });
+
+  it("pages the operators' tenant list by id, deleted tenants included, and refuses a changed token", async () => {
+    for (const id of ['lab-pg-a', 'lab-pg-b', 'lab-pg-c', 'lab-pg-d', 'lab-pg-e'])
+      expect(
+        (
+          await call('POST', '/tenants', operator, {
+            id,
+            name: id,
+            admin: { username: 'admin', email: `a@${id}.example` },
+          })
+        ).status,
+      ).toBe(201);
+    const contractEndsAt = new Date(Date.now() + 90 * 86_400_000).toISOString();
+    for (const id of ['lab-pg-b', 'lab-pg-d'])
+      expect((await call('POST', `/tenants/${id}/termination`, operator, { contractEndsAt })).status).toBe(202);
+    // lab-pg-d as after its deletion: the directory entry gone, the lifecycle kept.
+    await s.storage.table(TABLES.platform).deleteEntity('tenant', 'lab-pg-d');
+
+    const whole = await call('GET', '/tenants?limit=200', operator);
+    expect(whole.body.continuationToken).toBeUndefined();
+    const all = whole.body.items as { id: string; name: string | null; lifecycle: { status: string } }[];
+    const paged: typeof all = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const page = await call(
+        'GET',
+        `/tenants?limit=2${token ? `&continuationToken=${encodeURIComponent(token)}` : ''}`,
+        operator,
+      );
+      expect(page.status).toBe(200);
+      const items = page.body.items as typeof all;
+      expect(items.length).toBeLessThanOrEqual(2);
+      paged.push(...items);
+      token = page.body.continuationToken as string | undefined;
+      pages++;
+    } while (token && pages < 20);
+    expect(paged).toEqual(all);
+    expect(all.map((t) => t.id)).toEqual([...new Set(all.map((t) => t.id))].sort());
+    expect(pages).toBeGreaterThanOrEqual(Math.ceil(all.length / 2));
+    expect(all.find((t) => t.id === 'lab-pg-b')?.lifecycle.status).toBe('scheduled');
+    expect(all.find((t) => t.id === 'lab-pg-d')).toMatchObject({ name: null, lifecycle: { status: 'scheduled' } });
+
+    const first = await call('GET', '/tenants?limit=2', operator);
+    const issued = String(first.body.continuationToken);
+    const changed = `${issued.slice(0, -1)}${issued.endsWith('A') ? 'B' : 'A'}`;
+    expect((await call('GET', `/tenants?continuationToken=${encodeURIComponent(changed)}`, operator)).status).toBe(400);
+    expect((await call('GET', `/orders?continuationToken=${encodeURIComponent(issued)}`, admin)).status).toBe(400);
   });
 
   it('limits expensive routes per principal with 429 and Retry-After', async () => {

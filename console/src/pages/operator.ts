@@ -3,10 +3,22 @@
 import { useState } from 'preact/hooks';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { api } from '../api.js';
-import { DataTable, Field, html, Outcome, Timeline, useAction, useLoad, when, type Me, type Row } from '../ui.js';
+import {
+  DataTable,
+  Field,
+  html,
+  Outcome,
+  Timeline,
+  useAction,
+  useLoad,
+  usePaged,
+  when,
+  type Me,
+  type Row,
+} from '../ui.js';
 
 export function Tenants() {
-  const list = useLoad<{ items: Row[] }>('/tenants');
+  const list = usePaged('/tenants');
   const [id, setId] = useState('');
   const [name, setName] = useState('');
   const [admin, setAdmin] = useState('');
@@ -60,7 +72,7 @@ export function Tenants() {
     <${DataTable}
       label="Tenants"
       empty="No tenants yet."
-      rows=${list.data?.items}
+      rows=${list.items}
       columns=${[
         {
           title: 'Tenant',
@@ -84,6 +96,7 @@ export function Tenants() {
         },
       ]}
     />
+    ${list.hasMore && html`<button type="button" class="outline" onClick=${list.more}>More tenants</button>`}
     <form onSubmit=${create} aria-label="New tenant">
       <h3>New tenant</h3>
       <${Field} label="Tenant id" name="id" value=${id} onInput=${setId} required />
