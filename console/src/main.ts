@@ -10,6 +10,7 @@ import { Audit, Exports, Integrations, Notifications, Retention, Roles, StaffAcc
 import { Approvals, Backups, Certificates, Orchestrations, Tenants } from './pages/operator.js';
 import { Alerts, Breaches } from './pages/security.js';
 import { SubjectRequests } from './pages/subjects.js';
+import { Measures, SubProcessors } from './pages/contract.js';
 import { useState } from 'preact/hooks';
 
 interface Page {
@@ -57,7 +58,24 @@ const PAGES: Page[] = [
     component: Orchestrations,
   },
   { path: '#/breaches', title: 'Breach register', show: (me) => can(me, 'breaches:manage'), component: Breaches },
-  { path: '#/alerts', title: 'Security alerts', show: (me) => can(me, 'security:read'), component: Alerts },
+  {
+    path: '#/alerts',
+    title: 'Security alerts',
+    show: (me) => can(me, 'security:read') || (me.realm !== 'operator' && can(me, 'audit:read')),
+    component: Alerts,
+  },
+  {
+    path: '#/sub-processors',
+    title: 'Sub-processors',
+    show: (me) => can(me, 'sub-processors:object') || can(me, 'tenants:manage') || can(me, 'security:read'),
+    component: SubProcessors,
+  },
+  {
+    path: '#/measures',
+    title: 'Measures (TOMs)',
+    show: (me) => (me.realm === 'operator' ? can(me, 'security:read') : can(me, 'audit:read')),
+    component: Measures,
+  },
 ];
 
 function App() {

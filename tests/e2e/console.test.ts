@@ -505,6 +505,55 @@ describe('the web console in Chromium', () => {
     await operator.getByLabel('Why no notification is needed').fill('No login succeeded; no data reached');
     await operator.getByRole('button', { name: 'Close without notification' }).click();
     await expect.poll(() => operator.getByTestId('breach-status').textContent()).toBe('not-notified');
+    // The tenant's admins see the alert about their own accounts, and cannot turn it into a breach record.
+    await admin.getByRole('link', { name: 'Security alerts' }).click();
+    await admin.getByRole('row').filter({ hasText: 'password-spraying' }).waitFor();
+    expect(await admin.getByRole('button', { name: /Start breach draft/ }).count()).toBe(0);
+
+    // The contract's living parts: the operator announces the next sub-processor register, the tenant
+    // objects within the window, the operator sees the objection and withdraws the change.
+    await operator.getByRole('link', { name: 'Sub-processors' }).click();
+    const announce = operator.getByRole('form', { name: 'Announce a change' });
+    await announce.getByLabel('Summary for the tenants').fill('A courier for reference-lab transfers');
+    const register = announce.getByLabel(/New register/);
+    await register.fill(
+      JSON.stringify([
+        ...(JSON.parse(await register.inputValue()) as unknown[]),
+        {
+          name: 'Pathology Courier GmbH',
+          purpose: 'Transport to reference labs',
+          location: 'Germany',
+          dataCategories: ['orders (encrypted)'],
+          safeguards: 'DPA; TLS 1.3',
+        },
+      ]),
+    );
+    await announce.getByRole('button', { name: 'Announce change' }).click();
+    const change = (page: typeof operator) =>
+      page.getByRole('table', { name: 'Announced changes' }).getByRole('row').filter({ hasText: 'A courier' });
+    await expect.poll(() => change(operator).getByTestId('change-status').textContent()).toBe('announced');
+    await admin.getByRole('link', { name: 'Sub-processors' }).click();
+    const objection = admin.getByRole('form', { name: 'Object to: A courier for reference-lab transfers' });
+    await objection.getByLabel('Reason for the objection').fill('Our contract excludes couriers.');
+    await objection.getByRole('button', { name: 'Record objection' }).click();
+    await expect
+      .poll(() => change(admin).getByTestId('change-objections').textContent())
+      .toBe('lab-two: Our contract excludes couriers.');
+    await check(admin, '22b-sub-processors');
+    await operator.getByRole('link', { name: 'Tenants' }).click();
+    await operator.getByRole('link', { name: 'Sub-processors' }).click();
+    await expect
+      .poll(() => change(operator).getByTestId('change-objections').textContent())
+      .toBe('lab-two: Our contract excludes couriers.');
+    await change(operator).getByRole('button', { name: 'Withdraw change' }).click();
+    await expect.poll(() => change(operator).getByTestId('change-status').textContent()).toBe('withdrawn');
+
+    // The measures in effect, read from the running system, for the tenant and for the security officer.
+    await admin.getByRole('link', { name: 'Measures (TOMs)' }).click();
+    await admin.getByRole('region', { name: 'encryption' }).waitFor();
+    await check(admin, '22c-measures');
+    await operator.getByRole('link', { name: 'Measures (TOMs)' }).click();
+    await operator.getByRole('region', { name: 'encryption' }).waitFor();
 
     // The tenant list, a termination, a legal hold on it, and the lift waiting for a second operator.
     await operator.getByRole('link', { name: 'Tenants' }).click();

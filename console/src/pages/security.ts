@@ -347,8 +347,9 @@ export function Breaches() {
   </section>`;
 }
 
+/** The security officer sees every realm's alerts; a tenant's admins those about their own principals. */
 export function Alerts({ me }: { me: Me }) {
-  const list = useLoad<{ items: Row[] }>('/security/alerts');
+  const list = useLoad<{ items: Row[] }>(me.realm === 'operator' ? '/security/alerts' : '/alerts');
   const action = useAction();
   const [draft, setDraft] = useState<string | undefined>();
   const startDraft = (alertId: string) =>
