@@ -425,6 +425,23 @@ describe('data export over HTTP', () => {
       ['POST', '/integrations', { name: 'mine', permissions: ['exports:start'], currentPassword: STRONG }],
     ] as const)
       expect((await call(method, path, exporter, body)).status, `${method} ${path}`).toBe(403);
+
+    // The token's thief guessing the password through the archive routes, fifty at once: each guess is
+    // counted like a login attempt, none yields a link or the archive, and the next guess waits (429).
+    const links = async () =>
+      ((await call('GET', `/audit?action=export.link&entity=${id}&limit=200`, adminAuth)).body.items as unknown[])
+        .length;
+    const linksBefore = await links();
+    const guesses = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        call('POST', `/exports/${id}/${i % 2 ? 'links' : 'archive'}`, exporter, { currentPassword: `guess ${i}` }),
+      ),
+    );
+    expect(guesses.map((g) => g.status).filter((s) => s !== 403 && s !== 429)).toEqual([]);
+    expect((await call('POST', `/exports/${id}/links`, exporter, { currentPassword: 'one more guess' })).status).toBe(
+      429,
+    );
+    expect(await links()).toBe(linksBefore);
   });
 
   it('writes FHIR R4 Bulk Data NDJSON that two validators accept, with one resource per identity and one concept per code', async () => {
