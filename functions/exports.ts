@@ -137,8 +137,9 @@ app.http(
         // The instance may be purged; the record still answers.
       }
       // A person's archive comes with their password (POST …/links or …/archive); here only the checksum.
+      const archive = archiveFor(record, ctx.principal);
       const link =
-        archiveFor(record, ctx.principal) && !isPerson(ctx.principal)
+        archive && !isPerson(ctx.principal)
           ? await exports.downloadLink(ctx.tenant, record.id, ctx.principal.id, metaOf(ctx))
           : undefined;
       return {
@@ -153,12 +154,12 @@ app.http(
           ...(record.completedAt ? { completedAt: record.completedAt } : {}),
           ...(record.archive ? { availableUntil: record.archive.deleteAt } : {}),
           ...(record.archive?.summary ? { manifest: record.archive.summary } : {}),
-          ...(archiveFor(record, ctx.principal) && record.archive
+          ...(archive
             ? {
                 download: {
                   ...(link ? { url: link.url, expiresAt: link.expiresAt } : {}),
-                  sha256: record.archive.sha256,
-                  bytes: record.archive.bytes,
+                  sha256: archive.sha256,
+                  bytes: archive.bytes,
                 },
               }
             : {}),
