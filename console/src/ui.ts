@@ -3,7 +3,7 @@
 import { h, type ComponentChildren } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { api, messageOf } from './api.js';
+import { api, apiBytes, messageOf } from './api.js';
 
 export const html = htm.bind(h);
 
@@ -81,6 +81,24 @@ export function usePaged(path: string): {
     error: first.error ?? error,
     more,
     reload: first.reload,
+  };
+}
+
+/**
+ * An archive fetched through the API (same origin, the session's token) and hashed here with
+ * WebCrypto: what the person saves is what LabVault reported, checked before it leaves the page.
+ */
+export async function downloadAndVerify(
+  path: string,
+  body: unknown,
+  expectedSha256: string | undefined,
+): Promise<{ matches: boolean; url: string }> {
+  const bytes = await apiBytes('POST', path, body);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return {
+    matches: hex === expectedSha256,
+    url: URL.createObjectURL(new Blob([bytes], { type: 'application/zip' })),
   };
 }
 

@@ -3,8 +3,19 @@
 // their access archive. The patient identifier stays in this page's memory and request bodies: never
 // in the address bar, where the browser's history would keep it.
 import { useEffect, useState } from 'preact/hooks';
-import { api, apiBytes } from '../api.js';
-import { CurrentPasswordField, DataTable, Field, html, Outcome, type Row, useAction, useLoad, when } from '../ui.js';
+import { api } from '../api.js';
+import {
+  CurrentPasswordField,
+  DataTable,
+  downloadAndVerify,
+  Field,
+  html,
+  Outcome,
+  type Row,
+  useAction,
+  useLoad,
+  when,
+} from '../ui.js';
 
 interface Inventory {
   orders: { restricted: boolean }[];
@@ -129,16 +140,9 @@ function AccessArchive({ request }: { request: Row }) {
   const [checked, setChecked] = useState<{ matches: boolean; url: string } | undefined>();
   const action = useAction();
   const verify = action.submit(async () => {
-    const bytes = await apiBytes('POST', `/subject-requests/${String(request.id)}/archive`, {
-      currentPassword: password,
-    });
+    const body = { currentPassword: password };
     setPassword('');
-    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-    const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
-    setChecked({
-      matches: hex === archive.sha256,
-      url: URL.createObjectURL(new Blob([bytes], { type: 'application/zip' })),
-    });
+    setChecked(await downloadAndVerify(`/subject-requests/${String(request.id)}/archive`, body, archive.sha256));
   });
   return html`<form onSubmit=${verify} aria-label="Access archive">
     <h3>Access archive</h3>

@@ -1,11 +1,12 @@
 // The tenant admin's pages: users and roles, integrations, exports, the audit trail, breach
 // notifications, retention, staff access.
 import { useEffect, useState } from 'preact/hooks';
-import { api, apiBytes } from '../api.js';
+import { api } from '../api.js';
 import {
   Clock,
   CurrentPasswordField,
   DataTable,
+  downloadAndVerify,
   Field,
   html,
   Outcome,
@@ -288,18 +289,11 @@ export function Exports() {
   // the status carries the checksum, the password brings the bytes or a link.
   const download = status?.download as { sha256: string; bytes: number } | undefined;
   const manifest = status?.manifest as { files: number; counts: Record<string, number> } | undefined;
-  // Fetched through the API (same origin) and hashed here with WebCrypto: what the admin saves is
-  // what LabVault reported, checked before it leaves the page.
   const verify = () =>
     action.run(async () => {
-      const bytes = await apiBytes('POST', `/exports/${exportId}/archive`, { currentPassword: downloadPassword });
+      const body = { currentPassword: downloadPassword };
       setDownloadPassword('');
-      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-      const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
-      setChecked({
-        matches: hex === download?.sha256,
-        url: URL.createObjectURL(new Blob([bytes], { type: 'application/zip' })),
-      });
+      setChecked(await downloadAndVerify(`/exports/${exportId}/archive`, body, download?.sha256));
     });
   // A link straight to storage, for archives too big to hold in the page (valid 24 hours at most).
   const takeLink = () =>
