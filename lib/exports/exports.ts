@@ -20,7 +20,7 @@ import type { Logger } from '../observability/logger.js';
 import { ORDERS_AREA, type OrderService, shardPartition } from '../orders/orders.js';
 import { orderSchema, specimenSchema } from '../orders/schemas.js';
 import { CONTAINERS, type StorageClients } from '../storage/clients.js';
-import { isNotFound } from '../storage/errors.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../storage/errors.js';
 import { SHARDS, tenantPartition } from '../storage/keys.js';
 import { blobSasUrl } from '../storage/sas.js';
 import { TransactionFailedError } from '../storage/transaction.js';
@@ -214,7 +214,7 @@ export class ExportService {
       );
     } catch (error) {
       if (error instanceof TransactionFailedError && error.failedIndex === 0)
-        throw conflict('An export of this tenant is running; wait for it to finish.');
+        throw conflict("An export of this tenant, or a patient's erasure, is running; wait for it to finish.");
       throw error;
     }
     return toRecord(row);
@@ -677,6 +677,43 @@ export class ExportService {
   }
 
   /** The ids of a data subject's access exports (erasure deletes their archives). */
+  /**
+   * The tenant's export lock, held for a patient's erasure: no tenant-wide export starts while the
+   * erasure runs, and the erasure does not begin while one runs (an archive finished after the
+   * erasure could keep the patient's records). 'held' when this erasure has it (also again after a
+   * crash), 'busy' while an export has it.
+   */
+  async holdForErasure(tenant: string, requestId: string): Promise<'held' | 'busy'> {
+    const partitionKey = tenantPartition(tenant, AREA);
+    const holder = `erasure:${requestId}`;
+    try {
+      await this.#d.table.createEntity({ partitionKey, rowKey: LOCK, exportId: holder });
+      return 'held';
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+    }
+    try {
+      return (await this.#d.table.getEntity<{ exportId: string }>(partitionKey, LOCK)).exportId === holder
+        ? 'held'
+        : 'busy';
+    } catch (error) {
+      if (isNotFound(error)) return 'busy'; // released just now: the next attempt takes it
+      throw error;
+    }
+  }
+
+  /** Gives the lock back once the erasure has ended (or will not run); a no-op when it holds none. */
+  async releaseForErasure(tenant: string, requestId: string): Promise<void> {
+    const partitionKey = tenantPartition(tenant, AREA);
+    try {
+      const lock = await this.#d.table.getEntity<{ exportId: string }>(partitionKey, LOCK);
+      if (lock.exportId === `erasure:${requestId}`)
+        await this.#d.table.deleteEntity(partitionKey, LOCK, { etag: lock.etag });
+    } catch (error) {
+      if (!isNotFound(error) && !isPreconditionFailed(error)) throw error;
+    }
+  }
+
   /**
    * The archives an erasure of this subject must take: the subject's own access exports, and every
    * tenant-wide archive still held (made before the erasure, it may hold the subject's records; the

@@ -128,6 +128,8 @@ export interface SubjectRequestDependencies {
 
 const AREA = SUBJECT_REQUESTS_AREA;
 const ROW = (id: string) => `request~${id}`;
+/** How soon an erasure waiting for a tenant export looks again. */
+const EXPORT_RECHECK_MS = 30_000;
 const DAY = 24 * 3600 * 1000;
 const LATEST_ENTRIES = 200;
 
@@ -268,14 +270,27 @@ export class SubjectRequestService {
   ): Promise<{ proceed: true } | { proceed: false; status: SubjectRequestStatus; executeAt?: string }> {
     const row = await this.#row(tenant, id);
     if (row.status === 'erasing') return { proceed: true }; // resumed after a crash
-    if (row.status !== 'scheduled') return { proceed: false, status: row.status };
+    if (row.status !== 'scheduled') {
+      // Cancelled or refused after a try that took the export lock: give it back.
+      await this.#d.exports.releaseForErasure(tenant, id);
+      return { proceed: false, status: row.status };
+    }
     if (row.executeAt && Date.parse(row.executeAt) > this.#clock().getTime())
       return { proceed: false, status: row.status, executeAt: row.executeAt };
     const refusal = await this.#erasureRefusal(tenant, row.patientRef);
     if (refusal) {
       await this.#update(tenant, row, { status: 'refused', refusal }, 'subject-request.refuse', meta);
+      await this.#d.exports.releaseForErasure(tenant, id);
       return { proceed: false, status: 'refused' };
     }
+    // One at a time with the tenant's exports: an archive finished after the erasure could keep the
+    // patient's records. While one runs, the erasure looks again a little later.
+    if ((await this.#d.exports.holdForErasure(tenant, id)) === 'busy')
+      return {
+        proceed: false,
+        status: row.status,
+        executeAt: new Date(this.#clock().getTime() + EXPORT_RECHECK_MS).toISOString(),
+      };
     await this.#update(
       tenant,
       row,
@@ -349,7 +364,10 @@ export class SubjectRequestService {
     meta: RequestMeta,
   ): Promise<SubjectRequest> {
     const row = await this.#row(tenant, id);
-    if (row.status === 'completed') return toRequest(row);
+    if (row.status === 'completed') {
+      await this.#d.exports.releaseForErasure(tenant, id);
+      return toRequest(row);
+    }
     const finishedAt = this.#clock().toISOString();
     const passed =
       verification.remainingOrders === 0 && verification.remainingImages === 0 && verification.remainingBlobs === 0;
@@ -396,6 +414,7 @@ export class SubjectRequestService {
       meta,
       { passed },
     );
+    await this.#d.exports.releaseForErasure(tenant, id);
     this.#d.logger.log('info', 'subject-erasure.completed', { tenant, request: row.id, passed });
     return done;
   }
