@@ -8,6 +8,7 @@ import {
   getSubjectRequest,
   listSubjectRequests,
   liftSubjectRestriction,
+  retrySubjectErasure,
   searchSubject,
 } from '../lib/subjects/api.js';
 import { subjectErasureInstanceId } from '../orchestrations/subject-erasure.js';
@@ -100,6 +101,23 @@ app.http(
       // The state row decides in any case (the orchestration checks it after its timer); this ends the wait.
       await terminate(ctx.invocation, subjectErasureInstanceId(ctx.tenant, request.id), 'cancelled');
       return { status: 200, body: request };
+    },
+    { extraInputs: client },
+  ),
+);
+
+app.http(
+  retrySubjectErasure.id,
+  handle(
+    retrySubjectErasure,
+    async (ctx, { subjects }) => {
+      const request = await subjects.retryErasure(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
+      // The failed instance has ended, so its id starts again; its first step takes the export lock.
+      await startOrchestration(ctx.invocation, 'subjectErasure', subjectErasureInstanceId(ctx.tenant, request.id), {
+        tenant: ctx.tenant,
+        requestId: request.id,
+      });
+      return { status: 202, headers: { Location: `/api/subject-requests/${request.id}` }, body: request };
     },
     { extraInputs: client },
   ),

@@ -1,5 +1,6 @@
 // A data subject's erasure once confirmed by a second person: wait out the cancellation window,
-// check again (a legal hold placed meanwhile wins), erase, verify, certify. Inputs and outputs
+// check again (a legal hold placed meanwhile wins), erase, verify, certify; a step failing past
+// every retry marks the request failed and gives the tenant's export lock back. Inputs and outputs
 // are ids and counts only; the subject is named by the request id, never by an identifier.
 import * as df from 'durable-functions';
 import { storageRetry } from './retry.js';
@@ -44,31 +45,46 @@ df.app.activity('subjectErasureCertify', {
   },
 });
 
+df.app.activity('subjectErasureFail', {
+  handler: async (input: ErasureInput) => {
+    await (await getServices()).subjects.failErasure(input.tenant, input.requestId, system(input));
+  },
+});
+
 df.app.orchestration('subjectErasure', function* (context) {
   const input = context.df.getInput<ErasureInput>();
-  for (;;) {
-    const begun = (yield context.df.callActivityWithRetry('subjectErasureBegin', storageRetry(), input)) as
-      { proceed: true } | { proceed: false; status: string; executeAt?: string };
-    if (begun.proceed) break;
-    if (!begun.executeAt) return { status: begun.status }; // cancelled or refused meanwhile
-    context.df.setCustomStatus({ phase: 'window', until: begun.executeAt });
-    yield context.df.createTimer(new Date(begun.executeAt));
+  try {
+    for (;;) {
+      const begun = (yield context.df.callActivityWithRetry('subjectErasureBegin', storageRetry(), input)) as
+        { proceed: true } | { proceed: false; status: string; executeAt?: string };
+      if (begun.proceed) break;
+      if (!begun.executeAt) return { status: begun.status }; // cancelled or refused meanwhile
+      context.df.setCustomStatus({ phase: 'window', until: begun.executeAt });
+      yield context.df.createTimer(new Date(begun.executeAt));
+    }
+    context.df.setCustomStatus({ phase: 'erasing' });
+    const { orderIds, ...facts } = (yield context.df.callActivityWithRetry(
+      'subjectErasureErase',
+      storageRetry(),
+      input,
+    )) as ErasureFacts;
+    context.df.setCustomStatus({ phase: 'verification' });
+    const verification = yield context.df.callActivityWithRetry('subjectErasureVerify', storageRetry(), {
+      ...input,
+      orderIds,
+    });
+    context.df.setCustomStatus({ phase: 'certificate' });
+    return yield context.df.callActivityWithRetry('subjectErasureCertify', storageRetry(), {
+      ...input,
+      facts,
+      verification,
+    });
+  } catch {
+    // A step failed past every retry: the request says `failed` and the tenant's export lock is
+    // given back (POST /subject-requests/{id}/retry runs it again). The error stays out of the
+    // output: its text is the storage's, and the output is shown to operators.
+    context.df.setCustomStatus({ phase: 'failed' });
+    yield context.df.callActivityWithRetry('subjectErasureFail', storageRetry(), input);
+    return { status: 'failed' };
   }
-  context.df.setCustomStatus({ phase: 'erasing' });
-  const { orderIds, ...facts } = (yield context.df.callActivityWithRetry(
-    'subjectErasureErase',
-    storageRetry(),
-    input,
-  )) as ErasureFacts;
-  context.df.setCustomStatus({ phase: 'verification' });
-  const verification = yield context.df.callActivityWithRetry('subjectErasureVerify', storageRetry(), {
-    ...input,
-    orderIds,
-  });
-  context.df.setCustomStatus({ phase: 'certificate' });
-  return yield context.df.callActivityWithRetry('subjectErasureCertify', storageRetry(), {
-    ...input,
-    facts,
-    verification,
-  });
 });

@@ -37,6 +37,11 @@ const subjectRequestSchema = z
     confirmedBy: z.string().optional(),
     executeAt: z.string().optional().describe('Erasure: when it runs unless cancelled before'),
     cancelledBy: z.string().optional(),
+    failedAt: z
+      .string()
+      .optional()
+      .describe('Erasure: when its run gave up (storage failing past every retry); POST …/retry runs it again'),
+    retriedBy: z.string().optional(),
     refusal: z.string().optional(),
     liftedBy: z.string().optional(),
     liftedAt: z.string().optional(),
@@ -179,6 +184,26 @@ export const cancelSubjectErasure = defineOperation({
   },
 });
 
+export const retrySubjectErasure = defineOperation({
+  id: 'retrySubjectErasure',
+  method: 'POST',
+  route: 'subject-requests/{id}/retry',
+  tag: 'subject-requests',
+  summary:
+    'Runs a failed erasure again (the confirmed decision stands: no new confirmation, no new window); it waits while a tenant export runs',
+  access,
+  params,
+  responses: {
+    202: {
+      description: 'Running again (erasing, or scheduled for now if it failed before it began)',
+      schema: subjectRequestSchema,
+    },
+    ...common,
+    404: p('Unknown erasure request'),
+    409: p('Not failed, or refused now (a legal hold or a duty to keep records; the reason says why)'),
+  },
+});
+
 export const liftSubjectRestriction = defineOperation({
   id: 'liftSubjectRestriction',
   method: 'POST',
@@ -224,6 +249,7 @@ export const subjectRequestOperations = [
   getSubjectRequest,
   confirmSubjectErasure,
   cancelSubjectErasure,
+  retrySubjectErasure,
   liftSubjectRestriction,
   downloadSubjectAccessArchive,
 ];

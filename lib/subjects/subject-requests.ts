@@ -47,6 +47,9 @@ export interface SubjectRequest {
   confirmedBy?: string;
   executeAt?: string;
   cancelledBy?: string;
+  /** Erasure: when its run gave up (storage failing past every retry), and who ran it again. */
+  failedAt?: string;
+  retriedBy?: string;
   /** Erasure: why it was refused (a legal hold, a declared duty to keep records). */
   refusal?: string;
   /** Restriction: who lifted it, when. */
@@ -90,6 +93,8 @@ type RequestRow = {
   executeAt?: string;
   startedAt?: string;
   cancelledBy?: string;
+  failedAt?: string;
+  retriedBy?: string;
   refusal?: string;
   liftedBy?: string;
   liftedAt?: string;
@@ -269,7 +274,13 @@ export class SubjectRequestService {
     meta: RequestMeta,
   ): Promise<{ proceed: true } | { proceed: false; status: SubjectRequestStatus; executeAt?: string }> {
     const row = await this.#row(tenant, id);
-    if (row.status === 'erasing') return { proceed: true }; // resumed after a crash
+    if (row.status === 'erasing') {
+      // Resumed after a crash (the lock is still this erasure's) or retried after a failure, which
+      // gave the lock back: an export may hold it now, and the erasure waits for it as at first.
+      if ((await this.#d.exports.holdForErasure(tenant, id)) === 'busy')
+        return { proceed: false, status: row.status, executeAt: this.#recheckAt() };
+      return { proceed: true };
+    }
     if (row.status !== 'scheduled') {
       // Cancelled or refused after a try that took the export lock: give it back.
       await this.#d.exports.releaseForErasure(tenant, id);
@@ -286,11 +297,7 @@ export class SubjectRequestService {
     // One at a time with the tenant's exports: an archive finished after the erasure could keep the
     // patient's records. While one runs, the erasure looks again a little later.
     if ((await this.#d.exports.holdForErasure(tenant, id)) === 'busy')
-      return {
-        proceed: false,
-        status: row.status,
-        executeAt: new Date(this.#clock().getTime() + EXPORT_RECHECK_MS).toISOString(),
-      };
+      return { proceed: false, status: row.status, executeAt: this.#recheckAt() };
     await this.#update(
       tenant,
       row,
@@ -299,6 +306,53 @@ export class SubjectRequestService {
       meta,
     );
     return { proceed: true };
+  }
+
+  #recheckAt(): string {
+    return new Date(this.#clock().getTime() + EXPORT_RECHECK_MS).toISOString();
+  }
+
+  /**
+   * The orchestration gave up (storage failing past every retry): the request says so, and the
+   * tenant's export lock is given back, so a contract-end export is not blocked by an erasure
+   * nobody runs. What was erased stays erased; `retryErasure` finishes the rest. An archive made
+   * meanwhile may hold the subject's remaining records: the retried erasure deletes it like any
+   * archive still held. Ids only in the log.
+   */
+  async failErasure(tenant: string, id: string, meta: RequestMeta): Promise<SubjectRequest> {
+    const row = await this.#row(tenant, id);
+    let request = toRequest(row);
+    if (row.type === 'erasure' && (row.status === 'scheduled' || row.status === 'erasing')) {
+      request = await this.#update(
+        tenant,
+        row,
+        { status: 'failed', failedAt: this.#clock().toISOString() },
+        'subject-request.fail',
+        meta,
+      );
+      this.#d.logger.log('error', 'subject-erasure.failed', { tenant, request: id, phase: row.status });
+    }
+    await this.#d.exports.releaseForErasure(tenant, id);
+    return request;
+  }
+
+  /**
+   * Runs a failed erasure again: the decision two persons confirmed stands, so no new confirmation
+   * and no new window. One that had begun erasing resumes as `erasing` (it can no longer be
+   * cancelled), one that failed before it began is `scheduled` for now (it still can). A legal hold
+   * or duty to keep records placed since refuses the retry and changes nothing (409).
+   */
+  async retryErasure(tenant: string, id: string, retriedBy: string, meta: RequestMeta): Promise<SubjectRequest> {
+    const row = await this.#row(tenant, id);
+    if (row.type !== 'erasure') throw notFound('No such erasure request.');
+    if (row.status !== 'failed') throw conflict(`This erasure is ${row.status}; only a failed one is run again.`);
+    const refusal = await this.#erasureRefusal(tenant, row.patientRef);
+    if (refusal) throw conflict(`Erasure refused: ${refusal}`);
+    const resumed = row.startedAt !== undefined;
+    const change: Partial<RequestRow> = resumed
+      ? { status: 'erasing', retriedBy }
+      : { status: 'scheduled', retriedBy, executeAt: this.#clock().toISOString() };
+    return this.#update(tenant, row, change, 'subject-request.retry', meta);
   }
 
   /**
@@ -656,6 +710,8 @@ function toRequest(row: RequestRow): SubjectRequest {
     ...(row.confirmedBy ? { confirmedBy: row.confirmedBy } : {}),
     ...(row.executeAt ? { executeAt: row.executeAt } : {}),
     ...(row.cancelledBy ? { cancelledBy: row.cancelledBy } : {}),
+    ...(row.failedAt ? { failedAt: row.failedAt } : {}),
+    ...(row.retriedBy ? { retriedBy: row.retriedBy } : {}),
     ...(row.refusal ? { refusal: row.refusal } : {}),
     ...(row.liftedBy ? { liftedBy: row.liftedBy } : {}),
     ...(row.liftedAt ? { liftedAt: row.liftedAt } : {}),

@@ -10,6 +10,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleOrder } from '../support/fixtures.js';
 import { admin as adminCli, type RunningHost, startHost } from '../support/local-host.js';
+import { testServices } from '../support/services.js';
 
 const CHROMIUM = process.env.LABVAULT_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = 'test-results/console';
@@ -509,6 +510,28 @@ describe('the web console in Chromium', () => {
     await admin.getByRole('link', { name: 'Security alerts' }).click();
     await admin.getByRole('row').filter({ hasText: 'password-spraying' }).waitFor();
     expect(await admin.getByRole('button', { name: /Start breach draft/ }).count()).toBe(0);
+
+    // An erasure a second person confirmed whose run then failed for good is run again from the page.
+    // The failure is set through the service call the orchestration's last step makes (storage
+    // failing past every retry takes minutes; tests/unit/durable-replay.test.ts drives that step).
+    await admin.getByRole('link', { name: 'Subject requests' }).click();
+    await subject.getByLabel('Patient identifier').fill('B000000001');
+    await subject.getByLabel('Request').selectOption('erasure');
+    await subject.getByRole('button', { name: 'Record request' }).click();
+    await expect
+      .poll(async () => admin.getByTestId('subject-status').allTextContents())
+      .toContain('awaiting-confirmation');
+    const services = await testServices(host.storageConnectionString, undefined, host.dataDir);
+    const erasure = (await services.subjects.list('lab-two')).find((r) => r.type === 'erasure')!;
+    const serviceMeta = { actor: { type: 'system' as const, id: 'console-test' }, correlationId: 'console-test' };
+    await services.subjects.confirmErasure('lab-two', erasure.id, 'another-admin', serviceMeta);
+    await services.subjects.failErasure('lab-two', erasure.id, serviceMeta);
+    await admin.getByRole('link', { name: 'Audit trail' }).click();
+    await admin.getByRole('link', { name: 'Subject requests' }).click();
+    await admin.getByRole('button', { name: 'Run erasure again' }).click();
+    await expect
+      .poll(async () => (await admin.getByTestId('subject-status').allTextContents()).sort(), { timeout: 30_000 })
+      .toEqual(['completed', 'completed', 'lifted']);
 
     // The contract's living parts: the operator announces the next sub-processor register, the tenant
     // objects within the window, the operator sees the objection and withdraws the change.

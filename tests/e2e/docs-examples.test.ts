@@ -42,5 +42,6 @@ describe('documentation that runs', () => {
     expect(out).toMatch(/^404\n"approved"/m); // no grant, then the tenant approves
     expect(out).toMatch(/^403\n"executed"/m); // the requester cannot approve their own request
     expect(out).toMatch(/export\.zip: OK/);
+    expect(out).toMatch(/^"cancelled"\n409$/m); // a cancelled erasure is not run again
   }, 300_000);
 });

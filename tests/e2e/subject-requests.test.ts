@@ -7,6 +7,7 @@ import { call as callHost, person, type Reply, STRONG, tenantWithAdmin } from '.
 import { exampleOrder } from '../support/fixtures.js';
 import { jpegWithMetadata } from '../support/images.js';
 import { type RunningHost, startHost } from '../support/local-host.js';
+import { testServices } from '../support/services.js';
 import { unzip } from '../support/zip.js';
 
 // Data subjects' requests over HTTP on a tenant with many patients: the inventory, an access
@@ -18,6 +19,7 @@ const SUBJECT = 'SUBJ-0001'; // erased
 const RESTRICTED = 'SUBJ-0002';
 const CANCELLED = 'SUBJ-0003';
 const HELD = 'SUBJ-0004';
+const FAILED = 'SUBJ-0007'; // erased after its erasure failed once
 const OTHERS = Array.from({ length: 30 }, (_, i) => `PAT-${String(i).padStart(4, '0')}`);
 
 let host: RunningHost;
@@ -364,6 +366,64 @@ describe('data subject requests over HTTP', () => {
     expect(host.output()).not.toContain(SUBJECT);
   });
 
+  it('runs an erasure that failed for good again, once, at the word of one allowed person; the tenant may export meanwhile', async () => {
+    const orderId = await order(FAILED, 1);
+    const requested = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: FAILED });
+    const id = String(requested.body.id);
+    expect((await call('POST', `/subject-requests/${id}/confirmation`, second)).status).toBe(202);
+    expect((await call('POST', `/subject-requests/${id}/retry`, requester)).status).toBe(409); // not failed
+    // What the orchestration's last step does when storage fails past every retry (its replay test
+    // in tests/unit/durable-replay.test.ts drives it there): the request says so, the lock is free.
+    const services = await testServices(host.storageConnectionString, undefined, host.dataDir);
+    await services.subjects.failErasure(TENANT, id, {
+      actor: { type: 'system', id: 'subject-erasure' },
+      correlationId: 'subject-erasure-e2e',
+    });
+    expect((await call('POST', '/exports', requester, { format: 'ndjson', currentPassword: STRONG })).status).toBe(202);
+    await new Promise((r) => setTimeout(r, 3500)); // past the window: the orchestration finds it failed
+    expect((await call('GET', `/subject-requests/${id}`, requester)).body).toMatchObject({
+      status: 'failed',
+      failedAt: expect.any(String),
+    });
+    expect((await call('GET', `/orders/${orderId}`, lis)).status).toBe(200);
+
+    // Refused: a new account, an integration, an unknown id, another kind of request.
+    const restriction = (
+      (await call('GET', '/subject-requests', requester)).body.items as { id: string; type: string }[]
+    ).find((r) => r.type === 'restriction')!;
+    for (const [path, auth, status] of [
+      [`/subject-requests/${id}/retry`, selfUser, 403],
+      [`/subject-requests/${id}/retry`, lis, 403],
+      ['/subject-requests/000000000000000000000000/retry', requester, 404],
+      [`/subject-requests/${restriction.id}/retry`, requester, 404],
+    ] as const)
+      expect((await call('POST', path, auth)).status, `${path} ${status}`).toBe(status);
+
+    // Fifty at once: one runs it again (no new confirmation: two persons decided), the rest 409.
+    const retries = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => call('POST', `/subject-requests/${id}/retry`, i % 2 ? second : third)),
+    );
+    const statuses = retries.map((r) => r.status);
+    expect(statuses.filter((s) => s === 202)).toHaveLength(1);
+    expect(statuses.filter((s) => s !== 202 && s !== 409 && s !== 429)).toEqual([]);
+    expect(retries.find((r) => r.status === 202)!.body).toMatchObject({ status: 'scheduled' });
+    const done = await waitFor(id, ['completed', 'failed'], 60_000);
+    expect(done).toMatchObject({
+      status: 'completed',
+      retriedBy: expect.any(String),
+      // The archive the tenant made while it stood failed held the patient's order: taken too.
+      evidence: { orders: 1, exportArchives: 1 },
+    });
+    expect((await call('GET', `/orders/${orderId}`, lis)).status).toBe(404);
+    const audited = (await call('GET', `/audit?entity=${id}&limit=200`, requester)).body.items as {
+      event: string;
+      entity: { id: string };
+    }[];
+    const events = audited.filter((e) => e.entity.id === id).map((e) => e.event);
+    expect(events.filter((e) => e === 'subject-request.fail')).toHaveLength(1);
+    expect(events.filter((e) => e === 'subject-request.retry')).toHaveLength(1);
+  });
+
   it('cancels an erasure within its window, and a legal hold placed meanwhile stops another', async () => {
     const cancelled = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: CANCELLED });
     const cancelId = String(cancelled.body.id);
@@ -394,7 +454,7 @@ describe('data subject requests over HTTP', () => {
   it('keeps a request log with types, due dates a month after receipt, statuses and evidence', async () => {
     const log = (await call('GET', '/subject-requests', requester)).body.items as Record<string, string>[];
     expect(log.map((r) => r.type).sort()).toEqual(
-      ['access', 'erasure', 'erasure', 'erasure', 'erasure', 'erasure', 'restriction'].sort(),
+      ['access', 'erasure', 'erasure', 'erasure', 'erasure', 'erasure', 'erasure', 'restriction'].sort(),
     );
     for (const r of log) {
       const days = (Date.parse(r.dueAt!) - Date.parse(r.receivedAt!)) / 86_400_000;
@@ -402,7 +462,7 @@ describe('data subject requests over HTTP', () => {
       expect(days).toBeLessThanOrEqual(31);
     }
     expect(log.map((r) => r.status).sort()).toEqual(
-      ['cancelled', 'completed', 'completed', 'lifted', 'refused', 'refused', 'refused'].sort(),
+      ['cancelled', 'completed', 'completed', 'completed', 'lifted', 'refused', 'refused', 'refused'].sort(),
     );
     expect((await call('GET', '/subject-requests', selfUser)).status).toBe(403);
     expect((await call('GET', '/subject-requests/000000000000000000000000', requester)).status).toBe(404);

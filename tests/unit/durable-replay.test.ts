@@ -15,6 +15,8 @@ import type { FunctionsLibrary } from '../../local-host/http-server.js';
 const core = installCoreModule();
 const library = createRequire(import.meta.url)('@azure/functions') as FunctionsLibrary;
 await import('../support/durable-app.js');
+// One of the product's own orchestrations, for its failure path (no storage: nothing is invoked).
+await import('../../orchestrations/subject-erasure.js');
 
 const byTrigger = (type: string) =>
   new Map(
@@ -470,6 +472,49 @@ describe('replaying hand-built histories', () => {
     expect(
       await step(instance('testChain', 1, { runtimeStatus: 'Pending' }), [], [deliver(taskCompleted(0, 1))]),
     ).toEqual({ kind: 'not-yet' });
+  });
+
+  it("subject erasure: a step failing past every retry marks the request failed (the export lock given back) and ends 'failed'", async () => {
+    const input = { tenant: 'lab-replay', requestId: 'a'.repeat(24) };
+    let state = instance('subjectErasure', input);
+    let history: HistoryEvent[] = [];
+    let now = T0;
+    const next = async (message: ControlMessage, when = new Date(now.getTime() + 1000)) => {
+      now = when;
+      const result = committed(await step(state, history, [message], now));
+      history = [...history, ...result.newEvents];
+      state = result.state;
+      return result;
+    };
+    const started = await next(deliver(executionStarted('subjectErasure', input)), T0);
+    expect(scheduledActivities(started.outbound)).toEqual([
+      { taskId: 0, name: 'subjectErasureBegin', input: JSON.stringify(input) },
+    ]);
+    let scheduled = scheduledActivities((await next(deliver(taskCompleted(0, { proceed: true })))).outbound);
+    expect(scheduled.map((a) => a.name)).toEqual(['subjectErasureErase']);
+    // Each failure waits on a timer; the retry is scheduled when it fires, or, once the attempts are
+    // spent, the failure reaches the orchestration.
+    let attempts = 0;
+    while (scheduled[0]?.name === 'subjectErasureErase') {
+      const failed = await next(deliver(taskFailed(scheduled[0].taskId, 'storage unavailable')));
+      attempts++;
+      scheduled = scheduledActivities(failed.outbound);
+      const wait = failed.newEvents.find((e) => e.EventType === EventType.TimerCreated);
+      if (!wait) break;
+      const fireAt = new Date(wait.FireAt ?? '');
+      scheduled = scheduledActivities(
+        (await next(deliver(timerFired(wait.EventId, fireAt)), new Date(fireAt.getTime() + 1))).outbound,
+      );
+    }
+    expect(attempts).toBe(6); // storageRetry(): the first try and five retries
+    expect(scheduled).toEqual([
+      { taskId: expect.any(Number), name: 'subjectErasureFail', input: JSON.stringify(input) },
+    ]);
+    expect(state.runtimeStatus).toBe('Running');
+    const ended = await next(deliver(taskCompleted(scheduled[0]?.taskId ?? -1, null)));
+    expect(ended.state).toMatchObject({ runtimeStatus: 'Completed', output: JSON.stringify({ status: 'failed' }) });
+    // The storage's error text stays out of what operators see.
+    expect(`${ended.state.output} ${ended.state.customStatus}`).not.toContain('storage unavailable');
   });
 
   it('fails, naming the feature, what the local host does not run, and an activity nobody registered', async () => {

@@ -1,7 +1,8 @@
 // Data-subject requests (Art. 15, 17, 18 GDPR) for the tenant's admins: find what is held about a
-// patient, record a request, confirm or cancel an erasure, lift a restriction, and hand the patient
-// their access archive. The patient identifier stays in this page's memory and request bodies: never
-// in the address bar, where the browser's history would keep it.
+// patient, record a request, confirm or cancel an erasure (or run a failed one again), lift a
+// restriction, and hand the patient their access archive. The patient identifier stays in this
+// page's memory and request bodies: never in the address bar, where the browser's history would
+// keep it.
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import {
@@ -32,8 +33,14 @@ export function SubjectRequests() {
   const [format, setFormat] = useState('fhir');
   const [found, setFound] = useState<Inventory | undefined>();
   const [chosen, setChosen] = useState<Row | undefined>();
-  // An access export runs for a while, an erasure after its window: look again until they settle.
-  const unsettled = list.data?.items.some((r) => r.status === 'running' || r.status === 'erasing');
+  // An access export runs for a while, an erasure after its window: look again until they settle
+  // (a scheduled erasure once its window ends within the minute, as a failed one run again does).
+  const unsettled = list.data?.items.some(
+    (r) =>
+      r.status === 'running' ||
+      r.status === 'erasing' ||
+      (r.status === 'scheduled' && Date.parse(String(r.executeAt)) < Date.now() + 60_000),
+  );
   useEffect(() => {
     if (!unsettled) return;
     const timer = setTimeout(list.reload, 1000);
@@ -45,7 +52,7 @@ export function SubjectRequests() {
     await api('POST', '/subject-requests', type === 'access' ? { type, patientId, format } : { type, patientId });
     list.reload();
   });
-  const step = (id: string, what: 'confirmation' | 'cancellation' | 'lift') =>
+  const step = (id: string, what: 'confirmation' | 'cancellation' | 'lift' | 'retry') =>
     action.run(async () => {
       await api('POST', `/subject-requests/${id}/${what}`);
       list.reload();
@@ -59,6 +66,8 @@ export function SubjectRequests() {
       ${button('Cancel erasure', () => void step(id, 'cancellation'), true)}`;
     if (r.type === 'erasure' && r.status === 'scheduled')
       return button('Cancel erasure', () => void step(id, 'cancellation'), true);
+    // Storage failed past every retry: what was erased stays erased, and the confirmed decision stands.
+    if (r.type === 'erasure' && r.status === 'failed') return button('Run erasure again', () => void step(id, 'retry'));
     if (r.type === 'restriction' && r.status === 'active')
       return button('Lift restriction', () => void step(id, 'lift'), true);
     if (r.type === 'access' && r.archive) return button('Download archive', () => setChosen(r));
