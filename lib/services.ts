@@ -252,6 +252,7 @@ export async function createServices(config: AppConfig, options: ServiceOptions 
       exports,
       retention,
       deletion,
+      journal: backups,
       logger,
       erasureDelaySeconds: config.subjectErasureDelaySeconds,
       clock,

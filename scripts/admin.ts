@@ -154,7 +154,7 @@ const COMMANDS: Record<string, Command> = {
   'backup restore': {
     usage: 'backup restore <backup-id> --target <connection string of an empty account>',
     summary: 'Restore a backup into an empty storage account (the restore drill), verifying every checksum',
-    async run(values, positionals, services) {
+    async run(values, positionals, services, context) {
       const backupId = parse(
         z.string().regex(/^[0-9]{8}-[0-9a-z-]{4,40}$/, 'a backup id such as 20261130-1a2b3c4d'),
         positionals[2],
@@ -165,10 +165,20 @@ const COMMANDS: Record<string, Command> = {
         throw new UsageError(
           '--target: the connection string of the empty account to restore into (or LABVAULT_RESTORE_TARGET)',
         );
-      return services.backups.restore(
+      const drill = await services.backups.restore(
         backupId,
         createStorageClients({ kind: 'connectionString', connectionString: targetSetting }),
       );
+      // The backup holds what patients' erasures completed after it deleted: applied again in the
+      // restored account, so a restore never brings an erased patient's records back.
+      const restored = await createServices(parseConfig({ ...settings(), AzureWebJobsStorage: targetSetting }), {
+        logger: createLogger((l) => process.stderr.write(l + '\n'), 'warn'),
+      });
+      const erasures = await restored.subjects.reapplyErasures(
+        await services.backups.erasuresToReapply(backupId),
+        context,
+      );
+      return { ...drill, erasuresReapplied: erasures };
     },
   },
 };

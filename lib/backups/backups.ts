@@ -8,6 +8,7 @@ import type { SecretStore } from '../crypto/secret-store.js';
 import { conflict, DomainError, notFound } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { StorageClients } from '../storage/clients.js';
+import { isConflict, isPreconditionFailed } from '../storage/errors.js';
 
 const BACKUP_CONTAINER = 'backups';
 /** The nightly backup's timer (NCRONTAB, UTC): 01:30 every day. */
@@ -50,6 +51,20 @@ export interface BackupManifest {
 }
 
 type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string };
+
+/**
+ * A patient's erasure as a restore must apply it again: the tenant, the request and the erased
+ * orders' ids (ids only, no pseudonym, no identifier), and when it completed.
+ */
+export interface ErasureRecord {
+  tenant: string;
+  requestId: string;
+  orderIds: string[];
+  erasedAt: string;
+}
+
+/** Erasure records beside the backups: `erasures/{tenant}/{requestId}.json`. */
+const ERASURES = 'erasures/';
 
 /**
  * Table backups (Azure has no point-in-time restore for tables): each table streamed as NDJSON,
@@ -189,6 +204,47 @@ export class BackupService {
       blobs++;
     }
     return { blobs };
+  }
+
+  /**
+   * Keeps a completed erasure beside the backups, write-once like them (the `backups` container is
+   * WORM in production): a backup taken before it still holds the erased rows, and a restore of it
+   * applies the erasure again (`erasuresAfter`), so a restore never brings an erased patient's
+   * records back. Written once per request; a repeated certificate step finds it there.
+   */
+  async recordErasure(record: ErasureRecord): Promise<void> {
+    const body = JSON.stringify(record);
+    try {
+      await this.#storage.blobService
+        .getContainerClient(BACKUP_CONTAINER)
+        .getBlockBlobClient(`${ERASURES}${record.tenant}/${record.requestId}.json`)
+        .upload(body, Buffer.byteLength(body), {
+          conditions: { ifNoneMatch: '*' },
+          blobHTTPHeaders: { blobContentType: 'application/json' },
+        });
+    } catch (error) {
+      if (!isConflict(error) && !isPreconditionFailed(error)) throw error; // recorded already
+    }
+  }
+
+  /**
+   * The erasures a restore of this backup must apply again, oldest first: those completed since the
+   * backup began. Its id carries the day it began (its manifest only when it ended, and an erasure
+   * finishing meanwhile may or may not be in the tables), so every erasure from that day on:
+   * applying one again that the backup already reflects deletes nothing.
+   */
+  async erasuresToReapply(backupId: string): Promise<ErasureRecord[]> {
+    await this.manifest(backupId);
+    const since = `${backupId.slice(0, 4)}-${backupId.slice(4, 6)}-${backupId.slice(6, 8)}T00:00:00.000Z`;
+    const container = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER);
+    const records: ErasureRecord[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: ERASURES })) {
+      const record = JSON.parse(
+        (await container.getBlobClient(blob.name).downloadToBuffer()).toString('utf8'),
+      ) as ErasureRecord;
+      if (record.erasedAt >= since) records.push(record);
+    }
+    return records.sort((a, b) => a.erasedAt.localeCompare(b.erasedAt));
   }
 
   async manifest(backupId: string): Promise<BackupManifest> {

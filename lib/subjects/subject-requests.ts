@@ -113,6 +113,11 @@ export interface ErasureFacts {
   orderIds: string[];
 }
 
+/** Where completed erasures are kept for a restore to apply again (the backups' store). */
+export interface ErasureJournal {
+  recordErasure(record: { tenant: string; requestId: string; orderIds: string[]; erasedAt: string }): Promise<void>;
+}
+
 export interface SubjectRequestDependencies {
   table: TableClient;
   storage: StorageClients;
@@ -125,6 +130,7 @@ export interface SubjectRequestDependencies {
   exports: ExportService;
   retention: RetentionService;
   deletion: DeletionService;
+  journal: ErasureJournal;
   logger: Logger;
   /** Seconds between an erasure's confirmation and its execution (LABVAULT_SUBJECT_ERASURE_DELAY_SECONDS). */
   erasureDelaySeconds: number;
@@ -388,6 +394,27 @@ export class SubjectRequestService {
     return facts;
   }
 
+  /**
+   * After a restore from a backup older than these erasures: erases again each recorded order with
+   * its images and index rows, audited as the first time was (reason `subject-erasure-reapplied`).
+   * Orders the patient placed after an erasure are not in its record and stay. Safe to repeat.
+   */
+  async reapplyErasures(
+    records: readonly { tenant: string; orderIds: readonly string[] }[],
+    meta: RequestMeta,
+  ): Promise<{ erasures: number; orders: number; images: number }> {
+    const counts = { erasures: records.length, orders: 0, images: 0 };
+    for (const { tenant, orderIds } of records)
+      for (const orderId of orderIds) {
+        for await (const image of this.#d.images.rows(tenant, { orderId })) {
+          await this.#d.images.deleteImage(tenant, image, meta, 'subject-erasure-reapplied');
+          counts.images++;
+        }
+        if (await this.#d.orders.deleteOrder(tenant, orderId, meta, 'subject-erasure-reapplied')) counts.orders++;
+      }
+    return counts;
+  }
+
   /** Looks for anything left: index rows, orders and images of the subject, blobs under the erased orders. */
   async verifyErasure(
     tenant: string,
@@ -452,9 +479,17 @@ export class SubjectRequestService {
       verification: { ...verification, passed },
       // What this erasure cannot reach at once, said plainly.
       remainingCopies:
-        'Encrypted table backups taken before the erasure keep these rows until the backups expire; a restore must re-apply the erasures in the request log. Audit entries stay (pseudonymous, no content) so the chain still verifies.',
+        'Encrypted table backups taken before the erasure keep these rows until the backups expire; the erasure is recorded beside them (order ids only) and a restore applies it again. Audit entries stay (pseudonymous, no content) so the chain still verifies.',
     };
     const signed = await this.#d.deletion.signCertificate(certificate, 'labvault-subject-erasure-certificate+jws');
+    // Before the request says completed: a backup taken before this erasure holds these orders, and
+    // a restore of it applies the erasure again from this record.
+    await this.#d.journal.recordErasure({
+      tenant,
+      requestId: row.id,
+      orderIds: erasedOrderIds(row),
+      erasedAt: finishedAt,
+    });
     const done = await this.#update(
       tenant,
       row,
@@ -718,6 +753,13 @@ function toRequest(row: RequestRow): SubjectRequest {
     ...(counts && Object.keys(counts).length > 0 ? { evidence: counts } : {}),
     ...(row.certificate ? { certificate: JSON.parse(row.certificate) as DeletionCertificate } : {}),
   };
+}
+
+/** The erased orders' ids, which `erase` keeps in the request's evidence until the certificate replaces it. */
+function erasedOrderIds(row: RequestRow): string[] {
+  if (!row.evidence) return [];
+  const evidence = JSON.parse(row.evidence) as { orderIds?: unknown };
+  return Array.isArray(evidence.orderIds) ? evidence.orderIds.filter((id) => typeof id === 'string') : [];
 }
 
 /** The same day of the next month, or its last day when it has none (31 January → 28/29 February). */

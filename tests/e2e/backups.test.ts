@@ -4,10 +4,31 @@ import { exampleOrder } from '../support/fixtures.js';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { call, person } from '../support/api.js';
 import { admin, type RunningHost, startHost } from '../support/local-host.js';
+import { testServices } from '../support/services.js';
 
 let host: RunningHost;
 let empty: AzuriteInstance;
 const OPERATOR_PASSWORD = 'first-start-operator-password-77';
+const ERASED_PATIENT = 'DRILL-ERASED-1';
+
+/** Runs the backup orchestration under `instanceId` and waits for its end. */
+async function backUp(
+  instanceId: string,
+  backupId: string,
+): Promise<{ runtimeStatus: string; output: { tables: number; entities: number } }> {
+  const started = await fetch(host.durableUrl(`orchestrators/tableBackup/${instanceId}`), {
+    method: 'POST',
+    body: JSON.stringify({ backupId }),
+  });
+  expect(started.status).toBe(202);
+  let status = { runtimeStatus: 'Pending', output: { tables: 0, entities: 0 } };
+  for (let i = 0; i < 300 && status.runtimeStatus !== 'Completed' && status.runtimeStatus !== 'Failed'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    status = (await (await fetch(host.durableUrl(`instances/${instanceId}`))).json()) as typeof status;
+  }
+  expect(status.runtimeStatus).toBe('Completed');
+  return status;
+}
 
 describe('the backup orchestration and the restore drill of the admin CLI', () => {
   beforeAll(async () => {
@@ -26,12 +47,14 @@ describe('the backup orchestration and the restore drill of the admin CLI', () =
         'orders:create',
       ]).json?.apiKey,
     );
-    for (let i = 0; i < 10; i++) {
-      await fetch(`${host.apiBaseUrl}/orders`, {
+    for (let i = 0; i < 13; i++) {
+      const patient = i < 10 ? exampleOrder().patient : { ...exampleOrder().patient, id: ERASED_PATIENT };
+      const created = await fetch(`${host.apiBaseUrl}/orders`, {
         method: 'POST',
         headers: { authorization: `ApiKey ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify(exampleOrder({ externalId: `DR-${i}` })),
+        body: JSON.stringify(exampleOrder({ externalId: `DR-${i}`, patient })),
       });
+      expect(created.status).toBe(201);
     }
   });
 
@@ -42,27 +65,55 @@ describe('the backup orchestration and the restore drill of the admin CLI', () =
 
   it('backs up every table through the durable orchestration and restores it into an empty account with verified checksums', async () => {
     const backupId = '20261127-drill';
-    const started = await fetch(host.durableUrl(`orchestrators/tableBackup/backup-drill`), {
-      method: 'POST',
-      body: JSON.stringify({ backupId }),
-    });
-    expect(started.status).toBe(202);
-    let status: { runtimeStatus: string; output: { tables: number; entities: number } } = {
-      runtimeStatus: 'Pending',
-      output: { tables: 0, entities: 0 },
-    };
-    for (let i = 0; i < 200 && status.runtimeStatus !== 'Completed' && status.runtimeStatus !== 'Failed'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      status = (await (await fetch(host.durableUrl(`instances/backup-drill`))).json()) as typeof status;
-    }
-    expect(status.runtimeStatus).toBe('Completed');
-    expect(status.output.entities).toBeGreaterThan(30);
+    const status = await backUp('backup-drill', backupId);
     const restored = admin(host.dataDir, ['backup', 'restore', backupId, '--target', empty.connectionString]);
     expect(restored.status).toBe(0);
     const tables = (restored.json?.tables ?? []) as { table: string; entities: number; verified: boolean }[];
     expect(tables.length).toBe(status.output.tables);
     expect(tables.every((t) => t.verified)).toBe(true);
     expect(tables.find((t) => t.table === 'tenantdata')?.entities).toBeGreaterThan(30);
+  });
+
+  it("applies again, in the restored account, a patient's erasure completed after the backup was taken", async () => {
+    const backupId = `${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-before-erasure`;
+    await backUp('backup-before-erasure', backupId);
+    // The erasure after the backup, through the product's services on the host's storage (the
+    // window passed on a moved clock); its certificate step records it beside the backups.
+    let now = new Date();
+    const services = await testServices(host.storageConnectionString, () => now, host.dataDir);
+    const meta = { actor: { type: 'system' as const, id: 'backup-test' }, correlationId: 'backup-test' };
+    const requested = await services.subjects.requestErasure('lab-drill', ERASED_PATIENT, 'admin-a', meta);
+    await services.subjects.confirmErasure('lab-drill', requested.id, 'admin-b', meta);
+    now = new Date(now.getTime() + 2 * 24 * 3600 * 1000);
+    expect(await services.subjects.beginErasure('lab-drill', requested.id, meta)).toEqual({ proceed: true });
+    const { orderIds, ...facts } = await services.subjects.erase('lab-drill', requested.id, meta);
+    expect(facts.orders).toBe(3);
+    const verification = await services.subjects.verifyErasure('lab-drill', requested.id, orderIds);
+    await services.subjects.certifyErasure('lab-drill', requested.id, facts, verification, meta);
+
+    const target = await startAzurite();
+    try {
+      const restored = admin(host.dataDir, ['backup', 'restore', backupId, '--target', target.connectionString]);
+      expect(restored.status, restored.stderr).toBe(0);
+      expect(restored.json?.erasuresReapplied).toEqual({ erasures: 1, orders: 3, images: 0 });
+      const inTarget = await testServices(target.connectionString, undefined, host.dataDir);
+      // The erased patient's orders are gone again; every other order is back; the chains verify.
+      for (const id of orderIds) await expect(inTarget.orders.get('lab-drill', id, meta)).rejects.toThrow();
+      const others = await inTarget.orders.list('lab-drill', { limit: 50 }, meta);
+      expect(others.items).toHaveLength(10);
+      expect(others.items.every((o) => o.patient.id !== ERASED_PATIENT)).toBe(true);
+      expect((await inTarget.audit.verify('lab-drill')).valid).toBe(true);
+      // Restoring twice applies nothing twice: a second empty account gets the same.
+      const again = await startAzurite();
+      try {
+        const second = admin(host.dataDir, ['backup', 'restore', backupId, '--target', again.connectionString]);
+        expect(second.json?.erasuresReapplied).toEqual({ erasures: 1, orders: 3, images: 0 });
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await target.stop();
+    }
   });
 
   it('runs a restore drill over HTTP that reads every table back, and finds a table changed in storage', async () => {

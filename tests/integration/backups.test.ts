@@ -84,6 +84,26 @@ describe('table backups and restore', () => {
     ).rejects.toMatchObject({ kind: 'conflict' });
   });
 
+  it('keeps each completed erasure once beside the backups, for a restore of an older backup to apply again', async () => {
+    const backupId = s.backups.newBackupId();
+    await s.backups.writeManifest(backupId, [await s.backups.backupTable(backupId, 'platform')]);
+    const record = {
+      tenant: 'lab-bk1',
+      requestId: 'a'.repeat(24),
+      orderIds: ['o1', 'o2'],
+      erasedAt: new Date().toISOString(),
+    };
+    await s.backups.recordErasure(record);
+    // A repeated certificate step writes again: the first record stands, nothing fails.
+    await s.backups.recordErasure({ ...record, orderIds: [], erasedAt: new Date(Date.now() + 1000).toISOString() });
+    expect(await s.backups.erasuresToReapply(backupId)).toEqual([record]);
+    // Nothing from before the backup's day; the listing of backups is not confused by the records.
+    await s.backups.recordErasure({ ...record, requestId: 'b'.repeat(24), erasedAt: '2020-01-01T00:00:00.000Z' });
+    expect((await s.backups.erasuresToReapply(backupId)).map((r) => r.requestId)).toEqual([record.requestId]);
+    expect((await s.backups.list()).map((b) => b.backupId)).toContain(backupId);
+    await expect(s.backups.erasuresToReapply('20990101-none')).rejects.toMatchObject({ kind: 'not-found' });
+  });
+
   it('refuses a tampered backup', async () => {
     const backupId = s.backups.newBackupId();
     const part = await s.backups.backupTable(backupId, 'platform');
