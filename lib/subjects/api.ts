@@ -195,7 +195,7 @@ export const retrySubjectErasure = defineOperation({
   params,
   responses: {
     202: {
-      description: 'Running again (erasing, or scheduled for now if it failed before it began)',
+      description: 'Running again (erasing; or scheduled for the rest of its window if it failed before it began)',
       schema: subjectRequestSchema,
     },
     ...common,

@@ -345,7 +345,8 @@ export class SubjectRequestService {
   /**
    * Runs a failed erasure again: the decision two persons confirmed stands, so no new confirmation
    * and no new window. One that had begun erasing resumes as `erasing` (it can no longer be
-   * cancelled), one that failed before it began is `scheduled` for now (it still can). A legal hold
+   * cancelled), one that failed before it began is `scheduled` again, for the end of its window or
+   * now if that has passed (it can still be cancelled until then). A legal hold
    * or duty to keep records placed since refuses the retry and changes nothing (409).
    */
   async retryErasure(tenant: string, id: string, retriedBy: string, meta: RequestMeta): Promise<SubjectRequest> {
@@ -354,10 +355,11 @@ export class SubjectRequestService {
     if (row.status !== 'failed') throw conflict(`This erasure is ${row.status}; only a failed one is run again.`);
     const refusal = await this.#erasureRefusal(tenant, row.patientRef);
     if (refusal) throw conflict(`Erasure refused: ${refusal}`);
-    const resumed = row.startedAt !== undefined;
-    const change: Partial<RequestRow> = resumed
-      ? { status: 'erasing', retriedBy }
-      : { status: 'scheduled', retriedBy, executeAt: this.#clock().toISOString() };
+    const now = this.#clock().toISOString();
+    // One that failed before it began keeps what is left of its cancellation window.
+    const executeAt = row.executeAt !== undefined && row.executeAt > now ? row.executeAt : now;
+    const change: Partial<RequestRow> =
+      row.startedAt !== undefined ? { status: 'erasing', retriedBy } : { status: 'scheduled', retriedBy, executeAt };
     return this.#update(tenant, row, change, 'subject-request.retry', meta);
   }
 

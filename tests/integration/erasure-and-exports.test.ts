@@ -87,6 +87,22 @@ describe("a patient's erasure and the tenant's exports", () => {
     expect((await s.exports.get(TENANT, lastExport)).status).toBe('pending');
   });
 
+  it('keeps the cancellation window of an erasure that failed before it began, when it is run again', async () => {
+    const requested = await s.subjects.requestErasure(TENANT, 'ERASE-LOCK-4', 'admin-1', meta);
+    const scheduled = await s.subjects.confirmErasure(TENANT, requested.id, 'admin-2', meta);
+    expect(Date.parse(scheduled.executeAt ?? '')).toBeGreaterThan(now.getTime());
+    // The run's first step failed for good at once (storage down when it was confirmed).
+    expect(await s.subjects.failErasure(TENANT, requested.id, meta)).toMatchObject({ status: 'failed' });
+    const retried = await s.subjects.retryErasure(TENANT, requested.id, 'admin-3', meta);
+    expect(retried).toMatchObject({ status: 'scheduled', executeAt: scheduled.executeAt });
+    expect(await s.subjects.beginErasure(TENANT, requested.id, meta)).toMatchObject({
+      proceed: false,
+      executeAt: scheduled.executeAt,
+    });
+    // Still cancellable within it.
+    expect((await s.subjects.cancelErasure(TENANT, requested.id, 'admin-2', meta)).status).toBe('cancelled');
+  });
+
   it('gives the lock back when an erasure fails for good, and a retry waits for the export begun meanwhile and finishes', async () => {
     await s.exports.fail(TENANT, lastExport, 'ended for the test', meta);
     const base = exampleOrder();
