@@ -224,6 +224,15 @@ export class ExportService {
     return toRecord(await this.#row(tenant, id));
   }
 
+  /** Every export of the tenant by id, in one query (a handful of rows in one partition). */
+  async records(tenant: string): Promise<Map<string, ExportRecord>> {
+    const filter = odata`PartitionKey eq ${tenantPartition(tenant, AREA)} and RowKey ge ${ROW('')} and RowKey lt ${ROW('~')}`;
+    const records = new Map<string, ExportRecord>();
+    for await (const row of this.#d.table.listEntities<ExportRow>({ queryOptions: { filter } }))
+      records.set(row.id, toRecord(row));
+    return records;
+  }
+
   /**
    * The parts to write: one per order shard, one for accounts and settings, one for the audit log;
    * a data subject's export has the shards and the audit entries about that subject.

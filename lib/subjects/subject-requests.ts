@@ -5,7 +5,7 @@ import { auditEvent } from '../audit/events.js';
 import type { AuditEntry, RequestMeta } from '../audit/types.js';
 import type { TenantCrypto } from '../crypto/field-cipher.js';
 import { conflict, forbidden, notFound } from '../errors.js';
-import type { ExportFormat, ExportService } from '../exports/exports.js';
+import type { ExportFormat, ExportRecord, ExportService } from '../exports/exports.js';
 import type { ImageService } from '../images/images.js';
 import type { Logger } from '../observability/logger.js';
 import type { OrderService, SubjectOrder } from '../orders/orders.js';
@@ -589,39 +589,20 @@ export class SubjectRequestService {
   }
 
   async get(tenant: string, id: string): Promise<SubjectRequest> {
-    return this.#withExport(tenant, toRequest(await this.#row(tenant, id)));
-  }
-
-  /** The request log, newest first. */
-  async list(tenant: string): Promise<SubjectRequest[]> {
-    const requests = await Promise.all(
-      (await this.#rows('')(tenant)).map((row) => this.#withExport(tenant, toRequest(row))),
-    );
-    return requests.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt));
-  }
-
-  /** An access request's status is its export's: read, not copied, so it never lags behind. */
-  async #withExport(tenant: string, request: SubjectRequest): Promise<SubjectRequest> {
+    const request = toRequest(await this.#row(tenant, id));
     if (request.type !== 'access' || !request.exportId) return request;
-    const exported = await this.#d.exports.get(tenant, request.exportId);
-    if (exported.status === 'failed') return { ...request, status: 'failed' };
-    if (exported.status === 'completed' || exported.status === 'expired')
-      return {
-        ...request,
-        status: 'completed',
-        ...(exported.completedAt ? { completedAt: exported.completedAt } : {}),
-        ...(exported.archive?.summary ? { evidence: exported.archive.summary.counts } : {}),
-        ...(exported.status === 'completed' && exported.archive
-          ? {
-              archive: {
-                sha256: exported.archive.sha256,
-                bytes: exported.archive.bytes,
-                availableUntil: exported.archive.deleteAt,
-              },
-            }
-          : {}),
-      };
-    return request;
+    return withExport(request, await this.#d.exports.get(tenant, request.exportId));
+  }
+
+  /** The request log, newest first; the access requests' exports read in one query, not one by one. */
+  async list(tenant: string): Promise<SubjectRequest[]> {
+    const requests = (await this.#rows('')(tenant)).map(toRequest);
+    const exported = requests.some((r) => r.type === 'access')
+      ? await this.#d.exports.records(tenant)
+      : new Map<string, ExportRecord>();
+    return requests
+      .map((r) => withExport(r, r.type === 'access' && r.exportId ? exported.get(r.exportId) : undefined))
+      .sort((a, b) => b.receivedAt.localeCompare(a.receivedAt));
   }
 
   /** Why an erasure cannot run now, or undefined: a legal hold on the tenant, a declared duty to keep records. */
@@ -755,6 +736,29 @@ function toRequest(row: RequestRow): SubjectRequest {
     ...(counts && Object.keys(counts).length > 0 ? { evidence: counts } : {}),
     ...(row.certificate ? { certificate: JSON.parse(row.certificate) as DeletionCertificate } : {}),
   };
+}
+
+/** An access request's status is its export's: read, not copied, so it never lags behind. */
+function withExport(request: SubjectRequest, exported: ExportRecord | undefined): SubjectRequest {
+  if (!exported) return request;
+  if (exported.status === 'failed') return { ...request, status: 'failed' };
+  if (exported.status === 'completed' || exported.status === 'expired')
+    return {
+      ...request,
+      status: 'completed',
+      ...(exported.completedAt ? { completedAt: exported.completedAt } : {}),
+      ...(exported.archive?.summary ? { evidence: exported.archive.summary.counts } : {}),
+      ...(exported.status === 'completed' && exported.archive
+        ? {
+            archive: {
+              sha256: exported.archive.sha256,
+              bytes: exported.archive.bytes,
+              availableUntil: exported.archive.deleteAt,
+            },
+          }
+        : {}),
+    };
+  return request;
 }
 
 /** The erased orders' ids, which `erase` keeps in the request's evidence until the certificate replaces it. */
