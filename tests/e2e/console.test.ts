@@ -511,9 +511,10 @@ describe('the web console in Chromium', () => {
     await admin.getByRole('row').filter({ hasText: 'password-spraying' }).waitFor();
     expect(await admin.getByRole('button', { name: /Start breach draft/ }).count()).toBe(0);
 
-    // An erasure a second person confirmed whose run then failed for good is run again from the page.
-    // The failure is set through the service call the orchestration's last step makes (storage
-    // failing past every retry takes minutes; tests/unit/durable-replay.test.ts drives that step).
+    // An erasure a second person confirmed, whose run began after its window and then failed for good,
+    // is run again from the page. The run's steps are the service calls the orchestration makes, on
+    // a clock moved past the window (storage failing past every retry takes minutes;
+    // tests/unit/durable-replay.test.ts drives the orchestration to its failure step).
     await admin.getByRole('link', { name: 'Subject requests' }).click();
     await subject.getByLabel('Patient identifier').fill('B000000001');
     await subject.getByLabel('Request').selectOption('erasure');
@@ -521,10 +522,14 @@ describe('the web console in Chromium', () => {
     await expect
       .poll(async () => admin.getByTestId('subject-status').allTextContents())
       .toContain('awaiting-confirmation');
-    const services = await testServices(host.storageConnectionString, undefined, host.dataDir);
+    let now = new Date();
+    const services = await testServices(host.storageConnectionString, () => now, host.dataDir);
     const erasure = (await services.subjects.list('lab-two')).find((r) => r.type === 'erasure')!;
     const serviceMeta = { actor: { type: 'system' as const, id: 'console-test' }, correlationId: 'console-test' };
     await services.subjects.confirmErasure('lab-two', erasure.id, 'another-admin', serviceMeta);
+    now = new Date(Date.now() + 2 * 24 * 3600 * 1000);
+    expect(await services.subjects.beginErasure('lab-two', erasure.id, serviceMeta)).toEqual({ proceed: true });
+    now = new Date();
     await services.subjects.failErasure('lab-two', erasure.id, serviceMeta);
     await admin.getByRole('link', { name: 'Audit trail' }).click();
     await admin.getByRole('link', { name: 'Subject requests' }).click();

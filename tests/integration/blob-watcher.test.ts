@@ -100,8 +100,9 @@ describe('the local blob watcher', () => {
         { timeoutMs: 5000, intervalMs: 10 },
       );
       // The four that waited start from the first listing as slots free, not from a listing per
-      // freed slot.
-      expect(listedWhenLastStarted - listedWhileHeld).toBe(0);
+      // freed slot (four). One may fall in between: the fallback timer's pass when it fires at a
+      // moment a slot is free (seen once in CI).
+      expect(listedWhenLastStarted - listedWhileHeld).toBeLessThanOrEqual(1);
       await new Promise((r) => setTimeout(r, 300));
       expect([...runs].sort()).toEqual(['b-0', 'b-1', 'b-2', 'b-3', 'b-4', 'b-5']);
       expect(mostAtOnce).toBe(2);
