@@ -1,4 +1,4 @@
-import { app } from '@azure/functions';
+import { app, type InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
 import {
   cancelSubjectErasure,
@@ -11,6 +11,7 @@ import {
   retrySubjectErasure,
   searchSubject,
 } from '../lib/subjects/api.js';
+import type { SubjectRequest } from '../lib/subjects/subject-requests.js';
 import { subjectErasureInstanceId } from '../orchestrations/subject-erasure.js';
 import { startOrchestration, terminate } from './durable.js';
 import { forbidden, notFound } from '../lib/errors.js';
@@ -18,6 +19,15 @@ import { archiveResponse, confirmPerson, isPerson, startExportOrchestration } fr
 import { handle, metaOf } from './http.js';
 
 const client = [df.input.durableClient()];
+
+/** Starts the request's erasure run (under the request's own instance id) and answers 202 with the request. */
+async function startErasure(invocation: InvocationContext, tenant: string, request: SubjectRequest) {
+  await startOrchestration(invocation, 'subjectErasure', subjectErasureInstanceId(tenant, request.id), {
+    tenant,
+    requestId: request.id,
+  });
+  return { status: 202, headers: { Location: `/api/subject-requests/${request.id}` }, body: request };
+}
 
 app.http(
   searchSubject.id,
@@ -82,11 +92,7 @@ app.http(
     confirmSubjectErasure,
     async (ctx, { subjects }) => {
       const request = await subjects.confirmErasure(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
-      await startOrchestration(ctx.invocation, 'subjectErasure', subjectErasureInstanceId(ctx.tenant, request.id), {
-        tenant: ctx.tenant,
-        requestId: request.id,
-      });
-      return { status: 202, headers: { Location: `/api/subject-requests/${request.id}` }, body: request };
+      return startErasure(ctx.invocation, ctx.tenant, request);
     },
     { extraInputs: client },
   ),
@@ -113,11 +119,7 @@ app.http(
     async (ctx, { subjects }) => {
       const request = await subjects.retryErasure(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
       // The failed instance has ended, so its id starts again; its first step takes the export lock.
-      await startOrchestration(ctx.invocation, 'subjectErasure', subjectErasureInstanceId(ctx.tenant, request.id), {
-        tenant: ctx.tenant,
-        requestId: request.id,
-      });
-      return { status: 202, headers: { Location: `/api/subject-requests/${request.id}` }, body: request };
+      return startErasure(ctx.invocation, ctx.tenant, request);
     },
     { extraInputs: client },
   ),
