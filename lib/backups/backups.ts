@@ -227,6 +227,15 @@ export class BackupService {
     }
   }
 
+  /** How many completed erasures are kept beside the backups: of one tenant, or of every tenant. */
+  async erasuresRecorded(tenant?: string): Promise<number> {
+    const container = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER);
+    let count = 0;
+    for await (const _ of container.listBlobsFlat({ prefix: `${ERASURES}${tenant === undefined ? '' : `${tenant}/`}` }))
+      count++;
+    return count;
+  }
+
   /**
    * The erasures a restore of this backup must apply again, oldest first: those completed since the
    * backup began. Its id carries the day it began (its manifest only when it ended, and an erasure

@@ -82,6 +82,9 @@ export class TomReport {
         count: backups.length,
         latest: latest ? { backupId: latest.backupId, createdAt: latest.createdAt, tables: latest.tables } : null,
         lastRestoreDrill: drilled?.lastDrill ? { backupId: drilled.backupId, ...drilled.lastDrill } : null,
+        restore:
+          "into an empty account, every table's checksums verified first; then every patient's erasure completed since the backup's day applied again",
+        erasuresRecordedForRestore: await this.#d.backups.erasuresRecorded(isTenant ? realm : undefined),
       },
       retention: isTenant
         ? { policy: await this.#d.retention.policy(realm), bounds: await this.#d.retention.bounds(realm) }

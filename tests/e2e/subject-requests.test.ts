@@ -422,6 +422,9 @@ describe('data subject requests over HTTP', () => {
     const events = audited.filter((e) => e.entity.id === id).map((e) => e.event);
     expect(events.filter((e) => e === 'subject-request.fail')).toHaveLength(1);
     expect(events.filter((e) => e === 'subject-request.retry')).toHaveLength(1);
+    // Both erasures of this tenant are kept beside the backups for a restore (the TOM report says so).
+    const toms = await call('GET', '/compliance/toms', requester);
+    expect(toms.body).toMatchObject({ backups: { erasuresRecordedForRestore: 2 } });
   });
 
   it('cancels an erasure within its window, and a legal hold placed meanwhile stops another', async () => {

@@ -101,6 +101,9 @@ describe('table backups and restore', () => {
     await s.backups.recordErasure({ ...record, requestId: 'b'.repeat(24), erasedAt: '2020-01-01T00:00:00.000Z' });
     expect((await s.backups.erasuresToReapply(backupId)).map((r) => r.requestId)).toEqual([record.requestId]);
     expect((await s.backups.list()).map((b) => b.backupId)).toContain(backupId);
+    // The TOM report counts them per tenant.
+    expect(await s.backups.erasuresRecorded('lab-bk1')).toBe(2);
+    expect(await s.backups.erasuresRecorded('lab-bk2')).toBe(0);
     await expect(s.backups.erasuresToReapply('20990101-none')).rejects.toMatchObject({ kind: 'not-found' });
   });
 
