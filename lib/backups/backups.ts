@@ -8,6 +8,7 @@ import type { SecretStore } from '../crypto/secret-store.js';
 import { conflict, DomainError, notFound } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { StorageClients } from '../storage/clients.js';
+import type { ErasureRecord } from '../subjects/subject-requests.js';
 import { isConflict, isPreconditionFailed } from '../storage/errors.js';
 
 const BACKUP_CONTAINER = 'backups';
@@ -51,17 +52,6 @@ export interface BackupManifest {
 }
 
 type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string };
-
-/**
- * A patient's erasure as a restore must apply it again: the tenant, the request and the erased
- * orders' ids (ids only, no pseudonym, no identifier), and when it completed.
- */
-export interface ErasureRecord {
-  tenant: string;
-  requestId: string;
-  orderIds: string[];
-  erasedAt: string;
-}
 
 /** Erasure records beside the backups: `erasures/{tenant}/{requestId}.json`. */
 const ERASURES = 'erasures/';

@@ -115,7 +115,20 @@ export interface ErasureFacts {
 
 /** Where completed erasures are kept for a restore to apply again (the backups' store). */
 export interface ErasureJournal {
-  recordErasure(record: { tenant: string; requestId: string; orderIds: string[]; erasedAt: string }): Promise<void>;
+  recordErasure(record: ErasureRecord): Promise<void>;
+}
+
+/**
+ * A completed erasure as a restore applies it again: the erased orders' ids and the completed
+ * request as stored (ids, the subject's pseudonym, dates, counts, the signed certificate; no
+ * identifier), for the restored request log.
+ */
+export interface ErasureRecord {
+  tenant: string;
+  requestId: string;
+  orderIds: string[];
+  erasedAt: string;
+  request?: Record<string, unknown>;
 }
 
 export interface SubjectRequestDependencies {
@@ -398,15 +411,17 @@ export class SubjectRequestService {
 
   /**
    * After a restore from a backup older than these erasures: erases again each recorded order with
-   * its images and index rows, audited as the first time was (reason `subject-erasure-reapplied`).
+   * its images and index rows, audited as the first time was (reason `subject-erasure-reapplied`),
+   * puts the completed request with its certificate back into the log (the backup may hold it
+   * waiting, running or not at all) and gives back an export lock the backup caught it holding.
    * Orders the patient placed after an erasure are not in its record and stay. Safe to repeat.
    */
   async reapplyErasures(
-    records: readonly { tenant: string; orderIds: readonly string[] }[],
+    records: readonly ErasureRecord[],
     meta: RequestMeta,
   ): Promise<{ erasures: number; orders: number; images: number }> {
     const counts = { erasures: records.length, orders: 0, images: 0 };
-    for (const { tenant, orderIds } of records)
+    for (const { tenant, requestId, orderIds, request } of records) {
       for (const orderId of orderIds) {
         for await (const image of this.#d.images.rows(tenant, { orderId })) {
           await this.#d.images.deleteImage(tenant, image, meta, 'subject-erasure-reapplied');
@@ -414,6 +429,19 @@ export class SubjectRequestService {
         }
         if (await this.#d.orders.deleteOrder(tenant, orderId, meta, 'subject-erasure-reapplied')) counts.orders++;
       }
+      if (request) {
+        const partitionKey = tenantPartition(tenant, AREA);
+        const row = { ...request, partitionKey, rowKey: ROW(requestId) } as RequestRow;
+        await this.#d.audit.commit(tenant, partitionKey, () => [['upsert', row, 'Replace']], [
+          auditEvent('subject-request.reapply', 'U', { type: 'SubjectRequest', id: requestId }, meta, {
+            purpose: 'data-subject-request',
+            patientRef: row.patientRef,
+            details: { status: row.status },
+          }),
+        ]);
+      }
+      await this.#d.exports.releaseForErasure(tenant, requestId);
+    }
     return counts;
   }
 
@@ -484,27 +512,24 @@ export class SubjectRequestService {
         'Encrypted table backups taken before the erasure keep these rows until the backups expire; the erasure is recorded beside them (order ids only) and a restore applies it again. Audit entries stay (pseudonymous, no content) so the chain still verifies.',
     };
     const signed = await this.#d.deletion.signCertificate(certificate, 'labvault-subject-erasure-certificate+jws');
+    const completed: Partial<RequestRow> = {
+      status: 'completed',
+      completedAt: finishedAt,
+      evidence: JSON.stringify({ ...certificate.deleted, ...verification }),
+      certificate: JSON.stringify(signed),
+    };
     // Before the request says completed: a backup taken before this erasure holds these orders, and
-    // a restore of it applies the erasure again from this record.
+    // a restore of it applies the erasure again from this record and puts the completed request
+    // (with its certificate) back into the restored log.
+    const { partitionKey: _p, rowKey: _r, etag: _e, ...request } = { ...row, ...completed };
     await this.#d.journal.recordErasure({
       tenant,
       requestId: row.id,
       orderIds: erasedOrderIds(row),
       erasedAt: finishedAt,
+      request,
     });
-    const done = await this.#update(
-      tenant,
-      row,
-      {
-        status: 'completed',
-        completedAt: finishedAt,
-        evidence: JSON.stringify({ ...certificate.deleted, ...verification }),
-        certificate: JSON.stringify(signed),
-      },
-      'subject-request.complete',
-      meta,
-      { passed },
-    );
+    const done = await this.#update(tenant, row, completed, 'subject-request.complete', meta, { passed });
     await this.#d.exports.releaseForErasure(tenant, id);
     this.#d.logger.log('info', 'subject-erasure.completed', { tenant, request: row.id, passed });
     return done;

@@ -103,6 +103,10 @@ describe('the backup orchestration and the restore drill of the admin CLI', () =
       expect(others.items).toHaveLength(10);
       expect(others.items.every((o) => o.patient.id !== ERASED_PATIENT)).toBe(true);
       expect((await inTarget.audit.verify('lab-drill')).valid).toBe(true);
+      // The request, made after the backup, is back in the restored log as it ended, with its certificate.
+      const live = await services.subjects.get('lab-drill', requested.id);
+      expect(await inTarget.subjects.get('lab-drill', requested.id)).toEqual(live);
+      expect(live).toMatchObject({ status: 'completed', certificate: { jws: expect.any(String) } });
       // Restoring twice applies nothing twice: a second empty account gets the same.
       const again = await startAzurite();
       try {

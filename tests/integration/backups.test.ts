@@ -107,6 +107,49 @@ describe('table backups and restore', () => {
     await expect(s.backups.erasuresToReapply('20990101-none')).rejects.toMatchObject({ kind: 'not-found' });
   });
 
+  it('gives a restored account the erasure a backup caught running: orders gone, request completed, export lock free', async () => {
+    const base = exampleOrder();
+    const ids: string[] = [];
+    for (const externalId of ['ER-1', 'ER-2'])
+      ids.push(
+        (await s.orders.create('lab-bk2', { ...base, externalId, patient: { ...base.patient, id: 'BK-ERASED' } }, meta))
+          .order.id,
+      );
+    let now = new Date();
+    const clocked = await testServices(azurite.connectionString, () => now, s.config.dataDir);
+    const requested = await clocked.subjects.requestErasure('lab-bk2', 'BK-ERASED', 'admin-1', meta);
+    await clocked.subjects.confirmErasure('lab-bk2', requested.id, 'admin-2', meta);
+    now = new Date(now.getTime() + 2 * 24 * 3600 * 1000);
+    expect(await clocked.subjects.beginErasure('lab-bk2', requested.id, meta)).toEqual({ proceed: true });
+    // The nightly backup runs now: the request erasing, the tenant's export lock held, the orders there.
+    const backupId = s.backups.newBackupId();
+    const parts = [];
+    for (const table of await s.backups.tables()) parts.push(await s.backups.backupTable(backupId, table));
+    await s.backups.writeManifest(backupId, parts);
+    const { orderIds, ...facts } = await clocked.subjects.erase('lab-bk2', requested.id, meta);
+    const verification = await clocked.subjects.verifyErasure('lab-bk2', requested.id, orderIds);
+    const live = await clocked.subjects.certifyErasure('lab-bk2', requested.id, facts, verification, meta);
+
+    const empty = await startAzurite();
+    try {
+      await s.backups.restore(
+        backupId,
+        createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }),
+      );
+      const restored = await testServices(empty.connectionString, undefined, s.config.dataDir);
+      expect((await restored.subjects.get('lab-bk2', requested.id)).status).toBe('erasing'); // as the backup caught it
+      const reapplied = await restored.subjects.reapplyErasures(await s.backups.erasuresToReapply(backupId), meta);
+      expect(reapplied).toMatchObject({ orders: 2 });
+      for (const id of ids) await expect(restored.orders.get('lab-bk2', id, meta)).rejects.toThrow();
+      expect(await restored.subjects.get('lab-bk2', requested.id)).toEqual(live);
+      // The lock the backup caught is free: the tenant exports in the restored account.
+      expect((await restored.exports.request('lab-bk2', 'ndjson', 'request', 'admin-1', meta)).status).toBe('pending');
+      expect((await restored.audit.verify('lab-bk2')).valid).toBe(true);
+    } finally {
+      await empty.stop();
+    }
+  });
+
   it('refuses a tampered backup', async () => {
     const backupId = s.backups.newBackupId();
     const part = await s.backups.backupTable(backupId, 'platform');
