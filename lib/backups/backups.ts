@@ -198,19 +198,22 @@ export class BackupService {
 
   /**
    * Keeps a completed erasure beside the backups, write-once like them (the `backups` container is
-   * WORM in production): a backup taken before it still holds the erased rows, and a restore of it
-   * applies the erasure again (`erasuresAfter`), so a restore never brings an erased patient's
-   * records back. Written once per request; a repeated certificate step finds it there.
+   * WORM in production) and encrypted like them with the backup key, bound to its name: a backup
+   * taken before it still holds the erased rows, and a restore of it applies the erasure again
+   * (`erasuresToReapply`), so a restore never brings an erased patient's records back. Written
+   * once per request; a repeated certificate step finds it there. Only the completion time is
+   * readable, as metadata, so a restore picks its records without decrypting the others.
    */
   async recordErasure(record: ErasureRecord): Promise<void> {
-    const body = JSON.stringify(record);
+    const name = `${ERASURES}${record.tenant}/${record.requestId}.json.enc`;
+    const sealed = await this.#seal(Buffer.from(JSON.stringify(record)), { record: 'erasures', field: name });
     try {
       await this.#storage.blobService
         .getContainerClient(BACKUP_CONTAINER)
-        .getBlockBlobClient(`${ERASURES}${record.tenant}/${record.requestId}.json`)
-        .upload(body, Buffer.byteLength(body), {
+        .getBlockBlobClient(name)
+        .upload(sealed, sealed.length, {
           conditions: { ifNoneMatch: '*' },
-          blobHTTPHeaders: { blobContentType: 'application/json' },
+          metadata: { erasedat: record.erasedAt },
         });
     } catch (error) {
       if (!isConflict(error) && !isPreconditionFailed(error)) throw error; // recorded already
@@ -237,13 +240,38 @@ export class BackupService {
     const since = `${backupId.slice(0, 4)}-${backupId.slice(4, 6)}-${backupId.slice(6, 8)}T00:00:00.000Z`;
     const container = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER);
     const records: ErasureRecord[] = [];
-    for await (const blob of container.listBlobsFlat({ prefix: ERASURES })) {
-      const record = JSON.parse(
-        (await container.getBlobClient(blob.name).downloadToBuffer()).toString('utf8'),
-      ) as ErasureRecord;
-      if (record.erasedAt >= since) records.push(record);
+    for await (const blob of container.listBlobsFlat({ prefix: ERASURES, includeMetadata: true })) {
+      if ((blob.metadata?.erasedat ?? '') < since) continue;
+      const sealed = await container.getBlobClient(blob.name).downloadToBuffer();
+      records.push(
+        JSON.parse(
+          (await this.#open(sealed, { record: 'erasures', field: blob.name })).toString('utf8'),
+        ) as ErasureRecord,
+      );
     }
     return records.sort((a, b) => a.erasedAt.localeCompare(b.erasedAt));
+  }
+
+  /** Encrypts what fits in memory with the backup key, bound to what it is (`record`, `field`). */
+  async #seal(plain: Buffer, binding: { record: string; field: string }): Promise<Buffer> {
+    const key = await this.#key();
+    const chunks: Buffer[] = [];
+    const encrypt = createEncryptStream(key.key, key.version, { tenant: 'platform', ...binding });
+    encrypt.on('data', (c: Buffer) => chunks.push(c));
+    await pipeline(new PassThrough().end(plain), encrypt);
+    return Buffer.concat(chunks);
+  }
+
+  /** Decrypts what `#seal` or a table's backup wrote, with the backup key version it names. */
+  async #open(sealed: Buffer, binding: { record: string; field: string }): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    const decrypt = createDecryptStream(async (version) => (await this.#key(version)).key, {
+      tenant: 'platform',
+      ...binding,
+    });
+    decrypt.on('data', (c: Buffer) => chunks.push(c));
+    await pipeline(new PassThrough().end(sealed), decrypt);
+    return Buffer.concat(chunks);
   }
 
   async manifest(backupId: string): Promise<BackupManifest> {
@@ -269,15 +297,7 @@ export class BackupService {
     const encrypted = await blob.downloadToBuffer();
     if (createHash('sha256').update(encrypted).digest('hex') !== entry.encryptedSha256)
       throw conflict(`The backup of ${entry.table} does not match its checksum.`);
-    const chunks: Buffer[] = [];
-    const decrypt = createDecryptStream(async (version) => (await this.#key(version)).key, {
-      tenant: 'platform',
-      record: backupId,
-      field: entry.table,
-    });
-    decrypt.on('data', (c: Buffer) => chunks.push(c));
-    await pipeline(new PassThrough().end(encrypted), decrypt);
-    const plain = Buffer.concat(chunks);
+    const plain = await this.#open(encrypted, { record: backupId, field: entry.table });
     if (createHash('sha256').update(plain).digest('hex') !== entry.sha256)
       throw conflict(`The content of ${entry.table} does not match its checksum.`);
     return plain

@@ -97,6 +97,13 @@ describe('table backups and restore', () => {
     // A repeated certificate step writes again: the first record stands, nothing fails.
     await s.backups.recordErasure({ ...record, orderIds: [], erasedAt: new Date(Date.now() + 1000).toISOString() });
     expect(await s.backups.erasuresToReapply(backupId)).toEqual([record]);
+    // Encrypted like the backups beside it: nothing of the record is readable in storage.
+    const stored = await s.storage.blobService
+      .getContainerClient('backups')
+      .getBlobClient(`erasures/lab-bk1/${record.requestId}.json.enc`)
+      .downloadToBuffer();
+    expect(stored.subarray(0, 4).toString()).toBe('LVC1');
+    expect(stored.includes(Buffer.from('"orderIds"'))).toBe(false);
     // Nothing from before the backup's day; the listing of backups is not confused by the records.
     await s.backups.recordErasure({ ...record, requestId: 'b'.repeat(24), erasedAt: '2020-01-01T00:00:00.000Z' });
     expect((await s.backups.erasuresToReapply(backupId)).map((r) => r.requestId)).toEqual([record.requestId]);
