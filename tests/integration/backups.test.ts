@@ -23,6 +23,20 @@ async function rows(connectionString: string, table: string): Promise<string[]> 
   return out.sort();
 }
 
+/** Restores a backup into a fresh, empty Azurite and hands `use` services over it (the same key store). */
+async function withRestored(backupId: string, use: (restored: TestServices) => Promise<void>): Promise<void> {
+  const empty = await startAzurite();
+  try {
+    await s.backups.restore(
+      backupId,
+      createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }),
+    );
+    await use(await testServices(empty.connectionString, undefined, s.config.dataDir));
+  } finally {
+    await empty.stop();
+  }
+}
+
 describe('table backups and restore', () => {
   beforeAll(async () => {
     target = await startAzurite();
@@ -137,13 +151,7 @@ describe('table backups and restore', () => {
     const verification = await clocked.subjects.verifyErasure('lab-bk2', requested.id, orderIds);
     const live = await clocked.subjects.certifyErasure('lab-bk2', requested.id, facts, verification, meta);
 
-    const empty = await startAzurite();
-    try {
-      await s.backups.restore(
-        backupId,
-        createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }),
-      );
-      const restored = await testServices(empty.connectionString, undefined, s.config.dataDir);
+    await withRestored(backupId, async (restored) => {
       expect((await restored.subjects.get('lab-bk2', requested.id)).status).toBe('erasing'); // as the backup caught it
       const reapplied = await restored.subjects.reapplyErasures(await s.backups.erasuresToReapply(backupId), meta);
       expect(reapplied).toMatchObject({ orders: 2 });
@@ -152,9 +160,7 @@ describe('table backups and restore', () => {
       // The lock the backup caught is free: the tenant exports in the restored account.
       expect((await restored.exports.request('lab-bk2', 'ndjson', 'request', 'admin-1', meta)).status).toBe('pending');
       expect((await restored.audit.verify('lab-bk2')).valid).toBe(true);
-    } finally {
-      await empty.stop();
-    }
+    });
   });
 
   it('refuses a tampered backup', async () => {
@@ -186,19 +192,11 @@ describe('table backups and restore', () => {
     const store = s.secrets as LocalSecretStore;
     await store.remove(TenantKeyring.secretName('lab-bk2', 'data'));
     await store.remove(TenantKeyring.secretName('lab-bk2', 'pseudonym'));
-    const empty = await startAzurite();
-    try {
-      await s.backups.restore(
-        backupId,
-        createStorageClients({ kind: 'connectionString', connectionString: empty.connectionString }),
-      );
-      // A fresh process over the restored account, with the (shredded) key store.
-      const restored = await testServices(empty.connectionString, undefined, s.config.dataDir);
+    // A fresh process over the restored account, with the (shredded) key store.
+    await withRestored(backupId, async (restored) => {
       await expect(restored.orders.get('lab-bk2', orderId, meta)).rejects.toThrow();
       // The other tenant still reads fine.
       expect((await restored.orders.list('lab-bk1', { limit: 1 }, meta)).items[0]?.patient.lastName).toBe('Mustermann');
-    } finally {
-      await empty.stop();
-    }
+    });
   });
 });
