@@ -16,7 +16,7 @@ import { subjectErasureInstanceId } from '../orchestrations/subject-erasure.js';
 import { startOrchestration, terminate } from './durable.js';
 import { forbidden, notFound } from '../lib/errors.js';
 import { archiveResponse, confirmPerson, isPerson, startExportOrchestration } from './exports.js';
-import { handle, metaOf } from './http.js';
+import { attemptOf, handle, metaOf } from './http.js';
 
 const client = [df.input.durableClient()];
 
@@ -90,7 +90,9 @@ app.http(
   confirmSubjectErasure.id,
   handle(
     confirmSubjectErasure,
-    async (ctx, { subjects }) => {
+    async (ctx, { auth, subjects }) => {
+      // The password first: a wrong one (or a token without it) changes nothing.
+      await auth.confirmPassword(ctx.principal, ctx.body.currentPassword, attemptOf(ctx));
       const request = await subjects.confirmErasure(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
       return startErasure(ctx.invocation, ctx.tenant, request);
     },
@@ -116,7 +118,8 @@ app.http(
   retrySubjectErasure.id,
   handle(
     retrySubjectErasure,
-    async (ctx, { subjects }) => {
+    async (ctx, { auth, subjects }) => {
+      await auth.confirmPassword(ctx.principal, ctx.body.currentPassword, attemptOf(ctx));
       const request = await subjects.retryErasure(ctx.tenant, ctx.params.id, ctx.principal.id, metaOf(ctx));
       // The failed instance has ended, so its id starts again; its first step takes the export lock.
       return startErasure(ctx.invocation, ctx.tenant, request);

@@ -10,6 +10,11 @@ const common = { 400: p('Malformed request'), 401: p('Missing or invalid credent
 const access = { permission: 'subject-requests:manage' } as const;
 const params = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
 /** The patient identifier travels in bodies only: never in a URL, where logs and proxies keep it. */
+/**
+ * A person's current password in the request: what an archive, an erasure's confirmation and its
+ * retry ask, so a stolen access token alone neither takes a subject's data nor destroys it.
+ */
+const passwordConfirmation = z.strictObject({ currentPassword }).meta({ id: 'SubjectRequestConfirmation' });
 const patientId = line(64).describe("The data subject's patient identifier, as in the orders");
 
 const subjectRequestSchema = z
@@ -157,14 +162,17 @@ export const confirmSubjectErasure = defineOperation({
   method: 'POST',
   route: 'subject-requests/{id}/confirmation',
   tag: 'subject-requests',
-  summary: 'A second person confirms an erasure; it runs once the cancellation window is over',
+  summary: 'A second person confirms an erasure with their password; it runs once the cancellation window is over',
   access,
   params,
+  body: passwordConfirmation,
   responses: {
     202: { description: 'Scheduled (see executeAt)', schema: subjectRequestSchema },
     ...common,
+    403: p('Not permitted, the requester, not a person, or the current password is wrong'),
     404: p('Unknown erasure request'),
     409: p('Not awaiting confirmation, or refused now (the reason says why)'),
+    429: p('Too many wrong passwords'),
   },
 });
 
@@ -190,17 +198,20 @@ export const retrySubjectErasure = defineOperation({
   route: 'subject-requests/{id}/retry',
   tag: 'subject-requests',
   summary:
-    'Runs a failed erasure again (the confirmed decision stands: no new confirmation, no new window); it waits while a tenant export runs',
+    'Runs a failed erasure again, with the password of the person who does (the confirmed decision stands: no new confirmation, no new window); it waits while a tenant export runs',
   access,
   params,
+  body: passwordConfirmation,
   responses: {
     202: {
       description: 'Running again (erasing; or scheduled for the rest of its window if it failed before it began)',
       schema: subjectRequestSchema,
     },
     ...common,
+    403: p('Not permitted, not a person, or the current password is wrong'),
     404: p('Unknown erasure request'),
     409: p('Not failed, or refused now (a legal hold or a duty to keep records; the reason says why)'),
+    429: p('Too many wrong passwords'),
   },
 });
 
@@ -229,7 +240,7 @@ export const downloadSubjectAccessArchive = defineOperation({
     "An access request's archive for the person who made it, confirmed with their password (no exports permission needed: answering the subject is this duty's)",
   access,
   params,
-  body: z.strictObject({ currentPassword }).meta({ id: 'SubjectArchiveConfirmation' }),
+  body: passwordConfirmation,
   responses: {
     200: {
       description: "The ZIP archive (its SHA-256 is the ETag and the request's archive.sha256)",

@@ -387,8 +387,7 @@ export class SubjectRequestService {
     const subjectOrders = await this.#d.orders.subjectOrders(tenant, row.patientRef);
     // The ids are kept before anything is deleted: a repeat after a crash finds fewer orders, and
     // the verification must still look under every one erased.
-    const recorded = row.evidence ? ((JSON.parse(row.evidence) as { orderIds?: string[] }).orderIds ?? []) : [];
-    facts.orderIds = [...new Set([...recorded, ...subjectOrders.map((o) => o.id)])];
+    facts.orderIds = [...new Set([...erasedOrderIds(row), ...subjectOrders.map((o) => o.id)])];
     await this.#d.table.updateEntity(
       { partitionKey: row.partitionKey, rowKey: row.rowKey, evidence: JSON.stringify({ orderIds: facts.orderIds }) },
       'Merge',

@@ -534,6 +534,14 @@ describe('the web console in Chromium', () => {
     await admin.getByRole('link', { name: 'Audit trail' }).click();
     await admin.getByRole('link', { name: 'Subject requests' }).click();
     await admin.getByRole('button', { name: 'Run erasure again' }).click();
+    // Irreversible: the page asks for the password, and a wrong one runs nothing.
+    const rerun = admin.getByRole('form', { name: 'Run erasure again' });
+    await rerun.getByLabel('Your current password').fill('not my password at all');
+    await rerun.getByRole('button', { name: 'Run erasure again with my password' }).click();
+    await rerun.getByRole('alert').waitFor();
+    expect((await services.subjects.get('lab-two', erasure.id)).status).toBe('failed');
+    await rerun.getByLabel('Your current password').fill(gracePassword);
+    await rerun.getByRole('button', { name: 'Run erasure again with my password' }).click();
     await expect
       .poll(async () => (await admin.getByTestId('subject-status').allTextContents()).sort(), { timeout: 30_000 })
       .toEqual(['completed', 'completed', 'lifted']);

@@ -20,6 +20,8 @@ const RESTRICTED = 'SUBJ-0002';
 const CANCELLED = 'SUBJ-0003';
 const HELD = 'SUBJ-0004';
 const FAILED = 'SUBJ-0007'; // erased after its erasure failed once
+/** What a person sends to confirm an erasure or run it again: their password (every person's is STRONG). */
+const CONFIRMED = { currentPassword: STRONG };
 const OTHERS = Array.from({ length: 30 }, (_, i) => `PAT-${String(i).padStart(4, '0')}`);
 
 let host: RunningHost;
@@ -303,13 +305,22 @@ describe('data subject requests over HTTP', () => {
     expect(requested.body.status).toBe('awaiting-confirmation');
     const id = String(requested.body.id);
     // Not at one person's word: the requester cannot confirm; a new account cannot either.
-    expect((await call('POST', `/subject-requests/${id}/confirmation`, requester)).status).toBe(403);
-    expect((await call('POST', `/subject-requests/${id}/confirmation`, selfUser)).status).toBe(403);
-    expect((await call('POST', '/subject-requests/000000000000000000000000/confirmation', second)).status).toBe(404);
+    expect((await call('POST', `/subject-requests/${id}/confirmation`, requester, CONFIRMED)).status).toBe(403);
+    expect((await call('POST', `/subject-requests/${id}/confirmation`, selfUser, CONFIRMED)).status).toBe(403);
+    expect(
+      (await call('POST', '/subject-requests/000000000000000000000000/confirmation', second, CONFIRMED)).status,
+    ).toBe(404);
+    // A stolen access token alone confirms nothing: no password 400, a wrong one 403; still waiting.
+    expect((await call('POST', `/subject-requests/${id}/confirmation`, second)).status).toBe(415); // no body
+    expect((await call('POST', `/subject-requests/${id}/confirmation`, second, {})).status).toBe(400);
+    expect(
+      (await call('POST', `/subject-requests/${id}/confirmation`, second, { currentPassword: 'guess' })).status,
+    ).toBe(403);
+    expect((await call('GET', `/subject-requests/${id}`, requester)).body.status).toBe('awaiting-confirmation');
     // Two confirmations at once: exactly one wins.
     const confirmations = await Promise.all([
-      call('POST', `/subject-requests/${id}/confirmation`, second),
-      call('POST', `/subject-requests/${id}/confirmation`, third),
+      call('POST', `/subject-requests/${id}/confirmation`, second, CONFIRMED),
+      call('POST', `/subject-requests/${id}/confirmation`, third, CONFIRMED),
     ]);
     expect(confirmations.map((c) => c.status).sort()).toEqual([202, 409]);
     const scheduled = confirmations.find((c) => c.status === 202)!.body;
@@ -366,12 +377,12 @@ describe('data subject requests over HTTP', () => {
     expect(host.output()).not.toContain(SUBJECT);
   });
 
-  it('runs an erasure that failed for good again, once, at the word of one allowed person; the tenant may export meanwhile', async () => {
+  it('runs an erasure that failed for good again, once, at the word and password of one allowed person; the tenant may export meanwhile', async () => {
     const orderId = await order(FAILED, 1);
     const requested = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: FAILED });
     const id = String(requested.body.id);
-    expect((await call('POST', `/subject-requests/${id}/confirmation`, second)).status).toBe(202);
-    expect((await call('POST', `/subject-requests/${id}/retry`, requester)).status).toBe(409); // not failed
+    expect((await call('POST', `/subject-requests/${id}/confirmation`, second, CONFIRMED)).status).toBe(202);
+    expect((await call('POST', `/subject-requests/${id}/retry`, requester, CONFIRMED)).status).toBe(409); // not failed
     // What the orchestration's last step does when storage fails past every retry (its replay test
     // in tests/unit/durable-replay.test.ts drives it there): the request says so, the lock is free.
     const services = await testServices(host.storageConnectionString, undefined, host.dataDir);
@@ -387,7 +398,20 @@ describe('data subject requests over HTTP', () => {
     });
     expect((await call('GET', `/orders/${orderId}`, lis)).status).toBe(200);
 
-    // Refused: a new account, an integration, an unknown id, another kind of request.
+    // Refused: a stolen token without the password or with a wrong one, an operator acting alone, a
+    // person holding one unrelated admin permission, a new account, an integration, an unknown id,
+    // another kind of request.
+    const userManagers = await call('PUT', '/roles/user-manager', requester, { permissions: ['users:manage'] });
+    expect(userManagers.status).toBeLessThan(300);
+    const userManager = await newPerson('dsr.users', ['user-manager']);
+    expect((await call('POST', `/subject-requests/${id}/retry`, second)).status).toBe(415); // no body
+    expect((await call('POST', `/subject-requests/${id}/retry`, second, {})).status).toBe(400);
+    expect((await call('POST', `/subject-requests/${id}/retry`, second, { currentPassword: 'guess' })).status).toBe(
+      403,
+    );
+    expect([403, 404]).toContain((await call('POST', `/subject-requests/${id}/retry`, operator, CONFIRMED)).status);
+    expect((await call('POST', `/subject-requests/${id}/retry`, userManager, CONFIRMED)).status).toBe(403);
+    expect((await call('GET', `/subject-requests/${id}`, requester)).body.status).toBe('failed');
     const restriction = (
       (await call('GET', '/subject-requests', requester)).body.items as { id: string; type: string }[]
     ).find((r) => r.type === 'restriction')!;
@@ -397,11 +421,13 @@ describe('data subject requests over HTTP', () => {
       ['/subject-requests/000000000000000000000000/retry', requester, 404],
       [`/subject-requests/${restriction.id}/retry`, requester, 404],
     ] as const)
-      expect((await call('POST', path, auth)).status, `${path} ${status}`).toBe(status);
+      expect((await call('POST', path, auth, CONFIRMED)).status, `${path} ${status}`).toBe(status);
 
     // Fifty at once: one runs it again (no new confirmation: two persons decided), the rest 409.
     const retries = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => call('POST', `/subject-requests/${id}/retry`, i % 2 ? second : third)),
+      Array.from({ length: 50 }, (_, i) =>
+        call('POST', `/subject-requests/${id}/retry`, i % 2 ? second : third, CONFIRMED),
+      ),
     );
     const statuses = retries.map((r) => r.status);
     expect(statuses.filter((s) => s === 202)).toHaveLength(1);
@@ -430,10 +456,10 @@ describe('data subject requests over HTTP', () => {
   it('cancels an erasure within its window, and a legal hold placed meanwhile stops another', async () => {
     const cancelled = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: CANCELLED });
     const cancelId = String(cancelled.body.id);
-    expect((await call('POST', `/subject-requests/${cancelId}/confirmation`, second)).status).toBe(202);
+    expect((await call('POST', `/subject-requests/${cancelId}/confirmation`, second, CONFIRMED)).status).toBe(202);
     const held = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: HELD });
     const heldId = String(held.body.id);
-    expect((await call('POST', `/subject-requests/${heldId}/confirmation`, second)).status).toBe(202);
+    expect((await call('POST', `/subject-requests/${heldId}/confirmation`, second, CONFIRMED)).status).toBe(202);
 
     expect((await call('POST', `/subject-requests/${cancelId}/cancellation`, third)).body).toMatchObject({
       status: 'cancelled',

@@ -104,6 +104,9 @@ const VALID_BODIES: Record<string, unknown> = {
   createExportLink: { currentPassword: STRONG },
   downloadExportArchiveWithPassword: { currentPassword: STRONG },
   downloadSubjectAccessArchive: { currentPassword: STRONG },
+  // …nor lab-a's patient's erasure theirs to confirm or run again.
+  confirmSubjectErasure: { currentPassword: STRONG },
+  retrySubjectErasure: { currentPassword: STRONG },
 };
 
 describe("isolation: another tenant's identifiers in paths, queries and bodies, for every route of the OpenAPI document", () => {

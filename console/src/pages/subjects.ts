@@ -33,6 +33,8 @@ export function SubjectRequests() {
   const [format, setFormat] = useState('fhir');
   const [found, setFound] = useState<Inventory | undefined>();
   const [chosen, setChosen] = useState<Row | undefined>();
+  // An erasure confirmed, or run again after it failed: asked with the person's password.
+  const [decision, setDecision] = useState<{ id: string; what: 'confirmation' | 'retry' } | undefined>();
   // An access export runs for a while, an erasure after its window: look again until they settle
   // (a scheduled erasure once its window ends within the minute, as a failed one run again does).
   const unsettled = list.data?.items.some(
@@ -52,7 +54,7 @@ export function SubjectRequests() {
     await api('POST', '/subject-requests', type === 'access' ? { type, patientId, format } : { type, patientId });
     list.reload();
   });
-  const step = (id: string, what: 'confirmation' | 'cancellation' | 'lift' | 'retry') =>
+  const step = (id: string, what: 'cancellation' | 'lift') =>
     action.run(async () => {
       await api('POST', `/subject-requests/${id}/${what}`);
       list.reload();
@@ -62,12 +64,13 @@ export function SubjectRequests() {
   const actionsOf = (r: Row) => {
     const id = String(r.id);
     if (r.type === 'erasure' && r.status === 'awaiting-confirmation')
-      return html`${button('Confirm erasure', () => void step(id, 'confirmation'))}
+      return html`${button('Confirm erasure', () => setDecision({ id, what: 'confirmation' }))}
       ${button('Cancel erasure', () => void step(id, 'cancellation'), true)}`;
     if (r.type === 'erasure' && r.status === 'scheduled')
       return button('Cancel erasure', () => void step(id, 'cancellation'), true);
     // Storage failed past every retry: what was erased stays erased, and the confirmed decision stands.
-    if (r.type === 'erasure' && r.status === 'failed') return button('Run erasure again', () => void step(id, 'retry'));
+    if (r.type === 'erasure' && r.status === 'failed')
+      return button('Run erasure again', () => setDecision({ id, what: 'retry' }));
     if (r.type === 'restriction' && r.status === 'active')
       return button('Lift restriction', () => void step(id, 'lift'), true);
     if (r.type === 'access' && r.archive) return button('Download archive', () => setChosen(r));
@@ -138,8 +141,45 @@ export function SubjectRequests() {
         { title: '', cell: actionsOf },
       ]}
     />
+    ${
+      decision &&
+      html`<${ErasureDecision}
+        key=${decision.id + decision.what}
+        ...${decision}
+        onDone=${() => {
+          setDecision(undefined);
+          list.reload();
+        }}
+      />`
+    }
     ${chosen && html`<${AccessArchive} request=${chosen} />`}
   </section>`;
+}
+
+/** Confirming an erasure, or running a failed one again: irreversible, so the person's password too. */
+function ErasureDecision(props: { id: string; what: 'confirmation' | 'retry'; onDone: () => void }) {
+  const [password, setPassword] = useState('');
+  const action = useAction();
+  const submit = action.submit(async () => {
+    const body = { currentPassword: password };
+    setPassword('');
+    await api('POST', `/subject-requests/${props.id}/${props.what}`, body);
+    props.onDone();
+  });
+  const label = props.what === 'confirmation' ? 'Confirm erasure' : 'Run erasure again';
+  return html`<form onSubmit=${submit} aria-label=${label}>
+    <h3>${label}</h3>
+    <p>
+      ${
+        props.what === 'confirmation'
+          ? "The patient's orders and images are deleted once the cancellation window ends, and cannot be restored."
+          : 'The erasure continues where it failed; what it deleted stays deleted.'
+      }
+    </p>
+    <${CurrentPasswordField} value=${password} onInput=${setPassword} />
+    <button type="submit">${`${label} with my password`}</button>
+    <${Outcome} error=${action.error} />
+  </form>`;
 }
 
 /** The access archive for the patient: fetched with the password, hashed in the page, then saved. */
