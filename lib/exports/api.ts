@@ -58,7 +58,9 @@ export const startExport = defineOperation({
     400: p('Malformed request, or a person sent no currentPassword'),
     401: p('Missing or invalid credentials'),
     403: p('Not permitted, or the current password is wrong'),
-    409: p('An export is running'),
+    409: p(
+      "An export of the tenant, or a patient's erasure, is running (a holder whose run has ended is given back first)",
+    ),
     429: p('Too many exports started, or too many wrong passwords; see Retry-After'),
   },
 });

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { auditEntrySchema } from '../audit/schemas.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditEntry, AuditEventInput, RequestMeta } from '../audit/types.js';
-import { conflict, notFound } from '../errors.js';
+import { DomainError, notFound } from '../errors.js';
 import { integrationSchema, roleSchema, userSchema } from '../identity/schemas.js';
 import type { IntegrationService } from '../identity/integrations.js';
 import type { RoleService } from '../identity/roles.js';
@@ -159,6 +159,21 @@ export interface ExportDependencies {
  * or FHIR R4 Bulk Data NDJSON, plus the image files and a manifest of counts and checksums, in one
  * ZIP written as a stream. The steps are idempotent; the durable orchestration runs them.
  */
+/** The tenant's export lock is held: a tenant-wide export or a patient's erasure runs (409). */
+export class ExportLockHeldError extends DomainError {
+  override name = 'ExportLockHeldError';
+  constructor() {
+    super('conflict', "An export of this tenant, or a patient's erasure, is running; wait for it to finish.");
+  }
+}
+
+/** What holds the tenant's export lock: an export (as its row stands) or a patient's erasure. */
+export type ExportLockHolder =
+  | { kind: 'export'; exportId: string; status: ExportStatus; createdAt: string }
+  | { kind: 'erasure'; requestId: string };
+
+const ERASURE_HOLDER = 'erasure:';
+
 export class ExportService {
   readonly #d: ExportDependencies;
   readonly #clock: () => Date;
@@ -213,8 +228,7 @@ export class ExportService {
         ],
       );
     } catch (error) {
-      if (error instanceof TransactionFailedError && error.failedIndex === 0)
-        throw conflict("An export of this tenant, or a patient's erasure, is running; wait for it to finish.");
+      if (error instanceof TransactionFailedError && error.failedIndex === 0) throw new ExportLockHeldError();
       throw error;
     }
     return toRecord(row);
@@ -685,7 +699,39 @@ export class ExportService {
     }
   }
 
-  /** The ids of a data subject's access exports (erasure deletes their archives). */
+  /**
+   * Who holds the tenant's export lock, or undefined when nobody does. The caller decides whether
+   * the holder's run still goes (the durable runtime knows; this domain does not).
+   */
+  async lockHolder(tenant: string): Promise<ExportLockHolder | undefined> {
+    const partitionKey = tenantPartition(tenant, AREA);
+    let holder: string;
+    try {
+      holder = (await this.#d.table.getEntity<{ exportId: string }>(partitionKey, LOCK)).exportId;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    if (holder.startsWith(ERASURE_HOLDER)) return { kind: 'erasure', requestId: holder.slice(ERASURE_HOLDER.length) };
+    // The lock and its export's row are created in one transaction: the row is there.
+    const row = await this.#d.table.getEntity<ExportRow>(partitionKey, ROW(holder));
+    return { kind: 'export', exportId: holder, status: row.status, createdAt: row.createdAt };
+  }
+
+  /**
+   * Ends an export whose run stopped without finishing (its last step failed for good, or the host
+   * stopped between recording the request and starting the run): `failed`, audited, and the lock
+   * given back in the same transaction. Nothing when it finished, or another caller ended it, meanwhile.
+   */
+  async abandon(tenant: string, id: string, meta: RequestMeta): Promise<void> {
+    try {
+      await this.fail(tenant, id, 'its run ended without finishing', meta);
+    } catch (error) {
+      // The row changed since it was read (its ETag no longer matches): someone else ended it.
+      if (!(error instanceof TransactionFailedError && error.failedIndex === 0)) throw error;
+    }
+  }
+
   /**
    * The tenant's export lock, held for a patient's erasure: no tenant-wide export starts while the
    * erasure runs, and the erasure does not begin while one runs (an archive finished after the
@@ -694,7 +740,7 @@ export class ExportService {
    */
   async holdForErasure(tenant: string, requestId: string): Promise<'held' | 'busy'> {
     const partitionKey = tenantPartition(tenant, AREA);
-    const holder = `erasure:${requestId}`;
+    const holder = `${ERASURE_HOLDER}${requestId}`;
     try {
       await this.#d.table.createEntity({ partitionKey, rowKey: LOCK, exportId: holder });
       return 'held';
@@ -716,7 +762,7 @@ export class ExportService {
     const partitionKey = tenantPartition(tenant, AREA);
     try {
       const lock = await this.#d.table.getEntity<{ exportId: string }>(partitionKey, LOCK);
-      if (lock.exportId === `erasure:${requestId}`)
+      if (lock.exportId === `${ERASURE_HOLDER}${requestId}`)
         await this.#d.table.deleteEntity(partitionKey, LOCK, { etag: lock.etag });
     } catch (error) {
       if (!isNotFound(error) && !isPreconditionFailed(error)) throw error;

@@ -453,6 +453,77 @@ describe('data subject requests over HTTP', () => {
     expect(toms.body).toMatchObject({ backups: { erasuresRecordedForRestore: 2 } });
   });
 
+  it("gives the tenant's export lock back when its holder's run has ended without finishing, and not while it goes", async () => {
+    const system = { actor: { type: 'system' as const, id: 'lock-e2e' }, correlationId: 'lock-e2e' };
+    const startExport = (by = requester) => call('POST', '/exports', by, { format: 'ndjson', currentPassword: STRONG });
+    const exportEnded = async (id: string) => {
+      for (let i = 0; i < 300; i++) {
+        const status = (await call('GET', `/exports/${id}`, requester)).body.status;
+        if (status !== 'pending' && status !== 'running') return status;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new Error(`export ${id} did not end`);
+    };
+    // An export recorded whose run was never started (the host stopped in between): within the
+    // minute its start may still come (409); after it, the next export ends it `failed` and runs.
+    const now = await testServices(host.storageConnectionString, undefined, host.dataDir);
+    const fresh = await now.exports.request(TENANT, 'ndjson', 'request', 'lost-start', system);
+    expect((await startExport()).status).toBe(409);
+    await now.exports.abandon(TENANT, fresh.id, system);
+    const earlier = await testServices(
+      host.storageConnectionString,
+      () => new Date(Date.now() - 120_000),
+      host.dataDir,
+    );
+    const lost = await earlier.exports.request(TENANT, 'ndjson', 'request', 'lost-start', system);
+    // Fifty at once (by another admin, whose hourly budget of starts they spend): the lock is given
+    // back once and one export starts; the rest 409 (or 429).
+    const starts = await Promise.all(Array.from({ length: 50 }, () => startExport(third)));
+    expect(starts.filter((r) => r.status === 202)).toHaveLength(1);
+    expect(starts.filter((r) => r.status !== 202 && r.status !== 409 && r.status !== 429)).toEqual([]);
+    const next = starts.find((r) => r.status === 202)!;
+    expect((await call('GET', `/exports/${lost.id}`, requester)).body.status).toBe('failed');
+    expect(await exportEnded(String(next.body.id))).toBe('completed');
+    const failures = (await call('GET', `/audit?entity=${lost.id}&limit=50`, requester)).body.items as {
+      event: string;
+    }[];
+    expect(failures.filter((e) => e.event === 'export.fail')).toHaveLength(1);
+
+    // An erasure holding the lock whose run has ended (its failure step failed for good too, or its
+    // instance was purged): the next export marks it failed, and it can be run again.
+    const deadRun = 'SUBJ-0008';
+    const deadOrder = await order(deadRun, 1);
+    const later = await testServices(
+      host.storageConnectionString,
+      () => new Date(Date.now() + 86_400_000),
+      host.dataDir,
+    );
+    const dead = await now.subjects.requestErasure(TENANT, deadRun, 'lock-e2e-a', system);
+    await now.subjects.confirmErasure(TENANT, dead.id, 'lock-e2e-b', system);
+    expect(await later.subjects.beginErasure(TENANT, dead.id, system)).toEqual({ proceed: true });
+    const afterDead = await startExport();
+    expect(afterDead.status, JSON.stringify(afterDead.body)).toBe(202);
+    expect((await call('GET', `/subject-requests/${dead.id}`, requester)).body.status).toBe('failed');
+    expect(await exportEnded(String(afterDead.body.id))).toBe('completed');
+    expect((await call('POST', `/subject-requests/${dead.id}/retry`, second, CONFIRMED)).status).toBe(202);
+    expect(await waitFor(dead.id, ['completed', 'failed'], 60_000)).toMatchObject({ status: 'completed' });
+    expect((await call('GET', `/orders/${deadOrder}`, lis)).status).toBe(404);
+
+    // An erasure whose run still goes keeps the lock: 409 until it has finished.
+    const liveRun = 'SUBJ-0009';
+    await order(liveRun, 1);
+    const live = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: liveRun });
+    const liveId = String(live.body.id);
+    expect((await call('POST', `/subject-requests/${liveId}/confirmation`, second, CONFIRMED)).status).toBe(202);
+    expect(await later.subjects.beginErasure(TENANT, liveId, system)).toEqual({ proceed: true });
+    expect((await startExport()).status).toBe(409);
+    expect((await call('GET', `/subject-requests/${liveId}`, requester)).body.status).toBe('erasing');
+    expect(await waitFor(liveId, ['completed', 'failed'], 60_000)).toMatchObject({ status: 'completed' });
+    const afterLive = await startExport();
+    expect(afterLive.status).toBe(202);
+    expect(await exportEnded(String(afterLive.body.id))).toBe('completed');
+  });
+
   it('cancels an erasure within its window, and a legal hold placed meanwhile stops another', async () => {
     const cancelled = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: CANCELLED });
     const cancelId = String(cancelled.body.id);
@@ -483,7 +554,18 @@ describe('data subject requests over HTTP', () => {
   it('keeps a request log with types, due dates a month after receipt, statuses and evidence', async () => {
     const log = (await call('GET', '/subject-requests', requester)).body.items as Record<string, string>[];
     expect(log.map((r) => r.type).sort()).toEqual(
-      ['access', 'erasure', 'erasure', 'erasure', 'erasure', 'erasure', 'erasure', 'restriction'].sort(),
+      [
+        'access',
+        'erasure',
+        'erasure',
+        'erasure',
+        'erasure',
+        'erasure',
+        'erasure',
+        'erasure',
+        'erasure',
+        'restriction',
+      ].sort(),
     );
     for (const r of log) {
       const days = (Date.parse(r.dueAt!) - Date.parse(r.receivedAt!)) / 86_400_000;
@@ -491,7 +573,18 @@ describe('data subject requests over HTTP', () => {
       expect(days).toBeLessThanOrEqual(31);
     }
     expect(log.map((r) => r.status).sort()).toEqual(
-      ['cancelled', 'completed', 'completed', 'completed', 'lifted', 'refused', 'refused', 'refused'].sort(),
+      [
+        'cancelled',
+        'completed',
+        'completed',
+        'completed',
+        'completed',
+        'completed',
+        'lifted',
+        'refused',
+        'refused',
+        'refused',
+      ].sort(),
     );
     expect((await call('GET', '/subject-requests', selfUser)).status).toBe(403);
     expect((await call('GET', '/subject-requests/000000000000000000000000', requester)).status).toBe(404);
