@@ -55,6 +55,12 @@ type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string }
 
 /** Erasure records beside the backups: `erasures/{tenant}/{requestId}.json`. */
 const ERASURES = 'erasures/';
+const FAILED_RUN = '.failed-';
+/** A completed erasure's record is named by its request; a failed run's by the request and the time. */
+const erasureRecordName = (record: ErasureRecord) =>
+  record.outcome === 'failed'
+    ? `${record.requestId}${FAILED_RUN}${record.erasedAt.replace(/[^0-9]/g, '')}.json.enc`
+    : `${record.requestId}.json.enc`;
 
 /**
  * Table backups (Azure has no point-in-time restore for tables): each table streamed as NDJSON,
@@ -197,15 +203,16 @@ export class BackupService {
   }
 
   /**
-   * Keeps a completed erasure beside the backups, write-once like them (the `backups` container is
-   * WORM in production) and encrypted like them with the backup key, bound to its name: a backup
-   * taken before it still holds the erased rows, and a restore of it applies the erasure again
-   * (`erasuresToReapply`), so a restore never brings an erased patient's records back. Written
-   * once per request; a repeated certificate step finds it there. Only the completion time is
-   * readable, as metadata, so a restore picks its records without decrypting the others.
+   * Keeps an erasure beside the backups, write-once like them (the `backups` container is WORM in
+   * production) and encrypted like them with the backup key, bound to its name: a backup taken
+   * before it still holds the erased rows, and a restore of it applies the erasure again
+   * (`erasuresToReapply`), so a restore never brings an erased patient's records back. A completed
+   * erasure is written once per request (a repeated certificate step finds it there); each failed
+   * run once more, under its time. Only that time is readable, as metadata, so a restore picks its
+   * records without decrypting the others.
    */
   async recordErasure(record: ErasureRecord): Promise<void> {
-    const name = `${ERASURES}${record.tenant}/${record.requestId}.json.enc`;
+    const name = `${ERASURES}${record.tenant}/${erasureRecordName(record)}`;
     const sealed = await this.#seal(Buffer.from(JSON.stringify(record)), { record: 'erasures', field: name });
     try {
       await this.#storage.blobService
@@ -224,8 +231,10 @@ export class BackupService {
   async erasuresRecorded(tenant?: string): Promise<number> {
     const container = this.#storage.blobService.getContainerClient(BACKUP_CONTAINER);
     let count = 0;
-    for await (const _ of container.listBlobsFlat({ prefix: `${ERASURES}${tenant === undefined ? '' : `${tenant}/`}` }))
-      count++;
+    for await (const blob of container.listBlobsFlat({
+      prefix: `${ERASURES}${tenant === undefined ? '' : `${tenant}/`}`,
+    }))
+      if (!blob.name.includes(FAILED_RUN)) count++;
     return count;
   }
 

@@ -113,20 +113,23 @@ export interface ErasureFacts {
   orderIds: string[];
 }
 
-/** Where completed erasures are kept for a restore to apply again (the backups' store). */
+/** Where erasures are kept for a restore to apply again (the backups' store). */
 export interface ErasureJournal {
   recordErasure(record: ErasureRecord): Promise<void>;
 }
 
 /**
- * A completed erasure as a restore applies it again: the erased orders' ids and the completed
- * request as stored (ids, the subject's pseudonym, dates, counts, the signed certificate; no
- * identifier), for the restored request log.
+ * An erasure as a restore applies it again: the orders it erased (or, when its run failed, had
+ * set out to erase: what it deleted stays deleted) and the request as stored then (ids, the
+ * subject's pseudonym, dates, counts, the signed certificate; no identifier), for the restored
+ * request log. A completed erasure has one record; each failed run of it one more.
  */
 export interface ErasureRecord {
   tenant: string;
   requestId: string;
+  outcome: 'completed' | 'failed';
   orderIds: string[];
+  /** When the erasure completed, or its run failed. */
   erasedAt: string;
   request?: Record<string, unknown>;
 }
@@ -342,13 +345,22 @@ export class SubjectRequestService {
     const row = await this.#row(tenant, id);
     let request = toRequest(row);
     if (row.type === 'erasure' && (row.status === 'scheduled' || row.status === 'erasing')) {
-      request = await this.#update(
-        tenant,
-        row,
-        { status: 'failed', failedAt: this.#clock().toISOString() },
-        'subject-request.fail',
-        meta,
-      );
+      const failed: Partial<RequestRow> = { status: 'failed', failedAt: this.#clock().toISOString() };
+      if (row.status === 'erasing') {
+        // It may have deleted some of the orders already: a restore of an older backup must not
+        // bring those back, nor forget the request (the failed request goes into the restored log,
+        // to be run again there). Recorded before the request says failed, as a completion is.
+        const { partitionKey: _p, rowKey: _r, etag: _e, ...stored } = { ...row, ...failed };
+        await this.#d.journal.recordErasure({
+          tenant,
+          requestId: row.id,
+          outcome: 'failed',
+          orderIds: erasedOrderIds(row),
+          erasedAt: failed.failedAt ?? '',
+          request: stored,
+        });
+      }
+      request = await this.#update(tenant, row, failed, 'subject-request.fail', meta);
       this.#d.logger.log('error', 'subject-erasure.failed', { tenant, request: id, phase: row.status });
     }
     await this.#d.exports.releaseForErasure(tenant, id);
@@ -524,6 +536,7 @@ export class SubjectRequestService {
     await this.#d.journal.recordErasure({
       tenant,
       requestId: row.id,
+      outcome: 'completed',
       orderIds: erasedOrderIds(row),
       erasedAt: finishedAt,
       request,

@@ -104,6 +104,7 @@ describe('table backups and restore', () => {
     const record = {
       tenant: 'lab-bk1',
       requestId: 'a'.repeat(24),
+      outcome: 'completed' as const,
       orderIds: ['o1', 'o2'],
       erasedAt: new Date().toISOString(),
     };
@@ -160,6 +161,48 @@ describe('table backups and restore', () => {
       // The lock the backup caught is free: the tenant exports in the restored account.
       expect((await restored.exports.request('lab-bk2', 'ndjson', 'request', 'admin-1', meta)).status).toBe('pending');
       expect((await restored.audit.verify('lab-bk2')).valid).toBe(true);
+    });
+  });
+
+  it('gives a restored account the erasure whose run failed after deleting: its orders stay gone, the request failed, to be run again', async () => {
+    const base = exampleOrder();
+    const ids: string[] = [];
+    for (const externalId of ['EF-1', 'EF-2'])
+      ids.push(
+        (await s.orders.create('lab-bk1', { ...base, externalId, patient: { ...base.patient, id: 'BK-FAILED' } }, meta))
+          .order.id,
+      );
+    // The nightly backup holds the orders; the request comes after it.
+    const backupId = s.backups.newBackupId();
+    const parts = [];
+    for (const table of await s.backups.tables()) parts.push(await s.backups.backupTable(backupId, table));
+    await s.backups.writeManifest(backupId, parts);
+    const completedBefore = await s.backups.erasuresRecorded('lab-bk1');
+    let now = new Date();
+    const clocked = await testServices(azurite.connectionString, () => now, s.config.dataDir);
+    const requested = await clocked.subjects.requestErasure('lab-bk1', 'BK-FAILED', 'admin-1', meta);
+    await clocked.subjects.confirmErasure('lab-bk1', requested.id, 'admin-2', meta);
+    now = new Date(now.getTime() + 2 * 24 * 3600 * 1000);
+    expect(await clocked.subjects.beginErasure('lab-bk1', requested.id, meta)).toEqual({ proceed: true });
+    // The run deletes the orders, then storage fails past every retry before the certificate.
+    await clocked.subjects.erase('lab-bk1', requested.id, meta);
+    const failed = await clocked.subjects.failErasure('lab-bk1', requested.id, meta);
+    expect(failed.status).toBe('failed');
+    // A failed run is not a completed erasure: the TOM report's count stays.
+    expect(await s.backups.erasuresRecorded('lab-bk1')).toBe(completedBefore);
+
+    await withRestored(backupId, async (restored) => {
+      await expect(restored.subjects.get('lab-bk1', requested.id)).rejects.toMatchObject({ kind: 'not-found' });
+      const records = await s.backups.erasuresToReapply(backupId);
+      const record = records.find((r) => r.requestId === requested.id);
+      expect(record?.outcome).toBe('failed');
+      expect(record?.orderIds.toSorted()).toEqual(ids.toSorted());
+      await restored.subjects.reapplyErasures(records, meta);
+      for (const id of ids) await expect(restored.orders.get('lab-bk1', id, meta)).rejects.toThrow();
+      expect(await restored.subjects.get('lab-bk1', requested.id)).toEqual(failed);
+      // In the restored account it is run again as in the live one.
+      expect((await restored.subjects.retryErasure('lab-bk1', requested.id, 'admin-3', meta)).status).toBe('erasing');
+      expect((await restored.audit.verify('lab-bk1')).valid).toBe(true);
     });
   });
 
