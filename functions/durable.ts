@@ -53,20 +53,3 @@ export async function terminate(invocation: InvocationContext, instanceId: strin
     if (!(error instanceof Error && NO_INSTANCE.test(error.message))) throw error;
   }
 }
-
-const NOT_FOUND = /replied with HTTP 404 response/;
-/** Runtime statuses of an instance that will do nothing more. */
-const ENDED = new Set<string>(['Completed', 'Failed', 'Terminated']);
-
-/**
- * Whether the instance has ended for good or does not exist (never started, or purged); false while
- * it is pending, running or suspended. Any other failure of the client is the caller's error.
- */
-export async function hasEnded(invocation: InvocationContext, instanceId: string): Promise<boolean> {
-  try {
-    return ENDED.has(String((await df.getClient(invocation).getStatus(instanceId)).runtimeStatus));
-  } catch (error) {
-    if (error instanceof Error && NOT_FOUND.test(error.message)) return true;
-    throw error;
-  }
-}

@@ -13,10 +13,9 @@ import { forbidden, invalidInput, notFound } from '../lib/errors.js';
 import type { AuthService } from '../lib/identity/auth.js';
 import { type ExportRecord, type ExportService, ExportLockHeldError } from '../lib/exports/exports.js';
 import type { Principal } from '../lib/identity/permissions.js';
-import type { SubjectRequestService } from '../lib/subjects/subject-requests.js';
-import { exportInstanceId } from '../orchestrations/export.js';
-import { subjectErasureInstanceId } from '../orchestrations/subject-erasure.js';
-import { hasEnded, startOrchestration } from './durable.js';
+import { reclaimExportLock } from '../orchestrations/export-lock.js';
+import { exportInstanceId } from '../orchestrations/instance-ids.js';
+import { startOrchestration } from './durable.js';
 import { attemptOf, handle, metaOf } from './http.js';
 
 /** A person (a tenant's user, or an operator under a staff grant), not an API key. */
@@ -97,35 +96,6 @@ export async function startExportOrchestration(
   }
 }
 
-/** How long a recorded export may wait for its run to be started (the same request starts it). */
-const START_GRACE_MS = 60_000;
-
-/**
- * Gives back the tenant's export lock when its holder's run has ended without finishing — its last
- * step failed for good (storage unreachable past every retry, so it could not even record the
- * failure), or the host stopped between recording an export and starting its run, or its instance
- * was purged: that export ends `failed`, that erasure `failed` (to be run again). A run that still
- * goes keeps the lock. True when the lock is free now.
- */
-async function reclaimExportLock(
-  invocation: InvocationContext,
-  services: { exports: ExportService; subjects: SubjectRequestService },
-  tenant: string,
-  meta: RequestMeta,
-): Promise<boolean> {
-  const holder = await services.exports.lockHolder(tenant);
-  if (!holder) return true;
-  if (holder.kind === 'erasure') {
-    if (!(await hasEnded(invocation, subjectErasureInstanceId(tenant, holder.requestId)))) return false;
-    await services.subjects.failErasure(tenant, holder.requestId, meta);
-    return true;
-  }
-  if (Date.now() - Date.parse(holder.createdAt) < START_GRACE_MS) return false;
-  if (!(await hasEnded(invocation, exportInstanceId(tenant, holder.exportId)))) return false;
-  await services.exports.abandon(tenant, holder.exportId, meta);
-  return true;
-}
-
 app.http(
   startExport.id,
   handle(
@@ -137,7 +107,8 @@ app.http(
       const record = await request().catch(async (error: unknown) => {
         // A lock whose holder's run has ended is given back, once; a live one answers 409.
         if (!(error instanceof ExportLockHeldError)) throw error;
-        if (!(await reclaimExportLock(ctx.invocation, { exports, subjects }, ctx.tenant, metaOf(ctx)))) throw error;
+        const client = df.getClient(ctx.invocation);
+        if (!(await reclaimExportLock(client, { exports, subjects }, ctx.tenant, metaOf(ctx)))) throw error;
         return request();
       });
       await startExportOrchestration(ctx.invocation, exports, ctx.tenant, record, metaOf(ctx));

@@ -12,7 +12,7 @@ import {
   searchSubject,
 } from '../lib/subjects/api.js';
 import type { SubjectRequest } from '../lib/subjects/subject-requests.js';
-import { subjectErasureInstanceId } from '../orchestrations/subject-erasure.js';
+import { subjectErasureInstanceId } from '../orchestrations/instance-ids.js';
 import { startOrchestration, terminate } from './durable.js';
 import { forbidden, notFound } from '../lib/errors.js';
 import { archiveResponse, confirmPerson, isPerson, startExportOrchestration } from './exports.js';

@@ -224,6 +224,8 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       logger,
       maxConcurrentActivities: Number(env.LABVAULT_DURABLE_MAX_ACTIVITIES || 16),
       leaseSeconds: Number(env.LABVAULT_DURABLE_LEASE_SECONDS || 30),
+      // Resolved at each call: the endpoints are known once the HTTP server listens.
+      inputBindings: { durableClient: () => durableClientBinding(endpoints, config.taskHub) },
     });
     const systemKey = env.LABVAULT_DURABLE_SYSTEM_KEY || (await hostSystemKey(dataDir));
     const endpoints: DurableEndpoints = { baseUrl: '', systemKey, rpcBaseUrl: '' };

@@ -1,6 +1,7 @@
 // Data export: fan out over the tenant's data in parts, fan in to one archive, keep it available
 // for its retrieval period, then delete it. Inputs and outputs are ids and checksums only.
 import * as df from 'durable-functions';
+import { exportInstanceId } from './instance-ids.js';
 import { storageRetry } from './retry.js';
 import {
   ARCHIVE_DAYS,
@@ -21,7 +22,6 @@ interface ExportInput {
   purpose: ExportPurpose;
 }
 
-export const exportInstanceId = (tenant: string, exportId: string) => `export-${tenant}-${exportId}`;
 const system = (input: ExportInput) => ({
   actor: { type: 'system' as const, id: 'export-orchestration' },
   correlationId: exportInstanceId(input.tenant, input.exportId),

@@ -2,7 +2,10 @@
 // check again (a legal hold placed meanwhile wins), erase, verify, certify; a step failing past
 // every retry marks the request failed and gives the tenant's export lock back. Inputs and outputs
 // are ids and counts only; the subject is named by the request id, never by an identifier.
+import type { InvocationContext } from '@azure/functions';
 import * as df from 'durable-functions';
+import { reclaimExportLock } from './export-lock.js';
+import { subjectErasureInstanceId } from './instance-ids.js';
 import { storageRetry } from './retry.js';
 import type { ErasureFacts } from '../lib/subjects/subject-requests.js';
 import { getServices } from '../lib/services.js';
@@ -12,15 +15,22 @@ interface ErasureInput {
   requestId: string;
 }
 
-export const subjectErasureInstanceId = (tenant: string, requestId: string) => `subject-erasure-${tenant}-${requestId}`;
 const system = (input: ErasureInput) => ({
   actor: { type: 'system' as const, id: 'subject-erasure' },
   correlationId: subjectErasureInstanceId(input.tenant, input.requestId),
 });
 
 df.app.activity('subjectErasureBegin', {
-  handler: async (input: ErasureInput) =>
-    (await getServices()).subjects.beginErasure(input.tenant, input.requestId, system(input)),
+  extraInputs: [df.input.durableClient()],
+  handler: async (input: ErasureInput, context: InvocationContext) => {
+    const services = await getServices();
+    const begun = await services.subjects.beginErasure(input.tenant, input.requestId, system(input));
+    // Waiting for the lock: unless its holder's run has ended without finishing (then it is given
+    // back and the erasure begins now), the orchestration looks again a little later.
+    if (begun.proceed || !begun.waitingForExportLock) return begun;
+    if (!(await reclaimExportLock(df.getClient(context), services, input.tenant, system(input)))) return begun;
+    return services.subjects.beginErasure(input.tenant, input.requestId, system(input));
+  },
 });
 df.app.activity('subjectErasureErase', {
   handler: async (input: ErasureInput) =>

@@ -53,7 +53,10 @@ export interface BackupManifest {
 
 type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string };
 
-/** Erasure records beside the backups: `erasures/{tenant}/{requestId}.json`. */
+/**
+ * Erasure records beside the backups: `erasures/{tenant}/{requestId}.json.enc` for a completed
+ * erasure, `…/{requestId}.failed-{time}.json.enc` for each run that failed after it began.
+ */
 const ERASURES = 'erasures/';
 const FAILED_RUN = '.failed-';
 /** A completed erasure's record is named by its request; a failed run's by the request and the time. */

@@ -154,11 +154,6 @@ export interface ExportDependencies {
   clock?: () => Date;
 }
 
-/**
- * A tenant's data handed over in machine-readable form: NDJSON (with a JSON Schema per record type)
- * or FHIR R4 Bulk Data NDJSON, plus the image files and a manifest of counts and checksums, in one
- * ZIP written as a stream. The steps are idempotent; the durable orchestration runs them.
- */
 /** The tenant's export lock is held: a tenant-wide export or a patient's erasure runs (409). */
 export class ExportLockHeldError extends DomainError {
   override name = 'ExportLockHeldError';
@@ -169,11 +164,15 @@ export class ExportLockHeldError extends DomainError {
 
 /** What holds the tenant's export lock: an export (as its row stands) or a patient's erasure. */
 export type ExportLockHolder =
-  | { kind: 'export'; exportId: string; status: ExportStatus; createdAt: string }
-  | { kind: 'erasure'; requestId: string };
+  { kind: 'export'; exportId: string; createdAt: string } | { kind: 'erasure'; requestId: string };
 
 const ERASURE_HOLDER = 'erasure:';
 
+/**
+ * A tenant's data handed over in machine-readable form: NDJSON (with a JSON Schema per record type)
+ * or FHIR R4 Bulk Data NDJSON, plus the image files and a manifest of counts and checksums, in one
+ * ZIP written as a stream. The steps are idempotent; the durable orchestration runs them.
+ */
 export class ExportService {
   readonly #d: ExportDependencies;
   readonly #clock: () => Date;
@@ -641,7 +640,6 @@ export class ExportService {
     };
   }
 
-  /** Deletes the archive once its retrieval period ends (the orchestration's timer calls this). */
   /** Deletes the working copies of the parts once the archive is recorded; only the archive stays. */
   async discardParts(tenant: string, id: string): Promise<number> {
     const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
@@ -653,6 +651,7 @@ export class ExportService {
     return deleted;
   }
 
+  /** Deletes the archive once its retrieval period ends (the orchestration's timer calls this). */
   async deleteArchive(tenant: string, id: string, meta: RequestMeta): Promise<void> {
     const row = await this.#row(tenant, id);
     const container = this.#d.storage.blobService.getContainerClient(CONTAINERS.exports);
@@ -715,7 +714,7 @@ export class ExportService {
     if (holder.startsWith(ERASURE_HOLDER)) return { kind: 'erasure', requestId: holder.slice(ERASURE_HOLDER.length) };
     // The lock and its export's row are created in one transaction: the row is there.
     const row = await this.#d.table.getEntity<ExportRow>(partitionKey, ROW(holder));
-    return { kind: 'export', exportId: holder, status: row.status, createdAt: row.createdAt };
+    return { kind: 'export', exportId: holder, createdAt: row.createdAt };
   }
 
   /**

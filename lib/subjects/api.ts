@@ -9,12 +9,12 @@ const p = (description: string): ResponseSpec => ({ description, schema: problem
 const common = { 400: p('Malformed request'), 401: p('Missing or invalid credentials'), 403: p('Not permitted') };
 const access = { permission: 'subject-requests:manage' } as const;
 const params = z.strictObject({ id: z.string().regex(/^[0-9a-f]{24}$/) });
-/** The patient identifier travels in bodies only: never in a URL, where logs and proxies keep it. */
 /**
  * A person's current password in the request: what an archive, an erasure's confirmation and its
  * retry ask, so a stolen access token alone neither takes a subject's data nor destroys it.
  */
 const passwordConfirmation = z.strictObject({ currentPassword }).meta({ id: 'SubjectRequestConfirmation' });
+/** The patient identifier travels in bodies only: never in a URL, where logs and proxies keep it. */
 const patientId = line(64).describe("The data subject's patient identifier, as in the orders");
 
 const subjectRequestSchema = z

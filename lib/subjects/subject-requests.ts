@@ -294,13 +294,15 @@ export class SubjectRequestService {
     tenant: string,
     id: string,
     meta: RequestMeta,
-  ): Promise<{ proceed: true } | { proceed: false; status: SubjectRequestStatus; executeAt?: string }> {
+  ): Promise<
+    | { proceed: true }
+    | { proceed: false; status: SubjectRequestStatus; executeAt?: string; waitingForExportLock?: true }
+  > {
     const row = await this.#row(tenant, id);
     if (row.status === 'erasing') {
       // Resumed after a crash (the lock is still this erasure's) or retried after a failure, which
       // gave the lock back: an export may hold it now, and the erasure waits for it as at first.
-      if ((await this.#d.exports.holdForErasure(tenant, id)) === 'busy')
-        return { proceed: false, status: row.status, executeAt: this.#recheckAt() };
+      if ((await this.#d.exports.holdForErasure(tenant, id)) === 'busy') return this.#waitForExportLock(row.status);
       return { proceed: true };
     }
     if (row.status !== 'scheduled') {
@@ -318,8 +320,7 @@ export class SubjectRequestService {
     }
     // One at a time with the tenant's exports: an archive finished after the erasure could keep the
     // patient's records. While one runs, the erasure looks again a little later.
-    if ((await this.#d.exports.holdForErasure(tenant, id)) === 'busy')
-      return { proceed: false, status: row.status, executeAt: this.#recheckAt() };
+    if ((await this.#d.exports.holdForErasure(tenant, id)) === 'busy') return this.#waitForExportLock(row.status);
     await this.#update(
       tenant,
       row,
@@ -330,8 +331,10 @@ export class SubjectRequestService {
     return { proceed: true };
   }
 
-  #recheckAt(): string {
-    return new Date(this.#clock().getTime() + EXPORT_RECHECK_MS).toISOString();
+  /** Not yet: an export (or another erasure) holds the tenant's export lock; look again a little later. */
+  #waitForExportLock(status: SubjectRequestStatus) {
+    const executeAt = new Date(this.#clock().getTime() + EXPORT_RECHECK_MS).toISOString();
+    return { proceed: false as const, status, executeAt, waitingForExportLock: true as const };
   }
 
   /**
@@ -345,21 +348,20 @@ export class SubjectRequestService {
     const row = await this.#row(tenant, id);
     let request = toRequest(row);
     if (row.type === 'erasure' && (row.status === 'scheduled' || row.status === 'erasing')) {
-      const failed: Partial<RequestRow> = { status: 'failed', failedAt: this.#clock().toISOString() };
-      if (row.status === 'erasing') {
+      const failedAt = this.#clock().toISOString();
+      const failed: Partial<RequestRow> = { status: 'failed', failedAt };
+      if (row.status === 'erasing')
         // It may have deleted some of the orders already: a restore of an older backup must not
         // bring those back, nor forget the request (the failed request goes into the restored log,
         // to be run again there). Recorded before the request says failed, as a completion is.
-        const { partitionKey: _p, rowKey: _r, etag: _e, ...stored } = { ...row, ...failed };
         await this.#d.journal.recordErasure({
           tenant,
           requestId: row.id,
           outcome: 'failed',
           orderIds: erasedOrderIds(row),
-          erasedAt: failed.failedAt ?? '',
-          request: stored,
+          erasedAt: failedAt,
+          request: storedAfter(row, failed),
         });
-      }
       request = await this.#update(tenant, row, failed, 'subject-request.fail', meta);
       this.#d.logger.log('error', 'subject-erasure.failed', { tenant, request: id, phase: row.status });
     }
@@ -532,14 +534,13 @@ export class SubjectRequestService {
     // Before the request says completed: a backup taken before this erasure holds these orders, and
     // a restore of it applies the erasure again from this record and puts the completed request
     // (with its certificate) back into the restored log.
-    const { partitionKey: _p, rowKey: _r, etag: _e, ...request } = { ...row, ...completed };
     await this.#d.journal.recordErasure({
       tenant,
       requestId: row.id,
       outcome: 'completed',
       orderIds: erasedOrderIds(row),
       erasedAt: finishedAt,
-      request,
+      request: storedAfter(row, completed),
     });
     const done = await this.#update(tenant, row, completed, 'subject-request.complete', meta, { passed });
     await this.#d.exports.releaseForErasure(tenant, id);
@@ -796,6 +797,19 @@ function withExport(request: SubjectRequest, exported: ExportRecord | undefined)
         : {}),
     };
   return request;
+}
+
+/** The request's row as it will be stored after `change`, without its storage keys (for an erasure record). */
+function storedAfter(row: RequestRow, change: Partial<RequestRow>): Record<string, unknown> {
+  const {
+    partitionKey: _p,
+    rowKey: _r,
+    etag: _e,
+    ...stored
+  } = { ...row, ...change } as RequestRow & {
+    etag?: string;
+  };
+  return stored;
 }
 
 /** The erased orders' ids, which `erase` keeps in the request's evidence until the certificate replaces it. */

@@ -3,7 +3,7 @@
 // leases renewed while a pack runs.
 import { randomUUID } from 'node:crypto';
 import { errorFields, type Logger } from '../../lib/observability/logger.js';
-import type { Invoker, Registration } from '../core-module.js';
+import { extraInputsOf, type Invoker, type Registration } from '../core-module.js';
 import type { FunctionsLibrary } from '../http-server.js';
 import { Nap } from './nap.js';
 import { EventType, type HistoryEvent } from './history.js';
@@ -19,6 +19,8 @@ export interface ActivityWorkerOptions {
   send(message: ControlMessage): Promise<void>;
   maxConcurrent: number;
   leaseSeconds: number;
+  /** Input bindings an activity may declare besides its trigger (a durable client), by type. */
+  inputBindings?: Record<string, () => unknown>;
 }
 
 export class ActivityWorker {
@@ -170,13 +172,24 @@ export class ActivityWorker {
     const registration = this.#o.activities.get(work.name);
     if (!registration)
       return { ok: false, reason: `The activity function '${work.name}' is not registered.`, details: '' };
+    const triggerName =
+      Object.entries(registration.bindings).find(([, b]) => b.type === 'activityTrigger')?.[0] ?? 'input';
+    const extraInputs = extraInputsOf(registration, triggerName);
     const context = new this.#o.library.InvocationContext({
       invocationId: randomUUID(),
       functionName: work.name,
       triggerMetadata: { instanceId },
-      options: { trigger: { type: 'activityTrigger', name: 'input' } as never, extraInputs: [], extraOutputs: [] },
+      options: {
+        trigger: { type: 'activityTrigger', name: triggerName } as never,
+        extraInputs: extraInputs as never,
+        extraOutputs: [],
+      },
       logHandler: () => undefined,
     });
+    for (const extra of extraInputs) {
+      const resolve = this.#o.inputBindings?.[extra.type];
+      if (resolve) context.extraInputs.set(extra.name, resolve());
+    }
     try {
       const input = work.input === undefined ? undefined : (JSON.parse(work.input) as unknown);
       // The starter's trace travels in the durable input's metadata (ids only, never patient data).

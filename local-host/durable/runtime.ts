@@ -34,6 +34,8 @@ export interface DurableRuntimeOptions {
   maxConcurrentActivities?: number;
   /** How long a dequeued message stays hidden; a crashed host's work reappears after it. */
   leaseSeconds?: number;
+  /** Input bindings an activity may declare besides its trigger (a durable client), by type. */
+  inputBindings?: Record<string, () => unknown>;
 }
 
 type TriggerKind = 'orchestrationTrigger' | 'activityTrigger';
@@ -75,6 +77,7 @@ export class DurableRuntime {
       send: (message) => this.#send(message),
       maxConcurrent: options.maxConcurrentActivities ?? 16,
       leaseSeconds: this.#lease,
+      ...(options.inputBindings ? { inputBindings: options.inputBindings } : {}),
     });
     this.client = new DurableClientApi({
       store: this.#store,

@@ -489,6 +489,18 @@ describe('data subject requests over HTTP', () => {
     }[];
     expect(failures.filter((e) => e.event === 'export.fail')).toHaveLength(1);
 
+    // An erasure whose window ends while such an export holds the lock does not wait for it for
+    // ever: its first step asks the runtime, ends that export and begins.
+    const waiting = 'SUBJ-0010';
+    const waitingOrder = await order(waiting, 1);
+    const stuck = await earlier.exports.request(TENANT, 'ndjson', 'request', 'lost-start', system);
+    const erasure = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: waiting });
+    const erasureId = String(erasure.body.id);
+    expect((await call('POST', `/subject-requests/${erasureId}/confirmation`, second, CONFIRMED)).status).toBe(202);
+    expect(await waitFor(erasureId, ['completed', 'failed'], 25_000)).toMatchObject({ status: 'completed' });
+    expect((await call('GET', `/exports/${stuck.id}`, requester)).body.status).toBe('failed');
+    expect((await call('GET', `/orders/${waitingOrder}`, lis)).status).toBe(404);
+
     // An erasure holding the lock whose run has ended (its failure step failed for good too, or its
     // instance was purged): the next export marks it failed, and it can be run again.
     const deadRun = 'SUBJ-0008';
@@ -564,6 +576,7 @@ describe('data subject requests over HTTP', () => {
         'erasure',
         'erasure',
         'erasure',
+        'erasure',
         'restriction',
       ].sort(),
     );
@@ -575,6 +588,7 @@ describe('data subject requests over HTTP', () => {
     expect(log.map((r) => r.status).sort()).toEqual(
       [
         'cancelled',
+        'completed',
         'completed',
         'completed',
         'completed',
