@@ -502,18 +502,24 @@ export class BreachService {
     }
     const ok = failure === undefined;
     const at = this.#clock().toISOString();
-    await this.#platform.createEntity({
-      partitionKey: PARTITION(id),
-      rowKey: `delivery~${tenant}~${at}~${randomBytes(4).toString('hex')}`,
-      tenant,
-      webhookId: built.webhookId,
-      kind: message.kind,
-      seq: message.seq,
-      at,
-      ok,
-      ...(status !== undefined ? { httpStatus: status } : {}),
-      ...(failure ? { error: failure } : {}),
-    });
+    try {
+      await this.#platform.createEntity({
+        partitionKey: PARTITION(id),
+        rowKey: `delivery~${tenant}~${at}~${randomBytes(4).toString('hex')}`,
+        tenant,
+        webhookId: built.webhookId,
+        kind: message.kind,
+        seq: message.seq,
+        at,
+        ok,
+        ...(status !== undefined ? { httpStatus: status } : {}),
+        ...(failure ? { error: failure } : {}),
+      });
+    } catch (error) {
+      // The row key is new to this attempt: a conflict is the SDK's retry meeting the row its first
+      // try wrote after that answer was lost. Recorded; failing here would deliver the message again.
+      if (!isConflict(error)) throw error;
+    }
     this.#logger.log(ok ? 'info' : 'warn', 'breach.delivery', {
       breachId: id,
       kind: message.kind,

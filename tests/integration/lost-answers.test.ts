@@ -3,6 +3,8 @@
 // first attempt wrote. Each case loses exactly that one answer (through a proxy in front of Azurite)
 // and checks the caller still sees its own change as made: no "changed meanwhile", no missing audit
 // entry, no action skipped, no session thrown away as a replay.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Secret, TOTP } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BreachInput } from '../../lib/breaches/breaches.js';
@@ -210,6 +212,39 @@ describe('a conditional write whose answer was lost counts as made', () => {
     expect((await app.breaches.list()).length).toBe(before + 1);
     const timeline = (await app.breaches.get(id)).timeline as { event: string }[];
     expect(timeline.filter((t) => t.event === 'registered')).toHaveLength(1);
+  });
+
+  it('records a webhook delivery whose answer was lost once, and does not deliver the message again', async () => {
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        received.push(String(req.headers['webhook-id']));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (receiver.address() as AddressInfo).port;
+      const delivering = await testServices(proxy.connectionString, undefined, app.config.dataDir, {
+        LABVAULT_WEBHOOK_ALLOW_LOOPBACK: 'true',
+        LABVAULT_OUTBOUND_ALLOWED_PORTS: String(port),
+      });
+      await delivering.tenants.create('lab-lost-hook', 'Webhook', meta);
+      await delivering.breaches.setWebhook('lab-lost-hook', `http://127.0.0.1:${port}/hook`, meta);
+      const { id } = await delivering.breaches.register({ ...breachInput, tenants: ['lab-lost-hook'] });
+      await delivering.breaches.notify(id, 'lab-lost-hook', 1);
+      // The delivery's record is the first insert into the platform table the delivery makes.
+      const outcome = await losingOneAnswer(/^table POST platform$/, () =>
+        delivering.breaches.deliver(id, 'lab-lost-hook', { kind: 'notification', seq: 1 }),
+      );
+      expect(outcome).toBe('delivered');
+      expect(received).toHaveLength(1);
+      const deliveries = ((await delivering.breaches.get(id)).deliveries ?? []) as unknown[];
+      expect(deliveries).toHaveLength(1);
+    } finally {
+      await new Promise((r) => receiver.close(r));
+    }
   });
 
   it('raises an alert whose once-per-period claim landed, and only once in the period', async () => {

@@ -9,16 +9,22 @@ export interface TestServices extends Services {
   logLines: string[];
 }
 
-/** Real services against the given storage, with a private key store and captured logs. */
+/** Real services against the given storage, with a private key store and captured logs; `settings` add app settings. */
 export async function testServices(
   connectionString: string,
   clock?: () => Date,
   keyStoreDir?: string,
+  settings: Record<string, string> = {},
 ): Promise<TestServices> {
   const dataDir = keyStoreDir ?? mkdtempSync(join(tmpdir(), 'labvault-test-'));
   const logLines: string[] = [];
   const services = await createServices(
-    parseConfig({ AzureWebJobsStorage: connectionString, LABVAULT_ENVIRONMENT: 'test', LABVAULT_DATA_DIR: dataDir }),
+    parseConfig({
+      ...settings,
+      AzureWebJobsStorage: connectionString,
+      LABVAULT_ENVIRONMENT: 'test',
+      LABVAULT_DATA_DIR: dataDir,
+    }),
     { logger: createLogger((line) => logLines.push(line), 'debug'), ...(clock ? { clock } : {}) },
   );
   return Object.assign(services, { logLines });
