@@ -37,6 +37,38 @@ async function withRestored(backupId: string, use: (restored: TestServices) => P
   }
 }
 
+/** A backup of every table, as the nightly orchestration takes it: its id. */
+async function backupEverything(): Promise<string> {
+  const backupId = s.backups.newBackupId();
+  const parts = [];
+  for (const table of await s.backups.tables()) parts.push(await s.backups.backupTable(backupId, table));
+  await s.backups.writeManifest(backupId, parts);
+  return backupId;
+}
+
+/** One patient's orders in the tenant, one per external id: their ids. */
+async function patientOrders(tenant: string, patientId: string, externalIds: string[]): Promise<string[]> {
+  const base = exampleOrder();
+  const ids: string[] = [];
+  for (const externalId of externalIds)
+    ids.push(
+      (await s.orders.create(tenant, { ...base, externalId, patient: { ...base.patient, id: patientId } }, meta)).order
+        .id,
+    );
+  return ids;
+}
+
+/** The patient's erasure, requested and confirmed by two admins, begun once its window passed (a moved clock). */
+async function begunErasure(tenant: string, patientId: string): Promise<{ id: string; clocked: TestServices }> {
+  let now = new Date();
+  const clocked = await testServices(azurite.connectionString, () => now, s.config.dataDir);
+  const requested = await clocked.subjects.requestErasure(tenant, patientId, 'admin-1', meta);
+  await clocked.subjects.confirmErasure(tenant, requested.id, 'admin-2', meta);
+  now = new Date(now.getTime() + 2 * 24 * 3600 * 1000);
+  expect(await clocked.subjects.beginErasure(tenant, requested.id, meta)).toEqual({ proceed: true });
+  return { id: requested.id, clocked };
+}
+
 describe('table backups and restore', () => {
   beforeAll(async () => {
     target = await startAzurite();
@@ -130,34 +162,20 @@ describe('table backups and restore', () => {
   });
 
   it('gives a restored account the erasure a backup caught running: orders gone, request completed, export lock free', async () => {
-    const base = exampleOrder();
-    const ids: string[] = [];
-    for (const externalId of ['ER-1', 'ER-2'])
-      ids.push(
-        (await s.orders.create('lab-bk2', { ...base, externalId, patient: { ...base.patient, id: 'BK-ERASED' } }, meta))
-          .order.id,
-      );
-    let now = new Date();
-    const clocked = await testServices(azurite.connectionString, () => now, s.config.dataDir);
-    const requested = await clocked.subjects.requestErasure('lab-bk2', 'BK-ERASED', 'admin-1', meta);
-    await clocked.subjects.confirmErasure('lab-bk2', requested.id, 'admin-2', meta);
-    now = new Date(now.getTime() + 2 * 24 * 3600 * 1000);
-    expect(await clocked.subjects.beginErasure('lab-bk2', requested.id, meta)).toEqual({ proceed: true });
+    const ids = await patientOrders('lab-bk2', 'BK-ERASED', ['ER-1', 'ER-2']);
+    const { id: requestId, clocked } = await begunErasure('lab-bk2', 'BK-ERASED');
     // The nightly backup runs now: the request erasing, the tenant's export lock held, the orders there.
-    const backupId = s.backups.newBackupId();
-    const parts = [];
-    for (const table of await s.backups.tables()) parts.push(await s.backups.backupTable(backupId, table));
-    await s.backups.writeManifest(backupId, parts);
-    const { orderIds, ...facts } = await clocked.subjects.erase('lab-bk2', requested.id, meta);
-    const verification = await clocked.subjects.verifyErasure('lab-bk2', requested.id, orderIds);
-    const live = await clocked.subjects.certifyErasure('lab-bk2', requested.id, facts, verification, meta);
+    const backupId = await backupEverything();
+    const { orderIds, ...facts } = await clocked.subjects.erase('lab-bk2', requestId, meta);
+    const verification = await clocked.subjects.verifyErasure('lab-bk2', requestId, orderIds);
+    const live = await clocked.subjects.certifyErasure('lab-bk2', requestId, facts, verification, meta);
 
     await withRestored(backupId, async (restored) => {
-      expect((await restored.subjects.get('lab-bk2', requested.id)).status).toBe('erasing'); // as the backup caught it
+      expect((await restored.subjects.get('lab-bk2', requestId)).status).toBe('erasing'); // as the backup caught it
       const reapplied = await restored.subjects.reapplyErasures(await s.backups.erasuresToReapply(backupId), meta);
       expect(reapplied).toMatchObject({ orders: 2 });
       for (const id of ids) await expect(restored.orders.get('lab-bk2', id, meta)).rejects.toThrow();
-      expect(await restored.subjects.get('lab-bk2', requested.id)).toEqual(live);
+      expect(await restored.subjects.get('lab-bk2', requestId)).toEqual(live);
       // The lock the backup caught is free: the tenant exports in the restored account.
       expect((await restored.exports.request('lab-bk2', 'ndjson', 'request', 'admin-1', meta)).status).toBe('pending');
       expect((await restored.audit.verify('lab-bk2')).valid).toBe(true);
@@ -165,43 +183,29 @@ describe('table backups and restore', () => {
   });
 
   it('gives a restored account the erasure whose run failed after deleting: its orders stay gone, the request failed, to be run again', async () => {
-    const base = exampleOrder();
-    const ids: string[] = [];
-    for (const externalId of ['EF-1', 'EF-2'])
-      ids.push(
-        (await s.orders.create('lab-bk1', { ...base, externalId, patient: { ...base.patient, id: 'BK-FAILED' } }, meta))
-          .order.id,
-      );
+    const ids = await patientOrders('lab-bk1', 'BK-FAILED', ['EF-1', 'EF-2']);
     // The nightly backup holds the orders; the request comes after it.
-    const backupId = s.backups.newBackupId();
-    const parts = [];
-    for (const table of await s.backups.tables()) parts.push(await s.backups.backupTable(backupId, table));
-    await s.backups.writeManifest(backupId, parts);
+    const backupId = await backupEverything();
     const completedBefore = await s.backups.erasuresRecorded('lab-bk1');
-    let now = new Date();
-    const clocked = await testServices(azurite.connectionString, () => now, s.config.dataDir);
-    const requested = await clocked.subjects.requestErasure('lab-bk1', 'BK-FAILED', 'admin-1', meta);
-    await clocked.subjects.confirmErasure('lab-bk1', requested.id, 'admin-2', meta);
-    now = new Date(now.getTime() + 2 * 24 * 3600 * 1000);
-    expect(await clocked.subjects.beginErasure('lab-bk1', requested.id, meta)).toEqual({ proceed: true });
+    const { id: requestId, clocked } = await begunErasure('lab-bk1', 'BK-FAILED');
     // The run deletes the orders, then storage fails past every retry before the certificate.
-    await clocked.subjects.erase('lab-bk1', requested.id, meta);
-    const failed = await clocked.subjects.failErasure('lab-bk1', requested.id, meta);
+    await clocked.subjects.erase('lab-bk1', requestId, meta);
+    const failed = await clocked.subjects.failErasure('lab-bk1', requestId, meta);
     expect(failed.status).toBe('failed');
     // A failed run is not a completed erasure: the TOM report's count stays.
     expect(await s.backups.erasuresRecorded('lab-bk1')).toBe(completedBefore);
 
     await withRestored(backupId, async (restored) => {
-      await expect(restored.subjects.get('lab-bk1', requested.id)).rejects.toMatchObject({ kind: 'not-found' });
+      await expect(restored.subjects.get('lab-bk1', requestId)).rejects.toMatchObject({ kind: 'not-found' });
       const records = await s.backups.erasuresToReapply(backupId);
-      const record = records.find((r) => r.requestId === requested.id);
+      const record = records.find((r) => r.requestId === requestId);
       expect(record?.outcome).toBe('failed');
       expect(record?.orderIds.toSorted()).toEqual(ids.toSorted());
       await restored.subjects.reapplyErasures(records, meta);
       for (const id of ids) await expect(restored.orders.get('lab-bk1', id, meta)).rejects.toThrow();
-      expect(await restored.subjects.get('lab-bk1', requested.id)).toEqual(failed);
+      expect(await restored.subjects.get('lab-bk1', requestId)).toEqual(failed);
       // In the restored account it is run again as in the live one.
-      expect((await restored.subjects.retryErasure('lab-bk1', requested.id, 'admin-3', meta)).status).toBe('erasing');
+      expect((await restored.subjects.retryErasure('lab-bk1', requestId, 'admin-3', meta)).status).toBe('erasing');
       expect((await restored.audit.verify('lab-bk1')).valid).toBe(true);
     });
   });
@@ -226,10 +230,7 @@ describe('table backups and restore', () => {
   });
 
   it('keeps a crypto-shredded tenant unreadable in an old backup', async () => {
-    const backupId = s.backups.newBackupId();
-    const parts = [];
-    for (const table of await s.backups.tables()) parts.push(await s.backups.backupTable(backupId, table));
-    await s.backups.writeManifest(backupId, parts);
+    const backupId = await backupEverything();
     const orderId = (await s.orders.list('lab-bk2', { limit: 1 }, meta)).items[0]?.id ?? '';
     // Crypto-shred lab-bk2: every version of its keys is destroyed.
     const store = s.secrets as LocalSecretStore;
