@@ -801,14 +801,8 @@ function withExport(request: SubjectRequest, exported: ExportRecord | undefined)
 
 /** The request's row as it will be stored after `change`, without its storage keys (for an erasure record). */
 function storedAfter(row: RequestRow, change: Partial<RequestRow>): Record<string, unknown> {
-  const {
-    partitionKey: _p,
-    rowKey: _r,
-    etag: _e,
-    ...stored
-  } = { ...row, ...change } as RequestRow & {
-    etag?: string;
-  };
+  const after: RequestRow & { etag?: string } = { ...row, ...change };
+  const { partitionKey: _p, rowKey: _r, etag: _e, ...stored } = after;
   return stored;
 }
 

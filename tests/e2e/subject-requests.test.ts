@@ -497,7 +497,7 @@ describe('data subject requests over HTTP', () => {
     const erasure = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: waiting });
     const erasureId = String(erasure.body.id);
     expect((await call('POST', `/subject-requests/${erasureId}/confirmation`, second, CONFIRMED)).status).toBe(202);
-    expect(await waitFor(erasureId, ['completed', 'failed'], 25_000)).toMatchObject({ status: 'completed' });
+    expect(await waitFor(erasureId, ['completed', 'failed'], 60_000)).toMatchObject({ status: 'completed' });
     expect((await call('GET', `/exports/${stuck.id}`, requester)).body.status).toBe('failed');
     expect((await call('GET', `/orders/${waitingOrder}`, lis)).status).toBe(404);
 
@@ -521,15 +521,19 @@ describe('data subject requests over HTTP', () => {
     expect(await waitFor(dead.id, ['completed', 'failed'], 60_000)).toMatchObject({ status: 'completed' });
     expect((await call('GET', `/orders/${deadOrder}`, lis)).status).toBe(404);
 
-    // An erasure whose run still goes keeps the lock: 409 until it has finished.
+    // An erasure whose run still goes keeps the lock: 409 until it has finished. (Its instance is
+    // suspended while the test looks, so its 3-second window cannot end the run first.)
     const liveRun = 'SUBJ-0009';
     await order(liveRun, 1);
     const live = await call('POST', '/subject-requests', requester, { type: 'erasure', patientId: liveRun });
     const liveId = String(live.body.id);
     expect((await call('POST', `/subject-requests/${liveId}/confirmation`, second, CONFIRMED)).status).toBe(202);
+    const instance = `instances/subject-erasure-${TENANT}-${liveId}`;
+    expect((await fetch(host.durableUrl(`${instance}/suspend?reason=test`), { method: 'POST' })).status).toBe(202);
     expect(await later.subjects.beginErasure(TENANT, liveId, system)).toEqual({ proceed: true });
     expect((await startExport()).status).toBe(409);
     expect((await call('GET', `/subject-requests/${liveId}`, requester)).body.status).toBe('erasing');
+    expect((await fetch(host.durableUrl(`${instance}/resume?reason=test`), { method: 'POST' })).status).toBe(202);
     expect(await waitFor(liveId, ['completed', 'failed'], 60_000)).toMatchObject({ status: 'completed' });
     const afterLive = await startExport();
     expect(afterLive.status).toBe(202);
