@@ -35,7 +35,11 @@ export const createTenant = defineOperation({
   summary: 'Create a tenant with its first admin (password shown once)',
   access: { operatorPermission: 'tenants:manage' },
   body: tenantCreateSchema,
-  responses: { 201: { description: 'Created', schema: tenantCreatedSchema }, ...common, 409: p('Tenant id taken') },
+  responses: {
+    201: { description: 'Created', schema: tenantCreatedSchema },
+    ...common,
+    409: p('Tenant id taken, or its creation is under way'),
+  },
 });
 
 const tenantSummarySchema = z

@@ -18,6 +18,8 @@ export interface Tenant {
 
 const DIRECTORY_PARTITION = 'tenant';
 const PROFILE_AREA = 'profile';
+/** How long a creation holds the tenant id before a later one may finish it (it takes seconds). */
+const CREATION_CLAIM_MS = 60_000;
 
 /**
  * The tenant directory (platform table, one row per tenant) and each tenant's profile row in its
@@ -51,8 +53,9 @@ export class TenantService {
     options: { retention?: Record<string, number> } = {},
   ): Promise<Tenant> {
     const tenant: Tenant = { id, name, status: 'active', createdAt: this.#clock().toISOString() };
-    // Keys first: a tenant row without keys would be unusable.
-    await this.#keyring.ensureTenantKeys(id);
+    // The id is claimed first, and only its claimant writes the tenant's keys: two creations of one
+    // id racing each other would otherwise both write a key version, and a process that had read the
+    // first pseudonym key would compute other pseudonyms than every process after the second.
     try {
       await this.#platform.createEntity({
         partitionKey: DIRECTORY_PARTITION,
@@ -63,9 +66,13 @@ export class TenantService {
       });
     } catch (error) {
       if (!isConflict(error)) throw error;
-      // Finish a creation that stopped half-way; refuse a real duplicate.
       if (await this.#profileExists(id)) throw conflict('A tenant with this id exists already.');
+      // A creation that stopped half-way is finished by a later one; one still running is not joined.
+      const claim = await this.#platform.getEntity<{ createdAt: string }>(DIRECTORY_PARTITION, id);
+      if (this.#clock().getTime() - Date.parse(claim.createdAt) < CREATION_CLAIM_MS)
+        throw conflict('This tenant is being created; try again in a minute if it does not appear.');
     }
+    await this.#keyring.ensureTenantKeys(id);
     const partitionKey = tenantPartition(id, PROFILE_AREA);
     try {
       await this.#audit.commit(
@@ -107,7 +114,6 @@ export class TenantService {
     }
   }
 
-  /** Every tenant in the directory. */
   /** One page of the directory in id order: the tenants after `after`, at most `limit`. */
   async page(options: { after?: string | undefined; limit: number }): Promise<Tenant[]> {
     return (
@@ -119,6 +125,7 @@ export class TenantService {
     ).map((row) => ({ id: row.rowKey ?? '', name: row.name, status: row.status, createdAt: row.createdAt }));
   }
 
+  /** Every tenant in the directory. */
   async list(): Promise<Tenant[]> {
     const tenants: Tenant[] = [];
     for await (const row of this.#platform.listEntities<{
