@@ -5,6 +5,7 @@ import { conflict, notFound, unavailable } from '../lib/errors.js';
 import { health, listOrchestrations, openApiDocument, purgeOrchestration } from '../lib/platform/api.js';
 import { checkStorageHealth } from '../lib/storage/health.js';
 import { handle, metaOf } from './http.js';
+import { ENDED_RUNTIME_STATUSES } from '../orchestrations/export-lock.js';
 
 app.http(
   health.id,
@@ -24,8 +25,6 @@ app.http(
     return { status: 200, body: document };
   }),
 );
-
-const TERMINAL = new Set(['Completed', 'Failed', 'Terminated']);
 
 app.http(
   listOrchestrations.id,
@@ -61,7 +60,7 @@ app.http(
         .getStatus(ctx.params.instanceId)
         .catch(() => undefined);
       if (!status?.instanceId) throw notFound('No such orchestration.');
-      if (!TERMINAL.has(String(status.runtimeStatus)))
+      if (!ENDED_RUNTIME_STATUSES.has(String(status.runtimeStatus)))
         throw conflict('The orchestration still runs; only a finished one is purged.');
       const approval = await approvals.request(
         'orchestration.purge',

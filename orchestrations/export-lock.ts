@@ -12,8 +12,8 @@ import { exportInstanceId, subjectErasureInstanceId } from './instance-ids.js';
 /** How long a recorded export may wait for its run to be started (the same request starts it). */
 const START_GRACE_MS = 60_000;
 const NOT_FOUND = /replied with HTTP 404 response/;
-/** Runtime statuses of an instance that will do nothing more. */
-const ENDED = new Set<string>(['Completed', 'Failed', 'Terminated']);
+/** Runtime statuses of an instance that will do nothing more (the platform's purge checks them too). */
+export const ENDED_RUNTIME_STATUSES: ReadonlySet<string> = new Set(['Completed', 'Failed', 'Terminated']);
 
 /**
  * Whether the instance has ended for good or does not exist (never started, or purged); false while
@@ -21,7 +21,7 @@ const ENDED = new Set<string>(['Completed', 'Failed', 'Terminated']);
  */
 export async function hasEnded(client: df.DurableClient, instanceId: string): Promise<boolean> {
   try {
-    return ENDED.has(String((await client.getStatus(instanceId)).runtimeStatus));
+    return ENDED_RUNTIME_STATUSES.has(String((await client.getStatus(instanceId)).runtimeStatus));
   } catch (error) {
     if (error instanceof Error && NOT_FOUND.test(error.message)) return true;
     throw error;

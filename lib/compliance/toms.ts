@@ -83,7 +83,7 @@ export class TomReport {
         latest: latest ? { backupId: latest.backupId, createdAt: latest.createdAt, tables: latest.tables } : null,
         lastRestoreDrill: drilled?.lastDrill ? { backupId: drilled.backupId, ...drilled.lastDrill } : null,
         restore:
-          "into an empty account, every table's checksums verified first; then every patient's erasure completed since the backup's day applied again",
+          "into an empty account, every table's checksums verified first; then every patient's erasure completed (or failed after it began) since the backup's day applied again",
         erasuresRecordedForRestore: await this.#d.backups.erasuresRecorded(isTenant ? realm : undefined),
       },
       retention: isTenant

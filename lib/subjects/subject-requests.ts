@@ -425,8 +425,9 @@ export class SubjectRequestService {
   /**
    * After a restore from a backup older than these erasures: erases again each recorded order with
    * its images and index rows, audited as the first time was (reason `subject-erasure-reapplied`),
-   * puts the completed request with its certificate back into the log (the backup may hold it
-   * waiting, running or not at all) and gives back an export lock the backup caught it holding.
+   * puts the request as recorded back into the log (completed with its certificate, or failed to
+   * be run again; the backup may hold it waiting, running or not at all) and gives back an export
+   * lock the backup caught it holding.
    * Orders the patient placed after an erasure are not in its record and stay. Safe to repeat.
    */
   async reapplyErasures(
